@@ -1,0 +1,85 @@
+import { hostname } from "node:os";
+import { parsers, setting } from "./config.js";
+
+/** Ids in topics and in GATEWAY_ID: 1 to 128 letters, digits, `.`, `_`, `-`, `:` (the MQTT input contract). */
+export const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+const idParser = parsers.string({ max: 128, pattern: ID_PATTERN, what: "1-128 of letters, digits, . _ - :" });
+
+/** Settings several commands share, so flag, variable, default and wording agree everywhere. */
+export const common = {
+  mqttUrl: setting({
+    flag: "mqtt-url",
+    env: "MQTT_URL",
+    default: "mqtt://localhost:1883",
+    description: "MQTT broker the sensors publish to.",
+    parse: parsers.url("mqtt:", "tcp:"),
+  }),
+  amqpUrl: setting({
+    flag: "amqp-url",
+    env: "AMQP_URL",
+    default: "amqp://guest:guest@localhost:5672",
+    description: "RabbitMQ broker.",
+    parse: parsers.url("amqp:"),
+  }),
+  queue: setting({
+    flag: "queue",
+    env: "QUEUE",
+    default: "telemetry.readings",
+    description: "Durable queue of readings; also names <QUEUE>.rejected and <QUEUE>.dead.",
+    parse: parsers.string({ max: 200, pattern: /^[A-Za-z0-9._:-]+$/, what: "letters, digits, . _ - :" }),
+  }),
+  queueType: setting({
+    flag: "queue-type",
+    env: "QUEUE_TYPE",
+    default: "quorum" as "quorum" | "classic",
+    description:
+      "Type of the queues when this service declares them: quorum (replicated, faster with confirms) or classic. Must match an existing queue.",
+    parse: parsers.oneOf("quorum", "classic"),
+  }),
+  topicPrefix: setting({
+    flag: "topic-prefix",
+    env: "TOPIC_PREFIX",
+    default: "sensors",
+    description: "Readings are published on <TOPIC_PREFIX>/<deviceId>/<sensor>.",
+    parse: parsers.string({ max: 200, pattern: /^[^#+\0]+$/, what: "a topic level without + or #" }),
+  }),
+  gatewayId: setting({
+    flag: "gateway-id",
+    env: "GATEWAY_ID",
+    default: () => hostname().replace(/[^A-Za-z0-9._:-]/g, "-").slice(0, 128) || "gateway",
+    defaultLabel: "host name",
+    description: "Names the gateway's persistent MQTT session and is stored with each reading. Keep it stable.",
+    parse: idParser,
+  }),
+  dbPath: setting({
+    flag: "db",
+    env: "DB_PATH",
+    default: "./data/telemetry.db",
+    description: "SQLite database file.",
+    parse: parsers.string(),
+  }),
+  logLevel: setting({
+    flag: "log-level",
+    env: "LOG_LEVEL",
+    default: "info" as "debug" | "info" | "warn" | "error",
+    description: "Least severe log level written (JSON lines on stdout).",
+    parse: parsers.oneOf("debug", "info", "warn", "error"),
+  }),
+} as const;
+
+export const httpPort = (port: number) =>
+  setting({
+    flag: "http-port",
+    env: "HTTP_PORT",
+    default: port,
+    description: "Port of /healthz, /readyz and /metrics on 127.0.0.1 (0 picks a free port).",
+    parse: parsers.int(0, 65_535),
+  });
+
+export const httpHost = setting({
+  flag: "http-host",
+  env: "HTTP_HOST",
+  default: "127.0.0.1",
+  description: "Address the health and metrics endpoint listens on (0.0.0.0 in a container).",
+  parse: parsers.string(),
+});
