@@ -20,6 +20,8 @@ export async function startHttp(opts: {
   port: number;
   readiness: () => Readiness;
   registry: Registry;
+  /** Called before each scrape, to set gauges from live state. */
+  beforeMetrics?: () => void;
 }): Promise<HttpEndpoint> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
@@ -34,6 +36,7 @@ export async function startHttp(opts: {
       if (r.ready) res.writeHead(200, { "content-type": "text/plain" }).end("ready\n");
       else res.writeHead(503, { "content-type": "text/plain" }).end(`not ready: ${r.reason}\n`);
     } else if (path === "/metrics") {
+      opts.beforeMetrics?.();
       opts.registry.metrics().then(
         (text) => res.writeHead(200, { "content-type": opts.registry.contentType }).end(text),
         (err: unknown) => res.writeHead(500).end(String(err)),

@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+import { ConfigError, helpText, parseConfig } from "../common/config.js";
+import { gatewayCommand } from "../gateway/index.js";
+import { processorCommand } from "../processor/index.js";
+import { simulateCommand } from "../simulators/index.js";
+import type { Command } from "./command.js";
+
+const commands: readonly Command[] = [gatewayCommand, processorCommand, simulateCommand] as readonly Command[];
+
+function usage(): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  return [
+    "Usage: telemetry <command> [options]",
+    "",
+    "Sensor telemetry pipeline: MQTT -> gateway -> RabbitMQ -> processor -> SQLite.",
+    "",
+    "Commands:",
+    ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary.split("\n")[0]}`),
+    "",
+    "Run `telemetry <command> --help` for a command's options. Flags override environment variables,",
+    "which override defaults. A bad option exits with code 2 before anything connects.",
+    "",
+  ].join("\n");
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands.find((c) => c.name === name);
+  if (!command) {
+    process.stderr.write(`telemetry: unknown command ${JSON.stringify(name)}; try telemetry --help\n`);
+    return 2;
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    process.stdout.write(helpText(command.usage, command.summary, command.spec, command.extraHelp));
+    return 0;
+  }
+  let config: ReturnType<typeof parseConfig>;
+  try {
+    config = parseConfig(command.spec, rest, process.env);
+    const problem = command.check?.(config);
+    if (problem) throw new ConfigError(problem);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`telemetry ${command.name}: ${err.message}\n`);
+    return 2;
+  }
+  return command.run(config);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`telemetry: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

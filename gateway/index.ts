@@ -1,0 +1,65 @@
+import { defineCommand } from "../cli/command.js";
+import { runUntilSignal } from "../cli/service.js";
+import { parsers, setting } from "../common/config.js";
+import { createLogger } from "../common/log.js";
+import { common, httpHost, httpPort } from "../common/settings.js";
+import { startGateway } from "./gateway.js";
+
+export type { ReadingSink } from "./amqp-output.js";
+export { type GatewayConfig, type RunningGateway, startGateway as start } from "./gateway.js";
+
+/** Default port of the gateway's /healthz, /readyz and /metrics. */
+export const GATEWAY_HTTP_PORT = 9_464;
+
+export const gatewayCommand = defineCommand({
+  name: "gateway",
+  usage: "telemetry gateway [options]",
+  summary:
+    "Subscribes to <TOPIC_PREFIX>/+/+ at QoS 1 with a persistent MQTT session, validates each reading, publishes it\n" +
+    "Avro-encoded and persistent to the durable <QUEUE>, and sends the MQTT PUBACK only after RabbitMQ confirmed it.\n" +
+    "Invalid input goes, raw, to <QUEUE>.rejected with its topic and reason. Runs until SIGINT/SIGTERM.",
+  spec: {
+    mqttUrl: common.mqttUrl,
+    amqpUrl: common.amqpUrl,
+    queue: common.queue,
+    queueType: common.queueType,
+    topicPrefix: common.topicPrefix,
+    gatewayId: common.gatewayId,
+    inflight: setting({
+      flag: "inflight",
+      env: "GATEWAY_INFLIGHT",
+      default: 1_000,
+      description:
+        "MQTT messages in flight at once: the MQTT 5 Receive Maximum asked of the broker, and so the bound on memory.",
+      parse: parsers.int(1, 65_535),
+    }),
+    keepaliveSeconds: setting({
+      flag: "keepalive",
+      env: "MQTT_KEEPALIVE",
+      default: 30,
+      description: "MQTT keepalive in seconds.",
+      parse: parsers.int(5, 3_600),
+    }),
+    sessionExpirySeconds: setting({
+      flag: "session-expiry",
+      env: "MQTT_SESSION_EXPIRY",
+      default: 7 * 24 * 3_600,
+      description: "Seconds the MQTT broker keeps the gateway's session (and queues its readings) while it is away.",
+      parse: parsers.int(60, 0xffff_ffff),
+    }),
+    drainTimeoutMs: setting({
+      flag: "drain-timeout",
+      env: "DRAIN_TIMEOUT",
+      default: 10_000,
+      description: "On SIGTERM, how long to wait for in-flight readings to be confirmed.",
+      parse: parsers.duration(0, 600_000),
+    }),
+    httpHost,
+    httpPort: httpPort(GATEWAY_HTTP_PORT),
+    logLevel: common.logLevel,
+  },
+  run: (config) => {
+    const log = createLogger("gateway", config.logLevel);
+    return runUntilSignal(log, () => startGateway(config, log));
+  },
+});

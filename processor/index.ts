@@ -1,0 +1,71 @@
+import { defineCommand } from "../cli/command.js";
+import { runUntilSignal } from "../cli/service.js";
+import { parsers, setting } from "../common/config.js";
+import { createLogger } from "../common/log.js";
+import { common, httpHost, httpPort } from "../common/settings.js";
+import { SqliteStore } from "../store/sqlite.js";
+import { startProcessor } from "./processor.js";
+
+export { type ProcessorConfig, type RunningProcessor, startProcessor as start } from "./processor.js";
+
+/** Default port of the processor's /healthz, /readyz and /metrics. */
+export const PROCESSOR_HTTP_PORT = 9_465;
+
+export const processorCommand = defineCommand({
+  name: "processor",
+  usage: "telemetry processor [options]",
+  summary:
+    "Consumes <QUEUE>, stores readings in SQLite in batches (one transaction each) and acks each delivery only\n" +
+    "after the transaction holding it has committed. Each (device_id, sensor, ts) is stored once. What it cannot\n" +
+    "decode or validate goes to <QUEUE>.dead with the reason. Runs until SIGINT/SIGTERM.",
+  spec: {
+    amqpUrl: common.amqpUrl,
+    queue: common.queue,
+    queueType: common.queueType,
+    dbPath: common.dbPath,
+    prefetch: setting({
+      flag: "prefetch",
+      env: "PREFETCH",
+      default: 2_000,
+      description: "Unacknowledged deliveries RabbitMQ may send ahead (bounds memory); at least --batch-size.",
+      parse: parsers.int(1, 65_535),
+    }),
+    batchSize: setting({
+      flag: "batch-size",
+      env: "BATCH_SIZE",
+      default: 500,
+      description: "Readings per SQLite transaction at most.",
+      parse: parsers.int(1, 10_000),
+    }),
+    batchDelayMs: setting({
+      flag: "batch-delay",
+      env: "BATCH_DELAY",
+      default: 50,
+      description: "Longest a reading waits for its batch to fill before it is committed anyway (e.g. 50ms).",
+      parse: parsers.duration(0, 10_000),
+    }),
+    drainTimeoutMs: setting({
+      flag: "drain-timeout",
+      env: "DRAIN_TIMEOUT",
+      default: 10_000,
+      description: "On SIGTERM, how long to wait for the last batches to commit.",
+      parse: parsers.duration(0, 600_000),
+    }),
+    httpHost,
+    httpPort: httpPort(PROCESSOR_HTTP_PORT),
+    logLevel: common.logLevel,
+  },
+  check: (c) =>
+    c.prefetch < c.batchSize
+      ? `--prefetch (${c.prefetch}) must be at least --batch-size (${c.batchSize}), or batches could never fill`
+      : undefined,
+  run: async (config) => {
+    const log = createLogger("processor", config.logLevel);
+    const store = new SqliteStore(config.dbPath);
+    try {
+      return await runUntilSignal(log, () => startProcessor(config, store, log));
+    } finally {
+      await store.close();
+    }
+  },
+});

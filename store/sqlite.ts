@@ -1,0 +1,123 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import type { Reading } from "../schemas/index.js";
+
+/** What a committed batch did: rows added, and readings already stored (redeliveries, resends). */
+export interface WriteResult {
+  readonly inserted: number;
+  readonly duplicates: number;
+}
+
+/**
+ * The processor's store: one call writes a batch in one transaction and resolves only once it has committed
+ * durably. A reading whose (device_id, sensor, ts) is already stored counts as a duplicate and changes nothing.
+ * A rejection means nothing of the batch was stored. Another backend (PostgreSQL) is another implementation.
+ */
+export interface ReadingStore {
+  writeBatch(readings: readonly Reading[]): Promise<WriteResult>;
+  close(): Promise<void>;
+}
+
+/** Numbered migrations; `PRAGMA user_version` holds the number of the last one applied. Never edit a released one. */
+export const MIGRATIONS: readonly { readonly version: number; readonly sql: string }[] = [
+  {
+    version: 1,
+    sql: `CREATE TABLE readings (
+      device_id   TEXT    NOT NULL,
+      sensor      TEXT    NOT NULL,
+      ts          INTEGER NOT NULL,  -- time of measurement, epoch ms UTC
+      value       REAL    NOT NULL,
+      unit        TEXT,
+      seq         INTEGER,           -- the device's sequence number, when it sends one
+      gateway_id  TEXT    NOT NULL,
+      received_at INTEGER NOT NULL,  -- gateway receive time, epoch ms UTC
+      stored_at   INTEGER NOT NULL,  -- commit time, epoch ms UTC
+      PRIMARY KEY (device_id, sensor, ts)
+    ) WITHOUT ROWID;`,
+  },
+];
+
+const BUSY_TIMEOUT_MS = 5_000;
+const COLUMNS = "device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at";
+const ROW_PARAMS = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/** Rows per INSERT statement: fewer calls into SQLite per batch (9 parameters a row, far below the limit). */
+const ROWS_PER_STATEMENT = 100;
+
+/**
+ * Opens (creating if needed) the database: WAL so analysts can read while the processor writes, synchronous=FULL
+ * so a committed transaction survives a power cut (the processor's ack promises that), and migrations applied.
+ */
+export function openDatabase(path: string, opts: { readonly?: boolean } = {}): Database.Database {
+  if (!opts.readonly && path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  if (opts.readonly) return db;
+  const mode = db.pragma("journal_mode = WAL", { simple: true });
+  if (mode !== "wal" && path !== ":memory:") throw new Error(`${path}: could not switch to WAL (got ${mode})`);
+  db.pragma("synchronous = FULL");
+  migrate(db);
+  return db;
+}
+
+/** Applies the migrations the database has not seen yet, each in its own transaction. */
+export function migrate(db: Database.Database): number {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  const latest = MIGRATIONS.at(-1)?.version ?? 0;
+  if (current > latest) {
+    throw new Error(`database schema version ${current} is newer than this program knows (${latest}); upgrade it`);
+  }
+  for (const m of MIGRATIONS) {
+    if (m.version <= current) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.pragma(`user_version = ${m.version}`);
+    }).immediate();
+  }
+  return latest;
+}
+
+/** The SQLite store of the processor. */
+export class SqliteStore implements ReadingStore {
+  readonly db: Database.Database;
+  readonly #insertMany: Database.Statement;
+  readonly #insertOne: Database.Statement;
+  readonly #write: Database.Transaction<(readings: readonly Reading[], storedAt: number) => number>;
+
+  constructor(path: string) {
+    this.db = openDatabase(path);
+    const sql = (rows: number) =>
+      `INSERT INTO readings (${COLUMNS}) VALUES ${Array(rows).fill(ROW_PARAMS).join(", ")} ON CONFLICT DO NOTHING`;
+    this.#insertMany = this.db.prepare(sql(ROWS_PER_STATEMENT));
+    this.#insertOne = this.db.prepare(sql(1));
+    const params: unknown[] = [];
+    const push = (r: Reading, storedAt: number) => {
+      params.push(r.device_id, r.sensor, r.ts, r.value, r.unit, r.seq, r.gateway_id, r.received_at, storedAt);
+    };
+    this.#write = this.db.transaction((readings: readonly Reading[], storedAt: number) => {
+      let inserted = 0;
+      let i = 0;
+      for (; i + ROWS_PER_STATEMENT <= readings.length; i += ROWS_PER_STATEMENT) {
+        params.length = 0;
+        for (let j = i; j < i + ROWS_PER_STATEMENT; j++) push(readings[j]!, storedAt);
+        inserted += this.#insertMany.run(params).changes;
+      }
+      for (; i < readings.length; i++) {
+        params.length = 0;
+        push(readings[i]!, storedAt);
+        inserted += this.#insertOne.run(params).changes;
+      }
+      return inserted;
+    });
+  }
+
+  async writeBatch(readings: readonly Reading[]): Promise<WriteResult> {
+    if (readings.length === 0) return { inserted: 0, duplicates: 0 };
+    const inserted = this.#write.immediate(readings, Date.now());
+    return { inserted, duplicates: readings.length - inserted };
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}

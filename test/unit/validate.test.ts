@@ -1,0 +1,132 @@
+import { describe, expect, it } from "vitest";
+import { MAX_PAYLOAD_BYTES, parsePayload, parseTopic } from "../../gateway/validate.js";
+
+const RECEIVED_AT = Date.UTC(2026, 10, 25, 12, 0, 0);
+const opts = { topicPrefix: "sensors", gatewayId: "gw-1", receivedAt: RECEIVED_AT };
+const TOPIC = "sensors/greenhouse-7/temperature";
+
+function parse(payload: string | Buffer, topic = TOPIC) {
+  return parsePayload(topic, typeof payload === "string" ? Buffer.from(payload) : payload, opts);
+}
+
+describe("a valid payload becomes readings", () => {
+  const good: [string, string, object][] = [
+    [
+      "a full reading",
+      '{"value":21.5,"ts":1764072000000,"unit":"°C","seq":7}',
+      { value: 21.5, ts: 1764072000000, unit: "°C", seq: 7 },
+    ],
+    ["only a value: ts is the receive time", '{"value":-3}', { value: -3, ts: RECEIVED_AT, unit: null, seq: null }],
+    ["an ISO time with Z", '{"value":1,"ts":"2026-11-25T11:00:00Z"}', { ts: Date.UTC(2026, 10, 25, 11) }],
+    ["an ISO time with an offset", '{"value":1,"ts":"2026-11-25T13:00:00.250+02:00"}', { ts: Date.UTC(2026, 10, 25, 11, 0, 0, 250) }],
+    ["null optional fields", '{"value":0,"ts":null,"unit":null,"seq":null}', { ts: RECEIVED_AT, unit: null, seq: null }],
+    ["unknown fields are ignored", '{"value":1,"colour":"blue","nested":{"a":[1]}}', { value: 1 }],
+    ["seq zero", '{"value":1,"seq":0}', { seq: 0 }],
+    ["an exponent", '{"value":1.5e3}', { value: 1500 }],
+    ["a 32-character unit", `{"value":1,"unit":"${"u".repeat(32)}"}`, { unit: "u".repeat(32) }],
+  ];
+  it.each(good)("%s", (_name, payload, expected) => {
+    const r = parse(payload);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.readings).toHaveLength(1);
+    expect(r.readings[0]).toMatchObject({
+      device_id: "greenhouse-7",
+      sensor: "temperature",
+      gateway_id: "gw-1",
+      received_at: RECEIVED_AT,
+      ...expected,
+    });
+  });
+
+  it("a device batch (array) becomes one reading per element, in order", () => {
+    const r = parse('[{"value":1,"ts":1764072000000},{"value":2,"ts":1764072001000},{"value":3}]');
+    expect(r.ok && r.readings.map((x) => x.value)).toEqual([1, 2, 3]);
+  });
+});
+
+describe("an invalid payload is refused with a precise reason", () => {
+  const bad: [string, string | Buffer, RegExp][] = [
+    ["invalid JSON", "{value:1}", /not valid JSON/],
+    ["empty payload", "", /not valid JSON/],
+    ["a bare number", "21.5", /must be a JSON object/],
+    ["a string", '"21.5"', /must be a JSON object/],
+    ["null", "null", /must be a JSON object/],
+    ["an empty array", "[]", /empty array/],
+    ["missing value", '{"ts":1764072000000}', /value is missing/],
+    ["value as a string", '{"value":"21.5"}', /finite number/],
+    ["value null", '{"value":null}', /finite number/],
+    ["value NaN (not JSON)", '{"value":NaN}', /not valid JSON/],
+    ["value Infinity (not JSON)", '{"value":Infinity}', /not valid JSON/],
+    ["value overflowing to Infinity", '{"value":1e400}', /finite number/],
+    ["value -1e400", '{"value":-1e400}', /finite number/],
+    ["value true", '{"value":true}', /finite number/],
+    ["value an array", '{"value":[1]}', /finite number/],
+    ["ts fractional", '{"value":1,"ts":1764072000000.5}', /ts must be an integer/],
+    ["ts in seconds (year 1970)", '{"value":1,"ts":1764072000}', /before 2000/],
+    ["ts negative", '{"value":1,"ts":-1}', /before 2000/],
+    ["ts far future", '{"value":1,"ts":99999999999999}', /future/],
+    ["ts ISO without offset", '{"value":1,"ts":"2026-11-25T11:00:00"}', /UTC offset/],
+    ["ts ISO nonsense date", '{"value":1,"ts":"2026-13-45T11:00:00Z"}', /not a valid date/],
+    ["ts a word", '{"value":1,"ts":"yesterday"}', /ISO-8601/],
+    ["ts boolean", '{"value":1,"ts":true}', /ts must be/],
+    ["unit too long", `{"value":1,"unit":"${"u".repeat(33)}"}`, /unit must be/],
+    ["unit a number", '{"value":1,"unit":5}', /unit must be/],
+    ["seq negative", '{"value":1,"seq":-1}', /seq must be/],
+    ["seq fractional", '{"value":1,"seq":1.5}', /seq must be/],
+    ["seq a string", '{"value":1,"seq":"1"}', /seq must be/],
+    ["one bad reading in a batch refuses the batch", '[{"value":1},{"value":"x"}]', /^reading 1: value/],
+    ["a batch holding a non-object", "[{\"value\":1},2]", /^reading 1: a reading must be/],
+    ["invalid UTF-8", Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]), /not valid UTF-8/],
+  ];
+  it.each(bad)("%s", (_name, payload, reason) => {
+    const r = parse(payload);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toMatch(reason);
+  });
+
+  it("a payload over 256 KiB is refused before it is parsed", () => {
+    const r = parse(Buffer.alloc(MAX_PAYLOAD_BYTES + 1, 0x20));
+    expect(r).toEqual({ ok: false, reason: expect.stringMatching(/over the 262144 byte limit/) });
+  });
+
+  it("deeply nested JSON is refused without crashing", () => {
+    const r = parse(`${"[".repeat(100_000)}${"]".repeat(100_000)}`);
+    expect(r.ok).toBe(false);
+  });
+
+  it("a huge array within the size limit is all-or-nothing", () => {
+    const items = Array.from({ length: 5_000 }, (_, i) => ({ value: i, ts: 1764072000000 + i }));
+    const ok = parse(JSON.stringify(items));
+    expect(ok.ok && ok.readings.length).toBe(5_000);
+    items.push({ value: Number.NaN, ts: 1 });
+    const refused = parse(JSON.stringify(items));
+    expect(refused).toEqual({ ok: false, reason: expect.stringMatching(/^reading 5000: /) });
+  });
+});
+
+describe("topics", () => {
+  it.each([
+    ["sensors/dev-1/temp", { deviceId: "dev-1", sensor: "temp" }],
+    ["sensors/a.b_c:d-e/x", { deviceId: "a.b_c:d-e", sensor: "x" }],
+  ])("%s is accepted", (topic, expected) => {
+    expect(parseTopic(topic, "sensors")).toEqual(expected);
+  });
+
+  it.each([
+    ["other/dev/temp", /not under sensors\//],
+    ["sensors/dev", /<prefix>\/<deviceId>\/<sensor>/],
+    ["sensors/dev/temp/extra", /<prefix>\/<deviceId>\/<sensor>/],
+    ["sensors/dev ice/temp", /device id/],
+    ["sensors/dev/t€mp", /sensor/],
+    [`sensors/${"d".repeat(129)}/temp`, /device id/],
+    ["sensors//temp", /device id/],
+  ])("%s is refused", (topic, reason) => {
+    const r = parseTopic(topic, "sensors");
+    expect("reason" in r && r.reason).toMatch(reason);
+  });
+
+  it("a prefix with several levels works", () => {
+    expect(parseTopic("site/a/sensors/dev/temp", "site/a/sensors")).toEqual({ deviceId: "dev", sensor: "temp" });
+  });
+});
