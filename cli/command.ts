@@ -1,4 +1,4 @@
-import type { ConfigOf, Spec } from "../common/config.js";
+import { type ConfigOf, ConfigError, helpText, parseConfig, type Spec } from "../common/config.js";
 
 /**
  * One `telemetry <name>` subcommand. The CLI parses argv and the environment against `spec` (exit 2 on a bad
@@ -16,6 +16,31 @@ export interface Command<S extends Spec = Spec> {
   readonly run: (config: ConfigOf<S>) => Promise<number>;
 }
 
-export function defineCommand<S extends Spec>(c: Command<S>): Command<S> {
-  return c;
+/** A command as the CLI sees it, whatever its settings. */
+export interface CliCommand {
+  readonly name: string;
+  readonly summary: string;
+  help(): string;
+  /** Parses `argv` and `env` (a bad value: one line on stderr, exit code 2), then runs. */
+  execute(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<number>;
+}
+
+export function defineCommand<S extends Spec>(c: Command<S>): Command<S> & CliCommand {
+  return {
+    ...c,
+    help: () => helpText(c.usage, c.summary, c.spec, c.extraHelp),
+    async execute(argv, env) {
+      let config: ConfigOf<S>;
+      try {
+        config = parseConfig(c.spec, argv, env);
+        const problem = c.check?.(config);
+        if (problem) throw new ConfigError(problem);
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        process.stderr.write(`telemetry ${c.name}: ${err.message}\n`);
+        return 2;
+      }
+      return c.run(config);
+    },
+  };
 }

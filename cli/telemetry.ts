@@ -1,11 +1,10 @@
 #!/usr/bin/env node
-import { ConfigError, helpText, parseConfig } from "../common/config.js";
 import { gatewayCommand } from "../gateway/index.js";
 import { processorCommand } from "../processor/index.js";
 import { simulateCommand } from "../simulators/index.js";
-import type { Command } from "./command.js";
+import type { CliCommand } from "./command.js";
 
-const commands: readonly Command[] = [gatewayCommand, processorCommand, simulateCommand] as readonly Command[];
+const commands: readonly CliCommand[] = [gatewayCommand, processorCommand, simulateCommand];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -35,20 +34,10 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (rest.includes("--help") || rest.includes("-h")) {
-    process.stdout.write(helpText(command.usage, command.summary, command.spec, command.extraHelp));
+    process.stdout.write(command.help());
     return 0;
   }
-  let config: ReturnType<typeof parseConfig>;
-  try {
-    config = parseConfig(command.spec, rest, process.env);
-    const problem = command.check?.(config);
-    if (problem) throw new ConfigError(problem);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`telemetry ${command.name}: ${err.message}\n`);
-    return 2;
-  }
-  return command.run(config);
+  return command.execute(rest, process.env);
 }
 
 main(process.argv.slice(2)).then(

@@ -16,7 +16,7 @@ export interface Reading {
   device_id: string;
   /** Name of the sensor on that device. */
   sensor: string;
-  /** Time of measurement, milliseconds since the Unix epoch (UTC); an integer within ±(2^53 - 1). */
+  /** Time of measurement, milliseconds since the Unix epoch (UTC); a safe integer (within ±(2^53 - 1)). */
   ts: number;
   /** Measured value. */
   value: number;
@@ -221,6 +221,85 @@ interface LoadedVersion {
   readonly hi: number;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Longs
+
+/** The part of avsc's (internal) Tap that a type's `_read`/`_write` use: the buffer and the position in it. */
+interface Tap {
+  buf: Buffer;
+  pos: number;
+}
+
+const INT30 = 0x40000000;
+
+/**
+ * avsc's own long codec is exact only within [-2^52, 2^53): beyond -2^52 it computes the zig-zag value `-2n-1` in
+ * floating point, which rounds, so `-(2^53-2)` is written as `+(2^53-2)`. This long is exact for every safe
+ * integer, ±(2^53-1), and refuses on read any long outside that range (avsc: "potential precision loss") or longer
+ * than the 10 bytes a 64-bit varint can take. Values are plain numbers. Its methods never use `this`, because avsc
+ * also calls `_read` detached, as a resolver's read function.
+ */
+class SafeLongType extends avro.types.LongType {
+  _check(value: unknown, _flags?: number, hook?: (value: unknown, type: avro.Type) => void): boolean {
+    const ok = Number.isSafeInteger(value);
+    if (!ok && hook) hook(value, this);
+    return ok;
+  }
+
+  _read(tap: Tap): number {
+    const buf = tap.buf;
+    let pos = tap.pos;
+    let b = buf[pos++] ?? 0; // past the end: stop; avsc then sees pos > length and reports the datum truncated
+    const negative = b & 1;
+    let half = (b & 0x7f) >>> 1; // floor(zigzag / 2), exact while below 2^53
+    let scale = 64;
+    for (let n = 1; b & 0x80; n++) {
+      if (n === 10) throw new Error("invalid long: more than 10 bytes");
+      b = buf[pos++] ?? 0;
+      half += (b & 0x7f) * scale;
+      scale *= 128;
+    }
+    tap.pos = pos;
+    if (!(half < Number.MAX_SAFE_INTEGER || (half === Number.MAX_SAFE_INTEGER && !negative))) {
+      throw new Error("potential precision loss: long beyond ±(2^53-1)");
+    }
+    return negative ? -half - 1 : half;
+  }
+
+  _write(tap: Tap, value: unknown): void {
+    if (typeof value !== "number" || !Number.isSafeInteger(value)) {
+      throw new Error(`invalid "long": ${JSON.stringify(value) ?? String(value)}`);
+    }
+    const buf = tap.buf; // bytes past its end are dropped; the caller sees pos > length and retries larger
+    let pos = tap.pos;
+    if (value >= -INT30 && value < INT30) {
+      let z = value >= 0 ? value << 1 : (~value << 1) | 1;
+      while (z > 0x7f) {
+        buf[pos++] = (z & 0x7f) | 0x80;
+        z >>>= 7;
+      }
+      buf[pos++] = z;
+    } else {
+      // zigzag = 2m + sign with m = |value| or |value|-1, computed without forming 2m + 1 in floating point.
+      const m = value >= 0 ? value : -value - 1;
+      let b = (m % 64) * 2 + (value < 0 ? 1 : 0);
+      let rest = Math.floor(m / 64);
+      while (rest > 0) {
+        buf[pos++] = b | 0x80;
+        b = rest % 128;
+        rest = Math.floor(rest / 128);
+      }
+      buf[pos++] = b;
+    }
+    tap.pos = pos;
+  }
+}
+
+/** avsc type hook: every `long` (also `{"type":"long","logicalType":...}`) becomes a {@link SafeLongType}. */
+function longHook(schema: unknown): avro.Type | undefined {
+  return schema === "long" || (isObject(schema) && schema.type === "long") ? new SafeLongType() : undefined;
+}
+
 /** Folder of this module: `schemas/` when run from source, `dist/schemas/` when run compiled. */
 const MODULE_DIR = dirname(fileURLToPath(import.meta.url));
 
@@ -296,8 +375,8 @@ export class SchemaRegistry {
       try {
         schema = JSON.parse(readFileSync(path, "utf8"));
         canonical = canonicalForm(schema);
-        // No logicalTypes option: avsc then reads timestamp-millis as its underlying long, a plain number.
-        type = avro.Type.forSchema(schema as AvroSchema, { wrapUnions: "never" });
+        // No logicalTypes option: timestamp-millis is read as its underlying long, a plain number (not a Date).
+        type = avro.Type.forSchema(schema as AvroSchema, { wrapUnions: "never", typeHook: longHook });
       } catch (err) {
         throw new Error(`schema ${path} is not a valid Avro schema: ${(err as Error).message}`, {
           cause: err,

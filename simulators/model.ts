@@ -156,7 +156,7 @@ export const SENSOR_MODELS: Readonly<Record<string, SensorModel>> = Object.freez
 });
 
 /** Any sensor name without a model of its own: unit-less values from 0 to 100. */
-export const GENERIC_MODEL: SensorModel = Object.freeze({
+export const GENERIC_MODEL: SensorModel = Object.freeze<SensorModel>({
   unit: null,
   base: 50,
   offsetSd: 5,
@@ -251,14 +251,17 @@ export function parseSensors(raw: string): readonly string[] {
   const names = raw.split(",").map((s) => s.trim());
   if (names.length > 64) throw new Error("must name at most 64 sensors");
   for (const n of names) {
-    if (!ID_PATTERN.test(n)) throw new Error("must be a comma list of names of 1-128 letters, digits, . _ - :");
+    if (!ID_PATTERN.test(n))
+      throw new Error("must be a comma list of names of 1-128 letters, digits, . _ - :");
   }
   if (new Set(names).size !== names.length) throw new Error("must not name a sensor twice");
   return Object.freeze(names);
 }
 
 function payloadOf(readings: readonly SimReading[]): Buffer {
-  const objects = readings.map(({ value, ts, unit, seq }) => (unit === null ? { value, ts, seq } : { value, ts, unit, seq }));
+  const objects = readings.map(({ value, ts, unit, seq }) =>
+    unit === null ? { value, ts, seq } : { value, ts, unit, seq },
+  );
   return Buffer.from(JSON.stringify(objects.length === 1 ? objects[0] : objects));
 }
 
@@ -287,7 +290,9 @@ function malformedPayload(kind: MalformedKind, readings: readonly SimReading[], 
     case "ts-garbage":
       return each((r) => `{"value":${r.value},"ts":"yesterday-ish"${unit(r)},"seq":${r.seq}}`);
     case "ts-no-offset":
-      return each((r) => `{"value":${r.value},"ts":"${new Date(r.ts).toISOString().slice(0, 19)}","seq":${r.seq}}`);
+      return each(
+        (r) => `{"value":${r.value},"ts":"${new Date(r.ts).toISOString().slice(0, 19)}","seq":${r.seq}}`,
+      );
     case "ts-impossible-date":
       return each((r) => `{"value":${r.value},"ts":"2025-13-45T25:61:00Z"${unit(r)},"seq":${r.seq}}`);
     case "ts-fraction":
@@ -377,7 +382,8 @@ export class Simulation implements IterableIterator<SimMessage> {
 
   next(): IteratorResult<SimMessage, undefined> {
     while (this.out.length === 0) {
-      const left = this.options.limit === undefined ? Number.POSITIVE_INFINITY : this.options.limit - this.made;
+      const left =
+        this.options.limit === undefined ? Number.POSITIVE_INFINITY : this.options.limit - this.made;
       if (left <= 0 || this.finished) {
         if (!this.finished) this.out.push(...this.finish());
         if (this.out.length === 0) return { done: true, value: undefined };
@@ -419,7 +425,12 @@ export class Simulation implements IterableIterator<SimMessage> {
       const payload = malformedPayload(kind, readings, this.rand);
       this.out.push({ topic: key.topic, payload, kind: "malformed", readings: [], malformed: kind });
     } else {
-      const message: SimMessage = { topic: key.topic, payload: payloadOf(readings), kind: "reading", readings };
+      const message: SimMessage = {
+        topic: key.topic,
+        payload: payloadOf(readings),
+        kind: "reading",
+        readings,
+      };
       const held = this.held.get(keyIndex);
       if (held) {
         this.held.delete(keyIndex);
@@ -454,7 +465,10 @@ export class Simulation implements IterableIterator<SimMessage> {
     key.drift = key.drift * (1 - 1 / DRIFT_REVERSION) + gaussian(this.rand) * m.driftSd;
     const hour = (((ts % DAY_MS) + DAY_MS) % DAY_MS) / 3_600_000;
     const cycle = Math.cos((2 * Math.PI * (hour - m.peakHour)) / 24);
-    let value = clamp(m.base + key.offset + m.amplitude * cycle + key.drift + gaussian(this.rand) * m.noiseSd, m.normal);
+    let value = clamp(
+      m.base + key.offset + m.amplitude * cycle + key.drift + gaussian(this.rand) * m.noiseSd,
+      m.normal,
+    );
     if (this.rand() < SPIKE_RATE) {
       value = clamp(value + (this.rand() < 0.5 ? -1 : 1) * m.spike * (0.5 + this.rand() / 2), m.limits);
     }

@@ -96,7 +96,8 @@ export class BrokerUnreachableError extends Error {
   readonly url: string;
 
   constructor(url: string, options?: { cause?: unknown }) {
-    const why = options?.cause instanceof Error ? options.cause.message : String(options?.cause ?? "no answer");
+    const why =
+      options?.cause instanceof Error ? options.cause.message : String(options?.cause ?? "no answer");
     super(`cannot reach the MQTT broker at ${url}: ${why}`, options);
     this.url = url;
   }
@@ -114,6 +115,7 @@ function connectOnce(url: string, clientId: string, signal: AbortSignal | undefi
   return new Promise<MqttClient>((resolve, reject) => {
     const fail = (cause: unknown) => {
       cleanup();
+      client.on("error", () => {});
       client.end(true);
       reject(new BrokerUnreachableError(url, { cause }));
     };
@@ -124,7 +126,10 @@ function connectOnce(url: string, clientId: string, signal: AbortSignal | undefi
     const onError = (err: Error) => fail(err);
     const onClose = () => fail(new Error("connection closed before CONNACK"));
     const onAbort = () => fail(new Error("stopped by signal"));
-    const timer = setTimeout(() => fail(new Error(`no CONNACK within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => fail(new Error(`no CONNACK within ${CONNECT_TIMEOUT_MS} ms`)),
+      CONNECT_TIMEOUT_MS,
+    );
     const cleanup = () => {
       clearTimeout(timer);
       client.off("connect", onConnect);
@@ -156,7 +161,8 @@ export async function simulate(config: SimulateConfig, opts: SimulateOptions = {
   const log = opts.log ?? silentLogger();
   const { signal } = opts;
   const drainTimeoutMs = config.drainTimeoutMs ?? DRAIN_TIMEOUT_MS;
-  const intervalMs = config.intervalMs ?? defaultIntervalMs(config.rate, config.devices, config.sensors.length);
+  const intervalMs =
+    config.intervalMs ?? defaultIntervalMs(config.rate, config.devices, config.sensors.length);
   const clientId = `telemetry-sim-${randomBytes(6).toString("hex")}`;
   const startedAt = new Date();
 
@@ -287,7 +293,6 @@ export async function simulate(config: SimulateConfig, opts: SimulateOptions = {
     });
   };
 
-  const stopped = () => abortedAt !== undefined || durationReached;
   let stoppedBy: SimulateSummary["stoppedBy"] = "count";
   let sinceYield = 0;
   const pump = async (source: Iterator<SimMessage>, paced: boolean): Promise<void> => {
@@ -343,7 +348,6 @@ export async function simulate(config: SimulateConfig, opts: SimulateOptions = {
     await recordWrite;
     await record?.close();
   }
-  void stopped;
 
   const elapsedMs = Math.round(performance.now() - t0);
   const seconds = Math.max(elapsedMs, 1) / 1_000;
@@ -362,7 +366,8 @@ export async function simulate(config: SimulateConfig, opts: SimulateOptions = {
     finishedAt: new Date().toISOString(),
   };
   if (failed > 0) log.warn({ failed }, "some publishes failed");
-  if (config.summaryJsonPath) await writeFile(config.summaryJsonPath, `${JSON.stringify(summary, null, 2)}\n`);
+  if (config.summaryJsonPath)
+    await writeFile(config.summaryJsonPath, `${JSON.stringify(summary, null, 2)}\n`);
   log.info(summary, "simulation finished");
   return summary;
 }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Makes sure the local RabbitMQ (127.0.0.1:5672) and Mosquitto (127.0.0.1:1883) are up, starting them if not.
+# Used by .ci/run and `npm run demo` on the project's machines (Debian packages rabbitmq-server and mosquitto).
+set -euo pipefail
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 what=$2
+  for _ in $(seq 1 60); do
+    port_open "$port" && return 0
+    sleep 1
+  done
+  echo "ensure-brokers: $what did not open 127.0.0.1:$port within 60 s" >&2
+  return 1
+}
+
+if ! port_open 5672; then
+  command -v rabbitmq-server >/dev/null || { echo "ensure-brokers: RabbitMQ is not running and not installed (apt-get install rabbitmq-server)" >&2; exit 1; }
+  echo "ensure-brokers: starting RabbitMQ"
+  rabbitmq-server -detached
+  rabbitmqctl await_startup --timeout 120 >/dev/null
+  wait_port 5672 RabbitMQ
+fi
+
+if ! port_open 1883; then
+  command -v mosquitto >/dev/null || { echo "ensure-brokers: Mosquitto is not running and not installed (apt-get install mosquitto)" >&2; exit 1; }
+  echo "ensure-brokers: starting Mosquitto"
+  mosquitto -d -c /etc/mosquitto/mosquitto.conf
+  wait_port 1883 Mosquitto
+fi
+echo "ensure-brokers: RabbitMQ on 127.0.0.1:5672 and Mosquitto on 127.0.0.1:1883 are up"

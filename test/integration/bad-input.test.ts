@@ -1,0 +1,144 @@
+import { readFileSync } from "node:fs";
+import amqp from "amqplib";
+import avro from "avsc";
+import mqtt from "mqtt";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { queueNames } from "../../common/amqp.js";
+import {
+  cleanup,
+  countRows,
+  httpGet,
+  readRows,
+  type Service,
+  startService,
+  type TestNames,
+  testNames,
+} from "../helpers/services.js";
+
+const TS0 = Date.UTC(2026, 0, 1);
+
+describe("bad input is kept and explained, and the flow goes on", () => {
+  let names: TestNames;
+  let gateway: Service;
+  let processor: Service;
+  let publisher: mqtt.MqttClient;
+
+  beforeAll(async () => {
+    names = testNames("badinput");
+    [gateway, processor] = await Promise.all([
+      startService("gateway", names.env),
+      startService("processor", names.env),
+    ]);
+    publisher = await mqtt.connectAsync(names.mqttUrl, { clean: true, reconnectPeriod: 0 });
+  });
+
+  afterAll(async () => {
+    await publisher?.endAsync();
+    await Promise.all([gateway?.stop(), processor?.stop()]);
+    await cleanup(names);
+  });
+
+  it("an invalid payload goes raw to <QUEUE>.rejected with topic and reason; the readings around it are stored", async () => {
+    const topic = `${names.topicPrefix}/dev-1/temperature`;
+    const bad = Buffer.from('{"value":"warm"}');
+    await publisher.publishAsync(topic, JSON.stringify({ value: 1, ts: TS0 }), { qos: 1 });
+    await publisher.publishAsync(topic, bad, { qos: 1 });
+    await publisher.publishAsync(`${names.topicPrefix}/dev ice/temperature`, '{"value":1}', { qos: 1 });
+    await publisher.publishAsync(topic, JSON.stringify({ value: 2, ts: TS0 + 1 }), { qos: 1 });
+
+    await vi.waitFor(() => expect(countRows(names.dbPath)).toBe(2), { timeout: 10_000 });
+    expect(readRows(names.dbPath).map((r) => r.value)).toEqual([1, 2]);
+
+    const conn = await amqp.connect(names.amqpUrl);
+    const ch = await conn.createChannel();
+    const rejected = queueNames(names.queue).rejected;
+    const first = await ch.get(rejected, { noAck: true });
+    const second = await ch.get(rejected, { noAck: true });
+    await conn.close();
+    expect(first && first.content.equals(bad)).toBe(true);
+    expect(first && first.properties.deliveryMode).toBe(2);
+    expect(first && first.properties.headers).toMatchObject({
+      topic,
+      reason: "value must be a finite number",
+      gateway_id: names.gatewayId,
+    });
+    expect(second && second.properties.headers).toMatchObject({ reason: expect.stringMatching(/device id/) });
+
+    const metrics = await httpGet(gateway.httpPort, "/metrics");
+    expect(metrics.body).toMatch(/^telemetry_gateway_rejected_total 2$/m);
+    expect(metrics.body).toMatch(/^telemetry_gateway_readings_published_total 2$/m);
+  });
+
+  it("poison messages on the queue go to <QUEUE>.dead with the reason and the processor keeps going", async () => {
+    const { readings, dead } = queueNames(names.queue);
+    const conn = await amqp.connect(names.amqpUrl);
+    const ch = await conn.createConfirmChannel();
+    const poison: [string, Buffer][] = [
+      ["empty", Buffer.alloc(0)],
+      ["not avro", Buffer.from('{"value":1}')],
+      ["unknown fingerprint", Buffer.concat([Buffer.from([0xc3, 0x01]), Buffer.alloc(8, 0xab), Buffer.from([2, 0x61])])],
+    ];
+    for (const [id, body] of poison) ch.sendToQueue(readings, body, { persistent: true, messageId: id });
+    await ch.waitForConfirms();
+
+    const topic = `${names.topicPrefix}/dev-2/humidity`;
+    await publisher.publishAsync(topic, JSON.stringify({ value: 55, ts: TS0 }), { qos: 1 });
+    await vi.waitFor(() => expect(countRows(names.dbPath)).toBe(3), { timeout: 10_000 });
+
+    const got: Record<string, unknown>[] = [];
+    await vi.waitFor(
+      async () => {
+        const m = await ch.get(dead, { noAck: true });
+        if (m) got.push({ id: m.properties.messageId, ...m.properties.headers });
+        expect(got).toHaveLength(3);
+      },
+      { timeout: 10_000 },
+    );
+    await conn.close();
+    const byId = Object.fromEntries(got.map((g) => [g.id, g]));
+    expect(byId.empty).toMatchObject({ "x-failure-kind": "not-avro", "x-original-queue": readings });
+    expect(byId["not avro"]).toMatchObject({ "x-failure-kind": "not-avro" });
+    expect(byId["unknown fingerprint"]).toMatchObject({
+      "x-failure-kind": "unknown-schema",
+      "x-failure-reason": "unknown schema abababababababab",
+    });
+    const metrics = await httpGet(processor.httpPort, "/metrics");
+    expect(metrics.body).toMatch(/^telemetry_processor_dead_lettered_total\{kind="not-avro"\} 2$/m);
+    expect((await httpGet(processor.httpPort, "/readyz")).status).toBe(200);
+  });
+
+  it("a message on the queue decodes with a plain Avro library and the .avsc from schemas/", async () => {
+    await processor.stop();
+    const topic = `${names.topicPrefix}/dev-3/pressure`;
+    await publisher.publishAsync(topic, JSON.stringify({ value: 1013.25, ts: TS0, unit: "hPa", seq: 9 }), { qos: 1 });
+    const conn = await amqp.connect(names.amqpUrl);
+    const ch = await conn.createChannel();
+    let msg: amqp.GetMessage | false = false;
+    await vi.waitFor(
+      async () => {
+        msg = await ch.get(names.queue, { noAck: false });
+        expect(msg).not.toBe(false);
+      },
+      { timeout: 10_000 },
+    );
+    const m = msg as unknown as amqp.GetMessage;
+    ch.nack(m, false, true);
+    await conn.close();
+    const schema = JSON.parse(readFileSync(new URL("../../schemas/reading.v1.avsc", import.meta.url), "utf8"));
+    const type = avro.Type.forSchema(schema);
+    expect(m.content.subarray(0, 2)).toEqual(Buffer.from([0xc3, 0x01]));
+    expect(m.properties.deliveryMode).toBe(2);
+    expect(m.properties.contentType).toMatch(/avro/);
+    expect(m.properties.messageId).toEqual(expect.any(String));
+    expect(type.fromBuffer(m.content.subarray(10))).toEqual({
+      device_id: "dev-3",
+      sensor: "pressure",
+      ts: TS0,
+      value: 1013.25,
+      unit: "hPa",
+      seq: 9,
+      gateway_id: names.gatewayId,
+      received_at: expect.any(Number),
+    });
+  });
+});
