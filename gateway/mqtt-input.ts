@@ -68,7 +68,7 @@ export interface MqttInput {
 /**
  * An MQTT 5 subscriber session over `mqtt-packet` that sends each PUBACK only when the message and every earlier
  * one on the connection are acked, while up to `receiveMaximum` messages are in flight. Throws if the URL is not
- * an `mqtt://` or `tcp://` URL, or receiveMaximum or keepaliveSeconds is out of range.
+ * an `mqtt://` or `tcp://` URL, clientId or topic is empty, or receiveMaximum or keepaliveSeconds is out of range.
  */
 export function createMqttInput(opts: MqttInputOptions): MqttInput {
   return new MqttSubscriberSession(opts);
@@ -230,6 +230,9 @@ class MqttSubscriberSession extends EventEmitter<Events> implements MqttInput {
         `keepaliveSeconds must be an integer from 0 to 65535, got ${opts.keepaliveSeconds}`,
       );
     }
+    // A persistent session needs a client id of our own; an empty topic filter is a protocol error.
+    if (opts.clientId === "") throw new RangeError("clientId must not be empty");
+    if (opts.topic === "") throw new RangeError("topic must not be empty");
     this.broker = parseBrokerUrl(opts.url);
     this.log = opts.log.child({
       component: "mqtt-input",

@@ -5,7 +5,7 @@
  * little-endian CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form, then the Avro binary datum.
  * Every released `reading.v<N>.avsc` in this folder is decodable; the highest version is the current schema.
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import avro from "avsc";
@@ -22,11 +22,11 @@ export interface Reading {
   value: number;
   /** Unit of the value, or null when the device did not give one. */
   unit: string | null;
-  /** Device-side sequence number (an integer), or null when the device does not number its readings. */
+  /** Device-side sequence number (a safe integer), or null when the device does not number its readings. */
   seq: number | null;
   /** Identifier of the gateway that received the reading. */
   gateway_id: string;
-  /** Time the gateway received the reading, milliseconds since the Unix epoch (UTC); an integer. */
+  /** Time the gateway received the reading, milliseconds since the Unix epoch (UTC); a safe integer. */
   received_at: number;
 }
 
@@ -201,27 +201,6 @@ export function crc64Avro(data: Buffer | string): Buffer {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Registry
-
-const MARKER_0 = 0xc3;
-const MARKER_1 = 0x01;
-const HEADER_LENGTH = 10;
-const FILE_PATTERN = /^reading\.v([1-9][0-9]*)\.avsc$/;
-
-type AvroSchema = Parameters<typeof avro.Type.forSchema>[0];
-type AvroResolver = ReturnType<avro.Type["createResolver"]>;
-
-interface LoadedVersion {
-  readonly info: SchemaVersion;
-  readonly type: avro.Type;
-  /** Resolver from this version (writer) to the current one (reader); undefined for the current version. */
-  readonly resolver: AvroResolver | undefined;
-  /** The fingerprint as two little-endian 32-bit words, for a lookup that allocates nothing. */
-  readonly lo: number;
-  readonly hi: number;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 // Longs
 
 /** The part of avsc's (internal) Tap that a type's `_read`/`_write` use: the buffer and the position in it. */
@@ -280,14 +259,16 @@ class SafeLongType extends avro.types.LongType {
       }
       buf[pos++] = z;
     } else {
-      // zigzag = 2m + sign with m = |value| or |value|-1, computed without forming 2m + 1 in floating point.
-      const m = value >= 0 ? value : -value - 1;
-      let b = (m % 64) * 2 + (value < 0 ? 1 : 0);
-      let rest = Math.floor(m / 64);
-      while (rest > 0) {
+      // zigzag = 2m + sign, m = value or -value-1. 2m is exact (even, at most 2^54); 2m + 1 might not be, so the
+      // sign goes into the first byte's low bit, which 2m leaves 0. `& 0x7f` takes the low 7 bits of the integer
+      // part; dividing by 128 is exact.
+      let f = value >= 0 ? value * 2 : (-value - 1) * 2;
+      let b = (f & 0x7f) | (value < 0 ? 1 : 0);
+      f /= 128;
+      while (f >= 1) {
         buf[pos++] = b | 0x80;
-        b = rest % 128;
-        rest = Math.floor(rest / 128);
+        b = f & 0x7f;
+        f /= 128;
       }
       buf[pos++] = b;
     }
@@ -300,18 +281,42 @@ function longHook(schema: unknown): avro.Type | undefined {
   return schema === "long" || (isObject(schema) && schema.type === "long") ? new SafeLongType() : undefined;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Registry
+
+const MARKER_0 = 0xc3;
+const MARKER_1 = 0x01;
+const HEADER_LENGTH = 10;
+/** Zero bytes appended to a body that reads past its end, to tell a truncated datum from an invalid one. */
+const OVERRUN_PADDING = 65_536;
+const FILE_PATTERN = /^reading\.v([1-9][0-9]*)\.avsc$/;
+
+type AvroSchema = Parameters<typeof avro.Type.forSchema>[0];
+type AvroResolver = ReturnType<avro.Type["createResolver"]>;
+
+interface LoadedVersion {
+  readonly info: SchemaVersion;
+  readonly type: avro.Type;
+  /** Resolver from this version (writer) to the current one (reader); undefined for the current version. */
+  readonly resolver: AvroResolver | undefined;
+  /** The fingerprint as two little-endian 32-bit words, for a lookup that allocates nothing. */
+  readonly lo: number;
+  readonly hi: number;
+}
+
 /** Folder of this module: `schemas/` when run from source, `dist/schemas/` when run compiled. */
 const MODULE_DIR = dirname(fileURLToPath(import.meta.url));
 
 function hasSchemaFiles(dir: string): boolean {
-  return existsSync(dir) && readdirSync(dir).some((name) => FILE_PATTERN.test(name));
+  try {
+    return readdirSync(dir).some((name) => FILE_PATTERN.test(name));
+  } catch {
+    return false; // missing or not a folder
+  }
 }
 
-function defaultDir(): string {
-  // From source this module sits in <repo>/schemas; compiled it sits in <repo>/dist/schemas, which holds no .avsc.
-  const candidates = [MODULE_DIR, resolve(MODULE_DIR, "..", "..", "schemas")];
-  return candidates.find(hasSchemaFiles) ?? MODULE_DIR;
-}
+/** Where to look without a folder: from source this module sits in <repo>/schemas, compiled in <repo>/dist/schemas. */
+const DEFAULT_DIRS = [MODULE_DIR, resolve(MODULE_DIR, "..", "..", "schemas")];
 
 /**
  * Every released version of the reading schema, and the codec of queue message bodies built on them. Load it once
@@ -328,6 +333,7 @@ export class SchemaRegistry {
   readonly #type: avro.Type;
   readonly #fields: readonly string[];
   #scratch: Buffer;
+  #padded: Buffer = Buffer.alloc(0);
 
   private constructor(loaded: LoadedVersion[]) {
     const current = loaded[loaded.length - 1];
@@ -349,7 +355,14 @@ export class SchemaRegistry {
    * (a new version must stay backward compatible with every released one).
    */
   static load(dir?: string): SchemaRegistry {
-    const folder = dir === undefined ? defaultDir() : resolve(dir);
+    if (dir === undefined) {
+      const found = DEFAULT_DIRS.find(hasSchemaFiles);
+      if (found === undefined) {
+        throw new Error(`no reading.v<N>.avsc schema file found in ${DEFAULT_DIRS.join(" or ")}`);
+      }
+      return SchemaRegistry.load(found);
+    }
+    const folder = resolve(dir);
     let names: string[];
     try {
       names = readdirSync(folder);
@@ -530,11 +543,14 @@ export class SchemaRegistry {
 
   /**
    * avsc reports both a datum that runs out of bytes and a negative length as "read past the end". Tell them apart
-   * (cold path only): a truncated datum decodes once zero bytes are appended; a negative length never does.
+   * (cold path only): a truncated datum decodes once 64 KiB of zero bytes are appended; a negative length, or one
+   * reaching even further past the end, does not.
    */
   #overrun(body: Buffer, writer: LoadedVersion, what: string): DecodeError {
     const datum = body.length - HEADER_LENGTH;
-    const padded = Buffer.alloc(body.length + Math.max(65_536, 4 * body.length));
+    const need = body.length + OVERRUN_PADDING;
+    if (this.#padded.length < need) this.#padded = Buffer.alloc(need);
+    const padded = this.#padded;
     body.copy(padded);
     try {
       if (this.#type.decode(padded, HEADER_LENGTH, writer.resolver).offset >= 0) {
@@ -542,6 +558,8 @@ export class SchemaRegistry {
       }
     } catch {
       // Not a prefix of any valid datum: report it as invalid below.
+    } finally {
+      padded.fill(0, 0, body.length); // all zeros again for the next use
     }
     return new DecodeError(
       "invalid",

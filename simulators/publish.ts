@@ -18,6 +18,9 @@ const PROGRESS_INTERVAL_MS = 1_000;
 /** Publishes between two turns of the event loop, so acks, timers and signals are seen at unlimited rate. */
 const YIELD_EVERY = 256;
 const END_TIMEOUT_MS = 2_000;
+/** After a stall (broker away, window full) the rate catches up on at most this much lost time, not the whole
+ * stall, so a long outage is not followed by a long burst. */
+const MAX_CATCH_UP_MS = 1_000;
 
 export interface SimulateConfig {
   readonly mqttUrl: string;
@@ -295,6 +298,7 @@ export async function simulate(config: SimulateConfig, opts: SimulateOptions = {
 
   let stoppedBy: SimulateSummary["stoppedBy"] = "count";
   let sinceYield = 0;
+  let paceFrom = t0;
   const pump = async (source: Iterator<SimMessage>, paced: boolean): Promise<void> => {
     for (;;) {
       if (abortedAt !== undefined || (paced && durationReached)) return;
@@ -303,11 +307,12 @@ export async function simulate(config: SimulateConfig, opts: SimulateOptions = {
         continue;
       }
       if (paced && config.rate > 0) {
-        const ahead = t0 + (sim.generated * 1_000) / config.rate - performance.now();
+        const ahead = paceFrom + (sim.generated * 1_000) / config.rate - performance.now();
         if (ahead >= 1) {
           await pause(ahead);
           continue;
         }
+        if (ahead < -MAX_CATCH_UP_MS) paceFrom += -ahead - MAX_CATCH_UP_MS;
       }
       const next = source.next();
       if (next.done) return;

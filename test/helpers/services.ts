@@ -1,16 +1,14 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import amqp from "amqplib";
 import mqtt from "mqtt";
 import Database from "better-sqlite3";
 import { inject } from "vitest";
 import { queueNames } from "../../common/amqp.js";
 
-export const CLI = fileURLToPath(new URL("../../dist/cli/telemetry.js", import.meta.url));
+export { runCli, type Service, startService } from "../../scripts/spawn.js";
 
 /** Names of one test's own: queue, topic prefix, gateway id, database file, all unique. */
 export interface TestNames {
@@ -54,94 +52,6 @@ export function testNames(label: string): TestNames {
       LOG_LEVEL: "info",
     },
   };
-}
-
-/** A service under test, running as its own process exactly as deployed. */
-export interface Service {
-  readonly proc: ChildProcess;
-  readonly httpPort: number;
-  /** Every JSON log line so far. */
-  readonly logs: Record<string, unknown>[];
-  readonly stderr: () => string;
-  /** Sends the signal and resolves with the exit code (null if killed by a signal). */
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
-  readonly exited: Promise<number | null>;
-}
-
-/** Starts `telemetry <command>` and resolves once it logged that it started (with its HTTP port). */
-export async function startService(
-  command: "gateway" | "processor",
-  env: Record<string, string>,
-  args: string[] = [],
-): Promise<Service> {
-  const proc = spawn(process.execPath, [CLI, command, ...args], {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const logs: Record<string, unknown>[] = [];
-  let stderr = "";
-  let buffered = "";
-  const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
-  const started = new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${command} did not start in 30 s:\n${stderr}`)), 30_000);
-    proc.stdout?.on("data", (chunk: Buffer) => {
-      buffered += chunk.toString();
-      let nl = buffered.indexOf("\n");
-      while (nl >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        nl = buffered.indexOf("\n");
-        try {
-          const entry = JSON.parse(line) as Record<string, unknown>;
-          logs.push(entry);
-          if (entry.msg === `${command} started`) {
-            clearTimeout(timer);
-            resolve(entry.httpPort as number);
-          }
-        } catch {
-          stderr += `${line}\n`;
-        }
-      }
-    });
-    proc.stderr?.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`${command} exited with ${code} before it started:\n${stderr}`));
-    });
-  });
-  const httpPort = await started;
-  return {
-    proc,
-    httpPort,
-    logs,
-    stderr: () => stderr,
-    exited,
-    stop(signal = "SIGTERM") {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-      return exited;
-    },
-  };
-}
-
-/** Runs `telemetry <args>` to completion and returns its exit code and output. */
-export function runCli(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
-    let stdout = "";
-    let stderr = "";
-    proc.stdout.on("data", (c: Buffer) => {
-      stdout += c.toString();
-    });
-    proc.stderr.on("data", (c: Buffer) => {
-      stderr += c.toString();
-    });
-    proc.on("exit", (code) => resolve({ code, stdout, stderr }));
-  });
 }
 
 export async function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {

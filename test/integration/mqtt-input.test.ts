@@ -97,6 +97,8 @@ interface WireTap {
   pubacks(): (number | undefined)[];
   /** Cuts every proxied connection, as a network failure would. */
   cut(): void;
+  /** From now on, drops what the broker sends on the current connections: a path that silently died. */
+  stall(): void;
 }
 
 async function startWireTap(target: string): Promise<WireTap> {
@@ -104,6 +106,8 @@ async function startWireTap(target: string): Promise<WireTap> {
   const fromClient: Packet[] = [];
   const fromBroker: Packet[] = [];
   const sockets = new Set<Socket>();
+  const brokerSides = new Set<Socket>();
+  const stalled = new Set<Socket>();
   const server: Server = createServer((client) => {
     const broker = connect(Number(port || 1_883), hostname);
     const upstream = parser();
@@ -114,7 +118,9 @@ async function startWireTap(target: string): Promise<WireTap> {
       upstream.parse(chunk);
       broker.write(chunk);
     });
+    brokerSides.add(broker);
     broker.on("data", (chunk: Buffer) => {
+      if (stalled.has(broker)) return;
       downstream.parse(chunk);
       client.write(chunk);
     });
@@ -144,6 +150,9 @@ async function startWireTap(target: string): Promise<WireTap> {
     cut: () => {
       for (const socket of sockets) socket.destroy();
     },
+    stall: () => {
+      for (const socket of brokerSides) stalled.add(socket);
+    },
   };
 }
 
@@ -163,14 +172,14 @@ async function freePort(): Promise<number> {
 }
 
 /** A Mosquitto of the test's own, without persistence, that the test may kill. */
-async function startPrivateBroker(port: number, dir: string): Promise<ChildProcess> {
+async function startPrivateBroker(
+  port: number,
+  dir: string,
+  extraConfig: string[] = [],
+): Promise<ChildProcess> {
   const config = join(dir, "mosquitto.conf");
-  await writeFile(
-    config,
-    [`listener ${port} 127.0.0.1`, "allow_anonymous true", "persistence false", "log_dest none", ""].join(
-      "\n",
-    ),
-  );
+  const lines = [`listener ${port} 127.0.0.1`, "allow_anonymous true", "persistence false", "log_dest none"];
+  await writeFile(config, [...lines, ...extraConfig, ""].join("\n"));
   const broker = spawn("mosquitto", ["-c", config], { stdio: "ignore" });
   await vi.waitFor(async () => {
     const probe = connect(port, "127.0.0.1");
@@ -369,14 +378,16 @@ describe("MQTT input", () => {
 
     // Fault: SIGKILL, so the broker sends no DISCONNECT and the socket just closes.
     await killBroker(broker);
+    expect(connected).toHaveBeenCalledTimes(1);
     await vi.waitFor(() => expect(disconnected).toHaveBeenCalledTimes(1), WAIT);
     expect(disconnected.mock.calls[0]?.[0]).toBeInstanceOf(Error);
     expect(input.connected).toBe(false);
+    // Keep the broker down for a few reconnect attempts.
     await sleep(300);
 
     broker = await startPrivateBroker(port, dir);
-    await vi.waitFor(() => expect(connected).toHaveBeenCalledTimes(1), WAIT);
-    expect(connected).toHaveBeenCalledWith({ sessionPresent: false });
+    await vi.waitFor(() => expect(connected).toHaveBeenCalledTimes(2), WAIT);
+    expect(connected).toHaveBeenLastCalledWith({ sessionPresent: false });
     expect(input.connected).toBe(true);
 
     const publisher = await newPublisher(url);
@@ -406,12 +417,53 @@ describe("MQTT input", () => {
     await vi.waitFor(() => expect(tap.pubacks()).toHaveLength(1), WAIT);
   });
 
+  it("drops a connection whose PINGRESP does not come within the keepalive, and reconnects", async () => {
+    const tap = await startWireTap(MQTT_URL);
+    const topic = `${uniqueName("t")}/dev-1/temp`;
+    const input = newInput({ url: tap.url, clientId: uniqueName("in"), topic, keepaliveSeconds: 1 });
+    const connected = vi.fn();
+    const disconnected = vi.fn();
+    input.on("connected", connected);
+    input.on("disconnected", disconnected);
+    await input.start(() => {});
+
+    // Fault: the broker's packets stop arriving, but the socket stays open.
+    tap.stall();
+    await vi.waitFor(() => expect(disconnected).toHaveBeenCalledTimes(1), WAIT);
+    expect(disconnected.mock.calls[0]?.[0]?.message).toMatch(/no PINGRESP within 1 s/);
+    await vi.waitFor(() => expect(connected).toHaveBeenCalledTimes(2), WAIT);
+    expect(input.connected).toBe(true);
+  });
+
   it("start() rejects with the broker's reason when the CONNACK refuses the connection", async () => {
-    // Mosquitto refuses an empty client id when clean start is off.
-    const input = newInput({ clientId: "", topic: `${uniqueName("t")}/+/+` });
+    const dir = await mkdtemp(join(tmpdir(), "mqtt-input-"));
+    const port = await freePort();
+    // Anonymous clients are refused, and we send no credentials.
+    const broker = await startPrivateBroker(port, dir, ["allow_anonymous false"]);
+    cleanups.push(async () => {
+      await killBroker(broker);
+      await rm(dir, { recursive: true, force: true });
+    });
+    const input = newInput({ url: `mqtt://127.0.0.1:${port}`, clientId: uniqueName("in"), topic: "x/+/+" });
     sessions.pop(); // never created
     await expect(input.start(() => {})).rejects.toThrow(
-      /refused the connection: reason 0x85 \(Client Identifier/,
+      /refused the connection: reason 0x87 \(Not authorized\)/,
+    );
+    expect(input.connected).toBe(false);
+  });
+
+  it("start() rejects when the broker grants the subscription only at QoS 0", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "mqtt-input-"));
+    const port = await freePort();
+    const broker = await startPrivateBroker(port, dir, ["max_qos 0"]);
+    cleanups.push(async () => {
+      await killBroker(broker);
+      await rm(dir, { recursive: true, force: true });
+    });
+    const input = newInput({ url: `mqtt://127.0.0.1:${port}`, clientId: uniqueName("in"), topic: "x/+/+" });
+    sessions.pop(); // dies with the private broker
+    await expect(input.start(() => {})).rejects.toThrow(
+      /subscription to "x\/\+\/\+" failed: the broker granted only QoS 0/,
     );
     expect(input.connected).toBe(false);
   });

@@ -104,7 +104,11 @@ describe("simulation model", () => {
     for (const batchSize of [1, 4]) {
       const seqs = new Map<string, number[]>();
       for (const m of take(new Simulation(options({ batchSize })), 3_000)) {
-        for (const r of m.readings) seqs.set(r.deviceId, [...(seqs.get(r.deviceId) ?? []), r.seq]);
+        for (const r of m.readings) {
+          const list = seqs.get(r.deviceId) ?? [];
+          list.push(r.seq);
+          seqs.set(r.deviceId, list);
+        }
       }
       expect(seqs.size).toBe(5);
       for (const list of seqs.values()) expect(list).toEqual(list.map((_, i) => i));
@@ -138,7 +142,9 @@ describe("simulation model", () => {
     for (const m of take(sim, 100_000)) {
       const r = m.readings[0]!;
       expect(r.unit).toBe(sensorModel(r.sensor).unit);
-      values.set(r.sensor, [...(values.get(r.sensor) ?? []), r.value]);
+      const list = values.get(r.sensor) ?? [];
+      list.push(r.value);
+      values.set(r.sensor, list);
     }
     for (const [sensor, list] of values) {
       const model = sensorModel(sensor);
@@ -268,7 +274,6 @@ describe("simulation model", () => {
     const sent = take(sim, 100);
     const rest = sim.finish();
     expect(rest.length).toBeGreaterThan(0);
-    expect(rest.every((m) => m.kind === "reading" || m.kind === "duplicate")).toBe(true);
     const readings = [...sent, ...rest].filter(isValid).flatMap((m) => m.readings);
     expect(new Set(readings.map(key)).size).toBe(sim.generated);
     expect(sim.next().done).toBe(true);

@@ -1,0 +1,96 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+/** The built CLI (`npm run build`), whether this module runs from dist/ or from source under vitest. */
+export const CLI = fileURLToPath(
+  new URL(import.meta.url.includes("/dist/") ? "../cli/telemetry.js" : "../dist/cli/telemetry.js", import.meta.url),
+);
+
+/** A service running as its own process, exactly as deployed (used by the demo, the benchmark and the tests). */
+export interface Service {
+  readonly proc: ChildProcess;
+  readonly httpPort: number;
+  /** Every JSON log line so far. */
+  readonly logs: Record<string, unknown>[];
+  readonly stderr: () => string;
+  /** Sends the signal and resolves with the exit code (null if killed by a signal). */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  readonly exited: Promise<number | null>;
+}
+
+/** Starts `telemetry <command>` and resolves once it logged that it started (with its HTTP port). */
+export async function startService(
+  command: "gateway" | "processor",
+  env: Record<string, string>,
+  args: string[] = [],
+): Promise<Service> {
+  const proc = spawn(process.execPath, [CLI, command, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs: Record<string, unknown>[] = [];
+  let stderr = "";
+  let buffered = "";
+  const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+  const started = new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${command} did not start in 30 s:\n${stderr}`)), 30_000);
+    proc.stdout?.on("data", (chunk: Buffer) => {
+      buffered += chunk.toString();
+      let nl = buffered.indexOf("\n");
+      while (nl >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        nl = buffered.indexOf("\n");
+        try {
+          const entry = JSON.parse(line) as Record<string, unknown>;
+          logs.push(entry);
+          if (entry.msg === `${command} started`) {
+            clearTimeout(timer);
+            resolve(entry.httpPort as number);
+          }
+        } catch {
+          stderr += `${line}\n`;
+        }
+      }
+    });
+    proc.stderr?.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${command} exited with ${code} before it started:\n${stderr}`));
+    });
+  });
+  const httpPort = await started;
+  return {
+    proc,
+    httpPort,
+    logs,
+    stderr: () => stderr,
+    exited,
+    stop(signal = "SIGTERM") {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Runs `telemetry <args>` to completion and returns its exit code and output. */
+export function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
+    let stdout = "";
+    let stderr = "";
+    proc.stdout.on("data", (c: Buffer) => {
+      stdout += c.toString();
+    });
+    proc.stderr.on("data", (c: Buffer) => {
+      stderr += c.toString();
+    });
+    proc.on("exit", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+

@@ -1,0 +1,522 @@
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import {
+  canonicalForm,
+  crc64Avro,
+  DecodeError,
+  type DecodeFailure,
+  type Reading,
+  SchemaRegistry,
+} from "../../schemas/index.js";
+
+const SCHEMA_DIR = join(import.meta.dirname, "..", "..", "schemas");
+const V1_FILE = join(SCHEMA_DIR, "reading.v1.avsc");
+
+// Reference values computed independently with Apache Avro Java 1.8.2 (Debian 12 package libavro-java 1.8.2-1,
+// OpenJDK 17): SchemaNormalization.toParsingForm / parsingFingerprint64(new Schema.Parser().parse(...)), the
+// long written as 8 bytes little-endian. Messages were written by Java's
+// org.apache.avro.message.BinaryMessageEncoder and read back by Java's GenericDatumReader.
+const JAVA = {
+  v1Fingerprint: "bc2b1fcf13ae91b0",
+  v1Canonical:
+    '{"name":"telemetry.Reading","type":"record","fields":[{"name":"device_id","type":"string"},' +
+    '{"name":"sensor","type":"string"},{"name":"ts","type":"long"},{"name":"value","type":"double"},' +
+    '{"name":"unit","type":["null","string"]},{"name":"seq","type":["null","long"]},' +
+    '{"name":"gateway_id","type":"string"},{"name":"received_at","type":"long"}]}',
+  primitives: {
+    null: "8a8f25cce724dd63",
+    boolean: "64f7d4a478fc429f",
+    int: "8f5c393f1ad57572",
+    long: "b71df49344e154d0",
+    float: "90d7a83ecb027c4d",
+    double: "7e95ab32c035758e",
+    bytes: "651920c3da16c04f",
+    string: "c70345637248018f",
+  } as Record<string, string>,
+  /** BinaryMessageEncoder's bytes for {@link READING_A}; identical to what our encoder writes. */
+  messageA:
+    "c301bc2b1fcf13ae91b00c6465762d34321674656d7065726174757265f6f1bc8c806400000000008035400206c2b04302" +
+    "feffffffffffff1f0867772d3190f7bc8c8064",
+  /** BinaryMessageEncoder's bytes for {@link READING_B}. */
+  messageB: "c301bc2b1fcf13ae91b0000668756dfdffffffffffff1f000000000000c0bf00000a67772dc3bc00",
+  /** BinaryMessageEncoder's bytes for ts = -2^53 and seq = 2^63-1: valid Avro, but not representable as numbers. */
+  messageBeyondSafeLongs:
+    "c301bc2b1fcf13ae91b002640273ffffffffffffff1f000000000000f03f0002feffffffffffffffff01026700",
+};
+
+/** A schema that uses every named type, namespaces, references, logical types and attributes to strip. */
+const COMPLEX_SCHEMA_TEXT = String.raw`{
+  "type": "record", "name": "Outer", "namespace": "a.b", "doc": "d", "aliases": ["Old"],
+  "fields": [
+    {"name": "e", "type": {"type": "enum", "name": "Color", "symbols": ["RED", "GREEN"], "doc": "x", "default": "RED"}, "order": "descending"},
+    {"name": "f", "type": {"type": "fixed", "name": "x.y.Hash", "size": 16}},
+    {"name": "g", "type": {"type": "fixed", "name": "Dec", "namespace": "", "size": 4, "logicalType": "decimal", "precision": 8}},
+    {"name": "arr", "type": {"type": "array", "items": "Color"}, "default": []},
+    {"name": "m", "type": {"type": "map", "values": {"type": "int"}}},
+    {"name": "inner", "type": {"type": "record", "name": "Inner", "namespace": "c", "fields": [
+       {"name": "h", "type": "x.y.Hash", "doc": "ref"}, {"name": "k", "type": {"type": "enum", "name": "K", "symbols": ["Z"]}}, {"name": "k2", "type": "K"}
+    ]}},
+    {"name": "again", "type": ["null", "a.b.Outer", "Color", "x.y.Hash", "Dec"]},
+    {"name": "u", "type": {"type": "string", "logicalType": "uuid"}},
+    {"name": "err", "type": {"type": "error", "name": "Oops", "fields": [{"name": "msg", "type": "string"}]}}, {"name": "esc", "type": {"type": "enum", "name": "E\u0032", "symbols": ["A"]}}
+  ]
+}`;
+const JAVA_COMPLEX_CANONICAL =
+  '{"name":"a.b.Outer","type":"record","fields":[{"name":"e","type":{"name":"a.b.Color","type":"enum",' +
+  '"symbols":["RED","GREEN"]}},{"name":"f","type":{"name":"x.y.Hash","type":"fixed","size":16}},{"name":"g",' +
+  '"type":{"name":"Dec","type":"fixed","size":4}},{"name":"arr","type":{"type":"array","items":"a.b.Color"}},' +
+  '{"name":"m","type":{"type":"map","values":"int"}},{"name":"inner","type":{"name":"c.Inner","type":"record",' +
+  '"fields":[{"name":"h","type":"x.y.Hash"},{"name":"k","type":{"name":"c.K","type":"enum","symbols":["Z"]}},' +
+  '{"name":"k2","type":"c.K"}]}},{"name":"again","type":["null","a.b.Outer","a.b.Color","x.y.Hash","Dec"]},' +
+  '{"name":"u","type":"string"},{"name":"err","type":{"name":"a.b.Oops","type":"record","fields":[{"name":"msg",' +
+  '"type":"string"}]}},{"name":"esc","type":{"name":"a.b.E2","type":"enum","symbols":["A"]}}]}';
+const JAVA_COMPLEX_FINGERPRINT = "8a8a2e9743f9f4bf";
+
+const READING_A: Reading = {
+  device_id: "dev-42",
+  sensor: "temperature",
+  ts: 1_718_000_000_123,
+  value: 21.5,
+  unit: "°C",
+  seq: Number.MAX_SAFE_INTEGER,
+  gateway_id: "gw-1",
+  received_at: 1_718_000_000_456,
+};
+const READING_B: Reading = {
+  device_id: "",
+  sensor: "hum",
+  ts: Number.MIN_SAFE_INTEGER,
+  value: -0.125,
+  unit: null,
+  seq: null,
+  gateway_id: "gw-ü",
+  received_at: 0,
+};
+
+const registry = SchemaRegistry.load();
+
+function decodeFailure(body: Buffer): DecodeError {
+  try {
+    registry.decode(body);
+  } catch (err) {
+    expect(err).toBeInstanceOf(DecodeError);
+    return err as DecodeError;
+  }
+  throw new Error("decode accepted the body");
+}
+
+/** A message with the v1 header followed by `datum`. */
+function v1Message(datum: Buffer | number[]): Buffer {
+  return Buffer.concat([Buffer.from([0xc3, 0x01]), registry.current.fingerprint, Buffer.from(datum)]);
+}
+
+/** Avro's zig-zag varint of a small integer. */
+function varint(n: number): number[] {
+  let z = n >= 0 ? n * 2 : -n * 2 - 1;
+  const out: number[] = [];
+  while (z > 0x7f) {
+    out.push((z % 128) | 0x80);
+    z = Math.floor(z / 128);
+  }
+  out.push(z);
+  return out;
+}
+
+function avroString(s: string): number[] {
+  const bytes = [...Buffer.from(s, "utf8")];
+  return [...varint(bytes.length), ...bytes];
+}
+
+describe("CRC-64-AVRO", () => {
+  it("of no bytes is the specification's EMPTY constant 0xc15d213aa4d7a795", () => {
+    expect(crc64Avro("").readBigUInt64LE(0)).toBe(0xc15d213aa4d7a795n);
+    expect(crc64Avro(Buffer.alloc(0)).toString("hex")).toBe("95a7d7a43a215dc1");
+  });
+
+  it("of each primitive's canonical form is what Apache Avro Java computes, as 8 little-endian bytes", () => {
+    for (const [name, hex] of Object.entries(JAVA.primitives)) {
+      const canonical = canonicalForm(name);
+      expect(canonical).toBe(`"${name}"`);
+      expect(crc64Avro(canonical).toString("hex"), name).toBe(hex);
+    }
+  });
+
+  it("gives the same fingerprint for a string and for its UTF-8 bytes", () => {
+    const text = '{"name":"é","type":"fixed","size":1}';
+    expect(crc64Avro(text)).toEqual(crc64Avro(Buffer.from(text, "utf8")));
+    expect(crc64Avro(text)).toHaveLength(8);
+  });
+});
+
+describe("Parsing Canonical Form", () => {
+  it("reduces a logical type to its underlying type", () => {
+    expect(canonicalForm({ type: "long", logicalType: "timestamp-millis" })).toBe('"long"');
+    expect(canonicalForm({ type: "int", logicalType: "date" })).toBe('"int"');
+    expect(canonicalForm({ type: "bytes", logicalType: "decimal", precision: 4, scale: 2 })).toBe('"bytes"');
+  });
+
+  it("writes a primitive in object form as its bare name", () => {
+    expect(canonicalForm({ type: "string" })).toBe('"string"');
+    expect(canonicalForm(["null", { type: "double" }])).toBe('["null","double"]');
+  });
+
+  it("strips docs, defaults, aliases, order and logical types, uses full names and orders name before type", () => {
+    const schema = {
+      doc: "a reading",
+      aliases: ["Old"],
+      fields: [
+        { type: { logicalType: "timestamp-millis", type: "long" }, name: "ts", doc: "time", default: 0 },
+        { name: "unit", type: ["null", "string"], default: null, aliases: ["u"], order: "ignore" },
+      ],
+      type: "record",
+      namespace: "telemetry",
+      name: "Reading",
+    };
+    expect(canonicalForm(schema)).toBe(
+      '{"name":"telemetry.Reading","type":"record","fields":[{"name":"ts","type":"long"},' +
+        '{"name":"unit","type":["null","string"]}]}',
+    );
+  });
+
+  it("matches Apache Avro Java on a schema with every named type, nested namespaces and references", () => {
+    const canonical = canonicalForm(JSON.parse(COMPLEX_SCHEMA_TEXT));
+    expect(canonical).toBe(JAVA_COMPLEX_CANONICAL);
+    expect(crc64Avro(canonical).toString("hex")).toBe(JAVA_COMPLEX_FINGERPRINT);
+  });
+
+  it("is not changed by whitespace or escapes in the schema text", () => {
+    const spaced = '{ "type" : "enum",\n  "name" : "\\u0043olor", "symbols" : [ "R\\u0045D" ] }';
+    expect(canonicalForm(JSON.parse(spaced))).toBe('{"name":"Color","type":"enum","symbols":["RED"]}');
+  });
+
+  it("refuses a reference to a type that is not defined", () => {
+    expect(() => canonicalForm({ type: "array", items: "Nowhere" })).toThrow(/undefined type "Nowhere"/);
+    expect(() => canonicalForm(42)).toThrow(/not a schema/);
+  });
+});
+
+describe("schema files", () => {
+  it("reading.v1.avsc has the canonical form and fingerprint that Apache Avro Java computes", () => {
+    const v1 = registry.versions[0]!;
+    expect(v1.version).toBe(1);
+    expect(v1.file).toBe("reading.v1.avsc");
+    expect(v1.canonical).toBe(JAVA.v1Canonical);
+    expect(v1.fingerprintHex).toBe(JAVA.v1Fingerprint);
+    expect(v1.fingerprint.toString("hex")).toBe(JAVA.v1Fingerprint);
+    expect(canonicalForm(JSON.parse(readFileSync(V1_FILE, "utf8")))).toBe(JAVA.v1Canonical);
+  });
+
+  it("reading.v1.avsc declares the contract's fields in order, each documented", () => {
+    const schema = JSON.parse(readFileSync(V1_FILE, "utf8")) as {
+      name: string;
+      namespace: string;
+      doc?: string;
+      fields: { name: string; doc?: string }[];
+    };
+    expect(schema.name).toBe("Reading");
+    expect(schema.namespace).toBe("telemetry");
+    expect(schema.doc).toBeTruthy();
+    const names = ["device_id", "sensor", "ts", "value", "unit", "seq", "gateway_id", "received_at"];
+    expect(schema.fields.map((f) => f.name)).toEqual(names);
+    expect(registry.versions[0]!.fields).toEqual(names);
+    for (const field of schema.fields) expect(field.doc, field.name).toBeTruthy();
+  });
+
+  it("are found in the repository's schemas folder without naming it, the highest version being current", () => {
+    expect(registry.versions.map((v) => v.file)).toContain("reading.v1.avsc");
+    expect(registry.current).toBe(registry.versions[registry.versions.length - 1]);
+    const versions = registry.versions.map((v) => v.version);
+    expect(versions).toEqual([...versions].sort((a, b) => a - b));
+  });
+
+  it("finds a version by its wire fingerprint and nothing for any other", () => {
+    expect(registry.byFingerprint(Buffer.from(JAVA.v1Fingerprint, "hex"))).toBe(registry.versions[0]);
+    expect(registry.byFingerprint(Buffer.from("0000000000000000", "hex"))).toBeUndefined();
+    expect(registry.byFingerprint(Buffer.from(JAVA.v1Fingerprint.slice(0, 14), "hex"))).toBeUndefined();
+  });
+});
+
+describe("a folder of schema versions", () => {
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  function folder(files: Record<string, unknown>): string {
+    const dir = mkdtempSync(join(tmpdir(), "schemas-test-"));
+    dirs.push(dir);
+    for (const [name, schema] of Object.entries(files)) {
+      if (name === "reading.v1.avsc") copyFileSync(V1_FILE, join(dir, name));
+      else writeFileSync(join(dir, name), JSON.stringify(schema));
+    }
+    return dir;
+  }
+
+  const v1 = JSON.parse(readFileSync(V1_FILE, "utf8")) as { fields: unknown[] };
+  const withField = (field: unknown) => ({ ...v1, fields: [...v1.fields, field] });
+  const v2 = withField({ name: "quality", type: ["null", "int"], default: null, doc: "quality flag" });
+  const v10 = withField({ name: "battery", type: "double", default: -1, doc: "battery level" });
+
+  it("orders versions by number, not by name, and makes the highest one current", () => {
+    const loaded = SchemaRegistry.load(
+      folder({ "reading.v10.avsc": v10, "reading.v1.avsc": v1, "reading.v2.avsc": v2 }),
+    );
+    expect(loaded.versions.map((v) => v.version)).toEqual([1, 2, 10]);
+    expect(loaded.current.file).toBe("reading.v10.avsc");
+    expect(loaded.current.fields).toContain("battery");
+  });
+
+  it("decodes a message written with an older version, filling the newer fields with their defaults", () => {
+    const newer = SchemaRegistry.load(folder({ "reading.v1.avsc": v1, "reading.v2.avsc": v2 }));
+    const body = registry.encode(READING_A);
+    expect(newer.decode(body)).toEqual({ ...READING_A, quality: null });
+  });
+
+  it("writes new messages with the current version", () => {
+    const newer = SchemaRegistry.load(folder({ "reading.v1.avsc": v1, "reading.v2.avsc": v2 }));
+    const body = newer.encode({ ...READING_A, quality: 3 } as Reading);
+    expect(body.subarray(2, 10)).toEqual(newer.current.fingerprint);
+    expect(newer.decode(body)).toEqual({ ...READING_A, quality: 3 });
+    expect(decodeFailureOf(registry, body).kind).toBe("unknown-schema");
+  });
+
+  it("refuses at load a new version that cannot read the released ones", () => {
+    const incompatible = withField({ name: "quality", type: "int", doc: "required, no default" });
+    const dir = folder({ "reading.v1.avsc": v1, "reading.v2.avsc": incompatible });
+    expect(() => SchemaRegistry.load(dir)).toThrow(
+      /reading\.v2\.avsc cannot read data written with reading\.v1\.avsc/,
+    );
+  });
+
+  it("refuses at load a version whose canonical form repeats an earlier one", () => {
+    const docOnly = { ...v1, doc: "only the doc changed" };
+    const dir = folder({ "reading.v1.avsc": v1, "reading.v2.avsc": docOnly });
+    expect(() => SchemaRegistry.load(dir)).toThrow(/same canonical form and fingerprint/);
+  });
+
+  it("fails with the folder in the message when it holds no reading.v*.avsc", () => {
+    const dir = folder({ "other.avsc": v1 });
+    expect(() => SchemaRegistry.load(dir)).toThrow(`no reading.v<N>.avsc schema file found in ${dir}`);
+    expect(() => SchemaRegistry.load(join(dir, "missing"))).toThrow(/cannot read the schema folder/);
+  });
+});
+
+function decodeFailureOf(reg: SchemaRegistry, body: Buffer): DecodeError {
+  try {
+    reg.decode(body);
+  } catch (err) {
+    if (err instanceof DecodeError) return err;
+    throw err;
+  }
+  throw new Error("decode accepted the body");
+}
+
+describe("encode and decode", () => {
+  it("round-trips a reading with every field set", () => {
+    expect(registry.decode(registry.encode(READING_A))).toEqual(READING_A);
+  });
+
+  it("round-trips a reading whose unit and seq are null, with the most negative safe timestamp", () => {
+    expect(registry.decode(registry.encode(READING_B))).toEqual(READING_B);
+  });
+
+  it("round-trips timestamps and sequence numbers across the whole safe integer range", () => {
+    const values = [
+      0,
+      1,
+      -1,
+      63,
+      -64,
+      64,
+      2 ** 30 - 1,
+      -(2 ** 30),
+      2 ** 30,
+      -(2 ** 30) - 1,
+      2 ** 31,
+      -(2 ** 52),
+      -(2 ** 52) - 1,
+      2 ** 52 + 1,
+      Number.MAX_SAFE_INTEGER - 1,
+      Number.MAX_SAFE_INTEGER,
+      Number.MIN_SAFE_INTEGER,
+      Number.MIN_SAFE_INTEGER + 1,
+    ];
+    for (const n of values) {
+      const reading = { ...READING_A, ts: n, seq: n, received_at: -n || 0 };
+      expect(registry.decode(registry.encode(reading)), String(n)).toEqual(reading);
+    }
+  });
+
+  it("writes exactly the bytes Apache Avro Java's BinaryMessageEncoder writes for the same readings", () => {
+    expect(registry.encode(READING_A).toString("hex")).toBe(JAVA.messageA);
+    expect(registry.encode(READING_B).toString("hex")).toBe(JAVA.messageB);
+  });
+
+  it("reads messages written by Apache Avro Java", () => {
+    expect(registry.decode(Buffer.from(JAVA.messageA, "hex"))).toEqual(READING_A);
+    expect(registry.decode(Buffer.from(JAVA.messageB, "hex"))).toEqual(READING_B);
+  });
+
+  it("lays out a message as C3 01, the 8-byte writer fingerprint, then the Avro datum", () => {
+    const body = registry.encode({
+      ...READING_B,
+      device_id: "d",
+      sensor: "s",
+      gateway_id: "g",
+      ts: 1,
+      received_at: 2,
+    });
+    expect([...body.subarray(0, 2)]).toEqual([0xc3, 0x01]);
+    expect(body.subarray(2, 10)).toEqual(registry.current.fingerprint);
+    const datum = [
+      ...avroString("d"),
+      ...avroString("s"),
+      ...varint(1),
+      ...Buffer.from([0, 0, 0, 0, 0, 0, 0xc0, 0xbf]), // -0.125 as a little-endian double
+      0, // unit: union branch 0, null
+      0, // seq: union branch 0, null
+      ...avroString("g"),
+      ...varint(2),
+    ];
+    expect([...body.subarray(10)]).toEqual(datum);
+  });
+
+  it("returns timestamps as plain numbers of epoch milliseconds, not Dates", () => {
+    const decoded = registry.decode(registry.encode(READING_A));
+    expect(typeof decoded.ts).toBe("number");
+    expect(typeof decoded.received_at).toBe("number");
+    expect(decoded.ts).toBe(1_718_000_000_123);
+  });
+
+  it("returns a plain object with exactly the schema's fields", () => {
+    const decoded = registry.decode(registry.encode({ ...READING_A, extra: "dropped" } as Reading));
+    expect(Object.getPrototypeOf(decoded)).toBe(Object.prototype);
+    expect(Object.keys(decoded)).toEqual([...registry.current.fields]);
+  });
+
+  it("returns buffers of their own: a later encode does not change an earlier message", () => {
+    const first = registry.encode(READING_A);
+    const copy = Buffer.from(first);
+    registry.encode(READING_B);
+    expect(first).toEqual(copy);
+  });
+
+  it("encodes a reading larger than its scratch buffer, and small ones correctly after it", () => {
+    const big = { ...READING_A, device_id: "x".repeat(100_000), unit: "é".repeat(20_000) };
+    expect(registry.decode(registry.encode(big))).toEqual(big);
+    expect(registry.encode(READING_A).toString("hex")).toBe(JAVA.messageA);
+  });
+
+  it("refuses to encode a reading that does not fit the schema", () => {
+    expect(() => registry.encode({ ...READING_A, ts: 1.5 })).toThrow(/cannot encode reading/);
+    expect(() => registry.encode({ ...READING_A, ts: 2 ** 53 })).toThrow(/cannot encode reading/);
+    expect(() => registry.encode({ ...READING_A, seq: Number.NaN })).toThrow(/cannot encode reading/);
+    expect(() => registry.encode({ ...READING_A, device_id: undefined } as unknown as Reading)).toThrow(
+      /cannot encode reading/,
+    );
+    expect(() => registry.encode({ ...READING_A, unit: 5 } as unknown as Reading)).toThrow(
+      /cannot encode reading/,
+    );
+  });
+});
+
+describe("a body that cannot be decoded", () => {
+  it("is refused as not-avro when it lacks the C3 01 marker", () => {
+    const err = decodeFailure(Buffer.from("abc"));
+    expect(err.kind).toBe("not-avro");
+    expect(err.message).toBe("body of 3 bytes is not Avro single-object encoding (no C3 01 marker)");
+    expect(decodeFailure(Buffer.alloc(0)).kind).toBe("not-avro");
+    const json = Buffer.from(JSON.stringify({ device_id: "d", sensor: "s", ts: 1, value: 2 }));
+    expect(decodeFailure(json).kind).toBe("not-avro");
+  });
+
+  it("is refused as not-avro when it is shorter than the 10-byte header", () => {
+    const err = decodeFailure(Buffer.from("c301bc2b1fcf13ae91", "hex"));
+    expect(err.kind).toBe("not-avro");
+    expect(err.message).toBe(
+      "body of 9 bytes is not Avro single-object encoding (shorter than the 10-byte header)",
+    );
+  });
+
+  it("with an unknown fingerprint is refused with that fingerprint in the reason", () => {
+    const body = Buffer.concat([
+      Buffer.from("c3010123456789abcdef", "hex"),
+      registry.encode(READING_A).subarray(10),
+    ]);
+    const err = decodeFailure(body);
+    expect(err.kind).toBe("unknown-schema");
+    expect(err.message).toBe("unknown schema 0123456789abcdef");
+  });
+
+  it("that ends inside the datum is refused as truncated, wherever it is cut", () => {
+    for (const reading of [READING_A, READING_B]) {
+      const body = registry.encode(reading);
+      for (let length = 10; length < body.length; length++) {
+        const err = decodeFailure(body.subarray(0, length));
+        expect(err.kind, `cut at ${length} of ${body.length}`).toBe("truncated");
+        expect(err.message).toContain("reading.v1.avsc");
+      }
+    }
+  });
+
+  it("with bytes after the datum is refused as invalid, saying how many", () => {
+    const err = decodeFailure(Buffer.concat([registry.encode(READING_A), Buffer.from([0, 0])]));
+    expect(err.kind).toBe("invalid");
+    expect(err.message).toMatch(/^2 trailing bytes after the reading of reading\.v1\.avsc/);
+  });
+
+  it("with a union branch the schema does not have is refused as invalid", () => {
+    const datum = [...avroString("d"), ...avroString("s"), ...varint(1), ...Array(8).fill(0), ...varint(7)];
+    const err = decodeFailure(v1Message(datum));
+    expect(err.kind).toBe("invalid");
+    expect(err.message).toMatch(/union/);
+  });
+
+  it("with a negative string length is refused as invalid", () => {
+    const err = decodeFailure(v1Message([...varint(-3), 0x61, 0x62, 0x63]));
+    expect(err.kind).toBe("invalid");
+  });
+
+  it("with longs beyond the safe integer range is refused as invalid rather than rounded", () => {
+    const err = decodeFailure(Buffer.from(JAVA.messageBeyondSafeLongs, "hex"));
+    expect(err.kind).toBe("invalid");
+    expect(err.message).toMatch(/precision/);
+  });
+
+  it("with a long of more than 10 bytes is refused as invalid", () => {
+    const datum = [...avroString("d"), ...avroString("s"), ...Array(11).fill(0x80), 0];
+    expect(decodeFailure(v1Message(datum)).kind).toBe("invalid");
+  });
+
+  it("never makes decode throw anything but a DecodeError", () => {
+    let seed = 12345;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const valid = registry.encode(READING_A);
+    const kinds = new Set<DecodeFailure>();
+    for (let i = 0; i < 3000; i++) {
+      const body = Buffer.from(valid.subarray(0, 10 + Math.floor(random() * (valid.length - 5))));
+      for (let j = 10; j < body.length; j++) if (random() < 0.15) body[j] = Math.floor(random() * 256);
+      try {
+        registry.decode(body);
+      } catch (err) {
+        expect(err).toBeInstanceOf(DecodeError);
+        kinds.add((err as DecodeError).kind);
+      }
+    }
+    expect(kinds).toContain("truncated");
+    expect(kinds).toContain("invalid");
+    expect(decodeFailure("not a buffer" as unknown as Buffer).kind).toBe("not-avro");
+  });
+
+  it("is reported with a DecodeError that is an Error named DecodeError", () => {
+    const err = decodeFailure(Buffer.from("abc"));
+    expect(err).toBeInstanceOf(Error);
+    expect(err.name).toBe("DecodeError");
+    expect(new DecodeError("invalid", "why", { cause: 1 }).cause).toBe(1);
+  });
+});
