@@ -86,7 +86,6 @@ const RC_SUCCESS = 0x00;
 const RC_GRANTED_QOS_0 = 0x00;
 const RC_MALFORMED_PACKET = 0x81;
 const RC_PROTOCOL_ERROR = 0x82;
-const RC_RECEIVE_MAXIMUM_EXCEEDED = 0x93;
 const RC_TOPIC_ALIAS_INVALID = 0x94;
 const RC_QOS_NOT_SUPPORTED = 0x9b;
 
@@ -184,12 +183,26 @@ interface Connection {
   sessionPresent: boolean;
   corked: boolean;
   pingOutstanding: boolean;
+  /** PUBLISH packets that arrived while the window was full, oldest at `heldHead`; see hold(). */
+  readonly held: Arrival[];
+  heldHead: number;
+  drainScheduled: boolean;
+  overflowLogged: boolean;
+  /** Reading is paused while `held` is long; the broker's packets wait in the TCP buffers. */
+  paused: boolean;
+  /** Paused at some point since the last PINGREQ, so a missing PINGRESP proves nothing. */
+  pausedSincePing: boolean;
   keepaliveTimer: NodeJS.Timeout | undefined;
   handshakeTimer: NodeJS.Timeout | undefined;
   /** Why the connection ended, when we know better than a bare socket close. */
   error: Error | undefined;
   /** Settles the handshake: set until SUBACK (or failure). */
   handshake: { resolve(): void; reject(err: Error): void } | undefined;
+}
+
+interface Arrival {
+  readonly packet: IPublishPacket;
+  readonly receivedAt: number;
 }
 
 type Events = {
@@ -203,6 +216,11 @@ function uncork(conn: Connection): void {
 }
 
 function ignoreAck(): void {}
+
+/** Handed on and not yet PUBACKed, plus held back beyond the window. */
+function unackedOn(conn: Connection): number {
+  return conn.acks.pending + conn.held.length - conn.heldHead;
+}
 
 class MqttSubscriberSession extends EventEmitter<Events> implements MqttInput {
   private readonly broker: BrokerAddress;
@@ -246,7 +264,7 @@ class MqttSubscriberSession extends EventEmitter<Events> implements MqttInput {
   }
 
   get unacked(): number {
-    return this.conn?.acks.pending ?? 0;
+    return this.conn === undefined ? 0 : unackedOn(this.conn);
   }
 
   async start(onMessage: (msg: IncomingMessage) => void): Promise<void> {
@@ -278,7 +296,7 @@ class MqttSubscriberSession extends EventEmitter<Events> implements MqttInput {
     // PUBACKs released so far sit in the corked socket until the next tick; let them out before DISCONNECT.
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (conn.phase === "draining") {
-      const unacked = conn.acks.pending;
+      const unacked = unackedOn(conn);
       this.closeWith(conn, RC_SUCCESS);
       this.log.info({ unacked }, "MQTT input stopping: DISCONNECT sent, session kept");
     }
@@ -301,8 +319,11 @@ class MqttSubscriberSession extends EventEmitter<Events> implements MqttInput {
       socket,
       // clear() on close already silences a previous connection's acks; the generation check makes it explicit.
       acks: new AckSequencer<number>((messageId) => {
-        if (conn.generation === this.generation) {
-          this.write(conn, { cmd: "puback", messageId, reasonCode: RC_SUCCESS });
+        if (conn.generation !== this.generation) return;
+        this.write(conn, { cmd: "puback", messageId, reasonCode: RC_SUCCESS });
+        if (conn.heldHead < conn.held.length && !conn.drainScheduled) {
+          conn.drainScheduled = true;
+          process.nextTick(() => this.drainHeld(conn));
         }
       }),
       closed: new Promise<void>((resolve) => {
@@ -313,6 +334,12 @@ class MqttSubscriberSession extends EventEmitter<Events> implements MqttInput {
       sessionPresent: false,
       corked: false,
       pingOutstanding: false,
+      held: [],
+      heldHead: 0,
+      drainScheduled: false,
+      overflowLogged: false,
+      paused: false,
+      pausedSincePing: false,
       keepaliveTimer: undefined,
       handshakeTimer: undefined,
       error: undefined,
@@ -439,7 +466,6 @@ class MqttSubscriberSession extends EventEmitter<Events> implements MqttInput {
   }
 
   private onPublish(conn: Connection, packet: IPublishPacket): void {
-    if (conn.phase === "draining") return;
     if (!conn.connackReceived) {
       this.abort(conn, RC_PROTOCOL_ERROR, new Error("PUBLISH before CONNACK"));
       return;
@@ -453,38 +479,82 @@ class MqttSubscriberSession extends EventEmitter<Events> implements MqttInput {
       this.abort(conn, RC_TOPIC_ALIAS_INVALID, new Error("PUBLISH with a topic alias"));
       return;
     }
-    const onMessage = this.onMessage;
-    if (onMessage === undefined) return;
-    const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
-    const receivedAt = Date.now();
-    if (packet.qos === 0) {
-      onMessage({ topic: packet.topic, payload, qos: 0, receivedAt, ack: ignoreAck });
-      return;
-    }
-    if (packet.messageId === undefined) {
+    if (packet.qos === 1 && packet.messageId === undefined) {
       this.abort(conn, RC_MALFORMED_PACKET, new Error("QoS 1 PUBLISH without a packet id"));
       return;
     }
-    if (conn.acks.pending >= this.opts.receiveMaximum) {
-      this.abort(
-        conn,
-        RC_RECEIVE_MAXIMUM_EXCEEDED,
-        new Error(`broker sent more than ${this.opts.receiveMaximum} unacknowledged messages`),
-      );
-      return;
+    if (conn.phase === "draining") return;
+    const arrival: Arrival = { packet, receivedAt: Date.now() };
+    const windowFull = packet.qos === 1 && conn.acks.pending >= this.opts.receiveMaximum;
+    if (conn.heldHead === conn.held.length && !windowFull) {
+      this.deliver(conn, arrival);
+    } else {
+      this.hold(conn, arrival);
     }
-    onMessage({ topic: packet.topic, payload, qos: 1, receivedAt, ack: conn.acks.push(packet.messageId) });
+  }
+
+  /**
+   * The broker sent more unacknowledged messages than our Receive Maximum, a protocol violation (MQTT 5 4.9) that
+   * Mosquitto 2.0 commits when it has a backlog: each PUBACK for the oldest in-flight message moves up to Receive
+   * Maximum queued messages into flight. Disconnecting with 0x93 would only loop, so keep the excess in arrival
+   * order, hand it on as acks free the window, and stop reading while the excess is large.
+   */
+  private hold(conn: Connection, arrival: Arrival): void {
+    if (!conn.overflowLogged) {
+      conn.overflowLogged = true;
+      this.log.warn(
+        { receiveMaximum: this.opts.receiveMaximum },
+        "MQTT broker exceeds Receive Maximum; holding the excess until acks free the window",
+      );
+    }
+    conn.held.push(arrival);
+    if (!conn.paused && conn.held.length - conn.heldHead >= this.opts.receiveMaximum) {
+      conn.paused = true;
+      conn.pausedSincePing = true;
+      conn.socket.pause();
+    }
+  }
+
+  private drainHeld(conn: Connection): void {
+    conn.drainScheduled = false;
+    if (conn.phase !== "handshake" && conn.phase !== "ready") return;
+    for (;;) {
+      const next = conn.held[conn.heldHead];
+      if (next === undefined) break;
+      if (next.packet.qos === 1 && conn.acks.pending >= this.opts.receiveMaximum) return;
+      conn.heldHead++;
+      this.deliver(conn, next);
+    }
+    conn.held.length = 0;
+    conn.heldHead = 0;
+    if (conn.paused) {
+      conn.paused = false;
+      conn.socket.resume();
+    }
+  }
+
+  private deliver(conn: Connection, { packet, receivedAt }: Arrival): void {
+    const onMessage = this.onMessage;
+    if (onMessage === undefined) return;
+    const { topic } = packet;
+    const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
+    if (packet.qos === 1 && packet.messageId !== undefined) {
+      onMessage({ topic, payload, qos: 1, receivedAt, ack: conn.acks.push(packet.messageId) });
+    } else {
+      onMessage({ topic, payload, qos: 0, receivedAt, ack: ignoreAck });
+    }
   }
 
   private startKeepalive(conn: Connection, seconds: number): void {
     if (seconds <= 0) return;
     conn.keepaliveTimer = setInterval(() => {
-      if (conn.pingOutstanding) {
+      if (conn.pingOutstanding && !conn.pausedSincePing) {
         conn.error ??= new Error(`no PINGRESP within ${seconds} s (keepalive)`);
         conn.phase = "closing";
         conn.socket.destroy();
         return;
       }
+      conn.pausedSincePing = conn.paused;
       conn.pingOutstanding = true;
       this.write(conn, { cmd: "pingreq" });
     }, seconds * 1_000);
@@ -523,8 +593,10 @@ class MqttSubscriberSession extends EventEmitter<Events> implements MqttInput {
     conn.phase = "closed";
     clearTimeout(conn.handshakeTimer);
     clearInterval(conn.keepaliveTimer);
-    const unacked = conn.acks.pending;
+    const unacked = unackedOn(conn);
     conn.acks.clear();
+    conn.held.length = 0;
+    conn.heldHead = 0;
     if (this.conn === conn) this.conn = undefined;
 
     const handshake = conn.handshake;
