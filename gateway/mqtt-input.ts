@@ -68,7 +68,7 @@ export interface MqttInput {
 /**
  * An MQTT 5 subscriber session over `mqtt-packet` that sends each PUBACK only when the message and every earlier
  * one on the connection are acked, while up to `receiveMaximum` messages are in flight. Throws if the URL is not
- * an `mqtt://` or `tcp://` URL, clientId or topic is empty, or receiveMaximum or keepaliveSeconds is out of range.
+ * an `mqtt://` or `tcp://` URL, clientId or topic is empty, or a number is out of range.
  */
 export function createMqttInput(opts: MqttInputOptions): MqttInput {
   return new MqttSubscriberSession(opts);
@@ -217,6 +217,13 @@ function uncork(conn: Connection): void {
 
 function ignoreAck(): void {}
 
+/** The packet codec throws on out-of-range values, and it runs in socket callbacks: check them up front. */
+function requireInteger(name: string, value: number, min: number, max: number): void {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${value}`);
+  }
+}
+
 /** Handed on and not yet PUBACKed, plus held back beyond the window. */
 function unackedOn(conn: Connection): number {
   return conn.acks.pending + conn.held.length - conn.heldHead;
@@ -236,18 +243,9 @@ class MqttSubscriberSession extends EventEmitter<Events> implements MqttInput {
 
   constructor(private readonly opts: MqttInputOptions) {
     super();
-    if (!Number.isInteger(opts.receiveMaximum) || opts.receiveMaximum < 1 || opts.receiveMaximum > 65_535) {
-      throw new RangeError(`receiveMaximum must be an integer from 1 to 65535, got ${opts.receiveMaximum}`);
-    }
-    if (
-      !Number.isInteger(opts.keepaliveSeconds) ||
-      opts.keepaliveSeconds < 0 ||
-      opts.keepaliveSeconds > 65_535
-    ) {
-      throw new RangeError(
-        `keepaliveSeconds must be an integer from 0 to 65535, got ${opts.keepaliveSeconds}`,
-      );
-    }
+    requireInteger("receiveMaximum", opts.receiveMaximum, 1, 65_535);
+    requireInteger("keepaliveSeconds", opts.keepaliveSeconds, 0, 65_535);
+    requireInteger("sessionExpirySeconds", opts.sessionExpirySeconds, 0, 4_294_967_295);
     // A persistent session needs a client id of our own; an empty topic filter is a protocol error.
     if (opts.clientId === "") throw new RangeError("clientId must not be empty");
     if (opts.topic === "") throw new RangeError("topic must not be empty");
@@ -426,7 +424,14 @@ class MqttSubscriberSession extends EventEmitter<Events> implements MqttInput {
       case "disconnect": {
         const reason = describeReason(packet.reasonCode ?? RC_SUCCESS);
         const detail = packet.properties?.reasonString;
-        conn.error = new Error(`broker sent DISCONNECT: reason ${reason}${detail ? `: ${detail}` : ""}`);
+        // Mosquitto answers an invalid topic filter with DISCONNECT 0x81 rather than a SUBACK failure code.
+        const when =
+          conn.phase === "handshake" && conn.connackReceived
+            ? ` in reply to SUBSCRIBE ${JSON.stringify(this.opts.topic)}`
+            : "";
+        conn.error = new Error(
+          `broker sent DISCONNECT${when}: reason ${reason}${detail ? `: ${detail}` : ""}`,
+        );
         conn.phase = "closing";
         conn.socket.destroy();
         return;
@@ -602,7 +607,13 @@ class MqttSubscriberSession extends EventEmitter<Events> implements MqttInput {
     const handshake = conn.handshake;
     if (handshake !== undefined) {
       conn.handshake = undefined;
-      const cause = conn.error ?? new Error("connection closed by the broker");
+      const cause =
+        conn.error ??
+        new Error(
+          conn.connackReceived
+            ? "the broker closed the connection before SUBACK (is the topic filter valid?)"
+            : "the broker closed the connection before CONNACK",
+        );
       handshake.reject(
         new Error(`MQTT connection to ${this.broker.display} failed: ${cause.message}`, { cause }),
       );

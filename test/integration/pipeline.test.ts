@@ -56,7 +56,7 @@ describe("the pipeline end to end: simulated sensors -> gateway -> RabbitMQ -> p
   it(`every one of ${READINGS.toLocaleString("en")} acknowledged readings is stored once, field for field`, async () => {
     const record = join(names.dir, "sent.ndjson");
     const sim = await runCli(
-      ["simulate", "--devices", "25", "--count", String(READINGS), "--rate", "4000", "--record", record, "--seed", "7"],
+      ["simulate", "--devices", "25", "--count", String(READINGS), "--rate", "2000", "--record", record, "--seed", "7"],
       { ...names.env, LOG_LEVEL: "warn" },
     );
     expect(sim.code, sim.stderr).toBe(0);
@@ -76,7 +76,7 @@ describe("the pipeline end to end: simulated sensors -> gateway -> RabbitMQ -> p
       return !r || r.value !== s.value || r.unit !== s.unit || r.seq !== s.seq || r.gateway_id !== names.gatewayId;
     });
     expect(differing).toEqual([]);
-  });
+  }, 120_000);
 
   it("the queue is durable and drained afterwards", async () => {
     const conn = await amqp.connect(names.amqpUrl);
