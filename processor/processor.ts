@@ -279,10 +279,12 @@ export async function startProcessor(
       if (ch && consumerTag) await ch.cancel(consumerTag).catch(() => undefined);
       consumerTag = undefined;
       batcher.flushNow();
+      const timeout = new AbortController();
       const drained = await Promise.race([
         commits.then(() => true),
-        sleep(config.drainTimeoutMs).then(() => false),
+        sleep(config.drainTimeoutMs, timeout.signal).then(() => false),
       ]);
+      timeout.abort();
       if (!drained) log.warn({ held }, "stopping with deliveries unacked; RabbitMQ redelivers them");
       await session.close();
       deadLog.flush();
