@@ -1,4 +1,4 @@
-import { type ConfigOf, ConfigError, helpText, parseConfig, type Spec } from "../common/config.js";
+import { ConfigError, type ConfigOf, helpText, parseConfig, type Spec } from "../common/config.js";
 
 /**
  * One `telemetry <name>` subcommand. The CLI parses argv and the environment against `spec` (exit 2 on a bad

@@ -5,7 +5,10 @@ import type { Logger } from "../common/log.js";
  * exit code 0. A second signal while stopping gives up at once with exit code 1 (nothing acked is lost: what was
  * not acknowledged upstream is redelivered).
  */
-export async function runUntilSignal(log: Logger, start: () => Promise<{ stop(): Promise<void> }>): Promise<number> {
+export async function runUntilSignal(
+  log: Logger,
+  start: () => Promise<{ stop(): Promise<void> }>,
+): Promise<number> {
   let signalled: (sig: NodeJS.Signals) => void = () => undefined;
   const signal = new Promise<NodeJS.Signals>((resolve) => {
     signalled = resolve;

@@ -124,7 +124,10 @@ export class AmqpSession extends EventEmitter {
         if (this.#closing) break;
         log.warn({ attempt, err: err instanceof Error ? err.message : String(err) }, "amqp connect failed");
       }
-      await sleep(backoffDelay(Math.max(attempt, 1), RECONNECT_MIN_MS, RECONNECT_MAX_MS), this.#stopped.signal);
+      await sleep(
+        backoffDelay(Math.max(attempt, 1), RECONNECT_MIN_MS, RECONNECT_MAX_MS),
+        this.#stopped.signal,
+      );
     }
   }
 

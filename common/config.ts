@@ -115,7 +115,8 @@ export function parseConfig<S extends Spec>(
   for (const [key, s] of Object.entries(spec)) {
     const fromFlag = values[s.flag];
     const fromEnv = s.env ? env[s.env] : undefined;
-    const raw = fromFlag !== undefined ? fromFlag : fromEnv !== undefined && fromEnv !== "" ? fromEnv : undefined;
+    const raw =
+      fromFlag !== undefined ? fromFlag : fromEnv !== undefined && fromEnv !== "" ? fromEnv : undefined;
     if (raw === undefined) {
       out[key] = typeof s.default === "function" ? (s.default as () => unknown)() : s.default;
       continue;
@@ -133,7 +134,13 @@ export function parseConfig<S extends Spec>(
 
 /** `--help` text for a command: usage, summary, and one entry per setting with its variable and default. */
 export function helpText(usage: string, summary: string, spec: Spec, extra = ""): string {
-  const lines = [`Usage: ${usage}`, "", summary, "", "Options (flag, then environment variable, then default):"];
+  const lines = [
+    `Usage: ${usage}`,
+    "",
+    summary,
+    "",
+    "Options (flag, then environment variable, then default):",
+  ];
   for (const s of Object.values(spec)) {
     const def =
       s.defaultLabel ?? (typeof s.default === "function" ? "(computed)" : JSON.stringify(s.default ?? null));

@@ -42,7 +42,9 @@ export async function startHttp(opts: {
         (err: unknown) => res.writeHead(500).end(String(err)),
       );
     } else {
-      res.writeHead(404, { "content-type": "text/plain" }).end("not found: try /healthz, /readyz, /metrics\n");
+      res
+        .writeHead(404, { "content-type": "text/plain" })
+        .end("not found: try /healthz, /readyz, /metrics\n");
     }
   });
   await new Promise<void>((resolve, reject) => {

@@ -46,9 +46,13 @@ export const common = {
   gatewayId: setting({
     flag: "gateway-id",
     env: "GATEWAY_ID",
-    default: () => hostname().replace(/[^A-Za-z0-9._:-]/g, "-").slice(0, 128) || "gateway",
+    default: () =>
+      hostname()
+        .replace(/[^A-Za-z0-9._:-]/g, "-")
+        .slice(0, 128) || "gateway",
     defaultLabel: "host name",
-    description: "Names the gateway's persistent MQTT session and is stored with each reading. Keep it stable.",
+    description:
+      "Names the gateway's persistent MQTT session and is stored with each reading. Keep it stable.",
     parse: idParser,
   }),
   dbPath: setting({

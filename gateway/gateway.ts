@@ -43,7 +43,11 @@ export interface RunningGateway {
 function createMetrics(registry: Registry) {
   const opts = { registers: [registry] };
   return {
-    received: new Counter({ name: "telemetry_gateway_messages_received_total", help: "MQTT messages received", ...opts }),
+    received: new Counter({
+      name: "telemetry_gateway_messages_received_total",
+      help: "MQTT messages received",
+      ...opts,
+    }),
     published: new Counter({
       name: "telemetry_gateway_readings_published_total",
       help: "Readings confirmed by RabbitMQ on <QUEUE>",
@@ -160,7 +164,13 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     } else {
       rejectLog.warn({ topic: msg.topic, reason: parsed.reason, bytes: msg.payload.length });
       output.write(
-        { kind: "rejected", topic: msg.topic, payload: msg.payload, reason: parsed.reason, receivedAt: msg.receivedAt },
+        {
+          kind: "rejected",
+          topic: msg.topic,
+          payload: msg.payload,
+          reason: parsed.reason,
+          receivedAt: msg.receivedAt,
+        },
         msg.ack,
       );
     }
@@ -176,7 +186,12 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     throw err;
   }
   log.info(
-    { topic: `${config.topicPrefix}/+/+`, queue: config.queue, inflight: config.inflight, httpPort: http.port },
+    {
+      topic: `${config.topicPrefix}/+/+`,
+      queue: config.queue,
+      inflight: config.inflight,
+      httpPort: http.port,
+    },
     "gateway started",
   );
 
@@ -189,7 +204,10 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       const deadline = Date.now() + config.drainTimeoutMs;
       while (output.inFlight > 0 && Date.now() < deadline) await sleep(20);
       if (output.inFlight > 0) {
-        log.warn({ inFlight: output.inFlight }, "stopping with readings unconfirmed; the MQTT broker redelivers them");
+        log.warn(
+          { inFlight: output.inFlight },
+          "stopping with readings unconfirmed; the MQTT broker redelivers them",
+        );
       }
       await input.stop();
       await output.close();

@@ -44,7 +44,8 @@ export const gatewayCommand = defineCommand({
       flag: "session-expiry",
       env: "MQTT_SESSION_EXPIRY",
       default: 7 * 24 * 3_600,
-      description: "Seconds the MQTT broker keeps the gateway's session (and queues its readings) while it is away.",
+      description:
+        "Seconds the MQTT broker keeps the gateway's session (and queues its readings) while it is away.",
       parse: parsers.int(60, 0xffff_ffff),
     }),
     drainTimeoutMs: setting({

@@ -18,7 +18,8 @@ export function parseTopic(
   topic: string,
   prefix: string,
 ): { deviceId: string; sensor: string } | { reason: string } {
-  if (!topic.startsWith(`${prefix}/`)) return { reason: `topic ${JSON.stringify(topic)} is not under ${prefix}/` };
+  if (!topic.startsWith(`${prefix}/`))
+    return { reason: `topic ${JSON.stringify(topic)} is not under ${prefix}/` };
   const rest = topic.slice(prefix.length + 1).split("/");
   if (rest.length !== 2) return { reason: "topic must be <prefix>/<deviceId>/<sensor>" };
   const [deviceId = "", sensor = ""] = rest;
@@ -33,10 +34,12 @@ const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 function parseTs(raw: unknown, receivedAt: number): number | string {
   let ts: number;
   if (typeof raw === "number") {
-    if (!Number.isSafeInteger(raw)) return "ts must be an integer of epoch milliseconds or an ISO-8601 string";
+    if (!Number.isSafeInteger(raw))
+      return "ts must be an integer of epoch milliseconds or an ISO-8601 string";
     ts = raw;
   } else if (typeof raw === "string") {
-    if (!ISO_WITH_OFFSET.test(raw)) return "ts string must be ISO-8601 with a UTC offset, e.g. 2026-01-31T12:00:00Z";
+    if (!ISO_WITH_OFFSET.test(raw))
+      return "ts string must be ISO-8601 with a UTC offset, e.g. 2026-01-31T12:00:00Z";
     ts = Date.parse(raw);
     if (Number.isNaN(ts)) return "ts is not a valid date";
   } else {
@@ -54,7 +57,8 @@ function parseReading(
   gatewayId: string,
   receivedAt: number,
 ): Reading | string {
-  if (typeof item !== "object" || item === null || Array.isArray(item)) return "a reading must be a JSON object";
+  if (typeof item !== "object" || item === null || Array.isArray(item))
+    return "a reading must be a JSON object";
   const r = item as Record<string, unknown>;
   if (!("value" in r)) return "value is missing";
   const value = r.value;
@@ -79,7 +83,16 @@ function parseReading(
     }
     seq = r.seq;
   }
-  return { device_id: deviceId, sensor, ts, value, unit, seq, gateway_id: gatewayId, received_at: receivedAt };
+  return {
+    device_id: deviceId,
+    sensor,
+    ts,
+    value,
+    unit,
+    seq,
+    gateway_id: gatewayId,
+    received_at: receivedAt,
+  };
 }
 
 /**
@@ -95,7 +108,10 @@ export function parsePayload(
   const where = parseTopic(topic, opts.topicPrefix);
   if ("reason" in where) return { ok: false, reason: where.reason };
   if (payload.length > MAX_PAYLOAD_BYTES) {
-    return { ok: false, reason: `payload of ${payload.length} bytes is over the ${MAX_PAYLOAD_BYTES} byte limit` };
+    return {
+      ok: false,
+      reason: `payload of ${payload.length} bytes is over the ${MAX_PAYLOAD_BYTES} byte limit`,
+    };
   }
   let text: string;
   try {

@@ -27,7 +27,8 @@ export const processorCommand = defineCommand({
       flag: "prefetch",
       env: "PREFETCH",
       default: 2_000,
-      description: "Unacknowledged deliveries RabbitMQ may send ahead (bounds memory); at least --batch-size.",
+      description:
+        "Unacknowledged deliveries RabbitMQ may send ahead (bounds memory); at least --batch-size.",
       parse: parsers.int(1, 65_535),
     }),
     batchSize: setting({

@@ -45,8 +45,16 @@ interface Item {
 function createMetrics(registry: Registry) {
   const opts = { registers: [registry] };
   return {
-    deliveries: new Counter({ name: "telemetry_processor_deliveries_total", help: "Messages received from <QUEUE>", ...opts }),
-    stored: new Counter({ name: "telemetry_processor_readings_stored_total", help: "Rows committed to SQLite", ...opts }),
+    deliveries: new Counter({
+      name: "telemetry_processor_deliveries_total",
+      help: "Messages received from <QUEUE>",
+      ...opts,
+    }),
+    stored: new Counter({
+      name: "telemetry_processor_readings_stored_total",
+      help: "Rows committed to SQLite",
+      ...opts,
+    }),
     duplicates: new Counter({
       name: "telemetry_processor_duplicates_total",
       help: "Readings already stored (redelivered or resent), not written again",
@@ -171,13 +179,20 @@ export async function startProcessor(
     }
     const failures = items.filter((it) => it.failure);
     for (const it of failures) {
-      deadLog.warn({ kind: it.failure!.kind, reason: it.failure!.reason, messageId: it.msg.properties.messageId });
+      deadLog.warn({
+        kind: it.failure!.kind,
+        reason: it.failure!.reason,
+        messageId: it.msg.properties.messageId,
+      });
     }
     try {
       await Promise.all(failures.map((it) => publishDead(ch, it, it.failure!)));
       ch.ack(items.at(-1)!.msg, true);
     } catch (err) {
-      log.warn({ err: err instanceof Error ? err.message : String(err) }, "ack failed; RabbitMQ redelivers the batch");
+      log.warn(
+        { err: err instanceof Error ? err.message : String(err) },
+        "ack failed; RabbitMQ redelivers the batch",
+      );
       return;
     }
     held -= items.length;
@@ -208,10 +223,16 @@ export async function startProcessor(
     try {
       const reading = schemas.decode(msg.content);
       const bad = invalidReason(reading);
-      item = bad ? { msg, channel: ch, failure: { kind: "invalid", reason: bad } } : { msg, channel: ch, reading };
+      item = bad
+        ? { msg, channel: ch, failure: { kind: "invalid", reason: bad } }
+        : { msg, channel: ch, reading };
     } catch (err) {
       const kind = err instanceof DecodeError ? err.kind : "invalid";
-      item = { msg, channel: ch, failure: { kind, reason: err instanceof Error ? err.message : String(err) } };
+      item = {
+        msg,
+        channel: ch,
+        failure: { kind, reason: err instanceof Error ? err.message : String(err) },
+      };
     }
     batcher.add(item);
   };

@@ -39,13 +39,28 @@ async function main(): Promise<number> {
   say(`starting processor (SQLite ${dbPath}) and gateway`);
   const processor = await startService("processor", { ...env, LOG_LEVEL: "info" });
   const gateway = await startService("gateway", { ...env, LOG_LEVEL: "info" });
-  say(`processor http://127.0.0.1:${processor.httpPort}/metrics, gateway http://127.0.0.1:${gateway.httpPort}/metrics`);
+  say(
+    `processor http://127.0.0.1:${processor.httpPort}/metrics, gateway http://127.0.0.1:${gateway.httpPort}/metrics`,
+  );
 
-  say(`simulating ${DEVICES} devices x 3 sensors, ${COUNT.toLocaleString("en")} readings at ${RATE.toLocaleString("en")}/s`);
+  say(
+    `simulating ${DEVICES} devices x 3 sensors, ${COUNT.toLocaleString("en")} readings at ${RATE.toLocaleString("en")}/s`,
+  );
   const started = Date.now();
   const sim = spawn(
     process.execPath,
-    [CLI, "simulate", "--devices", String(DEVICES), "--count", String(COUNT), "--rate", String(RATE), "--record", record],
+    [
+      CLI,
+      "simulate",
+      "--devices",
+      String(DEVICES),
+      "--count",
+      String(COUNT),
+      "--rate",
+      String(RATE),
+      "--record",
+      record,
+    ],
     { stdio: ["ignore", "inherit", "inherit"] },
   );
   const simCode = await new Promise<number | null>((done) => sim.on("exit", done));
@@ -60,14 +75,18 @@ async function main(): Promise<number> {
     .filter(Boolean)
     .map((l) => JSON.parse(l) as Recorded);
   const db = openDatabase(dbPath, { readonly: true });
-  const lookup = db.prepare("SELECT value, unit, seq FROM readings WHERE device_id = ? AND sensor = ? AND ts = ?");
+  const lookup = db.prepare(
+    "SELECT value, unit, seq FROM readings WHERE device_id = ? AND sensor = ? AND ts = ?",
+  );
   let missing = sent;
   let mismatched = 0;
   const deadline = Date.now() + WAIT_MS;
   while (missing.length > 0 && Date.now() < deadline) {
     const still: Recorded[] = [];
     for (const r of missing) {
-      const row = lookup.get(r.deviceId, r.sensor, r.ts) as { value: number; unit: string | null; seq: number } | undefined;
+      const row = lookup.get(r.deviceId, r.sensor, r.ts) as
+        | { value: number; unit: string | null; seq: number }
+        | undefined;
       if (!row) still.push(r);
       else if (row.value !== r.value || row.unit !== r.unit || row.seq !== r.seq) mismatched++;
     }
@@ -78,9 +97,13 @@ async function main(): Promise<number> {
   db.close();
 
   const [gwCode, procCode] = await Promise.all([gateway.stop(), processor.stop()]);
-  say(`stored ${sent.length - missing.length} of ${sent.length} acknowledged readings, ${mismatched} differing, in ${seconds.toFixed(1)} s (${Math.round(sent.length / seconds).toLocaleString("en")} readings/s end to end)`);
+  say(
+    `stored ${sent.length - missing.length} of ${sent.length} acknowledged readings, ${mismatched} differing, in ${seconds.toFixed(1)} s (${Math.round(sent.length / seconds).toLocaleString("en")} readings/s end to end)`,
+  );
   say(`gateway exited ${gwCode}, processor exited ${procCode} after SIGTERM`);
-  say(`look at the data: sqlite3 ${dbPath} "SELECT device_id, sensor, count(*), min(value), max(value) FROM readings GROUP BY 1, 2 LIMIT 10"`);
+  say(
+    `look at the data: sqlite3 ${dbPath} "SELECT device_id, sensor, count(*), min(value), max(value) FROM readings GROUP BY 1, 2 LIMIT 10"`,
+  );
   return missing.length === 0 && mismatched === 0 && gwCode === 0 && procCode === 0 ? 0 : 1;
 }
 

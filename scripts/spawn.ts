@@ -3,7 +3,10 @@ import { fileURLToPath } from "node:url";
 
 /** The built CLI (`npm run build`), whether this module runs from dist/ or from source under vitest. */
 export const CLI = fileURLToPath(
-  new URL(import.meta.url.includes("/dist/") ? "../cli/telemetry.js" : "../dist/cli/telemetry.js", import.meta.url),
+  new URL(
+    import.meta.url.includes("/dist/") ? "../cli/telemetry.js" : "../dist/cli/telemetry.js",
+    import.meta.url,
+  ),
 );
 
 /** A service running as its own process, exactly as deployed (used by the demo, the benchmark and the tests). */
@@ -93,4 +96,3 @@ export function runCli(
     proc.on("exit", (code) => resolve({ code, stdout, stderr }));
   });
 }
-

@@ -54,7 +54,8 @@ export function openDatabase(path: string, opts: { readonly?: boolean } = {}): D
   db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   if (opts.readonly) return db;
   const mode = db.pragma("journal_mode = WAL", { simple: true });
-  if (mode !== "wal" && path !== ":memory:") throw new Error(`${path}: could not switch to WAL (got ${mode})`);
+  if (mode !== "wal" && path !== ":memory:")
+    throw new Error(`${path}: could not switch to WAL (got ${mode})`);
   db.pragma("synchronous = FULL");
   migrate(db);
   return db;
@@ -65,7 +66,9 @@ export function migrate(db: Database.Database): number {
   const current = db.pragma("user_version", { simple: true }) as number;
   const latest = MIGRATIONS.at(-1)?.version ?? 0;
   if (current > latest) {
-    throw new Error(`database schema version ${current} is newer than this program knows (${latest}); upgrade it`);
+    throw new Error(
+      `database schema version ${current} is newer than this program knows (${latest}); upgrade it`,
+    );
   }
   for (const m of MIGRATIONS) {
     if (m.version <= current) continue;

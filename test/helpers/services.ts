@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import amqp from "amqplib";
-import mqtt from "mqtt";
 import Database from "better-sqlite3";
+import mqtt from "mqtt";
 import { inject } from "vitest";
 import { queueNames } from "../../common/amqp.js";
 

@@ -55,14 +55,15 @@ describe("bad input is kept and explained, and the flow goes on", () => {
     const first = await ch.get(rejected, { noAck: true });
     const second = await ch.get(rejected, { noAck: true });
     await conn.close();
-    expect(first && first.content.equals(bad)).toBe(true);
-    expect(first && first.properties.deliveryMode).toBe(2);
-    expect(first && first.properties.headers).toMatchObject({
+    if (!first || !second) throw new Error("expected two messages on <QUEUE>.rejected");
+    expect(first.content.equals(bad)).toBe(true);
+    expect(first.properties.deliveryMode).toBe(2);
+    expect(first.properties.headers).toMatchObject({
       topic,
       reason: "value must be a finite number",
       gateway_id: names.gatewayId,
     });
-    expect(second && second.properties.headers).toMatchObject({ reason: expect.stringMatching(/device id/) });
+    expect(second.properties.headers).toMatchObject({ reason: expect.stringMatching(/device id/) });
 
     const metrics = await httpGet(gateway.httpPort, "/metrics");
     expect(metrics.body).toMatch(/^telemetry_gateway_rejected_total 2$/m);
@@ -76,7 +77,10 @@ describe("bad input is kept and explained, and the flow goes on", () => {
     const poison: [string, Buffer][] = [
       ["empty", Buffer.alloc(0)],
       ["not avro", Buffer.from('{"value":1}')],
-      ["unknown fingerprint", Buffer.concat([Buffer.from([0xc3, 0x01]), Buffer.alloc(8, 0xab), Buffer.from([2, 0x61])])],
+      [
+        "unknown fingerprint",
+        Buffer.concat([Buffer.from([0xc3, 0x01]), Buffer.alloc(8, 0xab), Buffer.from([2, 0x61])]),
+      ],
     ];
     for (const [id, body] of poison) ch.sendToQueue(readings, body, { persistent: true, messageId: id });
     await ch.waitForConfirms();
@@ -110,7 +114,9 @@ describe("bad input is kept and explained, and the flow goes on", () => {
   it("a message on the queue decodes with a plain Avro library and the .avsc from schemas/", async () => {
     await processor.stop();
     const topic = `${names.topicPrefix}/dev-3/pressure`;
-    await publisher.publishAsync(topic, JSON.stringify({ value: 1013.25, ts: TS0, unit: "hPa", seq: 9 }), { qos: 1 });
+    await publisher.publishAsync(topic, JSON.stringify({ value: 1013.25, ts: TS0, unit: "hPa", seq: 9 }), {
+      qos: 1,
+    });
     const conn = await amqp.connect(names.amqpUrl);
     const ch = await conn.createChannel();
     let msg: amqp.GetMessage | false = false;
@@ -124,7 +130,9 @@ describe("bad input is kept and explained, and the flow goes on", () => {
     const m = msg as unknown as amqp.GetMessage;
     ch.nack(m, false, true);
     await conn.close();
-    const schema = JSON.parse(readFileSync(new URL("../../schemas/reading.v1.avsc", import.meta.url), "utf8"));
+    const schema = JSON.parse(
+      readFileSync(new URL("../../schemas/reading.v1.avsc", import.meta.url), "utf8"),
+    );
     const type = avro.Type.forSchema(schema);
     expect(m.content.subarray(0, 2)).toEqual(Buffer.from([0xc3, 0x01]));
     expect(m.properties.deliveryMode).toBe(2);

@@ -49,14 +49,30 @@ describe("the pipeline end to end: simulated sensors -> gateway -> RabbitMQ -> p
       expect(await httpGet(s.httpPort, "/healthz")).toEqual({ status: 200, body: "ok\n" });
       expect(await httpGet(s.httpPort, "/readyz")).toEqual({ status: 200, body: "ready\n" });
     }
-    expect((await httpGet(gateway.httpPort, "/metrics")).body).toContain("telemetry_gateway_readings_published_total");
-    expect((await httpGet(processor.httpPort, "/metrics")).body).toContain("telemetry_processor_readings_stored_total");
+    expect((await httpGet(gateway.httpPort, "/metrics")).body).toContain(
+      "telemetry_gateway_readings_published_total",
+    );
+    expect((await httpGet(processor.httpPort, "/metrics")).body).toContain(
+      "telemetry_processor_readings_stored_total",
+    );
   });
 
   it(`every one of ${READINGS.toLocaleString("en")} acknowledged readings is stored once, field for field`, async () => {
     const record = join(names.dir, "sent.ndjson");
     const sim = await runCli(
-      ["simulate", "--devices", "25", "--count", String(READINGS), "--rate", "2000", "--record", record, "--seed", "7"],
+      [
+        "simulate",
+        "--devices",
+        "25",
+        "--count",
+        String(READINGS),
+        "--rate",
+        "2000",
+        "--record",
+        record,
+        "--seed",
+        "7",
+      ],
       { ...names.env, LOG_LEVEL: "warn" },
     );
     expect(sim.code, sim.stderr).toBe(0);
@@ -66,14 +82,19 @@ describe("the pipeline end to end: simulated sensors -> gateway -> RabbitMQ -> p
       .map((l) => JSON.parse(l) as Sent);
     expect(sent).toHaveLength(READINGS);
 
-    await vi.waitFor(() => expect(countRows(names.dbPath)).toBe(READINGS), { timeout: 60_000, interval: 250 });
+    await vi.waitFor(() => expect(countRows(names.dbPath)).toBe(READINGS), {
+      timeout: 60_000,
+      interval: 250,
+    });
     const rows = readRows(names.dbPath);
     const key = (d: string, s: string, ts: number) => `${d}\0${s}\0${ts}`;
     const byKey = new Map(rows.map((r) => [key(r.device_id, r.sensor, r.ts), r]));
     expect(byKey.size).toBe(READINGS);
     const differing = sent.filter((s) => {
       const r = byKey.get(key(s.deviceId, s.sensor, s.ts));
-      return !r || r.value !== s.value || r.unit !== s.unit || r.seq !== s.seq || r.gateway_id !== names.gatewayId;
+      return (
+        !r || r.value !== s.value || r.unit !== s.unit || r.seq !== s.seq || r.gateway_id !== names.gatewayId
+      );
     });
     expect(differing).toEqual([]);
   }, 120_000);
@@ -82,7 +103,9 @@ describe("the pipeline end to end: simulated sensors -> gateway -> RabbitMQ -> p
     const conn = await amqp.connect(names.amqpUrl);
     conn.on("error", () => undefined);
     const ch = await conn.createChannel();
-    await vi.waitFor(async () => expect((await ch.checkQueue(names.queue)).messageCount).toBe(0), { timeout: 10_000 });
+    await vi.waitFor(async () => expect((await ch.checkQueue(names.queue)).messageCount).toBe(0), {
+      timeout: 10_000,
+    });
     expect((await ch.checkQueue(queueNames(names.queue).dead)).messageCount).toBe(0);
     // Re-declaring as non-durable must be refused by RabbitMQ: the queue it has is durable.
     const redeclare = ch.assertQueue(names.queue, { durable: false });

@@ -1,19 +1,42 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, helpText, parseConfig, parsers, setting } from "../../common/config.js";
 import { backoffDelay } from "../../common/backoff.js";
+import { ConfigError, helpText, parseConfig, parsers, setting } from "../../common/config.js";
 import { processorCommand } from "../../processor/index.js";
 
 const spec = {
-  url: setting({ flag: "url", env: "URL", default: "mqtt://localhost:1883", description: "u", parse: parsers.url("mqtt:") }),
+  url: setting({
+    flag: "url",
+    env: "URL",
+    default: "mqtt://localhost:1883",
+    description: "u",
+    parse: parsers.url("mqtt:"),
+  }),
   count: setting({ flag: "count", env: "COUNT", default: 10, description: "c", parse: parsers.int(1, 100) }),
-  delay: setting({ flag: "delay", env: "DELAY", default: 50, description: "d", parse: parsers.duration(0, 60_000) }),
-  mode: setting({ flag: "mode", default: "a" as "a" | "b", description: "m", parse: parsers.oneOf("a", "b") }),
+  delay: setting({
+    flag: "delay",
+    env: "DELAY",
+    default: 50,
+    description: "d",
+    parse: parsers.duration(0, 60_000),
+  }),
+  mode: setting({
+    flag: "mode",
+    default: "a" as "a" | "b",
+    description: "m",
+    parse: parsers.oneOf("a", "b"),
+  }),
   verbose: setting({ flag: "verbose", default: false, boolean: true, description: "v", parse: parsers.bool }),
 };
 
 describe("configuration: flags over environment over defaults", () => {
   it("uses defaults when nothing is given", () => {
-    expect(parseConfig(spec, [], {})).toEqual({ url: "mqtt://localhost:1883", count: 10, delay: 50, mode: "a", verbose: false });
+    expect(parseConfig(spec, [], {})).toEqual({
+      url: "mqtt://localhost:1883",
+      count: 10,
+      delay: 50,
+      mode: "a",
+      verbose: false,
+    });
   });
 
   it("an environment variable overrides the default and a flag overrides both", () => {
@@ -54,7 +77,9 @@ describe("configuration: flags over environment over defaults", () => {
 
   it("the processor refuses a prefetch smaller than its batch size", () => {
     const config = parseConfig(processorCommand.spec, ["--prefetch", "100", "--batch-size", "500"], {});
-    expect(processorCommand.check?.(config)).toMatch(/--prefetch \(100\) must be at least --batch-size \(500\)/);
+    expect(processorCommand.check?.(config)).toMatch(
+      /--prefetch \(100\) must be at least --batch-size \(500\)/,
+    );
     expect(processorCommand.check?.(parseConfig(processorCommand.spec, [], {}))).toBeUndefined();
   });
 });

@@ -16,10 +16,22 @@ describe("a valid payload becomes readings", () => {
       '{"value":21.5,"ts":1764072000000,"unit":"°C","seq":7}',
       { value: 21.5, ts: 1764072000000, unit: "°C", seq: 7 },
     ],
-    ["only a value: ts is the receive time", '{"value":-3}', { value: -3, ts: RECEIVED_AT, unit: null, seq: null }],
+    [
+      "only a value: ts is the receive time",
+      '{"value":-3}',
+      { value: -3, ts: RECEIVED_AT, unit: null, seq: null },
+    ],
     ["an ISO time with Z", '{"value":1,"ts":"2026-11-25T11:00:00Z"}', { ts: Date.UTC(2026, 10, 25, 11) }],
-    ["an ISO time with an offset", '{"value":1,"ts":"2026-11-25T13:00:00.250+02:00"}', { ts: Date.UTC(2026, 10, 25, 11, 0, 0, 250) }],
-    ["null optional fields", '{"value":0,"ts":null,"unit":null,"seq":null}', { ts: RECEIVED_AT, unit: null, seq: null }],
+    [
+      "an ISO time with an offset",
+      '{"value":1,"ts":"2026-11-25T13:00:00.250+02:00"}',
+      { ts: Date.UTC(2026, 10, 25, 11, 0, 0, 250) },
+    ],
+    [
+      "null optional fields",
+      '{"value":0,"ts":null,"unit":null,"seq":null}',
+      { ts: RECEIVED_AT, unit: null, seq: null },
+    ],
     ["unknown fields are ignored", '{"value":1,"colour":"blue","nested":{"a":[1]}}', { value: 1 }],
     ["seq zero", '{"value":1,"seq":0}', { seq: 0 }],
     ["an exponent", '{"value":1.5e3}', { value: 1500 }],
@@ -76,7 +88,7 @@ describe("an invalid payload is refused with a precise reason", () => {
     ["seq fractional", '{"value":1,"seq":1.5}', /seq must be/],
     ["seq a string", '{"value":1,"seq":"1"}', /seq must be/],
     ["one bad reading in a batch refuses the batch", '[{"value":1},{"value":"x"}]', /^reading 1: value/],
-    ["a batch holding a non-object", "[{\"value\":1},2]", /^reading 1: a reading must be/],
+    ["a batch holding a non-object", '[{"value":1},2]', /^reading 1: a reading must be/],
     ["invalid UTF-8", Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]), /not valid UTF-8/],
   ];
   it.each(bad)("%s", (_name, payload, reason) => {
@@ -127,6 +139,9 @@ describe("topics", () => {
   });
 
   it("a prefix with several levels works", () => {
-    expect(parseTopic("site/a/sensors/dev/temp", "site/a/sensors")).toEqual({ deviceId: "dev", sensor: "temp" });
+    expect(parseTopic("site/a/sensors/dev/temp", "site/a/sensors")).toEqual({
+      deviceId: "dev",
+      sensor: "temp",
+    });
   });
 });
