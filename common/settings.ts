@@ -87,3 +87,12 @@ export const httpHost = setting({
   description: "Address the health and metrics endpoint listens on (0.0.0.0 in a container).",
   parse: parsers.string(),
 });
+
+export const stallTimeout = setting({
+  flag: "stall-timeout",
+  env: "STALL_TIMEOUT",
+  default: 30_000,
+  description:
+    "Work waiting with no progress (nothing confirmed, nothing committed) for this long makes /readyz report 503.",
+  parse: parsers.duration(1_000, 3_600_000),
+});

@@ -3,6 +3,7 @@ import type { QueueType } from "../common/amqp.js";
 import { sleep } from "../common/backoff.js";
 import { type HttpEndpoint, type Readiness, startHttp } from "../common/http.js";
 import type { Logger } from "../common/log.js";
+import { ProgressWatch } from "../common/progress-watch.js";
 import { RateLimitedLog } from "../common/rate-limited-log.js";
 import { SchemaRegistry } from "../schemas/index.js";
 import { AmqpOutput, type Envelope } from "./amqp-output.js";
@@ -23,6 +24,8 @@ export interface GatewayConfig {
   readonly sessionExpirySeconds: number;
   /** How long SIGTERM waits for in-flight confirms before closing anyway. */
   readonly drainTimeoutMs: number;
+  /** Readings waiting with none confirmed for this long make /readyz report a stall. */
+  readonly stallTimeoutMs: number;
   readonly httpHost: string;
   readonly httpPort: number;
 }
@@ -91,6 +94,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const m = createMetrics(registry);
   let blocked: string | undefined;
   let stopping = false;
+  const progress = new ProgressWatch(config.stallTimeoutMs);
 
   const output = new AmqpOutput({
     url: config.amqpUrl,
@@ -100,6 +104,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     registry: schemas,
     log,
     onConfirm: (e: Envelope) => {
+      progress.touch();
       if (e.kind === "rejected") m.rejected.inc();
       else {
         m.published.inc(e.readings.length);
@@ -133,6 +138,13 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     if (!output.session.connected) return { ready: false, reason: "rabbitmq not connected" };
     if (blocked) return { ready: false, reason: `rabbitmq blocked publishers: ${blocked}` };
     if (!input.connected) return { ready: false, reason: "mqtt not connected" };
+    const stalled = progress.stalledFor(output.inFlight > 0);
+    if (stalled !== undefined) {
+      return {
+        ready: false,
+        reason: `stalled: ${output.inFlight} messages waiting, none confirmed for ${Math.round(stalled / 1000)} s`,
+      };
+    }
     return { ready: true };
   };
   const collect = () => {
@@ -154,6 +166,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const onMessage = (msg: IncomingMessage) => {
     if (stopping) return; // not acknowledged: the broker redelivers it to the next session
     m.received.inc();
+    if (output.inFlight === 0) progress.touch();
     const parsed = parsePayload(msg.topic, msg.payload, {
       topicPrefix: config.topicPrefix,
       gatewayId: config.gatewayId,

@@ -2,11 +2,14 @@ import { defineCommand } from "../cli/command.js";
 import { runUntilSignal } from "../cli/service.js";
 import { parsers, setting } from "../common/config.js";
 import { createLogger } from "../common/log.js";
-import { common, httpHost, httpPort } from "../common/settings.js";
+import { common, httpHost, httpPort, stallTimeout } from "../common/settings.js";
 import { startGateway } from "./gateway.js";
 
 export type { ReadingSink } from "./amqp-output.js";
 export { type GatewayConfig, type RunningGateway, startGateway as start } from "./gateway.js";
+
+/** Host names Docker and Kubernetes make up per container: no stable session can be named after one. */
+const CONTAINER_ID = /^(?:[0-9a-f]{12}|[0-9a-f]{64})$/;
 
 /** Default port of the gateway's /healthz, /readyz and /metrics. */
 export const GATEWAY_HTTP_PORT = 9_464;
@@ -55,10 +58,16 @@ export const gatewayCommand = defineCommand({
       description: "On SIGTERM, how long to wait for in-flight readings to be confirmed.",
       parse: parsers.duration(0, 600_000),
     }),
+    stallTimeoutMs: stallTimeout,
     httpHost,
     httpPort: httpPort(GATEWAY_HTTP_PORT),
     logLevel: common.logLevel,
   },
+  check: (c) =>
+    CONTAINER_ID.test(c.gatewayId)
+      ? `GATEWAY_ID ${c.gatewayId} looks like a container id, which changes on every restart and would orphan the ` +
+        "MQTT session holding readings; set GATEWAY_ID (or --gateway-id) to a stable name"
+      : undefined,
   run: (config) => {
     const log = createLogger("gateway", config.logLevel);
     return runUntilSignal(log, () => startGateway(config, log));

@@ -2,7 +2,7 @@ import { defineCommand } from "../cli/command.js";
 import { runUntilSignal } from "../cli/service.js";
 import { parsers, setting } from "../common/config.js";
 import { createLogger } from "../common/log.js";
-import { common, httpHost, httpPort } from "../common/settings.js";
+import { common, httpHost, httpPort, stallTimeout } from "../common/settings.js";
 import { SqliteStore } from "../store/sqlite.js";
 import { startProcessor } from "./processor.js";
 
@@ -52,6 +52,7 @@ export const processorCommand = defineCommand({
       description: "On SIGTERM, how long to wait for the last batches to commit.",
       parse: parsers.duration(0, 600_000),
     }),
+    stallTimeoutMs: stallTimeout,
     httpHost,
     httpPort: httpPort(PROCESSOR_HTTP_PORT),
     logLevel: common.logLevel,

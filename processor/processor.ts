@@ -4,6 +4,7 @@ import { AmqpSession, declareTopology, type QueueType, queueNames } from "../com
 import { backoffDelay, sleep } from "../common/backoff.js";
 import { type HttpEndpoint, type Readiness, startHttp } from "../common/http.js";
 import type { Logger } from "../common/log.js";
+import { ProgressWatch } from "../common/progress-watch.js";
 import { RateLimitedLog } from "../common/rate-limited-log.js";
 import { ID_PATTERN } from "../common/settings.js";
 import { DecodeError, type Reading, SchemaRegistry } from "../schemas/index.js";
@@ -22,6 +23,8 @@ export interface ProcessorConfig {
   readonly batchDelayMs: number;
   /** How long SIGTERM waits for the last batches to commit and be acked. */
   readonly drainTimeoutMs: number;
+  /** Deliveries waiting (held, or ready on the queue) with nothing committed for this long: /readyz reports a stall. */
+  readonly stallTimeoutMs: number;
   readonly httpHost: string;
   readonly httpPort: number;
 }
@@ -127,6 +130,10 @@ export async function startProcessor(
   let stopping = false;
   let held = 0;
   let commits: Promise<void> = Promise.resolve();
+  let storeError: string | undefined;
+  /** Ready messages on the queue at the last check: work waiting that has not been delivered. */
+  let queueReady = 0;
+  const progress = new ProgressWatch(config.stallTimeoutMs);
 
   const publishDead = (ch: ConfirmChannel, item: Item, failure: Failure) =>
     new Promise<void>((resolve, reject) => {
@@ -164,10 +171,13 @@ export async function startProcessor(
         m.commitSeconds.observe((performance.now() - started) / 1000);
         m.stored.inc(result.inserted);
         m.duplicates.inc(result.duplicates);
+        if (storeError) log.info({ attempts: attempt + 1 }, "SQLite writable again; committing");
+        storeError = undefined;
         break;
       } catch (err) {
         m.storeErrors.inc();
         attempt++;
+        storeError = err instanceof Error ? err.message : String(err);
         log.error(
           { err: err instanceof Error ? err.message : String(err), readings: readings.length, attempt },
           "could not commit batch to SQLite; nothing acked, retrying",
@@ -196,6 +206,7 @@ export async function startProcessor(
       return;
     }
     held -= items.length;
+    progress.touch();
     for (const it of failures) m.dead.inc({ kind: it.failure!.kind });
     m.batchSize.observe(items.length);
     const now = Date.now();
@@ -218,6 +229,7 @@ export async function startProcessor(
       return;
     }
     m.deliveries.inc();
+    if (held === 0) progress.touch();
     held++;
     let item: Item;
     try {
@@ -267,6 +279,14 @@ export async function startProcessor(
     if (stopping) return { ready: false, reason: "stopping" };
     if (!session.connected || !channel) return { ready: false, reason: "rabbitmq not connected" };
     if (!consumerTag) return { ready: false, reason: "not consuming" };
+    if (storeError) return { ready: false, reason: `cannot commit to SQLite: ${storeError}` };
+    const stalled = progress.stalledFor(held > 0 || queueReady > 0);
+    if (stalled !== undefined) {
+      return {
+        ready: false,
+        reason: `stalled: ${held} deliveries held, ${queueReady} ready on the queue, nothing committed for ${Math.round(stalled / 1000)} s`,
+      };
+    }
     return { ready: true };
   };
   const http: HttpEndpoint = await startHttp({
@@ -285,6 +305,22 @@ export async function startProcessor(
     await http.close();
     throw err;
   }
+  // Catches "connected but not consuming": messages ready on the queue that never reach us.
+  const queueCheck = setInterval(
+    () => {
+      const ch = channel;
+      if (!ch) return;
+      ch.checkQueue(names.readings).then(
+        (q) => {
+          if (queueReady === 0 && q.messageCount > 0 && held === 0) progress.touch();
+          queueReady = q.messageCount;
+        },
+        () => undefined,
+      );
+    },
+    Math.max(1_000, Math.floor(config.stallTimeoutMs / 3)),
+  );
+  queueCheck.unref();
   log.info(
     { queue: config.queue, prefetch: config.prefetch, batchSize: config.batchSize, httpPort: http.port },
     "processor started",
@@ -296,6 +332,7 @@ export async function startProcessor(
     readiness,
     async stop() {
       stopping = true;
+      clearInterval(queueCheck);
       const ch = channel;
       if (ch && consumerTag) await ch.cancel(consumerTag).catch(() => undefined);
       consumerTag = undefined;

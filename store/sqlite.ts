@@ -38,7 +38,11 @@ export const MIGRATIONS: readonly { readonly version: number; readonly sql: stri
   },
 ];
 
-const BUSY_TIMEOUT_MS = 5_000;
+/**
+ * How long a write waits for another connection's write lock. Short, because better-sqlite3 waits synchronously:
+ * the processor retries a busy batch itself, with backoff, and keeps its event loop (heartbeats, /readyz) alive.
+ */
+const BUSY_TIMEOUT_MS = 250;
 const COLUMNS = "device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at";
 const ROW_PARAMS = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
 /** Rows per INSERT statement: fewer calls into SQLite per batch (9 parameters a row, far below the limit). */

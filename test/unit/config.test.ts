@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { backoffDelay } from "../../common/backoff.js";
 import { ConfigError, helpText, parseConfig, parsers, setting } from "../../common/config.js";
+import { gatewayCommand } from "../../gateway/index.js";
 import { processorCommand } from "../../processor/index.js";
 
 const spec = {
@@ -81,6 +82,16 @@ describe("configuration: flags over environment over defaults", () => {
       /--prefetch \(100\) must be at least --batch-size \(500\)/,
     );
     expect(processorCommand.check?.(parseConfig(processorCommand.spec, [], {}))).toBeUndefined();
+  });
+});
+
+describe("refusing configurations that would lose data silently", () => {
+  it("a gateway named after a container id (a new MQTT session on every restart) is refused", () => {
+    const config = parseConfig(gatewayCommand.spec, [], { GATEWAY_ID: "3f9a1c2b4d5e" });
+    expect(gatewayCommand.check?.(config)).toMatch(/looks like a container id.*set GATEWAY_ID/);
+    expect(
+      gatewayCommand.check?.(parseConfig(gatewayCommand.spec, [], { GATEWAY_ID: "edge-7" })),
+    ).toBeUndefined();
   });
 });
 

@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { ConfigError, parseConfig } from "../../common/config.js";
+import { formatProgress, simulateCommand } from "../../simulators/index.js";
 import {
   defaultIntervalMs,
   GENERIC_MODEL,
@@ -65,7 +67,8 @@ function contractViolation(payload: Buffer): string | undefined {
     if (typeof r.value !== "number" || !Number.isFinite(r.value)) return "value not a finite number";
     if (r.ts !== undefined) {
       const okNumber = typeof r.ts === "number" && Number.isSafeInteger(r.ts);
-      const okString = typeof r.ts === "string" && ISO_WITH_OFFSET.test(r.ts) && !Number.isNaN(Date.parse(r.ts));
+      const okString =
+        typeof r.ts === "string" && ISO_WITH_OFFSET.test(r.ts) && !Number.isNaN(Date.parse(r.ts));
       if (!okNumber && !okString) return "bad ts";
     }
     if (r.unit !== undefined && (typeof r.unit !== "string" || r.unit.length > 32)) return "bad unit";
@@ -118,7 +121,9 @@ describe("simulation model", () => {
   it("never gives two readings of one device and sensor the same ts, even at 1 ms intervals and with faults", () => {
     const faults = parseFaults("malformed=0.02,duplicate=0.05,reorder=0.05");
     for (const batchSize of [1, 7]) {
-      const sim = new Simulation(options({ devices: 2, sensors: ["temperature"], intervalMs: 1, faults, batchSize }));
+      const sim = new Simulation(
+        options({ devices: 2, sensors: ["temperature"], intervalMs: 1, faults, batchSize }),
+      );
       const seen = new Set<string>();
       let readings = 0;
       for (const m of take(sim, 20_000)) {
@@ -298,5 +303,64 @@ describe("simulator settings", () => {
     expect(() => parseSensors("temp/room")).toThrow(/comma list/);
     expect(() => parseSensors("co2,co2")).toThrow(/twice/);
     expect(() => parseSensors("")).toThrow();
+  });
+});
+
+describe("telemetry simulate command line", () => {
+  const parse = (argv: string[], env: Record<string, string> = {}) =>
+    parseConfig(simulateCommand.spec, argv, env);
+
+  it("takes flags over SIM_* variables over defaults", () => {
+    const c = parse(["--devices", "3", "--faults", "duplicate=0.1", "--duration", "5m"], {
+      SIM_DEVICES: "7",
+      SIM_RATE: "250",
+    });
+    expect(c.devices).toBe(3);
+    expect(c.rate).toBe(250);
+    expect(c.durationMs).toBe(300_000);
+    expect(c.faults).toEqual({ malformed: 0, duplicate: 0.1, reorder: 0 });
+    expect(c.sensors).toEqual(["temperature", "humidity", "pressure"]);
+    expect(c.count).toBeUndefined();
+    expect(c.window).toBe(500);
+    expect(c.startTs).toBeUndefined();
+    expect(parse(["--start-ts", "2026-01-15T00:00:00Z"]).startTs).toBe(START);
+    expect(parse(["--start-ts", String(START)]).startTs).toBe(START);
+  });
+
+  it("refuses a bad value with one line naming the flag", () => {
+    for (const argv of [
+      ["--devices", "0"],
+      ["--rate", "-1"],
+      ["--faults", "malformed=1.5"],
+      ["--sensors", "a/b"],
+      ["--start-ts", "2026-01-15T00:00:00"],
+      ["--window", "0"],
+    ]) {
+      expect(() => parse(argv)).toThrow(ConfigError);
+      expect(() => parse(argv)).toThrow(argv[0]);
+    }
+    const long = parse(["--device-prefix", "d".repeat(100), "--devices", "100000"]);
+    expect(simulateCommand.check?.(long)).toMatch(/128 characters/);
+  });
+
+  it("prints progress as sent, acked, rate and elapsed time", () => {
+    const p = {
+      sent: 12_000,
+      acked: 11_500,
+      inFlight: 500,
+      malformed: 0,
+      duplicates: 0,
+      reordered: 0,
+      generated: 12_000,
+      validAcked: 11_500,
+      connected: true,
+      elapsedMs: 3_000,
+    };
+    expect(formatProgress(p)).toBe("simulate: 12,000 sent, 11,500 acked, 4,000/s, 0:03 elapsed");
+    expect(
+      formatProgress({ ...p, connected: false, malformed: 3 }, { ...p, sent: 11_000, elapsedMs: 2_000 }),
+    ).toBe(
+      "simulate: 12,000 sent, 11,500 acked, 1,000/s, 0:03 elapsed, 3 malformed, 0 duplicates, 0 reordered, broker unreachable, reconnecting",
+    );
   });
 });
