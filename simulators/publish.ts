@@ -157,8 +157,8 @@ function connectOnce(url: string, clientId: string, signal: AbortSignal | undefi
  * so a broker restart mid-run costs no reading; one that reached the broker before its PUBACK was lost arrives
  * twice, which the natural key downstream absorbs.
  *
- * Throws BrokerUnreachableError when the first connection fails (nothing published), or the error of opening the
- * record file.
+ * Throws BrokerUnreachableError when the first connection fails or `signal` aborts before it succeeds (nothing
+ * published), or an error of opening or writing the record file (after the run has settled).
  */
 export async function simulate(config: SimulateConfig, opts: SimulateOptions = {}): Promise<SimulateSummary> {
   const log = opts.log ?? silentLogger();
@@ -173,12 +173,17 @@ export async function simulate(config: SimulateConfig, opts: SimulateOptions = {
   if (config.recordPath) record = await open(config.recordPath, "w");
   let recordBuffer = "";
   let recordWrite: Promise<unknown> = Promise.resolve();
+  let recordError: unknown;
   const flushRecord = () => {
     if (!record || recordBuffer === "") return;
     const chunk = recordBuffer;
     const handle = record;
     recordBuffer = "";
-    recordWrite = recordWrite.then(() => handle.write(chunk));
+    recordWrite = recordWrite
+      .then(() => (recordError === undefined ? handle.write(chunk) : undefined))
+      .catch((err: unknown) => {
+        recordError ??= err;
+      });
   };
 
   let client: MqttClient;
@@ -352,6 +357,14 @@ export async function simulate(config: SimulateConfig, opts: SimulateOptions = {
     flushRecord();
     await recordWrite;
     await record?.close();
+  }
+  if (recordError !== undefined) {
+    throw new Error(
+      `writing ${config.recordPath}: ${recordError instanceof Error ? recordError.message : recordError}`,
+      {
+        cause: recordError,
+      },
+    );
   }
 
   const elapsedMs = Math.round(performance.now() - t0);

@@ -339,8 +339,7 @@ describe("telemetry simulate command line", () => {
       expect(() => parse(argv)).toThrow(ConfigError);
       expect(() => parse(argv)).toThrow(argv[0]);
     }
-    const long = parse(["--device-prefix", "d".repeat(100), "--devices", "100000"]);
-    expect(simulateCommand.check?.(long)).toMatch(/128 characters/);
+    expect(() => parse(["--device-prefix", "d".repeat(101)])).toThrow(/--device-prefix/);
   });
 
   it("prints progress as sent, acked, rate and elapsed time", () => {

@@ -1,0 +1,123 @@
+import { parseArgs } from "node:util";
+import type { QueueType } from "../common/amqp.js";
+
+/** Everything one `npm run bench` invocation does, parsed once from its flags. */
+export interface BenchOptions {
+  readonly short: boolean;
+  readonly devices: number;
+  readonly sensors: number;
+  /** Readings the throughput run publishes. */
+  readonly total: number;
+  /** QoS 1 publishes the lean publisher keeps awaiting their PUBACK. */
+  readonly window: number;
+  readonly queueType: QueueType;
+  readonly amqpUrl: string;
+  /** Messages (or rows) each raw ceiling measures. */
+  readonly rawCount: number;
+  /** Readings published for the straightforward reference pipeline, and the longest it is measured. */
+  readonly naiveCount: number;
+  readonly naiveSeconds: number;
+  /** Offered load of the latency run; undefined: half the sustained throughput measured in the same run. */
+  readonly latencyRate: number | undefined;
+  readonly latencySeconds: number;
+  readonly skipBaselines: boolean;
+  readonly skipNaive: boolean;
+  readonly skipLatency: boolean;
+  /** Directory for `node --cpu-prof` profiles of the gateway and the processor; none when undefined. */
+  readonly profileDir: string | undefined;
+  readonly out: string | undefined;
+  /** Keep the work directory (databases, broker config) instead of deleting it. */
+  readonly keep: boolean;
+}
+
+export const USAGE = `Usage: npm run bench -- [options]     (or: node dist/bench/run.js [options])
+
+End-to-end benchmark of the pipeline (gateway and processor as processes, full delivery guarantee), with the raw
+ceilings of each stage and a straightforward reference implementation measured in the same run.
+
+  --devices N          simulated devices, 10 to 10000 (default 100)
+  --sensors N          sensors per device, 1 to 16 (default 3)
+  --total N            readings in the throughput run (default 1000000; --short: 20000)
+  --window N           QoS 1 publishes in flight at the publisher (default 500)
+  --queue-type T       quorum or classic (default quorum, the product default)
+  --amqp-url URL       RabbitMQ (default $AMQP_URL or amqp://guest:guest@127.0.0.1:5672)
+  --raw-count N        messages/rows per raw ceiling (default 200000; --short: 10000)
+  --naive-count N      readings offered to the straightforward reference (default 30000; --short: 2000)
+  --naive-seconds S    longest the reference is measured (default 15; --short: 3)
+  --latency-rate R     offered readings/s of the latency run (default: half the sustained throughput)
+  --latency-seconds S  length of the latency run (default 20; --short: 3)
+  --skip-baselines     skip the raw ceilings and the reference (ratios are then not computed)
+  --skip-naive         skip the straightforward reference
+  --skip-latency       skip the fixed-load latency run
+  --profile DIR        run gateway and processor with node --cpu-prof, profiles in DIR, top functions printed
+  --out FILE           JSON results (default bench-results/<timestamp>.json)
+  --short              a few seconds, for CI smoke tests: small counts, no targets judged
+  --keep               keep the work directory (databases, broker config) for inspection
+  --help               this text
+`;
+
+function int(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new Error(`--${name}: must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  }
+  return n;
+}
+
+/** Parses the flags; throws an Error naming the bad flag. Returns undefined for `--help`. */
+export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions | undefined {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      devices: { type: "string" },
+      sensors: { type: "string" },
+      total: { type: "string" },
+      window: { type: "string" },
+      "queue-type": { type: "string" },
+      "amqp-url": { type: "string" },
+      "raw-count": { type: "string" },
+      "naive-count": { type: "string" },
+      "naive-seconds": { type: "string" },
+      "latency-rate": { type: "string" },
+      "latency-seconds": { type: "string" },
+      "skip-baselines": { type: "boolean", default: false },
+      "skip-naive": { type: "boolean", default: false },
+      "skip-latency": { type: "boolean", default: false },
+      profile: { type: "string" },
+      out: { type: "string" },
+      short: { type: "boolean", default: false },
+      keep: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) return undefined;
+  const short = values.short === true;
+  const queueType = values["queue-type"] ?? "quorum";
+  if (queueType !== "quorum" && queueType !== "classic") {
+    throw new Error(`--queue-type: must be quorum or classic, got ${JSON.stringify(queueType)}`);
+  }
+  const latencyRate = values["latency-rate"];
+  return {
+    short,
+    devices: int("devices", values.devices, 100, 10, 10_000),
+    sensors: int("sensors", values.sensors, 3, 1, 16),
+    total: int("total", values.total, short ? 20_000 : 1_000_000, 1_000, 100_000_000),
+    window: int("window", values.window, 500, 1, 65_000),
+    queueType,
+    amqpUrl: values["amqp-url"] ?? env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672",
+    rawCount: int("raw-count", values["raw-count"], short ? 10_000 : 200_000, 1_000, 10_000_000),
+    naiveCount: int("naive-count", values["naive-count"], short ? 2_000 : 30_000, 100, 10_000_000),
+    naiveSeconds: int("naive-seconds", values["naive-seconds"], short ? 3 : 15, 1, 600),
+    latencyRate:
+      latencyRate === undefined ? undefined : int("latency-rate", latencyRate, 0, 1, 10_000_000),
+    latencySeconds: int("latency-seconds", values["latency-seconds"], short ? 3 : 20, 1, 600),
+    skipBaselines: values["skip-baselines"] === true,
+    skipNaive: values["skip-naive"] === true || values["skip-baselines"] === true,
+    skipLatency: values["skip-latency"] === true,
+    profileDir: values.profile,
+    out: values.out,
+    keep: values.keep === true,
+  };
+}

@@ -1,0 +1,130 @@
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+
+/** Clock ticks a second, the unit of utime and stime in /proc/<pid>/stat. */
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+export interface ProcReading {
+  /** Resident set size now, KiB (VmRSS). */
+  readonly rssKiB: number;
+  /** Peak resident set size since the process started, KiB (VmHWM). */
+  readonly hwmKiB: number;
+  /** User plus system CPU time since the process started, ms. */
+  readonly cpuMs: number;
+}
+
+/** RSS, peak RSS and CPU time of a process from /proc, or undefined once it is gone. */
+export function readProc(pid: number): ProcReading | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0);
+    // Fields after the parenthesised command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return { rssKiB: kib("VmRSS"), hwmKiB: kib("VmHWM"), cpuMs: (ticks * 1_000) / CLK_TCK };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Busy and total jiffies of all CPUs together, from the first line of /proc/stat. */
+function readSystemCpu(): { busy: number; total: number } {
+  const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0] ?? "";
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = v.reduce((a, b) => a + b, 0);
+  const idle = (v[3] ?? 0) + (v[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+/** The pid listening on a local TCP port (to watch RabbitMQ's CPU), when `ss` can tell. */
+export function pidListeningOn(port: number): number | undefined {
+  try {
+    const out = execFileSync("ss", ["-ltnpH", `sport = :${port}`], { encoding: "utf8" });
+    const m = /pid=(\d+)/.exec(out);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface ProcessUsage {
+  /** Peak RSS over the run, MiB (VmHWM at the end, the kernel's own high-water mark). */
+  readonly peakRssMiB: number;
+  /** RSS at the last sample, MiB. */
+  readonly lastRssMiB: number;
+  /** CPU time used during the sampled interval, s. */
+  readonly cpuSeconds: number;
+  /** cpuSeconds over the wall time of the interval: 1.0 is one core busy all the time. */
+  readonly cores: number;
+  /** RSS samples, MiB, one per sampling interval. */
+  readonly rssSeriesMiB: number[];
+}
+
+export interface UsageReport {
+  readonly seconds: number;
+  readonly processes: Record<string, ProcessUsage>;
+  /** Share of all the machine's CPUs busy during the interval (any process, ours or not), 0..1. */
+  readonly machineBusy: number;
+  readonly cpus: number;
+}
+
+const MiB = (kib: number) => Math.round((kib / 1_024) * 10) / 10;
+
+/** Samples RSS and CPU time of named processes every `intervalMs` until `stop()`. */
+export class UsageSampler {
+  readonly #pids: Record<string, number>;
+  readonly #first: Record<string, ProcReading> = {};
+  readonly #last: Record<string, ProcReading> = {};
+  readonly #series: Record<string, number[]> = {};
+  readonly #timer: NodeJS.Timeout;
+  readonly #t0 = performance.now();
+  readonly #cpu0 = readSystemCpu();
+
+  constructor(pids: Record<string, number | undefined>, intervalMs = 500) {
+    this.#pids = {};
+    for (const [name, pid] of Object.entries(pids)) if (pid !== undefined) this.#pids[name] = pid;
+    this.#sample();
+    this.#timer = setInterval(() => this.#sample(), intervalMs);
+  }
+
+  #sample(): void {
+    for (const [name, pid] of Object.entries(this.#pids)) {
+      const r = readProc(pid);
+      if (!r) continue;
+      this.#first[name] ??= r;
+      this.#last[name] = r;
+      (this.#series[name] ??= []).push(MiB(r.rssKiB));
+    }
+  }
+
+  /** Takes a last sample (call it while the processes still run) and stops sampling. */
+  stop(cpus: number): UsageReport {
+    this.#sample();
+    clearInterval(this.#timer);
+    const seconds = (performance.now() - this.#t0) / 1_000;
+    const cpu1 = readSystemCpu();
+    const processes: Record<string, ProcessUsage> = {};
+    for (const name of Object.keys(this.#pids)) {
+      const first = this.#first[name];
+      const last = this.#last[name];
+      if (!first || !last) continue;
+      const cpuSeconds = (last.cpuMs - first.cpuMs) / 1_000;
+      processes[name] = {
+        peakRssMiB: MiB(last.hwmKiB),
+        lastRssMiB: MiB(last.rssKiB),
+        cpuSeconds: Math.round(cpuSeconds * 100) / 100,
+        cores: Math.round((cpuSeconds / seconds) * 100) / 100,
+        rssSeriesMiB: this.#series[name] ?? [],
+      };
+    }
+    const busy = (cpu1.busy - this.#cpu0.busy) / Math.max(1, cpu1.total - this.#cpu0.total);
+    return { seconds, processes, machineBusy: Math.round(busy * 1_000) / 1_000, cpus };
+  }
+}

@@ -1,0 +1,153 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import amqp from "amqplib";
+import { expect, vi } from "vitest";
+import { queueNames } from "../../common/amqp.js";
+import { DEFAULT_SENSORS, NO_FAULTS } from "../../simulators/model.js";
+import { type SimulateSummary, simulate } from "../../simulators/publish.js";
+import { countRows, httpGet, readRows, type TestNames, testNames } from "./services.js";
+
+/** A test's own names, pointed at the brokers given instead of the shared ones. */
+export function faultNames(label: string, brokers: { mqttUrl?: string; amqpUrl?: string }): TestNames {
+  const names = testNames(label);
+  const mqttUrl = brokers.mqttUrl ?? names.mqttUrl;
+  const amqpUrl = brokers.amqpUrl ?? names.amqpUrl;
+  return { ...names, mqttUrl, amqpUrl, env: { ...names.env, MQTT_URL: mqttUrl, AMQP_URL: amqpUrl } };
+}
+
+/** A simulator publishing in this process, recording every reading the MQTT broker acknowledged. */
+export interface Stream {
+  readonly recordPath: string;
+  /** Resolves with the simulator's summary once every publish has its PUBACK. */
+  readonly done: Promise<SimulateSummary>;
+  /** Messages acknowledged by the MQTT broker so far. */
+  acked(): number;
+}
+
+export function startStream(names: TestNames, opts: { count: number; rate: number; seed: number }): Stream {
+  const recordPath = join(names.dir, "sent.ndjson");
+  let acked = 0;
+  const done = simulate(
+    {
+      mqttUrl: names.mqttUrl,
+      topicPrefix: names.topicPrefix,
+      devices: 20,
+      sensors: DEFAULT_SENSORS,
+      devicePrefix: "sim",
+      rate: opts.rate,
+      count: opts.count,
+      window: 500,
+      faults: NO_FAULTS,
+      batchSize: 1,
+      seed: opts.seed,
+      recordPath,
+    },
+    {
+      onAck: () => {
+        acked++;
+      },
+    },
+  );
+  // The test awaits it later; keep a rejection from counting as unhandled in between.
+  done.catch(() => undefined);
+  return { recordPath, done, acked: () => acked };
+}
+
+/** The value of a Prometheus counter or gauge without labels (0 when absent). */
+export async function metric(port: number, name: string): Promise<number> {
+  const { body } = await httpGet(port, "/metrics");
+  const line = body.split("\n").find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.slice(name.length + 1)) : 0;
+}
+
+interface Recorded {
+  deviceId: string;
+  sensor: string;
+  ts: number;
+  value: number;
+  unit: string | null;
+  seq: number;
+}
+
+export interface StreamCounts {
+  /** Messages the simulator published (readings: one per message). */
+  sent: number;
+  /** Messages the MQTT broker acknowledged with a PUBACK. */
+  acknowledged: number;
+  /** Rows in `readings`. */
+  stored: number;
+}
+
+const key = (device: string, sensor: string, ts: number) => `${device}\0${sensor}\0${ts}`;
+
+/**
+ * Waits until the rows stored equal the readings acknowledged to the simulator, then checks that the keys are
+ * exactly the recorded ones (none missing, none extra, none twice) with the values sent, and that `<QUEUE>` and
+ * `<QUEUE>.dead` are empty.
+ */
+export async function expectStoredExactlyOnce(
+  names: TestNames,
+  stream: Stream,
+  timeoutMs = 30_000,
+): Promise<StreamCounts> {
+  const summary = await stream.done;
+  expect(summary.unacked, "publishes the MQTT broker never acknowledged").toBe(0);
+  const sent = readFileSync(stream.recordPath, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Recorded);
+  expect(sent).toHaveLength(summary.validAcked);
+  const sentKeys = new Set(sent.map((s) => key(s.deviceId, s.sensor, s.ts)));
+  expect(sentKeys.size, "the simulator recorded a key twice").toBe(sent.length);
+
+  // On a timeout, go on: the comparison below says which readings are missing.
+  await vi
+    .waitFor(() => expect(countRows(names.dbPath)).toBeGreaterThanOrEqual(sent.length), {
+      timeout: timeoutMs,
+      interval: 250,
+    })
+    .catch(() => undefined);
+  const rows = readRows(names.dbPath);
+  const byKey = new Map(rows.map((r) => [key(r.device_id, r.sensor, r.ts), r]));
+  expect(byKey.size, "a (device, sensor, ts) stored twice").toBe(rows.length);
+  const missing = sent.filter((s) => !byKey.has(key(s.deviceId, s.sensor, s.ts)));
+  const extra = rows.filter((r) => !sentKeys.has(key(r.device_id, r.sensor, r.ts)));
+  const differing = sent.filter((s) => {
+    const r = byKey.get(key(s.deviceId, s.sensor, s.ts));
+    return r && (r.value !== s.value || r.unit !== s.unit || r.seq !== s.seq || r.gateway_id !== names.gatewayId);
+  });
+  expect({ missing: missing.length, extra: extra.length, differing: differing.length }).toEqual({
+    missing: 0,
+    extra: 0,
+    differing: 0,
+  });
+  expect(rows).toHaveLength(sent.length);
+
+  const conn = await amqp.connect(names.amqpUrl);
+  conn.on("error", () => undefined);
+  try {
+    const ch = await conn.createChannel();
+    const q = queueNames(names.queue);
+    await vi.waitFor(async () => expect((await ch.checkQueue(q.readings)).messageCount).toBe(0), {
+      timeout: 10_000,
+    });
+    expect((await ch.checkQueue(q.dead)).messageCount).toBe(0);
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+  return { sent: summary.sent, acknowledged: summary.acked, stored: rows.length };
+}
+
+/** Resolves once `check` holds, polling every 50 ms; a fault is injected the moment the condition is seen. */
+export async function until(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Prints one test's counts, so the note on the issue can quote them. */
+export function report(test: string, counts: Record<string, unknown>): void {
+  console.log(`[fault counts] ${test}: ${JSON.stringify(counts)}`);
+}
