@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectStoredExactlyOnce, faultNames, metric, report, startStream, until } from "../helpers/fault-stream.js";
+import {
+  type PrivateMosquitto,
+  type PrivateRabbit,
+  startPrivateMosquitto,
+  startPrivateRabbit,
+} from "../helpers/private-brokers.js";
+import { cleanup, httpGet, type Service, startService, type TestNames } from "../helpers/services.js";
+
+const READINGS = 6_000;
+const RATE = 1_000;
+const DOWN_MS = 2_000;
+
+describe("fault: RabbitMQ stops and starts again mid-stream (rabbitmqctl stop_app / start_app)", () => {
+  let rabbit: PrivateRabbit;
+  let mosquitto: PrivateMosquitto;
+  let names: TestNames;
+  let gateway: Service | undefined;
+  let processor: Service | undefined;
+
+  beforeAll(async () => {
+    [rabbit, mosquitto] = await Promise.all([startPrivateRabbit(), startPrivateMosquitto({ maxQueued: 0 })]);
+    console.log(`[private rabbitmq] node ${rabbit.node} started in ${rabbit.startupMs} ms`);
+    names = faultNames("fault-rabbit", { mqttUrl: mosquitto.url, amqpUrl: rabbit.url });
+  });
+
+  afterAll(async () => {
+    await Promise.all([gateway?.stop("SIGKILL"), processor?.stop("SIGKILL")]);
+    await Promise.all([rabbit?.stop(), mosquitto?.stop()]);
+  });
+
+  it("both services report not-ready while RabbitMQ is down, reconnect by themselves, report ready again, and nothing is lost", async () => {
+    [gateway, processor] = await Promise.all([
+      startService("gateway", names.env),
+      startService("processor", names.env),
+    ]);
+    const services = { gateway, processor };
+    const stream = startStream(names, { count: READINGS, rate: RATE, seed: 303 });
+    await until("a quarter of the stream is stored", 20_000, async () => {
+      return (await metric(processor!.httpPort, "telemetry_processor_readings_stored_total")) >= READINGS / 4;
+    });
+
+    const stoppedAt = Date.now();
+    await rabbit.stopApp();
+    const ackedAtStop = stream.acked();
+    expect(ackedAtStop, "RabbitMQ must stop mid-stream").toBeLessThan(READINGS);
+    for (const [name, s] of Object.entries(services)) {
+      await until(`${name} reports not ready`, 10_000, async () => (await httpGet(s.httpPort, "/readyz")).status === 503);
+      expect((await httpGet(s.httpPort, "/readyz")).body, name).toMatch(/not ready: rabbitmq not connected/);
+      expect((await httpGet(s.httpPort, "/healthz")).status, name).toBe(200);
+    }
+    const notReadyAfterMs = Date.now() - stoppedAt;
+    await new Promise((resolve) => setTimeout(resolve, DOWN_MS));
+    const backlogWhileDown = await metric(gateway.httpPort, "telemetry_gateway_publish_backlog");
+    const inflightWhileDown = await metric(gateway.httpPort, "telemetry_gateway_inflight_messages");
+
+    await rabbit.startApp();
+    const startedAt = Date.now();
+    for (const [name, s] of Object.entries(services)) {
+      await until(`${name} reports ready again`, 30_000, async () => (await httpGet(s.httpPort, "/readyz")).status === 200);
+    }
+    const readyAgainAfterMs = Date.now() - startedAt;
+    for (const [name, s] of Object.entries(services)) {
+      expect(s.logs.some((l) => l.msg === "amqp connection lost; reconnecting"), name).toBe(true);
+      expect(s.logs.filter((l) => l.msg === "amqp connected").length, name).toBeGreaterThanOrEqual(2);
+      expect(s.proc.exitCode, `${name} kept running`).toBeNull();
+    }
+
+    const counts = await expectStoredExactlyOnce(names, stream);
+    const duplicates = await metric(processor.httpPort, "telemetry_processor_duplicates_total");
+    const published = await metric(gateway.httpPort, "telemetry_gateway_readings_published_total");
+    expect(published).toBeGreaterThanOrEqual(counts.stored);
+    report("rabbitmq stop_app/start_app mid-stream", {
+      ...counts,
+      duplicates,
+      gatewayPublished: published,
+      ackedWhenStopped: ackedAtStop,
+      backlogWhileDown,
+      inflightWhileDown,
+      notReadyAfterMs,
+      readyAgainAfterMs,
+      rabbitStartupMs: rabbit.startupMs,
+    });
+    await cleanup(names);
+  });
+});
