@@ -54,12 +54,14 @@ export function forkWorker<Done>(role: string, config: unknown): Worker<Done> {
     if (!settled) throw new Error(`the ${role} process exited with ${code} before it finished`);
     return undefined as never;
   });
-  // Either promise also fails when the process dies first; the unused side's rejection is handled here.
-  failed.catch(() => undefined);
+  const readyOrFailed = Promise.race([ready, failed]);
+  const doneOrFailed = Promise.race([done, failed]);
+  // Both fail when the process dies first; a caller may await only one of them.
+  for (const p of [failed, readyOrFailed, doneOrFailed]) p.catch(() => undefined);
   return {
     pid,
-    ready: Promise.race([ready, failed]),
-    done: Promise.race([done, failed]),
+    ready: readyOrFailed,
+    done: doneOrFailed,
     latest: () => latest,
     send: (message) => {
       if (child.connected) child.send(message);
