@@ -80,6 +80,11 @@ function createMetrics(registry: Registry) {
       ...opts,
     }),
     connected: new Gauge({ name: "telemetry_processor_amqp_connected", help: "1 when connected", ...opts }),
+    queueReady: new Gauge({
+      name: "telemetry_processor_queue_ready_messages",
+      help: "Messages ready on <QUEUE> at the last check (the backlog)",
+      ...opts,
+    }),
     lag: new Gauge({
       name: "telemetry_processor_lag_seconds",
       help: "Age (now - gateway receive time) of the newest reading committed",
@@ -297,6 +302,7 @@ export async function startProcessor(
     beforeMetrics: () => {
       m.held.set(held);
       m.connected.set(session.connected ? 1 : 0);
+      m.queueReady.set(queueReady);
     },
   });
   try {
