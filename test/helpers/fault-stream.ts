@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import amqp from "amqplib";
+import { pino } from "pino";
 import { expect, vi } from "vitest";
 import { queueNames } from "../../common/amqp.js";
 import { DEFAULT_SENSORS, NO_FAULTS } from "../../simulators/model.js";
@@ -22,11 +23,15 @@ export interface Stream {
   readonly done: Promise<SimulateSummary>;
   /** Messages acknowledged by the MQTT broker so far. */
   acked(): number;
+  /** The simulator's log lines so far (info and above). */
+  readonly logs: Record<string, unknown>[];
 }
 
 export function startStream(names: TestNames, opts: { count: number; rate: number; seed: number }): Stream {
   const recordPath = join(names.dir, "sent.ndjson");
   let acked = 0;
+  const logs: Record<string, unknown>[] = [];
+  const log = pino({ level: "info" }, { write: (line: string) => logs.push(JSON.parse(line)) });
   const done = simulate(
     {
       mqttUrl: names.mqttUrl,
@@ -43,6 +48,7 @@ export function startStream(names: TestNames, opts: { count: number; rate: numbe
       recordPath,
     },
     {
+      log,
       onAck: () => {
         acked++;
       },
@@ -50,7 +56,7 @@ export function startStream(names: TestNames, opts: { count: number; rate: numbe
   );
   // The test awaits it later; keep a rejection from counting as unhandled in between.
   done.catch(() => undefined);
-  return { recordPath, done, acked: () => acked };
+  return { recordPath, done, acked: () => acked, logs };
 }
 
 /** The value of a Prometheus counter or gauge without labels (0 when absent). */
@@ -114,7 +120,9 @@ export async function expectStoredExactlyOnce(
   const extra = rows.filter((r) => !sentKeys.has(key(r.device_id, r.sensor, r.ts)));
   const differing = sent.filter((s) => {
     const r = byKey.get(key(s.deviceId, s.sensor, s.ts));
-    return r && (r.value !== s.value || r.unit !== s.unit || r.seq !== s.seq || r.gateway_id !== names.gatewayId);
+    return (
+      r && (r.value !== s.value || r.unit !== s.unit || r.seq !== s.seq || r.gateway_id !== names.gatewayId)
+    );
   });
   expect({ missing: missing.length, extra: extra.length, differing: differing.length }).toEqual({
     missing: 0,

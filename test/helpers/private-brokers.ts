@@ -241,7 +241,9 @@ export async function startPrivateRabbit(): Promise<PrivateRabbit> {
       await execFileAsync("rabbitmqctl", ["-n", node, ...args], { env, timeout: 90_000 });
     } catch (err) {
       const e = err as { stderr?: string; stdout?: string; message: string };
-      throw new Error(`rabbitmqctl -n ${node} ${args.join(" ")} failed: ${e.stderr || e.stdout || e.message}`);
+      throw new Error(
+        `rabbitmqctl -n ${node} ${args.join(" ")} failed: ${e.stderr || e.stdout || e.message}`,
+      );
     }
   };
   const waitForPort = () =>

@@ -73,7 +73,9 @@ describe("the processor does not ack what it could not store", () => {
     );
     const metrics = (await httpGet(processor.httpPort, "/metrics")).body;
     expect(Number(/^telemetry_processor_store_errors_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
-    expect(processor.logs.some((l) => String(l.msg).startsWith("could not commit batch to SQLite"))).toBe(true);
+    expect(processor.logs.some((l) => String(l.msg).startsWith("could not commit batch to SQLite"))).toBe(
+      true,
+    );
     expect(countRows(names.dbPath)).toBe(100);
 
     analyst.exec("ROLLBACK");
@@ -98,7 +100,8 @@ describe("the processor does not ack what it could not store", () => {
       const processor = services[0]!;
       await publishReadings(names, 3_000);
       await vi.waitFor(
-        async () => expect((await httpGet(processor.httpPort, "/readyz")).body).toMatch(/database or disk is full/),
+        async () =>
+          expect((await httpGet(processor.httpPort, "/readyz")).body).toMatch(/database or disk is full/),
         { timeout: 15_000 },
       );
       const storedWhileFull = countRows(dbPath);

@@ -1,0 +1,59 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectStoredExactlyOnce, faultNames, metric, report, startStream, until } from "../helpers/fault-stream.js";
+import { type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
+import { cleanup, type Service, startService, type TestNames } from "../helpers/services.js";
+
+const READINGS = 6_000;
+const RATE = 1_500;
+
+describe("fault: the MQTT broker restarts mid-stream", () => {
+  let mosquitto: PrivateMosquitto;
+  let names: TestNames;
+  let gateway: Service | undefined;
+  let processor: Service | undefined;
+
+  beforeAll(async () => {
+    // persistence true: the gateway's session, its subscription and its queued messages survive the restart.
+    mosquitto = await startPrivateMosquitto({ maxQueued: 0, persistence: true });
+    names = faultNames("fault-mqtt-restart", { mqttUrl: mosquitto.url });
+  });
+
+  afterAll(async () => {
+    await Promise.all([gateway?.stop("SIGKILL"), processor?.stop("SIGKILL")]);
+    await cleanup(names);
+    await mosquitto.stop();
+  });
+
+  it("the gateway and the simulator reconnect by themselves and every reading the simulator got a PUBACK for is stored once", async () => {
+    [gateway, processor] = await Promise.all([
+      startService("gateway", names.env),
+      startService("processor", names.env),
+    ]);
+    const stream = startStream(names, { count: READINGS, rate: RATE, seed: 404 });
+    const storing = processor;
+    await until("a quarter of the stream is stored", 20_000, async () => {
+      return (await metric(storing.httpPort, "telemetry_processor_readings_stored_total")) >= READINGS / 4;
+    });
+
+    const pidBefore = mosquitto.pid;
+    const ackedAtRestart = stream.acked();
+    await mosquitto.restart();
+    expect(mosquitto.pid).not.toBe(pidBefore);
+    expect(ackedAtRestart, "the broker must restart mid-stream").toBeLessThan(READINGS);
+
+    const gw = gateway;
+    await until("the gateway is subscribed again", 30_000, async () => {
+      return gw.logs.filter((l) => l.msg === "MQTT connected and subscribed").length >= 2;
+    });
+    expect(gw.logs.some((l) => l.msg === "MQTT connection lost; unacked messages will be redelivered")).toBe(true);
+    const resubscribed = gw.logs.filter((l) => l.msg === "MQTT connected and subscribed").at(-1);
+    expect(resubscribed?.sessionPresent, "the broker kept the gateway's session across its restart").toBe(true);
+
+    const counts = await expectStoredExactlyOnce(names, stream);
+    const simulatorReconnected = stream.logs.some((l) => /^reconnected to the MQTT broker/.test(String(l.msg)));
+    expect(simulatorReconnected, "the simulator reconnected by itself").toBe(true);
+    expect(gw.proc.exitCode, "the gateway kept running").toBeNull();
+    const duplicates = await metric(processor.httpPort, "telemetry_processor_duplicates_total");
+    report("mosquitto restart mid-stream", { ...counts, duplicates, ackedAtRestart });
+  });
+});
