@@ -1,0 +1,396 @@
+/**
+ * One measured run of a pipeline (the product's gateway and processor, or the straightforward reference): a lean
+ * publisher drives it through a private Mosquitto, resources are sampled, and afterwards the SQLite rows give
+ * throughput, latency and the exactly-once check.
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { QueueType } from "../common/amqp.js";
+import { queueNames } from "../common/amqp.js";
+import { startService } from "../scripts/spawn.js";
+import { openDatabase } from "../store/sqlite.js";
+import { forkWorker, type Worker } from "./ipc.js";
+import { histogramBound, histogramMean, type Samples, scrape, total } from "./metrics.js";
+import type { NaiveGatewayConfig, NaiveProcessorConfig } from "./naive.js";
+import { type ProcessUsage, UsageSampler, type UsageReport } from "./proc.js";
+import {
+  deviceName,
+  expectedValueSum,
+  forkPublisher,
+  type PublisherConfig,
+  type PublisherResult,
+  sensorName,
+} from "./publisher.js";
+import { deleteQueues } from "./raw.js";
+import {
+  type Percentiles,
+  percentiles,
+  readingsOfKey,
+  round,
+  type SteadyRate,
+  steadyRate,
+  type Timeline,
+  timeline,
+} from "./stats.js";
+
+const POLL_MS = 250;
+const STALL_MS = 30_000;
+
+/** The pipeline being measured, started and ready. */
+export interface SystemUnderTest {
+  readonly pids: Record<string, number>;
+  /** Readings committed so far. */
+  stored(): Promise<number>;
+  /** Counters read just before the stop (the product's /metrics). */
+  counters(): Promise<Record<string, number | undefined>>;
+  /** Stops it gracefully; resolves with each process's exit code. */
+  stop(): Promise<Record<string, number | null>>;
+}
+
+export interface Endpoints {
+  readonly mqttUrl: string;
+  readonly amqpUrl: string;
+  readonly queue: string;
+  readonly queueType: QueueType;
+  readonly topicPrefix: string;
+  readonly gatewayId: string;
+  readonly dbPath: string;
+}
+
+/** The product, as deployed: `telemetry processor` and `telemetry gateway` as processes, default settings. */
+export async function startProduct(e: Endpoints, profileDir?: string): Promise<SystemUnderTest> {
+  const env: Record<string, string> = {
+    AMQP_URL: e.amqpUrl,
+    MQTT_URL: e.mqttUrl,
+    QUEUE: e.queue,
+    QUEUE_TYPE: e.queueType,
+    TOPIC_PREFIX: e.topicPrefix,
+    GATEWAY_ID: e.gatewayId,
+    DB_PATH: e.dbPath,
+    HTTP_PORT: "0",
+    LOG_LEVEL: "info",
+  };
+  const profiled = (service: string): Record<string, string> => {
+    if (profileDir === undefined) return env;
+    const dir = join(profileDir, service);
+    mkdirSync(dir, { recursive: true });
+    const inherited = process.env.NODE_OPTIONS ?? "";
+    return { ...env, NODE_OPTIONS: `${inherited} --cpu-prof --cpu-prof-dir=${dir}`.trim() };
+  };
+  const processor = await startService("processor", profiled("processor"));
+  const gateway = await startService("gateway", profiled("gateway")).catch(async (err: unknown) => {
+    await processor.stop("SIGKILL");
+    throw err;
+  });
+  const pid = (p: number | undefined) => {
+    if (p === undefined) throw new Error("service without a pid");
+    return p;
+  };
+  let gw: Samples = new Map();
+  let pr: Samples = new Map();
+  return {
+    pids: { gateway: pid(gateway.proc.pid), processor: pid(processor.proc.pid) },
+    async stored() {
+      pr = await scrape(processor.httpPort);
+      return total(pr, "telemetry_processor_readings_stored_total");
+    },
+    async counters() {
+      [gw, pr] = await Promise.all([scrape(gateway.httpPort), scrape(processor.httpPort)]);
+      return {
+        gatewayReceived: total(gw, "telemetry_gateway_messages_received_total"),
+        gatewayPublished: total(gw, "telemetry_gateway_readings_published_total"),
+        gatewayRejected: total(gw, "telemetry_gateway_rejected_total"),
+        deliveries: total(pr, "telemetry_processor_deliveries_total"),
+        stored: total(pr, "telemetry_processor_readings_stored_total"),
+        duplicates: total(pr, "telemetry_processor_duplicates_total"),
+        deadLettered: total(pr, "telemetry_processor_dead_lettered_total"),
+        storeErrors: total(pr, "telemetry_processor_store_errors_total"),
+        commitMeanMs: round((histogramMean(pr, "telemetry_processor_commit_seconds") ?? 0) * 1_000, 2),
+        batchMean: round(histogramMean(pr, "telemetry_processor_batch_size") ?? 0, 1),
+        receiveToCommitP99BoundMs: (histogramBound(pr, "telemetry_processor_latency_seconds", 0.99) ?? 0) * 1_000,
+        confirmP99BoundMs: (histogramBound(gw, "telemetry_gateway_confirm_latency_seconds", 0.99) ?? 0) * 1_000,
+      };
+    },
+    async stop() {
+      const [g, p] = [await gateway.stop(), await processor.stop()];
+      const warnings = [...gateway.logs, ...processor.logs].filter((l) => Number(l.level) >= 40);
+      for (const w of warnings.slice(0, 5)) process.stderr.write(`bench: service said: ${JSON.stringify(w)}\n`);
+      return { gateway: g, processor: p };
+    },
+  };
+}
+
+/** The straightforward reference: naive gateway and naive processor, each its own process. */
+export async function startNaive(e: Endpoints): Promise<SystemUnderTest> {
+  const processor = forkWorker<{ type: "done"; stored: number }>("naive-processor", {
+    amqpUrl: e.amqpUrl,
+    queue: e.queue,
+    queueType: e.queueType,
+    dbPath: e.dbPath,
+  } satisfies NaiveProcessorConfig);
+  await processor.ready;
+  const gateway = forkWorker<{ type: "done"; received: number; published: number }>("naive-gateway", {
+    mqttUrl: e.mqttUrl,
+    amqpUrl: e.amqpUrl,
+    queue: e.queue,
+    queueType: e.queueType,
+    topicPrefix: e.topicPrefix,
+    gatewayId: e.gatewayId,
+  } satisfies NaiveGatewayConfig);
+  await gateway.ready.catch(async (err: unknown) => {
+    await processor.kill();
+    throw err;
+  });
+  const stopOne = async (w: Worker<unknown>) => {
+    w.send({ type: "stop" });
+    const ok = await Promise.race([
+      w.done.then(() => 0),
+      new Promise<number>((resolve) => setTimeout(() => resolve(1), 10_000)),
+    ]).catch(() => 1);
+    await w.kill();
+    return ok;
+  };
+  return {
+    pids: { gateway: gateway.pid, processor: processor.pid },
+    stored: async () => Number(processor.latest()?.stored ?? 0),
+    counters: async () => ({
+      gatewayReceived: Number(gateway.latest()?.received ?? 0),
+      gatewayPublished: Number(gateway.latest()?.published ?? 0),
+      stored: Number(processor.latest()?.stored ?? 0),
+    }),
+    async stop() {
+      return { gateway: await stopOne(gateway), processor: await stopOne(processor) };
+    },
+  };
+}
+
+export interface RowAnalysis {
+  readonly rows: number;
+  readonly valueSum: number;
+  readonly timeline: Timeline;
+  /** Publish (seq) to stored_at, publish to gateway receive, gateway receive to stored_at; ms. */
+  readonly publishToCommitMs: Percentiles;
+  readonly publishToReceiveMs: Percentiles;
+  readonly receiveToCommitMs: Percentiles;
+  /** Problems found by the exactly-once check (empty: every reading sent is stored exactly once). */
+  readonly problems: string[];
+  /** (epoch ms, rows) of every commit, for the steady-state windows. */
+  readonly commits: { t: number; n: number }[];
+}
+
+/**
+ * Reads the database after a run. Latency counts readings published from `latencyFrom` (epoch ms) on. With
+ * `expect`, checks every key holds exactly the readings the publisher sent for it (count, first and last ts;
+ * the key is unique, so count plus range proves each ts is there once) and the value sum.
+ */
+export function analyzeRows(
+  dbPath: string,
+  latencyFrom: number,
+  expect?: { sent: number; devices: number; sensors: number; devicePrefix: string; baseTs: number },
+): RowAnalysis {
+  const db = openDatabase(dbPath, { readonly: true });
+  try {
+    const commitsByTime = new Map<number, number>();
+    const lat: number[] = [];
+    const toRecv: number[] = [];
+    const toCommit: number[] = [];
+    const rowsIter = db.prepare("SELECT seq, received_at, stored_at FROM readings").raw().iterate();
+    for (const row of rowsIter as Iterable<[number, number, number]>) {
+      const [seq, receivedAt, storedAt] = row;
+      commitsByTime.set(storedAt, (commitsByTime.get(storedAt) ?? 0) + 1);
+      if (seq >= latencyFrom) {
+        lat.push(storedAt - seq);
+        toRecv.push(receivedAt - seq);
+        toCommit.push(storedAt - receivedAt);
+      }
+    }
+    const commits = [...commitsByTime].map(([t, n]) => ({ t, n }));
+    const sums = db.prepare("SELECT count(*) AS n, total(value) AS v FROM readings").get() as { n: number; v: number };
+    const problems: string[] = [];
+    if (expect) {
+      const keys = expect.devices * expect.sensors;
+      if (sums.n !== expect.sent) problems.push(`${sums.n} rows for ${expect.sent} readings sent`);
+      const want = expectedValueSum(expect.sent);
+      if (sums.v !== want) problems.push(`sum of values ${sums.v}, expected ${want}`);
+      const perKey = db
+        .prepare(
+          "SELECT device_id AS d, sensor AS s, count(*) AS n, min(ts) AS lo, max(ts) AS hi FROM readings GROUP BY 1, 2",
+        )
+        .all() as { d: string; s: string; n: number; lo: number; hi: number }[];
+      const found = new Map(perKey.map((k) => [`${k.d}/${k.s}`, k]));
+      let bad = 0;
+      for (let j = 0; j < keys; j++) {
+        const name = `${deviceName(expect.devicePrefix, Math.floor(j / expect.sensors))}/${sensorName(j % expect.sensors)}`;
+        const n = readingsOfKey(expect.sent, keys, j);
+        const k = found.get(name);
+        found.delete(name);
+        const ok =
+          n === 0 ? k === undefined : k !== undefined && k.n === n && k.lo === expect.baseTs && k.hi === expect.baseTs + n - 1;
+        if (!ok && bad++ < 3) problems.push(`key ${name}: expected ${n} readings, found ${k ? `${k.n} (ts ${k.lo}..${k.hi})` : "none"}`);
+      }
+      if (bad > 3) problems.push(`... ${bad} keys wrong in all`);
+      if (found.size > 0) problems.push(`${found.size} keys that were never sent`);
+    }
+    return {
+      rows: sums.n,
+      valueSum: sums.v,
+      timeline: timeline(commits),
+      publishToCommitMs: percentiles(Float64Array.from(lat)),
+      publishToReceiveMs: percentiles(Float64Array.from(toRecv)),
+      receiveToCommitMs: percentiles(Float64Array.from(toCommit)),
+      problems,
+      commits,
+    };
+  } finally {
+    db.close();
+  }
+}
+
+export interface PhaseOptions {
+  readonly label: string;
+  readonly endpoints: Endpoints;
+  readonly start: () => Promise<SystemUnderTest>;
+  readonly publisher: Omit<PublisherConfig, "mqttUrl" | "topicPrefix">;
+  /** Other processes whose CPU and memory are sampled (the brokers). */
+  readonly watch: Record<string, number | undefined>;
+  /** Stop measuring this long after the first reading is stored, even if not all are (the reference). */
+  readonly limitMs?: number;
+  /** Share of the publish span whose readings are left out of the latency figures (warm-up). */
+  readonly latencyWarmup: number;
+  readonly cpus: number;
+}
+
+export interface PhaseResult {
+  readonly label: string;
+  readonly publisher: PublisherResult;
+  /** Publisher: acknowledged readings a second from its first publish to its last PUBACK. */
+  readonly offeredPerSecond: number;
+  /** Rows a second committed in the steady window (first 10% and last 5% of the commit span left out). */
+  readonly steady: SteadyRate;
+  /** The same while the publisher was still publishing, and after it (draining what the MQTT broker queued). */
+  readonly whilePublishing: SteadyRate | undefined;
+  readonly afterPublishing: SteadyRate | undefined;
+  /** All rows over first publish to last commit. */
+  readonly overallPerSecond: number;
+  readonly cutShort: boolean;
+  readonly rows: number;
+  readonly perSecond: number[];
+  readonly publishToCommitMs: Percentiles;
+  readonly publishToReceiveMs: Percentiles;
+  readonly receiveToCommitMs: Percentiles;
+  readonly counters: Record<string, number | undefined>;
+  readonly exitCodes: Record<string, number | null>;
+  readonly usage: UsageReport;
+  readonly exactlyOnce: { readonly checked: boolean; readonly ok: boolean; readonly problems: string[] };
+}
+
+function say(line: string): void {
+  process.stderr.write(`bench: ${line}\n`);
+}
+
+/** Runs one phase end to end and deletes its queues afterwards. */
+export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
+  const e = o.endpoints;
+  const sut = await o.start();
+  let publisher: Worker<PublisherResult> | undefined;
+  try {
+    const pubConfig: PublisherConfig = { ...o.publisher, mqttUrl: e.mqttUrl, topicPrefix: e.topicPrefix };
+    publisher = await forkPublisher(pubConfig);
+    const sampler = new UsageSampler({ ...sut.pids, ...o.watch, publisher: publisher.pid });
+    let published: PublisherResult | undefined;
+    void publisher.done.then((r) => {
+      published = r;
+    });
+    publisher.send({ type: "start" });
+    let stored = 0;
+    let firstStoredAt: number | undefined;
+    let lastChange = Date.now();
+    let lastSeen = -1;
+    let cutShort = false;
+    let lastLog = Date.now();
+    for (;;) {
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      stored = await sut.stored();
+      const sent = Number(publisher.latest()?.acked ?? 0);
+      const progress = stored + sent;
+      if (progress !== lastSeen) {
+        lastSeen = progress;
+        lastChange = Date.now();
+      }
+      if (stored > 0) firstStoredAt ??= Date.now();
+      if (published && stored >= published.acked) break;
+      if (o.limitMs !== undefined && firstStoredAt !== undefined && Date.now() - firstStoredAt >= o.limitMs) {
+        cutShort = !published || stored < published.acked;
+        break;
+      }
+      if (Date.now() - lastChange > STALL_MS) {
+        throw new Error(`${o.label}: no progress for ${STALL_MS / 1_000} s (${stored} stored, ${sent} acked)`);
+      }
+      if (Date.now() - lastLog >= 5_000) {
+        lastLog = Date.now();
+        say(`  ${o.label}: ${stored.toLocaleString("en-US")} stored, ${sent.toLocaleString("en-US")} published`);
+      }
+    }
+    publisher.send({ type: "stop" });
+    const usage = sampler.stop(o.cpus);
+    const counters = await sut.counters();
+    const exitCodes = await sut.stop();
+    const result = published ?? (await publisher.done);
+
+    const span = result.lastPublishAt - result.firstPublishAt;
+    const latencyFrom = result.firstPublishAt + span * o.latencyWarmup;
+    const rows = analyzeRows(
+      e.dbPath,
+      latencyFrom,
+      cutShort || result.failed > 0
+        ? undefined
+        : {
+            sent: result.sent,
+            devices: o.publisher.devices,
+            sensors: o.publisher.sensors,
+            devicePrefix: o.publisher.devicePrefix,
+            baseTs: o.publisher.baseTs,
+          },
+    );
+    const { first, last } = rows.timeline;
+    const steady = steadyRate(rows.commits, first, last);
+    const split = (from: number, to: number) =>
+      to - from > 2_000 ? steadyRate(rows.commits, from, to, 0, 0) : undefined;
+    const ackedSeconds = Math.max(1, result.lastAckAt - result.firstPublishAt) / 1_000;
+    const exactlyOnceChecked = !cutShort && result.failed === 0;
+    return {
+      label: o.label,
+      publisher: result,
+      offeredPerSecond: Math.round(result.acked / ackedSeconds),
+      steady,
+      whilePublishing: split(steady.from, Math.min(steady.to, result.lastAckAt)),
+      afterPublishing: split(Math.max(steady.from, result.lastAckAt), steady.to),
+      overallPerSecond: Math.round(rows.rows / (Math.max(1, last - result.firstPublishAt) / 1_000)),
+      cutShort,
+      rows: rows.rows,
+      perSecond: rows.timeline.perSecond,
+      publishToCommitMs: rows.publishToCommitMs,
+      publishToReceiveMs: rows.publishToReceiveMs,
+      receiveToCommitMs: rows.receiveToCommitMs,
+      counters,
+      exitCodes,
+      usage,
+      exactlyOnce: {
+        checked: exactlyOnceChecked,
+        ok: exactlyOnceChecked && rows.problems.length === 0,
+        problems: rows.problems,
+      },
+    };
+  } catch (err) {
+    await sut.stop().catch(() => undefined);
+    throw err;
+  } finally {
+    await publisher?.kill();
+    const names = queueNames(e.queue);
+    await deleteQueues(e.amqpUrl, [names.readings, names.rejected, names.dead]).catch((err: unknown) =>
+      say(`could not delete the queues of ${e.queue}: ${String(err)}`),
+    );
+  }
+}
+
+export type { ProcessUsage };

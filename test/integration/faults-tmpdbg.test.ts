@@ -1,0 +1,78 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectStoredExactlyOnce, faultNames, metric, report, startStream, until } from "../helpers/fault-stream.js";
+import { type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
+import { cleanup, type Service, startService, type TestNames } from "../helpers/services.js";
+
+const READINGS = 12_000;
+/** More than the pipeline takes on these machines, so work is in flight everywhere and a backlog waits in the MQTT broker. */
+const RATE = 4_000;
+const DRAIN_TIMEOUT_MS = 10_000;
+/** The drain timeout plus closing connections and the process exit. */
+const EXIT_BOUND_MS = DRAIN_TIMEOUT_MS + 3_000;
+
+describe("fault: SIGTERM to both services under full load", () => {
+  let mosquitto: PrivateMosquitto;
+  let names: TestNames;
+  let gateway: Service | undefined;
+  let processor: Service | undefined;
+
+  beforeAll(async () => {
+    mosquitto = await startPrivateMosquitto({ maxQueued: 0 });
+    names = faultNames("fault-sigterm", { mqttUrl: mosquitto.url });
+  });
+
+  afterAll(async () => {
+    await Promise.all([gateway?.stop("SIGKILL"), processor?.stop("SIGKILL")]);
+    await cleanup(names);
+    await mosquitto.stop();
+  });
+
+  it("both exit 0 within the drain timeout, and after a restart nothing is lost or stored twice", async () => {
+    const env = { ...names.env, DRAIN_TIMEOUT: `${DRAIN_TIMEOUT_MS}ms` };
+    [gateway, processor] = await Promise.all([startService("gateway", env), startService("processor", env)]);
+    const stream = startStream(names, { count: READINGS, rate: RATE, seed: 707 });
+    const [gw, proc] = [gateway, processor];
+    let inflightAtStop = 0;
+    let heldAtStop = 0;
+    await until("a quarter of the stream is stored and work is in flight", 20_000, async () => {
+      const stored = await metric(proc.httpPort, "telemetry_processor_readings_stored_total");
+      inflightAtStop = await metric(gw.httpPort, "telemetry_gateway_inflight_messages");
+      heldAtStop = await metric(proc.httpPort, "telemetry_processor_inflight_deliveries");
+      return stored >= READINGS / 4 && inflightAtStop > 0;
+    });
+    const storedBeforeStop = await metric(proc.httpPort, "telemetry_processor_readings_stored_total");
+    const duplicatesBeforeStop = await metric(proc.httpPort, "telemetry_processor_duplicates_total");
+
+    const started = Date.now();
+    const exits = await Promise.all(
+      [gw, proc].map(async (s) => ({ code: await s.stop("SIGTERM"), ms: Date.now() - started })),
+    );
+    const [gwExit, procExit] = exits as [{ code: number | null; ms: number }, { code: number | null; ms: number }];
+    expect({ gateway: gwExit.code, processor: procExit.code }).toEqual({ gateway: 0, processor: 0 });
+    expect(Math.max(gwExit.ms, procExit.ms)).toBeLessThan(EXIT_BOUND_MS);
+    expect(gw.logs.some((l) => l.msg === "gateway stopped")).toBe(true);
+    expect(proc.logs.some((l) => l.msg === "processor stopped")).toBe(true);
+    const ackedAtStop = stream.acked();
+    for (const [n, s] of [["gw", gw], ["proc", proc]] as const) {
+      const i = s.logs.findIndex((l) => l.msg === "stopping: settling in-flight work");
+      console.log(n, JSON.stringify(s.logs.slice(Math.max(0, i - 3)), null, 0));
+    }
+    expect(storedBeforeStop, "the services must stop mid-stream").toBeLessThan(READINGS);
+
+    [gateway, processor] = await Promise.all([startService("gateway", env), startService("processor", env)]);
+    const counts = await expectStoredExactlyOnce(names, stream);
+    const duplicatesAfterRestart = await metric(processor.httpPort, "telemetry_processor_duplicates_total");
+    console.log("gw2", JSON.stringify(gateway.logs.slice(0, 12)));
+    report("SIGTERM under full load", {
+      ...counts,
+      duplicates: duplicatesBeforeStop + duplicatesAfterRestart,
+      duplicatesAfterRestart,
+      storedBeforeStop,
+      gatewayInflightAtStop: inflightAtStop,
+      processorHeldAtStop: heldAtStop,
+      gatewayExitMs: gwExit.ms,
+      processorExitMs: procExit.ms,
+      ackedAtStop,
+    });
+  });
+});
