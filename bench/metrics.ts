@@ -31,7 +31,8 @@ export function histogramBound(samples: Samples, name: string, q: number): numbe
   for (const [key, value] of samples) {
     if (!key.startsWith(`${name}_bucket{`)) continue;
     const le = /le="([^"]+)"/.exec(key)?.[1];
-    if (le !== undefined) buckets.push({ le: le === "+Inf" ? Number.POSITIVE_INFINITY : Number(le), count: value });
+    if (le !== undefined)
+      buckets.push({ le: le === "+Inf" ? Number.POSITIVE_INFINITY : Number(le), count: value });
   }
   if (buckets.length === 0) return undefined;
   buckets.sort((a, b) => a.le - b.le);

@@ -29,7 +29,10 @@ export async function freePort(): Promise<number> {
 async function accepts(port: number): Promise<boolean> {
   const socket = netConnect(port, "127.0.0.1");
   try {
-    await Promise.race([once(socket, "connect"), sleep(500).then(() => Promise.reject(new Error("timeout")))]);
+    await Promise.race([
+      once(socket, "connect"),
+      sleep(500).then(() => Promise.reject(new Error("timeout"))),
+    ]);
     return true;
   } catch {
     return false;

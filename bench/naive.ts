@@ -91,7 +91,10 @@ export async function runNaiveGateway(c: NaiveGatewayConfig): Promise<void> {
     client.once("error", reject);
   });
   await client.subscribeAsync(`${c.topicPrefix}/+/+`, { qos: 1 });
-  const progress = setInterval(() => void tell({ type: "progress", received, published }), PROGRESS_INTERVAL_MS);
+  const progress = setInterval(
+    () => void tell({ type: "progress", received, published }),
+    PROGRESS_INTERVAL_MS,
+  );
   await tell({ type: "ready" });
   await heard("stop");
   clearInterval(progress);

@@ -6,8 +6,8 @@ export interface BenchOptions {
   readonly short: boolean;
   readonly devices: number;
   readonly sensors: number;
-  /** Readings the throughput run publishes. */
-  readonly total: number;
+  /** Readings the throughput run publishes; undefined: sized from the slowest raw ceiling (see run.ts). */
+  readonly total: number | undefined;
   /** QoS 1 publishes the lean publisher keeps awaiting their PUBACK. */
   readonly window: number;
   readonly queueType: QueueType;
@@ -37,11 +37,12 @@ ceilings of each stage and a straightforward reference implementation measured i
 
   --devices N          simulated devices, 10 to 10000 (default 100)
   --sensors N          sensors per device, 1 to 16 (default 3)
-  --total N            readings in the throughput run (default 1000000; --short: 20000)
+  --total N            readings in the throughput run (default: 30 s at 60% of the slowest raw ceiling,
+                       200000 to 2000000, or 500000 with --skip-baselines; --short: 20000)
   --window N           QoS 1 publishes in flight at the publisher (default 500)
   --queue-type T       quorum or classic (default quorum, the product default)
   --amqp-url URL       RabbitMQ (default $AMQP_URL or amqp://guest:guest@127.0.0.1:5672)
-  --raw-count N        messages/rows per raw ceiling (default 200000; --short: 10000)
+  --raw-count N        messages/rows per raw ceiling (default 100000; --short: 10000)
   --naive-count N      readings offered to the straightforward reference (default 30000; --short: 2000)
   --naive-seconds S    longest the reference is measured (default 15; --short: 3)
   --latency-rate R     offered readings/s of the latency run (default: half the sustained throughput)
@@ -103,15 +104,17 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     short,
     devices: int("devices", values.devices, 100, 10, 10_000),
     sensors: int("sensors", values.sensors, 3, 1, 16),
-    total: int("total", values.total, short ? 20_000 : 1_000_000, 1_000, 100_000_000),
+    total:
+      values.total === undefined && !short
+        ? undefined
+        : int("total", values.total, 20_000, 1_000, 100_000_000),
     window: int("window", values.window, 500, 1, 65_000),
     queueType,
     amqpUrl: values["amqp-url"] ?? env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672",
-    rawCount: int("raw-count", values["raw-count"], short ? 10_000 : 200_000, 1_000, 10_000_000),
+    rawCount: int("raw-count", values["raw-count"], short ? 10_000 : 100_000, 1_000, 10_000_000),
     naiveCount: int("naive-count", values["naive-count"], short ? 2_000 : 30_000, 100, 10_000_000),
     naiveSeconds: int("naive-seconds", values["naive-seconds"], short ? 3 : 15, 1, 600),
-    latencyRate:
-      latencyRate === undefined ? undefined : int("latency-rate", latencyRate, 0, 1, 10_000_000),
+    latencyRate: latencyRate === undefined ? undefined : int("latency-rate", latencyRate, 0, 1, 10_000_000),
     latencySeconds: int("latency-seconds", values["latency-seconds"], short ? 3 : 20, 1, 600),
     skipBaselines: values["skip-baselines"] === true,
     skipNaive: values["skip-naive"] === true || values["skip-baselines"] === true,

@@ -12,7 +12,7 @@ import { openDatabase } from "../store/sqlite.js";
 import { forkWorker, type Worker } from "./ipc.js";
 import { histogramBound, histogramMean, type Samples, scrape, total } from "./metrics.js";
 import type { NaiveGatewayConfig, NaiveProcessorConfig } from "./naive.js";
-import { type ProcessUsage, UsageSampler, type UsageReport } from "./proc.js";
+import { type ProcessUsage, type UsageReport, UsageSampler } from "./proc.js";
 import {
   deviceName,
   expectedValueSum,
@@ -107,14 +107,17 @@ export async function startProduct(e: Endpoints, profileDir?: string): Promise<S
         storeErrors: total(pr, "telemetry_processor_store_errors_total"),
         commitMeanMs: round((histogramMean(pr, "telemetry_processor_commit_seconds") ?? 0) * 1_000, 2),
         batchMean: round(histogramMean(pr, "telemetry_processor_batch_size") ?? 0, 1),
-        receiveToCommitP99BoundMs: (histogramBound(pr, "telemetry_processor_latency_seconds", 0.99) ?? 0) * 1_000,
-        confirmP99BoundMs: (histogramBound(gw, "telemetry_gateway_confirm_latency_seconds", 0.99) ?? 0) * 1_000,
+        receiveToCommitP99BoundMs:
+          (histogramBound(pr, "telemetry_processor_latency_seconds", 0.99) ?? 0) * 1_000,
+        confirmP99BoundMs:
+          (histogramBound(gw, "telemetry_gateway_confirm_latency_seconds", 0.99) ?? 0) * 1_000,
       };
     },
     async stop() {
       const [g, p] = [await gateway.stop(), await processor.stop()];
       const warnings = [...gateway.logs, ...processor.logs].filter((l) => Number(l.level) >= 40);
-      for (const w of warnings.slice(0, 5)) process.stderr.write(`bench: service said: ${JSON.stringify(w)}\n`);
+      for (const w of warnings.slice(0, 5))
+        process.stderr.write(`bench: service said: ${JSON.stringify(w)}\n`);
       return { gateway: g, processor: p };
     },
   };
@@ -205,7 +208,10 @@ export function analyzeRows(
       }
     }
     const commits = [...commitsByTime].map(([t, n]) => ({ t, n }));
-    const sums = db.prepare("SELECT count(*) AS n, total(value) AS v FROM readings").get() as { n: number; v: number };
+    const sums = db.prepare("SELECT count(*) AS n, total(value) AS v FROM readings").get() as {
+      n: number;
+      v: number;
+    };
     const problems: string[] = [];
     if (expect) {
       const keys = expect.devices * expect.sensors;
@@ -225,8 +231,13 @@ export function analyzeRows(
         const k = found.get(name);
         found.delete(name);
         const ok =
-          n === 0 ? k === undefined : k !== undefined && k.n === n && k.lo === expect.baseTs && k.hi === expect.baseTs + n - 1;
-        if (!ok && bad++ < 3) problems.push(`key ${name}: expected ${n} readings, found ${k ? `${k.n} (ts ${k.lo}..${k.hi})` : "none"}`);
+          n === 0
+            ? k === undefined
+            : k !== undefined && k.n === n && k.lo === expect.baseTs && k.hi === expect.baseTs + n - 1;
+        if (!ok && bad++ < 3)
+          problems.push(
+            `key ${name}: expected ${n} readings, found ${k ? `${k.n} (ts ${k.lo}..${k.hi})` : "none"}`,
+          );
       }
       if (bad > 3) problems.push(`... ${bad} keys wrong in all`);
       if (found.size > 0) problems.push(`${found.size} keys that were never sent`);
@@ -324,11 +335,15 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
         break;
       }
       if (Date.now() - lastChange > STALL_MS) {
-        throw new Error(`${o.label}: no progress for ${STALL_MS / 1_000} s (${stored} stored, ${sent} acked)`);
+        throw new Error(
+          `${o.label}: no progress for ${STALL_MS / 1_000} s (${stored} stored, ${sent} acked)`,
+        );
       }
       if (Date.now() - lastLog >= 5_000) {
         lastLog = Date.now();
-        say(`  ${o.label}: ${stored.toLocaleString("en-US")} stored, ${sent.toLocaleString("en-US")} published`);
+        say(
+          `  ${o.label}: ${stored.toLocaleString("en-US")} stored, ${sent.toLocaleString("en-US")} published`,
+        );
       }
     }
     publisher.send({ type: "stop" });

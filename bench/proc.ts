@@ -100,7 +100,9 @@ export class UsageSampler {
       if (!r) continue;
       this.#first[name] ??= r;
       this.#last[name] = r;
-      (this.#series[name] ??= []).push(MiB(r.rssKiB));
+      const series = this.#series[name] ?? [];
+      series.push(MiB(r.rssKiB));
+      this.#series[name] = series;
     }
   }
 

@@ -51,14 +51,14 @@ export function deviceName(prefix: string, index: number): string {
   return `${prefix}-${String(index).padStart(5, "0")}`;
 }
 
-export function valueOf(i: number): number {
+export function readingValue(i: number): number {
   return ((i * 7) % 1_000) * 0.25;
 }
 
 /** Sum of the values of readings 0 .. n-1. */
 export function expectedValueSum(n: number): number {
   let sum = 0;
-  for (let i = 0; i < n; i++) sum += valueOf(i);
+  for (let i = 0; i < n; i++) sum += readingValue(i);
   return sum;
 }
 
@@ -132,7 +132,7 @@ export async function runPublisher(config: PublisherConfig): Promise<void> {
       continue;
     }
     const i = sent++;
-    const value = valueOf(i);
+    const value = readingValue(i);
     const now = Date.now();
     lastPublishAt = now;
     const payload = `{"ts":${config.baseTs + Math.floor(i / keys)},"value":${value},"unit":"u","seq":${now}}`;

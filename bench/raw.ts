@@ -360,7 +360,8 @@ export function sqliteCeilings(dir: string, count: number): SqliteCeilings {
     }
   });
   let t0 = performance.now();
-  for (let i = 0; i < count; i += SQLITE_BATCH) writeBatch.immediate(readings.slice(i, i + SQLITE_BATCH), Date.now());
+  for (let i = 0; i < count; i += SQLITE_BATCH)
+    writeBatch.immediate(readings.slice(i, i + SQLITE_BATCH), Date.now());
   const batched = ceiling(count, performance.now() - t0);
   db.close();
 
@@ -373,7 +374,17 @@ export function sqliteCeilings(dir: string, count: number): SqliteCeilings {
   const one = openDatabase(fresh("raw-per-row"));
   const insertOne = one.prepare(insertSql);
   const writeOne = one.transaction((r: Reading) =>
-    insertOne.run(r.device_id, r.sensor, r.ts, r.value, r.unit, r.seq, r.gateway_id, r.received_at, Date.now()),
+    insertOne.run(
+      r.device_id,
+      r.sensor,
+      r.ts,
+      r.value,
+      r.unit,
+      r.seq,
+      r.gateway_id,
+      r.received_at,
+      Date.now(),
+    ),
   );
   const perRowCount = Math.min(count, SQLITE_PER_ROW_COUNT);
   t0 = performance.now();

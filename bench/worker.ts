@@ -1,5 +1,10 @@
 /** Entry point of the benchmark's child processes: `worker.js <role> <config as JSON>` (forked by ipc.ts). */
-import { type NaiveGatewayConfig, type NaiveProcessorConfig, runNaiveGateway, runNaiveProcessor } from "./naive.js";
+import {
+  type NaiveGatewayConfig,
+  type NaiveProcessorConfig,
+  runNaiveGateway,
+  runNaiveProcessor,
+} from "./naive.js";
 import { type PublisherConfig, runPublisher } from "./publisher.js";
 import { runAmqpPublisher } from "./raw.js";
 
@@ -21,7 +26,9 @@ if (run === undefined) {
 run().then(
   () => process.exit(0),
   (err: unknown) => {
-    process.stderr.write(`bench ${role}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `bench ${role}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
     process.exit(1);
   },
 );

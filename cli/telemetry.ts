@@ -1,8 +1,8 @@
 #!/usr/bin/env node
+import type { CliCommand } from "../common/command.js";
 import { gatewayCommand } from "../gateway/index.js";
 import { processorCommand } from "../processor/index.js";
 import { simulateCommand } from "../simulators/index.js";
-import type { CliCommand } from "./command.js";
 
 const commands: readonly CliCommand[] = [gatewayCommand, processorCommand, simulateCommand];
 

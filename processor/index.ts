@@ -1,7 +1,7 @@
-import { defineCommand } from "../cli/command.js";
-import { runUntilSignal } from "../cli/service.js";
+import { defineCommand } from "../common/command.js";
 import { parsers, setting } from "../common/config.js";
 import { createLogger } from "../common/log.js";
+import { runUntilSignal } from "../common/service.js";
 import { common, httpHost, httpPort, stallTimeout } from "../common/settings.js";
 import { SqliteStore } from "../store/sqlite.js";
 import { startProcessor } from "./processor.js";

@@ -1,5 +1,5 @@
 import { randomInt } from "node:crypto";
-import { defineCommand } from "../cli/command.js";
+import { defineCommand } from "../common/command.js";
 import { type ConfigOf, parsers, setting } from "../common/config.js";
 import { createLogger } from "../common/log.js";
 import { common, ID_PATTERN } from "../common/settings.js";

@@ -1,3 +1,4 @@
+import * as require_fs from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectStoredExactlyOnce, faultNames, metric, report, startStream, until } from "../helpers/fault-stream.js";
 import { type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
@@ -55,14 +56,47 @@ describe("fault: SIGTERM to both services under full load", () => {
     const ackedAtStop = stream.acked();
     for (const [n, s] of [["gw", gw], ["proc", proc]] as const) {
       const i = s.logs.findIndex((l) => l.msg === "stopping: settling in-flight work");
-      console.log(n, JSON.stringify(s.logs.slice(Math.max(0, i - 3)), null, 0));
+      require_fs.writeFileSync(`/tmp/dbg-${n}.json`, s.logs.slice(Math.max(0, i - 3)).map((l) => JSON.stringify(l)).join("\n"));
     }
     expect(storedBeforeStop, "the services must stop mid-stream").toBeLessThan(READINGS);
 
-    [gateway, processor] = await Promise.all([startService("gateway", env), startService("processor", env)]);
+    const amqplib = (await import("amqplib")).default;
+    const c = await amqplib.connect(names.amqpUrl);
+    const chx = await c.createChannel();
+    const depth = async () => (await chx.checkQueue(names.queue)).messageCount;
+    const { countRows } = await import("../helpers/services.js");
+    const R = countRows(names.dbPath);
+    const Q = await depth();
+    console.log("DIAG after stop: rows", R, "queue", Q, "sum", R + Q);
+    {
+      const { messageIdOf } = await import("../../gateway/amqp-output.js");
+      const { readRows } = await import("../helpers/services.js");
+      const ids = new Set(readRows(names.dbPath).map((r) => messageIdOf({ device_id: r.device_id, sensor: r.sensor, ts: r.ts })));
+      const ch2 = await c.createChannel();
+      let inDb = 0;
+      let redelivered = 0;
+      let redeliveredInDb = 0;
+      for (;;) {
+        const m = await ch2.get(names.queue, { noAck: false });
+        if (!m) break;
+        const hit = ids.has(String(m.properties.messageId));
+        if (hit) inDb++;
+        if (m.fields.redelivered) redelivered++;
+        if (hit && m.fields.redelivered) redeliveredInDb++;
+      }
+      await ch2.close();
+      console.log("DIAG queue msgs already in db", inDb, "redelivered", redelivered, "redelivered&inDb", redeliveredInDb);
+    }
+    gateway = await startService("gateway", env);
+    await new Promise((r) => setTimeout(r, 6000));
+    const Q2 = await depth();
+    const pub2 = await metric(gateway.httpPort, "telemetry_gateway_readings_published_total");
+    console.log("DIAG after gw2: rows", countRows(names.dbPath), "queue", Q2, "sum", R + Q2, "gw2 published", pub2);
+    await c.close();
+    processor = await startService("processor", env);
     const counts = await expectStoredExactlyOnce(names, stream);
     const duplicatesAfterRestart = await metric(processor.httpPort, "telemetry_processor_duplicates_total");
-    console.log("gw2", JSON.stringify(gateway.logs.slice(0, 12)));
+    require_fs.writeFileSync("/tmp/dbg-gw2.json", gateway.logs.map((l) => JSON.stringify(l)).join("\n")); require_fs.writeFileSync("/tmp/dbg-proc2.json", processor.logs.map((l) => JSON.stringify(l)).join("\n"));
     report("SIGTERM under full load", {
       ...counts,
       duplicates: duplicatesBeforeStop + duplicatesAfterRestart,

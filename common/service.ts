@@ -1,4 +1,4 @@
-import type { Logger } from "../common/log.js";
+import type { Logger } from "./log.js";
 
 /**
  * Runs a long-lived service until SIGINT or SIGTERM, then lets it settle its in-flight work and resolves with

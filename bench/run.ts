@@ -1,0 +1,366 @@
+/**
+ * `npm run bench`: raw ceilings of each stage, the pipeline at full speed, the straightforward reference and a
+ * latency run at half the sustained maximum, all in one invocation on this machine. Prints a table, writes JSON.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { startMosquitto } from "./mosquitto.js";
+import { type BenchOptions, parseOptions, USAGE } from "./options.js";
+import { type Endpoints, type PhaseResult, runPhase, startNaive, startProduct } from "./pipeline.js";
+import { pidListeningOn } from "./proc.js";
+import { type ProfileSummary, summarizeDir } from "./profile.js";
+import { amqpCeilings, mqttCeiling, sqliteCeilings } from "./raw.js";
+import { formatReport, type RawResults, type Target } from "./report.js";
+
+/** The gateway's default MQTT window (GATEWAY_INFLIGHT), given to the raw subscriber too. */
+const GATEWAY_INFLIGHT = 1_000;
+const LATENCY_TARGET_MS = 250;
+const THROUGHPUT_SHARE_TARGET = 0.7;
+const REFERENCE_FACTOR_TARGET = 10;
+const MIN_STEADY_SECONDS = 20;
+/** Default size of the throughput run: this long at this share of the slowest raw ceiling, within these bounds. */
+const AUTO_TOTAL_SECONDS = 30;
+const AUTO_TOTAL_SHARE = 0.6;
+const AUTO_TOTAL_MIN = 200_000;
+const AUTO_TOTAL_MAX = 2_000_000;
+const AUTO_TOTAL_NO_BASELINES = 500_000;
+
+function say(line: string): void {
+  process.stderr.write(`bench: ${line}\n`);
+}
+
+const fmt = (x: number) => Math.round(x).toLocaleString("en-US");
+
+function tryExec(cmd: string, args: string[]): string | undefined {
+  try {
+    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    hostname: os.hostname(),
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model ?? "unknown",
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    loadAverageAtStart: os.loadavg().map((l) => Math.round(l * 100) / 100),
+    node: process.version,
+    mosquitto: tryExec("mosquitto", ["-h"])?.split("\n", 1)[0],
+    gitCommit: tryExec("git", ["rev-parse", "--short", "HEAD"]),
+    gitDirty: (tryExec("git", ["status", "--porcelain"]) ?? "") !== "",
+  };
+}
+
+function endpoints(
+  o: BenchOptions,
+  runId: string,
+  phase: string,
+  workDir: string,
+  mqttUrl: string,
+): Endpoints {
+  return {
+    mqttUrl,
+    amqpUrl: o.amqpUrl,
+    queue: `bench-${runId}-${phase}`,
+    queueType: o.queueType,
+    topicPrefix: `bench-${phase}`,
+    gatewayId: `bench-${runId}-${phase}`,
+    dbPath: join(workDir, `${phase}.db`),
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  let o: BenchOptions | undefined;
+  try {
+    o = parseOptions(argv, process.env);
+  } catch (err) {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 2;
+  }
+  if (!o) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const startedAt = new Date();
+  const runId = `${startedAt.toISOString().replace(/[-:]/g, "").replace(/\..*/, "")}-${process.pid}`;
+  const workDir = mkdtempSync(join(os.tmpdir(), "telemetry-bench-"));
+  const profileDir = o.profileDir === undefined ? undefined : resolve(o.profileDir, runId);
+  const info = machine();
+  const amqpHost = new URL(o.amqpUrl);
+  const rabbitPid = ["127.0.0.1", "localhost"].includes(amqpHost.hostname)
+    ? pidListeningOn(Number(amqpHost.port || 5672))
+    : undefined;
+  say(`run ${runId}: ${info.cpus} CPUs, load ${info.loadAverageAtStart.join(" ")}; work dir ${workDir}`);
+
+  let raw: RawResults | undefined;
+  let pipeline: PhaseResult | undefined;
+  let naive: PhaseResult | undefined;
+  let latency: (PhaseResult & { offered: number }) | undefined;
+  const baseTs = Date.now() - 3_600_000;
+  const latencyWarmup = 0.1;
+
+  const withBroker = async <T>(fn: (mqttUrl: string, pid: number) => Promise<T>): Promise<T> => {
+    const broker = await startMosquitto(workDir);
+    try {
+      return await fn(broker.url, broker.pid);
+    } finally {
+      await broker.stop();
+    }
+  };
+
+  try {
+    if (!o.skipBaselines) {
+      say(`raw MQTT ceiling: ${fmt(o.rawCount)} QoS 1 messages, window ${o.window}`);
+      const mqtt = await withBroker((url) =>
+        mqttCeiling({
+          mqttUrl: url,
+          count: o.rawCount,
+          window: o.window,
+          receiveMaximum: GATEWAY_INFLIGHT,
+          devices: o.devices,
+          sensors: o.sensors,
+          runId,
+        }),
+      );
+      say(`  ${fmt(mqtt.perSecond)}/s`);
+      say(`raw AMQP ceilings (${o.queueType}): ${fmt(o.rawCount)} messages`);
+      const amqp = await amqpCeilings({ url: o.amqpUrl, type: o.queueType, count: o.rawCount, runId });
+      say(
+        `  publish ${fmt(amqp.publish.perSecond)}/s, consume ${fmt(amqp.consume.perSecond)}/s, both at once ${fmt(amqp.through.perSecond)}/s`,
+      );
+      say(`raw SQLite ceilings: ${fmt(o.rawCount)} rows`);
+      const sqlite = sqliteCeilings(workDir, o.rawCount);
+      say(`  batched ${fmt(sqlite.batched.perSecond)}/s, one txn per row ${fmt(sqlite.perRow.perSecond)}/s`);
+      raw = { mqtt, amqp, sqlite };
+    }
+
+    const slowestSoFar = raw
+      ? Math.min(
+          raw.mqtt.perSecond,
+          raw.amqp.publish.perSecond,
+          raw.amqp.consume.perSecond,
+          raw.sqlite.batched.perSecond,
+        )
+      : undefined;
+    const total =
+      o.total ??
+      (slowestSoFar === undefined
+        ? AUTO_TOTAL_NO_BASELINES
+        : Math.min(
+            AUTO_TOTAL_MAX,
+            Math.max(
+              AUTO_TOTAL_MIN,
+              Math.round((slowestSoFar * AUTO_TOTAL_SHARE * AUTO_TOTAL_SECONDS) / 1_000) * 1_000,
+            ),
+          ));
+    say(
+      `pipeline: ${fmt(total)} readings from ${fmt(o.devices)} devices x ${o.sensors} sensors, as fast as it goes`,
+    );
+    const pipeEndpoints = endpoints(o, runId, "pipeline", workDir, "");
+    pipeline = await withBroker((url, pid) => {
+      const e = { ...pipeEndpoints, mqttUrl: url };
+      return runPhase({
+        label: "pipeline",
+        endpoints: e,
+        start: () => startProduct(e, profileDir === undefined ? undefined : join(profileDir, "pipeline")),
+        publisher: {
+          devicePrefix: "dev",
+          devices: o.devices,
+          sensors: o.sensors,
+          total,
+          window: o.window,
+          rate: 0,
+          baseTs,
+          clientId: `bench-pub-${runId}-pipeline`,
+        },
+        watch: { mosquitto: pid, rabbitmq: rabbitPid },
+        latencyWarmup: 0,
+        cpus: info.cpus,
+      });
+    });
+    say(`  sustained ${fmt(pipeline.steady.perSecond)}/s over ${pipeline.steady.seconds} s`);
+    if (!o.short && pipeline.steady.seconds < MIN_STEADY_SECONDS) {
+      say(`  note: the steady window is under ${MIN_STEADY_SECONDS} s; raise --total for a longer one`);
+    }
+
+    if (!o.skipNaive) {
+      say(`reference: ${fmt(o.naiveCount)} readings offered, measured for at most ${o.naiveSeconds} s`);
+      const naiveEndpoints = endpoints(o, runId, "reference", workDir, "");
+      naive = await withBroker((url, pid) => {
+        const e = { ...naiveEndpoints, mqttUrl: url };
+        return runPhase({
+          label: "reference",
+          endpoints: e,
+          start: () => startNaive(e),
+          publisher: {
+            devicePrefix: "dev",
+            devices: o.devices,
+            sensors: o.sensors,
+            total: o.naiveCount,
+            window: o.window,
+            rate: 0,
+            baseTs,
+            clientId: `bench-pub-${runId}-reference`,
+          },
+          watch: { mosquitto: pid, rabbitmq: rabbitPid },
+          limitMs: o.naiveSeconds * 1_000,
+          latencyWarmup: 0,
+          cpus: info.cpus,
+        });
+      });
+      say(`  ${fmt(naive.steady.perSecond)}/s`);
+    }
+
+    if (!o.skipLatency) {
+      const offered = o.latencyRate ?? Math.max(1, Math.round(pipeline.steady.perSecond / 2));
+      const total = Math.max(1_000, Math.round(offered * o.latencySeconds));
+      say(`latency: ${fmt(offered)} readings/s offered for ${o.latencySeconds} s (${fmt(total)} readings)`);
+      const latEndpoints = endpoints(o, runId, "latency", workDir, "");
+      const run = await withBroker((url, pid) => {
+        const e = { ...latEndpoints, mqttUrl: url };
+        return runPhase({
+          label: "latency",
+          endpoints: e,
+          start: () => startProduct(e, profileDir === undefined ? undefined : join(profileDir, "latency")),
+          publisher: {
+            devicePrefix: "dev",
+            devices: o.devices,
+            sensors: o.sensors,
+            total,
+            window: o.window,
+            rate: offered,
+            baseTs,
+            clientId: `bench-pub-${runId}-latency`,
+          },
+          watch: { mosquitto: pid, rabbitmq: rabbitPid },
+          latencyWarmup,
+          cpus: info.cpus,
+        });
+      });
+      latency = { ...run, offered };
+      say(`  p99 publish -> commit ${fmt(latency.publishToCommitMs.p99)} ms`);
+    }
+  } finally {
+    if (!o.keep) rmSync(workDir, { recursive: true, force: true });
+  }
+
+  const slowest = raw
+    ? [
+        { stage: "mqtt", perSecond: raw.mqtt.perSecond },
+        { stage: "amqp-publish", perSecond: raw.amqp.publish.perSecond },
+        { stage: "amqp-consume", perSecond: raw.amqp.consume.perSecond },
+        { stage: "sqlite", perSecond: raw.sqlite.batched.perSecond },
+      ].reduce((a, b) => (b.perSecond < a.perSecond ? b : a))
+    : undefined;
+
+  const judge = (ok: boolean | undefined) => (o.short ? undefined : ok);
+  const share = slowest ? pipeline.steady.perSecond / slowest.perSecond : undefined;
+  const factor = naive ? pipeline.steady.perSecond / Math.max(1, naive.steady.perSecond) : undefined;
+  const gw = pipeline.usage.processes.gateway;
+  const pr = pipeline.usage.processes.processor;
+  const targets: Target[] = [
+    {
+      name: `end to end >= ${THROUGHPUT_SHARE_TARGET * 100}% of the slowest raw stage`,
+      measured:
+        share === undefined
+          ? "no baselines"
+          : `${(share * 100).toFixed(0)}% (${fmt(pipeline.steady.perSecond)} of ${fmt(slowest?.perSecond ?? 0)}/s, ${slowest?.stage})`,
+      met: judge(share === undefined ? undefined : share >= THROUGHPUT_SHARE_TARGET),
+    },
+    {
+      name: `end to end >= ${REFERENCE_FACTOR_TARGET}x the straightforward reference`,
+      measured: factor === undefined ? "no reference" : `${factor.toFixed(1)}x`,
+      met: judge(factor === undefined ? undefined : factor >= REFERENCE_FACTOR_TARGET),
+    },
+    {
+      name: `p99 publish -> commit < ${LATENCY_TARGET_MS} ms at half the sustained maximum`,
+      measured: latency
+        ? `${fmt(latency.publishToCommitMs.p99)} ms at ${fmt(latency.offered)}/s`
+        : "no latency run",
+      met: judge(latency ? latency.publishToCommitMs.p99 < LATENCY_TARGET_MS : undefined),
+    },
+    {
+      name: "flat memory (compare peak RSS across --total)",
+      measured: `gateway ${gw?.peakRssMiB ?? "-"} MiB, processor ${pr?.peakRssMiB ?? "-"} MiB peak after ${fmt(pipeline.rows)} readings`,
+      met: undefined,
+    },
+    {
+      name: "throughput within 20% from 10 to 10,000 devices (compare --devices runs)",
+      measured: `${fmt(pipeline.steady.perSecond)}/s at ${fmt(o.devices)} devices`,
+      met: undefined,
+    },
+  ];
+
+  const profiles: Record<string, ProfileSummary[]> = {};
+  if (profileDir) {
+    for (const phase of ["pipeline", "latency"]) {
+      for (const service of ["gateway", "processor"]) {
+        const s = summarizeDir(join(profileDir, phase, service));
+        if (s.length > 0) profiles[`${phase} ${service}`] = s;
+      }
+    }
+  }
+
+  const report = formatReport({
+    window: o.window,
+    queueType: o.queueType,
+    devices: o.devices,
+    sensors: o.sensors,
+    raw,
+    slowest,
+    pipeline,
+    naive,
+    latency,
+    targets,
+    profiles,
+  });
+  process.stdout.write(`\n${report}\n`);
+
+  const finishedAt = new Date();
+  const out = resolve(o.out ?? join("bench-results", `${runId}.json`));
+  mkdirSync(dirname(out), { recursive: true });
+  const json = {
+    version: 1,
+    runId,
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    seconds: Math.round((finishedAt.getTime() - startedAt.getTime()) / 1_000),
+    machine: info,
+    options: o,
+    raw,
+    slowestRaw: slowest,
+    pipeline,
+    reference: naive,
+    latency,
+    ratios: {
+      pipelineToSlowestRaw: share,
+      pipelineToReference: factor,
+    },
+    targets,
+    profiles,
+  };
+  writeFileSync(out, `${JSON.stringify(json, null, 2)}\n`);
+  process.stdout.write(`\nResults: ${out}\n`);
+  if (profileDir) process.stdout.write(`Profiles: ${profileDir}\n`);
+
+  const broken = [pipeline, latency].some((r) => r?.exactlyOnce.checked && !r.exactlyOnce.ok);
+  const unclean = [pipeline, latency].some((r) => r && Object.values(r.exitCodes).some((c) => c !== 0));
+  if (broken) say("FAILED: a reading was lost or stored twice");
+  if (unclean) say("FAILED: a service did not exit 0 after SIGTERM");
+  return broken || unclean ? 1 : 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    say(err instanceof Error ? (err.stack ?? err.message) : String(err));
+    process.exitCode = 1;
+  },
+);
