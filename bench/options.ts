@@ -26,6 +26,8 @@ export interface BenchOptions {
   /** Directory for `node --cpu-prof` profiles of the gateway and the processor; none when undefined. */
   readonly profileDir: string | undefined;
   readonly out: string | undefined;
+  /** Extra environment for the gateway and processor (e.g. GATEWAY_INFLIGHT=4000), to try settings. */
+  readonly serviceEnv: Readonly<Record<string, string>>;
   /** Keep the work directory (databases, broker config) instead of deleting it. */
   readonly keep: boolean;
 }
@@ -51,6 +53,7 @@ ceilings of each stage and a straightforward reference implementation measured i
   --skip-naive         skip the straightforward reference
   --skip-latency       skip the fixed-load latency run
   --profile DIR        run gateway and processor with node --cpu-prof, profiles in DIR, top functions printed
+  --set KEY=VALUE      environment for gateway and processor, e.g. --set GATEWAY_INFLIGHT=4000 (repeatable)
   --out FILE           JSON results (default bench-results/<timestamp>.json)
   --short              a few seconds, for CI smoke tests: small counts, no targets judged
   --keep               keep the work directory (databases, broker config) for inspection
@@ -88,6 +91,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
       "skip-latency": { type: "boolean", default: false },
       profile: { type: "string" },
       out: { type: "string" },
+      set: { type: "string", multiple: true },
       short: { type: "boolean", default: false },
       keep: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
@@ -100,6 +104,16 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     throw new Error(`--queue-type: must be quorum or classic, got ${JSON.stringify(queueType)}`);
   }
   const latencyRate = values["latency-rate"];
+  const serviceEnv: Record<string, string> = {};
+  for (const pair of values.set ?? []) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0 || !/^[A-Z_][A-Z0-9_]*$/.test(pair.slice(0, eq))) {
+      throw new Error(
+        `--set: expected KEY=VALUE with an upper-case variable name, got ${JSON.stringify(pair)}`,
+      );
+    }
+    serviceEnv[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
   return {
     short,
     devices: int("devices", values.devices, 100, 10, 10_000),
@@ -121,6 +135,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     skipLatency: values["skip-latency"] === true,
     profileDir: values.profile,
     out: values.out,
+    serviceEnv,
     keep: values.keep === true,
   };
 }

@@ -3,7 +3,6 @@
  * publisher drives it through a private Mosquitto, resources are sampled, and afterwards the SQLite rows give
  * throughput, latency and the exactly-once check.
  */
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { QueueType } from "../common/amqp.js";
 import { queueNames } from "../common/amqp.js";
@@ -34,13 +33,29 @@ import {
 } from "./stats.js";
 
 const POLL_MS = 250;
+/** Preload that profiles a service like `node --cpu-prof` does (see cpu-profile.ts). */
+const CPU_PROFILE_PRELOAD = new URL("./cpu-profile.js", import.meta.url).href;
 const STALL_MS = 30_000;
+
+/** Cumulative counts of each stage at one moment (the product's /metrics, or the reference's own counters). */
+export interface StageCounts {
+  /** MQTT messages the gateway took in. */
+  readonly gatewayReceived: number;
+  /** Readings RabbitMQ confirmed to the gateway. */
+  readonly gatewayPublished: number;
+  /** Deliveries the processor got from the queue. */
+  readonly deliveries: number;
+  /** Rows committed. */
+  readonly stored: number;
+  /** MQTT messages in the gateway awaiting their confirm (its window in use). */
+  readonly gatewayInflight: number;
+}
 
 /** The pipeline being measured, started and ready. */
 export interface SystemUnderTest {
   readonly pids: Record<string, number>;
-  /** Readings committed so far. */
-  stored(): Promise<number>;
+  /** Where the readings are now: counters of each stage (`stored` at least). */
+  progress(): Promise<StageCounts>;
   /** Counters read just before the stop (the product's /metrics). */
   counters(): Promise<Record<string, number | undefined>>;
   /** Stops it gracefully; resolves with each process's exit code. */
@@ -58,7 +73,11 @@ export interface Endpoints {
 }
 
 /** The product, as deployed: `telemetry processor` and `telemetry gateway` as processes, default settings. */
-export async function startProduct(e: Endpoints, profileDir?: string): Promise<SystemUnderTest> {
+export async function startProduct(
+  e: Endpoints,
+  profileDir?: string,
+  extraEnv: Readonly<Record<string, string>> = {},
+): Promise<SystemUnderTest> {
   const env: Record<string, string> = {
     AMQP_URL: e.amqpUrl,
     MQTT_URL: e.mqttUrl,
@@ -69,13 +88,16 @@ export async function startProduct(e: Endpoints, profileDir?: string): Promise<S
     DB_PATH: e.dbPath,
     HTTP_PORT: "0",
     LOG_LEVEL: "info",
+    ...extraEnv,
   };
   const profiled = (service: string): Record<string, string> => {
     if (profileDir === undefined) return env;
-    const dir = join(profileDir, service);
-    mkdirSync(dir, { recursive: true });
     const inherited = process.env.NODE_OPTIONS ?? "";
-    return { ...env, NODE_OPTIONS: `${inherited} --cpu-prof --cpu-prof-dir=${dir}`.trim() };
+    return {
+      ...env,
+      NODE_OPTIONS: `${inherited} --import=${CPU_PROFILE_PRELOAD}`.trim(),
+      BENCH_CPU_PROFILE_DIR: join(profileDir, service),
+    };
   };
   const processor = await startService("processor", profiled("processor"));
   const gateway = await startService("gateway", profiled("gateway")).catch(async (err: unknown) => {
@@ -90,9 +112,15 @@ export async function startProduct(e: Endpoints, profileDir?: string): Promise<S
   let pr: Samples = new Map();
   return {
     pids: { gateway: pid(gateway.proc.pid), processor: pid(processor.proc.pid) },
-    async stored() {
-      pr = await scrape(processor.httpPort);
-      return total(pr, "telemetry_processor_readings_stored_total");
+    async progress() {
+      [gw, pr] = await Promise.all([scrape(gateway.httpPort), scrape(processor.httpPort)]);
+      return {
+        gatewayReceived: total(gw, "telemetry_gateway_messages_received_total"),
+        gatewayPublished: total(gw, "telemetry_gateway_readings_published_total"),
+        deliveries: total(pr, "telemetry_processor_deliveries_total"),
+        stored: total(pr, "telemetry_processor_readings_stored_total"),
+        gatewayInflight: total(gw, "telemetry_gateway_inflight_messages"),
+      };
     },
     async counters() {
       [gw, pr] = await Promise.all([scrape(gateway.httpPort), scrape(processor.httpPort)]);
@@ -111,6 +139,10 @@ export async function startProduct(e: Endpoints, profileDir?: string): Promise<S
           (histogramBound(pr, "telemetry_processor_latency_seconds", 0.99) ?? 0) * 1_000,
         confirmP99BoundMs:
           (histogramBound(gw, "telemetry_gateway_confirm_latency_seconds", 0.99) ?? 0) * 1_000,
+        confirmMeanMs: round(
+          (histogramMean(gw, "telemetry_gateway_confirm_latency_seconds") ?? 0) * 1_000,
+          1,
+        ),
       };
     },
     async stop() {
@@ -155,7 +187,17 @@ export async function startNaive(e: Endpoints): Promise<SystemUnderTest> {
   };
   return {
     pids: { gateway: gateway.pid, processor: processor.pid },
-    stored: async () => Number(processor.latest()?.stored ?? 0),
+    progress: async () => {
+      const stored = Number(processor.latest()?.stored ?? 0);
+      const published = Number(gateway.latest()?.published ?? 0);
+      return {
+        gatewayReceived: Number(gateway.latest()?.received ?? 0),
+        gatewayPublished: published,
+        deliveries: stored,
+        stored,
+        gatewayInflight: 1,
+      };
+    },
     counters: async () => ({
       gatewayReceived: Number(gateway.latest()?.received ?? 0),
       gatewayPublished: Number(gateway.latest()?.published ?? 0),
@@ -286,6 +328,10 @@ export interface PhaseResult {
   readonly cutShort: boolean;
   readonly rows: number;
   readonly perSecond: number[];
+  /** Where readings waited during the steady window (see {@link Backlog}). */
+  readonly backlog: Backlog;
+  /** Cumulative stage counts about once a second; `t` in s from the first publish. */
+  readonly stages: Record<string, number[]>;
   readonly publishToCommitMs: Percentiles;
   readonly publishToReceiveMs: Percentiles;
   readonly receiveToCommitMs: Percentiles;
@@ -293,6 +339,73 @@ export interface PhaseResult {
   readonly exitCodes: Record<string, number | null>;
   readonly usage: UsageReport;
   readonly exactlyOnce: { readonly checked: boolean; readonly ok: boolean; readonly problems: string[] };
+}
+
+interface Sample extends StageCounts {
+  readonly t: number;
+  /** Readings the publisher got its PUBACK for (from Mosquitto, which queues them for the gateway). */
+  readonly acked: number;
+}
+
+/** Mean and maximum of a quantity over the samples of the steady window. */
+export interface Spread {
+  readonly mean: number;
+  readonly max: number;
+}
+
+/**
+ * Where the readings published and not yet stored were, on average and at most, in the steady window. The stage
+ * in front of which the backlog piles up is the one that limits the pipeline.
+ */
+export interface Backlog {
+  /** PUBACKed by Mosquitto, not yet confirmed by RabbitMQ: queued in Mosquitto or in the gateway. */
+  readonly beforeConfirm: Spread;
+  /**
+   * Confirmed, not yet committed: in the RabbitMQ queue or the processor. (The processor's own delivery counter
+   * cannot split the two: while a commit blocks its event loop, its prefetched deliveries wait unread in the socket
+   * and its metrics are not served.)
+   */
+  readonly afterConfirm: Spread;
+  /** MQTT messages awaiting their confirm in the gateway (bounded by GATEWAY_INFLIGHT). */
+  readonly gatewayInflight: Spread;
+}
+
+function spread(values: number[]): Spread {
+  if (values.length === 0) return { mean: 0, max: 0 };
+  return { mean: Math.round(values.reduce((a, b) => a + b, 0) / values.length), max: Math.max(...values) };
+}
+
+function backlog(samples: readonly Sample[], from: number, to: number): Backlog {
+  const inWindow = samples.filter((s) => s.t >= from && s.t <= to);
+  return {
+    beforeConfirm: spread(inWindow.map((s) => Math.max(0, s.acked - s.gatewayPublished))),
+    afterConfirm: spread(inWindow.map((s) => Math.max(0, s.gatewayPublished - s.stored))),
+    gatewayInflight: spread(inWindow.map((s) => s.gatewayInflight)),
+  };
+}
+
+function stageSeries(samples: readonly Sample[], t0: number): Record<string, number[]> {
+  const out: Record<string, number[]> = {
+    t: [],
+    acked: [],
+    gatewayReceived: [],
+    gatewayPublished: [],
+    deliveries: [],
+    stored: [],
+  };
+  let next = 0;
+  for (const s of samples) {
+    const t = (s.t - t0) / 1_000;
+    if (t < next) continue;
+    next = Math.floor(t) + 1;
+    out.t?.push(round(t, 1));
+    out.acked?.push(s.acked);
+    out.gatewayReceived?.push(s.gatewayReceived);
+    out.gatewayPublished?.push(s.gatewayPublished);
+    out.deliveries?.push(s.deliveries);
+    out.stored?.push(s.stored);
+  }
+  return out;
 }
 
 function say(line: string): void {
@@ -319,11 +432,14 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
     let lastSeen = -1;
     let cutShort = false;
     let lastLog = Date.now();
+    const samples: Sample[] = [];
     for (;;) {
       await new Promise((r) => setTimeout(r, POLL_MS));
-      stored = await sut.stored();
-      const sent = Number(publisher.latest()?.acked ?? 0);
-      const progress = stored + sent;
+      const counts = await sut.progress();
+      const acked = Number(publisher.latest()?.acked ?? 0);
+      samples.push({ t: Date.now(), acked, ...counts });
+      stored = counts.stored;
+      const progress = stored + acked;
       if (progress !== lastSeen) {
         lastSeen = progress;
         lastChange = Date.now();
@@ -336,13 +452,13 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
       }
       if (Date.now() - lastChange > STALL_MS) {
         throw new Error(
-          `${o.label}: no progress for ${STALL_MS / 1_000} s (${stored} stored, ${sent} acked)`,
+          `${o.label}: no progress for ${STALL_MS / 1_000} s (${stored} stored, ${acked} acked)`,
         );
       }
       if (Date.now() - lastLog >= 5_000) {
         lastLog = Date.now();
         say(
-          `  ${o.label}: ${stored.toLocaleString("en-US")} stored, ${sent.toLocaleString("en-US")} published`,
+          `  ${o.label}: ${acked.toLocaleString("en-US")} published, ${counts.gatewayPublished.toLocaleString("en-US")} confirmed to the gateway, ${stored.toLocaleString("en-US")} stored`,
         );
       }
     }
@@ -384,6 +500,8 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
       cutShort,
       rows: rows.rows,
       perSecond: rows.timeline.perSecond,
+      backlog: backlog(samples, steady.from, steady.to),
+      stages: stageSeries(samples, result.firstPublishAt),
       publishToCommitMs: rows.publishToCommitMs,
       publishToReceiveMs: rows.publishToReceiveMs,
       receiveToCommitMs: rows.receiveToCommitMs,

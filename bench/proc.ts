@@ -130,3 +130,23 @@ export class UsageSampler {
     return { seconds, processes, machineBusy: Math.round(busy * 1_000) / 1_000, cpus };
   }
 }
+
+/**
+ * Starts measuring the CPU time of named processes; the function returned gives each one's CPU time since, in ms
+ * (processes already gone are left out). Granularity: one clock tick (10 ms).
+ */
+export function cpuMeter(pids: Record<string, number | undefined>): () => Record<string, number> {
+  const start: Record<string, { pid: number; cpuMs: number }> = {};
+  for (const [name, pid] of Object.entries(pids)) {
+    const r = pid === undefined ? undefined : readProc(pid);
+    if (pid !== undefined && r) start[name] = { pid, cpuMs: r.cpuMs };
+  }
+  return () => {
+    const out: Record<string, number> = {};
+    for (const [name, s] of Object.entries(start)) {
+      const r = readProc(s.pid);
+      if (r) out[name] = r.cpuMs - s.cpuMs;
+    }
+    return out;
+  };
+}

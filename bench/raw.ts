@@ -10,6 +10,7 @@ import { AVRO_CONTENT_TYPE } from "../gateway/amqp-output.js";
 import { type Reading, SchemaRegistry } from "../schemas/index.js";
 import { openDatabase, SqliteStore } from "../store/sqlite.js";
 import { forkWorker, heard, tell } from "./ipc.js";
+import { cpuMeter } from "./proc.js";
 import { deviceName, forkPublisher, sensorName } from "./publisher.js";
 import { round } from "./stats.js";
 
@@ -18,6 +19,8 @@ export interface Ceiling {
   readonly count: number;
   readonly seconds: number;
   readonly perSecond: number;
+  /** CPU time per item of each process taking part (this one, children, brokers), microseconds. */
+  readonly cpuUsPerItem: Record<string, number>;
 }
 
 const STALL_MS = 20_000;
@@ -28,9 +31,11 @@ const SQLITE_BATCH = 500;
 const SQLITE_PER_ROW_COUNT = 3_000;
 const BODY_VARIANTS = 1_024;
 
-function ceiling(count: number, ms: number): Ceiling {
+function ceiling(count: number, ms: number, cpuMs: Record<string, number> = {}): Ceiling {
   const seconds = Math.max(ms, 1) / 1_000;
-  return { count, seconds: round(seconds, 3), perSecond: Math.round(count / seconds) };
+  const cpuUsPerItem: Record<string, number> = {};
+  for (const [name, spent] of Object.entries(cpuMs)) cpuUsPerItem[name] = round((spent * 1_000) / count, 1);
+  return { count, seconds: round(seconds, 3), perSecond: Math.round(count / seconds), cpuUsPerItem };
 }
 
 /** Rejects if `progress()` has not changed for STALL_MS. */
@@ -66,6 +71,7 @@ export async function mqttCeiling(opts: {
   devices: number;
   sensors: number;
   runId: string;
+  brokerPid: number;
 }): Promise<Ceiling> {
   const prefix = `bench-raw-${opts.runId}`;
   const sub = mqttConnect(opts.mqttUrl, {
@@ -105,16 +111,19 @@ export async function mqttCeiling(opts: {
     clientId: `bench-raw-pub-${opts.runId}`,
   });
   const stall = watchStall("raw MQTT", () => received);
+  const cpu = cpuMeter({ subscriber: process.pid, publisher: publisher.pid, mosquitto: opts.brokerPid });
+  let cpuMs: Record<string, number> = {};
   try {
     publisher.send({ type: "start" });
     await Promise.race([all, stall.promise]);
+    cpuMs = cpu();
     await publisher.done;
   } finally {
     stall.stop();
     await publisher.kill();
     await sub.endAsync(true);
   }
-  return ceiling(received, last - first);
+  return ceiling(received, last - first, cpuMs);
 }
 
 function benchReading(i: number): Reading {
@@ -281,14 +290,20 @@ export async function amqpCeilings(opts: {
   type: QueueType;
   count: number;
   runId: string;
+  /** RabbitMQ's pid, when it runs on this machine, for its CPU time. */
+  rabbitPid: number | undefined;
 }): Promise<AmqpCeilings> {
   const queue = `bench-raw-${opts.runId}`;
   const queue2 = `${queue}-through`;
   await declareQueue(opts.url, queue, opts.type);
   await declareQueue(opts.url, queue2, opts.type);
   try {
+    let cpu = cpuMeter({ client: process.pid, rabbitmq: opts.rabbitPid });
     const pub = await publishConfirmed(opts.url, queue, opts.count, AMQP_WINDOW);
+    const pubCpu = cpu();
+    cpu = cpuMeter({ client: process.pid, rabbitmq: opts.rabbitPid });
     const con = await consumeAll(opts.url, queue, opts.count);
+    const conCpu = cpu();
     let consumerUp!: () => void;
     const up = new Promise<void>((resolve) => {
       consumerUp = resolve;
@@ -303,12 +318,20 @@ export async function amqpCeilings(opts: {
     });
     try {
       await publisher.ready;
+      cpu = cpuMeter({ consumer: process.pid, publisher: publisher.pid, rabbitmq: opts.rabbitPid });
       publisher.send({ type: "start" });
-      const [p, c] = await Promise.all([publisher.done, consuming]);
+      let throughCpu: Record<string, number> = {};
+      const [p, c] = await Promise.all([
+        publisher.done,
+        consuming.then((r) => {
+          throughCpu = cpu();
+          return r;
+        }),
+      ]);
       return {
-        publish: ceiling(opts.count, pub.ms),
-        consume: ceiling(opts.count, con.ms),
-        through: ceiling(opts.count, c.lastAt - p.firstAt),
+        publish: ceiling(opts.count, pub.ms, pubCpu),
+        consume: ceiling(opts.count, con.ms, conCpu),
+        through: ceiling(opts.count, c.lastAt - p.firstAt, throughCpu),
       };
     } finally {
       await publisher.kill();
@@ -359,16 +382,19 @@ export function sqliteCeilings(dir: string, count: number): SqliteCeilings {
       insert.run(r.device_id, r.sensor, r.ts, r.value, r.unit, r.seq, r.gateway_id, r.received_at, storedAt);
     }
   });
+  let cpu = cpuMeter({ writer: process.pid });
   let t0 = performance.now();
-  for (let i = 0; i < count; i += SQLITE_BATCH)
+  for (let i = 0; i < count; i += SQLITE_BATCH) {
     writeBatch.immediate(readings.slice(i, i + SQLITE_BATCH), Date.now());
-  const batched = ceiling(count, performance.now() - t0);
+  }
+  const batched = ceiling(count, performance.now() - t0, cpu());
   db.close();
 
   const store = new SqliteStore(fresh("raw-store"));
+  cpu = cpuMeter({ writer: process.pid });
   t0 = performance.now();
   for (let i = 0; i < count; i += SQLITE_BATCH) void store.writeBatch(readings.slice(i, i + SQLITE_BATCH));
-  const viaStore = ceiling(count, performance.now() - t0);
+  const viaStore = ceiling(count, performance.now() - t0, cpu());
   void store.close();
 
   const one = openDatabase(fresh("raw-per-row"));
@@ -387,9 +413,10 @@ export function sqliteCeilings(dir: string, count: number): SqliteCeilings {
     ),
   );
   const perRowCount = Math.min(count, SQLITE_PER_ROW_COUNT);
+  cpu = cpuMeter({ writer: process.pid });
   t0 = performance.now();
   for (let i = 0; i < perRowCount; i++) writeOne.immediate(readings[i]!);
-  const perRow = ceiling(perRowCount, performance.now() - t0);
+  const perRow = ceiling(perRowCount, performance.now() - t0, cpu());
   one.close();
   return { batched, store: viaStore, perRow };
 }

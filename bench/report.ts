@@ -16,6 +16,7 @@ export interface Target {
 }
 
 export interface ReportInput {
+  readonly cpus: number;
   readonly window: number;
   readonly queueType: string;
   readonly devices: number;
@@ -52,97 +53,105 @@ function ms(p: { p50: number; p95: number; p99: number; max: number; n: number }
 export function formatReport(r: ReportInput): string {
   const base = r.slowest?.perSecond;
   const out: string[] = [];
-  const rows: string[][] = [["", "readings/s", "x slowest raw", ""]];
+  const rows: string[][] = [["", "readings/s", "x slowest raw", "CPU us/reading", ""]];
   const mark = (stage: string) => (r.slowest?.stage === stage ? "<- slowest raw stage" : "");
+  const cpuSum = (c: Ceiling) => Object.values(c.cpuUsPerItem).reduce((a, b) => a + b, 0);
+  const cpuOf = (c: Ceiling) => `${n(cpuSum(c))}`;
+  const row = (label: string, perSecond: number, cpu: string, note: string) =>
+    rows.push([label, n(perSecond), ratio(perSecond, base), cpu, note]);
   if (r.raw) {
     const { mqtt, amqp, sqlite } = r.raw;
-    rows.push(
-      [
-        `raw  MQTT QoS 1 publish -> subscriber (window ${r.window})`,
-        n(mqtt.perSecond),
-        ratio(mqtt.perSecond, base),
-        mark("mqtt"),
-      ],
-      [
-        `raw  AMQP publish, persistent + confirms (${r.queueType})`,
-        n(amqp.publish.perSecond),
-        ratio(amqp.publish.perSecond, base),
-        mark("amqp-publish"),
-      ],
-      [
-        `raw  AMQP consume, prefetch 2000, multiple acks`,
-        n(amqp.consume.perSecond),
-        ratio(amqp.consume.perSecond, base),
-        mark("amqp-consume"),
-      ],
-      [
-        `raw  SQLite insert, 500 rows/txn, WAL, sync=FULL`,
-        n(sqlite.batched.perSecond),
-        ratio(sqlite.batched.perSecond, base),
-        mark("sqlite"),
-      ],
-      [
-        `info AMQP publish and consume at once`,
-        n(amqp.through.perSecond),
-        ratio(amqp.through.perSecond, base),
-        "(not a stage ceiling)",
-      ],
-      [
-        `info SQLite via SqliteStore.writeBatch(500)`,
-        n(sqlite.store.perSecond),
-        ratio(sqlite.store.perSecond, base),
-        "",
-      ],
-      [
-        `info SQLite, one transaction per row`,
-        n(sqlite.perRow.perSecond),
-        ratio(sqlite.perRow.perSecond, base),
-        "",
-      ],
+    row(
+      `raw  MQTT QoS 1 publish -> subscriber (window ${r.window})`,
+      mqtt.perSecond,
+      cpuOf(mqtt),
+      mark("mqtt"),
     );
+    row(
+      `raw  AMQP publish, persistent + confirms (${r.queueType})`,
+      amqp.publish.perSecond,
+      cpuOf(amqp.publish),
+      mark("amqp-publish"),
+    );
+    row(
+      "raw  AMQP consume, prefetch 2000, multiple acks",
+      amqp.consume.perSecond,
+      cpuOf(amqp.consume),
+      mark("amqp-consume"),
+    );
+    row(
+      "raw  SQLite insert, 500 rows/txn, WAL, sync=FULL",
+      sqlite.batched.perSecond,
+      cpuOf(sqlite.batched),
+      mark("sqlite"),
+    );
+    row(
+      "info AMQP publish and consume at once",
+      amqp.through.perSecond,
+      cpuOf(amqp.through),
+      "(not a stage ceiling)",
+    );
+    row("info SQLite via SqliteStore.writeBatch(500)", sqlite.store.perSecond, cpuOf(sqlite.store), "");
+    row("info SQLite, one transaction per row", sqlite.perRow.perSecond, cpuOf(sqlite.perRow), "");
   }
   const p = r.pipeline;
-  rows.push([
+  const phaseCpu = (run: PhaseResult) =>
+    (Object.values(run.usage.processes).reduce((a, u) => a + u.cpuSeconds, 0) * 1e6) / Math.max(1, run.rows);
+  row(
     `PIPELINE sustained end to end (${n(r.devices)} devices x ${r.sensors})`,
-    n(p.steady.perSecond),
-    ratio(p.steady.perSecond, base),
+    p.steady.perSecond,
+    n(phaseCpu(p)),
     `steady ${p.steady.seconds} s of ${n(p.rows)} rows`,
-  ]);
-  if (p.whilePublishing)
-    rows.push([
+  );
+  if (p.whilePublishing) {
+    row(
       "  while the publisher runs on the same box",
-      n(p.whilePublishing.perSecond),
-      ratio(p.whilePublishing.perSecond, base),
+      p.whilePublishing.perSecond,
+      "",
       `${p.whilePublishing.seconds} s`,
-    ]);
-  if (p.afterPublishing)
-    rows.push([
+    );
+  }
+  if (p.afterPublishing) {
+    row(
       "  after it, draining the MQTT broker's queue",
-      n(p.afterPublishing.perSecond),
-      ratio(p.afterPublishing.perSecond, base),
+      p.afterPublishing.perSecond,
+      "",
       `${p.afterPublishing.seconds} s`,
-    ]);
-  rows.push([
-    "  publisher offered (PUBACKed by Mosquitto)",
-    n(p.offeredPerSecond),
-    ratio(p.offeredPerSecond, base),
-    "",
-  ]);
+    );
+  }
+  row("  publisher offered (PUBACKed by Mosquitto)", p.offeredPerSecond, "", "");
   if (r.naive) {
-    rows.push([
+    row(
       "REFERENCE straightforward (await confirm, 1 txn/row)",
-      n(r.naive.steady.perSecond),
-      ratio(r.naive.steady.perSecond, base),
+      r.naive.steady.perSecond,
+      n(phaseCpu(r.naive)),
       `steady ${r.naive.steady.seconds} s`,
-    ]);
+    );
     rows.push([
       "pipeline / reference",
       `${(p.steady.perSecond / Math.max(1, r.naive.steady.perSecond)).toFixed(1)}x`,
       "",
       "",
+      "",
     ]);
   }
-  out.push("Throughput", table(rows, ["l", "r", "r", "l"]), "");
+  out.push(
+    "Throughput (CPU us/reading: CPU time of every process taking part, brokers and load generator included, per item)",
+    table(rows, ["l", "r", "r", "r", "l"]),
+    `  CPU budget: ${r.cpus} CPUs / ${n(phaseCpu(p))} us per reading = at most ${n((r.cpus * 1e6) / Math.max(1, phaseCpu(p)))} readings/s end to end on this machine, even with nothing else running`,
+    "",
+  );
+
+  const b = p.backlog;
+  const sp = (x: { mean: number; max: number }) => `${n(x.mean)} / ${n(x.max)}`;
+  out.push(
+    "Where the pipeline's backlog sat in its steady window (readings, mean / max; the stage it piles up in front of limits)",
+    `  before RabbitMQ's confirm (queued in Mosquitto or held by the gateway)  ${sp(b.beforeConfirm)}`,
+    `  confirmed, not yet committed (RabbitMQ queue + processor)               ${sp(b.afterConfirm)}`,
+    `  gateway window in use (GATEWAY_INFLIGHT bounds it)                      ${sp(b.gatewayInflight)}`,
+    `  gateway confirm latency mean ${p.counters.confirmMeanMs ?? "-"} ms; processor commit mean ${p.counters.commitMeanMs ?? "-"} ms, mean batch ${p.counters.batchMean ?? "-"}`,
+    "",
+  );
 
   out.push(
     "Latency, publish -> stored_at (the publisher's clock = the processor's clock; stored_at is taken just before the commit)",
@@ -158,31 +167,46 @@ export function formatReport(r: ReportInput): string {
   }
   out.push(`  throughput run, saturated (includes time queued in Mosquitto): ${ms(p.publishToCommitMs)}`, "");
 
-  const res: string[][] = [["process", "peak RSS MiB", "RSS at end MiB", "CPU s", "cores"]];
+  const res: string[][] = [["process", "peak RSS MiB", "RSS at end MiB", "CPU s", "cores", "CPU us/reading"]];
   const addUsage = (label: string, run: PhaseResult | undefined) => {
     if (!run) return;
+    const perReading = (cpuSeconds: number) => n((cpuSeconds * 1e6) / Math.max(1, run.rows));
+    let ours = 0;
     for (const [name, u] of Object.entries(run.usage.processes)) {
+      ours += u.cpuSeconds;
       res.push([
         `${label} ${name}`,
         u.peakRssMiB.toFixed(1),
         u.lastRssMiB.toFixed(1),
         u.cpuSeconds.toFixed(1),
         u.cores.toFixed(2),
+        perReading(u.cpuSeconds),
       ]);
     }
     res.push([
-      `${label} machine busy`,
+      `${label} all of the above`,
+      "",
+      "",
+      ours.toFixed(1),
+      (ours / run.usage.seconds).toFixed(2),
+      perReading(ours),
+    ]);
+    const busy = run.usage.machineBusy * run.usage.cpus;
+    res.push([
+      `${label} machine busy (anyone's processes)`,
       "",
       "",
       "",
-      `${(run.usage.machineBusy * run.usage.cpus).toFixed(2)} of ${run.usage.cpus}`,
+      `${busy.toFixed(2)} of ${run.usage.cpus}`,
+      "",
     ]);
   };
   addUsage("pipeline", p);
+  addUsage("reference", r.naive);
   addUsage("latency", r.latency);
   out.push(
-    "Resources (sampled from /proc every 0.5 s during the run)",
-    table(res, ["l", "r", "r", "r", "r"]),
+    "Resources (/proc, sampled every 0.5 s; CPU over the phase; per reading stored in it)",
+    table(res, ["l", "r", "r", "r", "r", "r"]),
     "",
   );
 

@@ -116,7 +116,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (!o.skipBaselines) {
       say(`raw MQTT ceiling: ${fmt(o.rawCount)} QoS 1 messages, window ${o.window}`);
-      const mqtt = await withBroker((url) =>
+      const mqtt = await withBroker((url, pid) =>
         mqttCeiling({
           mqttUrl: url,
           count: o.rawCount,
@@ -125,11 +125,18 @@ async function main(argv: string[]): Promise<number> {
           devices: o.devices,
           sensors: o.sensors,
           runId,
+          brokerPid: pid,
         }),
       );
       say(`  ${fmt(mqtt.perSecond)}/s`);
       say(`raw AMQP ceilings (${o.queueType}): ${fmt(o.rawCount)} messages`);
-      const amqp = await amqpCeilings({ url: o.amqpUrl, type: o.queueType, count: o.rawCount, runId });
+      const amqp = await amqpCeilings({
+        url: o.amqpUrl,
+        type: o.queueType,
+        count: o.rawCount,
+        runId,
+        rabbitPid,
+      });
       say(
         `  publish ${fmt(amqp.publish.perSecond)}/s, consume ${fmt(amqp.consume.perSecond)}/s, both at once ${fmt(amqp.through.perSecond)}/s`,
       );
@@ -167,7 +174,8 @@ async function main(argv: string[]): Promise<number> {
       return runPhase({
         label: "pipeline",
         endpoints: e,
-        start: () => startProduct(e, profileDir === undefined ? undefined : join(profileDir, "pipeline")),
+        start: () =>
+          startProduct(e, profileDir === undefined ? undefined : join(profileDir, "pipeline"), o.serviceEnv),
         publisher: {
           devicePrefix: "dev",
           devices: o.devices,
@@ -226,7 +234,8 @@ async function main(argv: string[]): Promise<number> {
         return runPhase({
           label: "latency",
           endpoints: e,
-          start: () => startProduct(e, profileDir === undefined ? undefined : join(profileDir, "latency")),
+          start: () =>
+            startProduct(e, profileDir === undefined ? undefined : join(profileDir, "latency"), o.serviceEnv),
           publisher: {
             devicePrefix: "dev",
             devices: o.devices,
@@ -307,6 +316,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const report = formatReport({
+    cpus: info.cpus,
     window: o.window,
     queueType: o.queueType,
     devices: o.devices,

@@ -2,9 +2,10 @@
 import type { CliCommand } from "../common/command.js";
 import { gatewayCommand } from "../gateway/index.js";
 import { processorCommand } from "../processor/index.js";
+import { schemasCommand } from "../schemas/command.js";
 import { simulateCommand } from "../simulators/index.js";
 
-const commands: readonly CliCommand[] = [gatewayCommand, processorCommand, simulateCommand];
+const commands: readonly CliCommand[] = [gatewayCommand, processorCommand, simulateCommand, schemasCommand];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -34,7 +35,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (rest.includes("--help") || rest.includes("-h")) {
-    process.stdout.write(command.help());
+    process.stdout.write(command.help(rest));
     return 0;
   }
   return command.execute(rest, process.env);

@@ -20,7 +20,8 @@ export interface Command<S extends Spec = Spec> {
 export interface CliCommand {
   readonly name: string;
   readonly summary: string;
-  help(): string;
+  /** The `--help` text; `argv` (the arguments after the command's name) selects a subcommand's help. */
+  help(argv?: readonly string[]): string;
   /** Parses `argv` and `env` (a bad value: one line on stderr, exit code 2), then runs. */
   execute(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<number>;
 }
@@ -41,6 +42,49 @@ export function defineCommand<S extends Spec>(c: Command<S>): Command<S> & CliCo
         return 2;
       }
       return c.run(config);
+    },
+  };
+}
+
+/**
+ * A command made of subcommands, `telemetry <name> <subcommand> [options]`, e.g. `telemetry schemas check`. Each
+ * subcommand is a {@link defineCommand} whose `name` is the full `"<name> <subcommand>"`. A missing or unknown
+ * subcommand prints one line and exits with code 2; `--help` shows the subcommand's help, or the list of them.
+ */
+export function defineGroup(g: {
+  readonly name: string;
+  readonly summary: string;
+  readonly commands: readonly CliCommand[];
+}): CliCommand {
+  const word = (c: CliCommand) => c.name.slice(g.name.length + 1);
+  const find = (argv: readonly string[] | undefined) => g.commands.find((c) => word(c) === argv?.[0]);
+  const usage = () => {
+    const width = Math.max(...g.commands.map((c) => word(c).length));
+    return [
+      `Usage: telemetry ${g.name} <${g.commands.map(word).join("|")}> [options]`,
+      "",
+      g.summary,
+      "",
+      "Subcommands:",
+      ...g.commands.map((c) => `  ${word(c).padEnd(width)}  ${c.summary.split("\n")[0]}`),
+      "",
+      `Run \`telemetry ${g.name} <subcommand> --help\` for its options.`,
+      "",
+    ].join("\n");
+  };
+  return {
+    name: g.name,
+    summary: g.summary,
+    help: (argv) => find(argv)?.help(argv?.slice(1)) ?? usage(),
+    async execute(argv, env) {
+      const sub = find(argv);
+      if (sub) return sub.execute(argv.slice(1), env);
+      const what =
+        argv[0] === undefined ? "a subcommand is missing" : `unknown subcommand ${JSON.stringify(argv[0])}`;
+      process.stderr.write(
+        `telemetry ${g.name}: ${what}; one of ${g.commands.map(word).join(", ")} (try --help)\n`,
+      );
+      return 2;
     },
   };
 }

@@ -583,6 +583,8 @@ class MqttSubscriberSession extends EventEmitter<Events> implements MqttInput {
     this.write(conn, { cmd: "disconnect", reasonCode });
     conn.phase = "closing";
     conn.socket.end();
+    // A socket paused for backpressure would never see the broker's close; what it reads now is dropped.
+    if (conn.paused) conn.socket.resume();
     setTimeout(() => conn.socket.destroy(), CLOSE_TIMEOUT_MS).unref();
   }
 

@@ -1,5 +1,5 @@
 import { ID_PATTERN } from "../common/settings.js";
-import type { Reading } from "../schemas/index.js";
+import { DEFAULT_QUALITY, QUALITIES, type Quality, type Reading } from "../schemas/index.js";
 
 /** Largest payload accepted, from the MQTT input contract. */
 export const MAX_PAYLOAD_BYTES = 256 * 1024;
@@ -8,6 +8,12 @@ export const MIN_TS = Date.UTC(2000, 0, 1);
 /** How far in the future a measurement may lie, for devices whose clocks run ahead. */
 export const MAX_FUTURE_MS = 24 * 3_600_000;
 const MAX_UNIT_LENGTH = 32;
+/** Most tags one reading may carry. */
+export const MAX_TAGS = 16;
+/** A tag name: 1 to 64 letters, digits, `.`, `_`, `-`, `:`, the first a letter or digit. */
+export const TAG_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+/** Longest tag value, in characters (UTF-16 code units, as for `unit`). */
+export const MAX_TAG_VALUE_LENGTH = 256;
 
 export type ParseResult =
   | { readonly ok: true; readonly readings: Reading[] }
@@ -50,6 +56,43 @@ function parseTs(raw: unknown, receivedAt: number): number | string {
   return ts;
 }
 
+type Field<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: string };
+
+function parseQuality(raw: unknown): Field<Quality> {
+  if (typeof raw === "string" && (QUALITIES as readonly string[]).includes(raw)) {
+    return { ok: true, value: raw as Quality };
+  }
+  return { ok: false, reason: `quality must be one of ${QUALITIES.join(", ")}` };
+}
+
+/** The tags, ordered by name so that the same labels always encode and store alike; or why they break the rules. */
+function parseTags(raw: unknown): Field<Record<string, string>> {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    return { ok: false, reason: "tags must be a JSON object of string values" };
+  }
+  const entries = Object.entries(raw);
+  if (entries.length > MAX_TAGS) {
+    return { ok: false, reason: `tags has ${entries.length} entries; at most ${MAX_TAGS} are allowed` };
+  }
+  for (const [name, value] of entries) {
+    if (!TAG_NAME_PATTERN.test(name)) {
+      const shown = JSON.stringify(name.length > 70 ? `${name.slice(0, 70)}...` : name);
+      return {
+        ok: false,
+        reason: `tag name ${shown} must be 1-64 of letters, digits, . _ - : starting with a letter or digit`,
+      };
+    }
+    if (typeof value !== "string" || value.length > MAX_TAG_VALUE_LENGTH) {
+      return {
+        ok: false,
+        reason: `tag ${name} must be a string of at most ${MAX_TAG_VALUE_LENGTH} characters`,
+      };
+    }
+  }
+  // fromEntries defines own properties, so even a name like "constructor" stays an ordinary tag.
+  return { ok: true, value: Object.fromEntries(entries.sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) };
+}
+
 function parseReading(
   item: unknown,
   deviceId: string,
@@ -83,6 +126,18 @@ function parseReading(
     }
     seq = r.seq;
   }
+  let quality: Quality = DEFAULT_QUALITY;
+  if (r.quality !== undefined && r.quality !== null) {
+    const parsed = parseQuality(r.quality);
+    if (!parsed.ok) return parsed.reason;
+    quality = parsed.value;
+  }
+  let tags: Record<string, string> = {};
+  if (r.tags !== undefined && r.tags !== null) {
+    const parsed = parseTags(r.tags);
+    if (!parsed.ok) return parsed.reason;
+    tags = parsed.value;
+  }
   return {
     device_id: deviceId,
     sensor,
@@ -92,6 +147,8 @@ function parseReading(
     seq,
     gateway_id: gatewayId,
     received_at: receivedAt,
+    quality,
+    tags,
   };
 }
 

@@ -3,6 +3,7 @@ import { parsers, setting } from "../common/config.js";
 import { createLogger } from "../common/log.js";
 import { runUntilSignal } from "../common/service.js";
 import { common, httpHost, httpPort, stallTimeout } from "../common/settings.js";
+import { SchemaRegistry } from "../schemas/index.js";
 import { SqliteStore } from "../store/sqlite.js";
 import { startProcessor } from "./processor.js";
 
@@ -53,6 +54,18 @@ export const processorCommand = defineCommand({
       parse: parsers.duration(0, 600_000),
     }),
     stallTimeoutMs: stallTimeout,
+    schemasDir: setting({
+      flag: "schemas-dir",
+      env: "SCHEMAS_DIR",
+      default: undefined as string | undefined,
+      defaultLabel: "the schemas/ folder of the installation",
+      description:
+        "Folder of the reading.v<N>.avsc files to decode with (the highest is current); to read a newer gateway's messages, one that also holds its version.",
+      parse: (raw) => {
+        SchemaRegistry.load(raw); // refuses, before anything connects, a folder it could not decode with
+        return raw;
+      },
+    }),
     httpHost,
     httpPort: httpPort(PROCESSOR_HTTP_PORT),
     logLevel: common.logLevel,

@@ -27,6 +27,8 @@ export interface ProcessorConfig {
   readonly stallTimeoutMs: number;
   readonly httpHost: string;
   readonly httpPort: number;
+  /** Folder of the `reading.v<N>.avsc` files to decode with; the installation's `schemas/` when absent. */
+  readonly schemasDir?: string | undefined;
 }
 
 export interface RunningProcessor {
@@ -125,7 +127,7 @@ export async function startProcessor(
   store: ReadingStore,
   log: Logger,
 ): Promise<RunningProcessor> {
-  const schemas = SchemaRegistry.load();
+  const schemas = SchemaRegistry.load(config.schemasDir);
   const names = queueNames(config.queue);
   const registry = new Registry();
   const m = createMetrics(registry);
@@ -263,7 +265,8 @@ export async function startProcessor(
       ch.on("error", (err: Error) => log.warn({ err: err.message }, "amqp channel error"));
       ch.on("close", () => {
         if (channel === ch) channel = undefined;
-        conn.close().catch(() => undefined);
+        // stop() closes the channel itself and then the session; otherwise a dead channel means reconnect.
+        if (!stopping) conn.close().catch(() => undefined);
       });
       await declareTopology(ch, config.queue, config.queueType);
       await ch.prefetch(config.prefetch);
@@ -328,7 +331,13 @@ export async function startProcessor(
   );
   queueCheck.unref();
   log.info(
-    { queue: config.queue, prefetch: config.prefetch, batchSize: config.batchSize, httpPort: http.port },
+    {
+      queue: config.queue,
+      prefetch: config.prefetch,
+      batchSize: config.batchSize,
+      httpPort: http.port,
+      schemas: schemas.versions.map((v) => v.file),
+    },
     "processor started",
   );
 
@@ -350,6 +359,10 @@ export async function startProcessor(
       ]);
       timeout.abort();
       if (!drained) log.warn({ held }, "stopping with deliveries unacked; RabbitMQ redelivers them");
+      // Close the channel before the connection: RabbitMQ drops the acks still on their way when the connection
+      // closes at once, and redelivers batches already committed. close-ok comes after every earlier ack.
+      const open = channel;
+      if (open) await open.close().catch(() => undefined);
       await session.close();
       deadLog.flush();
       await http.close();

@@ -9,6 +9,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import avro from "avsc";
+import { incompatibilities } from "./compat.js";
 
 /** A reading as it travels on the queue; field names are the Avro field names. */
 export interface Reading {
@@ -28,7 +29,24 @@ export interface Reading {
   gateway_id: string;
   /** Time the gateway received the reading, milliseconds since the Unix epoch (UTC); a safe integer. */
   received_at: number;
+  /**
+   * The device's own judgement of the value (schema version 2 on). Every decoded reading has it: a version 1
+   * message decodes with the schema default, {@link DEFAULT_QUALITY}. Left out when encoding, the default is written.
+   */
+  quality?: Quality;
+  /**
+   * Labels the device attached to the reading, e.g. `{ site: "north", firmware: "2.1.0" }` (schema version 2 on).
+   * Every decoded reading has it: `{}` for a version 1 message. Left out when encoding, `{}` is written.
+   */
+  tags?: Readonly<Record<string, string>>;
 }
+
+/** The symbols of the `telemetry.Quality` enum (schema version 2 on), in schema order. */
+export const QUALITIES = ["good", "uncertain", "bad"] as const;
+/** How far a device trusts a value: `good`, `uncertain` (e.g. warming up, out of calibration) or `bad`. */
+export type Quality = (typeof QUALITIES)[number];
+/** The schema default of `quality`: what a reading that does not say, and every version 1 reading, gets. */
+export const DEFAULT_QUALITY: Quality = "good";
 
 /**
  * Why a message body could not be decoded:
@@ -68,6 +86,8 @@ export interface SchemaVersion {
   readonly canonical: string;
   /** The record's field names, in schema order. */
   readonly fields: readonly string[];
+  /** The schema itself: the parsed JSON of the `.avsc` file. */
+  readonly schema: Readonly<Record<string, unknown>>;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -318,6 +338,62 @@ function hasSchemaFiles(dir: string): boolean {
 /** Where to look without a folder: from source this module sits in <repo>/schemas, compiled in <repo>/dist/schemas. */
 const DEFAULT_DIRS = [MODULE_DIR, resolve(MODULE_DIR, "..", "..", "schemas")];
 
+/** One `reading.v<N>.avsc` file of a schema folder, its JSON parsed but not yet checked as a schema. */
+export interface SchemaFile {
+  /** File name, e.g. `reading.v2.avsc`. */
+  readonly file: string;
+  /** The `<N>` of the file name. */
+  readonly version: number;
+  /** Absolute path of the file. */
+  readonly path: string;
+  /** The parsed JSON. */
+  readonly schema: unknown;
+}
+
+/**
+ * The `reading.v<N>.avsc` files of `dir`, lowest version first, each parsed as JSON. Without `dir`, the
+ * repository's `schemas/` folder (found from this module's location both as TypeScript source and as compiled
+ * `dist/schemas/index.js`). Returns the absolute folder too. Throws an Error naming the folder when it cannot be
+ * read or holds no schema file, or naming the file when it cannot be read or is not JSON.
+ */
+export function readSchemaFiles(dir?: string): { dir: string; files: SchemaFile[] } {
+  if (dir === undefined) {
+    const found = DEFAULT_DIRS.find(hasSchemaFiles);
+    if (found === undefined) {
+      throw new Error(`no reading.v<N>.avsc schema file found in ${DEFAULT_DIRS.join(" or ")}`);
+    }
+    return readSchemaFiles(found);
+  }
+  const folder = resolve(dir);
+  let names: string[];
+  try {
+    names = readdirSync(folder);
+  } catch (err) {
+    throw new Error(`cannot read the schema folder ${folder}: ${(err as Error).message}`, { cause: err });
+  }
+  const found = names
+    .map((file) => ({ file, match: FILE_PATTERN.exec(file) }))
+    .filter((f): f is { file: string; match: RegExpExecArray } => f.match !== null)
+    .map(({ file, match }) => ({ file, version: Number(match[1]) }))
+    .sort((a, b) => a.version - b.version);
+  if (found.length === 0) throw new Error(`no reading.v<N>.avsc schema file found in ${folder}`);
+  const files = found.map(({ file, version }, i): SchemaFile => {
+    const previous = found[i - 1];
+    if (previous !== undefined && previous.version === version) {
+      throw new Error(`${previous.file} and ${file} are both version ${version}`);
+    }
+    const path = join(folder, file);
+    let schema: unknown;
+    try {
+      schema = JSON.parse(readFileSync(path, "utf8"));
+    } catch (err) {
+      throw new Error(`schema ${path} is not a valid Avro schema: ${(err as Error).message}`, { cause: err });
+    }
+    return { file, version, path, schema };
+  });
+  return { dir: folder, files };
+}
+
 /**
  * Every released version of the reading schema, and the codec of queue message bodies built on them. Load it once
  * and share it: `encode` and `decode` do no schema work per call.
@@ -355,38 +431,11 @@ export class SchemaRegistry {
    * (a new version must stay backward compatible with every released one).
    */
   static load(dir?: string): SchemaRegistry {
-    if (dir === undefined) {
-      const found = DEFAULT_DIRS.find(hasSchemaFiles);
-      if (found === undefined) {
-        throw new Error(`no reading.v<N>.avsc schema file found in ${DEFAULT_DIRS.join(" or ")}`);
-      }
-      return SchemaRegistry.load(found);
-    }
-    const folder = resolve(dir);
-    let names: string[];
-    try {
-      names = readdirSync(folder);
-    } catch (err) {
-      throw new Error(`cannot read the schema folder ${folder}: ${(err as Error).message}`, { cause: err });
-    }
-    const files = names
-      .map((file) => ({ file, match: FILE_PATTERN.exec(file) }))
-      .filter((f): f is { file: string; match: RegExpExecArray } => f.match !== null)
-      .map(({ file, match }) => ({ file, version: Number(match[1]) }))
-      .sort((a, b) => a.version - b.version);
-    if (files.length === 0) throw new Error(`no reading.v<N>.avsc schema file found in ${folder}`);
-
-    const parsed = files.map(({ file, version }, i) => {
-      const previous = files[i - 1];
-      if (previous !== undefined && previous.version === version) {
-        throw new Error(`${previous.file} and ${file} are both version ${version}`);
-      }
-      const path = join(folder, file);
-      let schema: unknown;
+    const { files } = readSchemaFiles(dir);
+    const parsed = files.map(({ file, version, path, schema }) => {
       let type: avro.Type;
       let canonical: string;
       try {
-        schema = JSON.parse(readFileSync(path, "utf8"));
         canonical = canonicalForm(schema);
         // No logicalTypes option: timestamp-millis is read as its underlying long, a plain number (not a Date).
         type = avro.Type.forSchema(schema as AvroSchema, { wrapUnions: "never", typeHook: longHook });
@@ -400,7 +449,7 @@ export class SchemaRegistry {
       }
       const fields = Object.freeze(schema.fields.map((f: unknown) => (isObject(f) ? String(f.name) : "")));
       const fingerprint = crc64Avro(canonical);
-      return { file, version, path, type, canonical, fields, fingerprint };
+      return { file, version, path, schema, type, canonical, fields, fingerprint };
     });
 
     const current = parsed[parsed.length - 1]!;
@@ -414,8 +463,12 @@ export class SchemaRegistry {
         try {
           resolver = current.type.createResolver(p.type);
         } catch (err) {
+          // The field-level analysis says which field breaks, where avsc's message can be vague.
+          const why = incompatibilities(current.schema, p.schema);
           throw new Error(
-            `${current.file} cannot read data written with ${p.file} (not backward compatible): ${(err as Error).message}`,
+            `${current.file} cannot read data written with ${p.file} (not backward compatible): ${
+              why.length > 0 ? why.join("; ") : (err as Error).message
+            }`,
             { cause: err },
           );
         }
@@ -427,6 +480,7 @@ export class SchemaRegistry {
         fingerprintHex: p.fingerprint.toString("hex"),
         canonical: p.canonical,
         fields: p.fields,
+        schema: p.schema,
       });
       return {
         info,

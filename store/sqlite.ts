@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import type { Reading } from "../schemas/index.js";
+import { DEFAULT_QUALITY, type Reading } from "../schemas/index.js";
 
 /** What a committed batch did: rows added, and readings already stored (redeliveries, resends). */
 export interface WriteResult {
@@ -36,6 +36,13 @@ export const MIGRATIONS: readonly { readonly version: number; readonly sql: stri
       PRIMARY KEY (device_id, sensor, ts)
     ) WITHOUT ROWID;`,
   },
+  {
+    // Schema version 2. ADD COLUMN with a constant default changes only the table's definition, never its rows:
+    // rows stored before read the defaults, which are those of reading.v2.avsc, so every row has a quality and tags.
+    version: 2,
+    sql: `ALTER TABLE readings ADD COLUMN quality TEXT NOT NULL DEFAULT 'good'; -- good, uncertain or bad
+      ALTER TABLE readings ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'; -- JSON object of string values`,
+  },
 ];
 
 /**
@@ -43,9 +50,10 @@ export const MIGRATIONS: readonly { readonly version: number; readonly sql: stri
  * the processor retries a busy batch itself, with backoff, and keeps its event loop (heartbeats, /readyz) alive.
  */
 const BUSY_TIMEOUT_MS = 250;
-const COLUMNS = "device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at";
-const ROW_PARAMS = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
-/** Rows per INSERT statement: fewer calls into SQLite per batch (9 parameters a row, far below the limit). */
+const COLUMNS = "device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at, quality, tags";
+const ROW_PARAMS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const NO_TAGS = "{}";
+/** Rows per INSERT statement: fewer calls into SQLite per batch (11 parameters a row, far below the limit). */
 const ROWS_PER_STATEMENT = 100;
 
 /**
@@ -99,7 +107,20 @@ export class SqliteStore implements ReadingStore {
     this.#insertOne = this.db.prepare(sql(1));
     const params: unknown[] = [];
     const push = (r: Reading, storedAt: number) => {
-      params.push(r.device_id, r.sensor, r.ts, r.value, r.unit, r.seq, r.gateway_id, r.received_at, storedAt);
+      const tags = r.tags === undefined ? NO_TAGS : JSON.stringify(r.tags);
+      params.push(
+        r.device_id,
+        r.sensor,
+        r.ts,
+        r.value,
+        r.unit,
+        r.seq,
+        r.gateway_id,
+        r.received_at,
+        storedAt,
+        r.quality ?? DEFAULT_QUALITY,
+        tags,
+      );
     };
     this.#write = this.db.transaction((readings: readonly Reading[], storedAt: number) => {
       let inserted = 0;

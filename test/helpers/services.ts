@@ -82,6 +82,10 @@ export interface Row {
   seq: number | null;
   gateway_id: string;
   received_at: number;
+  /** `good`, `uncertain` or `bad` (schema version 2 on; `good` for version 1 readings). */
+  quality: string;
+  /** JSON text of the reading's tags, `{}` when none. */
+  tags: string;
 }
 
 export function readRows(dbPath: string): Row[] {

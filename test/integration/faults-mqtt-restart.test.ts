@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectStoredExactlyOnce, faultNames, metric, report, startStream, until } from "../helpers/fault-stream.js";
+import {
+  expectStoredExactlyOnce,
+  faultNames,
+  metric,
+  report,
+  startStream,
+  until,
+} from "../helpers/fault-stream.js";
 import { type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
 import { cleanup, type Service, startService, type TestNames } from "../helpers/services.js";
 
@@ -45,12 +52,18 @@ describe("fault: the MQTT broker restarts mid-stream", () => {
     await until("the gateway is subscribed again", 30_000, async () => {
       return gw.logs.filter((l) => l.msg === "MQTT connected and subscribed").length >= 2;
     });
-    expect(gw.logs.some((l) => l.msg === "MQTT connection lost; unacked messages will be redelivered")).toBe(true);
+    expect(gw.logs.some((l) => l.msg === "MQTT connection lost; unacked messages will be redelivered")).toBe(
+      true,
+    );
     const resubscribed = gw.logs.filter((l) => l.msg === "MQTT connected and subscribed").at(-1);
-    expect(resubscribed?.sessionPresent, "the broker kept the gateway's session across its restart").toBe(true);
+    expect(resubscribed?.sessionPresent, "the broker kept the gateway's session across its restart").toBe(
+      true,
+    );
 
     const counts = await expectStoredExactlyOnce(names, stream);
-    const simulatorReconnected = stream.logs.some((l) => /^reconnected to the MQTT broker/.test(String(l.msg)));
+    const simulatorReconnected = stream.logs.some((l) =>
+      /^reconnected to the MQTT broker/.test(String(l.msg)),
+    );
     expect(simulatorReconnected, "the simulator reconnected by itself").toBe(true);
     expect(gw.proc.exitCode, "the gateway kept running").toBeNull();
     const duplicates = await metric(processor.httpPort, "telemetry_processor_duplicates_total");

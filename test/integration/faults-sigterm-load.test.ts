@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectStoredExactlyOnce, faultNames, metric, report, startStream, until } from "../helpers/fault-stream.js";
+import {
+  expectStoredExactlyOnce,
+  faultNames,
+  metric,
+  report,
+  startStream,
+  until,
+} from "../helpers/fault-stream.js";
 import { type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
 import { cleanup, type Service, startService, type TestNames } from "../helpers/services.js";
 
@@ -47,7 +54,10 @@ describe("fault: SIGTERM to both services under full load", () => {
     const exits = await Promise.all(
       [gw, proc].map(async (s) => ({ code: await s.stop("SIGTERM"), ms: Date.now() - started })),
     );
-    const [gwExit, procExit] = exits as [{ code: number | null; ms: number }, { code: number | null; ms: number }];
+    const [gwExit, procExit] = exits as [
+      { code: number | null; ms: number },
+      { code: number | null; ms: number },
+    ];
     expect({ gateway: gwExit.code, processor: procExit.code }).toEqual({ gateway: 0, processor: 0 });
     expect(Math.max(gwExit.ms, procExit.ms)).toBeLessThan(EXIT_BOUND_MS);
     expect(gw.logs.some((l) => l.msg === "gateway stopped")).toBe(true);
@@ -69,5 +79,8 @@ describe("fault: SIGTERM to both services under full load", () => {
       processorExitMs: procExit.ms,
       ackedAtStop,
     });
+    // A graceful stop settles everything it took: the gateway PUBACKs what RabbitMQ confirmed and the processor
+    // acks what it committed, so nothing comes round a second time (a kill -9 may redeliver; a SIGTERM must not).
+    expect(duplicatesBeforeStop + duplicatesAfterRestart).toBe(0);
   });
 });

@@ -5,8 +5,10 @@ import { afterAll, describe, expect, it } from "vitest";
 import {
   canonicalForm,
   crc64Avro,
+  DEFAULT_QUALITY,
   DecodeError,
   type DecodeFailure,
+  QUALITIES,
   type Reading,
   SchemaRegistry,
 } from "../../schemas/index.js";
@@ -41,6 +43,18 @@ const JAVA = {
     "feffffffffffff1f0867772d3190f7bc8c8064",
   /** BinaryMessageEncoder's bytes for {@link READING_B}. */
   messageB: "c301bc2b1fcf13ae91b0000668756dfdffffffffffff1f000000000000c0bf00000a67772dc3bc00",
+  v2Fingerprint: "36d23d40ee824d5f",
+  v2Canonical:
+    '{"name":"telemetry.Reading","type":"record","fields":[{"name":"device_id","type":"string"},' +
+    '{"name":"sensor","type":"string"},{"name":"ts","type":"long"},{"name":"value","type":"double"},' +
+    '{"name":"unit","type":["null","string"]},{"name":"seq","type":["null","long"]},' +
+    '{"name":"gateway_id","type":"string"},{"name":"received_at","type":"long"},' +
+    '{"name":"quality","type":{"name":"telemetry.Quality","type":"enum","symbols":["good","uncertain","bad"]}},' +
+    '{"name":"tags","type":{"type":"map","values":"string"}}]}',
+  /** BinaryMessageEncoder's bytes, with reading.v2.avsc, for {@link READING_A2}. */
+  messageA2:
+    "c30136d23d40ee824d5f0c6465762d34321674656d7065726174757265f6f1bc8c806400000000008035400206c2b04302" +
+    "feffffffffffff1f0867772d3190f7bc8c80640204106669726d776172650a322e312e3008736974650a6e6f72746800",
   /** BinaryMessageEncoder's bytes for ts = -2^53 and seq = 2^63-1: valid Avro, but not representable as numbers. */
   messageBeyondSafeLongs:
     "c301bc2b1fcf13ae91b002640273ffffffffffffff1f000000000000f03f0002feffffffffffffffff01026700",
@@ -84,6 +98,12 @@ const READING_A: Reading = {
   gateway_id: "gw-1",
   received_at: 1_718_000_000_456,
 };
+/** {@link READING_A} with what version 2 adds. */
+const READING_A2: Reading = {
+  ...READING_A,
+  quality: "uncertain",
+  tags: { firmware: "2.1.0", site: "north" },
+};
 const READING_B: Reading = {
   device_id: "",
   sensor: "hum",
@@ -95,7 +115,13 @@ const READING_B: Reading = {
   received_at: 0,
 };
 
+/** The repository's schemas: every released version, the highest one current. */
 const registry = SchemaRegistry.load();
+/** Version 1 alone, as every gateway before version 2 ran it: the codec Apache Avro Java's bytes pin down. */
+const V1_ONLY_DIR = mkdtempSync(join(tmpdir(), "schemas-v1-"));
+copyFileSync(V1_FILE, join(V1_ONLY_DIR, "reading.v1.avsc"));
+const v1Registry = SchemaRegistry.load(V1_ONLY_DIR);
+afterAll(() => rmSync(V1_ONLY_DIR, { recursive: true, force: true }));
 
 function decodeFailure(body: Buffer): DecodeError {
   try {
@@ -109,7 +135,7 @@ function decodeFailure(body: Buffer): DecodeError {
 
 /** A message with the v1 header followed by `datum`. */
 function v1Message(datum: Buffer | number[]): Buffer {
-  return Buffer.concat([Buffer.from([0xc3, 0x01]), registry.current.fingerprint, Buffer.from(datum)]);
+  return Buffer.concat([Buffer.from([0xc3, 0x01]), v1Registry.current.fingerprint, Buffer.from(datum)]);
 }
 
 /** Avro's zig-zag varint of a small integer. */
@@ -256,7 +282,7 @@ describe("a folder of schema versions", () => {
 
   const v1 = JSON.parse(readFileSync(V1_FILE, "utf8")) as { fields: unknown[] };
   const withField = (field: unknown) => ({ ...v1, fields: [...v1.fields, field] });
-  const v2 = withField({ name: "quality", type: ["null", "int"], default: null, doc: "quality flag" });
+  const v2 = withField({ name: "rssi", type: ["null", "int"], default: null, doc: "radio signal strength" });
   const v10 = withField({ name: "battery", type: "double", default: -1, doc: "battery level" });
 
   it("orders versions by number, not by name, and makes the highest one current", () => {
@@ -270,23 +296,24 @@ describe("a folder of schema versions", () => {
 
   it("decodes a message written with an older version, filling the newer fields with their defaults", () => {
     const newer = SchemaRegistry.load(folder({ "reading.v1.avsc": v1, "reading.v2.avsc": v2 }));
-    const body = registry.encode(READING_A);
-    expect(newer.decode(body)).toEqual({ ...READING_A, quality: null });
+    const body = v1Registry.encode(READING_A);
+    expect(newer.decode(body)).toEqual({ ...READING_A, rssi: null });
   });
 
   it("writes new messages with the current version", () => {
     const newer = SchemaRegistry.load(folder({ "reading.v1.avsc": v1, "reading.v2.avsc": v2 }));
-    const body = newer.encode({ ...READING_A, quality: 3 } as Reading);
+    const body = newer.encode({ ...READING_A, rssi: -70 } as Reading);
     expect(body.subarray(2, 10)).toEqual(newer.current.fingerprint);
-    expect(newer.decode(body)).toEqual({ ...READING_A, quality: 3 });
+    expect(newer.decode(body)).toEqual({ ...READING_A, rssi: -70 });
     expect(decodeFailureOf(registry, body).kind).toBe("unknown-schema");
   });
 
   it("refuses at load a new version that cannot read the released ones", () => {
-    const incompatible = withField({ name: "quality", type: "int", doc: "required, no default" });
+    const incompatible = withField({ name: "rssi", type: "int", doc: "required, no default" });
     const dir = folder({ "reading.v1.avsc": v1, "reading.v2.avsc": incompatible });
     expect(() => SchemaRegistry.load(dir)).toThrow(
-      /reading\.v2\.avsc cannot read data written with reading\.v1\.avsc/,
+      "reading.v2.avsc cannot read data written with reading.v1.avsc (not backward compatible): " +
+        "field `rssi` has no default and is missing in the writer",
     );
   });
 
@@ -313,13 +340,13 @@ function decodeFailureOf(reg: SchemaRegistry, body: Buffer): DecodeError {
   throw new Error("decode accepted the body");
 }
 
-describe("encode and decode", () => {
+describe("version 1 encode and decode (the released codec, checked against Apache Avro Java)", () => {
   it("round-trips a reading with every field set", () => {
-    expect(registry.decode(registry.encode(READING_A))).toEqual(READING_A);
+    expect(v1Registry.decode(v1Registry.encode(READING_A))).toEqual(READING_A);
   });
 
   it("round-trips a reading whose unit and seq are null, with the most negative safe timestamp", () => {
-    expect(registry.decode(registry.encode(READING_B))).toEqual(READING_B);
+    expect(v1Registry.decode(v1Registry.encode(READING_B))).toEqual(READING_B);
   });
 
   it("round-trips timestamps and sequence numbers across the whole safe integer range", () => {
@@ -345,22 +372,22 @@ describe("encode and decode", () => {
     ];
     for (const n of values) {
       const reading = { ...READING_A, ts: n, seq: n, received_at: -n || 0 };
-      expect(registry.decode(registry.encode(reading)), String(n)).toEqual(reading);
+      expect(v1Registry.decode(v1Registry.encode(reading)), String(n)).toEqual(reading);
     }
   });
 
   it("writes exactly the bytes Apache Avro Java's BinaryMessageEncoder writes for the same readings", () => {
-    expect(registry.encode(READING_A).toString("hex")).toBe(JAVA.messageA);
-    expect(registry.encode(READING_B).toString("hex")).toBe(JAVA.messageB);
+    expect(v1Registry.encode(READING_A).toString("hex")).toBe(JAVA.messageA);
+    expect(v1Registry.encode(READING_B).toString("hex")).toBe(JAVA.messageB);
   });
 
   it("reads messages written by Apache Avro Java", () => {
-    expect(registry.decode(Buffer.from(JAVA.messageA, "hex"))).toEqual(READING_A);
-    expect(registry.decode(Buffer.from(JAVA.messageB, "hex"))).toEqual(READING_B);
+    expect(v1Registry.decode(Buffer.from(JAVA.messageA, "hex"))).toEqual(READING_A);
+    expect(v1Registry.decode(Buffer.from(JAVA.messageB, "hex"))).toEqual(READING_B);
   });
 
   it("lays out a message as C3 01, the 8-byte writer fingerprint, then the Avro datum", () => {
-    const body = registry.encode({
+    const body = v1Registry.encode({
       ...READING_B,
       device_id: "d",
       sensor: "s",
@@ -369,7 +396,7 @@ describe("encode and decode", () => {
       received_at: 2,
     });
     expect([...body.subarray(0, 2)]).toEqual([0xc3, 0x01]);
-    expect(body.subarray(2, 10)).toEqual(registry.current.fingerprint);
+    expect(body.subarray(2, 10)).toEqual(v1Registry.current.fingerprint);
     const datum = [
       ...avroString("d"),
       ...avroString("s"),
@@ -384,39 +411,108 @@ describe("encode and decode", () => {
   });
 
   it("returns timestamps as plain numbers of epoch milliseconds, not Dates", () => {
-    const decoded = registry.decode(registry.encode(READING_A));
+    const decoded = v1Registry.decode(v1Registry.encode(READING_A));
     expect(typeof decoded.ts).toBe("number");
     expect(typeof decoded.received_at).toBe("number");
     expect(decoded.ts).toBe(1_718_000_000_123);
   });
 
   it("returns a plain object with exactly the schema's fields", () => {
-    const decoded = registry.decode(registry.encode({ ...READING_A, extra: "dropped" } as Reading));
+    const decoded = v1Registry.decode(v1Registry.encode({ ...READING_A, extra: "dropped" } as Reading));
     expect(Object.getPrototypeOf(decoded)).toBe(Object.prototype);
-    expect(Object.keys(decoded)).toEqual([...registry.current.fields]);
+    expect(Object.keys(decoded)).toEqual([...v1Registry.current.fields]);
   });
 
   it("returns buffers of their own: a later encode does not change an earlier message", () => {
-    const first = registry.encode(READING_A);
+    const first = v1Registry.encode(READING_A);
     const copy = Buffer.from(first);
-    registry.encode(READING_B);
+    v1Registry.encode(READING_B);
     expect(first).toEqual(copy);
   });
 
   it("encodes a reading larger than its scratch buffer, and small ones correctly after it", () => {
     const big = { ...READING_A, device_id: "x".repeat(100_000), unit: "é".repeat(20_000) };
-    expect(registry.decode(registry.encode(big))).toEqual(big);
-    expect(registry.encode(READING_A).toString("hex")).toBe(JAVA.messageA);
+    expect(v1Registry.decode(v1Registry.encode(big))).toEqual(big);
+    expect(v1Registry.encode(READING_A).toString("hex")).toBe(JAVA.messageA);
   });
 
   it("refuses to encode a reading that does not fit the schema", () => {
-    expect(() => registry.encode({ ...READING_A, ts: 1.5 })).toThrow(/cannot encode reading/);
-    expect(() => registry.encode({ ...READING_A, ts: 2 ** 53 })).toThrow(/cannot encode reading/);
-    expect(() => registry.encode({ ...READING_A, seq: Number.NaN })).toThrow(/cannot encode reading/);
-    expect(() => registry.encode({ ...READING_A, device_id: undefined } as unknown as Reading)).toThrow(
+    expect(() => v1Registry.encode({ ...READING_A, ts: 1.5 })).toThrow(/cannot encode reading/);
+    expect(() => v1Registry.encode({ ...READING_A, ts: 2 ** 53 })).toThrow(/cannot encode reading/);
+    expect(() => v1Registry.encode({ ...READING_A, seq: Number.NaN })).toThrow(/cannot encode reading/);
+    expect(() => v1Registry.encode({ ...READING_A, device_id: undefined } as unknown as Reading)).toThrow(
       /cannot encode reading/,
     );
-    expect(() => registry.encode({ ...READING_A, unit: 5 } as unknown as Reading)).toThrow(
+    expect(() => v1Registry.encode({ ...READING_A, unit: 5 } as unknown as Reading)).toThrow(
+      /cannot encode reading/,
+    );
+  });
+});
+
+describe("version 2, the current schema", () => {
+  const V2_FILE = join(SCHEMA_DIR, "reading.v2.avsc");
+  const v2 = JSON.parse(readFileSync(V2_FILE, "utf8")) as {
+    doc?: string;
+    fields: { name: string; doc?: string; default?: unknown; type: unknown }[];
+  };
+
+  it("is current, with the canonical form and fingerprint that Apache Avro Java computes", () => {
+    expect(registry.versions.map((v) => v.file)).toEqual(["reading.v1.avsc", "reading.v2.avsc"]);
+    expect(registry.current.file).toBe("reading.v2.avsc");
+    expect(registry.current.canonical).toBe(JAVA.v2Canonical);
+    expect(registry.current.fingerprintHex).toBe(JAVA.v2Fingerprint);
+  });
+
+  it("is version 1 plus quality and tags, each with a default, every field documented", () => {
+    const v1Names = registry.versions[0]!.fields;
+    expect(v2.fields.map((f) => f.name)).toEqual([...v1Names, "quality", "tags"]);
+    expect(v2.doc).toBeTruthy();
+    for (const field of v2.fields) expect(field.doc, field.name).toBeTruthy();
+    const byName = Object.fromEntries(v2.fields.map((f) => [f.name, f]));
+    expect(byName.quality).toMatchObject({ default: DEFAULT_QUALITY, type: { symbols: [...QUALITIES] } });
+    expect(byName.tags).toMatchObject({ default: {}, type: { type: "map", values: "string" } });
+  });
+
+  it("writes exactly the bytes Apache Avro Java's BinaryMessageEncoder writes", () => {
+    expect(registry.encode(READING_A2).toString("hex")).toBe(JAVA.messageA2);
+    expect(registry.decode(Buffer.from(JAVA.messageA2, "hex"))).toEqual(READING_A2);
+  });
+
+  it("writes the defaults for a reading without quality and tags", () => {
+    expect(registry.decode(registry.encode(READING_A))).toEqual({ ...READING_A, quality: "good", tags: {} });
+    expect(registry.decode(registry.encode(READING_B))).toEqual({ ...READING_B, quality: "good", tags: {} });
+  });
+
+  it("reads version 1 messages (Apache Avro Java's bytes) with quality good and no tags, as Java resolves them", () => {
+    expect(registry.decode(Buffer.from(JAVA.messageA, "hex"))).toEqual({
+      ...READING_A,
+      quality: "good",
+      tags: {},
+    });
+    expect(registry.decode(v1Registry.encode(READING_B))).toEqual({
+      ...READING_B,
+      quality: "good",
+      tags: {},
+    });
+  });
+
+  it("returns every field of version 2 for messages of either version, in schema order", () => {
+    for (const body of [registry.encode(READING_A2), v1Registry.encode(READING_A)]) {
+      expect(Object.keys(registry.decode(body))).toEqual([...registry.current.fields]);
+    }
+  });
+
+  it("is unknown to a processor that has only version 1: its messages are refused as unknown-schema", () => {
+    const err = decodeFailureOf(v1Registry, registry.encode(READING_A2));
+    expect(err.kind).toBe("unknown-schema");
+    expect(err.message).toBe(`unknown schema ${JAVA.v2Fingerprint}`);
+  });
+
+  it("refuses to encode a quality outside good, uncertain, bad, or a tag that is not a string", () => {
+    expect(() => registry.encode({ ...READING_A, quality: "great" } as unknown as Reading)).toThrow(
+      /cannot encode reading/,
+    );
+    expect(() => registry.encode({ ...READING_A, tags: { n: 1 } } as unknown as Reading)).toThrow(
       /cannot encode reading/,
     );
   });
@@ -456,7 +552,7 @@ describe("a body that cannot be decoded", () => {
       for (let length = 10; length < body.length; length++) {
         const err = decodeFailure(body.subarray(0, length));
         expect(err.kind, `cut at ${length} of ${body.length}`).toBe("truncated");
-        expect(err.message).toContain("reading.v1.avsc");
+        expect(err.message).toContain(registry.current.file);
       }
     }
   });
@@ -464,7 +560,7 @@ describe("a body that cannot be decoded", () => {
   it("with bytes after the datum is refused as invalid, saying how many", () => {
     const err = decodeFailure(Buffer.concat([registry.encode(READING_A), Buffer.from([0, 0])]));
     expect(err.kind).toBe("invalid");
-    expect(err.message).toMatch(/^2 trailing bytes after the reading of reading\.v1\.avsc/);
+    expect(err.message).toMatch(`2 trailing bytes after the reading of ${registry.current.file}`);
   });
 
   it("with a union branch the schema does not have is refused as invalid", () => {

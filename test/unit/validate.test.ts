@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { MAX_PAYLOAD_BYTES, parsePayload, parseTopic } from "../../gateway/validate.js";
+import {
+  MAX_PAYLOAD_BYTES,
+  MAX_TAG_VALUE_LENGTH,
+  MAX_TAGS,
+  parsePayload,
+  parseTopic,
+} from "../../gateway/validate.js";
 
 const RECEIVED_AT = Date.UTC(2026, 10, 25, 12, 0, 0);
 const opts = { topicPrefix: "sensors", gatewayId: "gw-1", receivedAt: RECEIVED_AT };
@@ -114,6 +120,119 @@ describe("an invalid payload is refused with a precise reason", () => {
     items.push({ value: Number.NaN, ts: 1 });
     const refused = parse(JSON.stringify(items));
     expect(refused).toEqual({ ok: false, reason: expect.stringMatching(/^reading 5000: /) });
+  });
+});
+
+describe("quality and tags (schema version 2)", () => {
+  const tags = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, `v${i}`]));
+
+  it.each([
+    ["absent: quality good, no tags", '{"value":1}', { quality: "good", tags: {} }],
+    ["null: the same as absent", '{"value":1,"quality":null,"tags":null}', { quality: "good", tags: {} }],
+    ["quality good", '{"value":1,"quality":"good"}', { quality: "good" }],
+    ["quality uncertain", '{"value":1,"quality":"uncertain"}', { quality: "uncertain" }],
+    ["quality bad", '{"value":1,"quality":"bad"}', { quality: "bad" }],
+    ["an empty tags object", '{"value":1,"tags":{}}', { tags: {} }],
+    [
+      "tags with site and firmware",
+      '{"value":1,"tags":{"site":"north","firmware":"2.1.0"}}',
+      { tags: { firmware: "2.1.0", site: "north" } },
+    ],
+    [`${MAX_TAGS} tags`, JSON.stringify({ value: 1, tags: tags(MAX_TAGS) }), { tags: tags(MAX_TAGS) }],
+    [
+      "a 64-character name of every allowed character, a 256-character value, an empty value",
+      JSON.stringify({ value: 1, tags: { [`A1.b_c:d-${"e".repeat(55)}`]: "v".repeat(256), x: "" } }),
+      { tags: { [`A1.b_c:d-${"e".repeat(55)}`]: "v".repeat(256), x: "" } },
+    ],
+    [
+      "names that are Object.prototype properties stay ordinary tags",
+      '{"value":1,"tags":{"constructor":"a","toString":"b","hasOwnProperty":"c"}}',
+      { tags: { constructor: "a", hasOwnProperty: "c", toString: "b" } },
+    ],
+  ])("%s", (_name, payload, expected) => {
+    const r = parse(payload);
+    expect(r.ok).toBe(true);
+    if (r.ok) expect(r.readings[0]).toMatchObject(expected);
+  });
+
+  it("orders tags by name, whatever order the device wrote them in", () => {
+    const r = parse('{"value":1,"tags":{"site":"n","firmware":"2","area":"a"}}');
+    expect(r.ok && Object.keys(r.readings[0]!.tags!)).toEqual(["area", "firmware", "site"]);
+  });
+
+  it("gives each reading of a batch its own quality and tags", () => {
+    const r = parse('[{"value":1,"quality":"bad","tags":{"a":"1"}},{"value":2}]');
+    expect(r.ok && r.readings.map((x) => [x.quality, x.tags])).toEqual([
+      ["bad", { a: "1" }],
+      ["good", {}],
+    ]);
+  });
+
+  it.each([
+    ["quality in capitals", '{"value":1,"quality":"GOOD"}', "quality must be one of good, uncertain, bad"],
+    ["quality unknown", '{"value":1,"quality":"excellent"}', "quality must be one of good, uncertain, bad"],
+    ["quality a number", '{"value":1,"quality":0}', "quality must be one of good, uncertain, bad"],
+    ["quality empty", '{"value":1,"quality":""}', "quality must be one of good, uncertain, bad"],
+    ["tags an array", '{"value":1,"tags":["a"]}', "tags must be a JSON object of string values"],
+    ["tags a string", '{"value":1,"tags":"site=north"}', "tags must be a JSON object of string values"],
+    [
+      `${MAX_TAGS + 1} tags`,
+      JSON.stringify({ value: 1, tags: tags(MAX_TAGS + 1) }),
+      `tags has ${MAX_TAGS + 1} entries; at most ${MAX_TAGS} are allowed`,
+    ],
+    [
+      "a tag value that is a number",
+      '{"value":1,"tags":{"floor":3}}',
+      `tag floor must be a string of at most ${MAX_TAG_VALUE_LENGTH} characters`,
+    ],
+    [
+      "a tag value that is null",
+      '{"value":1,"tags":{"floor":null}}',
+      `tag floor must be a string of at most ${MAX_TAG_VALUE_LENGTH} characters`,
+    ],
+    [
+      "a tag value that is an object",
+      '{"value":1,"tags":{"floor":{"n":3}}}',
+      `tag floor must be a string of at most ${MAX_TAG_VALUE_LENGTH} characters`,
+    ],
+    [
+      "a tag value over 256 characters",
+      JSON.stringify({ value: 1, tags: { note: "v".repeat(MAX_TAG_VALUE_LENGTH + 1) } }),
+      `tag note must be a string of at most ${MAX_TAG_VALUE_LENGTH} characters`,
+    ],
+    [
+      "an empty tag name",
+      '{"value":1,"tags":{"":"x"}}',
+      'tag name "" must be 1-64 of letters, digits, . _ - : starting with a letter or digit',
+    ],
+    [
+      "a tag name with a space",
+      '{"value":1,"tags":{"my site":"x"}}',
+      'tag name "my site" must be 1-64 of letters, digits, . _ - : starting with a letter or digit',
+    ],
+    [
+      "a tag name starting with an underscore (no __proto__)",
+      '{"value":1,"tags":{"__proto__":"x"}}',
+      'tag name "__proto__" must be 1-64 of letters, digits, . _ - : starting with a letter or digit',
+    ],
+    [
+      "a tag name of 65 characters",
+      JSON.stringify({ value: 1, tags: { ["n".repeat(65)]: "x" } }),
+      `tag name "${"n".repeat(65)}" must be 1-64 of letters, digits, . _ - : starting with a letter or digit`,
+    ],
+    [
+      "a bad tag in the second reading of a batch",
+      '[{"value":1},{"value":2,"tags":{"a":1}}]',
+      `reading 1: tag a must be a string of at most ${MAX_TAG_VALUE_LENGTH} characters`,
+    ],
+  ])("%s is refused", (_name, payload, reason) => {
+    expect(parse(payload)).toEqual({ ok: false, reason });
+  });
+
+  it("shortens a very long bad tag name in the reason", () => {
+    const r = parse(JSON.stringify({ value: 1, tags: { ["x y".repeat(1_000)]: "v" } }));
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason.length).toBeLessThan(200);
   });
 });
 
