@@ -96,8 +96,12 @@ export class UsageSampler {
 
   #sample(): void {
     for (const [name, pid] of Object.entries(this.#pids)) {
-      const r = readProc(pid);
-      if (!r) continue;
+      const read = readProc(pid);
+      if (!read) continue;
+      // A process that has exited but is not yet reaped has no memory figures left: keep the last ones.
+      const previous = this.#last[name];
+      const r =
+        read.hwmKiB === 0 && previous ? { ...read, rssKiB: previous.rssKiB, hwmKiB: previous.hwmKiB } : read;
       this.#first[name] ??= r;
       this.#last[name] = r;
       const series = this.#series[name] ?? [];

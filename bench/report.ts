@@ -124,7 +124,7 @@ export function formatReport(r: ReportInput): string {
     row(
       "REFERENCE straightforward (await confirm, 1 txn/row)",
       r.naive.steady.perSecond,
-      n(phaseCpu(r.naive)),
+      r.naive.cutShort ? "-" : n(phaseCpu(r.naive)),
       `steady ${r.naive.steady.seconds} s`,
     );
     rows.push([
@@ -170,7 +170,9 @@ export function formatReport(r: ReportInput): string {
   const res: string[][] = [["process", "peak RSS MiB", "RSS at end MiB", "CPU s", "cores", "CPU us/reading"]];
   const addUsage = (label: string, run: PhaseResult | undefined) => {
     if (!run) return;
-    const perReading = (cpuSeconds: number) => n((cpuSeconds * 1e6) / Math.max(1, run.rows));
+    // A run cut short stored fewer readings than were published: CPU per reading stored would mislead.
+    const perReading = (cpuSeconds: number) =>
+      run.cutShort ? "-" : n((cpuSeconds * 1e6) / Math.max(1, run.rows));
     let ours = 0;
     for (const [name, u] of Object.entries(run.usage.processes)) {
       ours += u.cpuSeconds;

@@ -387,7 +387,7 @@ export function readSchemaFiles(dir?: string): { dir: string; files: SchemaFile[
     try {
       schema = JSON.parse(readFileSync(path, "utf8"));
     } catch (err) {
-      throw new Error(`schema ${path} is not a valid Avro schema: ${(err as Error).message}`, { cause: err });
+      throw new Error(`schema ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
     }
     return { file, version, path, schema };
   });

@@ -51,7 +51,11 @@ const JAVA = {
     '{"name":"gateway_id","type":"string"},{"name":"received_at","type":"long"},' +
     '{"name":"quality","type":{"name":"telemetry.Quality","type":"enum","symbols":["good","uncertain","bad"]}},' +
     '{"name":"tags","type":{"type":"map","values":"string"}}]}',
-  /** BinaryMessageEncoder's bytes, with reading.v2.avsc, for {@link READING_A2}. */
+  /**
+   * BinaryMessageEncoder's bytes, with reading.v2.avsc, for {@link READING_A2}. Java's BinaryMessageDecoder for
+   * reading.v2.avsc, with reading.v1.avsc added, reads {@link JAVA.messageA} as READING_A with quality "good" and
+   * tags {}.
+   */
   messageA2:
     "c30136d23d40ee824d5f0c6465762d34321674656d7065726174757265f6f1bc8c806400000000008035400206c2b04302" +
     "feffffffffffff1f0867772d3190f7bc8c80640204106669726d776172650a322e312e3008736974650a6e6f72746800",
