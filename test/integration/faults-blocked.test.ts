@@ -41,7 +41,8 @@ describe("fault: RabbitMQ blocks publishers (memory alarm)", () => {
     const env = { ...names.env, GATEWAY_INFLIGHT: String(INFLIGHT) };
     [processor, gateway] = await Promise.all([startService("processor", env), startService("gateway", env)]);
     const gw = gateway;
-    const stream = startStream(names, { count: 4_000, rate: 1_000, seed: 5 });
+    // Long enough that the gateway is still publishing when the alarm is raised (rabbitmqctl is slow under load).
+    const stream = startStream(names, { count: 12_000, rate: 1_000, seed: 5 });
     await vi.waitFor(
       async () =>
         expect(await metric(gw.httpPort, "telemetry_gateway_readings_published_total")).toBeGreaterThan(500),
