@@ -38,7 +38,9 @@ async function main(): Promise<number> {
 
   say(`starting processor (SQLite ${dbPath}) and gateway`);
   const processor = await startService("processor", { ...env, LOG_LEVEL: "info" });
-  const gateway = await startService("gateway", { ...env, LOG_LEVEL: "info" });
+  // A wide window, so a broker with Mosquitto's default queue limit (1,000 per session) drops nothing if this
+  // machine is slow for a moment (README: "The MQTT broker").
+  const gateway = await startService("gateway", { ...env, LOG_LEVEL: "info", GATEWAY_INFLIGHT: "10000" });
   say(
     `processor http://127.0.0.1:${processor.httpPort}/metrics, gateway http://127.0.0.1:${gateway.httpPort}/metrics`,
   );
