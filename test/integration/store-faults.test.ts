@@ -54,7 +54,7 @@ describe("the processor does not ack what it could not store", () => {
 
   it("an analyst holding a write transaction: the processor retries, reports not ready, then stores everything once", async () => {
     names = testNames("sqlitelock");
-    const env = { ...names.env, BATCH_SIZE: "50", BATCH_DELAY: "20ms" };
+    const env = { ...names.env, BATCH_SIZE: "50", BATCH_DELAY: "20ms", GATEWAY_INFLIGHT: "5000" };
     services.push(await startService("processor", env), await startService("gateway", env));
     const processor = services[0]!;
     await publishReadings(names, 100);
@@ -95,7 +95,13 @@ describe("the processor does not ack what it could not store", () => {
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=96k", "tmpfs", mount]);
     try {
       const dbPath = join(mount, "telemetry.db");
-      const env = { ...names.env, DB_PATH: dbPath, BATCH_SIZE: "100", BATCH_DELAY: "20ms" };
+      const env = {
+        ...names.env,
+        DB_PATH: dbPath,
+        BATCH_SIZE: "100",
+        BATCH_DELAY: "20ms",
+        GATEWAY_INFLIGHT: "5000",
+      };
       services.push(await startService("processor", env), await startService("gateway", env));
       const processor = services[0]!;
       await publishReadings(names, 3_000);
