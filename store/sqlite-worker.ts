@@ -1,0 +1,39 @@
+/**
+ * The thread that owns the processor's SQLite connection (see worker-store.ts). It opens the database, then
+ * answers each batch with what the committed transaction did, or with the error that kept it from committing.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import type { Reading } from "../schemas/index.js";
+import { SqliteStore } from "./sqlite.js";
+import type { WorkerReply, WorkerRequest } from "./worker-store.js";
+
+const port = parentPort;
+if (!port) throw new Error("sqlite-worker.js runs as a worker thread of the processor");
+
+let store: SqliteStore | undefined;
+try {
+  store = new SqliteStore((workerData as { path: string }).path);
+  port.postMessage({ kind: "open" } satisfies WorkerReply);
+} catch (err) {
+  const why = err instanceof Error ? err.message : String(err);
+  const path = (workerData as { path: string }).path;
+  port.postMessage({ kind: "fatal", message: `cannot open database ${path}: ${why}` } satisfies WorkerReply);
+}
+
+port.on("message", (req: WorkerRequest) => {
+  if (req.kind === "close") {
+    store?.db.close();
+    port.close();
+    return;
+  }
+  if (!store) return;
+  store.writeBatch(req.readings as Reading[]).then(
+    (r) => port.postMessage({ kind: "written", id: req.id, ...r } satisfies WorkerReply),
+    (err: unknown) =>
+      port.postMessage({
+        kind: "failed",
+        id: req.id,
+        message: err instanceof Error ? err.message : String(err),
+      } satisfies WorkerReply),
+  );
+});

@@ -1,0 +1,104 @@
+import { Worker } from "node:worker_threads";
+import type { Reading } from "../schemas/index.js";
+import type { ReadingStore, WriteResult } from "./sqlite.js";
+
+export type WorkerRequest =
+  | { readonly kind: "write"; readonly id: number; readonly readings: readonly Reading[] }
+  | { readonly kind: "close" };
+export type WorkerReply =
+  | { readonly kind: "open" }
+  | { readonly kind: "fatal"; readonly message: string }
+  | ({ readonly kind: "written"; readonly id: number } & WriteResult)
+  | { readonly kind: "failed"; readonly id: number; readonly message: string };
+
+interface Pending {
+  resolve(r: WriteResult): void;
+  reject(err: Error): void;
+}
+
+/**
+ * The SQLite store on a thread of its own. better-sqlite3 commits synchronously, and a durable commit waits for
+ * fsync; on the processor's main thread that stalls deliveries, acks and heartbeats for the whole commit. Here the
+ * main thread goes on receiving and decoding the next batch while the worker commits this one. Same contract as
+ * SqliteStore: `writeBatch` resolves once the transaction has committed, and rejects with SQLite's error when it
+ * did not. A worker that dies is started again on the next batch.
+ */
+export class WorkerStore implements ReadingStore {
+  #worker: Worker | undefined;
+  /** The worker being started or running; events of an earlier one that died change nothing. */
+  #current: Worker | undefined;
+  #opened: Promise<Worker> | undefined;
+  #pending = new Map<number, Pending>();
+  #nextId = 0;
+
+  private constructor(private readonly path: string) {}
+
+  /** Opens the database in a worker; rejects with SQLite's error if it cannot be opened or migrated. */
+  static async open(path: string): Promise<WorkerStore> {
+    const store = new WorkerStore(path);
+    await store.#start();
+    return store;
+  }
+
+  #start(): Promise<Worker> {
+    this.#opened ??= new Promise<Worker>((resolve, reject) => {
+      const worker = new Worker(new URL("./sqlite-worker.js", import.meta.url), {
+        workerData: { path: this.path },
+      });
+      this.#current = worker;
+      const gone = (err: Error) => {
+        if (this.#current !== worker) return;
+        this.#current = undefined;
+        this.#worker = undefined;
+        this.#opened = undefined;
+        for (const p of this.#pending.values()) p.reject(err);
+        this.#pending.clear();
+        reject(err);
+      };
+      worker.on("message", (reply: WorkerReply) => {
+        switch (reply.kind) {
+          case "open":
+            this.#worker = worker;
+            resolve(worker);
+            return;
+          case "fatal":
+            gone(new Error(reply.message));
+            void worker.terminate();
+            return;
+          case "written":
+            this.#pending.get(reply.id)?.resolve({ inserted: reply.inserted, duplicates: reply.duplicates });
+            this.#pending.delete(reply.id);
+            return;
+          case "failed":
+            this.#pending.get(reply.id)?.reject(new Error(reply.message));
+            this.#pending.delete(reply.id);
+            return;
+        }
+      });
+      worker.on("error", gone);
+      worker.on("exit", (code) => gone(new Error(`SQLite worker exited with code ${code}`)));
+    });
+    return this.#opened;
+  }
+
+  async writeBatch(readings: readonly Reading[]): Promise<WriteResult> {
+    if (readings.length === 0) return { inserted: 0, duplicates: 0 };
+    const worker = this.#worker ?? (await this.#start());
+    const id = this.#nextId++;
+    return new Promise<WriteResult>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      worker.postMessage({ kind: "write", id, readings } satisfies WorkerRequest);
+    });
+  }
+
+  async close(): Promise<void> {
+    const worker = this.#worker;
+    this.#current = undefined;
+    this.#worker = undefined;
+    this.#opened = undefined;
+    if (!worker) return;
+    const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+    worker.postMessage({ kind: "close" } satisfies WorkerRequest);
+    await exited;
+  }
+}
