@@ -4,6 +4,7 @@ import avro from "avsc";
 import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { queueNames } from "../../common/amqp.js";
+import { SchemaRegistry } from "../../schemas/index.js";
 import {
   cleanup,
   countRows,
@@ -154,6 +155,18 @@ describe("bad input is kept and explained, and the flow goes on", () => {
         Buffer.concat([Buffer.from([0xc3, 0x01]), Buffer.alloc(8, 0xab), Buffer.from([2, 0x61])]),
       ],
     ];
+    // A real message from the gateway's encoder, cut short in the middle of its datum.
+    const whole = SchemaRegistry.load().encode({
+      device_id: "dev-2",
+      sensor: "humidity",
+      ts: TS0,
+      value: 1,
+      unit: null,
+      seq: null,
+      gateway_id: "gw",
+      received_at: TS0,
+    });
+    poison.push(["truncated", whole.subarray(0, whole.length - 12)]);
     for (const [id, body] of poison) ch.sendToQueue(readings, body, { persistent: true, messageId: id });
     await ch.waitForConfirms();
 
@@ -167,7 +180,7 @@ describe("bad input is kept and explained, and the flow goes on", () => {
       async () => {
         const m = await ch.get(dead, { noAck: true });
         if (m) got.push({ id: m.properties.messageId, ...m.properties.headers });
-        expect(got).toHaveLength(3);
+        expect(got).toHaveLength(poison.length);
       },
       { timeout: 10_000 },
     );
@@ -179,8 +192,10 @@ describe("bad input is kept and explained, and the flow goes on", () => {
       "x-failure-kind": "unknown-schema",
       "x-failure-reason": "unknown schema abababababababab",
     });
+    expect(byId.truncated).toMatchObject({ "x-failure-kind": "truncated" });
     const metrics = await httpGet(processor.httpPort, "/metrics");
     expect(metrics.body).toMatch(/^telemetry_processor_dead_lettered_total\{kind="not-avro"\} 2$/m);
+    expect(metrics.body).toMatch(/^telemetry_processor_dead_lettered_total\{kind="truncated"\} 1$/m);
     expect((await httpGet(processor.httpPort, "/readyz")).status).toBe(200);
   });
 
