@@ -14,5 +14,7 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/schemas ./schemas
 COPY package.json ./
+# The processor's database lives in /data; a named volume mounted there starts with this ownership.
+RUN mkdir -p /data && chown node:node /data
 USER node
 ENTRYPOINT ["node", "dist/cli/telemetry.js"]
