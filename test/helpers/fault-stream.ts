@@ -159,3 +159,8 @@ export async function until(what: string, timeoutMs: number, check: () => Promis
 export function report(test: string, counts: Record<string, unknown>): void {
   console.log(`[fault counts] ${test}: ${JSON.stringify(counts)}`);
 }
+
+/** Resident memory of a process now, from /proc (KiB). */
+export function rssKiB(pid: number): number {
+  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+}

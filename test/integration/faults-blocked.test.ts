@@ -1,8 +1,14 @@
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { expectStoredExactlyOnce, faultNames, metric, report, startStream } from "../helpers/fault-stream.js";
+import {
+  expectStoredExactlyOnce,
+  faultNames,
+  metric,
+  report,
+  rssKiB,
+  startStream,
+} from "../helpers/fault-stream.js";
 import {
   type PrivateMosquitto,
   type PrivateRabbit,
@@ -13,11 +19,6 @@ import { cleanup, httpGet, type Service, startService, type TestNames } from "..
 
 const execFileAsync = promisify(execFile);
 const INFLIGHT = 200;
-
-function rssKiB(pid: number): number {
-  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(m?.[1]);
-}
 
 describe("fault: RabbitMQ blocks publishers (memory alarm)", () => {
   let rabbit: PrivateRabbit;

@@ -1,6 +1,12 @@
-import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { expectStoredExactlyOnce, faultNames, metric, report, startStream } from "../helpers/fault-stream.js";
+import {
+  expectStoredExactlyOnce,
+  faultNames,
+  metric,
+  report,
+  rssKiB,
+  startStream,
+} from "../helpers/fault-stream.js";
 import {
   type PrivateMosquitto,
   type PrivateRabbit,
@@ -13,10 +19,6 @@ import { cleanup, httpGet, type Service, startService, type TestNames } from "..
 const OUTAGE_MS = Number(process.env.OUTAGE_MS ?? 15_000);
 const RATE = 1_000;
 const INFLIGHT = 1_000;
-
-function rssKiB(pid: number): number {
-  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
-}
 
 describe("fault: RabbitMQ is down while sensors keep publishing", () => {
   let rabbit: PrivateRabbit;
