@@ -1,4 +1,3 @@
-import { existsSync } from "node:fs";
 import type { TestProject } from "vitest/node";
 
 declare module "vitest" {
@@ -16,9 +15,6 @@ const LOCAL_MQTT = "mqtt://127.0.0.1:1883";
  * RabbitMQ and Mosquitto started with testcontainers; otherwise the local brokers on their standard ports.
  */
 export default async function setup(project: TestProject) {
-  if (!existsSync(new URL("../../dist/cli/telemetry.js", import.meta.url))) {
-    throw new Error("dist/ is missing: run `npm run build` (npm test does it) before the tests");
-  }
   const fromEnv = { amqp: process.env.AMQP_URL, mqtt: process.env.MQTT_URL };
   if (fromEnv.amqp && fromEnv.mqtt) {
     project.provide("amqpUrl", fromEnv.amqp);

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import amqp from "amqplib";
@@ -8,7 +8,12 @@ import mqtt from "mqtt";
 import { inject } from "vitest";
 import { queueNames } from "../../common/amqp.js";
 
+import { CLI } from "../../scripts/spawn.js";
+
 export { runCli, type Service, startService } from "../../scripts/spawn.js";
+
+if (!existsSync(CLI))
+  throw new Error("dist/ is missing: run `npm run build` (npm test does it) before the tests");
 
 /** Names of one test's own: queue, topic prefix, gateway id, database file, all unique. */
 export interface TestNames {
