@@ -6,12 +6,12 @@ set -euo pipefail
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_port() {
-  local port=$1 what=$2
-  for _ in $(seq 1 60); do
+  local port=$1 what=$2 seconds=${3:-60}
+  for _ in $(seq 1 "$seconds"); do
     port_open "$port" && return 0
     sleep 1
   done
-  echo "ensure-brokers: $what did not open 127.0.0.1:$port within 60 s" >&2
+  echo "ensure-brokers: $what did not open 127.0.0.1:$port within $seconds s" >&2
   return 1
 }
 
@@ -19,8 +19,9 @@ if ! port_open 5672; then
   command -v rabbitmq-server >/dev/null || { echo "ensure-brokers: RabbitMQ is not running and not installed (apt-get install rabbitmq-server)" >&2; exit 1; }
   echo "ensure-brokers: starting RabbitMQ"
   rabbitmq-server -detached
+  # await_startup fails at once while the node is not up yet, so wait for the listener first.
+  wait_port 5672 RabbitMQ 120
   rabbitmqctl await_startup --timeout 120 >/dev/null
-  wait_port 5672 RabbitMQ
 fi
 
 if ! port_open 1883; then
