@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import type { QueueType } from "../common/amqp.js";
+import type { QueueType } from "../amqp/topology.js";
 
 /** Everything one `npm run bench` invocation does, parsed once from its flags. */
 export interface BenchOptions {

@@ -4,8 +4,8 @@
  * throughput, latency and the exactly-once check.
  */
 import { join } from "node:path";
-import type { QueueType } from "../common/amqp.js";
-import { queueNames } from "../common/amqp.js";
+import type { QueueType } from "../amqp/topology.js";
+import { queueNames } from "../amqp/topology.js";
 import { startService } from "../scripts/spawn.js";
 import { openDatabase } from "../store/sqlite.js";
 import { forkWorker, type Worker } from "./ipc.js";

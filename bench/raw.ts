@@ -5,7 +5,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import amqp, { type Channel } from "amqplib";
 import { connect as mqttConnect } from "mqtt";
-import type { QueueType } from "../common/amqp.js";
+import type { QueueType } from "../amqp/topology.js";
 import { AVRO_CONTENT_TYPE } from "../gateway/amqp-output.js";
 import { type Reading, SchemaRegistry } from "../schemas/index.js";
 import { openDatabase, SqliteStore } from "../store/sqlite.js";

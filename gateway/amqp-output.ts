@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type { ConfirmChannel, Options } from "amqplib";
-import { AmqpSession, declareTopology, type QueueType, queueNames } from "../common/amqp.js";
+import { AmqpSession } from "../amqp/session.js";
+import { declareTopology, type QueueType, queueNames } from "../amqp/topology.js";
 import type { Logger } from "../common/log.js";
 import type { Reading, SchemaRegistry } from "../schemas/index.js";
 

@@ -1,13 +1,13 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { QueueType } from "../common/amqp.js";
+import type { QueueType } from "../amqp/topology.js";
 import { sleep } from "../common/backoff.js";
 import { type HttpEndpoint, type Readiness, startHttp } from "../common/http.js";
 import type { Logger } from "../common/log.js";
 import { ProgressWatch } from "../common/progress-watch.js";
 import { RateLimitedLog } from "../common/rate-limited-log.js";
+import { createMqttInput, type IncomingMessage } from "../mqtt/input.js";
 import { SchemaRegistry } from "../schemas/index.js";
 import { AmqpOutput, type Envelope } from "./amqp-output.js";
-import { createMqttInput, type IncomingMessage } from "./mqtt-input.js";
 import { parsePayload } from "./validate.js";
 
 /** Everything the gateway needs, parsed and checked by the CLI (or built by a test). */

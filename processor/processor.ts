@@ -1,6 +1,7 @@
 import type { ConfirmChannel, ConsumeMessage } from "amqplib";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import { AmqpSession, declareTopology, type QueueType, queueNames } from "../common/amqp.js";
+import { AmqpSession } from "../amqp/session.js";
+import { declareTopology, type QueueType, queueNames } from "../amqp/topology.js";
 import { backoffDelay, sleep } from "../common/backoff.js";
 import { type HttpEndpoint, type Readiness, startHttp } from "../common/http.js";
 import type { Logger } from "../common/log.js";

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import amqp from "amqplib";
 import { pino } from "pino";
 import { expect, vi } from "vitest";
-import { queueNames } from "../../common/amqp.js";
+import { queueNames } from "../../amqp/topology.js";
 import { DEFAULT_SENSORS, NO_FAULTS } from "../../simulators/model.js";
 import { type SimulateSummary, simulate } from "../../simulators/publish.js";
 import { countRows, httpGet, readRows, type TestNames, testNames } from "./services.js";

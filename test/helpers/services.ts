@@ -6,7 +6,7 @@ import amqp from "amqplib";
 import Database from "better-sqlite3";
 import mqtt from "mqtt";
 import { inject } from "vitest";
-import { queueNames } from "../../common/amqp.js";
+import { queueNames } from "../../amqp/topology.js";
 
 import { CLI } from "../../scripts/spawn.js";
 

@@ -3,7 +3,7 @@ import amqp from "amqplib";
 import avro from "avsc";
 import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { queueNames } from "../../common/amqp.js";
+import { queueNames } from "../../amqp/topology.js";
 import { SchemaRegistry } from "../../schemas/index.js";
 import {
   cleanup,

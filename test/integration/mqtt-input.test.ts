@@ -16,7 +16,7 @@ import {
   type IncomingMessage,
   type MqttInput,
   type MqttInputOptions,
-} from "../../gateway/mqtt-input.js";
+} from "../../mqtt/input.js";
 
 /** MQTT_URL when set, else a testcontainers Mosquitto where Docker answers, else mqtt://127.0.0.1:1883. */
 const MQTT_URL = inject("mqttUrl");

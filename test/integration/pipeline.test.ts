@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { queueNames } from "../../common/amqp.js";
+import { queueNames } from "../../amqp/topology.js";
 import {
   cleanup,
   countRows,

@@ -5,7 +5,7 @@ import avro from "avsc";
 import Database from "better-sqlite3";
 import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { queueNames } from "../../common/amqp.js";
+import { queueNames } from "../../amqp/topology.js";
 import { canonicalForm, crc64Avro } from "../../schemas/index.js";
 import {
   cleanup,

@@ -1,6 +1,6 @@
 import amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { declareTopology } from "../../common/amqp.js";
+import { declareTopology } from "../../amqp/topology.js";
 import { silentLogger } from "../../common/log.js";
 import { type RunningProcessor, startProcessor } from "../../processor/processor.js";
 import { SchemaRegistry } from "../../schemas/index.js";

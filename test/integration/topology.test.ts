@@ -1,6 +1,6 @@
 import amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { DELIVERY_LIMIT, declareTopology, queueNames } from "../../common/amqp.js";
+import { DELIVERY_LIMIT, declareTopology, queueNames } from "../../amqp/topology.js";
 import { cleanup, type TestNames, testNames } from "../helpers/services.js";
 
 describe("queue topology", () => {

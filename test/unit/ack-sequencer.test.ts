@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { AckSequencer } from "../../gateway/ack-sequencer.js";
+import { AckSequencer } from "../../mqtt/ack-sequencer.js";
 
 function recording(): { released: number[]; sequencer: AckSequencer<number> } {
   const released: number[] = [];
