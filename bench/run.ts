@@ -6,7 +6,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { startMosquitto } from "./mosquitto.js";
+import { startPrivateMosquitto } from "../scripts/private-brokers.js";
 import { type BenchOptions, parseOptions, USAGE } from "./options.js";
 import { type Endpoints, type PhaseResult, runPhase, startNaive, startProduct } from "./pipeline.js";
 import { pidListeningOn } from "./proc.js";
@@ -105,12 +105,10 @@ async function main(argv: string[]): Promise<number> {
   const latencyWarmup = 0.1;
 
   const withBroker = async <T>(fn: (mqttUrl: string, pid: number) => Promise<T>): Promise<T> => {
-    const broker = await startMosquitto(workDir);
-    try {
-      return await fn(broker.url, broker.pid);
-    } finally {
-      await broker.stop();
-    }
+    // No queue or in-flight limits: the machine's broker drops QoS 1 messages beyond 1,000 queued for a slow
+    // subscriber, which would be measured as loss.
+    await using broker = await startPrivateMosquitto({ maxQueued: 0, maxInflight: 0 });
+    return await fn(broker.url, broker.pid);
   };
 
   try {

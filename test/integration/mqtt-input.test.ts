@@ -17,6 +17,7 @@ import {
   type MqttInput,
   type MqttInputOptions,
 } from "../../mqtt/input.js";
+import { freePort } from "../helpers/private-brokers.js";
 
 /** MQTT_URL when set, else a testcontainers Mosquitto where Docker answers, else mqtt://127.0.0.1:1883. */
 const MQTT_URL = inject("mqttUrl");
@@ -160,16 +161,6 @@ async function startWireTap(target: string): Promise<WireTap> {
 /** Message ids of the PUBLISH packets the broker sent, in order. */
 function publishIds(tap: WireTap): (number | undefined)[] {
   return tap.fromBroker.filter((packet) => packet.cmd === "publish").map((packet) => packet.messageId);
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const address = server.address();
-  server.close();
-  if (address === null || typeof address === "string") throw new Error("no TCP address");
-  return address.port;
 }
 
 /** A Mosquitto of the test's own, without persistence, that the test may kill. */
