@@ -1,9 +1,11 @@
 import { hostname } from "node:os";
+import { ID_PATTERN, ID_RULE } from "../schemas/rules.js";
 import { parsers, setting } from "./config.js";
 
-/** Ids in topics and in GATEWAY_ID: 1 to 128 letters, digits, `.`, `_`, `-`, `:` (the MQTT input contract). */
-export const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
-const idParser = parsers.string({ max: 128, pattern: ID_PATTERN, what: "1-128 of letters, digits, . _ - :" });
+/** Ids in topics and in GATEWAY_ID; defined with the contract's other reading rules in `schemas/rules.ts`. */
+export { ID_PATTERN };
+
+const idParser = parsers.string({ max: 128, pattern: ID_PATTERN, what: ID_RULE });
 
 /** Settings several commands share, so flag, variable, default and wording agree everywhere. */
 export const common = {

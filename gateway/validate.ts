@@ -1,10 +1,16 @@
-import { ID_PATTERN } from "../common/settings.js";
-import { DEFAULT_QUALITY, QUALITIES, type Quality, type Reading } from "../schemas/index.js";
+import {
+  DEFAULT_QUALITY,
+  ID_PATTERN,
+  ID_RULE,
+  MIN_TS,
+  parseTimestamp,
+  QUALITIES,
+  type Quality,
+  type Reading,
+} from "../schemas/index.js";
 
 /** Largest payload accepted, from the MQTT input contract. */
 export const MAX_PAYLOAD_BYTES = 256 * 1024;
-/** Earliest measurement time accepted: anything before is a device clock that was never set. */
-export const MIN_TS = Date.UTC(2000, 0, 1);
 /** How far in the future a measurement may lie, for devices whose clocks run ahead. */
 export const MAX_FUTURE_MS = 24 * 3_600_000;
 const MAX_UNIT_LENGTH = 32;
@@ -29,28 +35,17 @@ export function parseTopic(
   const rest = topic.slice(prefix.length + 1).split("/");
   if (rest.length !== 2) return { reason: "topic must be <prefix>/<deviceId>/<sensor>" };
   const [deviceId = "", sensor = ""] = rest;
-  if (!ID_PATTERN.test(deviceId)) return { reason: "device id must be 1-128 of letters, digits, . _ - :" };
-  if (!ID_PATTERN.test(sensor)) return { reason: "sensor must be 1-128 of letters, digits, . _ - :" };
+  if (!ID_PATTERN.test(deviceId)) return { reason: `device id must be ${ID_RULE}` };
+  if (!ID_PATTERN.test(sensor)) return { reason: `sensor must be ${ID_RULE}` };
   return { deviceId, sensor };
 }
 
-const ISO_WITH_OFFSET = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})$/i;
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
+/** The measurement time in epoch ms, or why it breaks the contract (not a time, before 2000, too far ahead). */
 function parseTs(raw: unknown, receivedAt: number): number | string {
-  let ts: number;
-  if (typeof raw === "number") {
-    if (!Number.isSafeInteger(raw))
-      return "ts must be an integer of epoch milliseconds or an ISO-8601 string";
-    ts = raw;
-  } else if (typeof raw === "string") {
-    if (!ISO_WITH_OFFSET.test(raw))
-      return "ts string must be ISO-8601 with a UTC offset, e.g. 2026-01-31T12:00:00Z";
-    ts = Date.parse(raw);
-    if (Number.isNaN(ts)) return "ts is not a valid date";
-  } else {
-    return "ts must be an integer of epoch milliseconds or an ISO-8601 string";
-  }
+  const ts = parseTimestamp(raw);
+  if (typeof ts === "string") return `ts ${ts}`;
   if (ts < MIN_TS) return "ts is before 2000-01-01";
   if (ts > receivedAt + MAX_FUTURE_MS) return "ts is more than 24 h in the future";
   return ts;

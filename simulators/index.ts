@@ -2,7 +2,8 @@ import { randomInt } from "node:crypto";
 import { defineCommand } from "../common/command.js";
 import { type ConfigOf, parsers, setting } from "../common/config.js";
 import { createLogger } from "../common/log.js";
-import { common, ID_PATTERN } from "../common/settings.js";
+import { common } from "../common/settings.js";
+import { ID_PATTERN, MIN_TS, parseTimestamp } from "../schemas/index.js";
 import { DEFAULT_SENSORS, NO_FAULTS, parseFaults, parseSensors } from "./model.js";
 import {
   BrokerUnreachableError,
@@ -17,13 +18,12 @@ const MAX_DEVICES = 100_000;
 const MAX_WINDOW = 65_000;
 const MAX_BATCH = 1_000;
 const MAX_DURATION_MS = 7 * 86_400_000;
-const MIN_START_TS = Date.UTC(2000, 0, 1);
 const MAX_START_TS = Date.UTC(2100, 0, 1);
-const ISO_WITH_OFFSET = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})$/i;
 
+/** `--start-ts`: a time as a reading's `ts` may give it (digits are epoch ms here), between 2000 and 2100. */
 function parseStartTs(raw: string): number {
-  const ts = /^\d+$/.test(raw) ? Number(raw) : ISO_WITH_OFFSET.test(raw) ? Date.parse(raw) : Number.NaN;
-  if (!Number.isSafeInteger(ts) || ts < MIN_START_TS || ts > MAX_START_TS) {
+  const ts = parseTimestamp(/^\d+$/.test(raw) ? Number(raw) : raw);
+  if (typeof ts === "string" || ts < MIN_TS || ts > MAX_START_TS) {
     throw new Error("must be epoch milliseconds or ISO-8601 with an offset, between 2000 and 2100");
   }
   return ts;

@@ -1,0 +1,53 @@
+/**
+ * The contract's rules for a reading that neither JSON nor Avro can check (DESIGN.md, "Contract: MQTT input"),
+ * written once: the gateway applies them to what devices send, the simulator's settings and the CLI's id settings
+ * use them, and the processor applies {@link readingProblem} to every decoded reading, from whichever writer.
+ * No imports beyond types, so a settings module can use them without loading the Avro codec.
+ */
+import type { Reading } from "./reading.js";
+
+/** Device, sensor and gateway ids: 1 to 128 characters of letters, digits, `.`, `_`, `-`, `:`. */
+export const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** {@link ID_PATTERN} in words, for the reason or error that names an id breaking it. */
+export const ID_RULE = "1-128 of letters, digits, . _ - :";
+
+/** Earliest measurement time accepted, 2000-01-01T00:00:00Z: anything before is a device clock never set. */
+export const MIN_TS = Date.UTC(2000, 0, 1);
+
+/**
+ * An ISO-8601 date and time with a UTC offset (`Z`, `+hh:mm` or `+hhmm`), seconds and their fraction optional,
+ * e.g. `2026-01-31T12:00:00Z`. A time without an offset is refused: its meaning depends on the reader's zone.
+ */
+export const ISO_WITH_OFFSET =
+  /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})$/i;
+
+/**
+ * A time of measurement as the contract allows it: an integer of epoch milliseconds (a safe integer) or an
+ * ISO-8601 string with an offset ({@link ISO_WITH_OFFSET}). Returns the epoch milliseconds, or, as a string, why
+ * `raw` is not such a time, worded to follow the field's name (`ts <reason>`). Bounds such as {@link MIN_TS} are
+ * the caller's: they differ between a device's reading and a setting.
+ */
+export function parseTimestamp(raw: unknown): number | string {
+  if (typeof raw === "number") {
+    return Number.isSafeInteger(raw) ? raw : "must be an integer of epoch milliseconds or an ISO-8601 string";
+  }
+  if (typeof raw !== "string") return "must be an integer of epoch milliseconds or an ISO-8601 string";
+  if (!ISO_WITH_OFFSET.test(raw))
+    return "string must be ISO-8601 with a UTC offset, e.g. 2026-01-31T12:00:00Z";
+  const ts = Date.parse(raw);
+  return Number.isNaN(ts) ? "is not a valid date" : ts;
+}
+
+/**
+ * What the contract forbids in a decoded reading and Avro's types cannot express: `device_id` and `sensor` must
+ * match {@link ID_PATTERN} and `value` must be finite. Returns the reason (`device_id breaks the id rules`,
+ * `sensor breaks the id rules`, `value is not a finite number`, the first that applies), or undefined when the
+ * reading keeps these rules. Meant for readings from any writer, not only this project's gateway.
+ */
+export function readingProblem(r: Reading): string | undefined {
+  if (!ID_PATTERN.test(r.device_id)) return "device_id breaks the id rules";
+  if (!ID_PATTERN.test(r.sensor)) return "sensor breaks the id rules";
+  if (!Number.isFinite(r.value)) return "value is not a finite number";
+  return undefined;
+}

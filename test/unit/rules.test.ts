@@ -1,0 +1,88 @@
+import { describe, expect, it } from "vitest";
+import {
+  ID_PATTERN,
+  ISO_WITH_OFFSET,
+  MIN_TS,
+  parseTimestamp,
+  type Reading,
+  readingProblem,
+} from "../../schemas/index.js";
+
+const GOOD: Reading = {
+  device_id: "greenhouse-7",
+  sensor: "temperature",
+  ts: Date.UTC(2026, 0, 15),
+  value: 21.5,
+  unit: "°C",
+  seq: 7,
+  gateway_id: "gw-1",
+  received_at: Date.UTC(2026, 0, 15),
+};
+
+describe("a decoded reading the contract forbids", () => {
+  it("is accepted when its ids and value keep the rules, at the edges of the id rules", () => {
+    expect(readingProblem(GOOD)).toBeUndefined();
+    expect(readingProblem({ ...GOOD, device_id: "a", sensor: "A.b_c-d:9" })).toBeUndefined();
+    expect(readingProblem({ ...GOOD, device_id: "d".repeat(128), value: -0 })).toBeUndefined();
+  });
+
+  it.each([
+    ["an empty device id", { device_id: "" }, "device_id breaks the id rules"],
+    ["a device id of 129 characters", { device_id: "d".repeat(129) }, "device_id breaks the id rules"],
+    ["a device id with a slash", { device_id: "a/b" }, "device_id breaks the id rules"],
+    ["a device id with a space", { device_id: "green house" }, "device_id breaks the id rules"],
+    ["a device id ending in a newline", { device_id: "gh-7\n" }, "device_id breaks the id rules"],
+    ["an empty sensor", { sensor: "" }, "sensor breaks the id rules"],
+    ["a sensor with an MQTT wildcard", { sensor: "temp+" }, "sensor breaks the id rules"],
+    ["a sensor of 129 characters", { sensor: "s".repeat(129) }, "sensor breaks the id rules"],
+    ["a NaN value", { value: Number.NaN }, "value is not a finite number"],
+    ["an infinite value", { value: Number.POSITIVE_INFINITY }, "value is not a finite number"],
+    ["a negative infinite value", { value: Number.NEGATIVE_INFINITY }, "value is not a finite number"],
+  ])("is refused for %s, with the reason", (_name, change, reason) => {
+    expect(readingProblem({ ...GOOD, ...change })).toBe(reason);
+  });
+
+  it("is refused for its device id first when several rules are broken", () => {
+    expect(readingProblem({ ...GOOD, device_id: "", sensor: "", value: Number.NaN })).toBe(
+      "device_id breaks the id rules",
+    );
+    expect(readingProblem({ ...GOOD, sensor: "", value: Number.NaN })).toBe("sensor breaks the id rules");
+  });
+});
+
+describe("ids", () => {
+  it("are 1 to 128 of letters, digits, . _ - :", () => {
+    for (const id of ["a", "Z9", "gh-7.north_2:a", "x".repeat(128)]) expect(ID_PATTERN.test(id)).toBe(true);
+    for (const id of ["", "x".repeat(129), "a b", "a/b", "a#", "é", "a\n"]) {
+      expect(ID_PATTERN.test(id)).toBe(false);
+    }
+  });
+});
+
+describe("a time of measurement", () => {
+  it("is epoch milliseconds as a safe integer, or ISO-8601 with an offset", () => {
+    expect(parseTimestamp(1_764_072_000_000)).toBe(1_764_072_000_000);
+    expect(parseTimestamp("2026-11-25T11:00:00Z")).toBe(Date.UTC(2026, 10, 25, 11));
+    expect(parseTimestamp("2026-11-25T13:00:00.250+02:00")).toBe(Date.UTC(2026, 10, 25, 11, 0, 0, 250));
+    expect(parseTimestamp("2026-11-25T06:00-0500")).toBe(Date.UTC(2026, 10, 25, 11));
+  });
+
+  it.each([
+    ["a fraction of a millisecond", 1.5, /must be an integer/],
+    ["an unsafe integer", 2 ** 53, /must be an integer/],
+    ["a boolean", true, /must be an integer/],
+    ["an object", { ms: 1 }, /must be an integer/],
+    ["digits in a string", "1764072000000", /string must be ISO-8601 with a UTC offset/],
+    ["an ISO time without offset", "2026-11-25T11:00:00", /string must be ISO-8601 with a UTC offset/],
+    ["a date alone", "2026-11-25", /string must be ISO-8601 with a UTC offset/],
+    ["a month 13", "2026-13-45T11:00:00Z", /^is not a valid date$/],
+  ])("is refused for %s, with a reason that follows the field name", (_name, raw, reason) => {
+    expect(parseTimestamp(raw)).toMatch(reason);
+  });
+
+  it("has the ISO pattern that the parser uses, and 2000-01-01 as the earliest bound", () => {
+    expect(ISO_WITH_OFFSET.test("2026-11-25T11:00Z")).toBe(true);
+    expect(ISO_WITH_OFFSET.test("2026-11-25 11:00Z")).toBe(false);
+    expect(MIN_TS).toBe(Date.parse("2000-01-01T00:00:00Z"));
+  });
+});
