@@ -10,6 +10,7 @@ import { declareTopology, type QueueType, queueNames } from "../amqp/topology.js
 import { AVRO_CONTENT_TYPE, messageIdOf } from "../gateway/amqp-output.js";
 import { parsePayload } from "../gateway/validate.js";
 import { SchemaRegistry } from "../schemas/index.js";
+import { prepareInsertOne } from "../store/bench-helpers.js";
 import { openDatabase } from "../store/sqlite.js";
 import { heard, tell } from "./ipc.js";
 
@@ -107,13 +108,8 @@ export async function runNaiveGateway(c: NaiveGatewayConfig): Promise<void> {
 export async function runNaiveProcessor(c: NaiveProcessorConfig): Promise<void> {
   const registry = SchemaRegistry.load();
   const db = openDatabase(c.dbPath);
-  const insert = db.prepare(
-    "INSERT INTO readings (device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at) " +
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-  );
-  const storeOne = db.transaction((r: ReturnType<SchemaRegistry["decode"]>) =>
-    insert.run(r.device_id, r.sensor, r.ts, r.value, r.unit, r.seq, r.gateway_id, r.received_at, Date.now()),
-  );
+  const insert = prepareInsertOne(db);
+  const storeOne = db.transaction((r: ReturnType<SchemaRegistry["decode"]>) => insert(r, Date.now()));
   const conn = await amqp.connect(c.amqpUrl);
   conn.on("error", logError("naive processor amqp"));
   const ch = await conn.createChannel();

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { QueueType } from "../amqp/topology.js";
 import { queueNames } from "../amqp/topology.js";
 import { startService } from "../scripts/spawn.js";
-import { openDatabase } from "../store/sqlite.js";
+import { inspectStore } from "../store/inspect.js";
 import { forkWorker, type Worker } from "./ipc.js";
 import { histogramBound, histogramMean, type Samples, scrape, total } from "./metrics.js";
 import type { NaiveGatewayConfig, NaiveProcessorConfig } from "./naive.js";
@@ -233,38 +233,32 @@ export function analyzeRows(
   latencyFrom: number,
   expect?: { sent: number; devices: number; sensors: number; devicePrefix: string; baseTs: number },
 ): RowAnalysis {
-  const db = openDatabase(dbPath, { readonly: true });
+  const store = inspectStore(dbPath);
   try {
     const commitsByTime = new Map<number, number>();
     const lat: number[] = [];
     const toRecv: number[] = [];
     const toCommit: number[] = [];
-    const rowsIter = db.prepare("SELECT seq, received_at, stored_at FROM readings").raw().iterate();
-    for (const row of rowsIter as Iterable<[number, number, number]>) {
-      const [seq, receivedAt, storedAt] = row;
+    for (const [seq, receivedAt, storedAt] of store.times()) {
       commitsByTime.set(storedAt, (commitsByTime.get(storedAt) ?? 0) + 1);
-      if (seq >= latencyFrom) {
+      if (seq !== null && seq >= latencyFrom) {
         lat.push(storedAt - seq);
         toRecv.push(receivedAt - seq);
         toCommit.push(storedAt - receivedAt);
       }
     }
     const commits = [...commitsByTime].map(([t, n]) => ({ t, n }));
-    const sums = db.prepare("SELECT count(*) AS n, total(value) AS v FROM readings").get() as {
-      n: number;
-      v: number;
-    };
+    const totals = store.totals();
+    const sums = { n: totals.rows, v: totals.valueSum };
     const problems: string[] = [];
     if (expect) {
       const keys = expect.devices * expect.sensors;
       if (sums.n !== expect.sent) problems.push(`${sums.n} rows for ${expect.sent} readings sent`);
       const want = expectedValueSum(expect.sent);
       if (sums.v !== want) problems.push(`sum of values ${sums.v}, expected ${want}`);
-      const perKey = db
-        .prepare(
-          "SELECT device_id AS d, sensor AS s, count(*) AS n, min(ts) AS lo, max(ts) AS hi FROM readings GROUP BY 1, 2",
-        )
-        .all() as { d: string; s: string; n: number; lo: number; hi: number }[];
+      const perKey = store
+        .series()
+        .map((k) => ({ d: k.device_id, s: k.sensor, n: k.rows, lo: k.firstTs, hi: k.lastTs }));
       const found = new Map(perKey.map((k) => [`${k.d}/${k.s}`, k]));
       let bad = 0;
       for (let j = 0; j < keys; j++) {
@@ -295,7 +289,7 @@ export function analyzeRows(
       commits,
     };
   } finally {
-    db.close();
+    store.close();
   }
 }
 

@@ -8,6 +8,7 @@ import { connect as mqttConnect } from "mqtt";
 import type { QueueType } from "../amqp/topology.js";
 import { AVRO_CONTENT_TYPE } from "../gateway/amqp-output.js";
 import { type Reading, SchemaRegistry } from "../schemas/index.js";
+import { prepareInsertOne } from "../store/bench-helpers.js";
 import { openDatabase, SqliteStore } from "../store/sqlite.js";
 import { forkWorker, heard, tell } from "./ipc.js";
 import { cpuMeter } from "./proc.js";
@@ -366,9 +367,6 @@ export interface SqliteCeilings {
 /** better-sqlite3 with WAL and synchronous=FULL on the `readings` table (store/sqlite.ts opens and migrates it). */
 export function sqliteCeilings(dir: string, count: number): SqliteCeilings {
   const readings = Array.from({ length: count }, (_, i) => benchReading(i));
-  const insertSql =
-    "INSERT INTO readings (device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at) " +
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING";
   const fresh = (name: string) => {
     const path = join(dir, `${name}.db`);
     for (const suffix of ["", "-wal", "-shm"]) rmSync(`${path}${suffix}`, { force: true });
@@ -376,11 +374,9 @@ export function sqliteCeilings(dir: string, count: number): SqliteCeilings {
   };
 
   const db = openDatabase(fresh("raw-batched"));
-  const insert = db.prepare(insertSql);
+  const insert = prepareInsertOne(db);
   const writeBatch = db.transaction((rows: Reading[], storedAt: number) => {
-    for (const r of rows) {
-      insert.run(r.device_id, r.sensor, r.ts, r.value, r.unit, r.seq, r.gateway_id, r.received_at, storedAt);
-    }
+    for (const r of rows) insert(r, storedAt);
   });
   let cpu = cpuMeter({ writer: process.pid });
   let t0 = performance.now();
@@ -398,20 +394,8 @@ export function sqliteCeilings(dir: string, count: number): SqliteCeilings {
   void store.close();
 
   const one = openDatabase(fresh("raw-per-row"));
-  const insertOne = one.prepare(insertSql);
-  const writeOne = one.transaction((r: Reading) =>
-    insertOne.run(
-      r.device_id,
-      r.sensor,
-      r.ts,
-      r.value,
-      r.unit,
-      r.seq,
-      r.gateway_id,
-      r.received_at,
-      Date.now(),
-    ),
-  );
+  const insertOne = prepareInsertOne(one);
+  const writeOne = one.transaction((r: Reading) => insertOne(r, Date.now()));
   const perRowCount = Math.min(count, SQLITE_PER_ROW_COUNT);
   cpu = cpuMeter({ writer: process.pid });
   t0 = performance.now();

@@ -7,7 +7,7 @@
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { openDatabase } from "../store/sqlite.js";
+import { inspectStore } from "../store/inspect.js";
 import { CLI, startService } from "./spawn.js";
 
 const COUNT = Number(process.env.DEMO_COUNT ?? 30_000);
@@ -15,6 +15,8 @@ const DEVICES = Number(process.env.DEMO_DEVICES ?? 20);
 /** Readings/s offered: below what the pipeline sustains, so a broker with default queue limits drops nothing. */
 const RATE = Number(process.env.DEMO_RATE ?? 2_500);
 const WAIT_MS = 120_000;
+/** Series printed at the end, as a glimpse of what was stored. */
+const SERIES_SHOWN = 5;
 
 interface Recorded {
   deviceId: string;
@@ -76,19 +78,14 @@ async function main(): Promise<number> {
     .split("\n")
     .filter(Boolean)
     .map((l) => JSON.parse(l) as Recorded);
-  const db = openDatabase(dbPath, { readonly: true });
-  const lookup = db.prepare(
-    "SELECT value, unit, seq FROM readings WHERE device_id = ? AND sensor = ? AND ts = ?",
-  );
+  const store = inspectStore(dbPath);
   let missing = sent;
   let mismatched = 0;
   const deadline = Date.now() + WAIT_MS;
   while (missing.length > 0 && Date.now() < deadline) {
     const still: Recorded[] = [];
     for (const r of missing) {
-      const row = lookup.get(r.deviceId, r.sensor, r.ts) as
-        | { value: number; unit: string | null; seq: number }
-        | undefined;
+      const row = store.row({ device_id: r.deviceId, sensor: r.sensor, ts: r.ts });
       if (!row) still.push(r);
       else if (row.value !== r.value || row.unit !== r.unit || row.seq !== r.seq) mismatched++;
     }
@@ -96,16 +93,21 @@ async function main(): Promise<number> {
     if (missing.length > 0) await new Promise((r) => setTimeout(r, 250));
   }
   const seconds = (Date.now() - started) / 1000;
-  db.close();
+  const series = store.series();
+  store.close();
 
   const [gwCode, procCode] = await Promise.all([gateway.stop(), processor.stop()]);
   say(
     `stored ${sent.length - missing.length} of ${sent.length} acknowledged readings, ${mismatched} differing, in ${seconds.toFixed(1)} s (${Math.round(sent.length / seconds).toLocaleString("en")} readings/s end to end)`,
   );
   say(`gateway exited ${gwCode}, processor exited ${procCode} after SIGTERM`);
-  say(
-    `look at the data: sqlite3 ${dbPath} "SELECT device_id, sensor, count(*), min(value), max(value) FROM readings GROUP BY 1, 2 LIMIT 10"`,
-  );
+  say(`${series.length} series in ${dbPath}; the first ${Math.min(series.length, SERIES_SHOWN)}:`);
+  for (const s of series.slice(0, SERIES_SHOWN)) {
+    say(
+      `  ${s.device_id}/${s.sensor}: ${s.rows} rows, ${new Date(s.firstTs).toISOString()} .. ${new Date(s.lastTs).toISOString()}, values ${s.minValue} .. ${s.maxValue}`,
+    );
+  }
+  say(`look at the data: sqlite3 ${dbPath}`);
   return missing.length === 0 && mismatched === 0 && gwCode === 0 && procCode === 0 ? 0 : 1;
 }
 

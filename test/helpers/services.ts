@@ -3,12 +3,12 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import amqp from "amqplib";
-import Database from "better-sqlite3";
 import mqtt from "mqtt";
 import { inject } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
 
 import { CLI } from "../../scripts/spawn.js";
+import type { StoredRow } from "../../store/inspect.js";
 
 export { runCli, type Service, startService } from "../../scripts/spawn.js";
 
@@ -64,43 +64,12 @@ export async function httpGet(port: number, path: string): Promise<{ status: num
   return { status: res.status, body: await res.text() };
 }
 
-/** Number of rows in `readings`, or 0 while the database does not exist yet. */
-export function countRows(dbPath: string): number {
-  try {
-    const db = new Database(dbPath, { readonly: true, fileMustExist: true });
-    try {
-      return (db.prepare("SELECT count(*) AS n FROM readings").get() as { n: number }).n;
-    } finally {
-      db.close();
-    }
-  } catch {
-    return 0;
-  }
-}
-
-export interface Row {
-  device_id: string;
-  sensor: string;
-  ts: number;
-  value: number;
-  unit: string | null;
-  seq: number | null;
-  gateway_id: string;
-  received_at: number;
-  /** `good`, `uncertain` or `bad` (schema version 2 on; `good` for version 1 readings). */
-  quality: string;
-  /** JSON text of the reading's tags, `{}` when none. */
-  tags: string;
-}
-
-export function readRows(dbPath: string): Row[] {
-  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
-  try {
-    return db.prepare("SELECT * FROM readings ORDER BY device_id, sensor, ts").all() as Row[];
-  } finally {
-    db.close();
-  }
-}
+/**
+ * Rows as tests read them: every column of `readings`. Reading goes through store/inspect.ts, which owns the SQL
+ * (`countRows` returns 0 while the database does not exist yet; `readRows` orders by device_id, sensor, ts).
+ */
+export type Row = StoredRow;
+export { countRows, inspectStore, readRows } from "../../store/inspect.js";
 
 /** Deletes the test's queues, its gateway's MQTT session and its files. */
 export async function cleanup(names: TestNames): Promise<void> {

@@ -4,7 +4,7 @@ import { declareTopology } from "../../amqp/topology.js";
 import { silentLogger } from "../../common/log.js";
 import { type RunningProcessor, startProcessor } from "../../processor/processor.js";
 import { SchemaRegistry } from "../../schemas/index.js";
-import type { ReadingStore, WriteResult } from "../../store/sqlite.js";
+import type { ReadingStore, WriteResult } from "../../store/index.js";
 import { cleanup, httpGet, type TestNames, testNames } from "../helpers/services.js";
 
 /** A store on a disk that hangs (a dead NFS mount, a stuck controller): commits neither succeed nor fail. */
