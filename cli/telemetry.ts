@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import type { CliCommand } from "../common/command.js";
+import { type CliCommand, commandList } from "../common/command.js";
 import { gatewayCommand } from "../gateway/index.js";
 import { processorCommand } from "../processor/index.js";
 import { schemasCommand } from "../schemas/command.js";
@@ -8,14 +8,13 @@ import { simulateCommand } from "../simulators/index.js";
 const commands: readonly CliCommand[] = [gatewayCommand, processorCommand, simulateCommand, schemasCommand];
 
 function usage(): string {
-  const width = Math.max(...commands.map((c) => c.name.length));
   return [
     "Usage: telemetry <command> [options]",
     "",
     "Sensor telemetry pipeline: MQTT -> gateway -> RabbitMQ -> processor -> SQLite.",
     "",
     "Commands:",
-    ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary.split("\n")[0]}`),
+    ...commandList(commands.map((c) => ({ word: c.name, summary: c.summary }))),
     "",
     "Run `telemetry <command> --help` for a command's options. Flags override environment variables,",
     "which override defaults. A bad option exits with code 2 before anything connects.",

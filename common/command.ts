@@ -1,4 +1,13 @@
-import { ConfigError, type ConfigOf, helpText, parseConfig, type Spec } from "../common/config.js";
+import {
+  ConfigError,
+  type ConfigOf,
+  collectConfig,
+  effectiveConfig,
+  helpText,
+  parseConfig,
+  type Spec,
+  wrap,
+} from "../common/config.js";
 
 /**
  * One `telemetry <name>` subcommand. The CLI parses argv and the environment against `spec` (exit 2 on a bad
@@ -16,6 +25,16 @@ export interface Command<S extends Spec = Spec> {
   readonly run: (config: ConfigOf<S>) => Promise<number>;
 }
 
+/** A whole configuration read without running anything: every problem, and what would run (secrets masked). */
+export interface Validation {
+  /** One line each; empty when the configuration is good. */
+  readonly problems: readonly string[];
+  /** The parsed settings by key, when every one parsed (for `check --connect`). */
+  readonly config?: Readonly<Record<string, unknown>>;
+  /** Each setting by variable name as it would print (secrets `***`), when every one parsed. */
+  readonly effective?: Readonly<Record<string, string>>;
+}
+
 /** A command as the CLI sees it, whatever its settings. */
 export interface CliCommand {
   readonly name: string;
@@ -24,12 +43,24 @@ export interface CliCommand {
   help(argv?: readonly string[]): string;
   /** Parses `argv` and `env` (a bad value: one line on stderr, exit code 2), then runs. */
   execute(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<number>;
+  /** Reads the configuration `execute` would read, reporting every problem at once; connects to nothing. */
+  validate?(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Validation;
 }
 
 export function defineCommand<S extends Spec>(c: Command<S>): Command<S> & CliCommand {
   return {
     ...c,
     help: () => helpText(c.usage, c.summary, c.spec, c.extraHelp),
+    validate(argv, env) {
+      const { config, problems } = collectConfig(c.spec, argv, env);
+      if (!config) return { problems };
+      const problem = c.check?.(config);
+      return {
+        problems: problem ? [problem] : [],
+        config: config as Readonly<Record<string, unknown>>,
+        effective: effectiveConfig(c.spec, config),
+      };
+    },
     async execute(argv, env) {
       let config: ConfigOf<S>;
       try {
@@ -46,6 +77,23 @@ export function defineCommand<S extends Spec>(c: Command<S>): Command<S> & CliCo
   };
 }
 
+/** Width `--help` wraps command lists to. */
+const HELP_WIDTH = 100;
+
+/**
+ * A list of commands with their whole summaries (never cut mid-sentence), each wrapped under its name:
+ * `  name  summary...` with continuation lines aligned after the name column.
+ */
+export function commandList(
+  entries: readonly { readonly word: string; readonly summary: string }[],
+): string[] {
+  const width = Math.max(...entries.map((e) => e.word.length));
+  const indent = " ".repeat(width + 4);
+  return entries.map(
+    (e) => `  ${e.word.padEnd(width)}  ${wrap(e.summary, HELP_WIDTH - indent.length, indent)}`,
+  );
+}
+
 /**
  * A command made of subcommands, `telemetry <name> <subcommand> [options]`, e.g. `telemetry schemas check`. Each
  * subcommand is a {@link defineCommand} whose `name` is the full `"<name> <subcommand>"`. A missing or unknown
@@ -58,20 +106,18 @@ export function defineGroup(g: {
 }): CliCommand {
   const word = (c: CliCommand) => c.name.slice(g.name.length + 1);
   const find = (argv: readonly string[] | undefined) => g.commands.find((c) => word(c) === argv?.[0]);
-  const usage = () => {
-    const width = Math.max(...g.commands.map((c) => word(c).length));
-    return [
+  const usage = () =>
+    [
       `Usage: telemetry ${g.name} <${g.commands.map(word).join("|")}> [options]`,
       "",
       g.summary,
       "",
       "Subcommands:",
-      ...g.commands.map((c) => `  ${word(c).padEnd(width)}  ${c.summary.split("\n")[0]}`),
+      ...commandList(g.commands.map((c) => ({ word: word(c), summary: c.summary }))),
       "",
       `Run \`telemetry ${g.name} <subcommand> --help\` for its options.`,
       "",
     ].join("\n");
-  };
   return {
     name: g.name,
     summary: g.summary,
