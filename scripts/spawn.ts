@@ -21,13 +21,18 @@ export interface Service {
   readonly exited: Promise<number | null>;
 }
 
-/** Starts `telemetry <command>` and resolves once it logged that it started (with its HTTP port). */
+/**
+ * Starts `telemetry <command>` and resolves once it logged that it started (with its HTTP port). `prefix` runs it
+ * through another program, e.g. `ip netns exec <ns>` (which execs in place, so signals reach the service).
+ */
 export async function startService(
   command: "gateway" | "processor",
   env: Record<string, string>,
   args: string[] = [],
+  prefix: readonly string[] = [],
 ): Promise<Service> {
-  const proc = spawn(process.execPath, [CLI, command, ...args], {
+  const [file = process.execPath, ...argv] = [...prefix, process.execPath, CLI, command, ...args];
+  const proc = spawn(file, argv, {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
