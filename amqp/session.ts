@@ -1,17 +1,122 @@
 import { EventEmitter } from "node:events";
+import type { Duplex } from "node:stream";
 import amqp, { type ChannelModel } from "amqplib";
 import { backoffDelay, sleep } from "../common/backoff.js";
 import type { Logger } from "../common/log.js";
+import type { Health } from "../common/pipeline.js";
 
 const RECONNECT_MIN_MS = 200;
 const RECONNECT_MAX_MS = 15_000;
-const HEARTBEAT_SECONDS = 10;
+/**
+ * amqplib closes a connection after two heartbeat intervals without a frame from the broker (checked once per
+ * interval, so 2-3 intervals): 5 s notices a hung broker or a cut network in 10-15 s, and stays within RabbitMQ's
+ * advice (5-20 s) against false alarms on a busy link. `?heartbeat=N` in AMQP_URL overrides it.
+ */
+const HEARTBEAT_SECONDS = 5;
+/** TCP connect plus the AMQP handshake: a hung node accepts the TCP connection (the kernel does) and never answers. */
+const CONNECT_TIMEOUT_MS = 10_000;
+/** How long `close()` waits for RabbitMQ's close-ok before dropping the socket (a hung broker never sends it). */
+const CLOSE_TIMEOUT_MS = 2_000;
+/** Retry interval after a mistake retrying sooner cannot cure (wrong password, a queue declared otherwise). */
+const MISTAKE_RETRY_MS = 10_000;
 
-/** Adds a heartbeat to the URL unless the user chose one, so a dead peer is noticed within seconds. */
+/** Adds a heartbeat to the URL unless the user chose one, so a dead or hung peer is noticed within seconds. */
 function withHeartbeat(url: string): string {
   const u = new URL(url);
   if (!u.searchParams.has("heartbeat")) u.searchParams.set("heartbeat", String(HEARTBEAT_SECONDS));
   return u.toString();
+}
+
+/** `host:port` of an AMQP URL, the one way the broker is named in logs and health (never the credentials). */
+export function brokerAddress(url: string): string {
+  const u = new URL(url);
+  return `${u.hostname}:${u.port || (u.protocol === "amqps:" ? 5_671 : 5_672)}`;
+}
+
+/**
+ * Thrown by `onConnect` for a mistake that retrying cannot cure until an operator changes the broker or the
+ * configuration (a queue that exists with other arguments). Its message is the one line the operator needs; the
+ * session shows it as it is and retries every 10 s, so fixing the cause heals the service without a restart.
+ */
+export class AmqpConfigurationError extends Error {
+  override readonly name = "AmqpConfigurationError";
+}
+
+/** What went wrong with a connection, in one line for the log and `/readyz`, and whether to retry slowly. */
+export interface AmqpProblem {
+  readonly text: string;
+  /** A mistake (login refused, queue declared otherwise): retried every 10 s rather than with fast backoff. */
+  readonly mistake: boolean;
+}
+
+/**
+ * Describes an error from connecting to `broker` (`host:port`), from `onConnect`, or the one a lost connection
+ * closed with. Pure: amqplib's and Node's messages in, the operator's line out. Never includes credentials
+ * (amqplib's messages hold none and the URL is never quoted).
+ */
+export function describeAmqpError(err: unknown, broker: string): AmqpProblem {
+  if (err instanceof AmqpConfigurationError) return { text: err.message, mistake: true };
+  const message = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (/ACCESS[-_]REFUSED/.test(message)) {
+    return {
+      text: `${broker} refused the login (ACCESS_REFUSED): check the user name and password of AMQP_URL`,
+      mistake: true,
+    };
+  }
+  if (/NOT[-_]ALLOWED/.test(message) || /^Expected ConnectionOpenOk; got <ConnectionClose/.test(message)) {
+    return {
+      text: `${broker} refused to open the virtual host of AMQP_URL (it does not exist, or the user may not use it)`,
+      mistake: true,
+    };
+  }
+  if (message === "connect ETIMEDOUT" || code === "ETIMEDOUT") {
+    return {
+      text: `${broker} did not answer within ${CONNECT_TIMEOUT_MS / 1_000} s (a hung broker or a network cut)`,
+      mistake: false,
+    };
+  }
+  if (message === "Heartbeat timeout") {
+    return {
+      text: `${broker} stopped answering: no heartbeat (a hung broker or a network cut)`,
+      mistake: false,
+    };
+  }
+  switch (code) {
+    case "ECONNREFUSED":
+      return {
+        text: `${broker} refused the connection (ECONNREFUSED: RabbitMQ down or a wrong port)`,
+        mistake: false,
+      };
+    case "ECONNRESET":
+      return { text: `${broker} reset the connection (ECONNRESET)`, mistake: false };
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return { text: `${broker}: host name not found (${code})`, mistake: false };
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+      return { text: `${broker} unreachable (${code})`, mistake: false };
+  }
+  return { text: `${broker}: ${message}`, mistake: false };
+}
+
+/** amqplib keeps the socket untyped on `connection.stream`; it is the one handle a hung broker leaves open. */
+function socketOf(conn: ChannelModel): Duplex | undefined {
+  return (conn.connection as unknown as { stream?: Duplex }).stream;
+}
+
+/**
+ * Closes `conn`, waiting at most CLOSE_TIMEOUT_MS for RabbitMQ's close-ok, then drops the socket either way: a hung
+ * broker never answers, and a socket left half-closed keeps the process from exiting.
+ */
+async function closeConnection(conn: ChannelModel): Promise<void> {
+  const timeout = new AbortController();
+  try {
+    await Promise.race([conn.close().catch(() => undefined), sleep(CLOSE_TIMEOUT_MS, timeout.signal)]);
+  } finally {
+    timeout.abort();
+    socketOf(conn)?.destroy();
+  }
 }
 
 export interface AmqpSessionOptions {
@@ -21,7 +126,8 @@ export interface AmqpSessionOptions {
   log: Logger;
   /**
    * Called after each successful connection: create channels, declare, consume. If it throws, the connection is
-   * closed and the attempt counts as failed. Channels it creates must be closed by the connection's end.
+   * closed and the attempt counts as failed (an `AmqpConfigurationError` is shown as it is and retried slowly).
+   * Channels it creates must be closed by the connection's end.
    */
   onConnect: (conn: ChannelModel) => Promise<void>;
   /** Called once per lost connection, before reconnecting; not called after close(). */
@@ -30,80 +136,157 @@ export interface AmqpSessionOptions {
 
 /**
  * One logical AMQP connection that stays up: connects, and after any loss (broker restart, network, a channel
- * error) reconnects forever with exponential backoff and full jitter, calling `onConnect` again each time.
- * Emits "blocked" (reason) / "unblocked" when RabbitMQ blocks publishers on a resource alarm.
+ * error, missed heartbeats) reconnects forever with exponential backoff and full jitter, calling `onConnect` again
+ * each time. Every failed attempt is one log line naming the broker's `host:port` and the reason, and `health()`
+ * holds the latest. Emits "blocked" (reason) / "unblocked" when RabbitMQ blocks publishers on a resource alarm.
  */
 export class AmqpSession extends EventEmitter {
   #conn: ChannelModel | undefined;
+  /** The connection whose `onConnect` is running: closed by `close()` too, so a start that hangs there ends. */
+  #opening: ChannelModel | undefined;
   #closing = false;
   #stopped = new AbortController();
   #loop: Promise<void> | undefined;
+  readonly #broker: string;
+  #health: Health;
 
   constructor(private readonly opts: AmqpSessionOptions) {
     super();
+    this.#broker = brokerAddress(opts.url);
+    this.#health = { ready: false, reason: `rabbitmq not connected: connecting to ${this.#broker}` };
   }
 
   get connected(): boolean {
     return this.#conn !== undefined;
   }
 
-  /** Starts the connect loop; resolves once the first connection is up and `onConnect` has finished. */
-  start(): Promise<void> {
-    let firstUp!: () => void;
-    const first = new Promise<void>((resolve) => {
-      firstUp = resolve;
+  /**
+   * Ready while connected and `onConnect` has finished; otherwise why not, e.g. `rabbitmq not connected:
+   * 127.0.0.1:5672 refused the connection (...)`, or an `AmqpConfigurationError`'s line after `rabbitmq: `.
+   */
+  health(): Health {
+    return this.#health;
+  }
+
+  /**
+   * Starts the connect loop; resolves once the first connection is up and `onConnect` has finished. When `signal`
+   * aborts first, the session closes (no more attempts) and the promise rejects with the signal's reason; after the
+   * first connection the signal is ignored (`close()` ends the session then). Rejects too if `close()` is called
+   * before the first connection.
+   */
+  start(signal?: AbortSignal): Promise<void> {
+    if (this.#loop) return Promise.reject(new Error("AmqpSession.start called twice"));
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) {
+        this.#closing = true;
+        reject(signal.reason);
+        return;
+      }
+      const onAbort = () => {
+        this.close().then(
+          () => reject(signal?.reason),
+          () => reject(signal?.reason),
+        );
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#loop = this.#run(() => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      });
+      this.#loop.then(
+        () => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(new Error("AmqpSession closed before it connected"));
+        },
+        (err: unknown) => reject(err),
+      );
     });
-    this.#loop = this.#run(firstUp);
-    return Promise.race([first, this.#loop]);
+  }
+
+  /** Records why the session is not connected, for `health()`, and returns it for the log. */
+  #failed(err: unknown): AmqpProblem {
+    const problem = describeAmqpError(err, this.#broker);
+    const prefix = err instanceof AmqpConfigurationError ? "rabbitmq" : "rabbitmq not connected";
+    this.#health = { ready: false, reason: `${prefix}: ${problem.text}` };
+    return problem;
+  }
+
+  /** `amqp.connect`, given up at once when the session closes (a connection that opens after that is closed). */
+  async #connect(): Promise<ChannelModel | undefined> {
+    const connecting = amqp.connect(withHeartbeat(this.opts.url), {
+      timeout: CONNECT_TIMEOUT_MS,
+      clientProperties: { connection_name: this.opts.name },
+    });
+    const stopped = this.#stopped.signal;
+    const conn = await Promise.race([
+      connecting,
+      new Promise<undefined>((resolve) => stopped.addEventListener("abort", () => resolve(undefined))),
+    ]);
+    if (!conn) connecting.then(closeConnection, () => undefined);
+    return conn;
   }
 
   async #run(firstUp: () => void): Promise<void> {
     const { log } = this.opts;
+    const broker = this.#broker;
     let attempt = 0;
     while (!this.#closing) {
       attempt++;
       let conn: ChannelModel | undefined;
+      let delay: number;
       try {
-        conn = await amqp.connect(withHeartbeat(this.opts.url), {
-          clientProperties: { connection_name: this.opts.name },
-        });
+        conn = await this.#connect();
+        if (!conn) break;
+        const opened = conn;
+        this.#opening = opened;
         const lost = new Promise<Error | undefined>((resolve) => {
-          conn?.on("close", (err?: Error) => resolve(err));
-          conn?.on("error", (err: Error) => log.warn({ err: err.message }, "amqp connection error"));
+          opened.on("close", (err?: Error) => {
+            socketOf(opened)?.destroy();
+            resolve(err);
+          });
+          opened.on("error", (err: Error) => log.warn({ broker, err: err.message }, "amqp connection error"));
         });
-        conn.on("blocked", (reason: string) => this.emit("blocked", reason));
-        conn.on("unblocked", () => this.emit("unblocked"));
-        await this.opts.onConnect(conn);
+        opened.on("blocked", (reason: string) => this.emit("blocked", reason));
+        opened.on("unblocked", () => this.emit("unblocked"));
+        await this.opts.onConnect(opened);
+        this.#opening = undefined;
         if (this.#closing) break;
-        this.#conn = conn;
-        log.info({ attempt }, "amqp connected");
+        this.#conn = opened;
+        this.#health = { ready: true };
+        log.info({ broker, attempt }, "amqp connected");
         attempt = 0;
         firstUp();
         const err = await lost;
         this.#conn = undefined;
         if (this.#closing) break;
-        log.warn({ err: err?.message }, "amqp connection lost; reconnecting");
+        const problem = this.#failed(err ?? new Error("closed by the broker"));
+        log.warn({ broker, err: problem.text }, "amqp connection lost; reconnecting");
         this.opts.onDisconnect(err);
+        delay = backoffDelay(1, RECONNECT_MIN_MS, RECONNECT_MAX_MS);
       } catch (err) {
-        if (conn) await conn.close().catch(() => undefined);
-        if (this.#conn === conn) this.#conn = undefined;
+        this.#opening = undefined;
+        if (conn) await closeConnection(conn);
         if (this.#closing) break;
-        log.warn({ attempt, err: err instanceof Error ? err.message : String(err) }, "amqp connect failed");
+        const problem = this.#failed(err);
+        delay = problem.mistake
+          ? MISTAKE_RETRY_MS
+          : backoffDelay(attempt, RECONNECT_MIN_MS, RECONNECT_MAX_MS);
+        log.warn({ broker, attempt, retryInMs: delay, err: problem.text }, "amqp connect failed");
       }
-      await sleep(
-        backoffDelay(Math.max(attempt, 1), RECONNECT_MIN_MS, RECONNECT_MAX_MS),
-        this.#stopped.signal,
-      );
+      await sleep(delay, this.#stopped.signal);
     }
+    if (this.#opening) await closeConnection(this.#opening);
+    this.#opening = undefined;
   }
 
-  /** Stops reconnecting and closes the connection (and with it every channel). */
+  /** Stops reconnecting and closes the connection (and with it every channel), within a few seconds even if the broker hangs. */
   async close(): Promise<void> {
     this.#closing = true;
     this.#stopped.abort();
-    const conn = this.#conn;
+    const conns = [this.#conn, this.#opening];
     this.#conn = undefined;
-    if (conn) await conn.close().catch(() => undefined);
+    this.#health = { ready: false, reason: "rabbitmq connection closed" };
+    await Promise.all(conns.map((c) => c && closeConnection(c)));
     await this.#loop?.catch(() => undefined);
   }
 }
