@@ -1,4 +1,5 @@
 import type { Channel, Options } from "amqplib";
+import { AmqpConfigurationError } from "./session.js";
 
 export type QueueType = "quorum" | "classic";
 
@@ -10,10 +11,44 @@ export function queueNames(queue: string) {
   return { readings: queue, rejected: `${queue}.rejected`, dead: `${queue}.dead` } as const;
 }
 
+/** AMQP reply code of a re-declaration with other arguments (the broker then closes the channel). */
+const PRECONDITION_FAILED = 406;
+/** RabbitMQ's words for it: `inequivalent arg 'x-queue-type' for queue 'q' in vhost '/': received 'quorum' but current is 'classic'`. */
+const INEQUIVALENT =
+  /inequivalent arg '([^']+)' for queue '([^']+)' in vhost '[^']*': received (.+?) but current is (.+?)"?$/;
+
+/**
+ * The one line an operator needs when RabbitMQ refused to declare `queue` as `type` because it exists with other
+ * arguments (`rabbitMessage`: amqplib's error message, holding RabbitMQ's PRECONDITION_FAILED text). Pure.
+ */
+export function describeQueueMismatch(queue: string, type: QueueType, rabbitMessage: string): string {
+  const m = INEQUIVALENT.exec(rabbitMessage);
+  const fix = "delete it (after moving its messages) so that it is declared again";
+  if (m?.[1] === "x-queue-type") {
+    const current = m[4] === "none" ? "classic" : m[4]!.replace(/^'|'$/g, "");
+    return `queue ${m[2]} exists as ${current} but QUEUE_TYPE is ${type}: ${fix}, or set QUEUE_TYPE=${current}`;
+  }
+  const detail = m ? `${m[1]}: declared ${m[3]}, the queue has ${m[4]}` : rabbitMessage;
+  return `queue ${m?.[2] ?? queue} exists with other arguments than QUEUE_TYPE=${type} declares (${detail}): ${fix}, or set QUEUE_TYPE to its type`;
+}
+
+/** `ch.assertQueue`, a refusal for other arguments turned into an `AmqpConfigurationError` saying what to do. */
+async function assertQueue(ch: Channel, queue: string, type: QueueType, options: Options.AssertQueue) {
+  try {
+    await ch.assertQueue(queue, options);
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== PRECONDITION_FAILED) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    throw new AmqpConfigurationError(describeQueueMismatch(queue, type, message), { cause: err });
+  }
+}
+
 /**
  * Declares `<QUEUE>`, `<QUEUE>.rejected` and `<QUEUE>.dead`, durable, with the same arguments from every service
  * (RabbitMQ refuses a re-declaration with other arguments). Messages dead-lettered by the broker itself (delivery
- * limit reached, rejected without requeue) go from `<QUEUE>` to `<QUEUE>.dead`.
+ * limit reached, rejected without requeue) go from `<QUEUE>` to `<QUEUE>.dead`. A queue that exists with other
+ * arguments (classic where quorum is configured, or the reverse) rejects with an `AmqpConfigurationError` whose
+ * message names the queue and the fix; the channel is closed by RabbitMQ then.
  */
 export async function declareTopology(ch: Channel, queue: string, type: QueueType): Promise<void> {
   const names = queueNames(queue);
@@ -30,7 +65,7 @@ export async function declareTopology(ch: Channel, queue: string, type: QueueTyp
       "x-overflow": "reject-publish",
     });
   }
-  await ch.assertQueue(names.dead, base);
-  await ch.assertQueue(names.rejected, base);
-  await ch.assertQueue(names.readings, { durable: true, arguments: deadLettering });
+  await assertQueue(ch, names.dead, type, base);
+  await assertQueue(ch, names.rejected, type, base);
+  await assertQueue(ch, names.readings, type, { durable: true, arguments: deadLettering });
 }
