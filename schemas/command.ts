@@ -3,6 +3,7 @@ import { defineCommand, defineGroup } from "../common/command.js";
 import { parsers, setting } from "../common/config.js";
 import { checkVersions } from "./compat.js";
 import { readSchemaFiles, SchemaRegistry, type SchemaVersion } from "./index.js";
+import { isObject } from "./json.js";
 
 const schemasDir = setting({
   flag: "dir",
@@ -21,10 +22,6 @@ const schemasDir = setting({
     return raw;
   },
 });
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /** A field's type as a person reads it: `string`, `long (timestamp-millis)`, `[null, string]`, `map<string>`. */
 export function describeSchema(schema: unknown): string {
