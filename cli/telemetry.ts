@@ -1,11 +1,24 @@
 #!/usr/bin/env node
 import { type CliCommand, commandList } from "../common/command.js";
 import { gatewayCommand } from "../gateway/index.js";
+import { backupCommand, checkCommand, replayCommand, statusCommand } from "../ops/index.js";
 import { processorCommand } from "../processor/index.js";
 import { schemasCommand } from "../schemas/command.js";
 import { simulateCommand } from "../simulators/index.js";
 
-const commands: readonly CliCommand[] = [gatewayCommand, processorCommand, simulateCommand, schemasCommand];
+/** The long-running services `telemetry check` validates. */
+const services: readonly CliCommand[] = [gatewayCommand, processorCommand];
+
+const commands: readonly CliCommand[] = [
+  gatewayCommand,
+  processorCommand,
+  simulateCommand,
+  schemasCommand,
+  statusCommand,
+  replayCommand,
+  backupCommand,
+  checkCommand(services),
+];
 
 function usage(): string {
   return [

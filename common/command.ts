@@ -1,13 +1,4 @@
-import {
-  ConfigError,
-  type ConfigOf,
-  collectConfig,
-  effectiveConfig,
-  helpText,
-  parseConfig,
-  type Spec,
-  wrap,
-} from "../common/config.js";
+import { type ConfigOf, collectConfig, effectiveConfig, helpText, type Spec, wrap } from "./config.js";
 
 /**
  * One `telemetry <name>` subcommand. The CLI parses argv and the environment against `spec` (exit 2 on a bad
@@ -20,9 +11,11 @@ export interface Command<S extends Spec = Spec> {
   readonly summary: string;
   readonly spec: S;
   readonly extraHelp?: string;
+  /** Names of the required positional arguments (`["FILE"]`), handed to `run` in order. */
+  readonly args?: readonly string[];
   /** Checks across settings (e.g. prefetch >= batch size); return a one-line error to refuse to start. */
   readonly check?: (config: ConfigOf<S>) => string | undefined;
-  readonly run: (config: ConfigOf<S>) => Promise<number>;
+  readonly run: (config: ConfigOf<S>, args: readonly string[]) => Promise<number>;
 }
 
 /** A whole configuration read without running anything: every problem, and what would run (secrets masked). */
@@ -52,7 +45,7 @@ export function defineCommand<S extends Spec>(c: Command<S>): Command<S> & CliCo
     ...c,
     help: () => helpText(c.usage, c.summary, c.spec, c.extraHelp),
     validate(argv, env) {
-      const { config, problems } = collectConfig(c.spec, argv, env);
+      const { config, problems } = collectConfig(c.spec, argv, env, c.args);
       if (!config) return { problems };
       const problem = c.check?.(config);
       return {
@@ -62,17 +55,13 @@ export function defineCommand<S extends Spec>(c: Command<S>): Command<S> & CliCo
       };
     },
     async execute(argv, env) {
-      let config: ConfigOf<S>;
-      try {
-        config = parseConfig(c.spec, argv, env);
-        const problem = c.check?.(config);
-        if (problem) throw new ConfigError(problem);
-      } catch (err) {
-        if (!(err instanceof ConfigError)) throw err;
-        process.stderr.write(`telemetry ${c.name}: ${err.message}\n`);
+      const { config, problems, args } = collectConfig(c.spec, argv, env, c.args);
+      const problem = problems[0] ?? (config && c.check?.(config));
+      if (problem || !config) {
+        process.stderr.write(`telemetry ${c.name}: ${problem ?? "invalid configuration"}\n`);
         return 2;
       }
-      return c.run(config);
+      return c.run(config, args);
     },
   };
 }

@@ -228,6 +228,8 @@ function fromEnvironment(name: string, env: Env): { raw: string; source: string 
 /** The outcome of reading a whole configuration: the config when every setting parsed, and every problem. */
 export interface ConfigResult<S extends Spec> {
   readonly config?: ConfigOf<S>;
+  /** The positional arguments, in order, when the command takes some (`telemetry backup FILE`). */
+  readonly args: readonly string[];
   /** One line each, secrets masked, in the order of the spec (unknown flags first). */
   readonly problems: readonly string[];
 }
@@ -236,8 +238,14 @@ export interface ConfigResult<S extends Spec> {
  * Reads every setting from flags, then environment variables (or their `_FILE`), then defaults, and reports every
  * problem at once rather than the first (for `telemetry check`). Secrets are masked in each problem.
  */
-export function collectConfig<S extends Spec>(spec: S, argv: readonly string[], env: Env): ConfigResult<S> {
+export function collectConfig<S extends Spec>(
+  spec: S,
+  argv: readonly string[],
+  env: Env,
+  positionals: readonly string[] = [],
+): ConfigResult<S> {
   const problems: string[] = [];
+  const args: string[] = [];
   const options: Record<string, { type: "string" | "boolean" }> = {};
   const byFlag = new Map<string, Setting<unknown>>();
   for (const s of Object.values(spec)) {
@@ -246,7 +254,8 @@ export function collectConfig<S extends Spec>(spec: S, argv: readonly string[], 
   }
   const { values, tokens } = parseArgs({ args: [...argv], options, strict: false, tokens: true });
   for (const t of tokens) {
-    if (t.kind === "positional") problems.push(`Unexpected argument '${t.value}'`);
+    if (t.kind === "positional" && args.length < positionals.length) args.push(t.value);
+    else if (t.kind === "positional") problems.push(`Unexpected argument '${t.value}'`);
     else if (t.kind === "option" && !byFlag.has(t.name)) problems.push(`Unknown option '${t.rawName}'`);
     else if (t.kind === "option" && !byFlag.get(t.name)?.boolean && t.value === undefined) {
       problems.push(`Option '${t.rawName} <value>' argument missing`);
@@ -254,6 +263,7 @@ export function collectConfig<S extends Spec>(spec: S, argv: readonly string[], 
       problems.push(`Option '${t.rawName}' does not take an argument`);
     }
   }
+  for (const name of positionals.slice(args.length)) problems.push(`${name} is missing`);
   const out: Record<string, unknown> = {};
   for (const [key, s] of Object.entries(spec)) {
     const fromFlag = values[s.flag];
@@ -285,7 +295,9 @@ export function collectConfig<S extends Spec>(spec: S, argv: readonly string[], 
       problems.push(`${source}=${JSON.stringify(shown)}: ${safeWhy.split("\n")[0]}`);
     }
   }
-  return problems.length > 0 ? { problems } : { config: Object.freeze(out) as ConfigOf<S>, problems };
+  return problems.length > 0
+    ? { problems, args }
+    : { config: Object.freeze(out) as ConfigOf<S>, problems, args };
 }
 
 /**

@@ -1,0 +1,233 @@
+import amqp from "amqplib";
+import { queueNames } from "../amqp/topology.js";
+import { defineCommand } from "../common/command.js";
+import { parsers, redactUrl, setting } from "../common/config.js";
+import { common } from "../common/settings.js";
+import { storeStatus } from "../store/status.js";
+import { PROBE_TIMEOUT_MS, type Readiness, readiness, reasonOf, scrape, splitUrls } from "./probe.js";
+
+/** Default base URLs of the services' health endpoints: their default HTTP_PORT on this machine. */
+const GATEWAY_URL = "http://127.0.0.1:9464";
+const PROCESSOR_URL = "http://127.0.0.1:9465";
+
+/** The counters a rate is computed from, per service (they are the services' own, from `/metrics`). */
+const RATES = {
+  gateway: {
+    received: "telemetry_gateway_messages_received_total",
+    published: "telemetry_gateway_readings_published_total",
+    rejected: "telemetry_gateway_rejected_total",
+  },
+  processor: {
+    deliveries: "telemetry_processor_deliveries_total",
+    stored: "telemetry_processor_readings_stored_total",
+    duplicates: "telemetry_processor_duplicates_total",
+    dead_lettered: "telemetry_processor_dead_lettered_total",
+  },
+} as const;
+
+type ServiceName = keyof typeof RATES;
+
+/** One queue as `checkQueue` sees it. */
+export type QueueStatus =
+  | { readonly messages: number; readonly consumers: number }
+  | { readonly error: string };
+
+/** One service: its health URL, what `/readyz` said, and its rates per second over the sampling interval. */
+export interface ServiceStatus {
+  readonly url: string;
+  readonly ready: boolean;
+  readonly state: Readiness["state"];
+  readonly reason?: string;
+  readonly rates?: Readonly<Record<string, number>>;
+}
+
+/** What `telemetry status --format json` prints. */
+export interface Status {
+  readonly queues: Readonly<Record<string, QueueStatus>>;
+  readonly store:
+    | {
+        readonly path: string;
+        readonly rows: number;
+        readonly newest_ts: string | null;
+        readonly newest_stored_at: string | null;
+        readonly bytes: number;
+      }
+    | { readonly path: string; readonly error: string };
+  readonly services: Readonly<Record<ServiceName, ServiceStatus>>;
+  readonly interval_ms: number;
+}
+
+/** Depth and consumers of `<QUEUE>`, `.rejected` and `.dead`, one passive declare each (on its own channel, since a
+ * missing queue closes the channel that asked). */
+async function queues(url: string, queue: string): Promise<Record<string, QueueStatus>> {
+  const out: Record<string, QueueStatus> = {};
+  let conn: amqp.ChannelModel | undefined;
+  let lastError: unknown;
+  for (const node of splitUrls(url)) {
+    try {
+      conn = await amqp.connect(node, { timeout: PROBE_TIMEOUT_MS });
+      break;
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  const names = Object.values(queueNames(queue));
+  if (!conn) {
+    for (const name of names) out[name] = { error: `RabbitMQ ${redactUrl(url)}: ${reasonOf(lastError)}` };
+    return out;
+  }
+  conn.on("error", () => undefined);
+  try {
+    for (const name of names) {
+      const ch = await conn.createChannel();
+      ch.on("error", () => undefined);
+      try {
+        const q = await ch.checkQueue(name);
+        out[name] = { messages: q.messageCount, consumers: q.consumerCount };
+        await ch.close();
+      } catch (err) {
+        out[name] = { error: /NOT_FOUND/.test(String(err)) ? "does not exist" : reasonOf(err) };
+      }
+    }
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+  return out;
+}
+
+/** Readiness now, and rates from two scrapes of `/metrics` `intervalMs` apart. */
+async function service(name: ServiceName, url: string, intervalMs: number): Promise<ServiceStatus> {
+  const first = await scrape(url);
+  const t0 = Date.now();
+  const ready = await readiness(url);
+  const base = {
+    url,
+    ready: ready.state === "ready",
+    state: ready.state,
+    ...(ready.state === "ready" ? {} : { reason: ready.reason }),
+  };
+  if (!first) return base;
+  await new Promise((r) => setTimeout(r, Math.max(0, intervalMs - (Date.now() - t0))));
+  const second = await scrape(url);
+  const seconds = (Date.now() - t0) / 1_000;
+  if (!second || seconds <= 0) return base;
+  const rates: Record<string, number> = {};
+  for (const [key, metric] of Object.entries(RATES[name])) {
+    const delta = (second.get(metric) ?? 0) - (first.get(metric) ?? 0);
+    rates[`${key}_per_s`] = Math.round((Math.max(0, delta) / seconds) * 10) / 10;
+  }
+  return { ...base, rates };
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** Gathers the whole status; never throws for a broker, store or service it cannot reach (it says so instead). */
+export async function gatherStatus(c: {
+  amqpUrl: string;
+  queue: string;
+  dbPath: string;
+  gateway: string;
+  processor: string;
+  intervalMs: number;
+}): Promise<Status> {
+  const store = (): Status["store"] => {
+    try {
+      const s = storeStatus(c.dbPath);
+      return {
+        path: s.path,
+        rows: s.rows,
+        newest_ts: iso(s.newestTs),
+        newest_stored_at: iso(s.newestStoredAt),
+        bytes: s.bytes,
+      };
+    } catch (err) {
+      return { path: c.dbPath, error: reasonOf(err) };
+    }
+  };
+  const [q, gateway, processor] = await Promise.all([
+    queues(c.amqpUrl, c.queue),
+    service("gateway", c.gateway, c.intervalMs),
+    service("processor", c.processor, c.intervalMs),
+  ]);
+  return { queues: q, store: store(), services: { gateway, processor }, interval_ms: c.intervalMs };
+}
+
+function table(s: Status): string {
+  const lines: string[] = ["QUEUE                                     MESSAGES  CONSUMERS"];
+  for (const [name, q] of Object.entries(s.queues)) {
+    lines.push(
+      "error" in q
+        ? `${name.padEnd(40)}  ${q.error}`
+        : `${name.padEnd(40)}  ${String(q.messages).padStart(8)}  ${String(q.consumers).padStart(9)}`,
+    );
+  }
+  lines.push("", "STORE");
+  if ("error" in s.store) lines.push(`  ${s.store.path}: ${s.store.error}`);
+  else {
+    lines.push(
+      `  ${s.store.path}: ${s.store.rows} rows, newest reading ${s.store.newest_ts ?? "none"}, ` +
+        `last stored ${s.store.newest_stored_at ?? "never"}`,
+    );
+  }
+  lines.push("", `SERVICE     STATE        URL                      RATES (per s, over ${s.interval_ms} ms)`);
+  for (const [name, svc] of Object.entries(s.services)) {
+    const rates = svc.rates
+      ? Object.entries(svc.rates)
+          .map(([k, v]) => `${k.replace(/_per_s$/, "")} ${v}`)
+          .join(", ")
+      : "";
+    const state = svc.reason ? `${svc.state}: ${svc.reason}` : svc.state;
+    lines.push(`${name.padEnd(10)}  ${svc.state.padEnd(11)}  ${svc.url.padEnd(23)}  ${rates}`);
+    if (svc.reason) lines.push(`${" ".repeat(12)}${state}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * `telemetry status [--format table|json]`: queue depths and consumers, rows stored and the newest reading, each
+ * service's readiness and rates, on one screen. Exit 0 when RabbitMQ answered and both services are ready, 1
+ * otherwise (the status is printed either way). Secrets never print: URLs show `***` for their password.
+ */
+export const statusCommand = defineCommand({
+  name: "status",
+  usage: "telemetry status [options]",
+  summary:
+    "Queue depths and consumers of <QUEUE>, <QUEUE>.rejected and <QUEUE>.dead, rows stored and the newest " +
+    "reading, and each running service's readiness with its rates (from two samples of its /metrics).",
+  spec: {
+    amqpUrl: common.amqpUrl,
+    queue: common.queue,
+    dbPath: common.dbPath,
+    gateway: setting({
+      flag: "gateway",
+      default: GATEWAY_URL,
+      description: "Base URL of the gateway's health endpoint.",
+      parse: parsers.url("http:", "https:"),
+    }),
+    processor: setting({
+      flag: "processor",
+      default: PROCESSOR_URL,
+      description: "Base URL of the processor's health endpoint.",
+      parse: parsers.url("http:", "https:"),
+    }),
+    intervalMs: setting({
+      flag: "interval",
+      default: 1_000,
+      description: "Time between the two samples of each service's /metrics the rates come from.",
+      parse: parsers.duration(100, 60_000),
+    }),
+    format: setting({
+      flag: "format",
+      default: (process.stdout.isTTY ? "table" : "json") as "table" | "json",
+      defaultLabel: "table on a terminal, else json",
+      description: "table or json.",
+      parse: parsers.oneOf("table", "json"),
+    }),
+  },
+  run: async (config) => {
+    const s = await gatherStatus(config);
+    process.stdout.write(config.format === "json" ? `${JSON.stringify(s, null, 2)}\n` : table(s));
+    const queuesOk = Object.values(s.queues).every((q) => !("error" in q) || q.error === "does not exist");
+    return queuesOk && s.services.gateway.ready && s.services.processor.ready ? 0 : 1;
+  },
+});
