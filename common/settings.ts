@@ -1,11 +1,11 @@
 import { hostname } from "node:os";
-import { ID_PATTERN, ID_RULE } from "../schemas/rules.js";
+import { ID_PATTERN, ID_RULE, idFrom, MAX_ID_LENGTH } from "../schemas/rules.js";
 import { parsers, setting } from "./config.js";
 
 /** Ids in topics and in GATEWAY_ID; defined with the contract's other reading rules in `schemas/rules.ts`. */
 export { ID_PATTERN };
 
-const idParser = parsers.string({ max: 128, pattern: ID_PATTERN, what: ID_RULE });
+const idParser = parsers.string({ max: MAX_ID_LENGTH, pattern: ID_PATTERN, what: ID_RULE });
 
 /** Settings several commands share, so flag, variable, default and wording agree everywhere. */
 export const common = {
@@ -48,10 +48,7 @@ export const common = {
   gatewayId: setting({
     flag: "gateway-id",
     env: "GATEWAY_ID",
-    default: () =>
-      hostname()
-        .replace(/[^A-Za-z0-9._:-]/g, "-")
-        .slice(0, 128) || "gateway",
+    default: () => idFrom(hostname()) || "gateway",
     defaultLabel: "host name",
     description:
       "Names the gateway's persistent MQTT session and is stored with each reading. Keep it stable.",

@@ -46,7 +46,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 function parseTs(raw: unknown, receivedAt: number): number | string {
   const ts = parseTimestamp(raw);
   if (typeof ts === "string") return `ts ${ts}`;
-  if (ts < MIN_TS) return "ts is before 2000-01-01";
+  if (ts < MIN_TS) return `ts is before ${new Date(MIN_TS).toISOString().slice(0, 10)}`;
   if (ts > receivedAt + MAX_FUTURE_MS) return "ts is more than 24 h in the future";
   return ts;
 }

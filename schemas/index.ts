@@ -17,6 +17,8 @@ export {
   ID_PATTERN,
   ID_RULE,
   ISO_WITH_OFFSET,
+  idFrom,
+  MAX_ID_LENGTH,
   MIN_TS,
   parseTimestamp,
   readingProblem,

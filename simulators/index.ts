@@ -19,12 +19,15 @@ const MAX_WINDOW = 65_000;
 const MAX_BATCH = 1_000;
 const MAX_DURATION_MS = 7 * 86_400_000;
 const MAX_START_TS = Date.UTC(2100, 0, 1);
+const yearOf = (ts: number) => new Date(ts).getUTCFullYear();
 
 /** `--start-ts`: a time as a reading's `ts` may give it (digits are epoch ms here), between 2000 and 2100. */
 function parseStartTs(raw: string): number {
   const ts = parseTimestamp(/^\d+$/.test(raw) ? Number(raw) : raw);
   if (typeof ts === "string" || ts < MIN_TS || ts > MAX_START_TS) {
-    throw new Error("must be epoch milliseconds or ISO-8601 with an offset, between 2000 and 2100");
+    throw new Error(
+      `must be epoch milliseconds or ISO-8601 with an offset, between ${yearOf(MIN_TS)} and ${yearOf(MAX_START_TS)}`,
+    );
   }
   return ts;
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   ID_PATTERN,
   ISO_WITH_OFFSET,
+  idFrom,
   MIN_TS,
   parseTimestamp,
   type Reading,
@@ -84,5 +85,22 @@ describe("a time of measurement", () => {
     expect(ISO_WITH_OFFSET.test("2026-11-25T11:00Z")).toBe(true);
     expect(ISO_WITH_OFFSET.test("2026-11-25 11:00Z")).toBe(false);
     expect(MIN_TS).toBe(Date.parse("2000-01-01T00:00:00Z"));
+  });
+});
+
+describe("an id made from a free text, such as a host name", () => {
+  it("keeps a text that is already an id", () => {
+    expect(idFrom("gw-1.north:a_b")).toBe("gw-1.north:a_b");
+  });
+
+  it("replaces each character the id rules refuse with - and cuts it to 128 characters", () => {
+    expect(idFrom("my host/é#1")).toBe("my-host---1");
+    const long = idFrom(`${"h".repeat(200)} x`);
+    expect(long).toBe("h".repeat(128));
+    expect(ID_PATTERN.test(long)).toBe(true);
+  });
+
+  it("is empty for an empty text, so the caller picks a fallback", () => {
+    expect(idFrom("")).toBe("");
   });
 });
