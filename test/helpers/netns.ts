@@ -16,8 +16,6 @@ const SUBNET_SECOND_OCTET_SPAN = 50;
 const SUBNETS_PER_OCTET = 64;
 const ADDRESS_ATTEMPTS = 20;
 const COMMAND_TIMEOUT_MS = 10_000;
-const READINESS_POLL_MS = 100;
-const HTTP_TIMEOUT_MS = 2_000;
 
 async function run(cmd: string, args: readonly string[]): Promise<string> {
   try {
@@ -141,65 +139,4 @@ export async function startNetns(label: string): Promise<Netns> {
     },
   };
   return running(netns, remove);
-}
-
-/** `GET http://host:port/path`, with a timeout: a service behind a cut must not hang the test. */
-export async function httpAt(
-  host: string,
-  port: number,
-  path: string,
-): Promise<{ status: number; body: string }> {
-  const res = await fetch(`http://${host}:${port}${path}`, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) });
-  return { status: res.status, body: await res.text() };
-}
-
-/** The value of a Prometheus counter or gauge without labels served at host:port (0 when absent). */
-export async function metricAt(host: string, port: number, name: string): Promise<number> {
-  const { body } = await httpAt(host, port, "/metrics");
-  const line = body.split("\n").find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.slice(name.length + 1)) : 0;
-}
-
-/** One answer of `/readyz` that differed from the one before. */
-export interface ReadinessChange {
-  /** `Date.now()` when it was seen. */
-  readonly at: number;
-  readonly status: number;
-  readonly body: string;
-}
-
-/** Polls a service's `/readyz` every 100 ms and keeps each change, so a test can say when a fault was noticed. */
-export interface ReadinessWatch extends Running {
-  readonly changes: readonly ReadinessChange[];
-  /** The first 503 seen at or after `since`, if any. */
-  firstNotReady(since: number): ReadinessChange | undefined;
-  /** The first 200 seen at or after `since`, if any. */
-  firstReady(since: number): ReadinessChange | undefined;
-}
-
-/** Starts polling `http://host:port/readyz`; an unanswered poll counts as status 0. */
-export function watchReadiness(host: string, port: number): ReadinessWatch {
-  const changes: ReadinessChange[] = [];
-  let stopped = false;
-  const loop = (async () => {
-    while (!stopped) {
-      const seen = await httpAt(host, port, "/readyz").catch((err: unknown) => ({
-        status: 0,
-        body: String(err),
-      }));
-      const prev = changes.at(-1);
-      if (!prev || prev.status !== seen.status || prev.body !== seen.body)
-        changes.push({ at: Date.now(), status: seen.status, body: seen.body.trim() });
-      await new Promise((resolve) => setTimeout(resolve, READINESS_POLL_MS));
-    }
-  })();
-  const watch = {
-    changes,
-    firstNotReady: (since: number) => changes.find((c) => c.at >= since && c.status === 503),
-    firstReady: (since: number) => changes.find((c) => c.at >= since && c.status === 200),
-  };
-  return running(watch, async () => {
-    stopped = true;
-    await loop;
-  });
 }

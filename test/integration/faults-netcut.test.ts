@@ -7,23 +7,21 @@ import {
   startPrivateRabbit,
 } from "../../scripts/private-brokers.js";
 import { expectStoredExactlyOnce, faultNames, report, startStream, until } from "../helpers/fault-stream.js";
-import {
-  httpAt,
-  metricAt,
-  type Netns,
-  type ReadinessWatch,
-  requireNetns,
-  startNetns,
-  watchReadiness,
-} from "../helpers/netns.js";
+import { type Netns, requireNetns, startNetns } from "../helpers/netns.js";
+import { httpAt, metricAt, type ReadinessWatch, watchReadiness } from "../helpers/readiness.js";
 import { cleanup, countRows, type Service, startService, type TestNames } from "../helpers/services.js";
 
 /** How long each link stays cut, as issue 18 asks: long enough that only heartbeats and keepalives can tell. */
 const CUT_MS = 30_000;
 const READINGS = 8_000;
 const RATE = 200;
-/** The gateway's MQTT keepalive in this file (MQTT_KEEPALIVE); the AMQP heartbeat is the services' default, 10 s. */
+/**
+ * The gateway's MQTT keepalive (MQTT_KEEPALIVE) and both services' AMQP heartbeat (`?heartbeat=` in AMQP_URL) in
+ * this file. With the defaults (30 s keepalive, 10 s heartbeat) a 30 s cut ends before it can be noticed, or only
+ * just: measured, the AMQP side noticed after 29.2 s (gateway) and 29.9 s (processor).
+ */
 const KEEPALIVE_S = 10;
+const HEARTBEAT_S = 5;
 /** After the cut heals: time for the reconnects (TCP retransmission backoff included) and the backlog. */
 const CATCH_UP_MS = 90_000;
 const TEST_TIMEOUT_MS = 240_000;
@@ -33,6 +31,17 @@ const AMQP_PASSWORD = "netcut-secret";
 const LOCALHOST = "127.0.0.1";
 
 type Link = "gateway-rabbitmq" | "gateway-mqtt" | "processor-rabbitmq";
+
+/**
+ * The longest the services may take to report a cut: the MQTT input sends PINGREQ after a keepalive and gives up
+ * when the next one passes without PINGRESP (2 keepalives); amqplib checks every heartbeat and gives up after two
+ * silent checks in a row (3 heartbeats). Plus a second for the readiness poll.
+ */
+const DETECTION_BOUND_MS: Record<Link, number> = {
+  "gateway-rabbitmq": 3 * HEARTBEAT_S * 1_000 + 1_000,
+  "gateway-mqtt": 2 * KEEPALIVE_S * 1_000 + 1_000,
+  "processor-rabbitmq": 3 * HEARTBEAT_S * 1_000 + 1_000,
+};
 
 describe("fault: a network cut (packets dropped, no RST) between a service in its own namespace and a broker", () => {
   let rabbit: PrivateRabbit | undefined;
@@ -56,7 +65,7 @@ describe("fault: a network cut (packets dropped, no RST) between a service in it
     ]);
     await rabbit.ctl("add_user", AMQP_USER, AMQP_PASSWORD);
     await rabbit.ctl("set_permissions", "-p", "/", AMQP_USER, ".*", ".*", ".*");
-    amqpUrl = `amqp://${AMQP_USER}:${AMQP_PASSWORD}@${host}:${rabbit.port}`;
+    amqpUrl = `amqp://${AMQP_USER}:${AMQP_PASSWORD}@${host}:${rabbit.port}?heartbeat=${HEARTBEAT_S}`;
   }, 120_000);
 
   afterAll(async () => {
@@ -152,7 +161,7 @@ describe("fault: a network cut (packets dropped, no RST) between a service in it
       reason: noticed?.body ?? null,
       readyAgainAfterHealMs: readyAgain ? readyAgain.at - healedAt : null,
       allStoredAfterHealMs: caughtUpAt - healedAt,
-      readiness: watch.changes.map((c) => `${c.at - cutAt} ms: ${c.status} ${c.body}`),
+      readiness: watch.changes.map((c) => `${c.at - cutAt} ms after the cut: ${c.status} ${c.body}`),
     };
     report(`network cut ${link} for ${CUT_MS / 1_000} s`, figures);
 
@@ -161,6 +170,9 @@ describe("fault: a network cut (packets dropped, no RST) between a service in it
       noticed?.at ?? Number.POSITIVE_INFINITY,
       `${link}: /readyz noticed only after the cut healed`,
     ).toBeLessThan(healedAt);
+    expect(figures.detectionMs, `${link}: /readyz noticed the cut late`).toBeLessThanOrEqual(
+      DETECTION_BOUND_MS[link],
+    );
     expect(backlog, `${link}: the gateway holds nothing back once caught up`).toBe(0);
     expect(gateway.proc.exitCode, "the gateway kept running").toBeNull();
     expect(processor.proc.exitCode, "the processor kept running").toBeNull();

@@ -1,0 +1,122 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type PrivateMosquitto, startPrivateMosquitto } from "../../scripts/private-brokers.js";
+import {
+  expectStoredExactlyOnce,
+  faultNames,
+  metric,
+  report,
+  startStream,
+  until,
+} from "../helpers/fault-stream.js";
+import { watchReadiness } from "../helpers/readiness.js";
+import { cleanup, countRows, type Service, startService, type TestNames } from "../helpers/services.js";
+
+/** How long the broker stays stopped, as issue 18 asks. */
+const HANG_MS = 30_000;
+const READINGS = 8_000;
+const RATE = 200;
+/**
+ * The gateway's keepalive here (MQTT_KEEPALIVE). With the default 30 s, a 30 s hang ends before the gateway can
+ * notice it (it gives up after up to two keepalives).
+ */
+const KEEPALIVE_S = 10;
+/** PINGREQ after a keepalive, no PINGRESP by the next one: two keepalives, plus a second for the readiness poll. */
+const DETECTION_BOUND_MS = 2 * KEEPALIVE_S * 1_000 + 1_000;
+const CATCH_UP_MS = 90_000;
+const TEST_TIMEOUT_MS = 240_000;
+const LOCALHOST = "127.0.0.1";
+
+describe("fault: the MQTT broker hangs (SIGSTOP for 30 s, then SIGCONT) with the whole pipeline running", () => {
+  let mosquitto: PrivateMosquitto | undefined;
+  let names: TestNames | undefined;
+  let gateway: Service | undefined;
+  let processor: Service | undefined;
+
+  beforeAll(async () => {
+    mosquitto = await startPrivateMosquitto({ maxQueued: 0, persistence: true });
+    names = faultNames("fault-mqtt-hang", { mqttUrl: mosquitto.url });
+  });
+
+  afterAll(async () => {
+    // A stopped process cannot act on SIGTERM: let it run again before it is stopped.
+    if (mosquitto && mosquitto.pid > 0) {
+      try {
+        process.kill(mosquitto.pid, "SIGCONT");
+      } catch {
+        // already gone
+      }
+    }
+    await Promise.all([gateway?.stop("SIGKILL"), processor?.stop("SIGKILL")]);
+    if (names) await cleanup(names);
+    await mosquitto?.stop();
+  });
+
+  it(
+    "the gateway's /readyz says the MQTT broker is gone within two keepalives, and after SIGCONT every acknowledged reading is stored once without a restart",
+    async () => {
+      if (!mosquitto || !names) throw new Error("beforeAll did not finish");
+      const env = { ...names.env, MQTT_KEEPALIVE: String(KEEPALIVE_S) };
+      [gateway, processor] = await Promise.all([
+        startService("gateway", env),
+        startService("processor", env),
+      ]);
+      const gw = gateway;
+      const db = names.dbPath;
+      const stream = startStream(names, { count: READINGS, rate: RATE, seed: 1_818 });
+      await until("a quarter of the stream is stored", 60_000, async () => countRows(db) >= READINGS / 4);
+
+      const watch = watchReadiness(LOCALHOST, gw.httpPort);
+      await until("the readiness watch has its first answer", 5_000, async () => watch.changes.length > 0);
+      expect(watch.changes[0]?.status, "ready before the hang").toBe(200);
+
+      const broker = mosquitto.pid;
+      const ackedAtHang = stream.acked();
+      const hungAt = Date.now();
+      process.kill(broker, "SIGSTOP");
+      try {
+        // The fault lasts HANG_MS; the watch records what the gateway says meanwhile.
+        await sleep(HANG_MS);
+      } finally {
+        process.kill(broker, "SIGCONT");
+      }
+      const resumedAt = Date.now();
+      const storedAtResume = countRows(db);
+      expect(ackedAtHang, "the hang must come mid-stream").toBeLessThan(READINGS);
+
+      const noticed = watch.firstNotReady(hungAt);
+      await until("the gateway is ready again", CATCH_UP_MS, async () => {
+        return (
+          watch.firstReady(noticed?.at ?? resumedAt) !== undefined && watch.changes.at(-1)?.status === 200
+        );
+      });
+      const counts = await expectStoredExactlyOnce(names, stream, CATCH_UP_MS);
+      const caughtUpAt = Date.now();
+      await watch.stop();
+
+      const readyAgain = watch.firstReady(noticed?.at ?? resumedAt);
+      const figures = {
+        ...counts,
+        duplicates: await metric(processor.httpPort, "telemetry_processor_duplicates_total"),
+        ackedAtHang,
+        storedAtResume,
+        detectionMs: noticed ? noticed.at - hungAt : null,
+        reason: noticed?.body ?? null,
+        readyAgainAfterResumeMs: readyAgain ? readyAgain.at - resumedAt : null,
+        allStoredAfterResumeMs: caughtUpAt - resumedAt,
+        readiness: watch.changes.map((c) => `${c.at - hungAt} ms after SIGSTOP: ${c.status} ${c.body}`),
+      };
+      report(`mosquitto hung (SIGSTOP) for ${HANG_MS / 1_000} s`, figures);
+
+      expect(noticed, "/readyz reported nothing while the broker was hung").toBeDefined();
+      expect(noticed?.body).toMatch(/mqtt/i);
+      expect(figures.detectionMs, "/readyz noticed the hung broker late").toBeLessThanOrEqual(
+        DETECTION_BOUND_MS,
+      );
+      expect(mosquitto.pid, "the broker was resumed, not restarted").toBe(broker);
+      expect(gw.proc.exitCode, "the gateway kept running").toBeNull();
+      expect(await metric(gw.httpPort, "telemetry_gateway_publish_backlog")).toBe(0);
+    },
+    TEST_TIMEOUT_MS,
+  );
+});
