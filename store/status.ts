@@ -45,6 +45,7 @@ export function probeSqlite(path: string, opts: { write: boolean }): string {
     if (!opts.write) throw new Error(`${path} does not exist`);
     let dir = dirname(resolve(path));
     while (!existsSync(dir)) dir = dirname(dir);
+    if (!statSync(dir).isDirectory()) throw new Error(`cannot create ${path}: ${dir} is not a folder`);
     accessSync(dir, constants.W_OK);
     return `${path} does not exist yet; ${dir} is writable, the processor will create it`;
   }

@@ -1,0 +1,140 @@
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import mqtt from "mqtt";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { queueNames } from "../../amqp/topology.js";
+import {
+  cleanup,
+  countRows,
+  runCli,
+  type Service,
+  startService,
+  type TestNames,
+  testNames,
+} from "../helpers/services.js";
+
+const PASSWORD = "Status-S3cret-p4ss";
+const READINGS = 200;
+const TS0 = Date.UTC(2026, 3, 1);
+
+interface StatusJson {
+  queues: Record<string, { messages?: number; consumers?: number; error?: string }>;
+  store: { rows?: number; newest_ts?: string | null; error?: string };
+  services: Record<
+    string,
+    { ready: boolean; state: string; reason?: string; rates?: Record<string, number> }
+  >;
+}
+
+describe("telemetry status", () => {
+  let names: TestNames;
+  let gateway: Service;
+  let processor: Service;
+  let publisher: mqtt.MqttClient;
+  let flags: string[];
+
+  beforeAll(async () => {
+    names = testNames("opsstatus");
+    [gateway, processor] = await Promise.all([
+      startService("gateway", names.env),
+      startService("processor", names.env),
+    ]);
+    publisher = await mqtt.connectAsync(names.mqttUrl, { clean: true, reconnectPeriod: 0 });
+    flags = [
+      "--format",
+      "json",
+      "--gateway",
+      `http://127.0.0.1:${gateway.httpPort}`,
+      "--processor",
+      `http://127.0.0.1:${processor.httpPort}`,
+    ];
+  });
+
+  afterAll(async () => {
+    await publisher?.endAsync();
+    await Promise.all([gateway?.stop(), processor?.stop()]);
+    await cleanup(names);
+  });
+
+  it("shows each queue's depth and consumers, the rows stored and the newest reading, both services ready, and rates while readings flow", async () => {
+    for (let i = 0; i < READINGS; i++) {
+      await publisher.publishAsync(
+        `${names.topicPrefix}/dev-s/temp`,
+        JSON.stringify({ value: i, ts: TS0 + i }),
+        {
+          qos: 1,
+        },
+      );
+    }
+    await publisher.publishAsync(`${names.topicPrefix}/dev-s/temp`, "not json", { qos: 1 });
+    await vi.waitFor(() => expect(countRows(names.dbPath)).toBe(READINGS), { timeout: 20_000 });
+
+    // Keep readings flowing while status samples the services' counters.
+    let flowing = true;
+    let i = READINGS;
+    const flow = (async () => {
+      while (flowing) {
+        await publisher.publishAsync(
+          `${names.topicPrefix}/dev-s/temp`,
+          JSON.stringify({ value: i, ts: TS0 + i }),
+          {
+            qos: 1,
+          },
+        );
+        i++;
+      }
+    })();
+    const { code, stdout, stderr } = await runCli(["status", ...flags, "--interval", "1s"], names.env);
+    flowing = false;
+    await flow;
+    expect(code, stderr).toBe(0);
+    const s = JSON.parse(stdout) as StatusJson;
+    const q = queueNames(names.queue);
+    expect(Object.keys(s.queues)).toEqual([q.readings, q.rejected, q.dead]);
+    expect(s.queues[q.readings]).toMatchObject({ consumers: 1 });
+    expect(s.queues[q.rejected]).toEqual({ messages: 1, consumers: 0 });
+    expect(s.queues[q.dead]).toEqual({ messages: 0, consumers: 0 });
+    expect(s.store.rows).toBeGreaterThanOrEqual(READINGS);
+    expect(Date.parse(s.store.newest_ts ?? "")).toBeGreaterThanOrEqual(TS0 + READINGS - 1);
+    expect(s.services.gateway).toMatchObject({ ready: true, state: "ready" });
+    expect(s.services.processor).toMatchObject({ ready: true, state: "ready" });
+    expect(s.services.gateway?.rates?.published_per_s).toBeGreaterThan(0);
+    expect(s.services.processor?.rates?.stored_per_s).toBeGreaterThan(0);
+
+    const table = await runCli(["status", ...flags.slice(2), "--format", "table"], names.env);
+    expect(table.stdout).toMatch(new RegExp(`^${q.rejected.replaceAll(".", "\\.")}\\s+1\\s+0$`, "m"));
+    expect(table.stdout).toMatch(/^gateway\s+ready\s/m);
+  });
+
+  it("a service that is down and a broker that refuses the password are reported, exit 1, and the password is never shown", async () => {
+    const secretFile = join(names.dir, "amqp-url");
+    writeFileSync(secretFile, `amqp://guest:${PASSWORD}@127.0.0.1:5672\n`);
+    const env = { ...names.env, AMQP_URL: "" };
+    const run = await runCli(
+      [
+        "status",
+        "--format",
+        "json",
+        "--gateway",
+        "http://127.0.0.1:9",
+        "--processor",
+        `http://127.0.0.1:${processor.httpPort}`,
+      ],
+      {
+        ...env,
+        AMQP_URL_FILE: secretFile,
+      },
+    );
+    expect(run.code).toBe(1);
+    const s = JSON.parse(run.stdout) as StatusJson;
+    expect(s.services.gateway).toMatchObject({ ready: false, state: "unreachable" });
+    expect(s.services.processor).toMatchObject({ ready: true });
+    expect(Object.values(s.queues)[0]?.error).toMatch(
+      /^RabbitMQ amqp:\/\/guest:\*\*\*@127\.0\.0\.1:5672: .*ACCESS.REFUSED/,
+    );
+    expect(run.stdout + run.stderr).not.toContain(PASSWORD);
+
+    const table = await runCli(["status", "--format", "table"], { ...env, AMQP_URL_FILE: secretFile });
+    expect(table.stdout + table.stderr).not.toContain(PASSWORD);
+  });
+});
