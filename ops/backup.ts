@@ -26,7 +26,7 @@ export const backupCommand = defineCommand({
     let last = 0;
     const started = Date.now();
     try {
-      const { pages, restarts } = await backupDatabase(config.dbPath, target, (p) => {
+      const { pages, restarts, rows } = await backupDatabase(config.dbPath, target, (p) => {
         const now = Date.now();
         if (now - last < PROGRESS_EVERY_MS) return;
         last = now;
@@ -35,7 +35,8 @@ export const backupCommand = defineCommand({
         process.stderr.write(`backup: ${pct}% (${done} of ${p.totalPages} pages)\n`);
       });
       process.stderr.write(
-        `backup: 100% (${pages} pages, ${(statSync(target).size / MIB).toFixed(1)} MiB) in ${Date.now() - started} ms` +
+        `backup: 100% (${pages} pages, ${(statSync(target).size / MIB).toFixed(1)} MiB, ${rows} rows, quick check ok) ` +
+          `in ${Date.now() - started} ms` +
           `${restarts ? `, restarted ${restarts} times by concurrent writes` : ""}; written to ${target}\n`,
       );
       return 0;

@@ -81,7 +81,7 @@ export async function backupDatabase(
   source: string,
   target: string,
   onProgress: (p: BackupProgress) => void,
-): Promise<{ pages: number; restarts: number }> {
+): Promise<{ pages: number; restarts: number; rows: number }> {
   if (existsSync(target)) throw new Error(`${target} already exists; give a new file`);
   const db = new Database(source, { readonly: true, fileMustExist: true });
   try {
@@ -100,8 +100,20 @@ export async function backupDatabase(
         return step;
       },
     });
-    return { pages: result.totalPages, restarts };
+    return { pages: result.totalPages, restarts, rows: verifyCopy(target) };
   } finally {
     db.close();
+  }
+}
+
+/** Opens a copy read-only, runs SQLite's quick check and counts its rows; throws when the copy is damaged. */
+function verifyCopy(path: string): number {
+  const copy = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    const check = copy.pragma("quick_check", { simple: true });
+    if (check !== "ok") throw new Error(`the copy ${path} fails SQLite's quick check: ${String(check)}`);
+    return (copy.prepare("SELECT count(*) AS n FROM readings").get() as { n: number }).n;
+  } finally {
+    copy.close();
   }
 }
