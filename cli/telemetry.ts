@@ -3,7 +3,9 @@ import { type CliCommand, commandList } from "../common/command.js";
 import { gatewayCommand } from "../gateway/index.js";
 import { backupCommand, checkCommand, replayCommand, statusCommand } from "../ops/index.js";
 import { processorCommand } from "../processor/index.js";
+import { queryCommand } from "../query/command.js";
 import { schemasCommand } from "../schemas/command.js";
+import { serveCommand } from "../serve/index.js";
 import { simulateCommand } from "../simulators/index.js";
 
 /** The long-running services `telemetry check` validates. */
@@ -14,6 +16,8 @@ const commands: readonly CliCommand[] = [
   processorCommand,
   simulateCommand,
   schemasCommand,
+  queryCommand,
+  serveCommand,
   statusCommand,
   replayCommand,
   backupCommand,

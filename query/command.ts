@@ -1,0 +1,132 @@
+/**
+ * `telemetry query devices|latest|readings|stats`: the analysts' queries on the command line (DESIGN.md,
+ * "Contract: queries"). Output goes to stdout as it is read; a bad option is one line on stderr and exit 2,
+ * an unknown device or sensor an empty answer and exit 0.
+ */
+import { type CliCommand, defineCommand, defineGroup } from "../common/command.js";
+import type { ConfigOf, Spec } from "../common/config.js";
+import { common } from "../common/settings.js";
+import type { ReadingQueries } from "../store/queries.js";
+import { openSqliteQueries } from "../store/sqlite-queries.js";
+import { devicesAnswer, latestAnswer, readingsAnswer, statsAnswer } from "./answers.js";
+import { type Answer, type Format, render, writeTo } from "./format.js";
+import { params } from "./params.js";
+import { rangeProblem } from "./time.js";
+
+const TIME_HELP =
+  "Times: ISO-8601 with offset (2026-01-31T12:00:00Z), a UTC date (2026-01-31), epoch ms, now, or relative\n" +
+  "(-15m, -24h, -7d); --from is inclusive, --to exclusive. Output: a table on a terminal, else json.";
+
+/** Opens the configured store's queries. DATABASE_URL (PostgreSQL) is not served yet: SQLite's file only. */
+function openQueries(config: { readonly dbPath: string }): Promise<ReadingQueries> {
+  return openSqliteQueries(config.dbPath);
+}
+
+/** Opens the store, renders the answer to stdout, closes; a store that cannot be opened is one line and exit 1. */
+async function answerWith(
+  name: string,
+  config: { readonly dbPath: string; readonly format: Format },
+  ask: (q: ReadingQueries) => Answer | Promise<Answer>,
+): Promise<number> {
+  let queries: ReadingQueries;
+  try {
+    queries = await openQueries(config);
+  } catch (err) {
+    process.stderr.write(`telemetry query ${name}: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+  try {
+    await writeTo(render(await ask(queries), config.format), process.stdout);
+    return 0;
+  } finally {
+    await queries.stop();
+  }
+}
+
+const required =
+  (...keys: readonly ("device" | "every")[]) =>
+  (c: { readonly device?: string | undefined; readonly every?: number | undefined }) => {
+    const missing = keys.find((k) => c[k] === undefined);
+    return missing === undefined ? undefined : `--${missing} is required`;
+  };
+
+function subcommand<S extends Spec & { dbPath: typeof common.dbPath; format: typeof params.format }>(c: {
+  name: string;
+  usage: string;
+  summary: string;
+  spec: S;
+  check?: (config: ConfigOf<S>) => string | undefined;
+  ask: (q: ReadingQueries, config: ConfigOf<S>) => Answer | Promise<Answer>;
+}): CliCommand {
+  return defineCommand({
+    name: `query ${c.name}`,
+    usage: c.usage,
+    summary: c.summary,
+    spec: c.spec,
+    extraHelp: TIME_HELP,
+    ...(c.check ? { check: c.check } : {}),
+    run: (config) =>
+      answerWith(c.name, config as { dbPath: string; format: Format }, (q) => c.ask(q, config)),
+  });
+}
+
+const store = { dbPath: common.dbPath } as const;
+
+export const queryCommand = defineGroup({
+  name: "query",
+  summary: "Analysts' queries over the store: devices, latest values, readings, time-bucketed stats.",
+  commands: [
+    subcommand({
+      name: "devices",
+      usage: "telemetry query devices [--format F]",
+      summary:
+        "Each device with its sensors: unit, first and last time, last value and count (counting reads every row).",
+      spec: { ...store, format: params.format },
+      ask: (q) => devicesAnswer(q),
+    }),
+    subcommand({
+      name: "latest",
+      usage: "telemetry query latest [--device D] [--format F]",
+      summary: "The newest reading of every series (of one device with --device).",
+      spec: { ...store, device: params.device, format: params.format },
+      ask: (q, c) => latestAnswer(q, c.device),
+    }),
+    subcommand({
+      name: "readings",
+      usage:
+        "telemetry query readings --device D [--sensor S] [--from T] [--to T] [--limit N] [--order asc|desc] [--format F]",
+      summary: "A device's readings in time order (every sensor, or one), streamed.",
+      spec: {
+        ...store,
+        device: params.device,
+        sensor: params.sensor,
+        from: params.from,
+        to: params.to,
+        limit: params.limit,
+        order: params.order,
+        format: params.format,
+      },
+      check: (c) => required("device")(c) ?? rangeProblem(c.from, c.to),
+      ask: (q, c) => readingsAnswer(q, { ...c, device: c.device ?? "" }),
+    }),
+    subcommand({
+      name: "stats",
+      usage:
+        "telemetry query stats --device D [--sensor S] --every 1m|5m|15m|1h|1d [--from T] [--to T] [--fill none|null|prev|linear] [--format F]",
+      summary:
+        "Per sensor and time bucket: start, count, min, max, mean, last; empty buckets filled with --fill.",
+      spec: {
+        ...store,
+        device: params.device,
+        sensor: params.sensor,
+        every: params.every,
+        from: params.from,
+        to: params.to,
+        fill: params.fill,
+        format: params.format,
+      },
+      check: (c) => required("device", "every")(c) ?? rangeProblem(c.from, c.to),
+      ask: (q, c) => statsAnswer(q, { ...c, device: c.device ?? "", every: c.every ?? 0 }),
+    }),
+  ],
+});

@@ -1,0 +1,140 @@
+/**
+ * Output formats of query answers, for the CLI and the HTTP API alike: `json` (an array), `ndjson` (one object a
+ * line), `csv` (a header row, then one row per object) and `table` (aligned columns for a terminal, times as
+ * ISO-8601). Rendering yields text in chunks as the rows arrive, so json, ndjson and csv need constant memory
+ * whatever the number of rows; a table measures its columns first, so it holds its rows.
+ */
+export const FORMATS = ["table", "csv", "json", "ndjson"] as const;
+export type Format = (typeof FORMATS)[number];
+
+/** MIME types of the formats HTTP serves. */
+export const CONTENT_TYPES: Readonly<Record<Exclude<Format, "table">, string>> = {
+  json: "application/json; charset=utf-8",
+  ndjson: "application/x-ndjson; charset=utf-8",
+  csv: "text/csv; charset=utf-8",
+};
+
+/**
+ * What a query answers: `rows` as JSON shows them, and for csv and table the same as flat records (`flat`, when
+ * they differ: `devices` nests its sensors) with the `columns` to print, in order.
+ */
+export interface Answer {
+  readonly rows: AsyncIterable<object> | Iterable<object>;
+  readonly flat?: AsyncIterable<object> | Iterable<object>;
+  readonly columns: readonly string[];
+}
+
+/** Text is handed on in chunks of about this size: one write per row would cost more than the row. */
+const CHUNK_CHARS = 65_536;
+/** Columns a table prints as ISO-8601 times rather than epoch ms. */
+const TIME_COLUMNS = new Set(["ts", "start", "first_ts", "last_ts"]);
+
+function csvCell(v: unknown): string {
+  if (v === null || v === undefined) return "";
+  const text = typeof v === "object" ? JSON.stringify(v) : String(v);
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+function tableCell(column: string, v: unknown): string {
+  if (v === null || v === undefined) return "";
+  if (TIME_COLUMNS.has(column) && typeof v === "number") return new Date(v).toISOString();
+  if (typeof v === "object") return Object.keys(v).length === 0 ? "" : JSON.stringify(v);
+  return String(v);
+}
+
+const cellsOf = (row: object, columns: readonly string[]) =>
+  columns.map((c) => (row as Record<string, unknown>)[c]);
+
+/** Lines joined into chunks of about {@link CHUNK_CHARS}. */
+async function* chunked(lines: AsyncIterable<string>): AsyncGenerator<string> {
+  let buffer = "";
+  for await (const line of lines) {
+    buffer += line;
+    if (buffer.length >= CHUNK_CHARS) {
+      yield buffer;
+      buffer = "";
+    }
+  }
+  if (buffer !== "") yield buffer;
+}
+
+async function* lines(answer: Answer, format: Format): AsyncGenerator<string> {
+  switch (format) {
+    case "ndjson":
+      for await (const row of answer.rows) yield `${JSON.stringify(row)}\n`;
+      return;
+    case "json": {
+      let first = true;
+      for await (const row of answer.rows) {
+        yield `${first ? "[\n" : ",\n"}${JSON.stringify(row)}`;
+        first = false;
+      }
+      yield first ? "[]\n" : "\n]\n";
+      return;
+    }
+    case "csv":
+      yield `${answer.columns.join(",")}\n`;
+      for await (const row of answer.flat ?? answer.rows) {
+        yield `${cellsOf(row, answer.columns).map(csvCell).join(",")}\n`;
+      }
+      return;
+    case "table": {
+      const cells: string[][] = [];
+      for await (const row of answer.flat ?? answer.rows) {
+        const values = cellsOf(row, answer.columns);
+        cells.push(answer.columns.map((c, i) => tableCell(c, values[i])));
+      }
+      if (cells.length === 0) {
+        yield "(no rows)\n";
+        return;
+      }
+      const widths = answer.columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i]?.length ?? 0)));
+      const line = (r: readonly string[]) =>
+        `${r
+          .map((v, i) => v.padEnd(widths[i] ?? 0))
+          .join("  ")
+          .trimEnd()}\n`;
+      yield line(answer.columns);
+      for (const r of cells) yield line(r);
+    }
+  }
+}
+
+/** The answer as text in `format`, in chunks, produced as the rows are read. */
+export function render(answer: Answer, format: Format): AsyncGenerator<string> {
+  return chunked(lines(answer, format));
+}
+
+/**
+ * Writes `chunks` to `out`, waiting whenever it is full, so a slow reader slows the query down rather than
+ * filling memory. Resolves true when everything is written, false when the reader went away (EPIPE: the rest is
+ * not read); rejects on any other write error.
+ */
+export async function writeTo(chunks: AsyncIterable<string>, out: NodeJS.WritableStream): Promise<boolean> {
+  let failure: NodeJS.ErrnoException | undefined;
+  const onError = (err: NodeJS.ErrnoException) => {
+    failure ??= err;
+  };
+  out.on("error", onError);
+  try {
+    for await (const chunk of chunks) {
+      if (failure !== undefined) break;
+      if (!out.write(chunk)) await drained(out);
+    }
+  } finally {
+    out.off("error", onError);
+  }
+  if (failure !== undefined && failure.code !== "EPIPE") throw failure;
+  return failure === undefined;
+}
+
+/** Resolves when `out` drains, closes or fails, whichever comes first. */
+function drained(out: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      for (const e of ["drain", "close", "error"]) out.off(e, done);
+      resolve();
+    };
+    for (const e of ["drain", "close", "error"]) out.on(e, done);
+  });
+}

@@ -1,0 +1,87 @@
+/**
+ * The parameters of the analysts' queries, defined once: the `query` command takes them as flags
+ * (`--device D`), `serve` as URL parameters of the same names (`?device=D`), parsed by the same functions.
+ */
+import { parsers, setting } from "../common/config.js";
+import { ID_PATTERN, ID_RULE } from "../schemas/index.js";
+import { FILLS, type Fill } from "./fill.js";
+import { FORMATS, type Format } from "./format.js";
+import { parseBucket, parseTime } from "./time.js";
+
+const id = parsers.string({ max: 128, pattern: ID_PATTERN, what: ID_RULE });
+/** Enough for any chart: a point per pixel of a wide screen, several times over. */
+const MAX_POINTS = 100_000;
+
+export const params = {
+  device: setting({
+    flag: "device",
+    default: undefined as string | undefined,
+    defaultLabel: "none",
+    description: "Device id.",
+    parse: id,
+  }),
+  sensor: setting({
+    flag: "sensor",
+    default: undefined as string | undefined,
+    defaultLabel: "every sensor of the device",
+    description: "Sensor name.",
+    parse: id,
+  }),
+  from: setting({
+    flag: "from",
+    default: undefined as number | undefined,
+    defaultLabel: "all time",
+    description:
+      "Start, inclusive: ISO-8601 with offset (2026-01-31T12:00:00Z), a UTC date, epoch ms, now, or relative (-15m, -24h, -7d).",
+    parse: (raw) => parseTime(raw, Date.now()),
+  }),
+  to: setting({
+    flag: "to",
+    default: undefined as number | undefined,
+    defaultLabel: "all time",
+    description: "End, exclusive; written like --from.",
+    parse: (raw) => parseTime(raw, Date.now()),
+  }),
+  limit: setting({
+    flag: "limit",
+    default: undefined as number | undefined,
+    defaultLabel: "no limit",
+    description: "At most this many readings.",
+    parse: parsers.int(0, Number.MAX_SAFE_INTEGER),
+  }),
+  order: setting({
+    flag: "order",
+    default: "asc" as "asc" | "desc",
+    description: "By time: asc (oldest first) or desc (newest first).",
+    parse: parsers.oneOf("asc", "desc"),
+  }),
+  every: setting({
+    flag: "every",
+    default: undefined as number | undefined,
+    defaultLabel: "none (required)",
+    description:
+      "Bucket width: 1m, 5m, 15m, 1h, 1d (minutes, hours or days dividing a day); buckets align to UTC.",
+    parse: parseBucket,
+  }),
+  fill: setting({
+    flag: "fill",
+    default: "none" as Fill,
+    description:
+      "Buckets without readings: none (left out), null (count 0, null values), prev (the previous bucket's values), linear (interpolated).",
+    parse: parsers.oneOf(...FILLS),
+  }),
+  points: setting({
+    flag: "points",
+    default: undefined as number | undefined,
+    defaultLabel: "none (required)",
+    description: `At most about this many chart points (2 to ${MAX_POINTS.toLocaleString("en-US")}).`,
+    parse: parsers.int(2, MAX_POINTS),
+  }),
+  format: setting({
+    flag: "format",
+    default: () => (process.stdout.isTTY ? "table" : "json") as Format,
+    defaultLabel: "table on a terminal, else json",
+    description: "Output: table, csv (with a header row), json (an array) or ndjson (one object a line).",
+    parse: parsers.oneOf(...FORMATS),
+  }),
+} as const;

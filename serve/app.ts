@@ -1,0 +1,158 @@
+/**
+ * The HTTP API and dashboard of `telemetry serve` as a Hono app (DESIGN.md, "Contract: queries"): the same
+ * queries as the `query` command under `/api/...`, JSON unless `format=csv|ndjson`, streamed; `/api/series` for
+ * charts; the dashboard at `/`. Read-only: anything but GET and HEAD is 405. A bad parameter is 400 with
+ * `{"error": "..."}`. Testable in-process with `app.request(...)`.
+ */
+
+import type { Context } from "hono";
+import { Hono } from "hono";
+import { ConfigError, type ConfigOf, parseConfig, parsers, type Spec, setting } from "../common/config.js";
+import { devicesAnswer, latestAnswer, readingsAnswer, seriesAnswer, statsAnswer } from "../query/answers.js";
+import { type Answer, CONTENT_TYPES, render } from "../query/format.js";
+import { params } from "../query/params.js";
+import { rangeProblem } from "../query/time.js";
+import type { ReadingQueries } from "../store/queries.js";
+import { dashboardAssets } from "./dashboard.js";
+
+const format = setting({
+  flag: "format",
+  default: "json" as "json" | "csv" | "ndjson",
+  description: "Answer format.",
+  parse: parsers.oneOf("json", "csv", "ndjson"),
+});
+
+const specs = {
+  devices: { format },
+  latest: { device: params.device, format },
+  readings: {
+    device: params.device,
+    sensor: params.sensor,
+    from: params.from,
+    to: params.to,
+    limit: params.limit,
+    order: params.order,
+    format,
+  },
+  stats: {
+    device: params.device,
+    sensor: params.sensor,
+    every: params.every,
+    from: params.from,
+    to: params.to,
+    fill: params.fill,
+    format,
+  },
+  series: {
+    device: params.device,
+    sensor: params.sensor,
+    from: params.from,
+    to: params.to,
+    points: params.points,
+    format,
+  },
+} as const satisfies Record<string, Spec>;
+
+/** A bad request: answered 400 with `{"error": message}`. */
+class BadRequest extends Error {
+  override readonly name = "BadRequest";
+}
+
+/**
+ * The URL's parameters parsed by the same settings as the CLI's flags (`?from=-1h` as `--from -1h`); parameters
+ * the endpoint does not know are ignored, as HTTP clients expect.
+ */
+function parseQuery<S extends Spec>(c: Context, spec: S, ...required: (keyof S & string)[]): ConfigOf<S> {
+  const url = new URL(c.req.url);
+  const known = new Set(Object.values(spec).map((s) => s.flag));
+  const argv = [...url.searchParams].filter(([k]) => known.has(k)).flatMap(([k, v]) => [`--${k}`, v]);
+  let config: ConfigOf<S>;
+  try {
+    config = parseConfig(spec, argv, {});
+  } catch (err) {
+    if (err instanceof ConfigError) throw new BadRequest(err.message.replace(/^--/, ""));
+    throw err;
+  }
+  const values = config as Record<string, unknown>;
+  const missing = required.find((k) => values[k] === undefined);
+  if (missing !== undefined) throw new BadRequest(`${spec[missing]?.flag ?? missing} is required`);
+  const range = rangeProblem(values.from as number | undefined, values.to as number | undefined);
+  if (range !== undefined) throw new BadRequest(range);
+  return config;
+}
+
+/** Streams the rendered answer: the response starts before the last row is read, and a client gone stops the query. */
+function respond(c: Context, answer: Answer, as: keyof typeof CONTENT_TYPES): Response {
+  const chunks = render(answer, as);
+  const encoder = new TextEncoder();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await chunks.next();
+        if (next.done) controller.close();
+        else controller.enqueue(encoder.encode(next.value));
+      } catch (err) {
+        controller.error(err);
+      }
+    },
+    async cancel() {
+      await chunks.return(undefined);
+    },
+  });
+  return c.body(body, 200, { "content-type": CONTENT_TYPES[as], "cache-control": "no-store" });
+}
+
+/**
+ * The app over `queries`, which it never closes. `dashboard: false` leaves out `/` and its assets (for an API-only
+ * deployment, or tests of the API alone).
+ */
+export function createApp(queries: ReadingQueries, opts: { readonly dashboard?: boolean } = {}): Hono {
+  const app = new Hono();
+
+  app.get("/healthz", (c) => c.text("ok\n"));
+  app.get("/api/devices", async (c) => {
+    const q = parseQuery(c, specs.devices);
+    return respond(c, await devicesAnswer(queries), q.format);
+  });
+  app.get("/api/latest", async (c) => {
+    const q = parseQuery(c, specs.latest);
+    return respond(c, await latestAnswer(queries, q.device), q.format);
+  });
+  app.get("/api/readings", (c) => {
+    const q = parseQuery(c, specs.readings, "device");
+    return respond(c, readingsAnswer(queries, { ...q, device: q.device ?? "" }), q.format);
+  });
+  app.get("/api/stats", (c) => {
+    const q = parseQuery(c, specs.stats, "device", "every");
+    return respond(c, statsAnswer(queries, { ...q, device: q.device ?? "", every: q.every ?? 0 }), q.format);
+  });
+  app.get("/api/series", async (c) => {
+    const q = parseQuery(c, specs.series, "device", "sensor", "points");
+    const answer = await seriesAnswer(queries, {
+      ...q,
+      device: q.device ?? "",
+      sensor: q.sensor ?? "",
+      points: q.points ?? 0,
+    });
+    return respond(c, answer, q.format);
+  });
+
+  if (opts.dashboard ?? true) {
+    const assets = dashboardAssets();
+    for (const [path, asset] of Object.entries(assets)) {
+      app.get(path, (c) =>
+        c.body(asset.body, 200, { "content-type": asset.type, "cache-control": asset.cache }),
+      );
+    }
+  }
+
+  app.on(["POST", "PUT", "PATCH", "DELETE"], "*", (c) =>
+    c.json({ error: `${c.req.method} not allowed: this API is read-only` }, 405, { allow: "GET, HEAD" }),
+  );
+  app.notFound((c) => c.json({ error: `not found: ${new URL(c.req.url).pathname}` }, 404));
+  app.onError((err, c) => {
+    if (err instanceof BadRequest) return c.json({ error: err.message }, 400);
+    return c.json({ error: err.message }, 500);
+  });
+  return app;
+}

@@ -1,0 +1,137 @@
+/**
+ * What analysts ask of the store (DESIGN.md, "Contract: queries"), whatever the backend: the `query` command and
+ * `serve` call only {@link ReadingQueries}; store/sqlite-queries.ts answers it from the SQLite file, a PostgreSQL
+ * implementation will answer the same. Field names are the contract's, so answers print as they are.
+ */
+import type { Running } from "../common/pipeline.js";
+import type { Quality } from "../schemas/index.js";
+
+/** One stored reading as the contract names its fields. */
+export interface StoredReading {
+  readonly device_id: string;
+  readonly sensor: string;
+  /** Time of measurement, epoch ms UTC. */
+  readonly ts: number;
+  readonly value: number;
+  readonly unit: string | null;
+  readonly seq: number | null;
+  readonly quality: Quality;
+  readonly tags: Readonly<Record<string, string>>;
+}
+
+/** One series of a device in `devices`: its unit and last value (of its newest reading), time span and size. */
+export interface SensorSummary {
+  readonly sensor: string;
+  readonly unit: string | null;
+  readonly first_ts: number;
+  readonly last_ts: number;
+  readonly last_value: number;
+  /** Every reading of the series (an exact count). */
+  readonly count: number;
+}
+
+/** A device and its series, sensors ordered by name. */
+export interface DeviceSummary {
+  readonly device_id: string;
+  readonly sensors: readonly SensorSummary[];
+}
+
+/**
+ * The readings of one series in `[start, start + width)`: `start` is aligned to the width from the epoch, so
+ * whole minutes, hours and days are UTC's. A bucket with no readings (only produced by gap filling) has `count` 0
+ * and the aggregates filled as asked, or null.
+ */
+export interface Bucket {
+  readonly device_id: string;
+  readonly sensor: string;
+  readonly start: number;
+  readonly count: number;
+  readonly min: number | null;
+  readonly max: number | null;
+  readonly mean: number | null;
+  /** Value of the bucket's newest reading. */
+  readonly last: number | null;
+}
+
+/** A time range: `from` inclusive, `to` exclusive, epoch ms; either left out means unbounded on that side. */
+export interface TimeRange {
+  readonly from?: number | undefined;
+  readonly to?: number | undefined;
+}
+
+/** `readings`: one device, one or every sensor, ordered by `ts` (then sensor name), at most `limit` rows. */
+export interface ReadingsQuery extends TimeRange {
+  readonly device: string;
+  readonly sensor?: string | undefined;
+  readonly limit?: number | undefined;
+  readonly order: "asc" | "desc";
+}
+
+/** `stats`: buckets of `every` ms for one device, one or every sensor; only buckets holding readings. */
+export interface StatsQuery extends TimeRange {
+  readonly device: string;
+  readonly sensor?: string | undefined;
+  readonly every: number;
+}
+
+/** `series`: one series for a chart, at most about `points` points. */
+export interface SeriesQuery extends TimeRange {
+  readonly device: string;
+  readonly sensor: string;
+  readonly points: number;
+}
+
+/** A chart point: a raw reading. */
+export interface RawPoint {
+  readonly ts: number;
+  readonly value: number;
+}
+
+/** A chart point standing for every reading of a bucket starting at `ts`, so a spike shows in `max`. */
+export interface BucketPoint {
+  readonly ts: number;
+  readonly min: number;
+  readonly max: number;
+  readonly mean: number;
+  readonly count: number;
+}
+
+export type SeriesPoint = RawPoint | BucketPoint;
+
+/**
+ * The analysts' questions, read-only, answered from what is committed at the time of asking; safe while a
+ * processor writes. An unknown device or sensor is an empty answer, never an error. Streams (`readings`,
+ * `stats`) read in pages and hold no transaction open between them, so a long export neither grows memory nor
+ * keeps the writer's log from being checkpointed. `stop()` closes the connection; streams in progress end.
+ */
+export interface ReadingQueries extends Running {
+  /** Every device with its series, ordered by device and sensor; counts every reading, so it reads everything. */
+  devices(): Promise<DeviceSummary[]>;
+  /** The newest reading of every series (of `device` alone when given), ordered by device and sensor. */
+  latest(device?: string): Promise<StoredReading[]>;
+  readings(q: ReadingsQuery): AsyncIterable<StoredReading>;
+  /** Non-empty buckets, ordered by sensor then start; gap filling is the caller's (query/fill.ts). */
+  stats(q: StatsQuery): AsyncIterable<Bucket>;
+  /**
+   * At most about `points` points in time order: the raw readings when no more than `points` are in range, else
+   * one {@link BucketPoint} per non-empty bucket of the width {@link chartBucketWidth} picks for the data's span.
+   */
+  series(q: SeriesQuery): Promise<SeriesPoint[]>;
+}
+
+/** Bucket widths a chart uses, so bucket starts fall on round times. */
+const CHART_WIDTHS_MS = [
+  1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000,
+  600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000,
+] as const;
+const DAY_MS = 86_400_000;
+
+/**
+ * The smallest round bucket width that splits `spanMs` into at most `points` buckets (one more when the span
+ * does not start on a bucket edge): from 1 ms up through seconds, minutes and hours to whole days.
+ */
+export function chartBucketWidth(spanMs: number, points: number): number {
+  const least = Math.max(1, Math.ceil(spanMs / Math.max(1, points)));
+  for (const w of CHART_WIDTHS_MS) if (w >= least) return w;
+  return Math.ceil(least / DAY_MS) * DAY_MS;
+}

@@ -1,0 +1,299 @@
+/**
+ * The analysts' queries ({@link ReadingQueries}) on the SQLite file, opened read-only. Every statement walks the
+ * primary key (device_id, sensor, ts) of the WITHOUT ROWID table: a series is a contiguous range of it, so a time
+ * range is one index seek and a scan of exactly its rows, and the distinct series are found by skipping from one
+ * key prefix to the next (one seek each) instead of reading the table.
+ */
+import type Database from "better-sqlite3";
+import { running } from "../common/pipeline.js";
+import type { Quality } from "../schemas/index.js";
+import {
+  type Bucket,
+  type BucketPoint,
+  chartBucketWidth,
+  type DeviceSummary,
+  type RawPoint,
+  type ReadingQueries,
+  type ReadingsQuery,
+  type SensorSummary,
+  type SeriesPoint,
+  type SeriesQuery,
+  type StatsQuery,
+  type StoredReading,
+} from "./queries.js";
+import { openDatabase } from "./sqlite.js";
+
+export type { ReadingQueries } from "./queries.js";
+
+/** Bounds standing for "all time" in statements that always take a range. */
+const MIN_TIME = Number.MIN_SAFE_INTEGER;
+const MAX_TIME = Number.MAX_SAFE_INTEGER;
+/** Rows of a series read per statement while streaming: the first page is small so `--limit 10` reads little. */
+const FIRST_PAGE = 256;
+const MAX_PAGE = 8_192;
+/** Buckets of a series computed per statement while streaming `stats`. */
+const BUCKETS_PER_PAGE = 4_096;
+const CACHE_KIB = 65_536;
+const NO_TAGS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** A stored row as better-sqlite3 returns it in raw mode: ts, value, unit, seq, quality, tags. */
+type Row = [number, number, string | null, number | null, Quality, string];
+/** The same with its key in front: device_id, sensor, then {@link Row}. */
+type KeyedRow = [string, string, ...Row];
+
+function toReading(device_id: string, sensor: string, r: Row): StoredReading {
+  const tags = r[5] === "{}" ? NO_TAGS : (JSON.parse(r[5]) as Record<string, string>);
+  return { device_id, sensor, ts: r[0], value: r[1], unit: r[2], seq: r[3], quality: r[4], tags };
+}
+
+function fromKeyed(r: KeyedRow): StoredReading {
+  return toReading(r[0], r[1], r.slice(2) as Row);
+}
+
+/** Where a paged walk of one series stands: the rows of the current page and the bound of the next. */
+class SeriesCursor {
+  #page: Row[] = [];
+  #at = 0;
+  #size = FIRST_PAGE;
+  #done = false;
+
+  constructor(
+    private readonly fetch: (from: number, to: number, limit: number) => Row[],
+    readonly sensor: string,
+    private from: number,
+    private to: number,
+    private readonly asc: boolean,
+  ) {}
+
+  /** The cursor's current row, reading the next page when this one is used up; undefined at the end. */
+  head(): Row | undefined {
+    if (this.#at < this.#page.length) return this.#page[this.#at];
+    if (this.#done) return undefined;
+    this.#page = this.fetch(this.from, this.to, this.#size);
+    this.#at = 0;
+    if (this.#page.length < this.#size) this.#done = true;
+    this.#size = Math.min(this.#size * 2, MAX_PAGE);
+    const last = this.#page.at(-1);
+    if (last === undefined) return undefined;
+    // The key is unique per series, so the next page starts strictly after the last row read.
+    if (this.asc) this.from = last[0] + 1;
+    else this.to = last[0];
+    return this.#page[0];
+  }
+
+  advance(): void {
+    this.#at++;
+  }
+}
+
+/**
+ * Opens the SQLite file at `path` read-only for {@link ReadingQueries}; rejects with a one-line reason when the file
+ * is missing or holds no `readings` table. A file the processor has not migrated to schema version 2 answers with
+ * the version 2 defaults (`quality` good, `tags` {}).
+ */
+export async function openSqliteQueries(path: string): Promise<ReadingQueries> {
+  let db: Database.Database;
+  try {
+    db = openDatabase(path, { readonly: true });
+  } catch (err) {
+    throw new Error(`cannot open ${path}: ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+    });
+  }
+  try {
+    return sqliteQueries(db);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+function sqliteQueries(db: Database.Database): ReadingQueries {
+  const version = db.pragma("user_version", { simple: true }) as number;
+  const hasTable = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings'").get();
+  if (version < 1 || hasTable === undefined) throw new Error("not a telemetry database: no readings table");
+  // Version 1 files predate quality and tags; their rows read as the defaults migration 2 gives them.
+  const rest = `value, unit, seq, ${version >= 2 ? "quality, tags" : "'good', '{}'"}`;
+  const ROW = `ts, ${rest}`;
+  const KEYED = `device_id, sensor, ${ROW}`;
+  // A long-lived server asks about the same pages again and again: keep the interior pages and hot leaves cached.
+  db.pragma(`cache_size = -${CACHE_KIB}`);
+
+  const sensorsOf = db
+    .prepare<{ device: string }, string>(
+      `WITH RECURSIVE s(sensor) AS (
+         SELECT (SELECT min(sensor) FROM readings WHERE device_id = @device)
+         UNION ALL
+         SELECT (SELECT min(sensor) FROM readings WHERE device_id = @device AND sensor > s.sensor) FROM s
+         WHERE s.sensor IS NOT NULL)
+       SELECT sensor FROM s WHERE sensor IS NOT NULL`,
+    )
+    .pluck();
+  const page = (order: "ASC" | "DESC") =>
+    db
+      .prepare<[string, string, number, number, number], Row>(
+        `SELECT ${ROW} FROM readings WHERE device_id = ? AND sensor = ? AND ts >= ? AND ts < ? ORDER BY ts ${order} LIMIT ?`,
+      )
+      .raw();
+  const pageAsc = page("ASC");
+  const pageDesc = page("DESC");
+  // The newest row of every series in one statement, walking the primary key backwards from the last series to
+  // the first: one seek per series lands on its newest row. Each step's row travels as a JSON array because a
+  // SQLite subquery yields one value.
+  const latestAll = db
+    .prepare<[], string>(
+      `WITH RECURSIVE k(j) AS (
+         SELECT (SELECT json_array(${KEYED}) FROM readings ORDER BY device_id DESC, sensor DESC, ts DESC LIMIT 1)
+         UNION ALL
+         SELECT coalesce(
+           (SELECT json_array(${KEYED}) FROM readings WHERE device_id = k.j ->> 0 AND sensor < k.j ->> 1
+            ORDER BY sensor DESC, ts DESC LIMIT 1),
+           (SELECT json_array(${KEYED}) FROM readings WHERE device_id < k.j ->> 0
+            ORDER BY device_id DESC, sensor DESC, ts DESC LIMIT 1))
+         FROM k WHERE k.j IS NOT NULL)
+       SELECT j FROM k WHERE j IS NOT NULL`,
+    )
+    .pluck();
+  const latestOfDevice = db
+    .prepare<{ device: string }, string>(
+      `WITH RECURSIVE k(j) AS (
+         SELECT (SELECT json_array(${KEYED}) FROM readings WHERE device_id = @device
+                 ORDER BY sensor DESC, ts DESC LIMIT 1)
+         UNION ALL
+         SELECT (SELECT json_array(${KEYED}) FROM readings WHERE device_id = @device AND sensor < k.j ->> 1
+                 ORDER BY sensor DESC, ts DESC LIMIT 1)
+         FROM k WHERE k.j IS NOT NULL)
+       SELECT j FROM k WHERE j IS NOT NULL`,
+    )
+    .pluck();
+  // Counting is a read of every row: the table has no per-series totals to look up.
+  const summaries = db
+    .prepare<[], [string, string, number, number, number, number, string | null]>(
+      `SELECT g.device_id, g.sensor, g.n, g.first_ts, g.last_ts, r.value, r.unit
+       FROM (SELECT device_id, sensor, count(*) AS n, min(ts) AS first_ts, max(ts) AS last_ts
+             FROM readings GROUP BY device_id, sensor) AS g
+       JOIN readings AS r ON r.device_id = g.device_id AND r.sensor = g.sensor AND r.ts = g.last_ts
+       ORDER BY g.device_id, g.sensor`,
+    )
+    .raw();
+  const span = db
+    .prepare<[string, string, number, number], [number | null, number | null]>(
+      "SELECT min(ts), max(ts) FROM readings WHERE device_id = ? AND sensor = ? AND ts >= ? AND ts < ?",
+    )
+    .raw();
+  type Range = { device: string; sensor: string; from: number; to: number; every: number };
+  // `last` by the bucket's newest ts: SQLite's bare-column rule is unreliable with several min()/max() at once.
+  const buckets = db
+    .prepare<Range, [number, number, number, number, number, number]>(
+      `SELECT g.start, g.n, g.lo, g.hi, g.mean,
+              (SELECT value FROM readings WHERE device_id = @device AND sensor = @sensor AND ts = g.last_ts)
+       FROM (SELECT ts - ts % @every AS start, count(*) AS n, min(value) AS lo, max(value) AS hi,
+                    avg(value) AS mean, max(ts) AS last_ts
+             FROM readings WHERE device_id = @device AND sensor = @sensor AND ts >= @from AND ts < @to
+             GROUP BY start) AS g
+       ORDER BY g.start`,
+    )
+    .raw();
+  const rawPoints = db
+    .prepare<[string, string, number, number, number], [number, number]>(
+      "SELECT ts, value FROM readings WHERE device_id = ? AND sensor = ? AND ts >= ? AND ts < ? ORDER BY ts LIMIT ?",
+    )
+    .raw();
+
+  const boundsOf = (device: string, sensor: string, from = MIN_TIME, to = MAX_TIME) => {
+    const [lo, hi] = span.get(device, sensor, from, to) ?? [null, null];
+    return lo === null || hi === null ? undefined : { lo, hi: hi + 1 };
+  };
+
+  const queries: Omit<ReadingQueries, "stop" | typeof Symbol.asyncDispose> = {
+    async devices() {
+      const out: { device_id: string; sensors: SensorSummary[] }[] = [];
+      for (const [device_id, sensor, count, first_ts, last_ts, last_value, unit] of summaries.iterate()) {
+        let device = out.at(-1);
+        if (device?.device_id !== device_id) {
+          device = { device_id, sensors: [] };
+          out.push(device);
+        }
+        device.sensors.push({ sensor, unit, first_ts, last_ts, last_value, count });
+      }
+      return out satisfies DeviceSummary[];
+    },
+
+    async latest(device) {
+      const rows = device === undefined ? latestAll.all() : latestOfDevice.all({ device });
+      return rows.map((j) => fromKeyed(JSON.parse(j) as KeyedRow)).reverse();
+    },
+
+    async *readings(q: ReadingsQuery) {
+      const asc = q.order === "asc";
+      const page = asc ? pageAsc : pageDesc;
+      const sensors = q.sensor === undefined ? sensorsOf.all({ device: q.device }) : [q.sensor];
+      const cursors = sensors.map(
+        (sensor) =>
+          new SeriesCursor(
+            (from, to, limit) => page.all(q.device, sensor, from, to, limit),
+            sensor,
+            q.from ?? MIN_TIME,
+            q.to ?? MAX_TIME,
+            asc,
+          ),
+      );
+      // Merging per-series index scans keeps time order across sensors without sorting the device's rows.
+      let left = q.limit ?? Number.POSITIVE_INFINITY;
+      while (left > 0) {
+        let best: SeriesCursor | undefined;
+        let bestRow: Row | undefined;
+        for (const c of cursors) {
+          const row = c.head();
+          if (row === undefined) continue;
+          if (bestRow === undefined || (asc ? row[0] < bestRow[0] : row[0] > bestRow[0])) {
+            best = c;
+            bestRow = row;
+          }
+        }
+        if (best === undefined || bestRow === undefined) return;
+        best.advance();
+        left--;
+        yield toReading(q.device, best.sensor, bestRow);
+      }
+    },
+
+    async *stats(q: StatsQuery) {
+      const sensors = q.sensor === undefined ? sensorsOf.all({ device: q.device }) : [q.sensor];
+      for (const sensor of sensors) {
+        const bounds = boundsOf(q.device, sensor, q.from, q.to);
+        if (bounds === undefined) continue;
+        const pageMs = q.every * BUCKETS_PER_PAGE;
+        for (let at = bounds.lo - (bounds.lo % q.every); at < bounds.hi; at += pageMs) {
+          const from = Math.max(at, q.from ?? MIN_TIME);
+          const to = Math.min(at + pageMs, q.to ?? MAX_TIME);
+          for (const [start, count, min, max, mean, last] of buckets.all({
+            device: q.device,
+            sensor,
+            from,
+            to,
+            every: q.every,
+          })) {
+            yield { device_id: q.device, sensor, start, count, min, max, mean, last } satisfies Bucket;
+          }
+        }
+      }
+    },
+
+    async series(q: SeriesQuery) {
+      const bounds = boundsOf(q.device, q.sensor, q.from, q.to);
+      if (bounds === undefined) return [];
+      const raw = rawPoints.all(q.device, q.sensor, bounds.lo, bounds.hi, q.points + 1);
+      if (raw.length <= q.points) return raw.map(([ts, value]): RawPoint => ({ ts, value }));
+      const width = chartBucketWidth(bounds.hi - bounds.lo, q.points);
+      return buckets
+        .all({ device: q.device, sensor: q.sensor, from: bounds.lo, to: bounds.hi, every: width })
+        .map(
+          ([ts, count, min, max, mean]): BucketPoint => ({ ts, min, max, mean, count }),
+        ) satisfies SeriesPoint[];
+    },
+  };
+  return running(queries, async () => {
+    if (db.open) db.close();
+  });
+}
