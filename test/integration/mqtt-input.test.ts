@@ -1,23 +1,15 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import mqtt from "mqtt";
 import { type Packet, parser } from "mqtt-packet";
 import { pino } from "pino";
 import { afterEach, describe, expect, inject, it, vi } from "vitest";
-import { silentLogger } from "../../common/log.js";
-import {
-  createMqttInput,
-  type IncomingMessage,
-  type MqttInput,
-  type MqttInputOptions,
-} from "../../mqtt/input.js";
-import { freePort } from "../helpers/private-brokers.js";
+import { type Logger, silentLogger } from "../../common/log.js";
+import type { Delivery } from "../../common/pipeline.js";
+import { type MqttInput, type MqttInputOptions, type MqttMessage, startMqttInput } from "../../mqtt/input.js";
+import { type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
 
 /** MQTT_URL when set, else a testcontainers Mosquitto where Docker answers, else mqtt://127.0.0.1:1883. */
 const MQTT_URL = inject("mqttUrl");
@@ -47,9 +39,13 @@ function uniqueName(label: string): string {
   return `test-${label}-${randomUUID().slice(0, 8)}`;
 }
 
-function newInput(
+type Handler = (delivery: Delivery<MqttMessage>) => void;
+
+/** Starts an input and returns at once, as `startMqttInput` does: listeners added now miss no event. */
+async function openInput(
   overrides: Partial<MqttInputOptions> & Pick<MqttInputOptions, "clientId" | "topic">,
-): MqttInput {
+  handler: Handler,
+): Promise<MqttInput> {
   const opts: MqttInputOptions = {
     url: MQTT_URL,
     receiveMaximum: 100,
@@ -60,10 +56,24 @@ function newInput(
     log: process.env.MQTT_INPUT_TEST_LOG ? pino({ level: "debug" }) : silentLogger(),
     ...overrides,
   };
-  const input = createMqttInput(opts);
+  const input = await startMqttInput(opts, handler);
   // A wire tap's URL leads to MQTT_URL too, and the tap may be gone by the time the session is cleaned up.
   sessions.push({ url: MQTT_URL, clientId: opts.clientId });
   cleanups.push(() => input.stop());
+  return input;
+}
+
+async function untilConnected(input: MqttInput): Promise<void> {
+  await vi.waitFor(() => expect(input.connected).toBe(true), WAIT);
+}
+
+/** Starts an input and waits until it is subscribed. */
+async function startInput(
+  overrides: Partial<MqttInputOptions> & Pick<MqttInputOptions, "clientId" | "topic">,
+  handler: Handler,
+): Promise<MqttInput> {
+  const input = await openInput(overrides, handler);
+  await untilConnected(input);
   return input;
 }
 
@@ -163,54 +173,115 @@ function publishIds(tap: WireTap): (number | undefined)[] {
   return tap.fromBroker.filter((packet) => packet.cmd === "publish").map((packet) => packet.messageId);
 }
 
-/** A Mosquitto of the test's own, without persistence, that the test may kill. */
-async function startPrivateBroker(
-  port: number,
-  dir: string,
-  extraConfig: string[] = [],
-): Promise<ChildProcess> {
-  const config = join(dir, "mosquitto.conf");
-  const lines = [`listener ${port} 127.0.0.1`, "allow_anonymous true", "persistence false", "log_dest none"];
-  await writeFile(config, [...lines, ...extraConfig, ""].join("\n"));
-  const broker = spawn("mosquitto", ["-c", config], { stdio: "ignore" });
-  await vi.waitFor(async () => {
-    const probe = connect(port, "127.0.0.1");
-    try {
-      await once(probe, "connect");
-    } finally {
-      probe.destroy();
-    }
-  }, WAIT);
+/** A Mosquitto of the test's own, without persistence, that the test may kill, hang or restart. */
+async function privateBroker(extraConfig: string[] = []): Promise<PrivateMosquitto> {
+  const broker = await startPrivateMosquitto({ extraConfig });
+  cleanups.push(() => broker.stop());
   return broker;
 }
 
-async function killBroker(broker: ChildProcess): Promise<void> {
-  if (broker.exitCode !== null || broker.signalCode !== null) return;
-  const exited = once(broker, "exit");
-  broker.kill("SIGKILL");
-  await exited;
+/** Log lines as objects, for tests that check what an operator reads. */
+function capturedLog(): { log: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const log = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  return { log, lines };
 }
 
-function payloads(messages: IncomingMessage[]): string[] {
-  return messages.map((msg) => msg.payload.toString());
+const WARN = 40;
+
+/** When each hung broker process was stopped, by pid. */
+const hungSince = new Map<number, number>();
+
+/** Fault: SIGSTOP, so the broker keeps its sockets open and answers nothing. SIGCONT at cleanup at the latest. */
+function hang(broker: PrivateMosquitto): number {
+  const { pid } = broker;
+  process.kill(pid, "SIGSTOP");
+  const at = Date.now();
+  hungSince.set(pid, at);
+  cleanups.push(async () => {
+    if (hungSince.delete(pid)) process.kill(pid, "SIGCONT");
+  });
+  return at;
+}
+
+/** SIGCONT; returns how long the broker was hung. */
+function resume(broker: PrivateMosquitto): number {
+  const { pid } = broker;
+  const at = hungSince.get(pid) ?? Date.now();
+  hungSince.delete(pid);
+  process.kill(pid, "SIGCONT");
+  return Date.now() - at;
+}
+
+/** A TCP server that accepts connections and never answers: a hung broker as seen from outside. */
+async function startSilentServer(): Promise<{
+  url: string;
+  port: number;
+  connections(): number;
+  bytesReceived(): number;
+}> {
+  let connections = 0;
+  let bytes = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.on("data", (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    socket.on("error", () => {});
+    socket.on("close", () => sockets.delete(socket));
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  cleanups.push(async () => {
+    for (const socket of sockets) socket.destroy();
+    server.close();
+  });
+  const address = server.address();
+  if (address === null || typeof address === "string") throw new Error("silent server has no TCP address");
+  return {
+    url: `mqtt://127.0.0.1:${address.port}`,
+    port: address.port,
+    connections: () => connections,
+    bytesReceived: () => bytes,
+  };
+}
+
+/** Rejects if `promise` has not settled within `ms`. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function payloads(deliveries: Delivery<MqttMessage>[]): string[] {
+  return deliveries.map((d) => d.item.payload.toString());
 }
 
 describe("MQTT input", () => {
   it("a QoS 1 message is PUBACKed only once ack() is called", async () => {
     const tap = await startWireTap(MQTT_URL);
     const topic = `${uniqueName("t")}/dev-1/temp`;
-    const input = newInput({ url: tap.url, clientId: uniqueName("in"), topic });
-    const received: IncomingMessage[] = [];
-    await input.start((msg) => received.push(msg));
+    const received: Delivery<MqttMessage>[] = [];
+    const input = await startInput({ url: tap.url, clientId: uniqueName("in"), topic }, (d) =>
+      received.push(d),
+    );
     const publisher = await newPublisher();
 
     await publishAll(publisher, topic, ['{"value":1}']);
     await vi.waitFor(() => expect(received).toHaveLength(1), WAIT);
     const [msg] = received;
-    expect(msg?.topic).toBe(topic);
-    expect(msg?.qos).toBe(1);
-    expect(msg?.payload.toString()).toBe('{"value":1}');
-    expect(msg?.receivedAt).toBeGreaterThan(Date.now() - 5_000);
+    expect(msg?.item.topic).toBe(topic);
+    expect(msg?.item.qos).toBe(1);
+    expect(msg?.item.payload.toString()).toBe('{"value":1}');
+    expect(msg?.item.receivedAt).toBeGreaterThan(Date.now() - 5_000);
 
     await sleep(QUIET_MS);
     expect(tap.pubacks()).toEqual([]);
@@ -227,9 +298,10 @@ describe("MQTT input", () => {
   it("PUBACKs go out in arrival order when ack() is called in reverse order", async () => {
     const tap = await startWireTap(MQTT_URL);
     const topic = `${uniqueName("t")}/dev-1/temp`;
-    const input = newInput({ url: tap.url, clientId: uniqueName("in"), topic });
-    const received: IncomingMessage[] = [];
-    await input.start((msg) => received.push(msg));
+    const received: Delivery<MqttMessage>[] = [];
+    const input = await startInput({ url: tap.url, clientId: uniqueName("in"), topic }, (d) =>
+      received.push(d),
+    );
     const publisher = await newPublisher();
 
     await publishAll(publisher, topic, range(0, 5));
@@ -249,12 +321,11 @@ describe("MQTT input", () => {
 
   it("with receiveMaximum 100 the broker sends 100 messages before any ack, and never more than 100 are unacked", async () => {
     const topic = `${uniqueName("t")}/dev-1/temp`;
-    const input = newInput({ clientId: uniqueName("in"), topic, receiveMaximum: 100 });
-    const received: IncomingMessage[] = [];
+    const received: Delivery<MqttMessage>[] = [];
     let acking = false;
     let outstanding = 0;
     let maxOutstanding = 0;
-    await input.start((msg) => {
+    const input = await startInput({ clientId: uniqueName("in"), topic, receiveMaximum: 100 }, (msg) => {
       received.push(msg);
       maxOutstanding = Math.max(maxOutstanding, ++outstanding);
       if (acking) {
@@ -284,12 +355,11 @@ describe("MQTT input", () => {
   it("holds back what the broker sends beyond Receive Maximum and hands it on in order as acks free the window", async () => {
     // Mosquitto 2.0 overshoots Receive Maximum when it has a backlog and PUBACKs come in order.
     const topic = `${uniqueName("t")}/dev-1/temp`;
-    const input = newInput({ clientId: uniqueName("in"), topic, receiveMaximum: 10 });
     const received: string[] = [];
     let outstanding = 0;
     let maxOutstanding = 0;
-    await input.start((msg) => {
-      received.push(msg.payload.toString());
+    const input = await startInput({ clientId: uniqueName("in"), topic, receiveMaximum: 10 }, (msg) => {
+      received.push(msg.item.payload.toString());
       maxOutstanding = Math.max(maxOutstanding, ++outstanding);
       setTimeout(() => {
         outstanding--;
@@ -308,9 +378,8 @@ describe("MQTT input", () => {
   it("keeps the session across stop(): unacked and newly published messages arrive on the next start", async () => {
     const topic = `${uniqueName("t")}/dev-1/temp`;
     const clientId = uniqueName("in");
-    const first = newInput({ clientId, topic });
-    const firstReceived: IncomingMessage[] = [];
-    await first.start((msg) => firstReceived.push(msg));
+    const firstReceived: Delivery<MqttMessage>[] = [];
+    const first = await startInput({ clientId, topic }, (msg) => firstReceived.push(msg));
     const publisher = await newPublisher();
 
     await publishAll(publisher, topic, range(0, 5));
@@ -327,14 +396,14 @@ describe("MQTT input", () => {
 
     await publishAll(publisher, topic, range(5, 10));
 
-    const second = newInput({ clientId, topic });
-    const connected = vi.fn();
-    second.on("connected", connected);
     const secondReceived: string[] = [];
-    await second.start((msg) => {
-      secondReceived.push(msg.payload.toString());
+    const second = await openInput({ clientId, topic }, (msg) => {
+      secondReceived.push(msg.item.payload.toString());
       msg.ack();
     });
+    const connected = vi.fn();
+    second.on("connected", connected);
+    await untilConnected(second);
     expect(connected).toHaveBeenCalledWith({ sessionPresent: true });
     await vi.waitFor(() => expect(new Set(secondReceived)).toEqual(new Set(range(2, 10))), WAIT);
     // m0 and m1 were PUBACKed before DISCONNECT, so the broker does not send them again.
@@ -345,9 +414,10 @@ describe("MQTT input", () => {
   it("an ack() from a connection that is gone writes no PUBACK on the next connection", async () => {
     const tap = await startWireTap(MQTT_URL);
     const topic = `${uniqueName("t")}/dev-1/temp`;
-    const input = newInput({ url: tap.url, clientId: uniqueName("in"), topic });
-    const received: IncomingMessage[] = [];
-    await input.start((msg) => received.push(msg));
+    const received: Delivery<MqttMessage>[] = [];
+    const input = await startInput({ url: tap.url, clientId: uniqueName("in"), topic }, (msg) =>
+      received.push(msg),
+    );
     const connected = vi.fn();
     input.on("connected", connected);
     const publisher = await newPublisher();
@@ -372,35 +442,25 @@ describe("MQTT input", () => {
   });
 
   it("reconnects by itself after the broker is killed and restarted, and receives what is published then", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "mqtt-input-"));
-    const port = await freePort();
-    let broker = await startPrivateBroker(port, dir);
-    cleanups.push(async () => {
-      await killBroker(broker);
-      await rm(dir, { recursive: true, force: true });
-    });
-    const url = `mqtt://127.0.0.1:${port}`;
+    const broker = await privateBroker();
     const topic = `${uniqueName("t")}/dev-1/temp`;
-    const input = newInput({
-      url,
-      clientId: uniqueName("in"),
-      topic,
-      reconnectMinMs: 50,
-      reconnectMaxMs: 200,
-    });
-    sessions.pop(); // dies with the private broker
     const received: string[] = [];
+    const input = await openInput(
+      { url: broker.url, clientId: uniqueName("in"), topic, reconnectMinMs: 50, reconnectMaxMs: 200 },
+      (msg) => {
+        received.push(msg.item.payload.toString());
+        msg.ack();
+      },
+    );
+    sessions.pop(); // dies with the private broker
     const connected = vi.fn();
     const disconnected = vi.fn();
     input.on("connected", connected);
     input.on("disconnected", disconnected);
-    await input.start((msg) => {
-      received.push(msg.payload.toString());
-      msg.ack();
-    });
+    await untilConnected(input);
 
     // Fault: SIGKILL, so the broker sends no DISCONNECT and the socket just closes.
-    await killBroker(broker);
+    await broker.kill9();
     expect(connected).toHaveBeenCalledTimes(1);
     await vi.waitFor(() => expect(disconnected).toHaveBeenCalledTimes(1), WAIT);
     expect(disconnected.mock.calls[0]?.[0]).toBeInstanceOf(Error);
@@ -408,12 +468,12 @@ describe("MQTT input", () => {
     // Keep the broker down for a few reconnect attempts.
     await sleep(300);
 
-    broker = await startPrivateBroker(port, dir);
+    await broker.restart();
     await vi.waitFor(() => expect(connected).toHaveBeenCalledTimes(2), WAIT);
     expect(connected).toHaveBeenLastCalledWith({ sessionPresent: false });
     expect(input.connected).toBe(true);
 
-    const publisher = await newPublisher(url);
+    const publisher = await newPublisher(broker.url);
     await publishAll(publisher, topic, ["after-restart"]);
     await vi.waitFor(() => expect(received).toEqual(["after-restart"]), WAIT);
   });
@@ -421,11 +481,13 @@ describe("MQTT input", () => {
   it("keeps the connection up with keepalive 1 s while a message is held unacked for 3 s", async () => {
     const tap = await startWireTap(MQTT_URL);
     const topic = `${uniqueName("t")}/dev-1/temp`;
-    const input = newInput({ url: tap.url, clientId: uniqueName("in"), topic, keepaliveSeconds: 1 });
+    const received: Delivery<MqttMessage>[] = [];
+    const input = await startInput(
+      { url: tap.url, clientId: uniqueName("in"), topic, keepaliveSeconds: 1 },
+      (msg) => received.push(msg),
+    );
     const disconnected = vi.fn();
     input.on("disconnected", disconnected);
-    const received: IncomingMessage[] = [];
-    await input.start((msg) => received.push(msg));
     const publisher = await newPublisher();
 
     await publishAll(publisher, topic, ["held"]);
@@ -443,12 +505,15 @@ describe("MQTT input", () => {
   it("drops a connection whose PINGRESP does not come within the keepalive, and reconnects", async () => {
     const tap = await startWireTap(MQTT_URL);
     const topic = `${uniqueName("t")}/dev-1/temp`;
-    const input = newInput({ url: tap.url, clientId: uniqueName("in"), topic, keepaliveSeconds: 1 });
+    const input = await openInput(
+      { url: tap.url, clientId: uniqueName("in"), topic, keepaliveSeconds: 1 },
+      () => {},
+    );
     const connected = vi.fn();
     const disconnected = vi.fn();
     input.on("connected", connected);
     input.on("disconnected", disconnected);
-    await input.start(() => {});
+    await untilConnected(input);
 
     // Fault: the broker's packets stop arriving, but the socket stays open.
     tap.stall();
@@ -458,44 +523,245 @@ describe("MQTT input", () => {
     expect(input.connected).toBe(true);
   });
 
-  it("start() rejects with the broker's reason when the CONNACK refuses the connection", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "mqtt-input-"));
-    const port = await freePort();
+  it("reports the broker's reason in health() and the log, and retries, when the CONNACK refuses the connection", async () => {
     // Anonymous clients are refused, and we send no credentials.
-    const broker = await startPrivateBroker(port, dir, ["allow_anonymous false"]);
-    cleanups.push(async () => {
-      await killBroker(broker);
-      await rm(dir, { recursive: true, force: true });
-    });
-    const input = newInput({ url: `mqtt://127.0.0.1:${port}`, clientId: uniqueName("in"), topic: "x/+/+" });
-    sessions.pop(); // never created
-    await expect(input.start(() => {})).rejects.toThrow(
-      /refused the connection: reason 0x87 \(Not authorized\)/,
+    const broker = await privateBroker(["allow_anonymous false"]);
+    const { log, lines } = capturedLog();
+    const input = await openInput(
+      { url: broker.url, clientId: uniqueName("in"), topic: "x/+/+", log },
+      () => {},
     );
+    sessions.pop(); // never created
+    const failed = vi.fn();
+    input.on("failed", failed);
+
+    await vi.waitFor(() => expect(failed).toHaveBeenCalledTimes(2), WAIT);
+    expect(input.health()).toEqual({
+      ready: false,
+      reason: expect.stringMatching(/refused the connection: reason 0x87 \(Not authorized\)/),
+    });
     expect(input.connected).toBe(false);
+    const warnings = lines.filter((line) => line.level === WARN).map((line) => String(line.msg));
+    expect(warnings.slice(0, 2)).toEqual([
+      expect.stringMatching(
+        `^MQTT connection to 127.0.0.1:${broker.port} failed: broker refused the connection: reason 0x87 \\(Not authorized\\); retrying in \\d+ ms$`,
+      ),
+      expect.stringMatching(`^MQTT connection to 127.0.0.1:${broker.port} failed: .*Not authorized`),
+    ]);
   });
 
-  it("start() rejects when the broker grants the subscription only at QoS 0", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "mqtt-input-"));
-    const port = await freePort();
-    const broker = await startPrivateBroker(port, dir, ["max_qos 0"]);
-    cleanups.push(async () => {
-      await killBroker(broker);
-      await rm(dir, { recursive: true, force: true });
-    });
-    const input = newInput({ url: `mqtt://127.0.0.1:${port}`, clientId: uniqueName("in"), topic: "x/+/+" });
+  it("reports in health() and retries when the broker grants the subscription only at QoS 0", async () => {
+    const broker = await privateBroker(["max_qos 0"]);
+    const input = await openInput({ url: broker.url, clientId: uniqueName("in"), topic: "x/+/+" }, () => {});
     sessions.pop(); // dies with the private broker
-    await expect(input.start(() => {})).rejects.toThrow(
-      /subscription to "x\/\+\/\+" failed: the broker granted only QoS 0/,
-    );
+    const failed = vi.fn();
+    input.on("failed", failed);
+
+    await vi.waitFor(() => expect(failed).toHaveBeenCalledTimes(2), WAIT);
+    expect(input.health()).toEqual({
+      ready: false,
+      reason: expect.stringMatching(/subscription to "x\/\+\/\+" failed: the broker granted only QoS 0/),
+    });
     expect(input.connected).toBe(false);
   });
 
-  it("start() rejects when nothing listens at the URL, and does not retry", async () => {
-    const port = await freePort();
-    const input = newInput({ url: `mqtt://127.0.0.1:${port}`, clientId: uniqueName("in"), topic: "x/+/+" });
-    sessions.pop(); // never created
-    await expect(input.start(() => {})).rejects.toThrow(`MQTT connection to 127.0.0.1:${port} failed`);
+  it("keeps retrying while nothing listens at the URL, logs each refusal, and connects once the broker is up", async () => {
+    // Fault: the broker is down when the input starts (issue 18: the same as RabbitMQ, no exit).
+    const broker = await privateBroker();
+    await broker.kill9();
+    const { log, lines } = capturedLog();
+    const input = await openInput(
+      { url: broker.url, clientId: uniqueName("in"), topic: "x/+/+", log },
+      () => {},
+    );
+    sessions.pop(); // dies with the private broker
+    const failed = vi.fn();
+    input.on("failed", failed);
+    expect(input.health()).toEqual({
+      ready: false,
+      reason: `mqtt not connected: connecting to ${broker.host}:${broker.port}`,
+    });
+
+    await vi.waitFor(() => expect(failed.mock.calls.length).toBeGreaterThanOrEqual(3), WAIT);
+    expect(input.health()).toEqual({
+      ready: false,
+      reason: expect.stringContaining(
+        `MQTT connection to 127.0.0.1:${broker.port} failed: connection refused`,
+      ),
+    });
     expect(input.connected).toBe(false);
+    const refusals = lines.filter(
+      (line) =>
+        line.level === WARN &&
+        String(line.msg).startsWith(`MQTT connection to 127.0.0.1:${broker.port} failed: connection refused`),
+    );
+    expect(refusals.length).toBe(failed.mock.calls.length);
+
+    await broker.restart();
+    await untilConnected(input);
+    expect(input.health()).toEqual({ ready: true });
+  });
+
+  it("a connect attempt to a broker that accepts TCP but never answers times out and is retried", async () => {
+    // Fault: what a hung broker looks like from outside; its kernel still completes the TCP handshake.
+    const silent = await startSilentServer();
+    const input = await openInput(
+      { url: silent.url, clientId: uniqueName("in"), topic: "x/+/+", connectTimeoutMs: 300 },
+      () => {},
+    );
+    sessions.pop(); // never created
+    const failed = vi.fn();
+    input.on("failed", failed);
+
+    await vi.waitFor(() => expect(failed).toHaveBeenCalledTimes(2), WAIT);
+    expect(failed.mock.calls[0]?.[0]?.message).toBe(
+      `MQTT connection to 127.0.0.1:${silent.port} failed: no CONNACK within 300 ms`,
+    );
+    expect(silent.connections()).toBeGreaterThanOrEqual(2);
+    expect(input.health()).toEqual({
+      ready: false,
+      reason: expect.stringMatching(/no CONNACK within 300 ms$/),
+    });
+  });
+
+  describe("stop() ends promptly", () => {
+    /** Far above what each state needs (at most CLOSE_TIMEOUT_MS, 2 s, for a broker that does not answer). */
+    const PROMPT_MS = 5_000;
+
+    it("while the first TCP connection is still being opened", async () => {
+      const input = await openInput({ clientId: uniqueName("in"), topic: "x/+/+" }, () => {});
+      sessions.pop(); // the stop comes before CONNECT is sent
+      await within(input.stop(), PROMPT_MS, "stop()");
+      expect(input.health()).toEqual({ ready: false, reason: "mqtt input stopped" });
+      expect(input.connected).toBe(false);
+    });
+
+    it("while waiting to retry a broker that was never reached", async () => {
+      const broker = await privateBroker();
+      await broker.kill9();
+      const input = await openInput(
+        {
+          url: broker.url,
+          clientId: uniqueName("in"),
+          topic: "x/+/+",
+          reconnectMinMs: 600_000,
+          reconnectMaxMs: 600_000,
+        },
+        () => {},
+      );
+      sessions.pop(); // never created
+      const failed = vi.fn();
+      input.on("failed", failed);
+      await vi.waitFor(() => expect(failed).toHaveBeenCalledTimes(1), WAIT);
+      await within(input.stop(), PROMPT_MS, "stop()");
+      expect(input.health()).toEqual({ ready: false, reason: "mqtt input stopped" });
+    });
+
+    it("during the handshake with a broker that does not answer CONNECT", async () => {
+      const silent = await startSilentServer();
+      const input = await openInput(
+        { url: silent.url, clientId: uniqueName("in"), topic: "x/+/+" },
+        () => {},
+      );
+      sessions.pop(); // never created
+      await vi.waitFor(() => expect(silent.bytesReceived()).toBeGreaterThan(0), WAIT);
+      await within(input.stop(), PROMPT_MS, "stop()");
+      expect(input.connected).toBe(false);
+    });
+
+    it("while connected to a broker that hangs (SIGSTOP) and never answers DISCONNECT", async () => {
+      const broker = await privateBroker();
+      const input = await startInput(
+        { url: broker.url, clientId: uniqueName("in"), topic: "x/+/+" },
+        () => {},
+      );
+      sessions.pop(); // dies with the private broker
+      hang(broker);
+      await within(input.stop(), PROMPT_MS, "stop()");
+      expect(input.connected).toBe(false);
+    });
+  });
+
+  it("a broker hung by SIGSTOP longer than the keepalive is noticed, and after SIGCONT every QoS 1 message published before and during the hang is delivered and acked", async () => {
+    const KEEPALIVE_S = 5;
+    const CONNECT_TIMEOUT_MS = 2_000;
+    /** Each ack waits a little, so that some messages are in flight when the broker hangs. */
+    const ACK_DELAY_MS = 50;
+    const broker = await privateBroker();
+    const topic = `${uniqueName("t")}/dev-1/temp`;
+    const clientId = uniqueName("in");
+    const acked = new Set<string>();
+    const options = {
+      url: broker.url,
+      clientId,
+      topic,
+      keepaliveSeconds: KEEPALIVE_S,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      reconnectMinMs: 200,
+      reconnectMaxMs: 1_000,
+    };
+    const input = await startInput(options, (d) => {
+      setTimeout(() => {
+        d.ack();
+        acked.add(d.item.payload.toString());
+      }, ACK_DELAY_MS);
+    });
+    sessions.pop(); // dies with the private broker
+    const publisher = await newPublisher(broker.url);
+    await publishAll(publisher, topic, range(0, 50));
+
+    // Fault: the broker stops answering; its sockets stay open.
+    const hungAt = hang(broker);
+    const duringHang = publishAll(publisher, topic, range(50, 100));
+    await vi.waitFor(() => expect(input.health().ready).toBe(false), {
+      timeout: 2 * KEEPALIVE_S * 1_000,
+      interval: 50,
+    });
+    const detectedMs = Date.now() - hungAt;
+    expect(input.health()).toEqual({
+      ready: false,
+      reason: expect.stringMatching(
+        `^mqtt not connected: MQTT connection to 127.0.0.1:${broker.port} lost: no PINGRESP within 5 s`,
+      ),
+    });
+    // The reconnect attempts meet a kernel that accepts TCP for a broker that never answers CONNECT.
+    await vi.waitFor(
+      () =>
+        expect(input.health()).toEqual({
+          ready: false,
+          reason: expect.stringMatching(/failed: no CONNACK within 2000 ms$/),
+        }),
+      { timeout: 20_000, interval: 50 },
+    );
+    const hungForMs = resume(broker);
+
+    await duringHang;
+    await vi.waitFor(() => expect(input.health()).toEqual({ ready: true }), {
+      timeout: 20_000,
+      interval: 50,
+    });
+    const recoveredMs = Date.now() - hungAt - hungForMs;
+    await vi.waitFor(() => expect([...acked].sort()).toEqual(range(0, 100).sort()), {
+      timeout: 20_000,
+      interval: 50,
+    });
+    await vi.waitFor(() => expect(input.unacked).toBe(0), WAIT);
+
+    // Nothing is left unacknowledged at the broker: a new session with the same client id gets only what is
+    // published after this one ended (the broker resends unacknowledged messages first).
+    await input.stop();
+    await publishAll(publisher, topic, ["marker"]);
+    const next: string[] = [];
+    await startInput({ ...options, keepaliveSeconds: 30 }, (d) => {
+      next.push(d.item.payload.toString());
+      d.ack();
+    });
+    sessions.pop(); // dies with the private broker
+    await vi.waitFor(() => expect(next).toContain("marker"), WAIT);
+    expect(next).toEqual(["marker"]);
+    console.log(
+      `MQTT broker hung ${hungForMs} ms: not ready after ${detectedMs} ms (keepalive ${KEEPALIVE_S} s), ` +
+        `ready again ${recoveredMs} ms after SIGCONT; 100 of 100 messages acked`,
+    );
   });
 });

@@ -1,0 +1,318 @@
+import { connect as netConnect, type Socket } from "node:net";
+import { generate, type IPublishPacket, type Packet, parser } from "mqtt-packet";
+import type { Logger } from "../common/log.js";
+import type { MqttMessage } from "./input.js";
+import { Keepalive } from "./keepalive.js";
+import type { SessionSettings } from "./options.js";
+import { connectPacket, disconnectError, publishViolation, subackFailure } from "./protocol.js";
+import {
+  describeReason,
+  describeSocketError,
+  RC_MALFORMED_PACKET,
+  RC_PROTOCOL_ERROR,
+  RC_SUCCESS,
+} from "./reasons.js";
+import { InflightWindow } from "./window.js";
+
+/** How long an ending connection waits for the broker to close the socket after DISCONNECT. */
+const CLOSE_TIMEOUT_MS = 2_000;
+const SUBSCRIBE_PACKET_ID = 1;
+const PROTOCOL = { protocolVersion: 5 } as const;
+
+/**
+ * - connecting: TCP connect under way.
+ * - handshake: CONNECT sent, waiting for CONNACK and SUBACK; messages are taken after CONNACK.
+ * - ready: subscribed.
+ * - draining: end() called; no new messages are taken, released PUBACKs are still written.
+ * - closing: DISCONNECT written or the connection failed; nothing more is written.
+ */
+type Phase = "connecting" | "handshake" | "ready" | "draining" | "closing" | "closed";
+
+/** How a connection ended. */
+export interface ConnectionEnd {
+  /** It reached `ready`: its end is a lost connection rather than a failed attempt. */
+  readonly subscribed: boolean;
+  /** Why it ended, as precisely as we know. */
+  readonly error: Error;
+  /** Messages received on it and never PUBACKed; the broker redelivers them. */
+  readonly unacked: number;
+}
+
+/** What a connection tells the session that opened it. */
+export interface ConnectionHooks {
+  /** Hand a message on, with the function that releases its PUBACK. */
+  deliver(message: MqttMessage, ack: () => void): void;
+  /** CONNACK accepted and SUBACK granted. */
+  ready(sessionPresent: boolean): void;
+  /** The socket is closed, whatever the reason; called once. */
+  closed(end: ConnectionEnd): void;
+}
+
+/**
+ * One TCP connection to the broker, from connect to close: CONNECT, CONNACK, SUBSCRIBE, SUBACK, then PUBLISH in and
+ * PUBACK out through its own in-flight window, PINGREQ through its own keepalive. The handshake must finish within
+ * `connectTimeoutMs`. It never reconnects; the session opens the next one.
+ */
+export class Connection {
+  private readonly socket: Socket;
+  private readonly window: InflightWindow<MqttMessage>;
+  private readonly closedPromise: Promise<void>;
+  private phase: Phase = "connecting";
+  private connackReceived = false;
+  private sessionPresent = false;
+  private subscribed = false;
+  private corked = false;
+  private keepalive: Keepalive | undefined;
+  private readonly connectTimer: NodeJS.Timeout;
+  /** Why the connection ended, when we know better than a bare socket close. */
+  private error: Error | undefined;
+
+  /** Opens the socket at once. */
+  constructor(
+    private readonly settings: SessionSettings,
+    private readonly log: Logger,
+    private readonly hooks: ConnectionHooks,
+  ) {
+    const socket = netConnect({ host: settings.broker.host, port: settings.broker.port });
+    this.socket = socket;
+    socket.setNoDelay(true);
+    this.window = new InflightWindow<MqttMessage>(settings.receiveMaximum, {
+      deliver: hooks.deliver,
+      puback: (messageId) => this.write({ cmd: "puback", messageId, reasonCode: RC_SUCCESS }),
+      pause: () => {
+        this.keepalive?.setPaused(true);
+        socket.pause();
+      },
+      resume: () => {
+        this.keepalive?.setPaused(false);
+        socket.resume();
+      },
+      overflow: () =>
+        log.warn(
+          { receiveMaximum: settings.receiveMaximum },
+          "MQTT broker exceeds Receive Maximum; holding the excess until acks free the window",
+        ),
+    });
+
+    const packets = parser(PROTOCOL);
+    packets.on("packet", (packet: Packet) => this.onPacket(packet));
+    packets.on("error", (err: Error) => this.abort(RC_MALFORMED_PACKET, err));
+    socket.on("connect", () => {
+      if (this.phase !== "connecting") return;
+      this.phase = "handshake";
+      this.write(connectPacket(settings));
+    });
+    socket.on("data", (chunk: Buffer) => {
+      if (this.phase === "closed") return;
+      this.keepalive?.heard();
+      packets.parse(chunk);
+    });
+    socket.on("error", (err: NodeJS.ErrnoException) => {
+      this.error ??= describeSocketError(err);
+    });
+    this.closedPromise = new Promise<void>((resolve) => {
+      socket.on("close", () => {
+        this.onClose();
+        resolve();
+      });
+    });
+    // A hung broker still accepts TCP connections (the kernel does) and never answers: bound the whole handshake.
+    this.connectTimer = setTimeout(() => {
+      const awaited =
+        this.phase === "connecting" ? "TCP connection" : this.connackReceived ? "SUBACK" : "CONNACK";
+      this.drop(new Error(`no ${awaited} within ${settings.connectTimeoutMs} ms`));
+    }, settings.connectTimeoutMs);
+  }
+
+  /** CONNACK accepted, subscription granted, socket open. */
+  get ready(): boolean {
+    return this.phase === "ready";
+  }
+
+  get unacked(): number {
+    return this.window.unacked;
+  }
+
+  get held(): number {
+    return this.window.heldCount;
+  }
+
+  /**
+   * Stops taking messages and ends the connection in whatever state it is: an attempt under way is dropped, a
+   * subscribed connection writes the PUBACKs released so far and a DISCONNECT (reason 0, session kept), then has at
+   * most CLOSE_TIMEOUT_MS to close. Resolves once the socket is closed.
+   */
+  async end(): Promise<void> {
+    this.window.stopIntake();
+    if (this.phase !== "ready") {
+      this.drop(new Error("stopped before the subscription was granted"));
+      return this.closedPromise;
+    }
+    this.phase = "draining";
+    // PUBACKs released so far sit in the corked socket until the next tick; let them out before DISCONNECT.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.phase === "draining") {
+      this.log.info({ unacked: this.window.unacked }, "MQTT input stopping: DISCONNECT sent, session kept");
+      this.closeWith(RC_SUCCESS);
+    }
+    const timer = setTimeout(() => this.socket.destroy(), CLOSE_TIMEOUT_MS);
+    try {
+      await this.closedPromise;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private onPacket(packet: Packet): void {
+    if (this.phase === "closing" || this.phase === "closed") return;
+    switch (packet.cmd) {
+      case "publish":
+        this.onPublish(packet);
+        return;
+      case "pingresp":
+        return;
+      case "connack":
+        this.onConnack(
+          packet.reasonCode ?? RC_SUCCESS,
+          packet.sessionPresent,
+          packet.properties?.serverKeepAlive,
+        );
+        return;
+      case "suback":
+        this.onSuback(packet.messageId, packet.granted[0]);
+        return;
+      case "disconnect": {
+        const subscribing = this.connackReceived && !this.subscribed ? this.settings.topic : undefined;
+        this.drop(disconnectError(packet.reasonCode, packet.properties?.reasonString, subscribing));
+        return;
+      }
+      default:
+        this.abort(RC_PROTOCOL_ERROR, new Error(`unexpected ${packet.cmd.toUpperCase()} from the broker`));
+    }
+  }
+
+  private onConnack(reasonCode: number, sessionPresent: boolean, serverKeepAlive: number | undefined): void {
+    if (this.connackReceived) {
+      this.abort(RC_PROTOCOL_ERROR, new Error("second CONNACK"));
+      return;
+    }
+    if (reasonCode !== RC_SUCCESS) {
+      this.drop(new Error(`broker refused the connection: reason ${describeReason(reasonCode)}`));
+      return;
+    }
+    this.connackReceived = true;
+    this.sessionPresent = sessionPresent;
+    this.keepalive = new Keepalive(serverKeepAlive ?? this.settings.keepaliveSeconds, {
+      ping: () => this.write({ cmd: "pingreq" }),
+      dead: (err) => this.drop(err),
+    });
+    this.keepalive.setPaused(this.window.paused);
+    this.keepalive.start();
+    this.write({
+      cmd: "subscribe",
+      messageId: SUBSCRIBE_PACKET_ID,
+      subscriptions: [{ topic: this.settings.topic, qos: 1 }],
+    });
+  }
+
+  private onSuback(messageId: number | undefined, granted: unknown): void {
+    if (this.subscribed || messageId !== SUBSCRIBE_PACKET_ID) {
+      this.abort(RC_PROTOCOL_ERROR, new Error(`unexpected SUBACK for packet id ${messageId}`));
+      return;
+    }
+    const failure = subackFailure(granted, this.settings.topic);
+    if (failure !== undefined) {
+      this.error ??= new Error(failure);
+      this.closeWith(RC_SUCCESS);
+      return;
+    }
+    clearTimeout(this.connectTimer);
+    this.subscribed = true;
+    this.phase = "ready";
+    this.log.info(
+      {
+        sessionPresent: this.sessionPresent,
+        grantedQos: granted,
+        receiveMaximum: this.settings.receiveMaximum,
+      },
+      "MQTT connected and subscribed",
+    );
+    this.hooks.ready(this.sessionPresent);
+  }
+
+  private onPublish(packet: IPublishPacket): void {
+    const violation = this.connackReceived
+      ? publishViolation(packet)
+      : { reasonCode: RC_PROTOCOL_ERROR, error: new Error("PUBLISH before CONNACK") };
+    if (violation !== undefined) {
+      this.abort(violation.reasonCode, violation.error);
+      return;
+    }
+    const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
+    const qos = packet.qos === 1 ? 1 : 0;
+    const message: MqttMessage = { topic: packet.topic, payload, qos, receivedAt: Date.now() };
+    this.window.arrive(qos === 1 ? packet.messageId : undefined, message);
+  }
+
+  /** Writes are corked for the rest of the tick, so PUBACKs released together leave in one segment. */
+  private write(packet: Packet): void {
+    if (this.phase === "closing" || this.phase === "closed") return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(generate(packet, PROTOCOL));
+  }
+
+  /** Ends the connection at once, nothing more written: the broker refused, hung, or went away. */
+  private drop(err: Error): void {
+    if (this.phase === "closed") return;
+    this.error ??= err;
+    this.phase = "closing";
+    this.socket.destroy();
+  }
+
+  /** Sends DISCONNECT with the reason code, then closes our side; the broker closes its side in turn. */
+  private closeWith(reasonCode: number): void {
+    if (this.phase === "closing" || this.phase === "closed") return;
+    this.write({ cmd: "disconnect", reasonCode });
+    this.phase = "closing";
+    this.socket.end();
+    // A socket paused for backpressure would never see the broker's close; what it reads now is dropped.
+    if (this.window.paused) this.socket.resume();
+    setTimeout(() => this.socket.destroy(), CLOSE_TIMEOUT_MS).unref();
+  }
+
+  /** A protocol violation by the broker: tell it why and drop the connection. */
+  private abort(reasonCode: number, err: Error): void {
+    if (this.phase === "closing" || this.phase === "closed") return;
+    this.error ??= new Error(`protocol error: ${err.message}`, { cause: err });
+    this.log.error({ err, reason: describeReason(reasonCode) }, "MQTT protocol error, disconnecting");
+    this.closeWith(reasonCode);
+  }
+
+  private onClose(): void {
+    const lastPhase = this.phase;
+    this.phase = "closed";
+    clearTimeout(this.connectTimer);
+    this.keepalive?.stop();
+    const unacked = this.window.unacked;
+    this.window.close();
+    const error =
+      this.error ??
+      new Error(
+        this.subscribed
+          ? "connection closed by the broker"
+          : lastPhase === "connecting"
+            ? "the connection closed before it opened"
+            : this.connackReceived
+              ? "the broker closed the connection before SUBACK (is the topic filter valid?)"
+              : "the broker closed the connection before CONNACK",
+      );
+    this.hooks.closed({ subscribed: this.subscribed, error, unacked });
+  }
+}

@@ -1,0 +1,72 @@
+import type { IConnectPacket, IPublishPacket } from "mqtt-packet";
+import type { SessionSettings } from "./options.js";
+import {
+  describeReason,
+  RC_GRANTED_QOS_0,
+  RC_MALFORMED_PACKET,
+  RC_QOS_NOT_SUPPORTED,
+  RC_TOPIC_ALIAS_INVALID,
+} from "./reasons.js";
+
+/**
+ * CONNECT for the gateway's persistent session: MQTT 5, clean start off, the session expiry and Receive Maximum
+ * of the settings, and the URL's credentials when it has them.
+ */
+export function connectPacket(settings: SessionSettings): IConnectPacket {
+  const { username, password } = settings.broker;
+  return {
+    cmd: "connect",
+    protocolId: "MQTT",
+    protocolVersion: 5,
+    clean: false,
+    clientId: settings.clientId,
+    keepalive: settings.keepaliveSeconds,
+    properties: {
+      sessionExpiryInterval: settings.sessionExpirySeconds,
+      receiveMaximum: settings.receiveMaximum,
+    },
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password: Buffer.from(password) }),
+  };
+}
+
+/** What is wrong with a PUBLISH from the broker, with the reason code to disconnect with; undefined if nothing. */
+export function publishViolation(packet: IPublishPacket): { reasonCode: number; error: Error } | undefined {
+  if (packet.qos === 2) {
+    return { reasonCode: RC_QOS_NOT_SUPPORTED, error: new Error("QoS 2 PUBLISH on a QoS 1 subscription") };
+  }
+  if (packet.topic === "") {
+    // We send no Topic Alias Maximum, so the broker may not use aliases.
+    return { reasonCode: RC_TOPIC_ALIAS_INVALID, error: new Error("PUBLISH with a topic alias") };
+  }
+  if (packet.qos === 1 && packet.messageId === undefined) {
+    return { reasonCode: RC_MALFORMED_PACKET, error: new Error("QoS 1 PUBLISH without a packet id") };
+  }
+  return undefined;
+}
+
+/**
+ * Why the SUBACK's first return code does not give us the subscription at QoS 1 or 2 (granted QoS 0 only, or a
+ * failure reason code); undefined when it does.
+ */
+export function subackFailure(granted: unknown, topic: string): string | undefined {
+  const code = typeof granted === "number" ? granted : Number.NaN;
+  if (code === RC_GRANTED_QOS_0)
+    return `subscription to ${JSON.stringify(topic)} failed: the broker granted only QoS 0`;
+  if (code >= 1 && code <= 2) return undefined;
+  return `subscription to ${JSON.stringify(topic)} failed: the broker refused it: reason ${describeReason(code)}`;
+}
+
+/**
+ * The error a DISCONNECT from the broker ends the connection with. `subscribing`: it came in reply to our
+ * SUBSCRIBE, which is how Mosquitto answers an invalid topic filter (DISCONNECT 0x81, not a SUBACK failure code).
+ */
+export function disconnectError(
+  reasonCode: number | undefined,
+  reasonString: string | undefined,
+  subscribing: string | undefined,
+): Error {
+  const when = subscribing === undefined ? "" : ` in reply to SUBSCRIBE ${JSON.stringify(subscribing)}`;
+  const detail = reasonString ? `: ${reasonString}` : "";
+  return new Error(`broker sent DISCONNECT${when}: reason ${describeReason(reasonCode ?? 0)}${detail}`);
+}
