@@ -7,7 +7,7 @@
 import amqp from "amqplib";
 import { type MqttClient, connect as mqttConnect } from "mqtt";
 import { declareTopology, type QueueType, queueNames } from "../amqp/topology.js";
-import { AVRO_CONTENT_TYPE, messageIdOf } from "../gateway/amqp-output.js";
+import { AVRO_CONTENT_TYPE, messageIdOf } from "../gateway/encode.js";
 import { parsePayload } from "../gateway/validate.js";
 import { SchemaRegistry } from "../schemas/index.js";
 import { prepareInsertOne } from "../store/bench-helpers.js";

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import amqp, { type Channel } from "amqplib";
 import { connect as mqttConnect } from "mqtt";
 import type { QueueType } from "../amqp/topology.js";
-import { AVRO_CONTENT_TYPE } from "../gateway/amqp-output.js";
+import { AVRO_CONTENT_TYPE } from "../gateway/encode.js";
 import { type Reading, SchemaRegistry } from "../schemas/index.js";
 import { prepareInsertOne } from "../store/bench-helpers.js";
 import { openDatabase, SqliteStore } from "../store/sqlite.js";

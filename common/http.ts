@@ -1,9 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
-
-/** What `/readyz` reports: ready, or the reason it is not. */
-export type Readiness = { readonly ready: true } | { readonly ready: false; readonly reason: string };
+import type { Health } from "./pipeline.js";
 
 export interface HttpEndpoint {
   /** The port actually bound (useful with port 0). */
@@ -18,7 +16,7 @@ export interface HttpEndpoint {
 export async function startHttp(opts: {
   host: string;
   port: number;
-  readiness: () => Readiness;
+  readiness: () => Health;
   registry: Registry;
   /** Called before each scrape, to set gauges from live state. */
   beforeMetrics?: () => void;

@@ -1,13 +1,22 @@
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Registry } from "prom-client";
+import { AmqpSink, type OutgoingBatch } from "../amqp/sink.js";
 import type { QueueType } from "../amqp/topology.js";
 import { sleep } from "../common/backoff.js";
-import { type HttpEndpoint, type Readiness, startHttp } from "../common/http.js";
+import { startHttp } from "../common/http.js";
 import type { Logger } from "../common/log.js";
-import { ProgressWatch } from "../common/progress-watch.js";
+import {
+  type Delivery,
+  firstUnhealthy,
+  type Health,
+  mapDelivery,
+  type Running,
+  running,
+} from "../common/pipeline.js";
 import { RateLimitedLog } from "../common/rate-limited-log.js";
-import { createMqttInput, type IncomingMessage } from "../mqtt/input.js";
+import { type MqttInput, type MqttMessage, startMqttInput } from "../mqtt/input.js";
 import { SchemaRegistry } from "../schemas/index.js";
-import { AmqpOutput, type Envelope } from "./amqp-output.js";
+import { type Envelope, encodeEnvelope } from "./encode.js";
+import { gatewayMetrics } from "./metrics.js";
 import { parsePayload } from "./validate.js";
 
 /** Everything the gateway needs, parsed and checked by the CLI (or built by a test). */
@@ -30,173 +39,114 @@ export interface GatewayConfig {
   readonly httpPort: number;
 }
 
-export interface RunningGateway {
+export interface RunningGateway extends Running {
   /** Port of the health and metrics endpoint. */
   readonly httpPort: number;
   readonly registry: Registry;
-  readiness(): Readiness;
-  /**
-   * Stops taking MQTT messages, waits up to `drainTimeoutMs` for what is in flight to be confirmed and
-   * PUBACKed, then disconnects (keeping the MQTT session) and closes. What was not PUBACKed is redelivered by
-   * the MQTT broker to the next session with the same GATEWAY_ID.
-   */
-  stop(): Promise<void>;
+  health(): Health;
 }
 
-function createMetrics(registry: Registry) {
-  const opts = { registers: [registry] };
-  return {
-    received: new Counter({
-      name: "telemetry_gateway_messages_received_total",
-      help: "MQTT messages received",
-      ...opts,
-    }),
-    published: new Counter({
-      name: "telemetry_gateway_readings_published_total",
-      help: "Readings confirmed by RabbitMQ on <QUEUE>",
-      ...opts,
-    }),
-    rejected: new Counter({
-      name: "telemetry_gateway_rejected_total",
-      help: "MQTT messages refused as invalid and confirmed on <QUEUE>.rejected",
-      ...opts,
-    }),
-    inflight: new Gauge({
-      name: "telemetry_gateway_inflight_messages",
-      help: "MQTT messages taken in and not yet confirmed downstream",
-      ...opts,
-    }),
-    backlog: new Gauge({
-      name: "telemetry_gateway_publish_backlog",
-      help: "AMQP messages waiting for a channel (RabbitMQ down, blocked or full)",
-      ...opts,
-    }),
-    mqttConnected: new Gauge({ name: "telemetry_gateway_mqtt_connected", help: "1 when connected", ...opts }),
-    amqpConnected: new Gauge({ name: "telemetry_gateway_amqp_connected", help: "1 when connected", ...opts }),
-    amqpBlocked: new Gauge({
-      name: "telemetry_gateway_amqp_blocked",
-      help: "1 while RabbitMQ blocks publishers (resource alarm)",
-      ...opts,
-    }),
-    latency: new Histogram({
-      name: "telemetry_gateway_confirm_latency_seconds",
-      help: "From MQTT receive to RabbitMQ confirm",
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
-      ...opts,
-    }),
-  };
-}
+const DRAIN_POLL_MS = 20;
 
-/** Starts the gateway: health endpoint, then RabbitMQ (declares the queues), then the MQTT subscription. */
-export async function startGateway(config: GatewayConfig, log: Logger): Promise<RunningGateway> {
+/**
+ * Starts the gateway: MQTT input -> validate -> encode -> AMQP sink. Each MQTT message travels with its PUBACK,
+ * which the sink releases once RabbitMQ has confirmed every message it became (PUBACKs leave in arrival order).
+ * `stop()` stops taking messages, waits up to `drainTimeoutMs` for what is in flight, then disconnects (keeping
+ * the MQTT session): what was not PUBACKed is redelivered to the next session with the same GATEWAY_ID.
+ * `signal` abandons a start still waiting for RabbitMQ (SIGTERM before the service was up): the promise rejects.
+ */
+export async function startGateway(
+  config: GatewayConfig,
+  log: Logger,
+  signal?: AbortSignal,
+): Promise<RunningGateway> {
   const schemas = SchemaRegistry.load();
   const registry = new Registry();
-  const m = createMetrics(registry);
-  let blocked: string | undefined;
-  let stopping = false;
-  const progress = new ProgressWatch(config.stallTimeoutMs);
-
-  const output = new AmqpOutput({
-    url: config.amqpUrl,
-    queue: config.queue,
-    queueType: config.queueType,
-    gatewayId: config.gatewayId,
-    registry: schemas,
-    log,
-    onConfirm: (e: Envelope) => {
-      progress.touch();
-      if (e.kind === "rejected") m.rejected.inc();
-      else {
-        m.published.inc(e.readings.length);
-        m.latency.observe((Date.now() - e.readings[0]!.received_at) / 1000);
-      }
-    },
-  });
-  output.session.on("blocked", (reason: string) => {
-    blocked = reason;
-    log.warn({ reason }, "rabbitmq blocked publishers; holding PUBACKs so the MQTT broker buffers");
-  });
-  output.session.on("unblocked", () => {
-    blocked = undefined;
-    log.info("rabbitmq unblocked publishers");
-  });
-
-  const input = createMqttInput({
-    url: config.mqttUrl,
-    clientId: `telemetry-gateway-${config.gatewayId}`,
-    topic: `${config.topicPrefix}/+/+`,
-    receiveMaximum: config.inflight,
-    keepaliveSeconds: config.keepaliveSeconds,
-    sessionExpirySeconds: config.sessionExpirySeconds,
-    reconnectMinMs: 200,
-    reconnectMaxMs: 15_000,
-    log,
-  });
-
-  const readiness = (): Readiness => {
-    if (stopping) return { ready: false, reason: "stopping" };
-    if (!output.session.connected) return { ready: false, reason: "rabbitmq not connected" };
-    if (blocked) return { ready: false, reason: `rabbitmq blocked publishers: ${blocked}` };
-    if (!input.connected) return { ready: false, reason: "mqtt not connected" };
-    const stalled = progress.stalledFor(output.inFlight > 0);
-    if (stalled !== undefined) {
-      return {
-        ready: false,
-        reason: `stalled: ${output.inFlight} messages waiting, none confirmed for ${Math.round(stalled / 1000)} s`,
-      };
-    }
-    return { ready: true };
-  };
-  const collect = () => {
-    m.inflight.set(output.inFlight);
-    m.backlog.set(output.backlog);
-    m.mqttConnected.set(input.connected ? 1 : 0);
-    m.amqpConnected.set(output.session.connected ? 1 : 0);
-    m.amqpBlocked.set(blocked ? 1 : 0);
-  };
-  const http: HttpEndpoint = await startHttp({
-    host: config.httpHost,
-    port: config.httpPort,
-    readiness,
-    registry,
-    beforeMetrics: collect,
-  });
-
+  const m = gatewayMetrics(registry);
   const rejectLog = new RateLimitedLog(log, "rejected invalid input");
-  const onMessage = (msg: IncomingMessage) => {
-    if (stopping) return; // not acknowledged: the broker redelivers it to the next session
-    m.received.inc();
-    if (output.inFlight === 0) progress.touch();
+  let stopping = false;
+
+  const validate = (msg: MqttMessage): Envelope => {
     const parsed = parsePayload(msg.topic, msg.payload, {
       topicPrefix: config.topicPrefix,
       gatewayId: config.gatewayId,
       receivedAt: msg.receivedAt,
     });
-    if (parsed.ok) {
-      output.write({ kind: "readings", readings: parsed.readings }, msg.ack);
-    } else {
-      rejectLog.warn({ topic: msg.topic, reason: parsed.reason, bytes: msg.payload.length });
-      output.write(
-        {
-          kind: "rejected",
-          topic: msg.topic,
-          payload: msg.payload,
-          reason: parsed.reason,
-          receivedAt: msg.receivedAt,
-        },
-        msg.ack,
-      );
-    }
+    if (parsed.ok) return { kind: "readings", readings: parsed.readings };
+    rejectLog.warn({ topic: msg.topic, reason: parsed.reason, bytes: msg.payload.length });
+    return { kind: "rejected", ...msg, reason: parsed.reason };
   };
 
-  try {
-    await output.start();
-    await input.start(onMessage);
-  } catch (err) {
-    await input.stop().catch(() => undefined);
-    await output.close();
+  const sink = new AmqpSink({
+    url: config.amqpUrl,
+    queue: config.queue,
+    queueType: config.queueType,
+    name: `telemetry-gateway ${config.gatewayId}`,
+    log,
+    stallTimeoutMs: config.stallTimeoutMs,
+    onConfirmed: (msg) => {
+      if (msg.route === "rejected") m.rejected.inc();
+      else m.published.inc(msg.readings);
+      m.latency.observe((Date.now() - msg.receivedAt) / 1000);
+    },
+    onRefused: (why) => m.refused.inc({ why }),
+  });
+  let input: MqttInput | undefined;
+  let mqtt: MqttInput;
+
+  const onMessage = (d: Delivery<MqttMessage>) => {
+    if (stopping) return; // not acknowledged: the broker redelivers it to the next session
+    m.received.inc();
+    const encoded: OutgoingBatch = encodeEnvelope(validate(d.item), schemas, config.gatewayId);
+    sink.write(mapDelivery(d, encoded));
+  };
+
+  const health = (): Health => {
+    if (stopping) return { ready: false, reason: "stopping" };
+    return firstUnhealthy(sink.health(), input?.health() ?? { ready: false, reason: "mqtt not started" });
+  };
+
+  // The health endpoint first, so that /readyz tells an orchestrator what the gateway is waiting for.
+  const http = await startHttp({
+    host: config.httpHost,
+    port: config.httpPort,
+    readiness: health,
+    registry,
+    beforeMetrics: () => {
+      m.inflight.set(sink.inFlight);
+      m.backlog.set(sink.backlog);
+      m.mqttConnected.set(input?.connected ? 1 : 0);
+      m.amqpConnected.set(sink.connected ? 1 : 0);
+      m.amqpBlocked.set(sink.blocked ? 1 : 0);
+    },
+  });
+  const abandon = async () => {
+    await input?.stop();
+    await sink.stop();
     await http.close();
+  };
+  const onAbort = () => void sink.stop();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    await sink.start();
+    if (signal?.aborted) throw new Error("start abandoned: the service was told to stop");
+    mqtt = input = await startMqttInput(
+      {
+        url: config.mqttUrl,
+        clientId: `telemetry-gateway-${config.gatewayId}`,
+        topic: `${config.topicPrefix}/+/+`,
+        receiveMaximum: config.inflight,
+        keepaliveSeconds: config.keepaliveSeconds,
+        sessionExpirySeconds: config.sessionExpirySeconds,
+        log,
+      },
+      onMessage,
+    );
+  } catch (err) {
+    await abandon();
     throw err;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
   }
   log.info(
     {
@@ -208,25 +158,20 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     "gateway started",
   );
 
-  return {
-    httpPort: http.port,
-    registry,
-    readiness,
-    async stop() {
-      stopping = true;
-      const deadline = Date.now() + config.drainTimeoutMs;
-      while (output.inFlight > 0 && Date.now() < deadline) await sleep(20);
-      if (output.inFlight > 0) {
-        log.warn(
-          { inFlight: output.inFlight },
-          "stopping with readings unconfirmed; the MQTT broker redelivers them",
-        );
-      }
-      await input.stop();
-      await output.close();
-      rejectLog.flush();
-      await http.close();
-      log.info("gateway stopped");
-    },
-  };
+  return running({ httpPort: http.port, registry, health }, async () => {
+    stopping = true;
+    const deadline = Date.now() + config.drainTimeoutMs;
+    while (sink.inFlight > 0 && Date.now() < deadline) await sleep(DRAIN_POLL_MS);
+    if (sink.inFlight > 0) {
+      log.warn(
+        { inFlight: sink.inFlight },
+        "stopping with readings unconfirmed; the MQTT broker redelivers them",
+      );
+    }
+    await mqtt.stop();
+    await sink.stop();
+    rejectLog.flush();
+    await http.close();
+    log.info("gateway stopped");
+  });
 }

@@ -5,7 +5,6 @@ import { runUntilSignal } from "../common/service.js";
 import { common, httpHost, httpPort, stallTimeout } from "../common/settings.js";
 import { startGateway } from "./gateway.js";
 
-export type { ReadingSink } from "./amqp-output.js";
 export { type GatewayConfig, type RunningGateway, startGateway as start } from "./gateway.js";
 
 /** Host names Docker and Kubernetes make up per container: no stable session can be named after one. */

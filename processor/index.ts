@@ -4,7 +4,7 @@ import { createLogger } from "../common/log.js";
 import { runUntilSignal } from "../common/service.js";
 import { common, httpHost, httpPort, stallTimeout } from "../common/settings.js";
 import { SchemaRegistry } from "../schemas/index.js";
-import { WorkerStore } from "../store/worker-store.js";
+import { openStore } from "../store/index.js";
 import { startProcessor } from "./processor.js";
 
 export { type ProcessorConfig, type RunningProcessor, startProcessor as start } from "./processor.js";
@@ -76,11 +76,11 @@ export const processorCommand = defineCommand({
       : undefined,
   run: async (config) => {
     const log = createLogger("processor", config.logLevel);
-    const store = await WorkerStore.open(config.dbPath);
+    const store = await openStore({ dbPath: config.dbPath });
     try {
       return await runUntilSignal(log, () => startProcessor(config, store, log));
     } finally {
-      await store.close();
+      await store.stop();
     }
   },
 });

@@ -27,13 +27,14 @@ port.on("message", (req: WorkerRequest) => {
     return;
   }
   if (!store) return;
-  store.writeBatch(req.readings as Reading[]).then(
-    (r) => port.postMessage({ kind: "written", id: req.id, ...r } satisfies WorkerReply),
-    (err: unknown) =>
-      port.postMessage({
-        kind: "failed",
-        id: req.id,
-        message: err instanceof Error ? err.message : String(err),
-      } satisfies WorkerReply),
-  );
+  try {
+    const r = store.writeBatch(req.readings as Reading[]);
+    port.postMessage({ kind: "written", id: req.id, ...r } satisfies WorkerReply);
+  } catch (err) {
+    port.postMessage({
+      kind: "failed",
+      id: req.id,
+      message: err instanceof Error ? err.message : String(err),
+    } satisfies WorkerReply);
+  }
 });

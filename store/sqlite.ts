@@ -2,22 +2,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { DEFAULT_QUALITY, type Reading } from "../schemas/index.js";
-
-/** What a committed batch did: rows added, and readings already stored (redeliveries, resends). */
-export interface WriteResult {
-  readonly inserted: number;
-  readonly duplicates: number;
-}
-
-/**
- * The processor's store: one call writes a batch in one transaction and resolves only once it has committed
- * durably. A reading whose (device_id, sensor, ts) is already stored counts as a duplicate and changes nothing.
- * A rejection means nothing of the batch was stored. Another backend (PostgreSQL) is another implementation.
- */
-export interface ReadingStore {
-  writeBatch(readings: readonly Reading[]): Promise<WriteResult>;
-  close(): Promise<void>;
-}
+import type { Conflict, WriteResult } from "./store.js";
 
 /** Numbered migrations; `PRAGMA user_version` holds the number of the last one applied. Never edit a released one. */
 export const MIGRATIONS: readonly { readonly version: number; readonly sql: string }[] = [
@@ -92,10 +77,48 @@ export function migrate(db: Database.Database): number {
   return latest;
 }
 
-/** The SQLite store of the processor. */
-export class SqliteStore implements ReadingStore {
+/** The columns a resend must match for its copy to count as a duplicate rather than a conflict. */
+const MEASUREMENT = "value, unit, seq, quality, tags";
+
+type StoredMeasurement = Pick<Reading, "value" | "unit" | "seq" | "quality"> & { tags: string };
+
+function describeMeasurement(m: StoredMeasurement): string {
+  const parts = [`value ${m.value}`];
+  if (m.unit !== null) parts.push(`unit ${m.unit}`);
+  if (m.seq !== null) parts.push(`seq ${m.seq}`);
+  if (m.quality !== DEFAULT_QUALITY) parts.push(`quality ${m.quality}`);
+  if (m.tags !== NO_TAGS) parts.push(`tags ${m.tags}`);
+  return parts.join(", ");
+}
+
+function measurementOf(r: Reading): StoredMeasurement {
+  return {
+    value: r.value,
+    unit: r.unit,
+    seq: r.seq,
+    quality: r.quality ?? DEFAULT_QUALITY,
+    tags: r.tags === undefined ? NO_TAGS : JSON.stringify(r.tags),
+  };
+}
+
+function sameMeasurement(a: StoredMeasurement, b: StoredMeasurement): boolean {
+  return (
+    a.value === b.value &&
+    a.unit === b.unit &&
+    a.seq === b.seq &&
+    a.quality === b.quality &&
+    a.tags === b.tags
+  );
+}
+
+/**
+ * The SQLite store, synchronous inside: the processor runs it on a worker thread (worker-store.ts) so that a commit
+ * waiting for fsync never stalls deliveries and acks. A reading whose key is already stored is a duplicate when its
+ * measurement (value, unit, seq, quality, tags) is the same, and a conflict when it differs; neither changes the row.
+ */
+export class SqliteStore {
   readonly db: Database.Database;
-  readonly #write: Database.Transaction<(readings: readonly Reading[], storedAt: number) => number>;
+  readonly #write: Database.Transaction<(readings: readonly Reading[], storedAt: number) => WriteResult>;
 
   constructor(path: string) {
     this.db = openDatabase(path);
@@ -103,34 +126,57 @@ export class SqliteStore implements ReadingStore {
     const insert = this.db.prepare(
       `INSERT INTO readings (${COLUMNS}) VALUES (${COLUMNS.split(",").fill("?").join(", ")}) ON CONFLICT DO NOTHING`,
     );
+    const stored = this.db.prepare<[string, string, number], StoredMeasurement>(
+      `SELECT ${MEASUREMENT} FROM readings WHERE device_id = ? AND sensor = ? AND ts = ?`,
+    );
     this.#write = this.db.transaction((readings: readonly Reading[], storedAt: number) => {
       let inserted = 0;
-      for (const r of readings) {
-        inserted += insert.run(
+      let duplicates = 0;
+      const conflicts: Conflict[] = [];
+      readings.forEach((r, index) => {
+        const m = measurementOf(r);
+        const changes = insert.run(
           r.device_id,
           r.sensor,
           r.ts,
-          r.value,
-          r.unit,
-          r.seq,
+          m.value,
+          m.unit,
+          m.seq,
           r.gateway_id,
           r.received_at,
           storedAt,
-          r.quality ?? DEFAULT_QUALITY,
-          r.tags === undefined ? NO_TAGS : JSON.stringify(r.tags),
+          m.quality,
+          m.tags,
         ).changes;
-      }
-      return inserted;
+        if (changes > 0) {
+          inserted++;
+          return;
+        }
+        // Only resends reach here, so the extra lookup costs nothing on the fast path.
+        const kept = stored.get(r.device_id, r.sensor, r.ts);
+        if (kept === undefined || sameMeasurement(kept, m)) duplicates++;
+        else {
+          conflicts.push({
+            index,
+            reason:
+              `conflicting reading for ${r.device_id}/${r.sensor} at ${new Date(r.ts).toISOString()} (${r.ts}): ` +
+              `stored ${describeMeasurement(kept)}; this one ${describeMeasurement(m)}`,
+          });
+        }
+      });
+      return { inserted, duplicates, conflicts };
     });
   }
 
-  async writeBatch(readings: readonly Reading[]): Promise<WriteResult> {
-    if (readings.length === 0) return { inserted: 0, duplicates: 0 };
-    const inserted = this.#write.immediate(readings, Date.now());
-    return { inserted, duplicates: readings.length - inserted };
+  /** Writes a batch in one IMMEDIATE transaction; returns once it has committed (throws SQLite's error if not). */
+  writeBatch(readings: readonly Reading[]): WriteResult {
+    if (readings.length === 0) return EMPTY_RESULT;
+    return this.#write.immediate(readings, Date.now());
   }
 
-  async close(): Promise<void> {
+  close(): void {
     if (this.db.open) this.db.close();
   }
 }
+
+const EMPTY_RESULT: WriteResult = Object.freeze({ inserted: 0, duplicates: 0, conflicts: [] });

@@ -1,6 +1,6 @@
 import { Worker } from "node:worker_threads";
 import type { Reading } from "../schemas/index.js";
-import type { ReadingStore, WriteResult } from "./sqlite.js";
+import type { ReadingStore, WriteResult } from "./store.js";
 
 export type WorkerRequest =
   | { readonly kind: "write"; readonly id: number; readonly readings: readonly Reading[] }
@@ -66,7 +66,11 @@ export class WorkerStore implements ReadingStore {
             void worker.terminate();
             return;
           case "written":
-            this.#pending.get(reply.id)?.resolve({ inserted: reply.inserted, duplicates: reply.duplicates });
+            this.#pending.get(reply.id)?.resolve({
+              inserted: reply.inserted,
+              duplicates: reply.duplicates,
+              conflicts: reply.conflicts,
+            });
             this.#pending.delete(reply.id);
             return;
           case "failed":
@@ -82,7 +86,7 @@ export class WorkerStore implements ReadingStore {
   }
 
   async writeBatch(readings: readonly Reading[]): Promise<WriteResult> {
-    if (readings.length === 0) return { inserted: 0, duplicates: 0 };
+    if (readings.length === 0) return { inserted: 0, duplicates: 0, conflicts: [] };
     const worker = this.#worker ?? (await this.#start());
     const id = this.#nextId++;
     return new Promise<WriteResult>((resolve, reject) => {
@@ -91,7 +95,12 @@ export class WorkerStore implements ReadingStore {
     });
   }
 
-  async close(): Promise<void> {
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  /** Lets the worker finish the batch it is committing, then closes the database and ends the thread. */
+  async stop(): Promise<void> {
     const worker = this.#worker;
     this.#current = undefined;
     this.#worker = undefined;

@@ -23,7 +23,7 @@ describe("the SQLite store", () => {
   const dirs: string[] = [];
   const stores: SqliteStore[] = [];
   afterEach(async () => {
-    for (const s of stores.splice(0)) await s.close();
+    for (const s of stores.splice(0)) s.close();
     for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
   });
   const dbPath = () => {
@@ -92,9 +92,35 @@ describe("the SQLite store", () => {
   it("opening a migrated database again changes nothing", async () => {
     const path = dbPath();
     await open(path).writeBatch([reading(0, { quality: "bad" })]);
-    await stores.pop()!.close();
+    stores.pop()!.close();
     const again = open(path);
     expect(again.db.pragma("user_version", { simple: true })).toBe(MIGRATIONS.at(-1)!.version);
     expect(rows(again)).toEqual([{ ts: TS0, quality: "bad", tags: "{}" }]);
+  });
+
+  it("a resend with the same measurement is a duplicate; the same key with another measurement is a conflict and the first value stays", async () => {
+    const store = open(dbPath());
+    const first = reading(1, { value: 20.5, tags: { site: "north" } });
+    await store.writeBatch([first]);
+    // A redelivery may come from another gateway at another time: only the measurement decides.
+    const resent = { ...first, gateway_id: "gw-2", received_at: first.received_at + 60_000 };
+    expect(await store.writeBatch([resent])).toEqual({ inserted: 0, duplicates: 1, conflicts: [] });
+
+    const other = { ...first, value: 99.9 };
+    const result = await store.writeBatch([reading(2), other, { ...first, tags: { site: "south" } }]);
+    expect(result.inserted).toBe(1);
+    expect(result.duplicates).toBe(0);
+    expect(result.conflicts.map((c) => c.index)).toEqual([1, 2]);
+    expect(result.conflicts[0]!.reason).toBe(
+      `conflicting reading for dev-1/temperature at ${new Date(TS0 + 1).toISOString()} (${TS0 + 1}): ` +
+        'stored value 20.5, unit C, seq 1, tags {"site":"north"}; this one value 99.9, unit C, seq 1, tags {"site":"north"}',
+    );
+    expect(result.conflicts[1]!.reason).toContain(
+      'this one value 20.5, unit C, seq 1, tags {"site":"south"}',
+    );
+    expect(store.db.prepare("SELECT value, tags FROM readings WHERE ts = ?").get(TS0 + 1)).toEqual({
+      value: 20.5,
+      tags: '{"site":"north"}',
+    });
   });
 });

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Reading } from "../../schemas/index.js";
-import type { ReadingStore } from "../../store/sqlite.js";
+import type { ReadingStore } from "../../store/index.js";
 
 // The worker thread runs the compiled store/sqlite-worker.js, so this test uses the build (npm test builds first).
 const { WorkerStore } = (await import(
@@ -31,7 +31,7 @@ describe("the processor's SQLite store on a worker thread", () => {
     return d;
   };
   afterEach(async () => {
-    await Promise.all(stores.splice(0).map((s) => s.close()));
+    await Promise.all(stores.splice(0).map((s) => s.stop()));
     for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
   });
 
@@ -40,10 +40,11 @@ describe("the processor's SQLite store on a worker thread", () => {
     const store = await WorkerStore.open(path);
     stores.push(store);
     const batch = Array.from({ length: 50 }, (_, i) => reading(i));
-    expect(await store.writeBatch(batch)).toEqual({ inserted: 50, duplicates: 0 });
+    expect(await store.writeBatch(batch)).toEqual({ inserted: 50, duplicates: 0, conflicts: [] });
     expect(await store.writeBatch([...batch.slice(40), reading(50)])).toEqual({
       inserted: 1,
       duplicates: 10,
+      conflicts: [],
     });
     const db = new Database(path, { readonly: true });
     expect(db.prepare("SELECT count(*) AS n FROM readings").get()).toEqual({ n: 51 });
@@ -59,7 +60,7 @@ describe("the processor's SQLite store on a worker thread", () => {
     await expect(store.writeBatch([reading(1)])).rejects.toThrow(/database is locked/);
     other.exec("ROLLBACK");
     other.close();
-    expect(await store.writeBatch([reading(1)])).toEqual({ inserted: 1, duplicates: 0 });
+    expect(await store.writeBatch([reading(1)])).toEqual({ inserted: 1, duplicates: 0, conflicts: [] });
   });
 
   it("a database it cannot open fails at open with the path in the message", async () => {

@@ -1,0 +1,290 @@
+import type { ConfirmChannel, ConsumeMessage, MessageProperties } from "amqplib";
+import { backoffDelay, sleep } from "../common/backoff.js";
+import type { Logger } from "../common/log.js";
+import { type FailableDelivery, type Failure, HEALTHY, type Health, type Input } from "../common/pipeline.js";
+import { ProgressWatch } from "../common/progress-watch.js";
+import { RateLimitedLog } from "../common/rate-limited-log.js";
+import { AmqpSession } from "./session.js";
+import { declareTopology, type QueueType, queueNames } from "./topology.js";
+
+/** One message consumed from `<QUEUE>`. */
+export interface AmqpMessage {
+  readonly body: Buffer;
+  readonly properties: MessageProperties;
+}
+
+export interface AmqpInputOptions {
+  readonly url: string;
+  readonly queue: string;
+  readonly queueType: QueueType;
+  /** Unacknowledged deliveries RabbitMQ may send ahead: the bound on what the input holds. */
+  readonly prefetch: number;
+  /** Connection name shown by RabbitMQ. */
+  readonly name: string;
+  readonly log: Logger;
+  /** How long `stop()` waits for held deliveries to be settled before closing anyway. */
+  readonly drainTimeoutMs: number;
+  /** Deliveries held or messages ready on the queue with nothing settled for this long: `health()` reports a stall. */
+  readonly stallTimeoutMs: number;
+  /** Called once per message copied to `<QUEUE>.dead` (and then acked). */
+  readonly onDeadLettered?: (failure: Failure) => void;
+}
+
+const DEAD_RETRY_MIN_MS = 100;
+const DEAD_RETRY_MAX_MS = 5_000;
+const DRAIN_POLL_MS = 20;
+/** The ready-message check runs at this fraction of the stall timeout, at least once a second. */
+const QUEUE_CHECKS_PER_STALL = 3;
+const MIN_QUEUE_CHECK_MS = 1_000;
+
+/**
+ * Acks in bulk: acks given in any order are sent as one `basic.ack` with `multiple` for the longest run of settled
+ * delivery tags, once per turn of the event loop. A batch of 500 committed deliveries costs one frame, not 500.
+ */
+class AckCoalescer {
+  #low = 1;
+  readonly #settled = new Map<number, ConsumeMessage>();
+  #scheduled = false;
+
+  constructor(private readonly ch: ConfirmChannel) {}
+
+  settle(msg: ConsumeMessage): void {
+    this.#settled.set(msg.fields.deliveryTag, msg);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    queueMicrotask(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    let last: ConsumeMessage | undefined;
+    for (let tag = this.#low; ; tag++) {
+      const msg = this.#settled.get(tag);
+      if (!msg) break;
+      this.#settled.delete(tag);
+      last = msg;
+    }
+    if (!last) return;
+    this.#low = last.fields.deliveryTag + 1;
+    this.ch.ack(last, true);
+  }
+}
+
+interface Consuming {
+  readonly ch: ConfirmChannel;
+  readonly acks: AckCoalescer;
+  consumerTag: string | undefined;
+  /** Returns seen on the channel: a dead letter confirmed after one was not necessarily routed. */
+  returns: number;
+}
+
+/**
+ * Consumes `<QUEUE>` with manual acks and a prefetch window, and hands each message on with `ack` (settled once
+ * the reading is durable downstream) and `fail` (copied to `<QUEUE>.dead` with `x-failure-kind` and
+ * `x-failure-reason`, then acked; the copy is retried until RabbitMQ confirms it). Deliveries of a channel that
+ * has gone are never acked on another: RabbitMQ delivers them again. Reconnects by itself.
+ */
+export class AmqpInput implements Input {
+  readonly #session: AmqpSession;
+  readonly #names;
+  readonly #progress: ProgressWatch;
+  readonly #deadLog: RateLimitedLog;
+  #current: Consuming | undefined;
+  #held = 0;
+  #queueReady = 0;
+  #queueCheck: NodeJS.Timeout | undefined;
+  #stopping = false;
+  #stopped: Promise<void> | undefined;
+
+  constructor(
+    private readonly opts: AmqpInputOptions,
+    private readonly handler: (delivery: FailableDelivery<AmqpMessage>) => void,
+  ) {
+    this.#names = queueNames(opts.queue);
+    this.#progress = new ProgressWatch(opts.stallTimeoutMs);
+    this.#deadLog = new RateLimitedLog(opts.log, "dead-lettered a message");
+    this.#session = new AmqpSession({
+      url: opts.url,
+      name: opts.name,
+      log: opts.log,
+      onConnect: async (conn) => {
+        const ch = await conn.createConfirmChannel();
+        ch.on("error", (err: Error) => opts.log.warn({ err: err.message }, "amqp channel error"));
+        ch.on("close", () => {
+          if (this.#current?.ch === ch) this.#lost();
+          // stop() closes the channel itself and then the session; otherwise a dead channel means reconnect.
+          if (!this.#stopping) conn.close().catch(() => undefined);
+        });
+        await declareTopology(ch, opts.queue, opts.queueType);
+        await ch.prefetch(opts.prefetch);
+        const consuming: Consuming = { ch, acks: new AckCoalescer(ch), consumerTag: undefined, returns: 0 };
+        ch.on("return", () => {
+          consuming.returns++;
+        });
+        this.#current = consuming;
+        this.#held = 0;
+        const ok = await ch.consume(this.#names.readings, (msg) => this.#onDelivery(consuming, msg), {
+          noAck: false,
+        });
+        consuming.consumerTag = ok.consumerTag;
+      },
+      onDisconnect: () => this.#lost(),
+    });
+  }
+
+  /** Connects, declares the queues and starts consuming; resolves once the first connection is up. */
+  async start(): Promise<void> {
+    await this.#session.start();
+    // Catches "connected but not consuming": messages ready on the queue that never reach us.
+    this.#queueCheck = setInterval(
+      () => this.#checkQueue(),
+      Math.max(MIN_QUEUE_CHECK_MS, Math.floor(this.opts.stallTimeoutMs / QUEUE_CHECKS_PER_STALL)),
+    );
+    this.#queueCheck.unref();
+  }
+
+  get connected(): boolean {
+    return this.#session.connected;
+  }
+
+  /** Deliveries received and not yet settled (acked or dead-lettered). */
+  get held(): number {
+    return this.#held;
+  }
+
+  /** Messages ready on `<QUEUE>` at the last check: the backlog not yet delivered. */
+  get queueReady(): number {
+    return this.#queueReady;
+  }
+
+  health(): Health {
+    if (this.#stopping) return { ready: false, reason: "stopping" };
+    if (!this.#session.connected || !this.#current) return { ready: false, reason: "rabbitmq not connected" };
+    if (!this.#current.consumerTag) return { ready: false, reason: "not consuming" };
+    const stalled = this.#progress.stalledFor(this.#held > 0 || this.#queueReady > 0);
+    if (stalled !== undefined) {
+      return {
+        ready: false,
+        reason:
+          `stalled: ${this.#held} deliveries held, ${this.#queueReady} ready on the queue, ` +
+          `nothing committed for ${Math.round(stalled / 1000)} s`,
+      };
+    }
+    return HEALTHY;
+  }
+
+  #lost(): void {
+    this.#current = undefined;
+    this.#held = 0;
+  }
+
+  #onDelivery(consuming: Consuming, msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      this.opts.log.warn("consumer cancelled by RabbitMQ (queue deleted?); reconnecting");
+      consuming.ch.close().catch(() => undefined);
+      return;
+    }
+    if (this.#held === 0) this.#progress.touch();
+    this.#held++;
+    let settled = false;
+    const settle = () => {
+      if (settled || this.#current !== consuming) return;
+      settled = true;
+      this.#held--;
+      this.#progress.touch();
+      consuming.acks.settle(msg);
+    };
+    this.handler({
+      item: { body: msg.content, properties: msg.properties },
+      ack: settle,
+      fail: (failure) => {
+        if (settled) return;
+        void this.#deadLetter(consuming, msg, failure).then((ok) => {
+          if (!ok) return;
+          this.opts.onDeadLettered?.(failure);
+          settle();
+        });
+      },
+    });
+  }
+
+  /** Copies `msg` to `<QUEUE>.dead` with the failure; true once confirmed, false if its channel went first. */
+  async #deadLetter(consuming: Consuming, msg: ConsumeMessage, failure: Failure): Promise<boolean> {
+    this.#deadLog.warn({ kind: failure.kind, reason: failure.reason, messageId: msg.properties.messageId });
+    const p = msg.properties;
+    for (let attempt = 1; this.#current === consuming; attempt++) {
+      const returnsBefore = consuming.returns;
+      const confirmed = await new Promise<boolean>((resolve) => {
+        consuming.ch.publish(
+          "",
+          this.#names.dead,
+          msg.content,
+          {
+            persistent: true,
+            mandatory: true,
+            contentType: p.contentType,
+            messageId: p.messageId,
+            timestamp: p.timestamp,
+            headers: {
+              ...p.headers,
+              "x-failure-kind": failure.kind,
+              "x-failure-reason": failure.reason,
+              "x-original-queue": this.#names.readings,
+            },
+          },
+          (err) => resolve(!err && consuming.returns === returnsBefore),
+        );
+      });
+      if (confirmed) return true;
+      if (this.#current !== consuming) break;
+      this.opts.log.warn({ attempt, queue: this.#names.dead }, "dead letter not taken by rabbitmq; retrying");
+      await sleep(backoffDelay(attempt, DEAD_RETRY_MIN_MS, DEAD_RETRY_MAX_MS));
+    }
+    return false;
+  }
+
+  #checkQueue(): void {
+    const ch = this.#current?.ch;
+    if (!ch) return;
+    ch.checkQueue(this.#names.readings).then(
+      (q) => {
+        if (this.#queueReady === 0 && q.messageCount > 0 && this.#held === 0) this.#progress.touch();
+        this.#queueReady = q.messageCount;
+      },
+      () => undefined,
+    );
+  }
+
+  /**
+   * Stops consuming, waits up to `drainTimeoutMs` for held deliveries to be settled, closes the channel and then the
+   * connection. What was not settled is delivered again by RabbitMQ.
+   */
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      this.#stopping = true;
+      clearInterval(this.#queueCheck);
+      const consuming = this.#current;
+      if (consuming?.consumerTag) await consuming.ch.cancel(consuming.consumerTag).catch(() => undefined);
+      const deadline = Date.now() + this.opts.drainTimeoutMs;
+      while (this.#held > 0 && this.#current && Date.now() < deadline) await sleep(DRAIN_POLL_MS);
+      if (this.#held > 0) {
+        this.opts.log.warn(
+          { held: this.#held },
+          "stopping with deliveries unacked; RabbitMQ redelivers them",
+        );
+      }
+      // Close the channel before the connection: RabbitMQ drops the acks still on their way when the connection
+      // closes at once, and redelivers batches already committed. close-ok comes after every earlier ack.
+      await new Promise<void>((resolve) => queueMicrotask(resolve)); // let the last coalesced ack go out
+      const open = this.#current;
+      if (open) await open.ch.close().catch(() => undefined);
+      await this.#session.close();
+      this.#deadLog.flush();
+    })();
+    return this.#stopped;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+}

@@ -1,0 +1,294 @@
+import type { ConfirmChannel, Options } from "amqplib";
+import { backoffDelay } from "../common/backoff.js";
+import type { Logger } from "../common/log.js";
+import { type Delivery, HEALTHY, type Health, type Sink } from "../common/pipeline.js";
+import { ProgressWatch } from "../common/progress-watch.js";
+import { AmqpSession } from "./session.js";
+import { declareTopology, type QueueType, queueNames } from "./topology.js";
+
+/** Which of the contract's queues a message goes to. */
+export type Route = "readings" | "rejected";
+
+/**
+ * One AMQP message as it will be published, encoded before the sink so that whatever sits in front of it (a spool)
+ * keeps it as it is. The sink adds `persistent` and `mandatory`.
+ */
+export interface OutgoingMessage {
+  readonly route: Route;
+  readonly body: Buffer;
+  readonly properties: Options.Publish;
+  /** Readings the message holds (0 for a rejected payload), for metrics. */
+  readonly readings: number;
+  /** Gateway receive time of the (first) reading or payload, epoch ms, for the latency metric. */
+  readonly receivedAt: number;
+}
+
+/** What the sink takes per delivery: every AMQP message one upstream item became. */
+export type OutgoingBatch = readonly OutgoingMessage[];
+
+export interface AmqpSinkOptions {
+  readonly url: string;
+  readonly queue: string;
+  readonly queueType: QueueType;
+  /** Connection name shown by RabbitMQ. */
+  readonly name: string;
+  readonly log: Logger;
+  /** Messages waiting with none confirmed for this long: `health()` reports a stall. */
+  readonly stallTimeoutMs: number;
+  /** Called once per message RabbitMQ confirmed as routed to its queue. */
+  readonly onConfirmed?: (msg: OutgoingMessage) => void;
+  /** Called once per publish RabbitMQ nacked or returned (each is published again). */
+  readonly onRefused?: (why: "nacked" | "returned") => void;
+}
+
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 5_000;
+/** How long after the last nack or return `health()` still reports it (longer than the slowest retry). */
+const REFUSAL_SHOWN_MS = 2 * RETRY_MAX_MS;
+const COMPACT_AFTER = 4_096;
+/** The error amqplib gives a confirm callback for `basic.nack`. */
+const NACKED = "message nacked";
+
+interface Outgoing {
+  readonly msg: OutgoingMessage;
+  readonly confirmed: () => void;
+}
+
+/** Per-channel state: a return seen after a message was published makes its confirm untrustworthy. */
+interface Channel {
+  readonly ch: ConfirmChannel;
+  returns: number;
+}
+
+/**
+ * Publishes each delivery's messages as persistent, `mandatory` messages on a confirm channel, many in flight at
+ * once, and acks the delivery once RabbitMQ has confirmed every one of them as routed to its queue.
+ *
+ * A message is delivered only when confirmed (no nack) and not returned. RabbitMQ confirms an unroutable message
+ * too (the queue was deleted): it sends `basic.return` first, so any confirm arriving after a return on the channel
+ * is not trusted; those messages are published again once the queues are declared again (duplicates are absorbed by
+ * the store's key). A nack (a full queue with `x-overflow: reject-publish`, a broker refusing) and a lost channel
+ * also put the message back; retries back off from 0.1 s to 5 s and go on until RabbitMQ takes it. Nothing is ever
+ * dropped, and `health()` says why messages wait.
+ */
+export class AmqpSink implements Sink<OutgoingBatch> {
+  readonly #session: AmqpSession;
+  readonly #names;
+  readonly #progress: ProgressWatch;
+  #channel: Channel | undefined;
+  #pending: Outgoing[] = [];
+  #pendingHead = 0;
+  #waitingForDrain = false;
+  #inFlight = 0;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #failures = 0;
+  #blocked: string | undefined;
+  #lastRefusal: { at: number; why: string } | undefined;
+  #redeclaring = false;
+  #stopped: Promise<void> | undefined;
+
+  constructor(private readonly opts: AmqpSinkOptions) {
+    this.#names = queueNames(opts.queue);
+    this.#progress = new ProgressWatch(opts.stallTimeoutMs);
+    this.#session = new AmqpSession({
+      url: opts.url,
+      name: opts.name,
+      log: opts.log,
+      onConnect: async (conn) => {
+        const ch = await conn.createConfirmChannel();
+        const state: Channel = { ch, returns: 0 };
+        ch.on("error", (err: Error) => opts.log.warn({ err: err.message }, "amqp channel error"));
+        ch.on("close", () => {
+          if (this.#channel === state) this.#channel = undefined;
+          // A closed channel is useless on a live connection: close it so the session reconnects.
+          conn.close().catch(() => undefined);
+        });
+        ch.on("drain", () => {
+          this.#waitingForDrain = false;
+          this.#flush();
+        });
+        ch.on("return", () => this.#onReturn(state));
+        await declareTopology(ch, opts.queue, opts.queueType);
+        this.#channel = state;
+        this.#waitingForDrain = false;
+        this.#flush();
+      },
+      onDisconnect: () => {
+        this.#channel = undefined;
+      },
+    });
+    this.#session.on("blocked", (reason: string) => {
+      this.#blocked = reason;
+      opts.log.warn({ reason }, "rabbitmq blocked publishers; holding acknowledgements so upstream buffers");
+    });
+    this.#session.on("unblocked", () => {
+      this.#blocked = undefined;
+      opts.log.info("rabbitmq unblocked publishers");
+    });
+  }
+
+  /** Connects and declares the queues; resolves once the first connection is up. */
+  start(): Promise<void> {
+    return this.#session.start();
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Messages waiting to be (re)published: channel down, full, refused or returned. */
+  get backlog(): number {
+    return this.#pending.length - this.#pendingHead;
+  }
+
+  get connected(): boolean {
+    return this.#session.connected;
+  }
+
+  get blocked(): boolean {
+    return this.#blocked !== undefined;
+  }
+
+  health(): Health {
+    if (!this.#session.connected) return { ready: false, reason: "rabbitmq not connected" };
+    if (this.#blocked) return { ready: false, reason: `rabbitmq blocked publishers: ${this.#blocked}` };
+    const refusal = this.#lastRefusal;
+    if (refusal && this.backlog > 0 && Date.now() - refusal.at < REFUSAL_SHOWN_MS) {
+      return { ready: false, reason: `${refusal.why}; ${this.backlog} messages waiting, retrying` };
+    }
+    const stalled = this.#progress.stalledFor(this.#inFlight > 0);
+    if (stalled !== undefined) {
+      return {
+        ready: false,
+        reason: `stalled: ${this.#inFlight} messages waiting, none confirmed for ${Math.round(stalled / 1000)} s`,
+      };
+    }
+    return HEALTHY;
+  }
+
+  write(delivery: Delivery<OutgoingBatch>): void {
+    const messages = delivery.item;
+    if (this.#inFlight === 0) this.#progress.touch();
+    this.#inFlight++;
+    let remaining = messages.length;
+    const one = () => {
+      if (--remaining > 0) return;
+      this.#inFlight--;
+      delivery.ack();
+    };
+    for (const msg of messages) this.#enqueue({ msg, confirmed: one });
+  }
+
+  #enqueue(out: Outgoing): void {
+    const channel = this.#channel;
+    if (channel && !this.#waitingForDrain && this.backlog === 0) this.#publish(channel, out);
+    else this.#pending.push(out);
+  }
+
+  #publish(channel: Channel, out: Outgoing): void {
+    const { msg } = out;
+    const returnsBefore = channel.returns;
+    const queue = msg.route === "readings" ? this.#names.readings : this.#names.rejected;
+    const options = { ...msg.properties, persistent: true, mandatory: true };
+    const writable = channel.ch.sendToQueue(queue, msg.body, options, (err) => {
+      if (!err && channel.returns === returnsBefore) {
+        this.#failures = 0;
+        this.#progress.touch();
+        this.opts.onConfirmed?.(msg);
+        out.confirmed();
+        return;
+      }
+      // amqplib fails every unconfirmed callback with "channel closed" when the channel goes; only a nack is a refusal.
+      if (err?.message === NACKED) {
+        this.opts.onRefused?.("nacked");
+        this.#refused("rabbitmq refused publishes (nack: queue full or broker refusing)");
+      }
+      this.#pending.push(out);
+      this.#scheduleRetry();
+    });
+    if (!writable) this.#waitingForDrain = true;
+  }
+
+  #refused(why: string): void {
+    if (!this.#lastRefusal || Date.now() - this.#lastRefusal.at > REFUSAL_SHOWN_MS) {
+      this.opts.log.warn({ reason: why }, "publishes refused by rabbitmq; keeping them and retrying");
+    }
+    this.#lastRefusal = { at: Date.now(), why };
+  }
+
+  #onReturn(channel: Channel): void {
+    channel.returns++;
+    this.opts.onRefused?.("returned");
+    this.#refused(
+      `rabbitmq returned publishes as unroutable: queue ${this.opts.queue} or its .rejected missing`,
+    );
+    if (this.#redeclaring || this.#channel !== channel) return;
+    this.#redeclaring = true;
+    declareTopology(channel.ch, this.opts.queue, this.opts.queueType)
+      .then(
+        () =>
+          this.opts.log.info({ queue: this.opts.queue }, "queues declared again after returned publishes"),
+        (err: unknown) =>
+          this.opts.log.warn(
+            { err: err instanceof Error ? err.message : String(err) },
+            "could not declare the queues again",
+          ),
+      )
+      .finally(() => {
+        this.#redeclaring = false;
+      });
+  }
+
+  #scheduleRetry(): void {
+    if (this.#retryTimer || this.#stopped) return;
+    this.#failures++;
+    this.#retryTimer = setTimeout(
+      () => {
+        this.#retryTimer = undefined;
+        this.#flush();
+      },
+      backoffDelay(this.#failures, RETRY_MIN_MS, RETRY_MAX_MS),
+    );
+  }
+
+  #flush(): void {
+    const channel = this.#channel;
+    while (
+      channel &&
+      this.#channel === channel &&
+      !this.#waitingForDrain &&
+      this.#pendingHead < this.#pending.length
+    ) {
+      const out = this.#pending[this.#pendingHead]!;
+      this.#pendingHead++;
+      this.#publish(channel, out);
+    }
+    if (this.#pendingHead === this.#pending.length) {
+      this.#pending = [];
+      this.#pendingHead = 0;
+    } else if (this.#pendingHead > COMPACT_AFTER && this.#pendingHead * 2 > this.#pending.length) {
+      this.#pending = this.#pending.slice(this.#pendingHead);
+      this.#pendingHead = 0;
+    }
+  }
+
+  /** Closes the connection; deliveries not yet confirmed are never acknowledged (upstream delivers them again). */
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      clearTimeout(this.#retryTimer);
+      await this.#session.close();
+    })();
+    return this.#stopped;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+}
+
+/** Starts an AMQP sink: connects (retrying until RabbitMQ answers) and declares the contract's queues. */
+export async function startAmqpSink(opts: AmqpSinkOptions): Promise<AmqpSink> {
+  const sink = new AmqpSink(opts);
+  await sink.start();
+  return sink;
+}

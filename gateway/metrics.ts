@@ -1,0 +1,54 @@
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+
+/** The gateway's Prometheus metrics (names are part of what operators alert on: keep them stable). */
+export function gatewayMetrics(registry: Registry) {
+  const opts = { registers: [registry] };
+  return {
+    received: new Counter({
+      name: "telemetry_gateway_messages_received_total",
+      help: "MQTT messages received",
+      ...opts,
+    }),
+    published: new Counter({
+      name: "telemetry_gateway_readings_published_total",
+      help: "Readings confirmed by RabbitMQ on <QUEUE>",
+      ...opts,
+    }),
+    rejected: new Counter({
+      name: "telemetry_gateway_rejected_total",
+      help: "MQTT messages refused as invalid and confirmed on <QUEUE>.rejected",
+      ...opts,
+    }),
+    inflight: new Gauge({
+      name: "telemetry_gateway_inflight_messages",
+      help: "MQTT messages taken in and not yet confirmed downstream",
+      ...opts,
+    }),
+    backlog: new Gauge({
+      name: "telemetry_gateway_publish_backlog",
+      help: "AMQP messages waiting to be (re)published (RabbitMQ down, blocked, full, or returning them)",
+      ...opts,
+    }),
+    mqttConnected: new Gauge({ name: "telemetry_gateway_mqtt_connected", help: "1 when connected", ...opts }),
+    amqpConnected: new Gauge({ name: "telemetry_gateway_amqp_connected", help: "1 when connected", ...opts }),
+    amqpBlocked: new Gauge({
+      name: "telemetry_gateway_amqp_blocked",
+      help: "1 while RabbitMQ blocks publishers (resource alarm)",
+      ...opts,
+    }),
+    refused: new Counter({
+      name: "telemetry_gateway_publishes_refused_total",
+      help: "Publishes RabbitMQ nacked (queue full) or returned (queue missing); each is published again",
+      labelNames: ["why"] as const,
+      ...opts,
+    }),
+    latency: new Histogram({
+      name: "telemetry_gateway_confirm_latency_seconds",
+      help: "From MQTT receive to RabbitMQ confirm",
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+      ...opts,
+    }),
+  };
+}
+
+export type GatewayMetrics = ReturnType<typeof gatewayMetrics>;

@@ -1,0 +1,29 @@
+import type { Running } from "../common/pipeline.js";
+import type { Reading } from "../schemas/index.js";
+
+/** A reading whose key is already stored with another measurement: the stored row is kept, this one is not. */
+export interface Conflict {
+  /** Position of the conflicting reading in the batch given to `writeBatch`. */
+  readonly index: number;
+  /** Both measurements, for the operator: `conflicting reading for dev/sensor at ...: stored value 20.5; this one value 99.9`. */
+  readonly reason: string;
+}
+
+/**
+ * What a committed batch did: rows added; readings already stored with the same measurement (redeliveries,
+ * resends); readings whose key is stored with another measurement (conflicts, kept out of the table).
+ */
+export interface WriteResult {
+  readonly inserted: number;
+  readonly duplicates: number;
+  readonly conflicts: readonly Conflict[];
+}
+
+/**
+ * The processor's store: `writeBatch` writes a batch in one transaction and resolves only once it has committed
+ * durably; a rejection means nothing of the batch was stored. One row per (device_id, sensor, ts): the first
+ * reading of a key wins. SQLite (`store/sqlite.ts`) today; PostgreSQL is another implementation of this interface.
+ */
+export interface ReadingStore extends Running {
+  writeBatch(readings: readonly Reading[]): Promise<WriteResult>;
+}
