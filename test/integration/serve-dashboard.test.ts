@@ -120,7 +120,7 @@ describe("the dashboard in Chromium", () => {
   it("fits a phone's screen", async () => {
     const page = await open("/", { width: 390, height: 844 });
     await page.locator('section.card[data-device="greenhouse-1"]').waitFor();
-    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    const width = Number(await page.evaluate("document.documentElement.scrollWidth"));
     expect(width).toBeLessThanOrEqual(390);
     await page.screenshot({ path: PHONE_SCREENSHOT, fullPage: true });
     await page.close();

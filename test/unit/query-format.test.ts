@@ -1,0 +1,90 @@
+import { PassThrough } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { type Answer, type Format, render, writeTo } from "../../query/format.js";
+
+async function text(answer: Answer, format: Format): Promise<string> {
+  let out = "";
+  for await (const chunk of render(answer, format)) out += chunk;
+  return out;
+}
+
+const rows = [
+  { device_id: "d1", sensor: "t", ts: Date.UTC(2026, 0, 31, 12), value: 20.5, unit: "C", tags: {} },
+  {
+    device_id: "d1",
+    sensor: "t",
+    ts: Date.UTC(2026, 0, 31, 13),
+    value: -1,
+    unit: null,
+    tags: { site: 'a,"b"' },
+  },
+];
+const answer: Answer = { rows, columns: ["device_id", "sensor", "ts", "value", "unit", "tags"] };
+const empty: Answer = { rows: [], columns: ["device_id"] };
+
+describe("output formats", () => {
+  it("json is an array of the rows as they are", async () => {
+    expect(JSON.parse(await text(answer, "json"))).toEqual(rows);
+    expect(await text(empty, "json")).toBe("[]\n");
+  });
+
+  it("ndjson is one object a line", async () => {
+    const lines = (await text(answer, "ndjson")).trimEnd().split("\n");
+    expect(lines.map((l) => JSON.parse(l))).toEqual(rows);
+    expect(await text(empty, "ndjson")).toBe("");
+  });
+
+  it("csv has a header row, empty cells for null, tags as JSON, and quotes what needs it", async () => {
+    expect(await text(answer, "csv")).toBe(
+      "device_id,sensor,ts,value,unit,tags\n" +
+        "d1,t,1769860800000,20.5,C,{}\n" +
+        'd1,t,1769864400000,-1,,"{""site"":""a,\\""b\\""""}"\n',
+    );
+    expect(await text(empty, "csv")).toBe("device_id\n");
+  });
+
+  it("a table aligns columns and shows times as ISO-8601", async () => {
+    const lines = (await text(answer, "table")).trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^device_id {2}sensor {2}ts {24}value {2}unit {2}tags$/);
+    expect(lines[1]).toContain("2026-01-31T12:00:00.000Z  20.5");
+    expect(lines[2]?.indexOf("-1")).toBe(lines[0]?.indexOf("value"));
+    expect(await text(empty, "table")).toBe("(no rows)\n");
+  });
+
+  it("csv and table print the flat rows when an answer has them", async () => {
+    const nested: Answer = {
+      rows: [{ device_id: "d1", sensors: [{ sensor: "a" }, { sensor: "b" }] }],
+      flat: [
+        { device_id: "d1", sensor: "a" },
+        { device_id: "d1", sensor: "b" },
+      ],
+      columns: ["device_id", "sensor"],
+    };
+    expect(await text(nested, "csv")).toBe("device_id,sensor\nd1,a\nd1,b\n");
+    expect(JSON.parse(await text(nested, "json"))[0].sensors).toHaveLength(2);
+  });
+
+  it("streams: the first chunk comes before the rows run out", async () => {
+    let produced = 0;
+    async function* endless() {
+      for (;;) {
+        produced++;
+        yield { device_id: "d".repeat(100) };
+      }
+    }
+    const chunks = render({ rows: endless(), columns: ["device_id"] }, "csv");
+    const first = await chunks.next();
+    await chunks.return(undefined);
+    expect(first.value?.length).toBeGreaterThan(0);
+    expect(produced).toBeLessThan(2_000);
+  });
+
+  it("writing stops without an error when the reader goes away", async () => {
+    const out = new PassThrough({ highWaterMark: 16 });
+    async function* many() {
+      for (let i = 0; i < 10_000; i++) yield "x".repeat(1_000);
+    }
+    out.once("data", () => out.destroy(Object.assign(new Error("write EPIPE"), { code: "EPIPE" })));
+    await expect(writeTo(many(), out)).resolves.toBe(false);
+  });
+});
