@@ -9,7 +9,7 @@ import { serveCommand } from "../serve/index.js";
 import { simulateCommand } from "../simulators/index.js";
 
 /** The long-running services `telemetry check` validates. */
-const services: readonly CliCommand[] = [gatewayCommand, processorCommand];
+const services: readonly CliCommand[] = [gatewayCommand, processorCommand, serveCommand];
 
 const commands: readonly CliCommand[] = [
   gatewayCommand,
