@@ -70,14 +70,15 @@ export class Keepalive {
   private onTimer(): void {
     if (!this.running) return;
     const now = Date.now();
-    const silentMs = now - this.lastHeard;
-    if (!this.paused && silentMs >= this.intervalMs) {
-      this.stop();
-      this.hooks.dead(
-        new Error(
-          `no PINGRESP within ${this.seconds} s (keepalive): nothing from the broker for ${(silentMs / 1_000).toFixed(1)} s`,
-        ),
-      );
+    if (this.silentTooLong(now)) {
+      // Timers run before pending socket reads: after the event loop was blocked, the broker's answer may be
+      // waiting unread. Judge again once this turn's I/O is read.
+      setImmediate(() => {
+        if (!this.running) return;
+        const later = Date.now();
+        if (this.silentTooLong(later)) this.giveUp(later - this.lastHeard);
+        else this.schedule(later);
+      });
       return;
     }
     if (now >= this.nextPingAt) {
@@ -85,5 +86,18 @@ export class Keepalive {
       this.hooks.ping();
     }
     this.schedule(now);
+  }
+
+  private silentTooLong(now: number): boolean {
+    return !this.paused && now - this.lastHeard >= this.intervalMs;
+  }
+
+  private giveUp(silentMs: number): void {
+    this.stop();
+    this.hooks.dead(
+      new Error(
+        `no PINGRESP within ${this.seconds} s (keepalive): nothing from the broker for ${(silentMs / 1_000).toFixed(1)} s`,
+      ),
+    );
   }
 }

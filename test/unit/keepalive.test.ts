@@ -43,9 +43,10 @@ describe("Keepalive", () => {
     const silentFrom = Date.now();
     vi.advanceTimersByTime(INTERVAL_MS - 1);
     expect(state.dead).toEqual([]);
-    vi.advanceTimersByTime(1);
+    // The deadline, then the check after that loop turn's I/O (a fake setImmediate runs 1 ms later).
+    vi.advanceTimersByTime(2);
     expect(state.dead).toHaveLength(1);
-    expect(Date.now() - silentFrom).toBe(INTERVAL_MS);
+    expect(Date.now() - silentFrom).toBe(INTERVAL_MS + 1);
     expect(state.dead[0]?.message).toBe(
       "no PINGRESP within 10 s (keepalive): nothing from the broker for 10.0 s",
     );
@@ -65,6 +66,19 @@ describe("Keepalive", () => {
       keepalive.heard();
     }
     expect(state.dead).toEqual([]);
+    vi.advanceTimersByTime(INTERVAL_MS + 1);
+    expect(state.dead).toHaveLength(1);
+  });
+
+  it("does not give up when the broker's packet was waiting unread while the event loop was late", () => {
+    const { keepalive, state } = harness();
+    state.answering = false;
+    keepalive.start();
+    vi.advanceTimersByTime(INTERVAL_MS);
+    // The deadline timer ran first; the socket read of the same loop turn brings a packet.
+    keepalive.heard();
+    vi.advanceTimersByTime(1);
+    expect(state.dead).toEqual([]);
     vi.advanceTimersByTime(INTERVAL_MS);
     expect(state.dead).toHaveLength(1);
   });
@@ -81,7 +95,7 @@ describe("Keepalive", () => {
     keepalive.setPaused(false);
     vi.advanceTimersByTime(INTERVAL_MS - 1);
     expect(state.dead).toEqual([]);
-    vi.advanceTimersByTime(1);
+    vi.advanceTimersByTime(2);
     expect(state.dead).toHaveLength(1);
   });
 
