@@ -124,7 +124,7 @@ describe("secrets never print", () => {
         const bad = secrecyOf(s) === "url" ? `amqp://user:${PASSWORD}@localhost:5672:bad` : PASSWORD;
         const file = join(dir, `${command.name}-${env}`);
         writeFileSync(file, `${bad}\n`);
-        for (const given of [{ [env]: bad }, { [`${env}_FILE`]: file }]) {
+        for (const given of [{ [env]: bad }, { [env]: "", [`${env}_FILE`]: file }]) {
           const run = await runCli([command.name], given);
           printed.push(run.stdout, run.stderr);
           if (secrecyOf(s) === "url") {
@@ -137,6 +137,15 @@ describe("secrets never print", () => {
         printed.push(help.stdout, help.stderr);
       }
     }
+    // A good configuration holding the password, as `check` prints it (the effective configuration).
+    const good = {
+      AMQP_URL: `amqp://guest:${PASSWORD}@127.0.0.1:5672`,
+      MQTT_URL: `mqtt://user:${PASSWORD}@127.0.0.1:1883`,
+    };
+    const check = await runCli(["check"], good);
+    expect(check.code, check.stdout).toBe(0);
+    expect(check.stdout).toMatch(/^ {2}AMQP_URL\s+amqp:\/\/guest:\*\*\*@127\.0\.0\.1:5672$/m);
+    printed.push(check.stdout, check.stderr);
     const top = await runCli(["--help"], {});
     printed.push(top.stdout, top.stderr);
     for (const text of printed) expect(text).not.toContain(PASSWORD);
