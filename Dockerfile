@@ -1,4 +1,5 @@
-# One image for every `telemetry` command (gateway, processor, simulate).
+# One image for every `telemetry` command (gateway, processor, simulate, serve, and the operators' status, replay,
+# backup, check). Multi-stage: compilers and dev dependencies stay in the build stage; it runs as the user `node`.
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
