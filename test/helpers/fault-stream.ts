@@ -6,7 +6,7 @@ import { expect, vi } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
 import { DEFAULT_SENSORS, NO_FAULTS } from "../../simulators/model.js";
 import { type SimulateSummary, simulate } from "../../simulators/publish.js";
-import { countRows, httpGet, readRows, type TestNames, testNames } from "./services.js";
+import { countRows, httpGet, readRows, type Service, type TestNames, testNames } from "./services.js";
 
 /** A test's own names, pointed at the brokers given instead of the shared ones. */
 export function faultNames(label: string, brokers: { mqttUrl?: string; amqpUrl?: string }): TestNames {
@@ -66,6 +66,57 @@ export async function metric(port: number, name: string): Promise<number> {
   return line ? Number(line.slice(name.length + 1)) : 0;
 }
 
+/** The sum of every series of a Prometheus metric, labelled or not (0 when absent). */
+export async function metricTotal(port: number, name: string): Promise<number> {
+  const { body } = await httpGet(port, "/metrics");
+  let sum = 0;
+  for (const line of body.split("\n")) {
+    if (line.startsWith(`${name} `) || line.startsWith(`${name}{`))
+      sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return sum;
+}
+
+/** What one processor process did with the deliveries it took, from its /metrics. */
+export interface ProcessorCounts {
+  readonly deliveries: number;
+  readonly stored: number;
+  readonly duplicates: number;
+  readonly deadLettered: number;
+}
+
+/**
+ * Checks that one processor process accounted for every delivery it took; call it once the stream is stored
+ * (after `expectStoredExactlyOnce`). Waits until the processor holds no delivery, then expects:
+ * - `readings_stored_total` to be the rows it added (`rowsAdded`: rows now minus rows when it started), so a
+ *   redelivered reading whose key was stored already did not count as stored;
+ * - every delivery to be a new row, a duplicate or dead-lettered: deliveries = stored + duplicates + dead. So
+ *   `duplicates_total` is exactly the number of redelivered (or resent) readings that found their key stored.
+ *   With `reconnected` (its AMQP connection was lost while it held deliveries) a message can come twice whose
+ *   first copy was dropped uncommitted, which no counter records: deliveries >= stored + duplicates + dead.
+ */
+export async function expectDeliveriesAccounted(
+  processor: Service,
+  rowsAdded: number,
+  opts: { reconnected?: boolean } = {},
+): Promise<ProcessorCounts> {
+  await until("the processor holds no delivery", 30_000, async () => {
+    return (await metric(processor.httpPort, "telemetry_processor_inflight_deliveries")) === 0;
+  });
+  const counts: ProcessorCounts = {
+    deliveries: await metric(processor.httpPort, "telemetry_processor_deliveries_total"),
+    stored: await metric(processor.httpPort, "telemetry_processor_readings_stored_total"),
+    duplicates: await metric(processor.httpPort, "telemetry_processor_duplicates_total"),
+    deadLettered: await metricTotal(processor.httpPort, "telemetry_processor_dead_lettered_total"),
+  };
+  expect(counts.stored, "rows this processor added").toBe(rowsAdded);
+  const settled = counts.stored + counts.duplicates + counts.deadLettered;
+  if (opts.reconnected)
+    expect(counts.deliveries, "deliveries not stored, duplicate or dead").toBeGreaterThanOrEqual(settled);
+  else expect(counts.deliveries, "deliveries = stored + duplicates + dead-lettered").toBe(settled);
+  return counts;
+}
+
 interface Recorded {
   deviceId: string;
   sensor: string;
@@ -115,6 +166,8 @@ export async function expectStoredExactlyOnce(
     .catch(() => undefined);
   const rows = readRows(names.dbPath);
   const byKey = new Map(rows.map((r) => [key(r.device_id, r.sensor, r.ts), r]));
+  // The table's key forbids a key stored twice, so this checks the test's own key function (two rows mapped to one
+  // key would hide a missing reading below). Redelivery is checked by `expectDeliveriesAccounted`.
   expect(byKey.size, "a (device, sensor, ts) stored twice").toBe(rows.length);
   const missing = sent.filter((s) => !byKey.has(key(s.deviceId, s.sensor, s.ts)));
   const extra = rows.filter((r) => !sentKeys.has(key(r.device_id, r.sensor, r.ts)));

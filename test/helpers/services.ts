@@ -7,7 +7,7 @@ import mqtt from "mqtt";
 import { inject } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
 
-import { CLI } from "../../scripts/spawn.js";
+import { CLI, type Service } from "../../scripts/spawn.js";
 import type { StoredRow } from "../../store/inspect.js";
 
 export { runCli, type Service, startService } from "../../scripts/spawn.js";
@@ -70,6 +70,21 @@ export async function httpGet(port: number, path: string): Promise<{ status: num
  */
 export type Row = StoredRow;
 export { countRows, inspectStore, readRows } from "../../store/inspect.js";
+
+/**
+ * How long a service took to settle after a signal, by its own clock: from its "stopping: settling in-flight work"
+ * line to its "<command> stopped" line (pino times). It leaves out what a loaded machine adds around the service
+ * (signal delivery, process exit, the test's own event loop); undefined when either line is missing.
+ */
+export function settleMs(service: Service, command: "gateway" | "processor"): number | undefined {
+  const at = (msg: string) => {
+    const line = service.logs.find((l) => l.msg === msg);
+    return typeof line?.time === "string" ? Date.parse(line.time) : undefined;
+  };
+  const from = at("stopping: settling in-flight work");
+  const to = at(`${command} stopped`);
+  return from === undefined || to === undefined ? undefined : to - from;
+}
 
 /** Deletes the test's queues, its gateway's MQTT session and its files. */
 export async function cleanup(names: TestNames): Promise<void> {
