@@ -1,0 +1,325 @@
+/**
+ * The analysts' queries on ten million readings (issue 14): fills a database once (1,000 devices x 4 sensors over
+ * 30 days, written through the store module), then times each question through the query layer and over HTTP
+ * while another process ingests readings, and exports every row as csv in a child process whose peak RSS it reads.
+ *
+ *   npm run build && node dist/bench/query.js [--db FILE] [--runs N] [--ingest-rate N]
+ */
+import { spawn } from "node:child_process";
+import { createWriteStream, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { READING_COLUMNS } from "../query/answers.js";
+import { render, writeTo } from "../query/format.js";
+import type { Reading } from "../schemas/index.js";
+import { startServe } from "../serve/index.js";
+import type { ReadingQueries, StoredReading } from "../store/queries.js";
+import { SqliteStore } from "../store/sqlite.js";
+import { openSqliteQueries } from "../store/sqlite-queries.js";
+
+const DEVICES = 1_000;
+const SENSORS = [
+  { sensor: "temperature", unit: "C", base: 21, swing: 4 },
+  { sensor: "humidity", unit: "%", base: 55, swing: 15 },
+  { sensor: "pressure", unit: "hPa", base: 1_013, swing: 8 },
+  { sensor: "co2", unit: "ppm", base: 600, swing: 300 },
+] as const;
+const ROWS = 10_000_000;
+const PER_SERIES = ROWS / (DEVICES * SENSORS.length);
+const DAY_MS = 86_400_000;
+const SPAN_MS = 30 * DAY_MS;
+const STEP_MS = Math.floor(SPAN_MS / PER_SERIES);
+/** Rows per fill transaction: large, because the fill is set-up, not the product's write path. */
+const FILL_BATCH = 100_000;
+const INGEST_BATCH_INTERVAL_MS = 100;
+const CHART_POINTS = 1_000;
+const RSS_TARGET_MIB = 150;
+const EXPORT_TARGET_ROWS_PER_S = 500_000;
+
+const say = (line: string) => process.stderr.write(`bench query: ${line}\n`);
+const fmt = (x: number) => Math.round(x).toLocaleString("en-US");
+const deviceId = (d: number) => `dev-${String(d).padStart(4, "0")}`;
+
+/** A smooth daily curve per series plus a little noise, so min/max/mean differ between buckets. */
+function valueAt(d: number, s: number, ts: number): number {
+  const spec = SENSORS[s] ?? SENSORS[0];
+  const phase = ((ts % DAY_MS) / DAY_MS) * 2 * Math.PI + d;
+  return Math.round((spec.base + spec.swing * Math.sin(phase) + Math.random() - 0.5) * 100) / 100;
+}
+
+function readingAt(d: number, s: number, ts: number, seq: number): Reading {
+  const spec = SENSORS[s] ?? SENSORS[0];
+  return {
+    device_id: deviceId(d),
+    sensor: spec.sensor,
+    ts,
+    value: valueAt(d, s, ts),
+    unit: spec.unit,
+    seq,
+    gateway_id: "bench",
+    received_at: ts + 40,
+  };
+}
+
+/**
+ * Writes the ten million readings in time order across all series, as a processor would store them, through
+ * SqliteStore.writeBatch; `synchronous = OFF` for the fill only (a crash would just mean filling again).
+ */
+function fill(path: string, end: number): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const store = new SqliteStore(path);
+  store.db.pragma("synchronous = OFF");
+  const start = end - SPAN_MS;
+  const t0 = performance.now();
+  let batch: Reading[] = [];
+  let written = 0;
+  for (let i = 0; i < PER_SERIES; i++) {
+    for (let d = 0; d < DEVICES; d++) {
+      // Each device keeps its own phase within the step, so series are not in lockstep.
+      const ts = start + i * STEP_MS + ((d * 7_919) % STEP_MS);
+      for (let s = 0; s < SENSORS.length; s++) batch.push(readingAt(d, s, ts, i));
+    }
+    if (batch.length >= FILL_BATCH) {
+      store.writeBatch(batch);
+      written += batch.length;
+      batch = [];
+      if (written % 1_000_000 === 0) {
+        say(`filled ${fmt(written)} rows, ${fmt(written / ((performance.now() - t0) / 1_000))}/s`);
+      }
+    }
+  }
+  if (batch.length > 0) store.writeBatch(batch);
+  store.db.pragma("synchronous = FULL");
+  store.close();
+  say(`filled ${fmt(ROWS)} rows in ${((performance.now() - t0) / 1_000).toFixed(1)} s`);
+}
+
+/** Another process writing `rate` readings a second as the processor would (SqliteStore, synchronous=FULL). */
+async function ingestLoop(path: string, rate: number): Promise<void> {
+  const store = new SqliteStore(path);
+  const perTick = Math.max(1, Math.round((rate * INGEST_BATCH_INTERVAL_MS) / 1_000));
+  let written = 0;
+  let busy = 0;
+  let stopping = false;
+  process.once("SIGTERM", () => {
+    stopping = true;
+  });
+  const started = performance.now();
+  while (!stopping) {
+    const tick = performance.now();
+    const now = Date.now();
+    const batch: Reading[] = [];
+    for (let i = 0; i < perTick; i++) {
+      const d = Math.floor(Math.random() * DEVICES);
+      const s = Math.floor(Math.random() * SENSORS.length);
+      batch.push(readingAt(d, s, now + i, written + i));
+    }
+    try {
+      store.writeBatch(batch);
+      written += batch.length;
+    } catch (err) {
+      // As the processor does: a busy database is retried with the next tick, nothing else is expected.
+      if ((err as { code?: string }).code !== "SQLITE_BUSY") throw err;
+      busy++;
+    }
+    const wait = INGEST_BATCH_INTERVAL_MS - (performance.now() - tick);
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  }
+  store.close();
+  process.stdout.write(
+    `${JSON.stringify({ written, busy, perSecond: written / ((performance.now() - started) / 1_000) })}\n`,
+  );
+}
+
+/** Peak resident set size of this process so far, MiB (VmHWM). */
+function peakRssMiB(): number {
+  const kib = Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? 0);
+  return kib / 1_024;
+}
+
+/** Every reading of every device as csv through the query layer to /dev/null; run in a process of its own. */
+async function exportAll(path: string): Promise<void> {
+  const queries = await openSqliteQueries(path);
+  const devices = [...new Set((await queries.latest()).map((r) => r.device_id))];
+  let rows = 0;
+  async function* all(): AsyncGenerator<StoredReading> {
+    for (const device of devices) {
+      for await (const r of queries.readings({ device, order: "asc" })) {
+        rows++;
+        yield r;
+      }
+    }
+  }
+  const started = performance.now();
+  const out = createWriteStream("/dev/null");
+  await writeTo(render({ rows: all(), columns: READING_COLUMNS }, "csv"), out);
+  const seconds = (performance.now() - started) / 1_000;
+  out.end();
+  await queries.stop();
+  process.stdout.write(`${JSON.stringify({ rows, seconds, peakRssMiB: peakRssMiB() })}\n`);
+}
+
+function runChild(args: string[]): { done: Promise<string>; kill: () => void } {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ...args], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  const done = new Promise<string>((resolve, reject) => {
+    child.once("exit", (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`child ${args[0]} exited ${code}`)),
+    );
+  });
+  return { done, kill: () => child.kill("SIGTERM") };
+}
+
+interface Timing {
+  readonly question: string;
+  readonly target: string;
+  readonly direct: number;
+  readonly http: number;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? Number.NaN;
+};
+
+async function timeIt(runs: number, f: (i: number) => Promise<unknown>): Promise<number> {
+  await f(runs); // warm-up, on a series the timed runs do not use
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    await f(i);
+    times.push(performance.now() - t);
+  }
+  return median(times);
+}
+
+async function collect<T>(it: AsyncIterable<T>): Promise<number> {
+  let n = 0;
+  for await (const _ of it) n++;
+  return n;
+}
+
+async function measure(path: string, runs: number): Promise<Timing[]> {
+  const q: ReadingQueries = await openSqliteQueries(path);
+  const serve = await startServe({ dbPath: path, host: "127.0.0.1", port: 0 });
+  const end = (await q.latest(deviceId(0))).reduce((m, r) => Math.max(m, r.ts), 0);
+  const dev = (i: number) => deviceId((i * 37 + 11) % DEVICES);
+  const http = async (p: string) => {
+    // A kept-alive socket can be closed by the server's idle timer, which fires late here because the direct runs
+    // block this process's event loop: ask again once on a fresh connection.
+    const res = await fetch(`${serve.url}${p}`).catch(() => fetch(`${serve.url}${p}`));
+    if (!res.ok) throw new Error(`${p}: ${res.status}`);
+    return res.text();
+  };
+  const dayFrom = end - DAY_MS;
+  const monthFrom = end - SPAN_MS;
+  const questions: {
+    question: string;
+    target: string;
+    runs?: number;
+    direct: (i: number) => Promise<unknown>;
+    path: (i: number) => string;
+  }[] = [
+    {
+      question: `latest value of all ${DEVICES * SENSORS.length} series`,
+      target: "< 5 ms",
+      direct: () => q.latest(),
+      path: () => "/api/latest",
+    },
+    {
+      question: "`devices` (counts, first/last per series)",
+      target: "< 20 ms",
+      runs: 3,
+      direct: () => q.devices(),
+      path: () => "/api/devices",
+    },
+    {
+      question: "one series, one day, raw",
+      target: "< 20 ms",
+      direct: (i) =>
+        collect(q.readings({ device: dev(i), sensor: "temperature", from: dayFrom, order: "asc" })),
+      path: (i) => `/api/readings?device=${dev(i)}&sensor=temperature&from=${dayFrom}`,
+    },
+    {
+      question: `one series, 30 days, at most ${fmt(CHART_POINTS)} chart points`,
+      target: "< 20 ms",
+      direct: (i) =>
+        q.series({ device: dev(i), sensor: "temperature", from: monthFrom, points: CHART_POINTS }),
+      path: (i) => `/api/series?device=${dev(i)}&sensor=temperature&from=${monthFrom}&points=${CHART_POINTS}`,
+    },
+    {
+      question: "`stats --every 1h` over 30 days, one series",
+      target: "< 10 ms",
+      direct: (i) =>
+        collect(q.stats({ device: dev(i), sensor: "temperature", from: monthFrom, every: 3_600_000 })),
+      path: (i) => `/api/stats?device=${dev(i)}&sensor=temperature&every=1h&from=${monthFrom}`,
+    },
+  ];
+  const out: Timing[] = [];
+  for (const x of questions) {
+    const n = x.runs ?? runs;
+    const direct = await timeIt(n, x.direct);
+    const overHttp = await timeIt(n, (i) => http(x.path(i)));
+    say(`${x.question}: ${direct.toFixed(2)} ms, over HTTP ${overHttp.toFixed(2)} ms (median of ${n})`);
+    out.push({ question: x.question, target: x.target, direct, http: overHttp });
+  }
+  await serve.stop();
+  await q.stop();
+  return out;
+}
+
+const { values: args } = parseArgs({
+  options: {
+    db: { type: "string", default: "/tmp/telemetry-query-bench/telemetry.db" },
+    runs: { type: "string", default: "21" },
+    "ingest-rate": { type: "string", default: "5000" },
+    "fill-only": { type: "boolean", default: false },
+    "ingest-child": { type: "boolean", default: false },
+    "export-child": { type: "boolean", default: false },
+  },
+});
+
+async function main(): Promise<void> {
+  const path = args.db;
+  if (args["ingest-child"]) return ingestLoop(path, Number(args["ingest-rate"]));
+  if (args["export-child"]) return exportAll(path);
+  if (!existsSync(path)) fill(path, Date.now());
+  else say(`${path} exists; using it as it is (delete it to fill again)`);
+  if (args["fill-only"]) return;
+  const rate = Number(args["ingest-rate"]);
+  const ingesting =
+    rate > 0 ? runChild(["--ingest-child", "--db", path, "--ingest-rate", String(rate)]) : undefined;
+  const timings = await measure(path, Number(args.runs));
+  say("exporting every reading as csv in a child process");
+  const exported = JSON.parse(await runChild(["--export-child", "--db", path]).done) as {
+    rows: number;
+    seconds: number;
+    peakRssMiB: number;
+  };
+  ingesting?.kill();
+  const ingest = ingesting
+    ? (JSON.parse(await ingesting.done) as { written: number; busy: number; perSecond: number })
+    : undefined;
+  const lines = [
+    `| question | target | query layer (median) | over HTTP (median) |`,
+    "| --- | --- | --- | --- |",
+    ...timings.map(
+      (t) => `| ${t.question} | ${t.target} | ${t.direct.toFixed(2)} ms | ${t.http.toFixed(2)} ms |`,
+    ),
+    `| csv export of all ${fmt(exported.rows)} rows | RSS < ${RSS_TARGET_MIB} MB, >= ${fmt(EXPORT_TARGET_ROWS_PER_S)} rows/s | ` +
+      `${fmt(exported.rows / exported.seconds)} rows/s (${exported.seconds.toFixed(1)} s), peak RSS ${exported.peakRssMiB.toFixed(0)} MiB | |`,
+  ];
+  process.stdout.write(`${lines.join("\n")}\n`);
+  if (ingest)
+    say(
+      `ingest beside the queries: ${fmt(ingest.written)} readings, ${fmt(ingest.perSecond)}/s, ${ingest.busy} batches found the database busy`,
+    );
+}
+
+await main();

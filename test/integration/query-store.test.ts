@@ -1,0 +1,154 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Reading } from "../../schemas/index.js";
+import type { ReadingQueries, StoredReading } from "../../store/queries.js";
+import { openSqliteQueries } from "../../store/sqlite-queries.js";
+import { type QueryDb, queryDb, reading } from "../helpers/query-db.js";
+
+const MIN = 60_000;
+const HOUR = 60 * MIN;
+const T0 = Date.UTC(2026, 0, 31);
+const DEVICES = ["a", "a.b", "b", "b:1", "c-2"];
+const SENSORS = ["co2", "humidity", "t", "temperature"];
+
+/** A small deterministic generator, so a failure can be replayed. */
+function random(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+async function all<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+describe("the SQLite queries against a recomputation from the readings written", () => {
+  let db: QueryDb;
+  let q: ReadingQueries;
+  /** What the table holds: the first reading of each key (later ones with the same key are duplicates). */
+  const stored = new Map<string, Reading>();
+  const rnd = random(14);
+
+  beforeAll(async () => {
+    db = queryDb("query-store-");
+    // Batches in no particular order, with resends of earlier readings, across hour and day edges.
+    for (let batch = 0; batch < 20; batch++) {
+      const rows: Reading[] = [];
+      for (let i = 0; i < 200; i++) {
+        const device = DEVICES[Math.floor(rnd() * DEVICES.length)] ?? "a";
+        const sensor = SENSORS[Math.floor(rnd() * SENSORS.length)] ?? "t";
+        const ts = T0 - 2 * HOUR + Math.floor(rnd() * 30 * HOUR);
+        // `|| 0`: SQLite stores -0 as 0, and a recomputation would keep the sign.
+        rows.push(reading(device, sensor, ts, Math.round((rnd() * 200 - 100) * 100) / 100 || 0));
+      }
+      const resent = [...stored.values()].filter(() => rnd() < 0.02);
+      for (const r of [...rows, ...resent]) {
+        const key = `${r.device_id}|${r.sensor}|${r.ts}`;
+        if (!stored.has(key)) stored.set(key, r);
+      }
+      await db.write([...rows, ...resent]);
+    }
+    q = await openSqliteQueries(db.path);
+  });
+  afterAll(async () => {
+    await q?.stop();
+    await db?.dispose();
+  });
+
+  const of = (device: string, sensor?: string) =>
+    [...stored.values()].filter(
+      (r) => r.device_id === device && (sensor === undefined || r.sensor === sensor),
+    );
+  const byTimeThenSensor = (a: Reading, b: Reading) => a.ts - b.ts || (a.sensor < b.sensor ? -1 : 1);
+  const key = (r: Pick<StoredReading, "device_id" | "sensor" | "ts" | "value">) =>
+    `${r.device_id}/${r.sensor}@${r.ts}=${r.value}`;
+
+  it("readings: every stored reading of the device in the range, in time order, limited", async () => {
+    for (let trial = 0; trial < 30; trial++) {
+      const device = DEVICES[trial % DEVICES.length] ?? "a";
+      const sensor = trial % 3 === 0 ? SENSORS[trial % SENSORS.length] : undefined;
+      const from = T0 - 3 * HOUR + Math.floor(rnd() * 20 * HOUR);
+      const to = from + Math.floor(rnd() * 20 * HOUR);
+      const limit = trial % 2 === 0 ? undefined : 1 + Math.floor(rnd() * 50);
+      const order = trial % 4 < 2 ? "asc" : "desc";
+      let expected = of(device, sensor)
+        .filter((r) => r.ts >= from && r.ts < to)
+        .sort(byTimeThenSensor);
+      if (order === "desc") expected = expected.reverse();
+      if (limit !== undefined) expected = expected.slice(0, limit);
+      const got = await all(q.readings({ device, sensor, from, to, limit, order }));
+      if (order === "desc") {
+        // Equal times across sensors may come in either sensor order when newest first; compare per time.
+        expect(got.map((r) => r.ts)).toEqual(expected.map((r) => r.ts));
+        expect(new Set(got.map(key))).toEqual(new Set(expected.map(key)));
+      } else {
+        expect(got.map(key)).toEqual(expected.map(key));
+      }
+    }
+  });
+
+  it("stats: count, min, max, mean and last of every bucket, whatever the width", async () => {
+    for (const every of [MIN, 15 * MIN, HOUR, 24 * HOUR]) {
+      for (const device of DEVICES) {
+        const got = await all(q.stats({ device, every }));
+        const expected = new Map<string, Reading[]>();
+        for (const r of of(device)) {
+          const k = `${r.sensor}|${r.ts - (r.ts % every)}`;
+          expected.set(k, [...(expected.get(k) ?? []), r]);
+        }
+        expect(got).toHaveLength(expected.size);
+        for (const b of got) {
+          const rs = expected.get(`${b.sensor}|${b.start}`) ?? [];
+          const values = rs.map((r) => r.value);
+          expect(b.count).toBe(rs.length);
+          expect(b.min).toBe(Math.min(...values));
+          expect(b.max).toBe(Math.max(...values));
+          expect(
+            Math.abs((b.mean ?? Number.NaN) - values.reduce((s, v) => s + v, 0) / values.length),
+          ).toBeLessThan(1e-9);
+          expect(b.last).toBe(rs.reduce((l, r) => (r.ts > l.ts ? r : l)).value);
+        }
+      }
+    }
+  });
+
+  it("latest and devices: the newest reading and the exact size of every series", async () => {
+    const series = new Map<string, Reading[]>();
+    for (const r of stored.values()) {
+      const k = `${r.device_id}|${r.sensor}`;
+      series.set(k, [...(series.get(k) ?? []), r]);
+    }
+    const newest = (rs: Reading[]) => rs.reduce((l, r) => (r.ts > l.ts ? r : l));
+    // In key order, (device_id, sensor), as the table's primary key sorts them.
+    const keys = [...series.keys()].sort((x, y) => {
+      const [dx = "", sx = ""] = x.split("|");
+      const [dy = "", sy = ""] = y.split("|");
+      return dx === dy ? (sx < sy ? -1 : 1) : dx < dy ? -1 : 1;
+    });
+    expect((await q.latest()).map(key)).toEqual(keys.map((k) => key(newest(series.get(k) ?? []))));
+    const devices = await q.devices();
+    expect(devices.flatMap((d) => d.sensors.map((s) => `${d.device_id}|${s.sensor}:${s.count}`))).toEqual(
+      keys.map((k) => `${k}:${series.get(k)?.length}`),
+    );
+  });
+
+  it("series: raw points when they fit, else buckets holding every reading", async () => {
+    for (const device of DEVICES) {
+      const rows = of(device, "t");
+      const raw = await q.series({ device, sensor: "t", points: rows.length });
+      expect(raw.map((p) => p.ts)).toEqual(rows.map((r) => r.ts).sort((a, b) => a - b));
+      const coarse = await q.series({ device, sensor: "t", points: 10 });
+      expect(coarse.length).toBeLessThanOrEqual(11);
+      expect(coarse.reduce((n, p) => n + ("count" in p ? p.count : 1), 0)).toBe(rows.length);
+      expect(Math.max(...coarse.map((p) => ("max" in p ? p.max : p.value)))).toBe(
+        Math.max(...rows.map((r) => r.value)),
+      );
+    }
+  });
+});
