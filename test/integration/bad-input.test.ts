@@ -14,6 +14,7 @@ import {
   startService,
   type TestNames,
   testNames,
+  untilReady,
 } from "../helpers/services.js";
 
 const TS0 = Date.UTC(2026, 0, 1);
@@ -30,6 +31,7 @@ describe("bad input is kept and explained, and the flow goes on", () => {
       startService("gateway", names.env),
       startService("processor", names.env),
     ]);
+    await untilReady(gateway, processor);
     publisher = await mqtt.connectAsync(names.mqttUrl, { clean: true, reconnectPeriod: 0 });
   });
 

@@ -17,7 +17,14 @@ import {
   startPrivateMosquitto,
   startPrivateRabbit,
 } from "../helpers/private-brokers.js";
-import { cleanup, httpGet, type Service, startService, type TestNames } from "../helpers/services.js";
+import {
+  cleanup,
+  httpGet,
+  type Service,
+  startService,
+  type TestNames,
+  untilReady,
+} from "../helpers/services.js";
 
 const execFileAsync = promisify(execFile);
 const INFLIGHT = 200;
@@ -54,6 +61,7 @@ describe("fault: RabbitMQ blocks publishers (memory alarm)", () => {
   it("the gateway holds PUBACKs while blocked, keeps memory bounded, and resumes with nothing lost", async () => {
     const env = { ...names.env, GATEWAY_INFLIGHT: String(INFLIGHT) };
     [processor, gateway] = await Promise.all([startService("processor", env), startService("gateway", env)]);
+    await untilReady(processor, gateway);
     const gw = gateway;
     // Long enough that the gateway is still publishing when the alarm is raised (rabbitmqctl is slow under load).
     const stream = startStream(names, { count: READINGS, rate: RATE, seed: 5 });

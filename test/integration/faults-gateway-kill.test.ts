@@ -9,7 +9,7 @@ import {
   until,
 } from "../helpers/fault-stream.js";
 import { type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
-import { cleanup, type Service, startService, type TestNames } from "../helpers/services.js";
+import { cleanup, type Service, startService, type TestNames, untilReady } from "../helpers/services.js";
 
 const READINGS = 6_000;
 const RATE = 1_000;
@@ -39,6 +39,7 @@ describe("fault: kill -9 of the gateway mid-stream", () => {
       startService("gateway", names.env),
       startService("processor", names.env),
     ]);
+    await untilReady(gateway, processor);
     const stream = startStream(names, { count: READINGS, rate: RATE, seed: 202 });
 
     const first = gateway;
@@ -60,6 +61,11 @@ describe("fault: kill -9 of the gateway mid-stream", () => {
     const ackedWhileDown = stream.acked() - ackedAtKill;
     expect(ackedWhileDown, "the simulator went on publishing while the gateway was dead").toBeGreaterThan(0);
     gateway = await startService("gateway", names.env);
+    // "started" comes before the MQTT session is up.
+    const second = gateway;
+    await until("the restarted gateway is subscribed", 20_000, async () =>
+      second.logs.some((l) => l.msg === "MQTT connected and subscribed"),
+    );
     const session = gateway.logs.find((l) => l.msg === "MQTT connected and subscribed");
     expect(session?.sessionPresent, "the restarted gateway resumed its persistent session").toBe(true);
 

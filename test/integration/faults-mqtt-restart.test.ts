@@ -9,7 +9,7 @@ import {
   until,
 } from "../helpers/fault-stream.js";
 import { type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
-import { cleanup, type Service, startService, type TestNames } from "../helpers/services.js";
+import { cleanup, type Service, startService, type TestNames, untilReady } from "../helpers/services.js";
 
 const READINGS = 6_000;
 const RATE = 1_500;
@@ -37,6 +37,7 @@ describe("fault: the MQTT broker restarts mid-stream", () => {
       startService("gateway", names.env),
       startService("processor", names.env),
     ]);
+    await untilReady(gateway, processor);
     const stream = startStream(names, { count: READINGS, rate: RATE, seed: 404 });
     const storing = processor;
     await until("a quarter of the stream is stored", 20_000, async () => {

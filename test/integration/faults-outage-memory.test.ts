@@ -13,7 +13,14 @@ import {
   startPrivateMosquitto,
   startPrivateRabbit,
 } from "../helpers/private-brokers.js";
-import { cleanup, httpGet, type Service, startService, type TestNames } from "../helpers/services.js";
+import {
+  cleanup,
+  httpGet,
+  type Service,
+  startService,
+  type TestNames,
+  untilReady,
+} from "../helpers/services.js";
 
 /** Length of the outage; `OUTAGE_MS=180000` gives the minutes-long run quoted in README. */
 const OUTAGE_MS = Number(process.env.OUTAGE_MS ?? 15_000);
@@ -46,6 +53,7 @@ describe("fault: RabbitMQ is down while sensors keep publishing", () => {
         startService("processor", env),
         startService("gateway", env),
       ]);
+      await untilReady(processor, gateway);
       const gw = gateway;
       const count = Math.round(((OUTAGE_MS + 10_000) * RATE) / 1_000);
       const stream = startStream(names, { count, rate: RATE, seed: 11 });

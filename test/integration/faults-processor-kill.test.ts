@@ -9,7 +9,14 @@ import {
   until,
 } from "../helpers/fault-stream.js";
 import { type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
-import { cleanup, countRows, type Service, startService, type TestNames } from "../helpers/services.js";
+import {
+  cleanup,
+  countRows,
+  type Service,
+  startService,
+  type TestNames,
+  untilReady,
+} from "../helpers/services.js";
 
 const READINGS = 6_000;
 const RATE = 1_500;
@@ -36,6 +43,7 @@ describe("fault: kill -9 of the processor in the middle of a batch", () => {
   it("a reading is stored once after the processor is killed mid-batch and restarted on the same database and queue", async () => {
     const env = { ...names.env, ...PROCESSOR_ENV };
     [gateway, processor] = await Promise.all([startService("gateway", env), startService("processor", env)]);
+    await untilReady(gateway, processor);
     const stream = startStream(names, { count: READINGS, rate: RATE, seed: 101 });
 
     // Mid-stream and mid-batch: one batch already committed, the next one holding deliveries it has not acked.

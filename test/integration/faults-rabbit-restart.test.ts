@@ -15,7 +15,14 @@ import {
   startPrivateMosquitto,
   startPrivateRabbit,
 } from "../helpers/private-brokers.js";
-import { cleanup, httpGet, type Service, startService, type TestNames } from "../helpers/services.js";
+import {
+  cleanup,
+  httpGet,
+  type Service,
+  startService,
+  type TestNames,
+  untilReady,
+} from "../helpers/services.js";
 
 const READINGS = 8_000;
 const RATE = 1_000;
@@ -47,6 +54,7 @@ describe("fault: RabbitMQ stops and starts again mid-stream (rabbitmqctl stop_ap
       startService("gateway", names.env),
       startService("processor", names.env),
     ]);
+    await untilReady(gateway, processor);
     const services = { gateway, processor };
     const stream = startStream(names, { count: READINGS, rate: RATE, seed: 303 });
     const storing = processor;

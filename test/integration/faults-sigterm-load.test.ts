@@ -16,6 +16,7 @@ import {
   settleMs,
   startService,
   type TestNames,
+  untilReady,
 } from "../helpers/services.js";
 
 const READINGS = 12_000;
@@ -49,6 +50,7 @@ describe("fault: SIGTERM to both services under full load", () => {
   it("both exit 0 within the drain timeout, and after a restart nothing is lost or stored twice", async () => {
     const env = { ...names.env, DRAIN_TIMEOUT: `${DRAIN_TIMEOUT_MS}ms` };
     [gateway, processor] = await Promise.all([startService("gateway", env), startService("processor", env)]);
+    await untilReady(gateway, processor);
     const stream = startStream(names, { count: READINGS, rate: RATE, seed: 707 });
     const [gw, proc] = [gateway, processor];
     let inflightAtStop = 0;

@@ -14,6 +14,7 @@ import {
   startService,
   type TestNames,
   testNames,
+  untilReady,
 } from "../helpers/services.js";
 
 const READINGS = 10_000;
@@ -47,6 +48,7 @@ describe("the pipeline end to end: simulated sensors -> gateway -> RabbitMQ -> p
       startService("processor", env),
       startService("gateway", { ...env, GATEWAY_INFLIGHT: String(READINGS) }),
     ]);
+    await untilReady(processor, gateway);
   });
 
   afterAll(async () => {

@@ -16,6 +16,7 @@ import {
   startService,
   type TestNames,
   testNames,
+  untilReady,
 } from "../helpers/services.js";
 
 const SCHEMA_DIR = new URL("../../schemas/", import.meta.url);
@@ -57,6 +58,7 @@ describe("schema versions: a processor stores the messages of every gateway vers
       startService("gateway", names.env),
       startService("processor", names.env),
     ]);
+    await untilReady(gateway, processor);
     publisher = await mqtt.connectAsync(names.mqttUrl, { clean: true, reconnectPeriod: 0 });
     conn = await amqp.connect(names.amqpUrl);
     ch = await conn.createConfirmChannel();

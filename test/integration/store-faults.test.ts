@@ -13,6 +13,7 @@ import {
   startService,
   type TestNames,
   testNames,
+  untilReady,
 } from "../helpers/services.js";
 
 const TS0 = Date.UTC(2026, 0, 1);
@@ -57,6 +58,7 @@ describe("the processor does not ack what it could not store", () => {
     const env = { ...names.env, BATCH_SIZE: "50", BATCH_DELAY: "20ms", GATEWAY_INFLIGHT: "5000" };
     services.push(await startService("processor", env), await startService("gateway", env));
     const processor = services[0]!;
+    await untilReady(...services);
     await publishReadings(names, 100);
     await vi.waitFor(() => expect(countRows(names!.dbPath)).toBe(100), { timeout: 15_000 });
 
@@ -104,6 +106,7 @@ describe("the processor does not ack what it could not store", () => {
       };
       services.push(await startService("processor", env), await startService("gateway", env));
       const processor = services[0]!;
+      await untilReady(...services);
       await publishReadings(names, 3_000);
       await vi.waitFor(
         async () =>
