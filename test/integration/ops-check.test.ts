@@ -16,15 +16,27 @@ describe("telemetry check", () => {
   });
 
   it("a good configuration prints the effective settings and, with --connect, reaches RabbitMQ, MQTT and the store: exit 0", async () => {
+    const gateway = await runCli(["check", "gateway", "--connect"], names.env);
+    expect(gateway.code, gateway.stdout + gateway.stderr).toBe(0);
+    expect(gateway.stdout).toContain("gateway: configuration OK");
+    expect(gateway.stdout).toMatch(/^ {2}DRAIN_TIMEOUT\s+10s$/m);
+    expect(gateway.stdout).toMatch(/^gateway: RabbitMQ amqp:\/\/guest:\*\*\*@[^ ]+: ok, connected$/m);
+    expect(gateway.stdout).toMatch(/^gateway: MQTT mqtt:\/\/[^ ]+: ok, connected$/m);
+    expect(gateway.stdout).not.toContain("guest:guest");
+    const processor = await runCli(["check", "processor", "--connect"], names.env);
+    expect(processor.code, processor.stdout + processor.stderr).toBe(0);
+    expect(processor.stdout).toContain("processor: configuration OK");
+    expect(processor.stdout).toMatch(/^processor: store [^ ]+telemetry\.db: ok, .*will create it$/m);
+  });
+
+  it("checks every service when none is named: the dashboard's store must exist, so a missing database fails it", async () => {
     const run = await runCli(["check", "--connect"], names.env);
-    expect(run.code, run.stdout + run.stderr).toBe(0);
-    expect(run.stdout).toContain("gateway: configuration OK");
-    expect(run.stdout).toContain("processor: configuration OK");
-    expect(run.stdout).toMatch(/^ {2}DRAIN_TIMEOUT\s+10s$/m);
-    expect(run.stdout).toMatch(/^gateway: RabbitMQ amqp:\/\/guest:\*\*\*@[^ ]+: ok, connected$/m);
-    expect(run.stdout).toMatch(/^gateway: MQTT mqtt:\/\/[^ ]+: ok, connected$/m);
-    expect(run.stdout).toMatch(/^processor: store [^ ]+telemetry\.db: ok, .*will create it$/m);
-    expect(run.stdout).not.toContain("guest:guest");
+    expect(run.code).toBe(1);
+    for (const service of ["gateway", "processor", "serve"]) {
+      expect(run.stdout).toContain(`${service}: configuration OK`);
+    }
+    expect(run.stdout).toMatch(/^serve: store \S+telemetry\.db: FAILED, \S+ does not exist$/m);
+    expect(run.stdout.match(/FAILED/g)).toHaveLength(1);
   });
 
   it("reports every problem of the configuration at once, one line each: exit 1", async () => {
