@@ -105,17 +105,48 @@ function socketOf(conn: ChannelModel): Duplex | undefined {
   return (conn.connection as unknown as { stream?: Duplex }).stream;
 }
 
+/** For each connection, a promise of amqplib's "close" event (with the error it closed with, if any). */
+const closings = new WeakMap<ChannelModel, Promise<Error | undefined>>();
+
 /**
- * Closes `conn`, waiting at most CLOSE_TIMEOUT_MS for RabbitMQ's close-ok, then drops the socket either way: a hung
- * broker never answers, and a socket left half-closed keeps the process from exiting.
+ * Watches a new connection: logs its errors (an "error" event without a listener would kill the process), and
+ * once amqplib has closed it, destroys its socket (amqplib only ends it, and a half-closed socket to a hung broker
+ * keeps the process alive). Returns the promise of its close; call it before anything can close the connection.
+ */
+function watch(conn: ChannelModel, log: Logger, broker: string): Promise<Error | undefined> {
+  let closed = closings.get(conn);
+  if (!closed) {
+    closed = new Promise((resolve) => {
+      conn.once("close", (err?: Error) => {
+        socketOf(conn)?.destroy();
+        resolve(err);
+      });
+    });
+    conn.on("error", (err: Error) => log.warn({ broker, err: err.message }, "amqp connection error"));
+    closings.set(conn, closed);
+  }
+  return closed;
+}
+
+/**
+ * Closes a watched connection, waiting at most CLOSE_TIMEOUT_MS for RabbitMQ's close-ok. A hung broker never sends
+ * it: the socket is then destroyed with an error, which makes amqplib close the connection on its side too (a bare
+ * destroy would leave its heartbeat timer running and its "close" event unsent).
  */
 async function closeConnection(conn: ChannelModel): Promise<void> {
+  const closed = closings.get(conn);
+  // Rejects when a close is already under way (a channel handler may have started one) or done: the wait covers both.
+  conn.close().catch(() => undefined);
+  if (!closed) return;
   const timeout = new AbortController();
-  try {
-    await Promise.race([conn.close().catch(() => undefined), sleep(CLOSE_TIMEOUT_MS, timeout.signal)]);
-  } finally {
-    timeout.abort();
-    socketOf(conn)?.destroy();
+  const done = await Promise.race([
+    closed.then(() => true),
+    sleep(CLOSE_TIMEOUT_MS, timeout.signal).then(() => false),
+  ]);
+  timeout.abort();
+  if (!done) {
+    socketOf(conn)?.destroy(new Error(`no close-ok within ${CLOSE_TIMEOUT_MS} ms; connection dropped`));
+    await closed;
   }
 }
 
@@ -218,12 +249,24 @@ export class AmqpSession extends EventEmitter {
       clientProperties: { connection_name: this.opts.name },
     });
     const stopped = this.#stopped.signal;
-    const conn = await Promise.race([
-      connecting,
-      new Promise<undefined>((resolve) => stopped.addEventListener("abort", () => resolve(undefined))),
-    ]);
-    if (!conn) connecting.then(closeConnection, () => undefined);
-    return conn;
+    let onStop: () => void = () => undefined;
+    try {
+      const conn = await Promise.race([
+        connecting.then((c) => {
+          watch(c, this.opts.log, this.#broker);
+          return c;
+        }),
+        new Promise<undefined>((resolve) => {
+          onStop = () => resolve(undefined);
+          if (stopped.aborted) onStop();
+          else stopped.addEventListener("abort", onStop, { once: true });
+        }),
+      ]);
+      if (!conn) connecting.then(closeConnection, () => undefined);
+      return conn;
+    } finally {
+      stopped.removeEventListener("abort", onStop);
+    }
   }
 
   async #run(firstUp: () => void): Promise<void> {
@@ -239,13 +282,7 @@ export class AmqpSession extends EventEmitter {
         if (!conn) break;
         const opened = conn;
         this.#opening = opened;
-        const lost = new Promise<Error | undefined>((resolve) => {
-          opened.on("close", (err?: Error) => {
-            socketOf(opened)?.destroy();
-            resolve(err);
-          });
-          opened.on("error", (err: Error) => log.warn({ broker, err: err.message }, "amqp connection error"));
-        });
+        const lost = watch(opened, log, broker);
         opened.on("blocked", (reason: string) => this.emit("blocked", reason));
         opened.on("unblocked", () => this.emit("unblocked"));
         await this.opts.onConnect(opened);

@@ -69,6 +69,6 @@ export const gatewayCommand = defineCommand({
       : undefined,
   run: (config) => {
     const log = createLogger("gateway", config.logLevel);
-    return runUntilSignal(log, () => startGateway(config, log));
+    return runUntilSignal(log, (signal) => startGateway(config, log, signal));
   },
 });

@@ -78,7 +78,7 @@ export const processorCommand = defineCommand({
     const log = createLogger("processor", config.logLevel);
     const store = await openStore({ dbPath: config.dbPath });
     try {
-      return await runUntilSignal(log, () => startProcessor(config, store, log));
+      return await runUntilSignal(log, (signal) => startProcessor(config, store, log, signal));
     } finally {
       await store.stop();
     }
