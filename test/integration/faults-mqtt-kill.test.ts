@@ -28,6 +28,16 @@ const SETTINGS = {
   ],
 } as const satisfies Record<string, readonly string[]>;
 type Setting = keyof typeof SETTINGS;
+type KillMoment = "after the last PUBACK" | "mid-stream";
+/**
+ * Mosquitto 2.0 writes the PUBACK while it handles the PUBLISH and saves at the end of that turn of its main loop,
+ * in which it reads at most one packet from each connection: a SIGKILL between the two loses that one message per
+ * publishing connection although its PUBACK went out. Measured mid-stream with one sensor connection: 0, 1 and 1
+ * lost in three runs.
+ */
+const PUBLISHES_PER_LOOP = 1;
+/** The simulator publishes every reading over one MQTT connection. */
+const SENSOR_CONNECTIONS = 1;
 const ZERO_LOSS: Setting = "autosave_on_changes true, autosave_interval 1 (after every change)";
 const DEFAULT: Setting = "Mosquitto's default (autosave_interval 1800)";
 
@@ -71,7 +81,7 @@ describe("fault: Mosquitto killed with SIGKILL while it holds readings for the o
    * with SIGKILL at once and started again; gateway and processor come up and take what the broker still has. A
    * sentinel published after the restart, behind everything queued, says when that is all delivered.
    */
-  async function killWithQueuedReadings(setting: Setting, seed: number) {
+  async function killWithQueuedReadings(setting: Setting, seed: number, when: KillMoment) {
     const mosquitto = await startPrivateMosquitto({
       maxQueued: 0,
       persistence: true,
@@ -87,12 +97,15 @@ describe("fault: Mosquitto killed with SIGKILL while it holds readings for the o
     await mosquitto.restart();
 
     const stream = startStream(names, { count: READINGS, rate: RATE, seed });
-    await until("every reading has its PUBACK", 60_000, async () => stream.acked() >= READINGS);
+    const killAt = when === "after the last PUBACK" ? READINGS : Math.round(READINGS / 3);
+    await until(`${killAt} readings have their PUBACK`, 60_000, async () => stream.acked() >= killAt);
     const pid = mosquitto.pid;
+    const ackedAtKill = stream.acked();
     await mosquitto.kill9();
-    const summary = await stream.done.catch(() => undefined);
     await mosquitto.restart();
     expect(mosquitto.pid, "a new broker process").not.toBe(pid);
+    // Mid-stream, the simulator reconnects by itself and publishes again what had no PUBACK.
+    const summary = await stream.done;
 
     const [gateway, processor] = await Promise.all([
       startService("gateway", names.env),
@@ -121,14 +134,15 @@ describe("fault: Mosquitto killed with SIGKILL while it holds readings for the o
     const stored = new Set(readRows(names.dbPath).map((r) => key(r.device_id, r.sensor, r.ts)));
     const lost = acked.filter((a) => !stored.has(key(a.deviceId, a.sensor, a.ts))).length;
     const figures = {
-      sent: summary?.sent ?? READINGS,
+      sent: summary.sent,
       acknowledged: acked.length,
       stored: acked.length - lost,
       lost,
       duplicates: await metric(processor.httpPort, "telemetry_processor_duplicates_total"),
-      publishRate: summary?.messagesPerSecond ?? null,
+      ackedAtKill,
+      publishRate: summary.messagesPerSecond,
     };
-    report(`mosquitto SIGKILL with ${READINGS} readings queued for the offline gateway, ${setting}`, figures);
+    report(`mosquitto SIGKILL ${when}, gateway offline, ${setting}`, figures);
     await Promise.all([gateway.stop(), processor.stop()]);
     await mosquitto.stop();
     return figures;
@@ -140,11 +154,23 @@ describe("fault: Mosquitto killed with SIGKILL while it holds readings for the o
       const results: Partial<Record<Setting, { lost: number; acknowledged: number }>> = {};
       let seed = 2_100;
       for (const setting of Object.keys(SETTINGS) as Setting[])
-        results[setting] = await killWithQueuedReadings(setting, seed++);
+        results[setting] = await killWithQueuedReadings(setting, seed++, "after the last PUBACK");
       expect(results[DEFAULT]?.acknowledged).toBe(READINGS);
       expect(results[DEFAULT]?.lost, "the kill hit what the default keeps only in memory").toBeGreaterThan(0);
       expect(results[ZERO_LOSS]?.acknowledged).toBe(READINGS);
       expect(results[ZERO_LOSS]?.lost, `${ZERO_LOSS}: acknowledged readings lost`).toBe(0);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    "with autosave_on_changes true and autosave_interval 1, a SIGKILL mid-stream loses at most the one reading per sensor connection that Mosquitto PUBACKed before saving",
+    async () => {
+      const figures = await killWithQueuedReadings(ZERO_LOSS, 2_199, "mid-stream");
+      expect(figures.ackedAtKill, "the kill must come mid-stream").toBeLessThan(READINGS);
+      expect(figures.lost, `${ZERO_LOSS}: acknowledged readings lost`).toBeLessThanOrEqual(
+        SENSOR_CONNECTIONS * PUBLISHES_PER_LOOP,
+      );
     },
     TEST_TIMEOUT_MS,
   );
