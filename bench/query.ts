@@ -295,6 +295,8 @@ async function main(): Promise<void> {
   const rate = Number(args["ingest-rate"]);
   const ingesting =
     rate > 0 ? runChild(["--ingest-child", "--db", path, "--ingest-rate", String(rate)]) : undefined;
+  // A failed run must not leave its writer behind (one left once doubled the writers of the next run).
+  process.once("exit", () => ingesting?.kill());
   const timings = await measure(path, Number(args.runs));
   say("exporting every reading as csv in a child process");
   const exported = JSON.parse(await runChild(["--export-child", "--db", path]).done) as {
