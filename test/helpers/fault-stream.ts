@@ -27,8 +27,17 @@ export interface Stream {
   readonly logs: Record<string, unknown>[];
 }
 
-export function startStream(names: TestNames, opts: { count: number; rate: number; seed: number }): Stream {
-  const recordPath = join(names.dir, "sent.ndjson");
+/**
+ * Starts the simulator: 20 devices of its own, `count` readings at `rate`/s. Several streams can run in one test
+ * when each has its own `label` (default "sim"): it names their devices (`<label>-...`) and record file, so their
+ * keys never meet.
+ */
+export function startStream(
+  names: TestNames,
+  opts: { count: number; rate: number; seed: number; label?: string },
+): Stream {
+  const label = opts.label ?? "sim";
+  const recordPath = join(names.dir, label === "sim" ? "sent.ndjson" : `sent-${label}.ndjson`);
   let acked = 0;
   const logs: Record<string, unknown>[] = [];
   const log = pino({ level: "info" }, { write: (line: string) => logs.push(JSON.parse(line)) });
@@ -38,7 +47,7 @@ export function startStream(names: TestNames, opts: { count: number; rate: numbe
       topicPrefix: names.topicPrefix,
       devices: 20,
       sensors: DEFAULT_SENSORS,
-      devicePrefix: "sim",
+      devicePrefix: label,
       rate: opts.rate,
       count: opts.count,
       window: 500,
@@ -144,16 +153,26 @@ const key = (device: string, sensor: string, ts: number) => `${device}\0${sensor
  */
 export async function expectStoredExactlyOnce(
   names: TestNames,
-  stream: Stream,
+  streams: Stream | readonly Stream[],
   timeoutMs = 30_000,
 ): Promise<StreamCounts> {
-  const summary = await stream.done;
-  expect(summary.unacked, "publishes the MQTT broker never acknowledged").toBe(0);
-  const sent = readFileSync(stream.recordPath, "utf8")
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Recorded);
-  expect(sent).toHaveLength(summary.validAcked);
+  const all = Array.isArray(streams) ? streams : [streams as Stream];
+  const summaries = await Promise.all(all.map((stream) => stream.done));
+  const summary = {
+    sent: summaries.reduce((n, s) => n + s.sent, 0),
+    acked: summaries.reduce((n, s) => n + s.acked, 0),
+  };
+  const sent: Recorded[] = [];
+  for (const [i, stream] of all.entries()) {
+    const done = summaries[i]!;
+    expect(done.unacked, "publishes the MQTT broker never acknowledged").toBe(0);
+    const recorded = readFileSync(stream.recordPath, "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Recorded);
+    expect(recorded).toHaveLength(done.validAcked);
+    sent.push(...recorded);
+  }
   const sentKeys = new Set(sent.map((s) => key(s.deviceId, s.sensor, s.ts)));
   expect(sentKeys.size, "the simulator recorded a key twice").toBe(sent.length);
 

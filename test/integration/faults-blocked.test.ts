@@ -9,7 +9,6 @@ import {
   report,
   rssKiB,
   startStream,
-  until,
 } from "../helpers/fault-stream.js";
 import {
   type PrivateMosquitto,
@@ -28,17 +27,18 @@ import {
 
 const execFileAsync = promisify(execFile);
 const INFLIGHT = 200;
+/** The stream running when the alarm is raised: long enough that the gateway is still publishing then. */
+const READINGS = 12_000;
+const RATE = 1_000;
 /**
- * Readings the sensors send while RabbitMQ blocks the gateway. A gateway that kept what it was sent (beyond its
- * window) would hold all of them: at a few hundred bytes each at the very least, that is more than the memory
- * bound below, so the check can see such a leak (3 s at 1,000/s, as before, could not).
+ * A second stream, sent whole while RabbitMQ blocks the gateway. A gateway that kept what it was sent beyond its
+ * window would hold all of it: at a few hundred bytes a reading at the very least, more than the memory bound
+ * below, so the check can see such a leak (3 s at 1,000/s, as before, could not). About 10 s at 4,000/s.
  */
 const BLOCKED_READINGS = 40_000;
+const BLOCKED_RATE = 4_000;
 /** Growth of the gateway's resident memory allowed while blocked: heap and allocator noise stay well under it. */
 const RSS_GROWTH_BOUND_KIB = 20 * 1024;
-const RATE = 4_000;
-/** What is sent before the block, during it, and some after, so the gateway resumes mid-stream. */
-const READINGS = BLOCKED_READINGS + 20_000;
 
 describe("fault: RabbitMQ blocks publishers (memory alarm)", () => {
   let rabbit: PrivateRabbit;
@@ -88,15 +88,16 @@ describe("fault: RabbitMQ blocks publishers (memory alarm)", () => {
     const publishedAtBlock = await metric(gw.httpPort, "telemetry_gateway_readings_published_total");
     const ackedAtBlock = stream.acked();
     const blockedAt = Date.now();
-    await until(
-      "the sensors have sent a long stretch of readings while the gateway is blocked",
-      90_000,
-      async () => {
-        return stream.acked() - ackedAtBlock >= BLOCKED_READINGS;
-      },
-    );
+    const whileBlocked = startStream(names, {
+      count: BLOCKED_READINGS,
+      rate: BLOCKED_RATE,
+      seed: 6,
+      label: "blocked",
+    });
+    const sentBlocked = await whileBlocked.done;
+    expect(sentBlocked.acked, "the broker took the whole second stream").toBe(BLOCKED_READINGS);
     const blockedMs = Date.now() - blockedAt;
-    const sentWhileBlocked = stream.acked() - ackedAtBlock;
+    const sentWhileBlocked = stream.acked() - ackedAtBlock + sentBlocked.acked;
     // Nothing confirmed while blocked, and no more than the window taken in.
     expect(await metric(gw.httpPort, "telemetry_gateway_readings_published_total")).toBe(publishedAtBlock);
     expect(await metric(gw.httpPort, "telemetry_gateway_inflight_messages")).toBeLessThanOrEqual(INFLIGHT);
@@ -106,7 +107,7 @@ describe("fault: RabbitMQ blocks publishers (memory alarm)", () => {
     await vi.waitFor(async () => expect((await httpGet(gw.httpPort, "/readyz")).status).toBe(200), {
       timeout: 15_000,
     });
-    const counts = await expectStoredExactlyOnce(names, stream, 90_000);
+    const counts = await expectStoredExactlyOnce(names, [stream, whileBlocked], 90_000);
     // The processor's connection is not blocked (an alarm blocks publishers only): exact accounting.
     const { duplicates } = await expectDeliveriesAccounted(processor, counts.stored);
     report("blocked", {
