@@ -112,8 +112,11 @@ export class Connection {
     });
     this.closedPromise = new Promise<void>((resolve) => {
       socket.on("close", () => {
-        this.onClose();
-        resolve();
+        try {
+          this.onClose();
+        } finally {
+          resolve();
+        }
       });
     });
     // A hung broker still accepts TCP connections (the kernel does) and never answers: bound the whole handshake.
