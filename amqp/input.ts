@@ -159,7 +159,8 @@ export class AmqpInput implements Input {
 
   health(): Health {
     if (this.#stopping) return { ready: false, reason: "stopping" };
-    if (!this.#session.connected) return this.#session.health();
+    const session = this.#session.health();
+    if (!session.ready) return session;
     if (!this.#current) return { ready: false, reason: "rabbitmq not connected" };
     if (!this.#current.consumerTag) return { ready: false, reason: "not consuming" };
     const stalled = this.#progress.stalledFor(this.#held > 0 || this.#queueReady > 0);

@@ -27,6 +27,12 @@ function withHeartbeat(url: string): string {
   return u.toString();
 }
 
+/** The heartbeat asked for (the URL's, else ours), in seconds; 0 means none. */
+function heartbeatOf(url: string): number {
+  const asked = Number(new URL(withHeartbeat(url)).searchParams.get("heartbeat"));
+  return Number.isFinite(asked) && asked > 0 ? asked : 0;
+}
+
 /** `host:port` of an AMQP URL, the one way the broker is named in logs and health (never the credentials). */
 export function brokerAddress(url: string): string {
   const u = new URL(url);
@@ -180,11 +186,20 @@ export class AmqpSession extends EventEmitter {
   #loop: Promise<void> | undefined;
   readonly #broker: string;
   #health: Health;
+  /**
+   * RabbitMQ sends a frame at least every half heartbeat, even when idle: silence for a whole heartbeat (two
+   * missed) means a hung broker or a cut network. `health()` says so at once, without waiting the two to three
+   * heartbeats amqplib takes to give the connection up. 0: no heartbeat, no check.
+   */
+  readonly #silenceMs: number;
+  /** When the current connection's socket last had something to read. */
+  #heardAt = 0;
 
   constructor(private readonly opts: AmqpSessionOptions) {
     super();
     this.#broker = brokerAddress(opts.url);
     this.#health = { ready: false, reason: `rabbitmq not connected: connecting to ${this.#broker}` };
+    this.#silenceMs = heartbeatOf(opts.url) * 1_000;
   }
 
   get connected(): boolean {
@@ -192,10 +207,21 @@ export class AmqpSession extends EventEmitter {
   }
 
   /**
-   * Ready while connected and `onConnect` has finished; otherwise why not, e.g. `rabbitmq not connected:
-   * 127.0.0.1:5672 refused the connection (...)`, or an `AmqpConfigurationError`'s line after `rabbitmq: `.
+   * Ready while connected, `onConnect` has finished and the broker has been heard from within a heartbeat;
+   * otherwise why not, e.g. `rabbitmq not connected: 127.0.0.1:5672 refused the connection (...)`, `rabbitmq not
+   * answering: ...` (connected, silent), or an `AmqpConfigurationError`'s line after `rabbitmq: `. A part built on
+   * the session asks this first, connected or not.
    */
   health(): Health {
+    const silentMs = Date.now() - this.#heardAt;
+    if (this.#conn && this.#silenceMs > 0 && silentMs > this.#silenceMs) {
+      return {
+        ready: false,
+        reason:
+          `rabbitmq not answering: ${this.#broker} has sent nothing for ${Math.floor(silentMs / 1_000)} s ` +
+          "(a hung broker or a network cut)",
+      };
+    }
     return this.#health;
   }
 
@@ -283,6 +309,11 @@ export class AmqpSession extends EventEmitter {
         const opened = conn;
         this.#opening = opened;
         const lost = watch(opened, log, broker);
+        this.#heardAt = Date.now();
+        // An extra "readable" listener only observes: amqplib's own listener still reads every byte.
+        socketOf(opened)?.on("readable", () => {
+          this.#heardAt = Date.now();
+        });
         opened.on("blocked", (reason: string) => this.emit("blocked", reason));
         opened.on("unblocked", () => this.emit("unblocked"));
         await this.opts.onConnect(opened);

@@ -1,0 +1,173 @@
+import { rmSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  hangRabbit,
+  type PrivateMosquitto,
+  type PrivateRabbit,
+  type RabbitVm,
+  rabbitVm,
+  resumeRabbit,
+  startPrivateMosquitto,
+  startPrivateRabbit,
+} from "../../scripts/private-brokers.js";
+import {
+  expectDeliveriesAccounted,
+  expectStoredExactlyOnce,
+  faultNames,
+  metric,
+  report,
+  startStream,
+  until,
+} from "../helpers/fault-stream.js";
+import {
+  cleanup,
+  httpGet,
+  type Service,
+  startService,
+  type TestNames,
+  untilReady,
+} from "../helpers/services.js";
+
+const READINGS = 24_000;
+const RATE = 500;
+/** How long the broker's VM stays stopped (SIGSTOP) before SIGCONT. */
+const HANG_MS = 30_000;
+/**
+ * amqp/session.ts asks for a 5 s heartbeat (RabbitMQ then sends a frame every 2.5 s at least) and reports a
+ * connection silent for a whole heartbeat: 5-7.5 s after the hang. The bound is two heartbeats, for a loaded
+ * machine. (amqplib itself drops the connection after two to three heartbeats, 10-15 s.)
+ */
+const DETECTION_BOUND_MS = 10_000;
+const POLL_MS = 100;
+
+describe("fault: RabbitMQ hangs (its Erlang VM stopped with SIGSTOP for 30 s, then SIGCONT) mid-stream", () => {
+  let rabbit: PrivateRabbit;
+  let mosquitto: PrivateMosquitto;
+  let names: TestNames;
+  let vm: RabbitVm | undefined;
+  let gateway: Service | undefined;
+  let processor: Service | undefined;
+
+  beforeAll(async () => {
+    [rabbit, mosquitto] = await Promise.all([startPrivateRabbit(), startPrivateMosquitto({ maxQueued: 0 })]);
+    console.log(`[private rabbitmq] node ${rabbit.node} started in ${rabbit.startupMs} ms`);
+    names = faultNames("fault-rabbit-hang", { mqttUrl: mosquitto.url, amqpUrl: rabbit.url });
+  }, 90_000);
+
+  afterAll(async () => {
+    // A test that failed while the node was stopped must not leave it stopped: `rabbitmqctl stop` would hang.
+    if (vm) resumeRabbit(vm);
+    for (const s of [gateway, processor]) {
+      if (s && s.proc.exitCode !== null) {
+        console.log(
+          `[exited ${s.proc.exitCode}] ${s.stderr()}\n${s.logs
+            .slice(-15)
+            .map((l) => JSON.stringify(l))
+            .join("\n")}`,
+        );
+      }
+    }
+    await Promise.all([gateway?.stop("SIGKILL"), processor?.stop("SIGKILL")]);
+    await cleanup(names).catch(() => rmSync(names.dir, { recursive: true, force: true }));
+    await Promise.all([rabbit?.stop(), mosquitto?.stop()]);
+  }, 120_000);
+
+  it("both services say within a heartbeat or two that RabbitMQ stopped answering, recover by themselves after it resumes, and every acknowledged reading is stored once", async () => {
+    [gateway, processor] = await Promise.all([
+      startService("gateway", names.env),
+      startService("processor", names.env),
+    ]);
+    await untilReady(gateway, processor);
+    const services = { gateway, processor };
+    const stream = startStream(names, { count: READINGS, rate: RATE, seed: 1_807 });
+    const storing = processor;
+    await until("the first readings are stored", 30_000, async () => {
+      return (await metric(storing.httpPort, "telemetry_processor_readings_stored_total")) >= READINGS / 12;
+    });
+
+    const hungVm = await rabbitVm(rabbit);
+    const ackedAtHang = stream.acked();
+    expect(ackedAtHang, "RabbitMQ must hang mid-stream").toBeLessThan(READINGS / 2);
+    hangRabbit(hungVm);
+    vm = hungVm;
+    const hungAt = Date.now();
+
+    // Each service's readiness, polled from the moment the broker hangs: when it turned 503, and why.
+    const detected: Record<string, { afterMs: number; reason: string }> = {};
+    await until("both services report not ready", DETECTION_BOUND_MS + 10_000, async () => {
+      for (const [name, s] of Object.entries(services)) {
+        if (detected[name]) continue;
+        const r = await httpGet(s.httpPort, "/readyz");
+        if (r.status === 503) detected[name] = { afterMs: Date.now() - hungAt, reason: r.body.trim() };
+      }
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      return Object.keys(detected).length === 2;
+    });
+    for (const [name, s] of Object.entries(services)) {
+      const d = detected[name]!;
+      expect(d.afterMs, `${name} noticed the hung broker`).toBeLessThanOrEqual(DETECTION_BOUND_MS);
+      expect(d.reason, name).toMatch(
+        new RegExp(
+          `^not ready: rabbitmq not answering: 127\\.0\\.0\\.1:${rabbit.port} has sent nothing for [5-9] s \\(a hung broker or a network cut\\)$`,
+        ),
+      );
+      expect((await httpGet(s.httpPort, "/healthz")).status, name).toBe(200);
+    }
+
+    await until("the hang has lasted 30 s", HANG_MS + 5_000, async () => Date.now() - hungAt >= HANG_MS);
+    const backlogWhileHung = await metric(gateway.httpPort, "telemetry_gateway_publish_backlog");
+    const inflightWhileHung = await metric(gateway.httpPort, "telemetry_gateway_inflight_messages");
+    const ackedWhileHung = stream.acked() - ackedAtHang;
+    // While it hangs, every attempt to reconnect must end (connect timeout) rather than wait forever.
+    for (const [name, s] of Object.entries(services)) {
+      expect((await httpGet(s.httpPort, "/readyz")).body, `${name} once its connection is given up`).toMatch(
+        /^not ready: rabbitmq not connected: .*(stopped answering: no heartbeat|did not answer within 10 s)/,
+      );
+    }
+    const attemptsWhileHung = Object.fromEntries(
+      Object.entries(services).map(([name, s]) => [
+        name,
+        s.logs.filter((l) => l.msg === "amqp connect failed" && /did not answer within/.test(String(l.err)))
+          .length,
+      ]),
+    );
+    resumeRabbit(hungVm);
+    vm = undefined;
+    const resumedAt = Date.now();
+    for (const [name, s] of Object.entries(services)) {
+      await until(`${name} reports ready again`, 60_000, async () => {
+        return (await httpGet(s.httpPort, "/readyz")).status === 200;
+      });
+    }
+    const readyAgainAfterMs = Date.now() - resumedAt;
+    for (const [name, s] of Object.entries(services)) {
+      const lost = s.logs.filter((l) => l.msg === "amqp connection lost; reconnecting");
+      expect(lost.length, `${name} saw its connection go`).toBeGreaterThanOrEqual(1);
+      expect(String(lost[0]!.err), name).toMatch(/stopped answering: no heartbeat/);
+      expect(s.proc.exitCode, `${name} kept running`).toBeNull();
+    }
+
+    const counts = await expectStoredExactlyOnce(names, stream, 90_000);
+    const { duplicates, deliveries } = await expectDeliveriesAccounted(processor, counts.stored, {
+      reconnected: true,
+    });
+    const published = await metric(gateway.httpPort, "telemetry_gateway_readings_published_total");
+    expect(published).toBeGreaterThanOrEqual(counts.stored);
+    report("rabbitmq hung (SIGSTOP 30 s) mid-stream", {
+      ...counts,
+      duplicates,
+      deliveries,
+      gatewayPublished: published,
+      ackedWhenHung: ackedAtHang,
+      ackedWhileHung,
+      backlogWhileHung,
+      inflightWhileHung,
+      gatewayDetectedMs: detected.gateway?.afterMs,
+      processorDetectedMs: detected.processor?.afterMs,
+      gatewayReason: detected.gateway?.reason,
+      processorReason: detected.processor?.reason,
+      connectAttemptsTimedOutWhileHung: attemptsWhileHung,
+      readyAgainAfterMs,
+    });
+  }, 240_000);
+});
