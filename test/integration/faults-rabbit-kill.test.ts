@@ -1,0 +1,201 @@
+import { rmSync } from "node:fs";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  killRabbit,
+  type PrivateMosquitto,
+  type PrivateRabbit,
+  rabbitVm,
+  restartRabbit,
+  startPrivateMosquitto,
+  startPrivateRabbit,
+} from "../../scripts/private-brokers.js";
+import {
+  expectDeliveriesAccounted,
+  expectStoredExactlyOnce,
+  faultNames,
+  metric,
+  report,
+  startStream,
+  until,
+} from "../helpers/fault-stream.js";
+import {
+  cleanup,
+  httpGet,
+  type Service,
+  startService,
+  type TestNames,
+  untilReady,
+} from "../helpers/services.js";
+
+const READINGS = 8_000;
+const RATE = 1_000;
+/** Readings the sensors send while RabbitMQ is dead, which the gateway must not lose. */
+const READINGS_WHILE_DEAD = 1_000;
+
+/** Messages on `queue` by `rabbitmqctl list_queues` (the node's own count, no AMQP connection needed). */
+async function queueDepth(rabbit: PrivateRabbit, queue: string): Promise<number> {
+  const out = await rabbit.ctl("list_queues", "name", "messages", "--no-table-headers", "--quiet");
+  const line = out.split("\n").find((l) => l.split("\t")[0] === queue);
+  return line ? Number(line.split("\t")[1]) : 0;
+}
+
+/** Waits until `s` answers /readyz with 503 and returns how long that took from `since`, and the reason. */
+async function untilNotReady(name: string, s: Service, since: number) {
+  let reason = "";
+  await until(`${name} reports not ready`, 15_000, async () => {
+    const r = await httpGet(s.httpPort, "/readyz");
+    reason = r.body.trim();
+    return r.status === 503;
+  });
+  return { afterMs: Date.now() - since, reason };
+}
+
+async function untilReadyAgain(services: Record<string, Service>, since: number): Promise<number> {
+  for (const [name, s] of Object.entries(services)) {
+    await until(`${name} reports ready again`, 60_000, async () => {
+      return (await httpGet(s.httpPort, "/readyz")).status === 200;
+    });
+  }
+  return Date.now() - since;
+}
+
+describe("fault: RabbitMQ killed hard (SIGKILL of its Erlang VM) and started again on the same directory", () => {
+  let rabbit: PrivateRabbit;
+  let mosquitto: PrivateMosquitto;
+  let names: TestNames | undefined;
+  let gateway: Service | undefined;
+  let processor: Service | undefined;
+
+  beforeAll(async () => {
+    [rabbit, mosquitto] = await Promise.all([startPrivateRabbit(), startPrivateMosquitto({ maxQueued: 0 })]);
+    console.log(`[private rabbitmq] node ${rabbit.node} started in ${rabbit.startupMs} ms`);
+  }, 90_000);
+
+  afterEach(async () => {
+    await Promise.all([gateway?.stop("SIGKILL"), processor?.stop("SIGKILL")]);
+    gateway = processor = undefined;
+    const done = names;
+    names = undefined;
+    if (done) await cleanup(done).catch(() => rmSync(done.dir, { recursive: true, force: true }));
+  });
+
+  afterAll(async () => {
+    await Promise.all([rabbit?.stop(), mosquitto?.stop()]);
+  });
+
+  it("confirmed readings waiting on the quorum queue are all there after the kill, and each is stored once", async () => {
+    const n = faultNames("fault-rabbit-kill-queue", { mqttUrl: mosquitto.url, amqpUrl: rabbit.url });
+    names = n;
+    const gw = await startService("gateway", n.env);
+    gateway = gw;
+    await untilReady(gw);
+    const stream = startStream(n, { count: READINGS, rate: RATE, seed: 4_401 });
+    await until("half the stream is confirmed on the queue", 30_000, async () => {
+      return (await metric(gw.httpPort, "telemetry_gateway_readings_published_total")) >= READINGS / 2;
+    });
+
+    const vm = await rabbitVm(rabbit);
+    const confirmedAtKill = await metric(gw.httpPort, "telemetry_gateway_readings_published_total");
+    const ackedAtKill = stream.acked();
+    expect(ackedAtKill, "RabbitMQ must die mid-stream").toBeLessThan(READINGS);
+    await killRabbit(rabbit, vm);
+    const killedAt = Date.now();
+    const detected = await untilNotReady("gateway", gw, killedAt);
+    expect(detected.reason).toMatch(
+      new RegExp(`^not ready: rabbitmq not (connected|answering): 127\\.0\\.0\\.1:${rabbit.port} `),
+    );
+    await until("the sensors have sent readings while RabbitMQ is dead", 30_000, async () => {
+      return stream.acked() - ackedAtKill >= READINGS_WHILE_DEAD;
+    });
+
+    await restartRabbit(rabbit, vm);
+    const restartedAt = Date.now();
+    // Nothing consumes this queue yet: every message confirmed before the kill must come back from disk (the
+    // gateway may add more once it reconnects, never fewer). A quorum queue may count 0 while it recovers.
+    let depthAfterRestart = 0;
+    await until("the queue holds every message confirmed before the kill", 30_000, async () => {
+      depthAfterRestart = await queueDepth(rabbit, n.queue);
+      return depthAfterRestart >= confirmedAtKill;
+    });
+    const readyAgainAfterMs = await untilReadyAgain({ gateway: gw }, restartedAt);
+    expect(gw.logs.some((l) => l.msg === "amqp connection lost; reconnecting")).toBe(true);
+
+    const proc = await startService("processor", n.env);
+    processor = proc;
+    const counts = await expectStoredExactlyOnce(n, stream, 60_000);
+    const { duplicates } = await expectDeliveriesAccounted(proc, counts.stored);
+    report("rabbitmq SIGKILL with confirmed readings on the queue (no consumer)", {
+      ...counts,
+      duplicates,
+      confirmedAtKill,
+      depthAfterRestart,
+      ackedAtKill,
+      gatewayDetectedMs: detected.afterMs,
+      gatewayReason: detected.reason,
+      readyAgainAfterMs,
+    });
+  }, 180_000);
+
+  it("both services ride through a SIGKILL of RabbitMQ mid-stream: not ready while it is dead, ready again after its restart, every acknowledged reading stored once", async () => {
+    const n = faultNames("fault-rabbit-kill-stream", { mqttUrl: mosquitto.url, amqpUrl: rabbit.url });
+    names = n;
+    [gateway, processor] = await Promise.all([
+      startService("gateway", n.env),
+      startService("processor", n.env),
+    ]);
+    const services = { gateway, processor };
+    await untilReady(gateway, processor);
+    const stream = startStream(n, { count: READINGS, rate: RATE, seed: 4_402 });
+    const storing = processor;
+    await until("the first readings are stored", 30_000, async () => {
+      return (await metric(storing.httpPort, "telemetry_processor_readings_stored_total")) >= READINGS / 8;
+    });
+
+    const vm = await rabbitVm(rabbit);
+    const ackedAtKill = stream.acked();
+    expect(ackedAtKill, "RabbitMQ must die mid-stream").toBeLessThan(READINGS);
+    await killRabbit(rabbit, vm);
+    const killedAt = Date.now();
+    const detected: Record<string, { afterMs: number; reason: string }> = {};
+    for (const [name, s] of Object.entries(services)) detected[name] = await untilNotReady(name, s, killedAt);
+    for (const [name, d] of Object.entries(detected)) {
+      expect(d.reason, name).toMatch(
+        new RegExp(`^not ready: rabbitmq not (connected|answering): 127\\.0\\.0\\.1:${rabbit.port} `),
+      );
+    }
+    await until("the sensors have sent readings while RabbitMQ is dead", 30_000, async () => {
+      return stream.acked() - ackedAtKill >= READINGS_WHILE_DEAD;
+    });
+    const backlogWhileDead = await metric(gateway.httpPort, "telemetry_gateway_publish_backlog");
+
+    await restartRabbit(rabbit, vm);
+    const readyAgainAfterMs = await untilReadyAgain(services, Date.now());
+    for (const [name, s] of Object.entries(services)) {
+      expect(
+        s.logs.some((l) => l.msg === "amqp connection lost; reconnecting"),
+        name,
+      ).toBe(true);
+      expect(s.proc.exitCode, `${name} kept running`).toBeNull();
+    }
+
+    const counts = await expectStoredExactlyOnce(n, stream, 60_000);
+    const { duplicates, deliveries } = await expectDeliveriesAccounted(processor, counts.stored, {
+      reconnected: true,
+    });
+    const published = await metric(gateway.httpPort, "telemetry_gateway_readings_published_total");
+    expect(published).toBeGreaterThanOrEqual(counts.stored);
+    report("rabbitmq SIGKILL mid-stream, both services running", {
+      ...counts,
+      duplicates,
+      deliveries,
+      gatewayPublished: published,
+      ackedAtKill,
+      backlogWhileDead,
+      gatewayDetectedMs: detected.gateway?.afterMs,
+      processorDetectedMs: detected.processor?.afterMs,
+      gatewayReason: detected.gateway?.reason,
+      processorReason: detected.processor?.reason,
+      readyAgainAfterMs,
+    });
+  }, 180_000);
+});
