@@ -1,5 +1,5 @@
 import type { ConfirmChannel, Options } from "amqplib";
-import { backoffDelay } from "../common/backoff.js";
+import { backoffDelay, sleep } from "../common/backoff.js";
 import type { Logger } from "../common/log.js";
 import { type Delivery, HEALTHY, type Health, type Sink } from "../common/pipeline.js";
 import { ProgressWatch } from "../common/progress-watch.js";
@@ -46,6 +46,13 @@ const RETRY_MAX_MS = 5_000;
 /** How long after the last nack or return `health()` still reports it (longer than the slowest retry). */
 const REFUSAL_SHOWN_MS = 2 * RETRY_MAX_MS;
 const COMPACT_AFTER = 4_096;
+/**
+ * No confirm for this long while publishes wait: RabbitMQ is not answering (hung, or the link cut without a reset).
+ * A healthy broker confirms within milliseconds; heartbeats alone take two to three intervals to notice.
+ */
+const CONFIRM_OVERDUE_MS = 5_000;
+/** Wait between a returned publish and declaring the queues again (see `#onReturn`). */
+const REDECLARE_DELAY_MS = 2_000;
 /** The error amqplib gives a confirm callback for `basic.nack`. */
 const NACKED = "message nacked";
 
@@ -75,6 +82,8 @@ export class AmqpSink implements Sink<OutgoingBatch> {
   readonly #session: AmqpSession;
   readonly #names;
   readonly #progress: ProgressWatch;
+  /** The same clock with a short limit: confirms overdue tell a hung broker or a cut link before heartbeats do. */
+  readonly #overdue = new ProgressWatch(CONFIRM_OVERDUE_MS);
   #channel: Channel | undefined;
   #pending: Outgoing[] = [];
   #pendingHead = 0;
@@ -85,6 +94,8 @@ export class AmqpSink implements Sink<OutgoingBatch> {
   #blocked: string | undefined;
   #lastRefusal: { at: number; why: string } | undefined;
   #redeclaring = false;
+  /** A nack since the last retry: the next retry goes out on a fresh channel (see `#retry`). */
+  #nackedSinceRetry = false;
   #stopped: Promise<void> | undefined;
 
   constructor(private readonly opts: AmqpSinkOptions) {
@@ -150,11 +161,12 @@ export class AmqpSink implements Sink<OutgoingBatch> {
   }
 
   health(): Health {
-    if (!this.#session.connected) return { ready: false, reason: "rabbitmq not connected" };
+    const session = this.#session.health();
+    if (!session.ready) return session;
     if (this.#blocked) return { ready: false, reason: `rabbitmq blocked publishers: ${this.#blocked}` };
     const refusal = this.#lastRefusal;
-    if (refusal && this.backlog > 0 && Date.now() - refusal.at < REFUSAL_SHOWN_MS) {
-      return { ready: false, reason: `${refusal.why}; ${this.backlog} messages waiting, retrying` };
+    if (refusal && this.#inFlight > 0 && Date.now() - refusal.at < REFUSAL_SHOWN_MS) {
+      return { ready: false, reason: `${refusal.why}; ${this.#inFlight} deliveries waiting, retrying` };
     }
     const stalled = this.#progress.stalledFor(this.#inFlight > 0);
     if (stalled !== undefined) {
@@ -163,12 +175,22 @@ export class AmqpSink implements Sink<OutgoingBatch> {
         reason: `stalled: ${this.#inFlight} messages waiting, none confirmed for ${Math.round(stalled / 1000)} s`,
       };
     }
+    const overdue = this.#overdue.stalledFor(this.#inFlight > 0 && this.#session.connected);
+    if (overdue !== undefined) {
+      return {
+        ready: false,
+        reason: `rabbitmq not answering: ${this.#inFlight} deliveries waiting, no confirm for ${Math.round(overdue / 1000)} s`,
+      };
+    }
     return HEALTHY;
   }
 
   write(delivery: Delivery<OutgoingBatch>): void {
     const messages = delivery.item;
-    if (this.#inFlight === 0) this.#progress.touch();
+    if (this.#inFlight === 0) {
+      this.#progress.touch();
+      this.#overdue.touch();
+    }
     this.#inFlight++;
     let remaining = messages.length;
     const one = () => {
@@ -194,12 +216,14 @@ export class AmqpSink implements Sink<OutgoingBatch> {
       if (!err && channel.returns === returnsBefore) {
         this.#failures = 0;
         this.#progress.touch();
+        this.#overdue.touch();
         this.opts.onConfirmed?.(msg);
         out.confirmed();
         return;
       }
       // amqplib fails every unconfirmed callback with "channel closed" when the channel goes; only a nack is a refusal.
       if (err?.message === NACKED) {
+        this.#nackedSinceRetry = true;
         this.opts.onRefused?.("nacked");
         this.#refused("rabbitmq refused publishes (nack: queue full or broker refusing)");
       }
@@ -224,7 +248,16 @@ export class AmqpSink implements Sink<OutgoingBatch> {
     );
     if (this.#redeclaring || this.#channel !== channel) return;
     this.#redeclaring = true;
-    declareTopology(channel.ch, this.opts.queue, this.opts.queueType)
+    // Not at once: RabbitMQ 3.10 leaves the consumers of a deleted quorum queue attached, as zombies that take
+    // messages and never deliver them, to a queue of the same name declared within a few hundred ms of the deletion
+    // (checked here: no basic.cancel at 0 ms, a proper cancel at 500 ms). The wait lets the processors' consumers be
+    // cancelled first; meanwhile publishes keep being returned and retried.
+    sleep(REDECLARE_DELAY_MS)
+      .then(() =>
+        this.#channel === channel
+          ? declareTopology(channel.ch, this.opts.queue, this.opts.queueType)
+          : undefined,
+      )
       .then(
         () =>
           this.opts.log.info({ queue: this.opts.queue }, "queues declared again after returned publishes"),
@@ -243,12 +276,25 @@ export class AmqpSink implements Sink<OutgoingBatch> {
     if (this.#retryTimer || this.#stopped) return;
     this.#failures++;
     this.#retryTimer = setTimeout(
-      () => {
-        this.#retryTimer = undefined;
-        this.#flush();
-      },
+      () => this.#retry(),
       backoffDelay(this.#failures, RETRY_MIN_MS, RETRY_MAX_MS),
     );
+  }
+
+  #retry(): void {
+    this.#retryTimer = undefined;
+    const channel = this.#channel;
+    if (this.#nackedSinceRetry && channel) {
+      // A quorum queue that reached a length limit marks each publishing channel as rejected, and RabbitMQ (3.10 to
+      // seen with 3.10.8 here; upstream rabbitmq-server#12206) does not lift that mark when the limit goes: the channel would be
+      // nacked forever. A fresh connection and channel is told the queue's state anew; the session reconnects at
+      // once and publishes the backlog again (in-flight messages fail with the channel and are kept).
+      this.#nackedSinceRetry = false;
+      this.#channel = undefined;
+      channel.ch.close().catch(() => undefined);
+      return;
+    }
+    this.#flush();
   }
 
   #flush(): void {

@@ -52,9 +52,12 @@ async function assertQueue(ch: Channel, queue: string, type: QueueType, options:
  */
 export async function declareTopology(ch: Channel, queue: string, type: QueueType): Promise<void> {
   const names = queueNames(queue);
-  const base: Options.AssertQueue = { durable: true, arguments: { "x-queue-type": type } };
+  // A full queue must push back (nack) rather than drop its oldest messages (RabbitMQ's default overflow), for a
+  // length limit given here or by an operator's policy: a publisher confirm would otherwise vouch for a lost reading.
+  const shared = { "x-queue-type": type, "x-overflow": "reject-publish" };
+  const base: Options.AssertQueue = { durable: true, arguments: shared };
   const deadLettering: Record<string, unknown> = {
-    "x-queue-type": type,
+    ...shared,
     "x-dead-letter-exchange": "",
     "x-dead-letter-routing-key": names.dead,
   };
@@ -62,7 +65,6 @@ export async function declareTopology(ch: Channel, queue: string, type: QueueTyp
     Object.assign(deadLettering, {
       "x-delivery-limit": DELIVERY_LIMIT,
       "x-dead-letter-strategy": "at-least-once",
-      "x-overflow": "reject-publish",
     });
   }
   await assertQueue(ch, names.dead, type, base);
