@@ -1,5 +1,5 @@
 import { rmSync } from "node:fs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   hangRabbit,
   type PrivateMosquitto,
@@ -39,11 +39,18 @@ const HANG_MS = 30_000;
  */
 const DETECTION_BOUND_MS = 10_000;
 const POLL_MS = 100;
+const SIGTERM_READINGS = 6_000;
+const DRAIN_TIMEOUT_MS = 5_000;
+/**
+ * A service stopping while the broker hangs waits its drain timeout for confirms and acks that cannot come, and at
+ * worst until amqplib gives the connection up (three heartbeats, 15 s), plus the 2 s close timeout; then it exits.
+ */
+const STOP_WHILE_HUNG_BOUND_MS = 25_000;
 
 describe("fault: RabbitMQ hangs (its Erlang VM stopped with SIGSTOP for 30 s, then SIGCONT) mid-stream", () => {
   let rabbit: PrivateRabbit;
   let mosquitto: PrivateMosquitto;
-  let names: TestNames;
+  let names: TestNames | undefined;
   let vm: RabbitVm | undefined;
   let gateway: Service | undefined;
   let processor: Service | undefined;
@@ -51,12 +58,12 @@ describe("fault: RabbitMQ hangs (its Erlang VM stopped with SIGSTOP for 30 s, th
   beforeAll(async () => {
     [rabbit, mosquitto] = await Promise.all([startPrivateRabbit(), startPrivateMosquitto({ maxQueued: 0 })]);
     console.log(`[private rabbitmq] node ${rabbit.node} started in ${rabbit.startupMs} ms`);
-    names = faultNames("fault-rabbit-hang", { mqttUrl: mosquitto.url, amqpUrl: rabbit.url });
   }, 90_000);
 
-  afterAll(async () => {
+  afterEach(async () => {
     // A test that failed while the node was stopped must not leave it stopped: `rabbitmqctl stop` would hang.
     if (vm) resumeRabbit(vm);
+    vm = undefined;
     for (const s of [gateway, processor]) {
       if (s && s.proc.exitCode !== null) {
         console.log(
@@ -68,11 +75,18 @@ describe("fault: RabbitMQ hangs (its Erlang VM stopped with SIGSTOP for 30 s, th
       }
     }
     await Promise.all([gateway?.stop("SIGKILL"), processor?.stop("SIGKILL")]);
-    await cleanup(names).catch(() => rmSync(names.dir, { recursive: true, force: true }));
+    gateway = processor = undefined;
+    const done = names;
+    names = undefined;
+    if (done) await cleanup(done).catch(() => rmSync(done.dir, { recursive: true, force: true }));
+  }, 60_000);
+
+  afterAll(async () => {
     await Promise.all([rabbit?.stop(), mosquitto?.stop()]);
-  }, 120_000);
+  }, 60_000);
 
   it("both services say within a heartbeat or two that RabbitMQ stopped answering, recover by themselves after it resumes, and every acknowledged reading is stored once", async () => {
+    names = faultNames("fault-rabbit-hang", { mqttUrl: mosquitto.url, amqpUrl: rabbit.url });
     [gateway, processor] = await Promise.all([
       startService("gateway", names.env),
       startService("processor", names.env),
@@ -170,4 +184,54 @@ describe("fault: RabbitMQ hangs (its Erlang VM stopped with SIGSTOP for 30 s, th
       readyAgainAfterMs,
     });
   }, 240_000);
+
+  it("SIGTERM while RabbitMQ hangs: both services exit 0 within the drain timeout and a heartbeat timeout, and once it resumes, started again, they store every acknowledged reading once", async () => {
+    const n = faultNames("fault-rabbit-hang-sigterm", { mqttUrl: mosquitto.url, amqpUrl: rabbit.url });
+    names = n;
+    const env = { ...n.env, DRAIN_TIMEOUT: String(DRAIN_TIMEOUT_MS) };
+    [gateway, processor] = await Promise.all([startService("gateway", env), startService("processor", env)]);
+    const services = { gateway, processor };
+    await untilReady(gateway, processor);
+    const stream = startStream(n, { count: SIGTERM_READINGS, rate: RATE, seed: 1_808 });
+    const storing = processor;
+    await until("the first readings are stored", 30_000, async () => {
+      return (
+        (await metric(storing.httpPort, "telemetry_processor_readings_stored_total")) >= SIGTERM_READINGS / 10
+      );
+    });
+
+    const hungVm = await rabbitVm(rabbit);
+    hangRabbit(hungVm);
+    vm = hungVm;
+    for (const [name, s] of Object.entries(services)) {
+      await until(`${name} reports not ready`, DETECTION_BOUND_MS + 10_000, async () => {
+        return (await httpGet(s.httpPort, "/readyz")).status === 503;
+      });
+    }
+    const inflightAtSigterm = await metric(gateway.httpPort, "telemetry_gateway_inflight_messages");
+    const signalledAt = Date.now();
+    const exits = await Promise.all(
+      Object.values(services).map(async (s) => {
+        const code = await s.stop("SIGTERM");
+        return { code, afterMs: Date.now() - signalledAt };
+      }),
+    );
+    for (const [i, name] of Object.keys(services).entries()) {
+      expect(exits[i]!.code, `${name} exit code`).toBe(0);
+      expect(exits[i]!.afterMs, `${name} exited in time`).toBeLessThanOrEqual(STOP_WHILE_HUNG_BOUND_MS);
+    }
+
+    resumeRabbit(hungVm);
+    vm = undefined;
+    [gateway, processor] = await Promise.all([startService("gateway", env), startService("processor", env)]);
+    const counts = await expectStoredExactlyOnce(n, stream, 90_000);
+    const duplicates = await metric(processor.httpPort, "telemetry_processor_duplicates_total");
+    report("SIGTERM to both services while rabbitmq hangs", {
+      ...counts,
+      duplicates,
+      inflightAtSigterm,
+      gatewayExitMs: exits[0]!.afterMs,
+      processorExitMs: exits[1]!.afterMs,
+    });
+  }, 180_000);
 });
