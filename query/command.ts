@@ -6,8 +6,8 @@
 import { type CliCommand, defineCommand, defineGroup } from "../common/command.js";
 import type { ConfigOf, Spec } from "../common/config.js";
 import { common } from "../common/settings.js";
+import { openQueries } from "../store/index.js";
 import type { ReadingQueries } from "../store/queries.js";
-import { openSqliteQueries } from "../store/sqlite-queries.js";
 import { devicesAnswer, latestAnswer, readingsAnswer, statsAnswer } from "./answers.js";
 import { type Answer, type Format, render, writeTo } from "./format.js";
 import { params } from "./params.js";
@@ -18,9 +18,6 @@ const TIME_HELP =
   "(-15m, -24h, -7d); --from is inclusive, --to exclusive. Output: a table on a terminal, else json.";
 
 /** Opens the configured store's queries. DATABASE_URL (PostgreSQL) is not served yet: SQLite's file only. */
-function openQueries(config: { readonly dbPath: string }): Promise<ReadingQueries> {
-  return openSqliteQueries(config.dbPath);
-}
 
 /** Opens the store, renders the answer to stdout, closes; a store that cannot be opened is one line and exit 1. */
 async function answerWith(

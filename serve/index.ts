@@ -10,8 +10,8 @@ import { createLogger } from "../common/log.js";
 import { type Running, running } from "../common/pipeline.js";
 import { runUntilSignal } from "../common/service.js";
 import { common } from "../common/settings.js";
+import { openQueries } from "../store/index.js";
 import type { ReadingQueries } from "../store/queries.js";
-import { openSqliteQueries } from "../store/sqlite-queries.js";
 import { createApp } from "./app.js";
 
 export { createApp } from "./app.js";
@@ -38,7 +38,7 @@ export interface RunningServe extends Running {
  * be opened or the address cannot be bound (closing what it opened).
  */
 export async function startServe(config: ServeConfig): Promise<RunningServe> {
-  const queries: ReadingQueries = await openSqliteQueries(config.dbPath);
+  const queries: ReadingQueries = await openQueries({ dbPath: config.dbPath });
   const server = createAdaptorServer({ fetch: createApp(queries).fetch });
   try {
     await new Promise<void>((resolve, reject) => {

@@ -2,9 +2,12 @@
  * The store: where the processor writes readings. `openStore` picks the backend from the configuration; every
  * backend implements `ReadingStore` (store.ts) and holds the same `readings` table and key.
  */
+import type { ReadingQueries } from "./queries.js";
+import { openSqliteQueries } from "./sqlite-queries.js";
 import type { ReadingStore } from "./store.js";
 import { WorkerStore } from "./worker-store.js";
 
+export type { ReadingQueries } from "./queries.js";
 export type { Conflict, ReadingStore, WriteResult } from "./store.js";
 
 /** Where the readings live: a SQLite file, or (`databaseUrl`) a PostgreSQL database. */
@@ -18,10 +21,20 @@ export interface StoreConfig {
  * SQLite runs on a worker thread, so commits (which wait for fsync) never stall the caller's event loop.
  */
 export async function openStore(config: StoreConfig): Promise<ReadingStore> {
+  refusePostgres(config);
+  return WorkerStore.open(config.dbPath);
+}
+
+/** Opens the configured store read-only for the analysts' queries (`query`, `serve`). */
+export async function openQueries(config: StoreConfig): Promise<ReadingQueries> {
+  refusePostgres(config);
+  return openSqliteQueries(config.dbPath);
+}
+
+function refusePostgres(config: StoreConfig): void {
   if (config.databaseUrl) {
     throw new Error(
       "DATABASE_URL: the PostgreSQL store is not available in this release; unset it to use SQLite",
     );
   }
-  return WorkerStore.open(config.dbPath);
 }
