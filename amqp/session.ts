@@ -88,6 +88,14 @@ export function describeAmqpError(err: unknown, broker: string): AmqpProblem {
       mistake: false,
     };
   }
+  const closed = /^Connection closed: \d+ \([A-Z-]+\) with message "(.*)"$/.exec(message);
+  if (closed) return { text: `${broker} closed the connection (${closed[1]})`, mistake: false };
+  if (message === "Unexpected close") {
+    return {
+      text: `${broker} closed the socket without a word (RabbitMQ killed or restarted?)`,
+      mistake: false,
+    };
+  }
   switch (code) {
     case "ECONNREFUSED":
       return {

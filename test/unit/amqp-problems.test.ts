@@ -43,6 +43,15 @@ describe("saying in one line what is wrong with RabbitMQ", () => {
     );
   });
 
+  it("a connection the broker closed says why, in RabbitMQ's words", () => {
+    const forced =
+      "Connection closed: 320 (CONNECTION-FORCED) with message \"CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'\"";
+    expect(describeAmqpError(new Error(forced), "h:1")).toEqual({
+      text: "h:1 closed the connection (CONNECTION_FORCED - broker forced connection closure with reason 'shutdown')",
+      mistake: false,
+    });
+  });
+
   it("an unknown error keeps amqplib's words after the broker's address", () => {
     expect(describeAmqpError(new Error("something odd"), "h:1")).toEqual({
       text: "h:1: something odd",
