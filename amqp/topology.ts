@@ -29,7 +29,10 @@ export function describeQueueMismatch(queue: string, type: QueueType, rabbitMess
     return `queue ${m[2]} exists as ${current} but QUEUE_TYPE is ${type}: ${fix}, or set QUEUE_TYPE=${current}`;
   }
   const detail = m ? `${m[1]}: declared ${m[3]}, the queue has ${m[4]}` : rabbitMessage;
-  return `queue ${m?.[2] ?? queue} exists with other arguments than QUEUE_TYPE=${type} declares (${detail}): ${fix}, or set QUEUE_TYPE to its type`;
+  return (
+    `queue ${m?.[2] ?? queue} exists with other arguments than this service declares for QUEUE_TYPE=${type} ` +
+    `(${detail}; declared by another version, by hand, or of the other type): ${fix}`
+  );
 }
 
 /** `ch.assertQueue`, a refusal for other arguments turned into an `AmqpConfigurationError` saying what to do. */

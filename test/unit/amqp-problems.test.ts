@@ -87,9 +87,9 @@ describe("a queue that exists with other arguments", () => {
 
   it("with another argument: names it, what was declared and what the queue has", () => {
     expect(describeQueueMismatch("telemetry.readings", "quorum", ARG_MISMATCH)).toBe(
-      "queue telemetry.readings exists with other arguments than QUEUE_TYPE=quorum declares (x-overflow: declared " +
-        "the value 'reject-publish' of type 'longstr', the queue has none): delete it (after moving its messages) " +
-        "so that it is declared again, or set QUEUE_TYPE to its type",
+      "queue telemetry.readings exists with other arguments than this service declares for QUEUE_TYPE=quorum " +
+        "(x-overflow: declared the value 'reject-publish' of type 'longstr', the queue has none; declared by another " +
+        "version, by hand, or of the other type): delete it (after moving its messages) so that it is declared again",
     );
   });
 });
