@@ -88,6 +88,12 @@ export function describeAmqpError(err: unknown, broker: string): AmqpProblem {
       mistake: false,
     };
   }
+  if (typeof code === "string" && /CERT|SELF_SIGNED|^ERR_TLS|^ERR_SSL/.test(code)) {
+    return {
+      text: `${broker}: TLS refused (${code}: ${message}): check AMQP_CA_FILE, AMQP_CERT_FILE and AMQP_KEY_FILE`,
+      mistake: true,
+    };
+  }
   const closed = /^Connection closed: \d+ \([A-Z-]+\) with message "(.*)"$/.exec(message);
   if (closed) return { text: `${broker} closed the connection (${closed[1]})`, mistake: false };
   if (message === "Unexpected close") {

@@ -43,6 +43,16 @@ describe("saying in one line what is wrong with RabbitMQ", () => {
     );
   });
 
+  it("a certificate refused by TLS is a mistake to fix in the certificate settings", () => {
+    const err = withCode("self-signed certificate", "DEPTH_ZERO_SELF_SIGNED_CERT");
+    expect(describeAmqpError(err, "h:5671")).toEqual({
+      text:
+        "h:5671: TLS refused (DEPTH_ZERO_SELF_SIGNED_CERT: self-signed certificate): check AMQP_CA_FILE, " +
+        "AMQP_CERT_FILE and AMQP_KEY_FILE",
+      mistake: true,
+    });
+  });
+
   it("a connection the broker closed says why, in RabbitMQ's words", () => {
     const forced =
       "Connection closed: 320 (CONNECTION-FORCED) with message \"CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'\"";
