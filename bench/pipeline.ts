@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import type { QueueType } from "../amqp/topology.js";
 import { queueNames } from "../amqp/topology.js";
-import { startService } from "../scripts/spawn.js";
+import { startService, untilReady } from "../scripts/spawn.js";
 import { inspectStore } from "../store/inspect.js";
 import { forkWorker, type Worker } from "./ipc.js";
 import { histogramBound, histogramMean, type Samples, scrape, total } from "./metrics.js";
@@ -102,6 +102,11 @@ export async function startProduct(
   const processor = await startService("processor", profiled("processor"));
   const gateway = await startService("gateway", profiled("gateway")).catch(async (err: unknown) => {
     await processor.stop("SIGKILL");
+    throw err;
+  });
+  // "started" comes before the gateway's MQTT session exists; readings published before it would go nowhere.
+  await untilReady(processor, gateway).catch(async (err: unknown) => {
+    await Promise.all([processor.stop("SIGKILL"), gateway.stop("SIGKILL")]);
     throw err;
   });
   const pid = (p: number | undefined) => {

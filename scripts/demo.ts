@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { inspectStore } from "../store/inspect.js";
-import { CLI, startService } from "./spawn.js";
+import { CLI, startService, untilReady } from "./spawn.js";
 
 const COUNT = Number(process.env.DEMO_COUNT ?? 30_000);
 const DEVICES = Number(process.env.DEMO_DEVICES ?? 20);
@@ -43,6 +43,8 @@ async function main(): Promise<number> {
   // A wide window, so a broker with Mosquitto's default queue limit (1,000 per session) drops nothing if this
   // machine is slow for a moment (README: "The MQTT broker").
   const gateway = await startService("gateway", { ...env, LOG_LEVEL: "info", GATEWAY_INFLIGHT: "10000" });
+  // The gateway's MQTT session must exist before the simulator publishes, or the first readings go nowhere.
+  await untilReady(processor, gateway);
   say(
     `processor http://127.0.0.1:${processor.httpPort}/metrics, gateway http://127.0.0.1:${gateway.httpPort}/metrics`,
   );

@@ -83,6 +83,30 @@ export async function startService(
   };
 }
 
+const READY_TIMEOUT_MS = 30_000;
+const READY_POLL_MS = 50;
+
+/**
+ * Resolves once every service answers 200 on /readyz; rejects with the last answer after 30 s. A gateway logs
+ * "started" before its MQTT session is up, and readings published before its first subscription exists are not
+ * queued for it: whoever publishes right after starting a gateway with a new GATEWAY_ID waits for this first.
+ */
+export async function untilReady(...services: readonly Service[]): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (const service of services) {
+    for (;;) {
+      const answer = await fetch(`http://127.0.0.1:${service.httpPort}/readyz`).then(
+        async (res) => ({ status: res.status, body: await res.text() }),
+        (err: unknown) => ({ status: 0, body: err instanceof Error ? err.message : String(err) }),
+      );
+      if (answer.status === 200) break;
+      if (Date.now() > deadline)
+        throw new Error(`not ready within ${READY_TIMEOUT_MS} ms: ${answer.body.trim()}`);
+      await new Promise((resolve) => setTimeout(resolve, READY_POLL_MS));
+    }
+  }
+}
+
 /** Runs `telemetry <args>` to completion and returns its exit code and output. */
 export function runCli(
   args: string[],

@@ -10,7 +10,7 @@ import { queueNames } from "../../amqp/topology.js";
 import { CLI, type Service } from "../../scripts/spawn.js";
 import type { StoredRow } from "../../store/inspect.js";
 
-export { runCli, type Service, startService } from "../../scripts/spawn.js";
+export { runCli, type Service, startService, untilReady } from "../../scripts/spawn.js";
 
 if (!existsSync(CLI))
   throw new Error("dist/ is missing: run `npm run build` (npm test does it) before the tests");
@@ -70,28 +70,6 @@ export async function httpGet(port: number, path: string): Promise<{ status: num
  */
 export type Row = StoredRow;
 export { countRows, inspectStore, readRows } from "../../store/inspect.js";
-
-const READY_TIMEOUT_MS = 30_000;
-const READY_POLL_MS = 50;
-
-/**
- * Resolves once every service answers 200 on /readyz. A gateway logs "started" before its MQTT session is up, and
- * readings published before its first subscription exists are not queued for it: a test that publishes right after
- * starting a gateway with a new GATEWAY_ID waits for this first.
- */
-export async function untilReady(...services: Service[]): Promise<void> {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  for (const service of services) {
-    for (;;) {
-      const answer = await httpGet(service.httpPort, "/readyz").catch(() => undefined);
-      if (answer?.status === 200) break;
-      if (Date.now() > deadline) {
-        throw new Error(`not ready within ${READY_TIMEOUT_MS} ms: ${answer?.body.trim() ?? "no answer"}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, READY_POLL_MS));
-    }
-  }
-}
 
 /**
  * How long a service took to settle after a signal, by its own clock: from its "stopping: settling in-flight work"
