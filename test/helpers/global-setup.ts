@@ -4,17 +4,23 @@ declare module "vitest" {
   export interface ProvidedContext {
     amqpUrl: string;
     mqttUrl: string;
+    databaseUrl: string;
   }
 }
 
 const LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672";
 const LOCAL_MQTT = "mqtt://127.0.0.1:1883";
+const LOCAL_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /**
  * Brokers for the integration tests: AMQP_URL and MQTT_URL when set; otherwise, where a Docker engine answers,
  * RabbitMQ and Mosquitto started with testcontainers; otherwise the local brokers on their standard ports.
  */
 export default async function setup(project: TestProject) {
+  // PostgreSQL: DATABASE_URL (a database tests may create theirs from) or the local server. Removed from the
+  // environment so services the tests spawn use the store each test gives them, SQLite unless it says otherwise.
+  project.provide("databaseUrl", process.env.DATABASE_URL || LOCAL_POSTGRES);
+  delete process.env.DATABASE_URL;
   const fromEnv = { amqp: process.env.AMQP_URL, mqtt: process.env.MQTT_URL };
   if (fromEnv.amqp && fromEnv.mqtt) {
     project.provide("amqpUrl", fromEnv.amqp);

@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Reading } from "../../schemas/index.js";
+import { openQueries } from "../../store/index.js";
 import type { ReadingQueries, StoredReading } from "../../store/queries.js";
-import { openSqliteQueries } from "../../store/sqlite-queries.js";
-import { type QueryDb, queryDb, reading } from "../helpers/query-db.js";
+import { reading } from "../helpers/query-db.js";
+import { STORE_KINDS, type TestStore, testStore } from "../helpers/stores.js";
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -28,15 +29,15 @@ async function all<T>(it: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
-describe("the SQLite queries against a recomputation from the readings written", () => {
-  let db: QueryDb;
+describe.each(STORE_KINDS)("the %s queries against a recomputation from the readings written", (kind) => {
+  let db: TestStore;
   let q: ReadingQueries;
   /** What the table holds: the first reading of each key (later ones with the same key are duplicates). */
   const stored = new Map<string, Reading>();
   const rnd = random(14);
 
   beforeAll(async () => {
-    db = queryDb("query-store-");
+    db = await testStore(kind, "query-store");
     // Batches in no particular order, with resends of earlier readings, across hour and day edges.
     for (let batch = 0; batch < 20; batch++) {
       const rows: Reading[] = [];
@@ -54,7 +55,7 @@ describe("the SQLite queries against a recomputation from the readings written",
       }
       await db.write([...rows, ...resent]);
     }
-    q = await openSqliteQueries(db.path);
+    q = await openQueries(db.config);
   });
   afterAll(async () => {
     await q?.stop();

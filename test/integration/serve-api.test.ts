@@ -1,30 +1,31 @@
 import type { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../serve/index.js";
+import { openQueries } from "../../store/index.js";
 import type { ReadingQueries } from "../../store/queries.js";
-import { openSqliteQueries } from "../../store/sqlite-queries.js";
-import { type QueryDb, queryDb, reading } from "../helpers/query-db.js";
+import { reading } from "../helpers/query-db.js";
+import { STORE_KINDS, type TestStore, testStore } from "../helpers/stores.js";
 
 const MIN = 60_000;
 const HOUR = 3_600_000;
 /** A whole UTC hour, so hourly buckets start at T0, T0 + 1 h, ... */
 const T0 = Date.UTC(2026, 0, 31, 9);
 
-describe("the HTTP API, in-process", () => {
-  let db: QueryDb;
+describe.each(STORE_KINDS)("the HTTP API on %s, in-process", (kind) => {
+  let db: TestStore;
   let queries: ReadingQueries;
   let app: Hono;
   const temperature = Array.from({ length: 180 }, (_, i) => 20 + (i % 10) / 10 + (i === 95 ? 30 : 0));
 
   beforeAll(async () => {
-    db = queryDb("serve-api-");
+    db = await testStore(kind, "serve-api");
     await db.write([
       // Three hours of dev-a's temperature every minute, with one spike at 10:35; humidity every 2 minutes.
       ...temperature.map((v, i) => reading("dev-a", "temperature", T0 + i * MIN, v, { seq: i })),
       ...Array.from({ length: 90 }, (_, i) => reading("dev-a", "humidity", T0 + i * 2 * MIN, 50 + i)),
       reading("dev-b", "pressure", T0, 1_000, { unit: "hPa", quality: "uncertain", tags: { site: "north" } }),
     ]);
-    queries = await openSqliteQueries(db.path);
+    queries = await openQueries(db.config);
     app = createApp(queries);
   });
   afterAll(async () => {
@@ -150,7 +151,9 @@ describe("the HTTP API, in-process", () => {
       };
     });
     expect(buckets.map(({ mean, ...b }) => b)).toEqual(expected.map(({ mean, ...b }) => b));
-    buckets.forEach((b, i) => expect(b.mean).toBeCloseTo(expected[i]?.mean ?? Number.NaN, 9));
+    buckets.forEach((b, i) => {
+      expect(b.mean).toBeCloseTo(expected[i]?.mean ?? Number.NaN, 9);
+    });
   });
 
   it("fills empty buckets of the asked range", async () => {

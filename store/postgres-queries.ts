@@ -1,0 +1,285 @@
+/**
+ * The analysts' queries ({@link ReadingQueries}) on PostgreSQL, answering as store/sqlite-queries.ts does on the
+ * SQLite file. Every statement walks the primary key (device_id, sensor, ts): a series is a contiguous range of
+ * it, a time range one index scan, and the distinct series are found by skipping from one key prefix to the next.
+ * The connections are read-only; each statement reads what is committed when it starts.
+ */
+import type pg from "pg";
+import { running } from "../common/pipeline.js";
+import type { Quality } from "../schemas/index.js";
+import { NO_TAGS } from "./measurement.js";
+import { openError, openPool } from "./postgres.js";
+import {
+  type Bucket,
+  type BucketPoint,
+  chartBucketWidth,
+  type DeviceSummary,
+  type RawPoint,
+  type ReadingQueries,
+  type ReadingsQuery,
+  type SensorSummary,
+  type SeriesPoint,
+  type SeriesQuery,
+  type StatsQuery,
+  type StoredReading,
+} from "./queries.js";
+
+/** Bounds standing for "all time" in statements that always take a range. */
+const MIN_TIME = Number.MIN_SAFE_INTEGER;
+const MAX_TIME = Number.MAX_SAFE_INTEGER;
+/** Rows of a series read per statement while streaming: the first page is small so `--limit 10` reads little. */
+const FIRST_PAGE = 256;
+const MAX_PAGE = 8_192;
+/** Buckets of a series computed per statement while streaming `stats`. */
+const BUCKETS_PER_PAGE = 4_096;
+/** A server answers several requests at once; a CLI query uses one connection. */
+const POOL_SIZE = 4;
+const EMPTY_TAGS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** A stored row without its key, as the statements below select it. */
+interface Row {
+  readonly ts: number;
+  readonly value: number;
+  readonly unit: string | null;
+  readonly seq: number | null;
+  readonly quality: Quality;
+  readonly tags: string;
+}
+type KeyedRow = Row & { readonly device_id: string; readonly sensor: string };
+
+const ROW = "ts, value, unit, seq, quality, tags";
+
+function toReading(device_id: string, sensor: string, r: Row): StoredReading {
+  const tags = r.tags === NO_TAGS ? EMPTY_TAGS : (JSON.parse(r.tags) as Record<string, string>);
+  return { device_id, sensor, ts: r.ts, value: r.value, unit: r.unit, seq: r.seq, quality: r.quality, tags };
+}
+
+/** Where a paged walk of one series stands: the rows of the current page and the bound of the next. */
+class SeriesCursor {
+  #page: Row[] = [];
+  #at = 0;
+  #size = FIRST_PAGE;
+  #done = false;
+
+  constructor(
+    private readonly fetch: (from: number, to: number, limit: number) => Promise<Row[]>,
+    readonly sensor: string,
+    private from: number,
+    private to: number,
+    private readonly asc: boolean,
+  ) {}
+
+  /** The cursor's current row, reading the next page when this one is used up; undefined at the end. */
+  async head(): Promise<Row | undefined> {
+    if (this.#at < this.#page.length) return this.#page[this.#at];
+    if (this.#done) return undefined;
+    this.#page = await this.fetch(this.from, this.to, this.#size);
+    this.#at = 0;
+    if (this.#page.length < this.#size) this.#done = true;
+    this.#size = Math.min(this.#size * 2, MAX_PAGE);
+    const last = this.#page.at(-1);
+    if (last === undefined) return undefined;
+    // The key is unique per series, so the next page starts strictly after the last row read.
+    if (this.asc) this.from = last.ts + 1;
+    else this.to = last.ts;
+    return this.#page[0];
+  }
+
+  advance(): void {
+    this.#at++;
+  }
+}
+
+const SENSORS_OF = `WITH RECURSIVE s(sensor) AS (
+    SELECT min(sensor) FROM readings WHERE device_id = $1
+    UNION ALL
+    SELECT (SELECT min(sensor) FROM readings WHERE device_id = $1 AND sensor > s.sensor) FROM s
+    WHERE s.sensor IS NOT NULL)
+  SELECT sensor FROM s WHERE sensor IS NOT NULL ORDER BY sensor`;
+const PAGE_ASC = `SELECT ${ROW} FROM readings WHERE device_id = $1 AND sensor = $2 AND ts >= $3 AND ts < $4
+  ORDER BY ts ASC LIMIT $5`;
+const PAGE_DESC = `SELECT ${ROW} FROM readings WHERE device_id = $1 AND sensor = $2 AND ts >= $3 AND ts < $4
+  ORDER BY ts DESC LIMIT $5`;
+/** The series (of one device when `$1` is given) by skipping along the key, then each one's newest row. */
+const LATEST = `WITH RECURSIVE s(device_id, sensor) AS (
+    (SELECT device_id, sensor FROM readings WHERE $1::text IS NULL OR device_id = $1
+     ORDER BY device_id, sensor LIMIT 1)
+    UNION ALL
+    SELECT n.device_id, n.sensor FROM s CROSS JOIN LATERAL (
+      SELECT device_id, sensor FROM readings
+      WHERE (device_id, sensor) > (s.device_id, s.sensor) AND ($1::text IS NULL OR device_id = $1)
+      ORDER BY device_id, sensor LIMIT 1) AS n)
+  SELECT s.device_id, s.sensor, r.* FROM s CROSS JOIN LATERAL (
+    SELECT ${ROW} FROM readings WHERE device_id = s.device_id AND sensor = s.sensor ORDER BY ts DESC LIMIT 1) AS r
+  ORDER BY s.device_id, s.sensor`;
+/** Counting is a read of every row: the table has no per-series totals to look up. */
+const SUMMARIES = `SELECT g.device_id, g.sensor, g.n, g.first_ts, g.last_ts, r.value, r.unit
+  FROM (SELECT device_id, sensor, count(*) AS n, min(ts) AS first_ts, max(ts) AS last_ts
+        FROM readings GROUP BY device_id, sensor) AS g
+  JOIN readings AS r ON r.device_id = g.device_id AND r.sensor = g.sensor AND r.ts = g.last_ts
+  ORDER BY g.device_id, g.sensor`;
+const SPAN = `SELECT min(ts) AS lo, max(ts) AS hi FROM readings
+  WHERE device_id = $1 AND sensor = $2 AND ts >= $3 AND ts < $4`;
+/** `last` is the value of the bucket's newest row, looked up by its key. */
+const BUCKETS = `SELECT g.start, g.n, g.lo, g.hi, g.mean, r.value AS last
+  FROM (SELECT ts - ts % $5::bigint AS start, count(*) AS n, min(value) AS lo, max(value) AS hi,
+               avg(value) AS mean, max(ts) AS last_ts
+        FROM readings WHERE device_id = $1 AND sensor = $2 AND ts >= $3 AND ts < $4
+        GROUP BY 1) AS g
+  JOIN readings AS r ON r.device_id = $1 AND r.sensor = $2 AND r.ts = g.last_ts
+  ORDER BY g.start`;
+const RAW_POINTS = `SELECT ts, value FROM readings WHERE device_id = $1 AND sensor = $2 AND ts >= $3 AND ts < $4
+  ORDER BY ts LIMIT $5`;
+
+interface BucketRow {
+  start: number;
+  n: number;
+  lo: number;
+  hi: number;
+  mean: number;
+  last: number;
+}
+
+/**
+ * Opens the PostgreSQL database at `url` read-only for {@link ReadingQueries}; rejects with one line (password
+ * masked) when it cannot connect or the database holds no `readings` table.
+ */
+export async function openPostgresQueries(url: string): Promise<ReadingQueries> {
+  const pool = openPool(url, { max: POOL_SIZE, applicationName: "telemetry query", readOnly: true });
+  try {
+    const { rows } = await pool.query<{ t: string | null }>("SELECT to_regclass('readings')::text AS t");
+    if (rows[0]?.t == null) throw new Error("not a telemetry database: no readings table");
+  } catch (err) {
+    await pool.end().catch(() => {});
+    throw openError(url, err);
+  }
+  return postgresQueries(pool);
+}
+
+function postgresQueries(pool: pg.Pool): ReadingQueries {
+  const sensorsOf = async (device: string) =>
+    (await pool.query<{ sensor: string }>(SENSORS_OF, [device])).rows.map((r) => r.sensor);
+  const buckets = async (device: string, sensor: string, from: number, to: number, every: number) =>
+    (await pool.query<BucketRow>(BUCKETS, [device, sensor, from, to, every])).rows;
+  const boundsOf = async (device: string, sensor: string, from = MIN_TIME, to = MAX_TIME) => {
+    const { rows } = await pool.query<{ lo: number | null; hi: number | null }>(SPAN, [
+      device,
+      sensor,
+      from,
+      to,
+    ]);
+    const lo = rows[0]?.lo ?? null;
+    const hi = rows[0]?.hi ?? null;
+    return lo === null || hi === null ? undefined : { lo, hi: hi + 1 };
+  };
+
+  const queries: Omit<ReadingQueries, "stop" | typeof Symbol.asyncDispose> = {
+    async devices() {
+      const { rows } = await pool.query<{
+        device_id: string;
+        sensor: string;
+        n: number;
+        first_ts: number;
+        last_ts: number;
+        value: number;
+        unit: string | null;
+      }>(SUMMARIES);
+      const out: { device_id: string; sensors: SensorSummary[] }[] = [];
+      for (const r of rows) {
+        let device = out.at(-1);
+        if (device?.device_id !== r.device_id) {
+          device = { device_id: r.device_id, sensors: [] };
+          out.push(device);
+        }
+        device.sensors.push({
+          sensor: r.sensor,
+          unit: r.unit,
+          first_ts: r.first_ts,
+          last_ts: r.last_ts,
+          last_value: r.value,
+          count: r.n,
+        });
+      }
+      return out satisfies DeviceSummary[];
+    },
+
+    async latest(device) {
+      const { rows } = await pool.query<KeyedRow>(LATEST, [device ?? null]);
+      return rows.map((r) => toReading(r.device_id, r.sensor, r));
+    },
+
+    async *readings(q: ReadingsQuery) {
+      const asc = q.order === "asc";
+      const page = asc ? PAGE_ASC : PAGE_DESC;
+      const sensors = q.sensor === undefined ? await sensorsOf(q.device) : [q.sensor];
+      const cursors = sensors.map(
+        (sensor) =>
+          new SeriesCursor(
+            async (from, to, limit) =>
+              (await pool.query<Row>(page, [q.device, sensor, from, to, limit])).rows,
+            sensor,
+            q.from ?? MIN_TIME,
+            q.to ?? MAX_TIME,
+            asc,
+          ),
+      );
+      // Merging per-series index scans keeps time order across sensors without sorting the device's rows.
+      let left = q.limit ?? Number.POSITIVE_INFINITY;
+      while (left > 0) {
+        let best: SeriesCursor | undefined;
+        let bestRow: Row | undefined;
+        for (const c of cursors) {
+          const row = await c.head();
+          if (row === undefined) continue;
+          if (bestRow === undefined || (asc ? row.ts < bestRow.ts : row.ts > bestRow.ts)) {
+            best = c;
+            bestRow = row;
+          }
+        }
+        if (best === undefined || bestRow === undefined) return;
+        best.advance();
+        left--;
+        yield toReading(q.device, best.sensor, bestRow);
+      }
+    },
+
+    async *stats(q: StatsQuery) {
+      const sensors = q.sensor === undefined ? await sensorsOf(q.device) : [q.sensor];
+      for (const sensor of sensors) {
+        const bounds = await boundsOf(q.device, sensor, q.from, q.to);
+        if (bounds === undefined) continue;
+        const pageMs = q.every * BUCKETS_PER_PAGE;
+        for (let at = bounds.lo - (bounds.lo % q.every); at < bounds.hi; at += pageMs) {
+          const from = Math.max(at, q.from ?? MIN_TIME);
+          const to = Math.min(at + pageMs, q.to ?? MAX_TIME);
+          for (const b of await buckets(q.device, sensor, from, to, q.every)) {
+            yield {
+              device_id: q.device,
+              sensor,
+              start: b.start,
+              count: b.n,
+              min: b.lo,
+              max: b.hi,
+              mean: b.mean,
+              last: b.last,
+            } satisfies Bucket;
+          }
+        }
+      }
+    },
+
+    async series(q: SeriesQuery) {
+      const bounds = await boundsOf(q.device, q.sensor, q.from, q.to);
+      if (bounds === undefined) return [];
+      const raw = (
+        await pool.query<RawPoint>(RAW_POINTS, [q.device, q.sensor, bounds.lo, bounds.hi, q.points + 1])
+      ).rows;
+      if (raw.length <= q.points) return raw.map(({ ts, value }): RawPoint => ({ ts, value }));
+      const width = chartBucketWidth(bounds.hi - bounds.lo, q.points);
+      return (await buckets(q.device, q.sensor, bounds.lo, bounds.hi, width)).map(
+        (b): BucketPoint => ({ ts: b.start, min: b.lo, max: b.hi, mean: b.mean, count: b.n }),
+      ) satisfies SeriesPoint[];
+    },
+  };
+  return running(queries, () => pool.end());
+}
