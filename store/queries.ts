@@ -105,7 +105,7 @@ export type SeriesPoint = RawPoint | BucketPoint;
  * keeps the writer's log from being checkpointed. `stop()` closes the connection; streams in progress end.
  */
 export interface ReadingQueries extends Running {
-  /** Every device with its series, ordered by device and sensor; counts every reading, so it reads everything. */
+  /** Every device with its series, ordered by device and sensor; `count` is exact. */
   devices(): Promise<DeviceSummary[]>;
   /** The newest reading of every series (of `device` alone when given), ordered by device and sensor. */
   latest(device?: string): Promise<StoredReading[]>;

@@ -2,7 +2,8 @@
  * The analysts' queries ({@link ReadingQueries}) on the SQLite file, opened read-only. Every statement walks the
  * primary key (device_id, sensor, ts) of the WITHOUT ROWID table: a series is a contiguous range of it, so a time
  * range is one index seek and a scan of exactly its rows, and the distinct series are found by skipping from one
- * key prefix to the next (one seek each) instead of reading the table.
+ * key prefix to the next (one seek each) instead of reading the table. `devices` and `latest` read the per-series
+ * rollup (`series`, kept by the processor in the same transaction as the rows) instead of the rows.
  */
 import type Database from "better-sqlite3";
 import { running } from "../common/pipeline.js";
@@ -21,7 +22,7 @@ import {
   type StatsQuery,
   type StoredReading,
 } from "./queries.js";
-import { openDatabase } from "./sqlite.js";
+import { openDatabase, SERIES_FROM_READINGS } from "./sqlite.js";
 
 export type { ReadingQueries } from "./queries.js";
 
@@ -113,9 +114,9 @@ function sqliteQueries(db: Database.Database): ReadingQueries {
   const hasTable = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings'").get();
   if (version < 1 || hasTable === undefined) throw new Error("not a telemetry database: no readings table");
   // Version 1 files predate quality and tags; their rows read as the defaults migration 2 gives them.
-  const rest = `value, unit, seq, ${version >= 2 ? "quality, tags" : "'good', '{}'"}`;
-  const ROW = `ts, ${rest}`;
-  const KEYED = `device_id, sensor, ${ROW}`;
+  const rest = (t = "") =>
+    `${t}value, ${t}unit, ${t}seq, ${version >= 2 ? `${t}quality, ${t}tags` : "'good', '{}'"}`;
+  const ROW = `ts, ${rest()}`;
   // A long-lived server asks about the same pages again and again: keep the interior pages and hot leaves cached.
   db.pragma(`cache_size = -${CACHE_KIB}`);
 
@@ -140,40 +141,25 @@ function sqliteQueries(db: Database.Database): ReadingQueries {
   // The newest row of every series in one statement, walking the primary key backwards from the last series to
   // the first: one seek per series lands on its newest row. Each step's row travels as a JSON array because a
   // SQLite subquery yields one value.
-  const latestAll = db
-    .prepare<[], string>(
-      `WITH RECURSIVE k(j) AS (
-         SELECT (SELECT json_array(${KEYED}) FROM readings ORDER BY device_id DESC, sensor DESC, ts DESC LIMIT 1)
-         UNION ALL
-         SELECT coalesce(
-           (SELECT json_array(${KEYED}) FROM readings WHERE device_id = k.j ->> 0 AND sensor < k.j ->> 1
-            ORDER BY sensor DESC, ts DESC LIMIT 1),
-           (SELECT json_array(${KEYED}) FROM readings WHERE device_id < k.j ->> 0
-            ORDER BY device_id DESC, sensor DESC, ts DESC LIMIT 1))
-         FROM k WHERE k.j IS NOT NULL)
-       SELECT j FROM k WHERE j IS NOT NULL`,
-    )
-    .pluck();
-  const latestOfDevice = db
-    .prepare<{ device: string }, string>(
-      `WITH RECURSIVE k(j) AS (
-         SELECT (SELECT json_array(${KEYED}) FROM readings WHERE device_id = @device
-                 ORDER BY sensor DESC, ts DESC LIMIT 1)
-         UNION ALL
-         SELECT (SELECT json_array(${KEYED}) FROM readings WHERE device_id = @device AND sensor < k.j ->> 1
-                 ORDER BY sensor DESC, ts DESC LIMIT 1)
-         FROM k WHERE k.j IS NOT NULL)
-       SELECT j FROM k WHERE j IS NOT NULL`,
-    )
-    .pluck();
-  // Counting is a read of every row: the table has no per-series totals to look up.
+  // Both from the `series` rollup the processor keeps (migration 3): one row per series, no scan of `readings`.
+  // A file not migrated yet gets it as a temporary view over the rows, slow but the same answers.
+  if (version < 3)
+    db.exec(`CREATE TEMP VIEW series (device_id, sensor, unit, first_ts, last_ts, last_value, count)
+    AS ${SERIES_FROM_READINGS}`);
+  // The newest row of each series is the one at its last_ts: one key lookup per series.
+  const latest = (where: string) =>
+    db
+      .prepare<{ device?: string }, KeyedRow>(
+        `SELECT s.device_id, s.sensor, r.ts, ${rest("r.")} FROM series AS s
+         JOIN readings AS r ON r.device_id = s.device_id AND r.sensor = s.sensor AND r.ts = s.last_ts
+         ${where} ORDER BY s.device_id, s.sensor`,
+      )
+      .raw();
+  const latestAll = latest("");
+  const latestOfDevice = latest("WHERE s.device_id = @device");
   const summaries = db
     .prepare<[], [string, string, number, number, number, number, string | null]>(
-      `SELECT g.device_id, g.sensor, g.n, g.first_ts, g.last_ts, r.value, r.unit
-       FROM (SELECT device_id, sensor, count(*) AS n, min(ts) AS first_ts, max(ts) AS last_ts
-             FROM readings GROUP BY device_id, sensor) AS g
-       JOIN readings AS r ON r.device_id = g.device_id AND r.sensor = g.sensor AND r.ts = g.last_ts
-       ORDER BY g.device_id, g.sensor`,
+      "SELECT device_id, sensor, count, first_ts, last_ts, last_value, unit FROM series ORDER BY device_id, sensor",
     )
     .raw();
   const span = db
@@ -220,8 +206,8 @@ function sqliteQueries(db: Database.Database): ReadingQueries {
     },
 
     async latest(device) {
-      const rows = device === undefined ? latestAll.all() : latestOfDevice.all({ device });
-      return rows.map((j) => fromKeyed(JSON.parse(j) as KeyedRow)).reverse();
+      const rows = device === undefined ? latestAll.all({}) : latestOfDevice.all({ device });
+      return rows.map(fromKeyed);
     },
 
     async *readings(q: ReadingsQuery) {

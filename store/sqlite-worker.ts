@@ -1,6 +1,7 @@
 /**
  * The thread that owns the processor's SQLite connection (see worker-store.ts). It opens the database, then
- * answers each batch with what the committed transaction did, or with the error that kept it from committing.
+ * answers each request (a batch to write, old readings to delete) with what the committed transaction did, or with
+ * the error that kept it from committing.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import type { Reading } from "../schemas/index.js";
@@ -28,6 +29,11 @@ port.on("message", (req: WorkerRequest) => {
   }
   if (!store) return;
   try {
+    if (req.kind === "delete") {
+      const deleted = store.deleteOlderThan(req.cutoff, req.limit);
+      port.postMessage({ kind: "deleted", id: req.id, deleted } satisfies WorkerReply);
+      return;
+    }
     const r = store.writeBatch(req.readings as Reading[]);
     port.postMessage({ kind: "written", id: req.id, ...r } satisfies WorkerReply);
   } catch (err) {

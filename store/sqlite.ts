@@ -4,6 +4,15 @@ import Database from "better-sqlite3";
 import { DEFAULT_QUALITY, type Reading } from "../schemas/index.js";
 import type { Conflict, WriteResult } from "./store.js";
 
+/**
+ * The `series` rollup computed from the rows (one read of every row): what migration 3 fills the table with, and
+ * what a reader of a file not yet migrated uses instead. Columns in the table's order.
+ */
+export const SERIES_FROM_READINGS = `SELECT g.device_id, g.sensor, r.unit, g.first_ts, g.last_ts, r.value, g.n
+  FROM (SELECT device_id, sensor, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS n
+        FROM readings GROUP BY device_id, sensor) AS g
+  JOIN readings AS r ON r.device_id = g.device_id AND r.sensor = g.sensor AND r.ts = g.last_ts`;
+
 /** Numbered migrations; `PRAGMA user_version` holds the number of the last one applied. Never edit a released one. */
 export const MIGRATIONS: readonly { readonly version: number; readonly sql: string }[] = [
   {
@@ -27,6 +36,23 @@ export const MIGRATIONS: readonly { readonly version: number; readonly sql: stri
     version: 2,
     sql: `ALTER TABLE readings ADD COLUMN quality TEXT NOT NULL DEFAULT 'good'; -- good, uncertain or bad
       ALTER TABLE readings ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'; -- JSON object of string values`,
+  },
+  {
+    // The per-series rollup: what `devices` and `latest` need without reading every row. Kept by the writer in the
+    // same transaction as the rows (SqliteStore), so it always equals a GROUP BY over `readings`; `unit` and
+    // `last_value` are those of the row at `last_ts`. Built here from the rows already stored.
+    version: 3,
+    sql: `CREATE TABLE series (
+      device_id  TEXT    NOT NULL,
+      sensor     TEXT    NOT NULL,
+      unit       TEXT,
+      first_ts   INTEGER NOT NULL,
+      last_ts    INTEGER NOT NULL,
+      last_value REAL    NOT NULL,
+      count      INTEGER NOT NULL,
+      PRIMARY KEY (device_id, sensor)
+    ) WITHOUT ROWID;
+    INSERT INTO series (device_id, sensor, unit, first_ts, last_ts, last_value, count) ${SERIES_FROM_READINGS};`,
   },
 ];
 
@@ -111,14 +137,60 @@ function sameMeasurement(a: StoredMeasurement, b: StoredMeasurement): boolean {
   );
 }
 
+/** What one batch adds to a series: only rows actually inserted count. */
+interface SeriesDelta {
+  unit: string | null;
+  first_ts: number;
+  last_ts: number;
+  last_value: number;
+  count: number;
+}
+
+/**
+ * Folds the inserted readings of a batch into one delta per series (device, then sensor: nested maps, so no id
+ * can collide with a joined key), so the write adds one rollup upsert per series, not one per row.
+ */
+class SeriesDeltas {
+  readonly #byDevice = new Map<string, Map<string, SeriesDelta>>();
+
+  add(r: Reading): void {
+    let sensors = this.#byDevice.get(r.device_id);
+    if (!sensors) {
+      sensors = new Map();
+      this.#byDevice.set(r.device_id, sensors);
+    }
+    const d = sensors.get(r.sensor);
+    if (!d) {
+      sensors.set(r.sensor, { unit: r.unit, first_ts: r.ts, last_ts: r.ts, last_value: r.value, count: 1 });
+      return;
+    }
+    d.count++;
+    if (r.ts < d.first_ts) d.first_ts = r.ts;
+    if (r.ts > d.last_ts) {
+      d.last_ts = r.ts;
+      d.last_value = r.value;
+      d.unit = r.unit;
+    }
+  }
+
+  *entries(): Generator<[string, string, SeriesDelta]> {
+    for (const [device, sensors] of this.#byDevice) {
+      for (const [sensor, d] of sensors) yield [device, sensor, d];
+    }
+  }
+}
+
 /**
  * The SQLite store, synchronous inside: the processor runs it on a worker thread (worker-store.ts) so that a commit
  * waiting for fsync never stalls deliveries and acks. A reading whose key is already stored is a duplicate when its
  * measurement (value, unit, seq, quality, tags) is the same, and a conflict when it differs; neither changes the row.
+ * The `series` rollup (migration 3) changes in the same transaction as the rows it sums, so readers never see one
+ * without the other.
  */
 export class SqliteStore {
   readonly db: Database.Database;
   readonly #write: Database.Transaction<(readings: readonly Reading[], storedAt: number) => WriteResult>;
+  readonly #delete: Database.Transaction<(cutoff: number, limit: number) => number>;
 
   constructor(path: string) {
     this.db = openDatabase(path);
@@ -129,10 +201,23 @@ export class SqliteStore {
     const stored = this.db.prepare<[string, string, number], StoredMeasurement>(
       `SELECT ${MEASUREMENT} FROM readings WHERE device_id = ? AND sensor = ? AND ts = ?`,
     );
+    // In an UPDATE every right-hand side reads the row as it was, so `last_ts` is compared before it changes.
+    // A newly inserted ts never equals the stored last_ts (that row exists), so ">" decides which is newer.
+    const upsertSeries = this.db.prepare(
+      `INSERT INTO series (device_id, sensor, unit, first_ts, last_ts, last_value, count)
+       VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (device_id, sensor) DO UPDATE SET
+         unit = CASE WHEN excluded.last_ts > series.last_ts THEN excluded.unit ELSE series.unit END,
+         last_value = CASE WHEN excluded.last_ts > series.last_ts THEN excluded.last_value ELSE series.last_value END,
+         last_ts = max(series.last_ts, excluded.last_ts),
+         first_ts = min(series.first_ts, excluded.first_ts),
+         count = series.count + excluded.count`,
+    );
     this.#write = this.db.transaction((readings: readonly Reading[], storedAt: number) => {
       let inserted = 0;
       let duplicates = 0;
       const conflicts: Conflict[] = [];
+      const deltas = new SeriesDeltas();
       readings.forEach((r, index) => {
         const m = measurementOf(r);
         const changes = insert.run(
@@ -150,6 +235,7 @@ export class SqliteStore {
         ).changes;
         if (changes > 0) {
           inserted++;
+          deltas.add(r);
           return;
         }
         // Only resends reach here, so the extra lookup costs nothing on the fast path.
@@ -164,7 +250,51 @@ export class SqliteStore {
           });
         }
       });
+      for (const [device, sensor, d] of deltas.entries()) {
+        upsertSeries.run(device, sensor, d.unit, d.first_ts, d.last_ts, d.last_value, d.count);
+      }
       return { inserted, duplicates, conflicts };
+    });
+
+    const oldSeries = this.db
+      .prepare<[number, number], [string, string]>(
+        "SELECT device_id, sensor FROM series WHERE first_ts < ? LIMIT ?",
+      )
+      .raw();
+    // The ts just past the first `n` rows of a series older than the cutoff: the end of this batch's key range.
+    const rangeEnd = this.db
+      .prepare<[string, string, number, number], number>(
+        "SELECT ts FROM readings WHERE device_id = ? AND sensor = ? AND ts < ? ORDER BY ts LIMIT 1 OFFSET ?",
+      )
+      .pluck();
+    const deleteRange = this.db.prepare<[string, string, number]>(
+      "DELETE FROM readings WHERE device_id = ? AND sensor = ? AND ts < ?",
+    );
+    const firstTs = this.db
+      .prepare<[string, string], number>(
+        "SELECT ts FROM readings WHERE device_id = ? AND sensor = ? ORDER BY ts LIMIT 1",
+      )
+      .pluck();
+    const shrinkSeries = this.db.prepare<[number, number, string, string]>(
+      "UPDATE series SET first_ts = ?, count = count - ? WHERE device_id = ? AND sensor = ?",
+    );
+    const dropSeries = this.db.prepare<[string, string]>(
+      "DELETE FROM series WHERE device_id = ? AND sensor = ?",
+    );
+    this.#delete = this.db.transaction((cutoff: number, limit: number) => {
+      let deleted = 0;
+      // Every series holding an old row has first_ts < cutoff, and each gives at least one row: `limit` suffice.
+      for (const [device, sensor] of oldSeries.all(cutoff, limit)) {
+        const left = limit - deleted;
+        if (left <= 0) break;
+        const end = Math.min(cutoff, rangeEnd.get(device, sensor, cutoff, left) ?? cutoff);
+        const n = deleteRange.run(device, sensor, end).changes;
+        deleted += n;
+        const first = firstTs.get(device, sensor);
+        if (first === undefined) dropSeries.run(device, sensor);
+        else shrinkSeries.run(first, n, device, sensor);
+      }
+      return deleted;
     });
   }
 
@@ -172,6 +302,15 @@ export class SqliteStore {
   writeBatch(readings: readonly Reading[]): WriteResult {
     if (readings.length === 0) return EMPTY_RESULT;
     return this.#write.immediate(readings, Date.now());
+  }
+
+  /**
+   * Deletes at most `limit` readings whose `ts` is before `cutoff` (epoch ms) in one IMMEDIATE transaction, each
+   * series' old rows as one key range, and corrects the rollup (first_ts, count; a series left empty is removed).
+   * Returns how many were deleted; fewer than `limit` means none older than `cutoff` is left.
+   */
+  deleteOlderThan(cutoff: number, limit: number): number {
+    return this.#delete.immediate(cutoff, limit);
   }
 
   close(): void {

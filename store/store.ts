@@ -26,4 +26,12 @@ export interface WriteResult {
  */
 export interface ReadingStore extends Running {
   writeBatch(readings: readonly Reading[]): Promise<WriteResult>;
+  /**
+   * Retention: deletes at most `limit` readings whose `ts` is before `cutoff` (epoch ms UTC, exclusive) in one
+   * transaction that also corrects the store's rollups (a series' first_ts and count; a series left without rows
+   * disappears), and resolves with how many it deleted once that has committed. Fewer than `limit` means none older
+   * than `cutoff` is left. A rejection means nothing was deleted. The caller keeps `limit` small (thousands) so each
+   * transaction is short and batch writes interleave with a long deletion.
+   */
+  deleteOlderThan(cutoff: number, limit: number): Promise<number>;
 }

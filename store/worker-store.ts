@@ -4,15 +4,19 @@ import type { ReadingStore, WriteResult } from "./store.js";
 
 export type WorkerRequest =
   | { readonly kind: "write"; readonly id: number; readonly readings: readonly Reading[] }
+  | { readonly kind: "delete"; readonly id: number; readonly cutoff: number; readonly limit: number }
   | { readonly kind: "close" };
 export type WorkerReply =
   | { readonly kind: "open" }
   | { readonly kind: "fatal"; readonly message: string }
   | ({ readonly kind: "written"; readonly id: number } & WriteResult)
+  | { readonly kind: "deleted"; readonly id: number; readonly deleted: number }
   | { readonly kind: "failed"; readonly id: number; readonly message: string };
 
+type Done = Extract<WorkerReply, { kind: "written" } | { kind: "deleted" }>;
+
 interface Pending {
-  resolve(r: WriteResult): void;
+  resolve(r: Done): void;
   reject(err: Error): void;
 }
 
@@ -21,7 +25,8 @@ interface Pending {
  * fsync; on the processor's main thread that stalls deliveries, acks and heartbeats for the whole commit. Here the
  * main thread goes on receiving and decoding the next batch while the worker commits this one. Same contract as
  * SqliteStore: `writeBatch` resolves once the transaction has committed, and rejects with SQLite's error when it
- * did not. A worker that dies is started again on the next batch.
+ * did not. A worker that dies is started again on the next batch. Requests run in the order they were made, one at
+ * a time, so a write asked for during a retention delete waits for that one (small) transaction at most.
  */
 export class WorkerStore implements ReadingStore {
   #worker: Worker | undefined;
@@ -66,11 +71,8 @@ export class WorkerStore implements ReadingStore {
             void worker.terminate();
             return;
           case "written":
-            this.#pending.get(reply.id)?.resolve({
-              inserted: reply.inserted,
-              duplicates: reply.duplicates,
-              conflicts: reply.conflicts,
-            });
+          case "deleted":
+            this.#pending.get(reply.id)?.resolve(reply);
             this.#pending.delete(reply.id);
             return;
           case "failed":
@@ -87,11 +89,23 @@ export class WorkerStore implements ReadingStore {
 
   async writeBatch(readings: readonly Reading[]): Promise<WriteResult> {
     if (readings.length === 0) return { inserted: 0, duplicates: 0, conflicts: [] };
+    const r = await this.#request((id) => ({ kind: "write", id, readings }));
+    if (r.kind !== "written") throw new Error(`SQLite worker answered a write with ${r.kind}`);
+    return { inserted: r.inserted, duplicates: r.duplicates, conflicts: r.conflicts };
+  }
+
+  async deleteOlderThan(cutoff: number, limit: number): Promise<number> {
+    const r = await this.#request((id) => ({ kind: "delete", id, cutoff, limit }));
+    if (r.kind !== "deleted") throw new Error(`SQLite worker answered a delete with ${r.kind}`);
+    return r.deleted;
+  }
+
+  async #request(make: (id: number) => WorkerRequest): Promise<Done> {
     const worker = this.#worker ?? (await this.#start());
     const id = this.#nextId++;
-    return new Promise<WriteResult>((resolve, reject) => {
+    return new Promise<Done>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      worker.postMessage({ kind: "write", id, readings } satisfies WorkerRequest);
+      worker.postMessage(make(id));
     });
   }
 

@@ -15,6 +15,7 @@ class HungStore implements ReadingStore {
     this.calls++;
     return new Promise(() => undefined);
   }
+  deleteOlderThan = async (): Promise<number> => 0;
   async stop(): Promise<void> {}
   async [Symbol.asyncDispose](): Promise<void> {}
 }

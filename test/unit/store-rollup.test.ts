@@ -1,0 +1,290 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterEach, describe, expect, it } from "vitest";
+import type { Reading } from "../../schemas/index.js";
+import type { ReadingQueries } from "../../store/queries.js";
+import { MIGRATIONS, SqliteStore } from "../../store/sqlite.js";
+import { openSqliteQueries } from "../../store/sqlite-queries.js";
+
+const TS0 = Date.UTC(2026, 0, 1);
+
+/** Deterministic PRNG (mulberry32) so a failing sequence can be reproduced from its seed. */
+function prng(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+type SeriesRow = {
+  device_id: string;
+  sensor: string;
+  unit: string | null;
+  first_ts: number;
+  last_ts: number;
+  last_value: number;
+  count: number;
+};
+
+/** The rollup as the store keeps it. */
+const rollup = (db: Database.Database) =>
+  db.prepare("SELECT * FROM series ORDER BY device_id, sensor").all() as SeriesRow[];
+
+/** The rollup recomputed from the rows, the way an analyst would write it. */
+const recomputed = (db: Database.Database) =>
+  db
+    .prepare(
+      `SELECT device_id, sensor,
+              (SELECT unit FROM readings AS r WHERE r.device_id = g.device_id AND r.sensor = g.sensor AND r.ts = g.last_ts) AS unit,
+              first_ts, last_ts,
+              (SELECT value FROM readings AS r WHERE r.device_id = g.device_id AND r.sensor = g.sensor AND r.ts = g.last_ts) AS last_value,
+              count
+       FROM (SELECT device_id, sensor, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS count
+             FROM readings GROUP BY device_id, sensor) AS g
+       ORDER BY device_id, sensor`,
+    )
+    .all() as SeriesRow[];
+
+describe("the per-series rollup (series table)", () => {
+  const dirs: string[] = [];
+  const closers: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+  const dbPath = () => {
+    const dir = mkdtempSync(join(tmpdir(), "rollup-test-"));
+    dirs.push(dir);
+    return join(dir, "telemetry.db");
+  };
+  const open = (path: string) => {
+    const store = new SqliteStore(path);
+    closers.push(() => store.close());
+    return store;
+  };
+  const queries = async (path: string) => {
+    const q = await openSqliteQueries(path);
+    closers.push(() => q.stop());
+    return q;
+  };
+
+  /**
+   * Random batches as a processor sees them: a few devices and sensors, timestamps out of order and repeated,
+   * readings resent in later batches (duplicates), the same key with another value (conflicts), units that change.
+   */
+  function randomBatch(random: () => number, sent: Reading[]): Reading[] {
+    const size = 1 + Math.floor(random() * 60);
+    const batch: Reading[] = [];
+    for (let i = 0; i < size; i++) {
+      const old = sent[Math.floor(random() * sent.length)];
+      const roll = random();
+      if (old && roll < 0.2)
+        batch.push(old); // redelivered
+      else if (old && roll < 0.25)
+        batch.push({ ...old, value: old.value + 1 }); // conflicting resend
+      else {
+        const r: Reading = {
+          device_id: `dev-${Math.floor(random() * 4)}`,
+          sensor: ["t", "h", "p"][Math.floor(random() * 3)] as string,
+          ts: TS0 + Math.floor(random() * 500), // small range: many collisions, any order
+          value: Math.round(random() * 1_000) / 10,
+          unit: random() < 0.1 ? null : random() < 0.5 ? "C" : "F",
+          seq: i,
+          gateway_id: "gw",
+          received_at: TS0,
+        };
+        batch.push(r);
+        sent.push(r);
+      }
+    }
+    return batch;
+  }
+
+  it("always equals a GROUP BY over readings, through random batches with duplicates, conflicts, out-of-order timestamps and deletions", () => {
+    for (const seed of [1, 2, 3, 42, 2_026]) {
+      const random = prng(seed);
+      const store = open(dbPath());
+      const sent: Reading[] = [];
+      for (let b = 0; b < 150; b++) {
+        store.writeBatch(randomBatch(random, sent));
+        if (random() < 0.15) {
+          // Retention with a random cutoff and a batch size that often stops mid-series.
+          const cutoff = TS0 + Math.floor(random() * 300);
+          const limit = 1 + Math.floor(random() * 40);
+          const before = store.db.prepare("SELECT count(*) AS n FROM readings WHERE ts < ?").get(cutoff) as {
+            n: number;
+          };
+          expect(store.deleteOlderThan(cutoff, limit), `seed ${seed} batch ${b}`).toBe(
+            Math.min(limit, before.n),
+          );
+        }
+        expect(rollup(store.db), `seed ${seed} after batch ${b}`).toEqual(recomputed(store.db));
+      }
+      expect(rollup(store.db).length).toBeGreaterThan(6);
+    }
+  });
+
+  it("devices and latest answer from the rollup exactly what the rows say", async () => {
+    const path = dbPath();
+    const store = open(path);
+    const random = prng(7);
+    const sent: Reading[] = [];
+    for (let b = 0; b < 40; b++) store.writeBatch(randomBatch(random, sent));
+    const q: ReadingQueries = await queries(path);
+
+    const expected = recomputed(store.db);
+    const devices = await q.devices();
+    expect(
+      devices.flatMap((d) =>
+        d.sensors.map((s) => ({
+          device_id: d.device_id,
+          sensor: s.sensor,
+          unit: s.unit,
+          first_ts: s.first_ts,
+          last_ts: s.last_ts,
+          last_value: s.last_value,
+          count: s.count,
+        })),
+      ),
+    ).toEqual(expected);
+
+    const newest = store.db
+      .prepare(
+        `SELECT r.device_id, r.sensor, r.ts, r.value, r.unit, r.seq FROM readings AS r
+         WHERE r.ts = (SELECT max(ts) FROM readings AS x WHERE x.device_id = r.device_id AND x.sensor = r.sensor)
+         ORDER BY r.device_id, r.sensor`,
+      )
+      .all();
+    const latest = await q.latest();
+    expect(
+      latest.map(({ device_id, sensor, ts, value, unit, seq }) => ({
+        device_id,
+        sensor,
+        ts,
+        value,
+        unit,
+        seq,
+      })),
+    ).toEqual(newest);
+    expect((await q.latest("dev-2")).map((r) => r.sensor)).toEqual(
+      expected.filter((s) => s.device_id === "dev-2").map((s) => s.sensor),
+    );
+    expect(await q.latest("no-such-device")).toEqual([]);
+  });
+
+  it("migration 3 builds the rollup from the rows a version 2 database already holds", () => {
+    const path = dbPath();
+    const v2 = new Database(path);
+    v2.pragma("journal_mode = WAL");
+    for (const m of MIGRATIONS.filter((m) => m.version <= 2)) v2.exec(m.sql);
+    v2.pragma("user_version = 2");
+    const insert = v2.prepare(
+      "INSERT INTO readings (device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+    v2.transaction(() => {
+      for (let i = 0; i < 3_000; i++)
+        insert.run(`dev-${i % 7}`, `s-${i % 3}`, TS0 + ((i * 7_919) % 10_000), i, `u${i}`, i, "gw", TS0, TS0);
+    })();
+    v2.close();
+
+    const store = open(path);
+    expect(store.db.pragma("user_version", { simple: true })).toBe(3);
+    const built = rollup(store.db);
+    expect(built).toHaveLength(21);
+    expect(built).toEqual(recomputed(store.db));
+    expect(built.reduce((n, s) => n + s.count, 0)).toBe(3_000);
+  });
+
+  it("a query on a file the processor has not migrated yet answers the same from the rows", async () => {
+    const path = dbPath();
+    const v2 = new Database(path);
+    v2.pragma("journal_mode = WAL");
+    for (const m of MIGRATIONS.filter((m) => m.version <= 2)) v2.exec(m.sql);
+    v2.pragma("user_version = 2");
+    v2.prepare(
+      "INSERT INTO readings (device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at) VALUES ('d', 's', ?, ?, 'C', NULL, 'gw', 0, 0)",
+    ).run(TS0, 1.5);
+    v2.prepare(
+      "INSERT INTO readings (device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at) VALUES ('d', 's', ?, ?, 'K', NULL, 'gw', 0, 0)",
+    ).run(TS0 + 10, 2.5);
+    v2.close();
+
+    const q = await queries(path);
+    expect(await q.devices()).toEqual([
+      {
+        device_id: "d",
+        sensors: [{ sensor: "s", unit: "K", first_ts: TS0, last_ts: TS0 + 10, last_value: 2.5, count: 2 }],
+      },
+    ]);
+    expect((await q.latest()).map((r) => [r.ts, r.value, r.unit])).toEqual([[TS0 + 10, 2.5, "K"]]);
+    // Read-only: the file is still at version 2 for the processor to migrate.
+    const check = new Database(path, { readonly: true });
+    expect(check.pragma("user_version", { simple: true })).toBe(2);
+    check.close();
+  });
+
+  it("deleting old readings takes at most the batch size, keeps the newer rows, and removes a series left empty", () => {
+    const store = open(dbPath());
+    const rows: Reading[] = [];
+    for (let i = 0; i < 100; i++) {
+      for (const sensor of ["a", "b"]) {
+        rows.push({
+          device_id: "d",
+          sensor,
+          ts: TS0 + i,
+          value: i,
+          unit: "C",
+          seq: i,
+          gateway_id: "gw",
+          received_at: TS0,
+        });
+      }
+    }
+    rows.push({
+      device_id: "gone",
+      sensor: "x",
+      ts: TS0,
+      value: 1,
+      unit: null,
+      seq: null,
+      gateway_id: "gw",
+      received_at: TS0,
+    });
+    store.writeBatch(rows);
+
+    expect(store.deleteOlderThan(TS0 + 60, 50)).toBe(50);
+    expect(store.deleteOlderThan(TS0 + 60, 50)).toBe(50);
+    expect(store.deleteOlderThan(TS0 + 60, 50)).toBe(21); // fewer than the batch: nothing older is left
+    expect(store.deleteOlderThan(TS0 + 60, 50)).toBe(0);
+    expect(rollup(store.db)).toEqual([
+      {
+        device_id: "d",
+        sensor: "a",
+        unit: "C",
+        first_ts: TS0 + 60,
+        last_ts: TS0 + 99,
+        last_value: 99,
+        count: 40,
+      },
+      {
+        device_id: "d",
+        sensor: "b",
+        unit: "C",
+        first_ts: TS0 + 60,
+        last_ts: TS0 + 99,
+        last_value: 99,
+        count: 40,
+      },
+    ]);
+    expect(store.db.prepare("SELECT min(ts) AS lo, count(*) AS n FROM readings").get()).toEqual({
+      lo: TS0 + 60,
+      n: 80,
+    });
+  });
+});
