@@ -61,6 +61,17 @@ export const common = {
     description: "SQLite database file.",
     parse: parsers.string(),
   }),
+  databaseUrl: setting({
+    flag: "database-url",
+    env: "DATABASE_URL",
+    default: undefined as string | undefined,
+    defaultLabel: "unset: the SQLite file",
+    description:
+      "postgres://user:password@host:5432/db selects the PostgreSQL store instead of SQLite (--db is then unused).",
+    parse: parsers.url("postgres:", "postgresql:"),
+    // A password in the URL prints as ***.
+    secret: "url",
+  }),
   logLevel: setting({
     flag: "log-level",
     env: "LOG_LEVEL",

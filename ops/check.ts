@@ -1,5 +1,6 @@
 import type { CliCommand, Validation } from "../common/command.js";
 import { redactUrl } from "../common/config.js";
+import { probePostgres } from "../store/postgres-status.js";
 import { probeSqlite } from "../store/status.js";
 import { probeAmqp, probeMqtt, reasonOf, splitUrls } from "./probe.js";
 
@@ -51,9 +52,9 @@ async function reach(service: string, config: Readonly<Record<string, unknown>>)
   }
   const databaseUrl = str(config.databaseUrl);
   if (databaseUrl) {
-    attempt(`store ${redactUrl(databaseUrl)}`, async () => {
-      throw new Error("the PostgreSQL store cannot be checked by this release");
-    });
+    attempt(`store ${redactUrl(databaseUrl)}`, () =>
+      probePostgres(databaseUrl, { write: service === "processor" }),
+    );
   } else if (str(config.dbPath)) {
     const path = config.dbPath as string;
     attempt(`store ${path}`, async () => probeSqlite(path, { write: service === "processor" }));

@@ -3,6 +3,7 @@ import { queueNames } from "../amqp/topology.js";
 import { defineCommand } from "../common/command.js";
 import { parsers, redactUrl, setting } from "../common/config.js";
 import { common } from "../common/settings.js";
+import { postgresStatus } from "../store/postgres-status.js";
 import { storeStatus } from "../store/status.js";
 import { PROBE_TIMEOUT_MS, type Readiness, readiness, reasonOf, scrape, splitUrls } from "./probe.js";
 
@@ -126,13 +127,14 @@ export async function gatherStatus(c: {
   amqpUrl: string;
   queue: string;
   dbPath: string;
+  databaseUrl?: string | undefined;
   gateway: string;
   processor: string;
   intervalMs: number;
 }): Promise<Status> {
-  const store = (): Status["store"] => {
+  const store = async (): Promise<Status["store"]> => {
     try {
-      const s = storeStatus(c.dbPath);
+      const s = c.databaseUrl ? await postgresStatus(c.databaseUrl) : storeStatus(c.dbPath);
       return {
         path: s.path,
         rows: s.rows,
@@ -141,15 +143,16 @@ export async function gatherStatus(c: {
         bytes: s.bytes,
       };
     } catch (err) {
-      return { path: c.dbPath, error: reasonOf(err) };
+      return { path: c.databaseUrl ? redactUrl(c.databaseUrl) : c.dbPath, error: redactUrl(reasonOf(err)) };
     }
   };
-  const [q, gateway, processor] = await Promise.all([
+  const [q, stored, gateway, processor] = await Promise.all([
     queues(c.amqpUrl, c.queue),
+    store(),
     service("gateway", c.gateway, c.intervalMs),
     service("processor", c.processor, c.intervalMs),
   ]);
-  return { queues: q, store: store(), services: { gateway, processor }, interval_ms: c.intervalMs };
+  return { queues: q, store: stored, services: { gateway, processor }, interval_ms: c.intervalMs };
 }
 
 function table(s: Status): string {
@@ -198,6 +201,7 @@ export const statusCommand = defineCommand({
     amqpUrl: common.amqpUrl,
     queue: common.queue,
     dbPath: common.dbPath,
+    databaseUrl: common.databaseUrl,
     gateway: setting({
       flag: "gateway",
       default: GATEWAY_URL,

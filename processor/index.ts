@@ -24,6 +24,7 @@ export const processorCommand = defineCommand({
     queue: common.queue,
     queueType: common.queueType,
     dbPath: common.dbPath,
+    databaseUrl: common.databaseUrl,
     prefetch: setting({
       flag: "prefetch",
       env: "PREFETCH",
@@ -76,7 +77,7 @@ export const processorCommand = defineCommand({
       : undefined,
   run: async (config) => {
     const log = createLogger("processor", config.logLevel);
-    const store = await openStore({ dbPath: config.dbPath });
+    const store = await openStore(config);
     try {
       return await runUntilSignal(log, (signal) => startProcessor(config, store, log, signal));
     } finally {

@@ -35,6 +35,8 @@ export interface ProcessorConfig {
   readonly httpPort: number;
   /** Folder of the `reading.v<N>.avsc` files to decode with; the installation's `schemas/` when absent. */
   readonly schemasDir?: string | undefined;
+  /** Set when the store is PostgreSQL (`DATABASE_URL`): /readyz and the logs name the backend. */
+  readonly databaseUrl?: string | undefined;
 }
 
 export interface RunningProcessor extends Running {
@@ -63,7 +65,7 @@ export async function startProcessor(
 
   const sink = new StoreSink({
     store,
-    storeName: "SQLite",
+    storeName: config.databaseUrl ? "PostgreSQL" : "SQLite",
     batchSize: config.batchSize,
     batchDelayMs: config.batchDelayMs,
     drainTimeoutMs: config.drainTimeoutMs,

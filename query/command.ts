@@ -17,12 +17,10 @@ const TIME_HELP =
   "Times: ISO-8601 with offset (2026-01-31T12:00:00Z), a UTC date (2026-01-31), epoch ms, now, or relative\n" +
   "(-15m, -24h, -7d); --from is inclusive, --to exclusive. Output: a table on a terminal, else json.";
 
-/** Opens the configured store's queries. DATABASE_URL (PostgreSQL) is not served yet: SQLite's file only. */
-
 /** Opens the store, renders the answer to stdout, closes; a store that cannot be opened is one line and exit 1. */
 async function answerWith(
   name: string,
-  config: { readonly dbPath: string; readonly format: Format },
+  config: { readonly dbPath: string; readonly databaseUrl?: string | undefined; readonly format: Format },
   ask: (q: ReadingQueries) => Answer | Promise<Answer>,
 ): Promise<number> {
   let queries: ReadingQueries;
@@ -63,11 +61,13 @@ function subcommand<S extends Spec & { dbPath: typeof common.dbPath; format: typ
     extraHelp: TIME_HELP,
     ...(c.check ? { check: c.check } : {}),
     run: (config) =>
-      answerWith(c.name, config as { dbPath: string; format: Format }, (q) => c.ask(q, config)),
+      answerWith(c.name, config as { dbPath: string; databaseUrl?: string; format: Format }, (q) =>
+        c.ask(q, config),
+      ),
   });
 }
 
-const store = { dbPath: common.dbPath } as const;
+const store = { dbPath: common.dbPath, databaseUrl: common.databaseUrl } as const;
 
 export const queryCommand = defineGroup({
   name: "query",

@@ -5,7 +5,7 @@
 import type { AddressInfo } from "node:net";
 import { createAdaptorServer } from "@hono/node-server";
 import { defineCommand } from "../common/command.js";
-import { parsers, setting } from "../common/config.js";
+import { parsers, redactUrl, setting } from "../common/config.js";
 import { createLogger } from "../common/log.js";
 import { type Running, running } from "../common/pipeline.js";
 import { runUntilSignal } from "../common/service.js";
@@ -19,9 +19,10 @@ export { createApp } from "./app.js";
 /** Default port of `telemetry serve` (the contract's `SERVE_PORT`). */
 export const SERVE_PORT = 8_080;
 
-/** What `startServe` needs: the SQLite file, and where to listen. */
+/** What `startServe` needs: the store (the SQLite file, or `databaseUrl`), and where to listen. */
 export interface ServeConfig {
   readonly dbPath: string;
+  readonly databaseUrl?: string | undefined;
   readonly host: string;
   /** 0 picks a free port; the running server reports the one bound. */
   readonly port: number;
@@ -38,7 +39,7 @@ export interface RunningServe extends Running {
  * be opened or the address cannot be bound (closing what it opened).
  */
 export async function startServe(config: ServeConfig): Promise<RunningServe> {
-  const queries: ReadingQueries = await openQueries({ dbPath: config.dbPath });
+  const queries: ReadingQueries = await openQueries(config);
   const server = createAdaptorServer({ fetch: createApp(queries).fetch });
   try {
     await new Promise<void>((resolve, reject) => {
@@ -73,6 +74,7 @@ export const serveCommand = defineCommand({
     "dashboard at / over the store. Runs until SIGINT/SIGTERM.",
   spec: {
     dbPath: common.dbPath,
+    databaseUrl: common.databaseUrl,
     host: setting({
       flag: "http-host",
       env: "HTTP_HOST",
@@ -94,7 +96,10 @@ export const serveCommand = defineCommand({
     const log = createLogger("serve", config.logLevel);
     return runUntilSignal(log, async () => {
       const serve = await startServe(config);
-      log.info({ url: serve.url, db: config.dbPath }, "serving the API and dashboard");
+      log.info(
+        { url: serve.url, db: config.databaseUrl ? redactUrl(config.databaseUrl) : config.dbPath },
+        "serving the API and dashboard",
+      );
       return serve;
     });
   },

@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { type QueryDb, queryDb, reading } from "../helpers/query-db.js";
+import { reading } from "../helpers/query-db.js";
+import { STORE_KINDS, type TestStore, testStore } from "../helpers/stores.js";
 
 /** The built CLI: run `npm run build` first. */
 const CLI = "dist/cli/telemetry.js";
@@ -16,10 +17,10 @@ function telemetry(...args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-describe("telemetry query", () => {
-  let db: QueryDb;
+describe.each(STORE_KINDS)("telemetry query on %s", (kind) => {
+  let db: TestStore;
   beforeAll(async () => {
-    db = queryDb("query-cli-");
+    db = await testStore(kind, "query-cli");
     await db.write([
       ...Array.from({ length: 120 }, (_, i) => reading("dev-a", "temperature", T0 + i * MIN, 20 + (i % 7))),
       reading("dev-a", "humidity", T0 + 30 * MIN, 55),
@@ -30,7 +31,7 @@ describe("telemetry query", () => {
   });
 
   it("lists devices as json when stdout is not a terminal", () => {
-    const r = telemetry("query", "devices", "--db", db.path);
+    const r = telemetry("query", "devices", ...db.cliArgs);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual([
       {
@@ -58,7 +59,7 @@ describe("telemetry query", () => {
   });
 
   it("gives the latest reading of each series as a table on request", () => {
-    const r = telemetry("query", "latest", "--db", db.path, "--format", "table");
+    const r = telemetry("query", "latest", ...db.cliArgs, "--format", "table");
     expect(r.code).toBe(0);
     expect(r.stdout.split("\n")[0]).toMatch(
       /^device_id\s+sensor\s+ts\s+value\s+unit\s+seq\s+quality\s+tags$/,
@@ -74,8 +75,7 @@ describe("telemetry query", () => {
       "dev-a",
       "--sensor",
       "temperature",
-      "--db",
-      db.path,
+      ...db.cliArgs,
       "--format",
       "csv",
     );
@@ -96,8 +96,7 @@ describe("telemetry query", () => {
       "humidity",
       "--every",
       "15m",
-      "--db",
-      db.path,
+      ...db.cliArgs,
       "--from",
       new Date(T0).toISOString(),
       "--to",
@@ -121,7 +120,7 @@ describe("telemetry query", () => {
   });
 
   it("answers an unknown device with [] and exit code 0", () => {
-    const r = telemetry("query", "readings", "--device", "nobody", "--db", db.path);
+    const r = telemetry("query", "readings", "--device", "nobody", ...db.cliArgs);
     expect(r).toMatchObject({ code: 0, stdout: "[]\n" });
   });
 
@@ -134,7 +133,7 @@ describe("telemetry query", () => {
     [["readings", "--device", "dev-a", "--colour"], /colour/],
     [["latest", "--device", "dev-a", "--fill", "null"], /fill/],
   ])("refuses %j with one line and exit code 2", (args, error) => {
-    const r = telemetry("query", ...args, "--db", db.path);
+    const r = telemetry("query", ...args, ...db.cliArgs);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe("");
     expect(r.stderr).toMatch(error);
@@ -142,17 +141,17 @@ describe("telemetry query", () => {
   });
 
   it("says in one line that a database it cannot open cannot be opened", () => {
-    const r = telemetry("query", "latest", "--db", `${db.path}.missing`);
+    const r = telemetry("query", "latest", ...db.missingArgs);
     expect(r.code).toBe(1);
     expect(r.stderr.trimEnd()).toMatch(/^telemetry query latest: cannot open .*\.missing/);
   });
 });
 
-describe("telemetry serve", () => {
-  let db: QueryDb;
+describe.each(STORE_KINDS)("telemetry serve on %s", (kind) => {
+  let db: TestStore;
   let child: ChildProcess | undefined;
   beforeAll(async () => {
-    db = queryDb("serve-cli-");
+    db = await testStore(kind, "serve-cli");
     await db.write([reading("dev-a", "temperature", T0, 21.5)]);
   });
   afterAll(async () => {
@@ -161,7 +160,7 @@ describe("telemetry serve", () => {
   });
 
   it("serves the API on the port it logs and exits 0 on SIGTERM", async () => {
-    const proc = spawn(process.execPath, [CLI, "serve", "--db", db.path, "--port", "0"], {
+    const proc = spawn(process.execPath, [CLI, "serve", ...db.cliArgs, "--port", "0"], {
       env: { ...process.env, HTTP_HOST: "127.0.0.1", LOG_LEVEL: "info" },
       stdio: ["ignore", "pipe", "pipe"],
     });
