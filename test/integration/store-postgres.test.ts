@@ -1,0 +1,161 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { Reading } from "../../schemas/index.js";
+import { PG_MIGRATIONS, PostgresStore } from "../../store/postgres.js";
+import { SqliteStore } from "../../store/sqlite.js";
+import { createDatabase, type PgDatabase } from "../helpers/postgres.js";
+import { reading } from "../helpers/query-db.js";
+
+const T0 = Date.UTC(2026, 0, 31, 9);
+const LATEST = PG_MIGRATIONS.at(-1)?.version ?? 0;
+
+describe("the PostgreSQL store", () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  const database = async (name: string): Promise<PgDatabase> => {
+    const db = await createDatabase(name);
+    cleanups.push(() => db.dispose());
+    return db;
+  };
+  const open = async (db: PgDatabase): Promise<PostgresStore> => {
+    const store = await PostgresStore.open(db.url);
+    cleanups.push(() => store.stop());
+    return store;
+  };
+
+  it("stores a reading once and tells resends of the same measurement from conflicting ones, as SQLite does", async () => {
+    const db = await database("store_dupes");
+    const pgStore = await open(db);
+    const dir = mkdtempSync(join(tmpdir(), "store-pg-"));
+    const sqlite = new SqliteStore(join(dir, "t.db"));
+    cleanups.push(async () => {
+      sqlite.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const first = [
+      reading("dev-a", "temperature", T0, 20.5, { seq: 1 }),
+      reading("dev-a", "temperature", T0 + 1_000, 20.6, {
+        seq: 2,
+        quality: "uncertain",
+        tags: { site: "n" },
+      }),
+      reading("dev-b", "humidity", T0, 55),
+    ];
+    const second: Reading[] = [
+      reading("dev-b", "humidity", T0 + 1_000, 56),
+      first[1] as Reading, // a redelivery: the same measurement
+      reading("dev-a", "temperature", T0, 99.9, { seq: 1 }), // the same key, another value
+      reading("dev-b", "humidity", T0 + 1_000, 57), // conflicts with the new row earlier in this batch
+      reading("dev-a", "temperature", T0 + 1_000, 20.6, {
+        seq: 2,
+        quality: "uncertain",
+        tags: { site: "s" },
+      }),
+    ];
+    for (const batch of [first, second]) {
+      const got = await pgStore.writeBatch(batch);
+      expect(got).toEqual(sqlite.writeBatch(batch));
+    }
+    const again = await pgStore.writeBatch(second);
+    expect(again.inserted).toBe(0);
+    expect(again.duplicates).toBe(2);
+    expect(again.conflicts.map((c) => c.index)).toEqual([2, 3, 4]);
+    expect(again.conflicts[0]?.reason).toBe(
+      `conflicting reading for dev-a/temperature at ${new Date(T0).toISOString()} (${T0}): ` +
+        "stored value 20.5, unit C, seq 1; this one value 99.9, unit C, seq 1",
+    );
+    expect(again.conflicts[2]?.reason).toMatch(
+      /stored value 20\.6.*tags \{"site":"n"\}; this one .*\{"site":"s"\}/,
+    );
+    const rows = await db.query<{
+      device_id: string;
+      ts: string;
+      value: number;
+      quality: string;
+      tags: string;
+    }>("SELECT device_id, ts, value, quality, tags FROM readings ORDER BY device_id, sensor, ts");
+    expect(rows.map((r) => [r.device_id, Number(r.ts) - T0, r.value, r.quality, r.tags])).toEqual([
+      ["dev-a", 0, 20.5, "good", "{}"],
+      ["dev-a", 1_000, 20.6, "uncertain", '{"site":"n"}'],
+      ["dev-b", 0, 55, "good", "{}"],
+      ["dev-b", 1_000, 56, "good", "{}"],
+    ]);
+  });
+
+  it("applies the numbered migrations once, records them, and refuses a database newer than it knows", async () => {
+    const db = await database("store_migrations");
+    // Processors starting together: the advisory lock lets one migrate, the others find it done.
+    await Promise.all([open(db), open(db), open(db)]);
+    const applied = await db.query<{ version: number }>(
+      "SELECT version FROM schema_migrations ORDER BY version",
+    );
+    expect(applied.map((r) => r.version)).toEqual(PG_MIGRATIONS.map((m) => m.version));
+    await open(db);
+    expect(await db.query("SELECT version FROM schema_migrations")).toHaveLength(PG_MIGRATIONS.length);
+    await db.query("INSERT INTO schema_migrations (version) VALUES ($1)", [LATEST + 1]);
+    await expect(PostgresStore.open(db.url)).rejects.toThrow(
+      new RegExp(`^cannot open PostgreSQL postgres://.*: database schema version ${LATEST + 1} is newer`),
+    );
+  });
+
+  it("migrates a version 1 database: the rows stored before read quality good and tags {}", async () => {
+    const db = await database("store_v1");
+    await db.query(
+      "CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    );
+    await db.query(PG_MIGRATIONS[0]?.sql ?? "");
+    await db.query("INSERT INTO schema_migrations (version) VALUES (1)");
+    await db.query(
+      `INSERT INTO readings (device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at)
+       VALUES ('old', 't', $1, 1.5, NULL, NULL, 'gw', $1, $1)`,
+      [T0],
+    );
+    const store = await open(db);
+    expect(await store.writeBatch([reading("old", "t", T0, 1.5)])).toEqual({
+      inserted: 0,
+      duplicates: 1,
+      conflicts: [],
+    });
+    expect(await db.query("SELECT quality, tags FROM readings")).toEqual([{ quality: "good", tags: "{}" }]);
+  });
+
+  it("never deadlocks two writers of overlapping batches in opposite orders, and stores each key once", async () => {
+    const db = await database("store_overlap");
+    const [a, b] = await Promise.all([open(db), open(db)]);
+    const batch = Array.from({ length: 400 }, (_, i) => reading(`dev-${i % 7}`, `s${i % 3}`, T0 + i, i));
+    const reversed = [...batch].reverse();
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? a.writeBatch(batch) : b.writeBatch(reversed))),
+    );
+    expect(results.reduce((n, r) => n + r.inserted, 0)).toBe(batch.length);
+    expect(results.reduce((n, r) => n + r.duplicates, 0)).toBe(9 * batch.length);
+    expect(results.every((r) => r.conflicts.length === 0)).toBe(true);
+    expect(await db.query("SELECT count(*)::int AS n FROM readings")).toEqual([{ n: batch.length }]);
+  });
+
+  it("deletes at most the asked number of readings older than the cutoff, and none newer", async () => {
+    const db = await database("store_retention");
+    const store = await open(db);
+    await store.writeBatch(
+      Array.from({ length: 300 }, (_, i) => reading(`d${i % 5}`, `s${i % 2}`, T0 + i, i)),
+    );
+    const cutoff = T0 + 250;
+    expect(await store.deleteOlderThan(cutoff, 100)).toBe(100);
+    expect(await store.deleteOlderThan(cutoff, 1_000)).toBe(150);
+    expect(await store.deleteOlderThan(cutoff, 1_000)).toBe(0);
+    const left = await db.query<{ n: number; lo: string }>(
+      "SELECT count(*)::int AS n, min(ts) AS lo FROM readings",
+    );
+    expect(left).toEqual([{ n: 50, lo: String(cutoff) }]);
+  });
+
+  it("refuses in one line, password masked, a server it cannot reach", async () => {
+    await expect(PostgresStore.open("postgres://postgres:hunter2@127.0.0.1:1/nothing")).rejects.toThrow(
+      /^cannot open PostgreSQL postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/nothing: .*ECONNREFUSED/,
+    );
+  });
+});
