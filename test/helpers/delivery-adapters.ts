@@ -97,67 +97,66 @@ class SinkUpstream {
   }
 }
 
-// --- MQTT input ---------------------------------------------------------------------------------------------------
+// --- Wire taps: what the part really acknowledged to its broker ----------------------------------------------------
+
+/** Reads one direction of a proxied connection. */
+type Observer = (chunk: Buffer) => void;
 
 /**
- * A TCP proxy in front of an MQTT broker that reads the PUBACKs the client sends, mapped to the items of the
- * PUBLISH packets they answer on the same connection: the acknowledgements the broker really got, in wire order.
+ * A TCP proxy in front of a broker that shows each connection's bytes to `observe` (client to broker, broker to
+ * client) before passing them on: the acknowledgements the broker really got, in wire order.
  */
-interface PubackTap {
-  readonly url: string;
+interface Tap {
+  /** `host:port` to point the part at. */
+  readonly address: string;
+  /** Items acknowledged on the wire, in order. */
   readonly acked: number[];
   /** Client connections open through the tap. */
-  readonly open: () => number;
+  open(): number;
   close(): void;
 }
 
-async function startPubackTap(target: string): Promise<PubackTap> {
+async function startTap(
+  target: string,
+  observe: (acked: number[]) => { fromClient: Observer; fromBroker: Observer },
+): Promise<Tap> {
   const { hostname, port } = new URL(target);
   const acked: number[] = [];
   const sockets = new Set<Socket>();
   const clients = new Set<Socket>();
   const server: Server = createServer((client) => {
     const broker = connect(Number(port), hostname);
-    const published = new Map<number, number>();
-    const fromBroker = parser({ protocolVersion: 5 });
-    const fromClient = parser({ protocolVersion: 5 });
-    fromBroker.on("packet", (p: Packet) => {
-      if (p.cmd === "publish" && p.messageId !== undefined) {
-        published.set(p.messageId, seqOfBody(Buffer.from(p.payload)));
-      }
-    });
-    fromClient.on("packet", (p: Packet) => {
-      if (p.cmd !== "puback" || p.messageId === undefined) return;
-      const seq = published.get(p.messageId);
-      published.delete(p.messageId);
-      if (seq !== undefined) acked.push(seq);
-    });
+    const seen = observe(acked);
     client.on("data", (chunk: Buffer) => {
-      fromClient.parse(chunk);
+      seen.fromClient(chunk);
       broker.write(chunk);
     });
     broker.on("data", (chunk: Buffer) => {
-      fromBroker.parse(chunk);
+      seen.fromBroker(chunk);
       client.write(chunk);
     });
     clients.add(client);
-    for (const socket of [client, broker]) {
+    for (const [socket, other] of [
+      [client, broker],
+      [broker, client],
+    ] as const) {
       sockets.add(socket);
       socket.on("error", () => undefined);
+      // Closed gracefully, not destroyed: what one side wrote last (the acks of a stop) still reaches the other, as
+      // it would without the tap.
       socket.on("close", () => {
         sockets.delete(socket);
-        clients.delete(client);
-        client.destroy();
-        broker.destroy();
+        if (socket === client) clients.delete(client);
+        other.end();
       });
     }
   });
   server.listen(0, "127.0.0.1");
   await new Promise((resolve) => server.once("listening", resolve));
   const address = server.address();
-  if (address === null || typeof address === "string") throw new Error("PUBACK tap has no TCP address");
+  if (address === null || typeof address === "string") throw new Error("tap has no TCP address");
   return {
-    url: `mqtt://127.0.0.1:${address.port}`,
+    address: `127.0.0.1:${address.port}`,
     acked,
     open: () => clients.size,
     close() {
@@ -166,6 +165,102 @@ async function startPubackTap(target: string): Promise<PubackTap> {
     },
   };
 }
+
+/** MQTT: each PUBACK the client sends, as the item of the PUBLISH it answers on the same connection. */
+function pubacks(acked: number[]): { fromClient: Observer; fromBroker: Observer } {
+  const published = new Map<number, number>();
+  const fromBroker = parser({ protocolVersion: 5 });
+  const fromClient = parser({ protocolVersion: 5 });
+  fromBroker.on("packet", (p: Packet) => {
+    if (p.cmd === "publish" && p.messageId !== undefined) {
+      published.set(p.messageId, seqOfBody(Buffer.from(p.payload)));
+    }
+  });
+  fromClient.on("packet", (p: Packet) => {
+    if (p.cmd !== "puback" || p.messageId === undefined) return;
+    const seq = published.get(p.messageId);
+    published.delete(p.messageId);
+    if (seq !== undefined) acked.push(seq);
+  });
+  return { fromClient: (c) => fromClient.parse(c), fromBroker: (c) => fromBroker.parse(c) };
+}
+
+/** AMQP 0-9-1 frames of one direction: type, channel, payload (section 4.2.3 of the specification). */
+function amqpFrames(onFrame: (type: number, channel: number, payload: Buffer) => void, header = 0): Observer {
+  let buffered = Buffer.alloc(0);
+  let skip = header;
+  return (chunk) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    if (skip > 0) {
+      const n = Math.min(skip, buffered.length);
+      buffered = buffered.subarray(n);
+      skip -= n;
+    }
+    while (buffered.length >= FRAME_OVERHEAD) {
+      const size = buffered.readUInt32BE(3);
+      if (buffered.length < size + FRAME_OVERHEAD) return;
+      onFrame(buffered.readUInt8(0), buffered.readUInt16BE(1), buffered.subarray(7, 7 + size));
+      buffered = buffered.subarray(size + FRAME_OVERHEAD);
+    }
+  };
+}
+
+/** Frame header (type, channel, size) and end octet. */
+const FRAME_OVERHEAD = 8;
+/** What a client sends first: `AMQP` 0 0 9 1. */
+const PROTOCOL_HEADER = 8;
+const METHOD_FRAME = 1;
+const BODY_FRAME = 3;
+const BASIC = 60;
+const BASIC_DELIVER = 60;
+const BASIC_ACK = 80;
+
+/**
+ * AMQP: each `basic.ack` the client sends (one tag, or with `multiple` every tag up to it), as the items of the
+ * `basic.deliver`s it settles on that channel.
+ */
+function basicAcks(acked: number[]): { fromClient: Observer; fromBroker: Observer } {
+  /** Per channel: delivery tag to item, in tag order; and the tag whose body is being read. */
+  const unacked = new Map<number, Map<number, number>>();
+  const reading = new Map<number, { tag: number; body: Buffer[] }>();
+  const channel = (ch: number) => {
+    const tags = unacked.get(ch) ?? new Map<number, number>();
+    unacked.set(ch, tags);
+    return tags;
+  };
+  const fromBroker = amqpFrames((type, ch, payload) => {
+    if (
+      type === METHOD_FRAME &&
+      payload.readUInt16BE(0) === BASIC &&
+      payload.readUInt16BE(2) === BASIC_DELIVER
+    ) {
+      const consumerTagLength = payload.readUInt8(4);
+      reading.set(ch, { tag: Number(payload.readBigUInt64BE(5 + consumerTagLength)), body: [] });
+    } else if (type === BODY_FRAME) {
+      // The test's bodies are short: one body frame each.
+      const delivery = reading.get(ch);
+      if (!delivery) return;
+      reading.delete(ch);
+      channel(ch).set(delivery.tag, seqOfBody(payload));
+    }
+  });
+  const fromClient = amqpFrames((type, ch, payload) => {
+    if (type !== METHOD_FRAME || payload.readUInt16BE(0) !== BASIC || payload.readUInt16BE(2) !== BASIC_ACK)
+      return;
+    const tag = Number(payload.readBigUInt64BE(4));
+    const multiple = (payload.readUInt8(12) & 1) === 1;
+    const tags = channel(ch);
+    for (const [t, seq] of tags) {
+      if (t === tag || (multiple && t < tag)) {
+        acked.push(seq);
+        tags.delete(t);
+      }
+    }
+  }, PROTOCOL_HEADER);
+  return { fromClient, fromBroker };
+}
+
+// --- MQTT input ---------------------------------------------------------------------------------------------------
 
 /** Ends a persistent session left on a broker (a clean start with no expiry). */
 async function endMqttSession(url: string, clientId: string): Promise<void> {
@@ -199,7 +294,7 @@ export function mqttInputAdapter(): DeliveryAdapter<PrivateMosquitto> {
     async rig(scenario, privateBroker): Promise<Rig> {
       const broker = scenario === "broker lost and back" ? await privateBroker() : undefined;
       const brokerUrl = broker?.url ?? inject("mqttUrl");
-      const tap = await startPubackTap(brokerUrl);
+      const tap = await startTap(brokerUrl, pubacks);
       const clientId = uniqueId("mqtt");
       const topic = `test-${clientId}/device/value`;
       const downstream = new InputDownstream<MqttMessage>((m) => seqOfBody(m.payload));
@@ -208,7 +303,7 @@ export function mqttInputAdapter(): DeliveryAdapter<PrivateMosquitto> {
         async start() {
           const input = await startMqttInput(
             {
-              url: tap.url,
+              url: `mqtt://${tap.address}`,
               clientId,
               topic: `test-${clientId}/+/+`,
               receiveMaximum: RECEIVE_MAXIMUM,
@@ -292,10 +387,16 @@ async function deleteQueues(url: string, queue: string): Promise<void> {
   });
 }
 
+/** `url` with its host and port replaced by the tap's. */
+function through(tap: Tap, url: string): string {
+  const u = new URL(url);
+  u.host = tap.address;
+  return u.toString();
+}
+
 /**
- * The AMQP input (`AmqpInput`) on a quorum queue: persistent messages in, `ack`s from the test's handler out (a
- * `basic.ack` by delivery tag, which names no item, so the handler's calls are what the suite sees). Its broker
- * breaks by `rabbitmqctl stop_app` on a private node and heals by `start_app`.
+ * The AMQP input (`AmqpInput`) on a quorum queue: persistent messages in, `basic.ack`s (seen on the wire) out. Its
+ * broker breaks by `rabbitmqctl stop_app` on a private node and heals by `start_app`.
  */
 export function amqpInputAdapter(): DeliveryAdapter<PrivateRabbit> {
   return {
@@ -309,24 +410,16 @@ export function amqpInputAdapter(): DeliveryAdapter<PrivateRabbit> {
     async rig(scenario, privateBroker): Promise<Rig> {
       const broker = scenario === "broker lost and back" ? await privateBroker() : undefined;
       const url = broker?.url ?? inject("amqpUrl");
+      const tap = await startTap(url, basicAcks);
       const queue = `test.${uniqueId("amqp-in")}`;
       await withConfirmChannel(url, (ch) => declareTopology(ch, queue, "quorum"));
-      const acked: number[] = [];
       const downstream = new InputDownstream<AmqpMessage>((m) => seqOfBody(m.body));
       const started: Subject[] = [];
-      const handler = (d: FailableDelivery<AmqpMessage>) =>
-        downstream.handler({
-          item: d.item,
-          ack: () => {
-            acked.push(seqOfBody(d.item.body));
-            d.ack();
-          },
-        });
       return {
         async start() {
           const input = new AmqpInput(
             {
-              url,
+              url: through(tap, url),
               queue,
               queueType: "quorum",
               prefetch: PREFETCH,
@@ -335,7 +428,7 @@ export function amqpInputAdapter(): DeliveryAdapter<PrivateRabbit> {
               drainTimeoutMs: DRAIN_TIMEOUT_MS,
               stallTimeoutMs: STALL_TIMEOUT_MS,
             },
-            handler,
+            downstream.handler,
           );
           started.push(input);
           await input.start();
@@ -348,11 +441,11 @@ export function amqpInputAdapter(): DeliveryAdapter<PrivateRabbit> {
           });
         },
         arrived: async () => downstream.arrived,
-        acked: () => acked,
+        acked: () => tap.acked,
         refuse: async () => downstream.hold(),
         accept: async () => downstream.release(),
         refusalSeen: () => downstream.held > 0,
-        released: async () => !(await rabbitHasConnection(broker, queue)),
+        released: async () => tap.open() === 0,
         ...(broker && {
           breakBroker: () => broker.stopApp(),
           healBroker: () => broker.startApp(),
@@ -360,6 +453,7 @@ export function amqpInputAdapter(): DeliveryAdapter<PrivateRabbit> {
         violations: () => [],
         async [Symbol.asyncDispose]() {
           for (const input of started) await input.stop();
+          tap.close();
           await deleteQueues(url, queue);
         },
       };

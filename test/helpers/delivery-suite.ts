@@ -252,6 +252,7 @@ export function deliverySuite<B extends Running>(adapter: DeliveryAdapter<B>): v
       const across = seqs(200, 200);
       const after = seqs(400, 200);
       const subject = await rig.start();
+      let broken = false;
       try {
         await rig.inject(before);
         await eventually(() => expectCovers(rig.acked(), before, "acked before the fault"));
@@ -261,6 +262,7 @@ export function deliverySuite<B extends Running>(adapter: DeliveryAdapter<B>): v
           await rig.inject(across);
           await eventually(async () => expectCovers(await rig.arrived(), across, "handed on"));
         }
+        broken = true;
         await rig.breakBroker();
         await eventually(() => expect(subject.health().ready, "ready while its broker is gone").toBe(false));
         if (input) await rig.accept();
@@ -268,6 +270,7 @@ export function deliverySuite<B extends Running>(adapter: DeliveryAdapter<B>): v
         const ackedWhileBroken = rig.acked().filter((s) => across.includes(s));
         expect(ackedWhileBroken, "acked while the broker was gone").toEqual([]);
         await rig.healBroker();
+        broken = false;
         await eventually(() => expect(subject.health()).toEqual({ ready: true }), WAIT_LONG_MS);
         await rig.inject(after);
         const all = [...before, ...across, ...after];
@@ -287,6 +290,8 @@ export function deliverySuite<B extends Running>(adapter: DeliveryAdapter<B>): v
         });
       } finally {
         await subject.stop();
+        // The describe's broker serves the scenarios after this one too.
+        if (broken) await rig.healBroker();
       }
     },
     FAULT_TEST_MS,
