@@ -13,6 +13,16 @@ export interface AmqpMessage {
   readonly properties: MessageProperties;
 }
 
+/**
+ * A delivery from `<QUEUE>`: `ack` once durable downstream, `fail` to move the whole message to `<QUEUE>.dead`, or
+ * `setAside` to put one part of it there (a reading out of a batch, as a message of its own) while the rest is stored:
+ * `then` runs once RabbitMQ confirmed that copy, and never if the channel went first (the whole message then comes
+ * again). `ack` or `fail` settles the delivery; `setAside` does not.
+ */
+export interface AmqpDelivery extends FailableDelivery<AmqpMessage> {
+  setAside(body: Buffer, failure: Failure, then: () => void): void;
+}
+
 export interface AmqpInputOptions {
   readonly url: string;
   readonly queue: string;
@@ -98,7 +108,7 @@ export class AmqpInput implements Input {
 
   constructor(
     private readonly opts: AmqpInputOptions,
-    private readonly handler: (delivery: FailableDelivery<AmqpMessage>) => void,
+    private readonly handler: (delivery: AmqpDelivery) => void,
   ) {
     this.#names = queueNames(opts.queue);
     this.#progress = new ProgressWatch(opts.stallTimeoutMs);
@@ -201,17 +211,32 @@ export class AmqpInput implements Input {
       ack: settle,
       fail: (failure) => {
         if (settled) return;
-        void this.#deadLetter(consuming, msg, failure).then((ok) => {
+        void this.#deadLetter(consuming, msg, msg.content, failure).then((ok) => {
           if (!ok) return;
           this.opts.onDeadLettered?.(failure);
           settle();
         });
       },
+      setAside: (body, failure, then) => {
+        void this.#deadLetter(consuming, msg, body, failure).then((ok) => {
+          if (!ok) return;
+          this.opts.onDeadLettered?.(failure);
+          then();
+        });
+      },
     });
   }
 
-  /** Copies `msg` to `<QUEUE>.dead` with the failure; true once confirmed, false if its channel went first. */
-  async #deadLetter(consuming: Consuming, msg: ConsumeMessage, failure: Failure): Promise<boolean> {
+  /**
+   * Publishes `body` (the message's own, or one part of it) to `<QUEUE>.dead` with the message's properties and the
+   * failure; true once confirmed, false if its channel went first.
+   */
+  async #deadLetter(
+    consuming: Consuming,
+    msg: ConsumeMessage,
+    body: Buffer,
+    failure: Failure,
+  ): Promise<boolean> {
     this.#deadLog.warn({ kind: failure.kind, reason: failure.reason, messageId: msg.properties.messageId });
     const p = msg.properties;
     for (let attempt = 1; this.#current === consuming; attempt++) {
@@ -220,7 +245,7 @@ export class AmqpInput implements Input {
         consuming.ch.publish(
           "",
           this.#names.dead,
-          msg.content,
+          body,
           {
             persistent: true,
             mandatory: true,

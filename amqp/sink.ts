@@ -6,25 +6,47 @@ import { ProgressWatch } from "../common/progress-watch.js";
 import { AmqpSession } from "./session.js";
 import { declareTopology, type QueueType, queueNames } from "./topology.js";
 
-/** Which of the contract's queues a message goes to. */
-export type Route = "readings" | "rejected";
-
 /**
- * One AMQP message as it will be published, encoded before the sink so that whatever sits in front of it (a spool)
- * keeps it as it is. The sink adds `persistent` and `mandatory`.
+ * What the sink publishes, encoded before it so that whatever sits in front of it (a spool) keeps it as it is: a
+ * reading as its Avro datum (the sink frames datums into batch or single-reading messages), or a refused payload as
+ * the whole message for `<QUEUE>.rejected`. The sink adds `persistent` and `mandatory`.
  */
-export interface OutgoingMessage {
-  readonly route: Route;
-  readonly body: Buffer;
-  readonly properties: Options.Publish;
-  /** Readings the message holds (0 for a rejected payload), for metrics. */
-  readonly readings: number;
-  /** Gateway receive time of the (first) reading or payload, epoch ms, for the latency metric. */
-  readonly receivedAt: number;
+export type OutgoingMessage =
+  | {
+      readonly route: "readings";
+      readonly datum: Buffer;
+      /** The reading's stable message id, for single-reading messages (unbatched); batches get their own. */
+      readonly messageId: string | undefined;
+      /** Gateway receive time, epoch ms, for the latency metric. */
+      readonly receivedAt: number;
+    }
+  | {
+      readonly route: "rejected";
+      readonly body: Buffer;
+      readonly properties: Options.Publish;
+      readonly receivedAt: number;
+    };
+
+/** What the sink takes per delivery: every reading (or the refused payload) of one upstream item. */
+export type OutgoingBatch = readonly OutgoingMessage[];
+
+/** How reading datums become message bodies: the current schemas' single-object framing. */
+export interface ReadingFraming {
+  /** A single-reading message body. */
+  single(datum: Buffer): Buffer;
+  /** A batch message body holding `datums` in order (`bytes`: the sum of their lengths). */
+  batch(datums: readonly Buffer[], bytes: number): Buffer;
 }
 
-/** What the sink takes per delivery: every AMQP message one upstream item became. */
-export type OutgoingBatch = readonly OutgoingMessage[];
+/** Natural batching: readings that arrive while `window` messages await their confirm go out together next. */
+export interface BatchPolicy {
+  /** Readings per message at most; 1 publishes single-reading messages (the format older processors read). */
+  readonly maxReadings: number;
+  /** Bytes of reading datums per message at most (a single reading larger than this still goes, alone). */
+  readonly maxBytes: number;
+  /** AMQP messages awaiting their confirm at once (with `maxReadings` 1: no bound but upstream's). */
+  readonly window: number;
+}
 
 export interface AmqpSinkOptions {
   readonly url: string;
@@ -35,7 +57,11 @@ export interface AmqpSinkOptions {
   readonly log: Logger;
   /** Messages waiting with none confirmed for this long: `health()` reports a stall. */
   readonly stallTimeoutMs: number;
-  /** Called once per message RabbitMQ confirmed as routed to its queue. */
+  readonly framing: ReadingFraming;
+  readonly batching: BatchPolicy;
+  /** Names batch messages (`<prefix>-<n>`): unique per gateway process. */
+  readonly messageIdPrefix: string;
+  /** Called once per reading or refused payload RabbitMQ confirmed as routed to its queue. */
   readonly onConfirmed?: (msg: OutgoingMessage) => void;
   /** Called once per publish RabbitMQ nacked or returned (each is published again). */
   readonly onRefused?: (why: "nacked" | "returned") => void;
@@ -55,6 +81,8 @@ const CONFIRM_OVERDUE_MS = 5_000;
 const REDECLARE_DELAY_MS = 2_000;
 /** The error amqplib gives a confirm callback for `basic.nack`. */
 const NACKED = "message nacked";
+const AVRO_CONTENT_TYPE = "application/vnd.apache.avro+binary";
+const EMPTY = Buffer.alloc(0);
 
 interface Outgoing {
   readonly msg: OutgoingMessage;
@@ -96,11 +124,17 @@ export class AmqpSink implements Sink<OutgoingBatch> {
   #redeclaring = false;
   /** A nack since the last retry: the next retry goes out on a fresh channel (see `#retry`). */
   #nackedSinceRetry = false;
+  /** AMQP messages published and not yet confirmed (nor failed). */
+  #unconfirmed = 0;
+  /** Batch messages published so far, for their message ids. */
+  #published = 0;
+  readonly #window: number;
   #stopped: Promise<void> | undefined;
 
   constructor(private readonly opts: AmqpSinkOptions) {
     this.#names = queueNames(opts.queue);
     this.#progress = new ProgressWatch(opts.stallTimeoutMs);
+    this.#window = opts.batching.maxReadings === 1 ? Number.POSITIVE_INFINITY : opts.batching.window;
     this.#session = new AmqpSession({
       url: opts.url,
       name: opts.name,
@@ -202,23 +236,67 @@ export class AmqpSink implements Sink<OutgoingBatch> {
   }
 
   #enqueue(out: Outgoing): void {
-    const channel = this.#channel;
-    if (channel && !this.#waitingForDrain && this.backlog === 0) this.#publish(channel, out);
-    else this.#pending.push(out);
+    this.#pending.push(out);
+    if (this.#unconfirmed < this.#window) this.#flush();
   }
 
-  #publish(channel: Channel, out: Outgoing): void {
-    const { msg } = out;
+  /** The next message from the head of the pending queue: a refused payload alone, or up to a batch of readings. */
+  #take(): Outgoing[] {
+    const first = this.#pending[this.#pendingHead++]!;
+    if (first.msg.route !== "readings") return [first];
+    const { maxReadings, maxBytes } = this.opts.batching;
+    const taken = [first];
+    let bytes = first.msg.datum.length;
+    while (taken.length < maxReadings && this.#pendingHead < this.#pending.length) {
+      const next = this.#pending[this.#pendingHead]!;
+      if (next.msg.route !== "readings" || bytes + next.msg.datum.length > maxBytes) break;
+      bytes += next.msg.datum.length;
+      taken.push(next);
+      this.#pendingHead++;
+    }
+    return taken;
+  }
+
+  #publish(channel: Channel, entries: Outgoing[]): void {
+    const first = entries[0]!.msg;
     const returnsBefore = channel.returns;
-    const queue = msg.route === "readings" ? this.#names.readings : this.#names.rejected;
-    const options = { ...msg.properties, persistent: true, mandatory: true };
-    const writable = channel.ch.sendToQueue(queue, msg.body, options, (err) => {
+    let queue: string;
+    let body: Buffer;
+    let properties: Options.Publish;
+    if (first.route === "rejected") {
+      queue = this.#names.rejected;
+      body = first.body;
+      properties = { ...first.properties, persistent: true, mandatory: true };
+    } else {
+      queue = this.#names.readings;
+      const single = this.opts.batching.maxReadings === 1;
+      const datums = entries.map((e) => (e.msg.route === "readings" ? e.msg.datum : EMPTY));
+      body = single
+        ? this.opts.framing.single(first.datum)
+        : this.opts.framing.batch(
+            datums,
+            datums.reduce((n, d) => n + d.length, 0),
+          );
+      properties = {
+        persistent: true,
+        mandatory: true,
+        contentType: AVRO_CONTENT_TYPE,
+        messageId: single ? first.messageId : `${this.opts.messageIdPrefix}-${++this.#published}`,
+        timestamp: Math.floor(first.receivedAt / 1000),
+      };
+    }
+    this.#unconfirmed++;
+    const writable = channel.ch.sendToQueue(queue, body, properties, (err) => {
+      this.#unconfirmed--;
       if (!err && channel.returns === returnsBefore) {
         this.#failures = 0;
         this.#progress.touch();
         this.#overdue.touch();
-        this.opts.onConfirmed?.(msg);
-        out.confirmed();
+        for (const e of entries) {
+          this.opts.onConfirmed?.(e.msg);
+          e.confirmed();
+        }
+        this.#flush();
         return;
       }
       // amqplib fails every unconfirmed callback with "channel closed" when the channel goes; only a nack is a refusal.
@@ -227,7 +305,7 @@ export class AmqpSink implements Sink<OutgoingBatch> {
         this.opts.onRefused?.("nacked");
         this.#refused("rabbitmq refused publishes (nack: queue full or broker refusing)");
       }
-      this.#pending.push(out);
+      for (const e of entries) this.#pending.push(e);
       this.#scheduleRetry();
     });
     if (!writable) this.#waitingForDrain = true;
@@ -303,11 +381,10 @@ export class AmqpSink implements Sink<OutgoingBatch> {
       channel &&
       this.#channel === channel &&
       !this.#waitingForDrain &&
+      this.#unconfirmed < this.#window &&
       this.#pendingHead < this.#pending.length
     ) {
-      const out = this.#pending[this.#pendingHead]!;
-      this.#pendingHead++;
-      this.#publish(channel, out);
+      this.#publish(channel, this.#take());
     }
     if (this.#pendingHead === this.#pending.length) {
       this.#pending = [];

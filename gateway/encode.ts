@@ -23,14 +23,17 @@ export function messageIdOf(r: Pick<Reading, "device_id" | "sensor" | "ts">): st
 }
 
 /**
- * The gateway's encode step: an envelope becomes the AMQP messages that carry it, Avro single-object encoded
- * with the current schema (one message per reading) or, for a refused payload, its raw bytes with the topic and the
- * reason in headers for `<QUEUE>.rejected`. Pure: no I/O, so a spool can keep its output as it is.
+ * The gateway's encode step: an envelope becomes what the AMQP sink publishes. Each reading becomes its Avro datum
+ * with the current schema (the sink frames datums into batch messages, or into single-reading messages when
+ * `singleMessageIds` is set, which then carry the reading's stable message id); a refused payload becomes its raw
+ * bytes with the topic and the reason in headers, for `<QUEUE>.rejected`. Pure: no I/O, so a spool can keep its
+ * output as it is.
  */
 export function encodeEnvelope(
   envelope: Envelope,
   schemas: SchemaRegistry,
   gatewayId: string,
+  singleMessageIds: boolean,
 ): OutgoingBatch {
   if (envelope.kind === "rejected") {
     return [
@@ -47,7 +50,6 @@ export function encodeEnvelope(
             received_at: envelope.receivedAt,
           },
         },
-        readings: 0,
         receivedAt: envelope.receivedAt,
       },
     ];
@@ -55,13 +57,8 @@ export function encodeEnvelope(
   return envelope.readings.map(
     (r): OutgoingMessage => ({
       route: "readings",
-      body: schemas.encode(r),
-      properties: {
-        contentType: AVRO_CONTENT_TYPE,
-        messageId: messageIdOf(r),
-        timestamp: Math.floor(r.received_at / 1000),
-      },
-      readings: 1,
+      datum: schemas.encodeDatum(r),
+      messageId: singleMessageIds ? messageIdOf(r) : undefined,
       receivedAt: r.received_at,
     }),
   );

@@ -35,6 +35,12 @@ export interface GatewayConfig {
   readonly drainTimeoutMs: number;
   /** Readings waiting with none confirmed for this long make /readyz report a stall. */
   readonly stallTimeoutMs: number;
+  /** Readings per AMQP message at most (1: single-reading messages, as gateways before batching wrote). */
+  readonly publishBatch: number;
+  /** Bytes of readings per AMQP message at most. */
+  readonly publishBatchBytes: number;
+  /** AMQP messages awaiting their confirm at once; what arrives meanwhile is packed into the next message. */
+  readonly publishWindow: number;
   readonly httpHost: string;
   readonly httpPort: number;
 }
@@ -84,9 +90,19 @@ export async function startGateway(
     name: `telemetry-gateway ${config.gatewayId}`,
     log,
     stallTimeoutMs: config.stallTimeoutMs,
+    framing: {
+      single: (datum) => schemas.frameSingle(datum),
+      batch: (datums, bytes) => schemas.frameBatch(datums, bytes),
+    },
+    batching: {
+      maxReadings: config.publishBatch,
+      maxBytes: config.publishBatchBytes,
+      window: config.publishWindow,
+    },
+    messageIdPrefix: `${config.gatewayId}-${Date.now().toString(36)}-${process.pid}`,
     onConfirmed: (msg) => {
       if (msg.route === "rejected") m.rejected.inc();
-      else m.published.inc(msg.readings);
+      else m.published.inc();
       m.latency.observe((Date.now() - msg.receivedAt) / 1000);
     },
     onRefused: (why) => m.refused.inc({ why }),
@@ -94,10 +110,11 @@ export async function startGateway(
   let input: MqttInput | undefined;
   let mqtt: MqttInput;
 
+  const single = config.publishBatch === 1;
   const onMessage = (d: Delivery<MqttMessage>) => {
     if (stopping) return; // not acknowledged: the broker redelivers it to the next session
     m.received.inc();
-    const encoded: OutgoingBatch = encodeEnvelope(validate(d.item), schemas, config.gatewayId);
+    const encoded: OutgoingBatch = encodeEnvelope(validate(d.item), schemas, config.gatewayId, single);
     sink.write(mapDelivery(d, encoded));
   };
 

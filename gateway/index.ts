@@ -58,6 +58,29 @@ export const gatewayCommand = defineCommand({
       parse: parsers.duration(0, 600_000),
     }),
     stallTimeoutMs: stallTimeout,
+    publishBatch: setting({
+      flag: "publish-batch",
+      env: "PUBLISH_BATCH",
+      default: 500,
+      description:
+        "Readings per RabbitMQ message at most: readings that arrive while earlier messages await their confirm go out together (no added delay). 1 publishes one reading per message, the format processors before batching read.",
+      parse: parsers.int(1, 10_000),
+    }),
+    publishBatchBytes: setting({
+      flag: "publish-batch-bytes",
+      env: "PUBLISH_BATCH_BYTES",
+      default: 262_144,
+      description: "Bytes of encoded readings per RabbitMQ message at most.",
+      parse: parsers.int(1_024, 16_777_216),
+    }),
+    publishWindow: setting({
+      flag: "publish-window",
+      env: "PUBLISH_WINDOW",
+      default: 8,
+      description:
+        "RabbitMQ messages awaiting their confirm at once when batching: smaller packs more readings per message, larger publishes sooner.",
+      parse: parsers.int(1, 1_000),
+    }),
     httpHost,
     httpPort: httpPort(GATEWAY_HTTP_PORT),
     logLevel: common.logLevel,

@@ -3,7 +3,7 @@ import { queueNames } from "../amqp/topology.js";
 import { defineCommand } from "../common/command.js";
 import { parsers, redactUrl, setting } from "../common/config.js";
 import { common } from "../common/settings.js";
-import { encodeEnvelope } from "../gateway/encode.js";
+import { AVRO_CONTENT_TYPE, encodeEnvelope } from "../gateway/encode.js";
 import { parsePayload } from "../gateway/validate.js";
 import { SchemaRegistry } from "../schemas/index.js";
 import { PROBE_TIMEOUT_MS, reasonOf, splitUrls } from "./probe.js";
@@ -109,15 +109,26 @@ export function fromRejected(
   const envelope = parsed.ok
     ? ({ kind: "readings", readings: parsed.readings } as const)
     : ({ kind: "rejected", topic, payload: m.content, reason: parsed.reason, receivedAt: at } as const);
-  const publishes = encodeEnvelope(envelope, c.schemas, gatewayId).map((out) => ({
-    queue: out.route === "readings" ? names.readings : names.rejected,
-    body: out.body,
-    options: {
-      ...out.properties,
-      persistent: true,
-      headers: { ...(out.properties.headers as Headers | undefined), [REPLAY_COUNT_HEADER]: count },
-    },
-  }));
+  // Single-reading messages, as the processor of any release reads them.
+  const publishes = encodeEnvelope(envelope, c.schemas, gatewayId, true).map((out) => {
+    const properties: Options.Publish =
+      out.route === "readings"
+        ? {
+            contentType: AVRO_CONTENT_TYPE,
+            messageId: out.messageId,
+            timestamp: Math.floor(out.receivedAt / 1000),
+          }
+        : out.properties;
+    return {
+      queue: out.route === "readings" ? names.readings : names.rejected,
+      body: out.route === "readings" ? c.schemas.frameSingle(out.datum) : out.body,
+      options: {
+        ...properties,
+        persistent: true,
+        headers: { ...(properties.headers as Headers | undefined), [REPLAY_COUNT_HEADER]: count },
+      },
+    };
+  });
   return parsed.ok ? { publishes, valid: true } : { publishes, valid: false, reason: parsed.reason };
 }
 

@@ -1,23 +1,33 @@
 import type { Failure } from "../common/pipeline.js";
 import { DecodeError, type Reading, readingProblem, type SchemaRegistry } from "../schemas/index.js";
 
+/** One reading of a message, with what breaks the contract's rules in it, if anything. */
+export interface DecodedReading {
+  readonly reading: Reading;
+  readonly problem: string | undefined;
+}
+
 export type Decoded =
-  | { readonly ok: true; readonly reading: Reading }
+  | { readonly ok: true; readonly batch: boolean; readonly readings: readonly DecodedReading[] }
   | { readonly ok: false; readonly failure: Failure };
 
 /**
- * The processor's decode step: a message body becomes a reading (any released schema version, resolved to the
- * current one) checked against the contract's rules, or the failure that sends it to `<QUEUE>.dead`
- * (`not-avro`, `unknown-schema`, `truncated`, `invalid`). Pure: never throws.
+ * The processor's decode step: a message body becomes its readings (a batch of any batch version, or one reading of
+ * any reading version, resolved to the current schema), each checked against the contract's rules; or the failure
+ * that sends the whole message to `<QUEUE>.dead` (`not-avro`, `unknown-schema`, `truncated`, `invalid`). Pure:
+ * never throws.
  */
 export function decodeMessage(body: Buffer, schemas: SchemaRegistry): Decoded {
-  let reading: Reading;
+  let decoded: { readonly readings: readonly Reading[]; readonly batch: boolean };
   try {
-    reading = schemas.decode(body);
+    decoded = schemas.decodeMessage(body);
   } catch (err) {
     const kind = err instanceof DecodeError ? err.kind : "invalid";
     return { ok: false, failure: { kind, reason: err instanceof Error ? err.message : String(err) } };
   }
-  const problem = readingProblem(reading);
-  return problem ? { ok: false, failure: { kind: "invalid", reason: problem } } : { ok: true, reading };
+  return {
+    ok: true,
+    batch: decoded.batch,
+    readings: decoded.readings.map((reading) => ({ reading, problem: readingProblem(reading) })),
+  };
 }

@@ -11,6 +11,9 @@ export { type ProcessorConfig, type RunningProcessor, startProcessor as start } 
 
 /** Default port of the processor's /healthz, /readyz and /metrics. */
 export const PROCESSOR_HTTP_PORT = 9_465;
+/** RETENTION bounds: an hour at least (shorter is more likely a missing `d` than a wish), a century at most. */
+const MIN_RETENTION_MS = 3_600_000;
+const MAX_RETENTION_MS = 36_500 * 86_400_000;
 
 export const processorCommand = defineCommand({
   name: "processor",
@@ -55,6 +58,15 @@ export const processorCommand = defineCommand({
       parse: parsers.duration(0, 600_000),
     }),
     stallTimeoutMs: stallTimeout,
+    retentionMs: setting({
+      flag: "retention",
+      env: "RETENTION",
+      default: undefined as number | undefined,
+      defaultLabel: "unset: keep everything",
+      description:
+        "Delete readings whose ts is older than this (e.g. 90d), in small batches beside ingestion, checked every minute.",
+      parse: parsers.duration(MIN_RETENTION_MS, MAX_RETENTION_MS),
+    }),
     schemasDir: setting({
       flag: "schemas-dir",
       env: "SCHEMAS_DIR",

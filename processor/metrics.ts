@@ -9,6 +9,11 @@ export function processorMetrics(registry: Registry) {
       help: "Messages received from <QUEUE>",
       ...opts,
     }),
+    readingsReceived: new Counter({
+      name: "telemetry_processor_readings_received_total",
+      help: "Readings decoded from the messages received (a batch message holds many)",
+      ...opts,
+    }),
     stored: new Counter({
       name: "telemetry_processor_readings_stored_total",
       help: "Rows committed to the store",
@@ -38,6 +43,11 @@ export function processorMetrics(registry: Registry) {
     held: new Gauge({
       name: "telemetry_processor_inflight_deliveries",
       help: "Deliveries received and not yet acked",
+      ...opts,
+    }),
+    heldReadings: new Gauge({
+      name: "telemetry_processor_inflight_readings",
+      help: "Readings decoded and not yet committed (a batch message holds many)",
       ...opts,
     }),
     connected: new Gauge({ name: "telemetry_processor_amqp_connected", help: "1 when connected", ...opts }),

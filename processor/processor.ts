@@ -1,10 +1,10 @@
 import { Registry } from "prom-client";
-import { AmqpInput, type AmqpMessage } from "../amqp/input.js";
+import { type AmqpDelivery, AmqpInput } from "../amqp/input.js";
 import type { QueueType } from "../amqp/topology.js";
 import { startHttp } from "../common/http.js";
 import type { Logger } from "../common/log.js";
 import {
-  type FailableDelivery,
+  type Failure,
   firstUnhealthy,
   type Health,
   mapDelivery,
@@ -15,9 +15,10 @@ import { SchemaRegistry } from "../schemas/index.js";
 import type { ReadingStore } from "../store/index.js";
 import { decodeMessage } from "./decode.js";
 import { processorMetrics } from "./metrics.js";
+import { type RetentionConfig, startRetention } from "./retention.js";
 import { StoreSink } from "./store-sink.js";
 
-export interface ProcessorConfig {
+export interface ProcessorConfig extends RetentionConfig {
   readonly amqpUrl: string;
   readonly queue: string;
   readonly queueType: QueueType;
@@ -72,11 +73,29 @@ export async function startProcessor(
     log,
     metrics: m,
   });
-  const onDelivery = (d: FailableDelivery<AmqpMessage>) => {
+  const onDelivery = (d: AmqpDelivery) => {
     m.deliveries.inc();
     const decoded = decodeMessage(d.item.body, schemas);
-    if (decoded.ok) sink.write(mapDelivery(d, decoded.reading));
-    else d.fail(decoded.failure);
+    if (!decoded.ok) return d.fail(decoded.failure);
+    m.readingsReceived.inc(decoded.readings.length);
+    if (!decoded.batch) {
+      // One reading: what is set aside is the message itself, bytes and schema version as they came.
+      const { reading, problem } = decoded.readings[0]!;
+      if (problem) d.fail({ kind: "invalid", reason: problem });
+      else sink.write(mapDelivery(d, reading));
+      return;
+    }
+    // A batch: each reading travels on its own and the message is acked once every one is stored or set aside
+    // (as a single-reading message on <QUEUE>.dead), so one bad reading never sinks the others.
+    let open = decoded.readings.length;
+    const settled = () => {
+      if (--open === 0) d.ack();
+    };
+    for (const { reading, problem } of decoded.readings) {
+      const setAside = (failure: Failure) => d.setAside(schemas.encode(reading), failure, settled);
+      if (problem) setAside({ kind: "invalid", reason: problem });
+      else sink.write({ item: reading, ack: settled, fail: setAside });
+    }
   };
   const input = new AmqpInput(
     {
@@ -103,6 +122,7 @@ export async function startProcessor(
     registry,
     beforeMetrics: () => {
       m.held.set(input.held);
+      m.heldReadings.set(sink.inFlight);
       m.connected.set(input.connected ? 1 : 0);
       m.queueReady.set(input.queueReady);
     },
@@ -130,8 +150,10 @@ export async function startProcessor(
     "processor started",
   );
 
+  const retention = startRetention(config, store, log, registry);
   return running({ httpPort: http.port, registry, health }, async () => {
     stopping = true;
+    await retention.stop();
     await input.stop();
     await sink.stop();
     await http.close();

@@ -35,6 +35,19 @@ const HEADER_LENGTH = 10;
 /** Zero bytes appended to a body that reads past its end, to tell a truncated datum from an invalid one. */
 const OVERRUN_PADDING = 65_536;
 const INITIAL_SCRATCH_BYTES = 4_096;
+/** A zig-zag varint of a 53-bit count takes at most 8 bytes; 10 covers any long. */
+const MAX_VARINT_BYTES = 10;
+
+/** Writes `n` (a non-negative safe integer) as an Avro long (zig-zag varint) at `offset`; returns the next offset. */
+function writeZigZag(buf: Buffer, offset: number, n: number): number {
+  let v = n * 2; // zig-zag of a non-negative number; arithmetic, not bitwise, so counts above 2^30 stay exact
+  while (v >= 0x80) {
+    buf[offset++] = (v % 0x80) | 0x80;
+    v = Math.floor(v / 0x80);
+  }
+  buf[offset++] = v;
+  return offset;
+}
 
 type AvroResolver = ReturnType<avro.Type["createResolver"]>;
 
@@ -110,6 +123,46 @@ export class SingleObjectCodec<T extends object> {
     }
     const out = Buffer.allocUnsafe(end);
     this.#scratch.copy(out, 0, 0, end);
+    return out;
+  }
+
+  /** The Avro binary datum of `value` alone, without the single-object header. The returned Buffer is the caller's. */
+  encodeDatum(value: T): Buffer {
+    const withHeader = this.encode(value);
+    return withHeader.subarray(HEADER_LENGTH);
+  }
+
+  /** Whether `body` names one of this codec's writer schemas (cheap: reads the 8 fingerprint bytes only). */
+  accepts(body: Buffer): boolean {
+    if (body.length < HEADER_LENGTH || body[0] !== MARKER_0 || body[1] !== MARKER_1) return false;
+    const lo = body.readUInt32LE(2);
+    const hi = body.readUInt32LE(6);
+    return this.#writers.some((w) => w.lo === lo && w.hi === hi);
+  }
+
+  /**
+   * A message body of this codec's schema whose datum is an Avro array of already-encoded items, as the schema
+   * `{"type":"record","fields":[{"type":{"type":"array","items":...}}]}` writes it: one block of `datums.length`
+   * items, then the end-of-array zero. `bytes` is the sum of the datums' lengths.
+   */
+  frameArray(datums: readonly Buffer[], bytes: number): Buffer {
+    const out = Buffer.allocUnsafe(HEADER_LENGTH + MAX_VARINT_BYTES + bytes + 1);
+    out[0] = MARKER_0;
+    out[1] = MARKER_1;
+    this.#fingerprint.copy(out, 2);
+    let offset = writeZigZag(out, HEADER_LENGTH, datums.length);
+    for (const d of datums) offset += d.copy(out, offset);
+    out[offset++] = 0;
+    return out.subarray(0, offset);
+  }
+
+  /** A message body of this codec's schema around an already-encoded datum. */
+  frame(datum: Buffer): Buffer {
+    const out = Buffer.allocUnsafe(HEADER_LENGTH + datum.length);
+    out[0] = MARKER_0;
+    out[1] = MARKER_1;
+    this.#fingerprint.copy(out, 2);
+    datum.copy(out, HEADER_LENGTH);
     return out;
   }
 

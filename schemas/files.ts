@@ -1,9 +1,16 @@
-/** Finding and reading the `reading.v<N>.avsc` files of a schema folder. */
+/** Finding and reading the `reading.v<N>.avsc` and `reading-batch.v<N>.avsc` files of a schema folder. */
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const FILE_PATTERN = /^reading\.v([1-9][0-9]*)\.avsc$/;
+/** The two families of schema files: one reading per message, or a batch of readings per message. */
+export type SchemaFamily = "reading" | "reading-batch";
+
+const FILE_PATTERNS: Readonly<Record<SchemaFamily, RegExp>> = {
+  reading: /^reading\.v([1-9][0-9]*)\.avsc$/,
+  "reading-batch": /^reading-batch\.v([1-9][0-9]*)\.avsc$/,
+};
+const FILE_PATTERN = FILE_PATTERNS.reading;
 
 /** Folder of this module: `schemas/` when run from source, `dist/schemas/` when run compiled. */
 const MODULE_DIR = dirname(fileURLToPath(import.meta.url));
@@ -32,19 +39,24 @@ export interface SchemaFile {
 }
 
 /**
- * The `reading.v<N>.avsc` files of `dir`, lowest version first, each parsed as JSON. Without `dir`, the
+ * The `reading.v<N>.avsc` (or, for `family` "reading-batch", `reading-batch.v<N>.avsc`) files of `dir`, lowest
+ * version first, each parsed as JSON. Without `dir`, the
  * repository's `schemas/` folder (found from this module's location both as TypeScript source and as compiled
  * `dist/schemas/`). Returns the absolute folder too. Throws an Error naming the folder when it cannot be
  * read or holds no schema file, or naming the file when it cannot be read or is not JSON.
  */
-export function readSchemaFiles(dir?: string): { dir: string; files: SchemaFile[] } {
+export function readSchemaFiles(
+  dir?: string,
+  family: SchemaFamily = "reading",
+): { dir: string; files: SchemaFile[] } {
   if (dir === undefined) {
     const found = DEFAULT_DIRS.find(hasSchemaFiles);
     if (found === undefined) {
       throw new Error(`no reading.v<N>.avsc schema file found in ${DEFAULT_DIRS.join(" or ")}`);
     }
-    return readSchemaFiles(found);
+    return readSchemaFiles(found, family);
   }
+  const pattern = FILE_PATTERNS[family];
   const folder = resolve(dir);
   let names: string[];
   try {
@@ -53,11 +65,14 @@ export function readSchemaFiles(dir?: string): { dir: string; files: SchemaFile[
     throw new Error(`cannot read the schema folder ${folder}: ${(err as Error).message}`, { cause: err });
   }
   const found = names
-    .map((file) => ({ file, match: FILE_PATTERN.exec(file) }))
+    .map((file) => ({ file, match: pattern.exec(file) }))
     .filter((f): f is { file: string; match: RegExpExecArray } => f.match !== null)
     .map(({ file, match }) => ({ file, version: Number(match[1]) }))
     .sort((a, b) => a.version - b.version);
-  if (found.length === 0) throw new Error(`no reading.v<N>.avsc schema file found in ${folder}`);
+  // A folder without batch schemas is fine (the processor then reads single-reading messages only).
+  if (found.length === 0 && family === "reading") {
+    throw new Error(`no reading.v<N>.avsc schema file found in ${folder}`);
+  }
   const files = found.map(({ file, version }, i): SchemaFile => {
     const previous = found[i - 1];
     if (previous !== undefined && previous.version === version) {

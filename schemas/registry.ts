@@ -4,9 +4,9 @@
  */
 import avro from "avsc";
 import { canonicalForm } from "./canonical-form.js";
-import { SingleObjectCodec } from "./codec.js";
+import { DecodeError, SingleObjectCodec } from "./codec.js";
 import { incompatibilities } from "./compat.js";
-import { readSchemaFiles } from "./files.js";
+import { readSchemaFiles, type SchemaFile } from "./files.js";
 import { crc64Avro } from "./fingerprint.js";
 import { isObject } from "./json.js";
 import { longHook } from "./long.js";
@@ -50,20 +50,24 @@ export class SchemaRegistry {
   /** The highest version: the writer schema of `encode` and the reader schema `decode` resolves every version to. */
   readonly current: SchemaVersion;
 
-  readonly #codec: SingleObjectCodec<Reading>;
+  /** Every batch version found (`reading-batch.v<N>.avsc`), lowest first; empty when the folder has none. */
+  readonly batchVersions: readonly SchemaVersion[];
+  /** The highest batch version: what `frameBatch` writes; undefined without batch schemas. */
+  readonly currentBatch: SchemaVersion | undefined;
 
-  private constructor(loaded: LoadedVersion[]) {
+  readonly #codec: SingleObjectCodec<Reading>;
+  readonly #batchCodec: SingleObjectCodec<{ readings: Reading[] }> | undefined;
+
+  private constructor(loaded: LoadedVersion[], batches: LoadedVersion[]) {
     const current = loaded[loaded.length - 1];
     if (current === undefined) throw new Error("no schema versions");
     this.versions = Object.freeze(loaded.map((v) => v.info));
     this.current = current.info;
-    // Current first: nearly every message is written with it.
-    const writers = [...loaded].reverse().map(({ info, resolver }) => ({
-      fingerprint: info.fingerprint,
-      label: `reading of ${info.file} (${info.fingerprintHex})`,
-      resolver,
-    }));
-    this.#codec = new SingleObjectCodec(current.type, current.info.fingerprint, current.info.fields, writers);
+    this.#codec = codecOf(current, loaded, "reading");
+    const batch = batches.at(-1);
+    this.batchVersions = Object.freeze(batches.map((v) => v.info));
+    this.currentBatch = batch?.info;
+    this.#batchCodec = batch ? codecOf(batch, batches, "batch") : undefined;
   }
 
   /**
@@ -74,60 +78,18 @@ export class SchemaRegistry {
    * (a new version must stay backward compatible with every released one).
    */
   static load(dir?: string): SchemaRegistry {
-    const { files } = readSchemaFiles(dir);
-    const parsed = files.map(({ file, version, path, schema }) => {
-      let type: avro.Type;
-      let canonical: string;
-      try {
-        canonical = canonicalForm(schema);
-        // No logicalTypes option: timestamp-millis is read as its underlying long, a plain number (not a Date).
-        type = avro.Type.forSchema(schema as AvroSchema, { wrapUnions: "never", typeHook: longHook });
-      } catch (err) {
-        throw new Error(`schema ${path} is not a valid Avro schema: ${(err as Error).message}`, {
-          cause: err,
-        });
-      }
-      if (!isObject(schema) || schema.type !== "record" || !Array.isArray(schema.fields)) {
-        throw new Error(`schema ${path} is not an Avro record schema`);
-      }
-      const fields = Object.freeze(schema.fields.map((f: unknown) => (isObject(f) ? String(f.name) : "")));
-      const fingerprint = crc64Avro(canonical);
-      return { file, version, path, schema, type, canonical, fields, fingerprint };
-    });
-
-    const current = parsed[parsed.length - 1]!;
-    const loaded = parsed.map((p, i): LoadedVersion => {
-      const twin = parsed.findIndex((q) => q.fingerprint.equals(p.fingerprint));
-      if (twin !== i) {
-        throw new Error(`${p.file} has the same canonical form and fingerprint as ${parsed[twin]!.file}`);
-      }
-      let resolver: AvroResolver | undefined;
-      if (p !== current) {
-        try {
-          resolver = current.type.createResolver(p.type);
-        } catch (err) {
-          // The field-level analysis says which field breaks, where avsc's message can be vague.
-          const why = incompatibilities(current.schema, p.schema);
-          throw new Error(
-            `${current.file} cannot read data written with ${p.file} (not backward compatible): ${
-              why.length > 0 ? why.join("; ") : (err as Error).message
-            }`,
-            { cause: err },
-          );
-        }
-      }
-      const info: SchemaVersion = Object.freeze({
-        version: p.version,
-        file: p.file,
-        fingerprint: Buffer.from(p.fingerprint),
-        fingerprintHex: p.fingerprint.toString("hex"),
-        canonical: p.canonical,
-        fields: p.fields,
-        schema: p.schema,
-      });
-      return { info, type: p.type, resolver };
-    });
-    return new SchemaRegistry(loaded);
+    const { dir: folder, files } = readSchemaFiles(dir);
+    const readings = loadFamily(files);
+    const batches = loadFamily(readSchemaFiles(folder, "reading-batch").files);
+    const current = readings.at(-1)!.info;
+    const batch = batches.at(-1)?.info;
+    if (batch && itemCanonicalForm(batch) !== current.canonical) {
+      throw new Error(
+        `${batch.file} does not hold the current reading record of ${current.file}: a gateway would write batches ` +
+          `of an older reading; add reading-batch.v${batch.version + 1}.avsc with the record of ${current.file}`,
+      );
+    }
+    return new SchemaRegistry(readings, batches);
   }
 
   /**
@@ -154,9 +116,131 @@ export class SchemaRegistry {
     return this.#codec.decode(body);
   }
 
+  /** The Avro datum of `reading` with the current schema, without header: what `frameSingle`/`frameBatch` carry. */
+  encodeDatum(reading: Reading): Buffer {
+    try {
+      return this.#codec.encodeDatum(reading);
+    } catch (err) {
+      throw new Error(`cannot encode reading: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** A single-reading message body (current reading schema) around a datum from `encodeDatum`. */
+  frameSingle(datum: Buffer): Buffer {
+    return this.#codec.frame(datum);
+  }
+
+  /**
+   * A batch message body (current batch schema) holding the readings whose datums (from `encodeDatum`) are given,
+   * in order; `bytes` is the sum of their lengths. Throws when the folder has no batch schema.
+   */
+  frameBatch(datums: readonly Buffer[], bytes: number): Buffer {
+    if (!this.#batchCodec) throw new Error("no reading-batch.v<N>.avsc schema: batches cannot be written");
+    return this.#batchCodec.frameArray(datums, bytes);
+  }
+
+  /**
+   * The readings of a queue message of either kind: a batch (any batch version, resolved to the current one) or a
+   * single reading (any reading version). Throws only {@link DecodeError}, as `decode` does; an empty batch is
+   * `invalid`.
+   */
+  decodeMessage(body: Buffer): { readonly readings: readonly Reading[]; readonly batch: boolean } {
+    const batches = this.#batchCodec;
+    if (batches?.accepts(body)) {
+      const { readings } = batches.decode(body);
+      if (readings.length === 0)
+        throw new DecodeError("invalid", "empty batch: a batch holds at least one reading");
+      return { readings, batch: true };
+    }
+    return { readings: [this.#codec.decode(body)], batch: false };
+  }
+
   /** The version whose fingerprint is `fp` (8 bytes, little-endian as on the wire), or undefined if none is. */
   byFingerprint(fp: Buffer): SchemaVersion | undefined {
     if (fp.length !== 8) return undefined;
-    return this.versions.find((v) => v.fingerprint.equals(fp));
+    return [...this.versions, ...this.batchVersions].find((v) => v.fingerprint.equals(fp));
   }
+}
+
+/**
+ * Parses every file of one family, lowest version first, and builds the resolver from each older version to the
+ * highest. Throws an Error naming the file when one is not a valid Avro record schema, two share a fingerprint, or
+ * an older version cannot be resolved to the highest (a new version must stay backward compatible).
+ */
+function loadFamily(files: readonly SchemaFile[]): LoadedVersion[] {
+  if (files.length === 0) return [];
+  const parsed = files.map(({ file, version, path, schema }) => {
+    let type: avro.Type;
+    let canonical: string;
+    try {
+      canonical = canonicalForm(schema);
+      // No logicalTypes option: timestamp-millis is read as its underlying long, a plain number (not a Date).
+      type = avro.Type.forSchema(schema as AvroSchema, { wrapUnions: "never", typeHook: longHook });
+    } catch (err) {
+      throw new Error(`schema ${path} is not a valid Avro schema: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    if (!isObject(schema) || schema.type !== "record" || !Array.isArray(schema.fields)) {
+      throw new Error(`schema ${path} is not an Avro record schema`);
+    }
+    const fields = Object.freeze(schema.fields.map((f: unknown) => (isObject(f) ? String(f.name) : "")));
+    const fingerprint = crc64Avro(canonical);
+    return { file, version, path, schema, type, canonical, fields, fingerprint };
+  });
+
+  const current = parsed[parsed.length - 1]!;
+  const loaded = parsed.map((p, i): LoadedVersion => {
+    const twin = parsed.findIndex((q) => q.fingerprint.equals(p.fingerprint));
+    if (twin !== i) {
+      throw new Error(`${p.file} has the same canonical form and fingerprint as ${parsed[twin]!.file}`);
+    }
+    let resolver: AvroResolver | undefined;
+    if (p !== current) {
+      try {
+        resolver = current.type.createResolver(p.type);
+      } catch (err) {
+        // The field-level analysis says which field breaks, where avsc's message can be vague.
+        const why = incompatibilities(current.schema, p.schema);
+        throw new Error(
+          `${current.file} cannot read data written with ${p.file} (not backward compatible): ${
+            why.length > 0 ? why.join("; ") : (err as Error).message
+          }`,
+          { cause: err },
+        );
+      }
+    }
+    const info: SchemaVersion = Object.freeze({
+      version: p.version,
+      file: p.file,
+      fingerprint: Buffer.from(p.fingerprint),
+      fingerprintHex: p.fingerprint.toString("hex"),
+      canonical: p.canonical,
+      fields: p.fields,
+      schema: p.schema,
+    });
+    return { info, type: p.type, resolver };
+  });
+  return loaded;
+}
+
+/** The Parsing Canonical Form of the item record of a batch schema's `readings` array. */
+function itemCanonicalForm(batch: SchemaVersion): string {
+  const field = (batch.schema.fields as unknown[] | undefined)?.[0];
+  const type = isObject(field) ? field.type : undefined;
+  return canonicalForm(isObject(type) ? type.items : undefined);
+}
+
+/** The codec of one family: writes `current`, reads every loaded version (the current first: nearly all messages). */
+function codecOf<T extends object>(
+  current: LoadedVersion,
+  loaded: readonly LoadedVersion[],
+  what: string,
+): SingleObjectCodec<T> {
+  const writers = [...loaded].reverse().map(({ info, resolver }) => ({
+    fingerprint: info.fingerprint,
+    label: `${what} of ${info.file} (${info.fingerprintHex})`,
+    resolver,
+  }));
+  return new SingleObjectCodec<T>(current.type, current.info.fingerprint, current.info.fields, writers);
 }

@@ -99,7 +99,8 @@ export interface ProcessorCounts {
  * (after `expectStoredExactlyOnce`). Waits until the processor holds no delivery, then expects:
  * - `readings_stored_total` to be the rows it added (`rowsAdded`: rows now minus rows when it started), so a
  *   redelivered reading whose key was stored already did not count as stored;
- * - every delivery to be a new row, a duplicate or dead-lettered: deliveries = stored + duplicates + dead. So
+ * - every reading received (a batch message holds many) to be a new row, a duplicate or dead-lettered:
+ *   readings received = stored + duplicates + dead. So
  *   `duplicates_total` is exactly the number of redelivered (or resent) readings that found their key stored.
  *   With `reconnected` (its AMQP connection was lost while it held deliveries) a message can come twice whose
  *   first copy was dropped uncommitted, which no counter records: deliveries >= stored + duplicates + dead.
@@ -113,7 +114,7 @@ export async function expectDeliveriesAccounted(
     return (await metric(processor.httpPort, "telemetry_processor_inflight_deliveries")) === 0;
   });
   const counts: ProcessorCounts = {
-    deliveries: await metric(processor.httpPort, "telemetry_processor_deliveries_total"),
+    deliveries: await metric(processor.httpPort, "telemetry_processor_readings_received_total"),
     stored: await metric(processor.httpPort, "telemetry_processor_readings_stored_total"),
     duplicates: await metric(processor.httpPort, "telemetry_processor_duplicates_total"),
     deadLettered: await metricTotal(processor.httpPort, "telemetry_processor_dead_lettered_total"),
@@ -121,8 +122,10 @@ export async function expectDeliveriesAccounted(
   expect(counts.stored, "rows this processor added").toBe(rowsAdded);
   const settled = counts.stored + counts.duplicates + counts.deadLettered;
   if (opts.reconnected)
-    expect(counts.deliveries, "deliveries not stored, duplicate or dead").toBeGreaterThanOrEqual(settled);
-  else expect(counts.deliveries, "deliveries = stored + duplicates + dead-lettered").toBe(settled);
+    expect(counts.deliveries, "readings received and not stored, duplicate or dead").toBeGreaterThanOrEqual(
+      settled,
+    );
+  else expect(counts.deliveries, "readings received = stored + duplicates + dead-lettered").toBe(settled);
   return counts;
 }
 

@@ -220,10 +220,10 @@ describe("bad input is kept and explained, and the flow goes on", () => {
     const m = msg as unknown as amqp.GetMessage;
     ch.nack(m, false, true);
     await conn.close();
-    // The gateway writes the current version, reading.v2.avsc: its fingerprint as Apache Avro Java computes it.
-    expect(m.content.subarray(2, 10).toString("hex")).toBe("36d23d40ee824d5f");
+    // The gateway writes batch messages, reading-batch.v1.avsc (readings of reading.v2.avsc): its fingerprint.
+    expect(m.content.subarray(2, 10).toString("hex")).toBe("56f04c231c7ac60e");
     const schema = JSON.parse(
-      readFileSync(new URL("../../schemas/reading.v2.avsc", import.meta.url), "utf8"),
+      readFileSync(new URL("../../schemas/reading-batch.v1.avsc", import.meta.url), "utf8"),
     );
     const type = avro.Type.forSchema(schema);
     expect(m.content.subarray(0, 2)).toEqual(Buffer.from([0xc3, 0x01]));
@@ -231,16 +231,20 @@ describe("bad input is kept and explained, and the flow goes on", () => {
     expect(m.properties.contentType).toMatch(/avro/);
     expect(m.properties.messageId).toEqual(expect.any(String));
     expect(type.fromBuffer(m.content.subarray(10))).toEqual({
-      device_id: "dev-3",
-      sensor: "pressure",
-      ts: TS0,
-      value: 1013.25,
-      unit: "hPa",
-      seq: 9,
-      gateway_id: names.gatewayId,
-      received_at: expect.any(Number),
-      quality: "good",
-      tags: {},
+      readings: [
+        {
+          device_id: "dev-3",
+          sensor: "pressure",
+          ts: TS0,
+          value: 1013.25,
+          unit: "hPa",
+          seq: 9,
+          gateway_id: names.gatewayId,
+          received_at: expect.any(Number),
+          quality: "good",
+          tags: {},
+        },
+      ],
     });
   });
 });

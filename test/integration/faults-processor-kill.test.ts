@@ -51,7 +51,7 @@ describe("fault: kill -9 of the processor in the middle of a batch", () => {
     let heldAtKill = 0;
     await until("a batch is committed and the next one is open", 20_000, async () => {
       const stored = await metric(first.httpPort, "telemetry_processor_readings_stored_total");
-      heldAtKill = await metric(first.httpPort, "telemetry_processor_inflight_deliveries");
+      heldAtKill = await metric(first.httpPort, "telemetry_processor_inflight_readings");
       return stored > 0 && heldAtKill >= 300;
     });
     expect(await first.stop("SIGKILL")).toBeNull();

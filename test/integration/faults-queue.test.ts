@@ -201,7 +201,7 @@ describe("fault: the queue goes away or fills up under a running gateway (operat
     await client.publishAsync(topic, JSON.stringify({ value: 99.9, ts }), { qos: 1 });
     await client.endAsync();
     await until("both copies are settled", 15_000, async () => {
-      return (await metric(p.httpPort, "telemetry_processor_deliveries_total")) === 3;
+      return (await metric(p.httpPort, "telemetry_processor_readings_received_total")) === 3;
     });
     await until("the conflict is dead-lettered", 15_000, async () => {
       return (await metric(p.httpPort, "telemetry_processor_conflicts_total")) === 1;
