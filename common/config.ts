@@ -43,6 +43,7 @@ export function setting<T>(s: Setting<T>): Setting<T> {
 }
 
 const DURATION_UNITS = [
+  ["d", 86_400_000],
   ["h", 3_600_000],
   ["m", 60_000],
   ["s", 1_000],
@@ -103,13 +104,13 @@ export const parsers = {
       if (!(values as string[]).includes(raw)) throw new Error(`must be one of ${values.join(", ")}`);
       return raw as T;
     },
-  /** `500ms`, `2s`, `5m`, `1h`, or plain milliseconds; printed back with {@link formatDuration}. */
+  /** `500ms`, `2s`, `5m`, `1h`, `90d`, or plain milliseconds; printed back with {@link formatDuration}. */
   duration: (minMs: number, maxMs: number): Formatting<number> =>
     Object.assign(
       (raw: string): number => {
-        const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim());
+        const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim());
         if (!m) throw new Error("must be a duration such as 500ms, 10s, 5m or 1h");
-        const factor = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[m[2] ?? "ms"] ?? 1;
+        const factor = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? "ms"] ?? 1;
         const ms = Math.round(Number(m[1]) * factor);
         if (ms < minMs || ms > maxMs) {
           throw new Error(`must be between ${formatDuration(minMs)} and ${formatDuration(maxMs)}`);
