@@ -35,6 +35,9 @@ type Item = FailableDelivery<Reading>;
 export class StoreSink implements Sink<Reading, Item> {
   readonly #batcher: Batcher<Item>;
   #commits: Promise<void> = Promise.resolve();
+  /** Batches handed to the commit chain and not finished. */
+  #committing = 0;
+  #flushQueued = false;
   #inFlight = 0;
   #storeError: string | undefined;
   readonly #stopping = new AbortController();
@@ -42,7 +45,13 @@ export class StoreSink implements Sink<Reading, Item> {
 
   constructor(private readonly opts: StoreSinkOptions) {
     this.#batcher = new Batcher<Item>(opts.batchSize, opts.batchDelayMs, (batch) => {
-      this.#commits = this.#commits.then(() => this.#commit(batch));
+      this.#committing++;
+      this.#commits = this.#commits.then(async () => {
+        await this.#commit(batch);
+        this.#committing--;
+        // What arrived during that commit goes at once: the next transaction holds everything that waited.
+        if (this.#committing === 0) this.#batcher.flushNow();
+      });
     });
   }
 
@@ -56,9 +65,20 @@ export class StoreSink implements Sink<Reading, Item> {
     return HEALTHY;
   }
 
+  /**
+   * Natural batching: with no transaction under way, what has arrived is committed at once (after the current turn
+   * of the event loop, so the readings of one message or one socket read go together); while one is under way,
+   * readings gather for the next, up to `batchSize`, or `batchDelayMs` at most.
+   */
   write(delivery: Item): void {
     this.#inFlight++;
     this.#batcher.add(delivery);
+    if (this.#committing > 0 || this.#flushQueued) return;
+    this.#flushQueued = true;
+    setImmediate(() => {
+      this.#flushQueued = false;
+      if (this.#committing === 0) this.#batcher.flushNow();
+    });
   }
 
   async #commit(batch: Item[]): Promise<void> {

@@ -150,7 +150,9 @@ export class SingleObjectCodec<T extends object> {
     out[0] = MARKER_0;
     out[1] = MARKER_1;
     this.#fingerprint.copy(out, 2);
-    let offset = writeZigZag(out, HEADER_LENGTH, datums.length);
+    let offset = HEADER_LENGTH;
+    // A block of n items, then the end-of-array zero; an empty array is the zero alone.
+    if (datums.length > 0) offset = writeZigZag(out, offset, datums.length);
     for (const d of datums) offset += d.copy(out, offset);
     out[offset++] = 0;
     return out.subarray(0, offset);

@@ -125,7 +125,7 @@ const listCommand = defineCommand({
       return 1;
     }
     const format = config.format === "json" ? versionsAsJson : formatVersions;
-    process.stdout.write(format(registry.versions, dir));
+    process.stdout.write(format([...registry.versions, ...registry.batchVersions], dir));
     return 0;
   },
 });
@@ -149,8 +149,15 @@ const checkCommand = defineCommand({
     try {
       const read = readSchemaFiles(config.dir);
       dir = read.dir;
-      count = read.files.length;
-      report = checkVersions(read.files);
+      // Batch versions are checked among themselves: each reads every earlier batch, items and all.
+      const batches = readSchemaFiles(dir, "reading-batch").files;
+      count = read.files.length + batches.length;
+      const readings = checkVersions(read.files);
+      const batchReport = checkVersions(batches);
+      report = {
+        pairs: readings.pairs + batchReport.pairs,
+        failures: [...readings.failures, ...batchReport.failures],
+      };
     } catch (err) {
       return fail([`telemetry schemas check: ${(err as Error).message}`]);
     }
@@ -163,7 +170,9 @@ const checkCommand = defineCommand({
       ]);
     }
     try {
-      SchemaRegistry.load(dir); // what the processor does at start: also refuses twin fingerprints
+      // What the processor does at start: also refuses twin fingerprints, and a current batch schema whose items
+      // are not the current reading record.
+      SchemaRegistry.load(dir);
     } catch (err) {
       return fail([`schemas check failed: ${(err as Error).message}`]);
     }
