@@ -31,11 +31,4 @@ export class Batcher<T> {
     this.#items = [];
     this.flush(items);
   }
-
-  /** Drops what has been collected (its deliveries belong to a channel that is gone). */
-  clear(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#items = [];
-  }
 }

@@ -46,14 +46,4 @@ describe("batching deliveries into transactions", () => {
     vi.advanceTimersByTime(100);
     expect(batches).toEqual([[1]]);
   });
-
-  it("clear drops what is collected and nothing is flushed later", () => {
-    const batches: number[][] = [];
-    const b = new Batcher<number>(100, 50, (items) => batches.push(items));
-    b.add(1);
-    b.clear();
-    vi.advanceTimersByTime(100);
-    expect(batches).toEqual([]);
-    expect(b.size).toBe(0);
-  });
 });
