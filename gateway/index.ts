@@ -1,8 +1,16 @@
 import { defineCommand } from "../common/command.js";
-import { parsers, setting } from "../common/config.js";
+import { effectiveConfig, parsers, setting } from "../common/config.js";
 import { createLogger } from "../common/log.js";
 import { runUntilSignal } from "../common/service.js";
-import { common, httpHost, httpPort, stallTimeout } from "../common/settings.js";
+import {
+  amqpSecurity,
+  common,
+  httpHost,
+  httpPort,
+  mqttSecurity,
+  securityProblem,
+  stallTimeout,
+} from "../common/settings.js";
 import { startGateway } from "./gateway.js";
 
 export { type GatewayConfig, type RunningGateway, startGateway as start } from "./gateway.js";
@@ -22,7 +30,9 @@ export const gatewayCommand = defineCommand({
     "Invalid input goes, raw, to <QUEUE>.rejected with its topic and reason. Runs until SIGINT/SIGTERM.",
   spec: {
     mqttUrl: common.mqttUrl,
+    ...mqttSecurity,
     amqpUrl: common.amqpUrl,
+    ...amqpSecurity,
     queue: common.queue,
     queueType: common.queueType,
     topicPrefix: common.topicPrefix,
@@ -86,12 +96,15 @@ export const gatewayCommand = defineCommand({
     logLevel: common.logLevel,
   },
   check: (c) =>
-    CONTAINER_ID.test(c.gatewayId)
+    securityProblem(c) ??
+    (CONTAINER_ID.test(c.gatewayId)
       ? `GATEWAY_ID ${c.gatewayId} looks like a container id, which changes on every restart and would orphan the ` +
         "MQTT session holding readings; set GATEWAY_ID (or --gateway-id) to a stable name"
-      : undefined,
+      : undefined),
   run: (config) => {
     const log = createLogger("gateway", config.logLevel);
+    // Every setting as it took effect, secrets as ***: what an operator compares with what they meant to set.
+    log.info({ config: effectiveConfig(gatewayCommand.spec, config) }, "configuration");
     return runUntilSignal(log, (signal) => startGateway(config, log, signal));
   },
 });

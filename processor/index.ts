@@ -1,8 +1,15 @@
 import { defineCommand } from "../common/command.js";
-import { parsers, setting } from "../common/config.js";
+import { effectiveConfig, parsers, setting } from "../common/config.js";
 import { createLogger } from "../common/log.js";
 import { runUntilSignal } from "../common/service.js";
-import { common, httpHost, httpPort, stallTimeout } from "../common/settings.js";
+import {
+  amqpSecurity,
+  common,
+  httpHost,
+  httpPort,
+  securityProblem,
+  stallTimeout,
+} from "../common/settings.js";
 import { SchemaRegistry } from "../schemas/index.js";
 import { openStore } from "../store/index.js";
 import { startProcessor } from "./processor.js";
@@ -24,6 +31,7 @@ export const processorCommand = defineCommand({
     "decode or validate goes to <QUEUE>.dead with the reason. Runs until SIGINT/SIGTERM.",
   spec: {
     amqpUrl: common.amqpUrl,
+    ...amqpSecurity,
     queue: common.queue,
     queueType: common.queueType,
     dbPath: common.dbPath,
@@ -84,11 +92,14 @@ export const processorCommand = defineCommand({
     logLevel: common.logLevel,
   },
   check: (c) =>
-    c.prefetch < c.batchSize
+    securityProblem(c) ??
+    (c.prefetch < c.batchSize
       ? `--prefetch (${c.prefetch}) must be at least --batch-size (${c.batchSize}), or batches could never fill`
-      : undefined,
+      : undefined),
   run: async (config) => {
     const log = createLogger("processor", config.logLevel);
+    // Every setting as it took effect, secrets as ***: what an operator compares with what they meant to set.
+    log.info({ config: effectiveConfig(processorCommand.spec, config) }, "configuration");
     const store = await openStore(config);
     try {
       return await runUntilSignal(log, (signal) => startProcessor(config, store, log, signal));
