@@ -86,7 +86,8 @@ describe("fault: RabbitMQ killed hard (SIGKILL of its Erlang VM) and started aga
   it("confirmed readings waiting on the quorum queue are all there after the kill, and each is stored once", async () => {
     const n = faultNames("fault-rabbit-kill-queue", { mqttUrl: mosquitto.url, amqpUrl: rabbit.url });
     names = n;
-    const gw = await startService("gateway", n.env);
+    // One reading per message, so that the queue's message count can be compared with the readings confirmed.
+    const gw = await startService("gateway", { ...n.env, PUBLISH_BATCH: "1" });
     gateway = gw;
     await untilReady(gw);
     const stream = startStream(n, { count: READINGS, rate: RATE, seed: 4_401 });
