@@ -4,6 +4,7 @@ import type { Logger } from "../common/log.js";
 import { type FailableDelivery, type Failure, HEALTHY, type Health, type Input } from "../common/pipeline.js";
 import { ProgressWatch } from "../common/progress-watch.js";
 import { RateLimitedLog } from "../common/rate-limited-log.js";
+import type { TlsMaterial } from "../common/tls.js";
 import { AmqpSession } from "./session.js";
 import { declareTopology, type QueueType, queueNames } from "./topology.js";
 
@@ -25,6 +26,8 @@ export interface AmqpDelivery extends FailableDelivery<AmqpMessage> {
 
 export interface AmqpInputOptions {
   readonly url: string;
+  /** CA, client certificate and key for an `amqps://` URL. */
+  readonly tls?: TlsMaterial | undefined;
   readonly queue: string;
   readonly queueType: QueueType;
   /** Unacknowledged deliveries RabbitMQ may send ahead: the bound on what the input holds. */
@@ -115,6 +118,7 @@ export class AmqpInput implements Input {
     this.#deadLog = new RateLimitedLog(opts.log, "dead-lettered a message");
     this.#session = new AmqpSession({
       url: opts.url,
+      tls: opts.tls,
       name: opts.name,
       log: opts.log,
       onConnect: async (conn) => {

@@ -4,6 +4,7 @@ import amqp, { type ChannelModel } from "amqplib";
 import { backoffDelay, sleep } from "../common/backoff.js";
 import type { Logger } from "../common/log.js";
 import type { Health } from "../common/pipeline.js";
+import type { TlsMaterial } from "../common/tls.js";
 
 const RECONNECT_MIN_MS = 200;
 const RECONNECT_MAX_MS = 15_000;
@@ -88,7 +89,7 @@ export function describeAmqpError(err: unknown, broker: string): AmqpProblem {
       mistake: false,
     };
   }
-  if (typeof code === "string" && /CERT|SELF_SIGNED|^ERR_TLS|^ERR_SSL/.test(code)) {
+  if (typeof code === "string" && /CERT|SELF_SIGNED|^UNABLE_TO_|^ERR_TLS|^ERR_SSL/.test(code)) {
     return {
       text: `${broker}: TLS refused (${code}: ${message}): check AMQP_CA_FILE, AMQP_CERT_FILE and AMQP_KEY_FILE`,
       mistake: true,
@@ -174,6 +175,8 @@ export interface AmqpSessionOptions {
   url: string;
   /** Connection name shown in the RabbitMQ management UI and `rabbitmqctl list_connections client_properties`. */
   name: string;
+  /** CA, client certificate and key for an `amqps://` URL, read once at start (amqplib ignores them otherwise). */
+  tls?: TlsMaterial | undefined;
   log: Logger;
   /**
    * Called after each successful connection: create channels, declare, consume. If it throws, the connection is
@@ -285,6 +288,7 @@ export class AmqpSession extends EventEmitter {
   /** `amqp.connect`, given up at once when the session closes (a connection that opens after that is closed). */
   async #connect(): Promise<ChannelModel | undefined> {
     const connecting = amqp.connect(withHeartbeat(this.opts.url), {
+      ...this.opts.tls,
       timeout: CONNECT_TIMEOUT_MS,
       clientProperties: { connection_name: this.opts.name },
     });

@@ -3,6 +3,7 @@ import { backoffDelay, sleep } from "../common/backoff.js";
 import type { Logger } from "../common/log.js";
 import { type Delivery, HEALTHY, type Health, type Sink } from "../common/pipeline.js";
 import { ProgressWatch } from "../common/progress-watch.js";
+import type { TlsMaterial } from "../common/tls.js";
 import { AmqpSession } from "./session.js";
 import { declareTopology, type QueueType, queueNames } from "./topology.js";
 
@@ -50,6 +51,8 @@ export interface BatchPolicy {
 
 export interface AmqpSinkOptions {
   readonly url: string;
+  /** CA, client certificate and key for an `amqps://` URL. */
+  readonly tls?: TlsMaterial | undefined;
   readonly queue: string;
   readonly queueType: QueueType;
   /** Connection name shown by RabbitMQ. */
@@ -137,6 +140,7 @@ export class AmqpSink implements Sink<OutgoingBatch> {
     this.#window = opts.batching.maxReadings === 1 ? Number.POSITIVE_INFINITY : opts.batching.window;
     this.#session = new AmqpSession({
       url: opts.url,
+      tls: opts.tls,
       name: opts.name,
       log: opts.log,
       onConnect: async (conn) => {

@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { ID_PATTERN, ID_RULE, idFrom, MAX_ID_LENGTH } from "../schemas/rules.js";
 import { parsers, setting } from "./config.js";
+import { parsePemFile, tlsMismatch } from "./tls.js";
 
 /** Ids in topics and in GATEWAY_ID; defined with the contract's other reading rules in `schemas/rules.ts`. */
 export { ID_PATTERN };
@@ -13,15 +14,15 @@ export const common = {
     flag: "mqtt-url",
     env: "MQTT_URL",
     default: "mqtt://localhost:1883",
-    description: "MQTT broker the sensors publish to.",
-    parse: parsers.url("mqtt:", "tcp:"),
+    description: "MQTT broker the sensors publish to; mqtts:// for TLS (port 8883 when absent).",
+    parse: parsers.url("mqtt:", "tcp:", "mqtts:"),
   }),
   amqpUrl: setting({
     flag: "amqp-url",
     env: "AMQP_URL",
     default: "amqp://guest:guest@localhost:5672",
-    description: "RabbitMQ broker.",
-    parse: parsers.url("amqp:"),
+    description: "RabbitMQ broker; amqps:// for TLS (port 5671 when absent).",
+    parse: parsers.url("amqp:", "amqps:"),
   }),
   queue: setting({
     flag: "queue",
@@ -80,6 +81,102 @@ export const common = {
     parse: parsers.oneOf("debug", "info", "warn", "error"),
   }),
 } as const;
+
+/** A PEM file setting (unset by default): checked readable when parsed, read by the service at start. */
+const pemFile = (flag: string, env: string, description: string) =>
+  setting<string | undefined>({
+    flag,
+    env,
+    default: undefined,
+    defaultLabel: "unset",
+    description,
+    parse: parsePemFile,
+  });
+
+/**
+ * The MQTT broker's TLS files and credentials (gateway and simulate), next to `common.mqttUrl`: spread them into a
+ * command's spec. The TLS files need an `mqtts://` URL; MQTT_USERNAME and MQTT_PASSWORD override the URL's.
+ */
+export const mqttSecurity = {
+  mqttCaFile: pemFile(
+    "mqtt-ca-file",
+    "MQTT_CA_FILE",
+    "PEM certificates of the authorities trusted to sign the MQTT broker's certificate (mqtts://; unset: the system's).",
+  ),
+  mqttCertFile: pemFile(
+    "mqtt-cert-file",
+    "MQTT_CERT_FILE",
+    "PEM client certificate presented to the MQTT broker (mutual TLS), with MQTT_KEY_FILE.",
+  ),
+  mqttKeyFile: pemFile("mqtt-key-file", "MQTT_KEY_FILE", "PEM private key of MQTT_CERT_FILE."),
+  mqttUsername: setting<string | undefined>({
+    flag: "mqtt-username",
+    env: "MQTT_USERNAME",
+    default: undefined,
+    defaultLabel: "the user name of MQTT_URL, if any",
+    description: "User name sent to the MQTT broker.",
+    parse: parsers.string({ max: 65_535 }),
+  }),
+  mqttPassword: setting<string | undefined>({
+    flag: "mqtt-password",
+    env: "MQTT_PASSWORD",
+    default: undefined,
+    defaultLabel: "the password of MQTT_URL, if any",
+    description:
+      "Password sent to the MQTT broker (printed as ***; MQTT_PASSWORD_FILE keeps it out of the environment).",
+    parse: parsers.string({ max: 65_535 }),
+  }),
+} as const;
+
+/**
+ * RabbitMQ's TLS files (gateway and processor), next to `common.amqpUrl`: spread them into a command's spec. They
+ * need an `amqps://` URL; the password is AMQP_URL's (AMQP_URL_FILE keeps it out of the environment).
+ */
+export const amqpSecurity = {
+  amqpCaFile: pemFile(
+    "amqp-ca-file",
+    "AMQP_CA_FILE",
+    "PEM certificates of the authorities trusted to sign RabbitMQ's certificate (amqps://; unset: the system's).",
+  ),
+  amqpCertFile: pemFile(
+    "amqp-cert-file",
+    "AMQP_CERT_FILE",
+    "PEM client certificate presented to RabbitMQ (mutual TLS), with AMQP_KEY_FILE.",
+  ),
+  amqpKeyFile: pemFile("amqp-key-file", "AMQP_KEY_FILE", "PEM private key of AMQP_CERT_FILE."),
+} as const;
+
+/** The TLS settings of a parsed configuration that has both groups or either. */
+type SecurityConfig = {
+  readonly mqttUrl?: string;
+  readonly mqttCaFile?: string | undefined;
+  readonly mqttCertFile?: string | undefined;
+  readonly mqttKeyFile?: string | undefined;
+  readonly amqpUrl?: string;
+  readonly amqpCaFile?: string | undefined;
+  readonly amqpCertFile?: string | undefined;
+  readonly amqpKeyFile?: string | undefined;
+};
+
+/**
+ * A command's `check` across the security settings: TLS files with a plain URL (they would go unused and the
+ * connection unencrypted), or a client certificate without its key or the reverse. One line, or undefined.
+ */
+export function securityProblem(c: SecurityConfig): string | undefined {
+  for (const kind of ["MQTT", "AMQP"] as const) {
+    const files =
+      kind === "MQTT"
+        ? { caFile: c.mqttCaFile, certFile: c.mqttCertFile, keyFile: c.mqttKeyFile }
+        : { caFile: c.amqpCaFile, certFile: c.amqpCertFile, keyFile: c.amqpKeyFile };
+    const url = kind === "MQTT" ? c.mqttUrl : c.amqpUrl;
+    if ((files.certFile === undefined) !== (files.keyFile === undefined)) {
+      return `${kind}_CERT_FILE and ${kind}_KEY_FILE go together: set both for a client certificate, or neither`;
+    }
+    const mismatch = url === undefined ? undefined : tlsMismatch(kind, url, files);
+    if (mismatch) return mismatch;
+  }
+  return undefined;
+}
 
 export const httpPort = (port: number) =>
   setting({

@@ -13,6 +13,7 @@ import {
   running,
 } from "../common/pipeline.js";
 import { RateLimitedLog } from "../common/rate-limited-log.js";
+import { readTls } from "../common/tls.js";
 import { type MqttInput, type MqttMessage, startMqttInput } from "../mqtt/input.js";
 import { SchemaRegistry } from "../schemas/index.js";
 import { type Envelope, encodeEnvelope } from "./encode.js";
@@ -22,7 +23,17 @@ import { parsePayload } from "./validate.js";
 /** Everything the gateway needs, parsed and checked by the CLI (or built by a test). */
 export interface GatewayConfig {
   readonly mqttUrl: string;
+  /** MQTT TLS files (for `mqtts://`) and credentials; the credentials override the URL's. */
+  readonly mqttCaFile?: string | undefined;
+  readonly mqttCertFile?: string | undefined;
+  readonly mqttKeyFile?: string | undefined;
+  readonly mqttUsername?: string | undefined;
+  readonly mqttPassword?: string | undefined;
   readonly amqpUrl: string;
+  /** RabbitMQ TLS files (for `amqps://`). */
+  readonly amqpCaFile?: string | undefined;
+  readonly amqpCertFile?: string | undefined;
+  readonly amqpKeyFile?: string | undefined;
   readonly queue: string;
   readonly queueType: QueueType;
   readonly topicPrefix: string;
@@ -85,6 +96,7 @@ export async function startGateway(
 
   const sink = new AmqpSink({
     url: config.amqpUrl,
+    tls: readTls({ caFile: config.amqpCaFile, certFile: config.amqpCertFile, keyFile: config.amqpKeyFile }),
     queue: config.queue,
     queueType: config.queueType,
     name: `telemetry-gateway ${config.gatewayId}`,
@@ -150,6 +162,13 @@ export async function startGateway(
     mqtt = input = await startMqttInput(
       {
         url: config.mqttUrl,
+        username: config.mqttUsername,
+        password: config.mqttPassword,
+        tls: readTls({
+          caFile: config.mqttCaFile,
+          certFile: config.mqttCertFile,
+          keyFile: config.mqttKeyFile,
+        }),
         clientId: `telemetry-gateway-${config.gatewayId}`,
         topic: `${config.topicPrefix}/+/+`,
         receiveMaximum: config.inflight,

@@ -1,4 +1,5 @@
-import { connect as netConnect, type Socket } from "node:net";
+import { isIP, connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { generate, type IPublishPacket, type Packet, parser } from "mqtt-packet";
 import type { Logger } from "../common/log.js";
 import type { MqttMessage } from "./input.js";
@@ -18,6 +19,8 @@ import { InflightWindow } from "./window.js";
 const CLOSE_TIMEOUT_MS = 2_000;
 const SUBSCRIBE_PACKET_ID = 1;
 const PROTOCOL = { protocolVersion: 5 } as const;
+/** CONNACK reasons that mean the credentials: Bad User Name or Password, Not authorized, Bad authentication method. */
+const CREDENTIAL_REFUSALS: ReadonlySet<number> = new Set([0x86, 0x87, 0x8c]);
 
 /**
  * - connecting: TCP connect under way.
@@ -49,7 +52,7 @@ export interface ConnectionHooks {
 }
 
 /**
- * One TCP connection to the broker, from connect to close: CONNECT, CONNACK, SUBSCRIBE, SUBACK, then PUBLISH in and
+ * One TCP (or, for `mqtts://`, TLS) connection to the broker, from connect to close: CONNECT, CONNACK, SUBSCRIBE, SUBACK, then PUBLISH in and
  * PUBACK out through its own in-flight window, PINGREQ through its own keepalive. The handshake must finish within
  * `connectTimeoutMs`. It never reconnects; the session opens the next one.
  */
@@ -73,7 +76,11 @@ export class Connection {
     private readonly log: Logger,
     private readonly hooks: ConnectionHooks,
   ) {
-    const socket = netConnect({ host: settings.broker.host, port: settings.broker.port });
+    const { host, port, tls } = settings.broker;
+    // SNI takes a host name only; Node warns about (and deprecates) an IP address there.
+    const socket = tls
+      ? tlsConnect({ host, port, ...(isIP(host) === 0 ? { servername: host } : {}), ...settings.tls })
+      : netConnect({ host, port });
     this.socket = socket;
     socket.setNoDelay(true);
     this.window = new InflightWindow<MqttMessage>(settings.receiveMaximum, {
@@ -97,7 +104,8 @@ export class Connection {
     const packets = parser(PROTOCOL);
     packets.on("packet", (packet: Packet) => this.onPacket(packet));
     packets.on("error", (err: Error) => this.abort(RC_MALFORMED_PACKET, err));
-    socket.on("connect", () => {
+    // Over TLS, CONNECT (which may hold the password) waits for the handshake, the broker's certificate checked.
+    socket.on(tls ? "secureConnect" : "connect", () => {
       if (this.phase !== "connecting") return;
       this.phase = "handshake";
       this.write(connectPacket(settings));
@@ -122,7 +130,13 @@ export class Connection {
     // A hung broker still accepts TCP connections (the kernel does) and never answers: bound the whole handshake.
     this.connectTimer = setTimeout(() => {
       const awaited =
-        this.phase === "connecting" ? "TCP connection" : this.connackReceived ? "SUBACK" : "CONNACK";
+        this.phase === "connecting"
+          ? tls
+            ? "TLS handshake"
+            : "TCP connection"
+          : this.connackReceived
+            ? "SUBACK"
+            : "CONNACK";
       this.drop(new Error(`no ${awaited} within ${settings.connectTimeoutMs} ms`));
     }, settings.connectTimeoutMs);
   }
@@ -200,7 +214,8 @@ export class Connection {
       return;
     }
     if (reasonCode !== RC_SUCCESS) {
-      this.drop(new Error(`broker refused the connection: reason ${describeReason(reasonCode)}`));
+      const hint = CREDENTIAL_REFUSALS.has(reasonCode) ? ": check MQTT_USERNAME and MQTT_PASSWORD" : "";
+      this.drop(new Error(`broker refused the connection: reason ${describeReason(reasonCode)}${hint}`));
       return;
     }
     this.connackReceived = true;

@@ -1,11 +1,21 @@
 import type { Logger } from "../common/log.js";
 import { type Delivery, type Health, type Input, running } from "../common/pipeline.js";
+import type { TlsMaterial } from "../common/tls.js";
 import { resolveOptions } from "./options.js";
 import { MqttSession } from "./session.js";
 
 export interface MqttInputOptions {
-  /** `mqtt://host:port` or `tcp://host:port`; user name and password in the URL are sent in CONNECT. */
+  /**
+   * `mqtt://host:port`, `tcp://host:port` or `mqtts://host:port` (TLS); user name and password in the URL are sent
+   * in CONNECT unless `username` or `password` is given.
+   */
   readonly url: string;
+  /** User name sent in CONNECT; overrides the URL's. */
+  readonly username?: string | undefined;
+  /** Password sent in CONNECT; overrides the URL's. Never logged. */
+  readonly password?: string | undefined;
+  /** CA, client certificate and key for an `mqtts://` URL (ignored otherwise); the system's CAs when no `ca`. */
+  readonly tls?: TlsMaterial | undefined;
   /** Names the persistent session. */
   readonly clientId: string;
   /** Subscription filter, e.g. `sensors/+/+`, subscribed at QoS 1. */
@@ -71,7 +81,8 @@ export interface MqttInput extends Input {
  * Resolves as soon as the first connection attempt is under way; it does not wait for the broker. An unreachable,
  * refusing or hung broker is retried forever with backoff, each failure logged in one line naming the broker and
  * the reason and reported by `health()`, the same as a connection lost later. Rejects only for options that can
- * never work (a URL that is not `mqtt://` or `tcp://`, an empty clientId or topic, a number out of range).
+ * never work (a URL that is not `mqtt://`, `tcp://` or `mqtts://`, an empty clientId or topic, a number out of
+ * range). A certificate refused either way, or a refused password, is such a failure: retried, logged, reported.
  *
  * `handler` is called synchronously for every PUBLISH, in arrival order, and must not throw. Messages can arrive
  * between CONNACK and SUBACK (what the broker kept for the session). `ack()` is idempotent, a no-op for QoS 0, and

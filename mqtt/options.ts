@@ -1,4 +1,5 @@
 import type { Logger } from "../common/log.js";
+import type { TlsMaterial } from "../common/tls.js";
 import type { MqttInputOptions } from "./input.js";
 import { type BrokerAddress, parseBrokerUrl } from "./url.js";
 
@@ -14,7 +15,10 @@ const MAX_SESSION_EXPIRY_SECONDS = 4_294_967_295;
 
 /** The session's options checked once, defaults filled in, the URL parsed. */
 export interface SessionSettings {
+  /** The URL's address, its credentials replaced by the options' where given. */
   readonly broker: BrokerAddress;
+  /** For an `mqtts://` broker: CA, client certificate and key (empty: the system's CAs, no client certificate). */
+  readonly tls: TlsMaterial;
   readonly clientId: string;
   readonly topic: string;
   readonly receiveMaximum: number;
@@ -33,10 +37,22 @@ function requireInteger(name: string, value: number, min: number, max: number): 
   }
 }
 
+function withCredentials(
+  broker: BrokerAddress,
+  username: string | undefined,
+  password: string | undefined,
+): BrokerAddress {
+  return {
+    ...broker,
+    username: username ?? broker.username,
+    password: password ?? broker.password,
+  };
+}
+
 /**
  * Checks `opts` and fills in the defaults (connect timeout 10 s, reconnect backoff from 200 ms to 15 s). Throws a
- * RangeError naming the option that is out of range or empty, or an Error for a URL that is not `mqtt://` or
- * `tcp://`.
+ * RangeError naming the option that is out of range or empty, or an Error for a URL that is not `mqtt://`,
+ * `tcp://` or `mqtts://`. `username` and `password` replace the URL's.
  */
 export function resolveOptions(opts: MqttInputOptions): SessionSettings {
   const connectTimeoutMs = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
@@ -52,7 +68,8 @@ export function resolveOptions(opts: MqttInputOptions): SessionSettings {
   if (opts.clientId === "") throw new RangeError("clientId must not be empty");
   if (opts.topic === "") throw new RangeError("topic must not be empty");
   return Object.freeze({
-    broker: parseBrokerUrl(opts.url),
+    broker: withCredentials(parseBrokerUrl(opts.url), opts.username, opts.password),
+    tls: opts.tls ?? {},
     clientId: opts.clientId,
     topic: opts.topic,
     receiveMaximum: opts.receiveMaximum,

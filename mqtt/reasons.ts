@@ -1,3 +1,5 @@
+import { describeTlsError } from "../common/tls.js";
+
 /** MQTT 5 reason codes (section 2.4) that the subscriber session sends or checks for. */
 export const RC_SUCCESS = 0x00;
 /** In a SUBACK: the subscription was granted at QoS 0 only (the same byte as success). */
@@ -64,8 +66,13 @@ const SOCKET_ERRORS: Readonly<Record<string, string>> = {
   EPIPE: "connection closed while writing",
 };
 
-/** A socket error as operators read it (`connection refused (ECONNREFUSED)`); unknown codes pass through. */
+/**
+ * A socket error as operators read it (`connection refused (ECONNREFUSED)`, or a TLS refusal naming the settings to
+ * check, see `describeTlsError`); unknown codes pass through.
+ */
 export function describeSocketError(err: NodeJS.ErrnoException): Error {
+  const tls = describeTlsError(err, "MQTT");
+  if (tls !== undefined) return new Error(tls, { cause: err });
   const known = err.code === undefined ? undefined : SOCKET_ERRORS[err.code];
   return known === undefined ? err : new Error(`${known} (${err.code})`, { cause: err });
 }

@@ -1,9 +1,13 @@
 const DEFAULT_PORT = 1_883;
+/** IANA's port for MQTT over TLS. */
+const DEFAULT_TLS_PORT = 8_883;
 
-/** Where the MQTT broker is, and the credentials its URL carries. */
+/** Where the MQTT broker is, whether to speak TLS to it, and the credentials its URL carries. */
 export interface BrokerAddress {
   readonly host: string;
   readonly port: number;
+  /** `mqtts://`: the connection is TLS. */
+  readonly tls: boolean;
   readonly username: string | undefined;
   readonly password: string | undefined;
   /** `host:port`, for logs, errors and `/readyz`; never the credentials. */
@@ -11,9 +15,9 @@ export interface BrokerAddress {
 }
 
 /**
- * Parses `mqtt://[user[:password]@]host[:port]` (or `tcp://`; port 1883 when absent; user and password
- * percent-decoded). Throws an Error naming the URL's problem when it is not a URL or has another scheme; the
- * message never holds the password.
+ * Parses `mqtt://[user[:password]@]host[:port]` (or `tcp://`; port 1883 when absent) and `mqtts://` (TLS, port 8883
+ * when absent); user and password percent-decoded. Throws an Error naming the URL's problem when it is not a URL or
+ * has another scheme; the message never holds the password.
  */
 export function parseBrokerUrl(url: string): BrokerAddress {
   let parsed: URL;
@@ -23,15 +27,17 @@ export function parseBrokerUrl(url: string): BrokerAddress {
     // The URL may hold a password, so neither it nor the parser's error (which quotes it) goes into the message.
     throw new Error("MQTT URL is not a URL (expected mqtt://host:port)");
   }
-  if (parsed.protocol !== "mqtt:" && parsed.protocol !== "tcp:") {
+  const tls = parsed.protocol === "mqtts:";
+  if (!tls && parsed.protocol !== "mqtt:" && parsed.protocol !== "tcp:") {
     throw new Error(
-      `MQTT URL scheme ${JSON.stringify(parsed.protocol)} is not supported (use mqtt:// or tcp://)`,
+      `MQTT URL scheme ${JSON.stringify(parsed.protocol)} is not supported (use mqtt://, tcp:// or mqtts://)`,
     );
   }
-  const port = parsed.port === "" ? DEFAULT_PORT : Number(parsed.port);
+  const port = parsed.port === "" ? (tls ? DEFAULT_TLS_PORT : DEFAULT_PORT) : Number(parsed.port);
   return {
     host: parsed.hostname.replace(/^\[(.*)\]$/, "$1"),
     port,
+    tls,
     username: parsed.username === "" ? undefined : decodeURIComponent(parsed.username),
     password: parsed.password === "" ? undefined : decodeURIComponent(parsed.password),
     display: `${parsed.hostname}:${port}`,

@@ -1,5 +1,6 @@
 import type { CliCommand, Validation } from "../common/command.js";
 import { redactUrl } from "../common/config.js";
+import { describeTlsError, readTls, type TlsMaterial } from "../common/tls.js";
 import { probePostgres } from "../store/postgres-status.js";
 import { probeSqlite } from "../store/status.js";
 import { probeAmqp, probeMqtt, reasonOf, splitUrls } from "./probe.js";
@@ -15,9 +16,19 @@ interface Reach {
 
 const str = (v: unknown): string | undefined => (typeof v === "string" && v !== "" ? v : undefined);
 
+/** The TLS files of a broker the configuration names (`mqttCaFile`, ... or `amqpCaFile`, ...), read. */
+function tlsOf(config: Readonly<Record<string, unknown>>, prefix: "mqtt" | "amqp"): TlsMaterial {
+  return readTls({
+    caFile: str(config[`${prefix}CaFile`]),
+    certFile: str(config[`${prefix}CertFile`]),
+    keyFile: str(config[`${prefix}KeyFile`]),
+  });
+}
+
 /**
- * Reaches what a service's configuration names, by the settings it has: `amqpUrl` (each node of the list),
- * `mqttUrl` (with `mqttUsername`/`mqttPassword` when it has them), and its store (`databaseUrl`, or the SQLite
+ * Reaches what a service's configuration names, by the settings it has: `amqpUrl` (each node of the list, with
+ * `amqpCaFile`/`amqpCertFile`/`amqpKeyFile`), `mqttUrl` (with `mqttUsername`/`mqttPassword` and the `mqtt*File`
+ * TLS files when it has them), and its store (`databaseUrl`, or the SQLite
  * file at `dbPath`, which the processor must be able to write and readers must find).
  */
 async function reach(service: string, config: Readonly<Record<string, unknown>>): Promise<Reach[]> {
@@ -26,14 +37,18 @@ async function reach(service: string, config: Readonly<Record<string, unknown>>)
     probes.push(
       run().then(
         (detail) => ({ what, ok: true, detail }),
-        (err: unknown) => ({ what, ok: false, detail: reasonOf(err) }),
+        (err: unknown) => ({
+          what,
+          ok: false,
+          detail: describeTlsError(err, what.startsWith("MQTT") ? "MQTT" : "AMQP") ?? reasonOf(err),
+        }),
       ),
     );
   const amqpUrl = str(config.amqpUrl);
   if (amqpUrl) {
     for (const url of splitUrls(amqpUrl)) {
       attempt(`RabbitMQ ${redactUrl(url)}`, async () => {
-        await probeAmqp(url);
+        await probeAmqp(url, tlsOf(config, "amqp"));
         return "connected";
       });
     }
@@ -43,10 +58,14 @@ async function reach(service: string, config: Readonly<Record<string, unknown>>)
     const username = str(config.mqttUsername);
     const password = str(config.mqttPassword);
     attempt(`MQTT ${redactUrl(mqttUrl)}`, async () => {
-      await probeMqtt(mqttUrl, {
-        ...(username ? { username } : {}),
-        ...(password ? { password } : {}),
-      });
+      await probeMqtt(
+        mqttUrl,
+        {
+          ...(username ? { username } : {}),
+          ...(password ? { password } : {}),
+        },
+        tlsOf(config, "mqtt"),
+      );
       return "connected";
     });
   }

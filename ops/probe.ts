@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import amqp from "amqplib";
 import mqtt from "mqtt";
 import { redactUrl } from "../common/config.js";
+import type { TlsMaterial } from "../common/tls.js";
 
 /** How long a probe waits for a broker or a service before it reports it unreachable. */
 export const PROBE_TIMEOUT_MS = 5_000;
@@ -17,22 +18,28 @@ export function reasonOf(err: unknown): string {
   return redactUrl(message.split("\n")[0] ?? "");
 }
 
-/** Opens an AMQP connection and closes it again; throws with the broker's or the socket's reason. */
-export async function probeAmqp(url: string): Promise<void> {
-  const conn = await amqp.connect(url, { timeout: PROBE_TIMEOUT_MS });
+/**
+ * Opens an AMQP connection (with `tls`'s CA, client certificate and key for `amqps://`) and closes it again; throws
+ * with the broker's or the socket's reason.
+ */
+export async function probeAmqp(url: string, tls: TlsMaterial = {}): Promise<void> {
+  const conn = await amqp.connect(url, { ...tls, timeout: PROBE_TIMEOUT_MS });
   conn.on("error", () => undefined);
   await conn.close();
 }
 
 /**
  * Sends one MQTT CONNECT with a throwaway client id and a clean session (so no session is left on the broker),
- * then disconnects; throws with the broker's reason (e.g. "Connection refused: Not authorized").
+ * then disconnects, over TLS with `tls`'s files for `mqtts://`; throws with the broker's reason (e.g. "Connection
+ * refused: Not authorized").
  */
 export async function probeMqtt(
   url: string,
   auth: { username?: string; password?: string } = {},
+  tls: TlsMaterial = {},
 ): Promise<void> {
   const client = await mqtt.connectAsync(url, {
+    ...tls,
     clientId: `telemetry-check-${randomBytes(6).toString("hex")}`,
     clean: true,
     reconnectPeriod: 0,

@@ -11,6 +11,7 @@ import {
   type Running,
   running,
 } from "../common/pipeline.js";
+import { readTls } from "../common/tls.js";
 import { SchemaRegistry } from "../schemas/index.js";
 import type { ReadingStore } from "../store/index.js";
 import { decodeMessage } from "./decode.js";
@@ -20,6 +21,10 @@ import { StoreSink } from "./store-sink.js";
 
 export interface ProcessorConfig extends RetentionConfig {
   readonly amqpUrl: string;
+  /** RabbitMQ TLS files (for `amqps://`). */
+  readonly amqpCaFile?: string | undefined;
+  readonly amqpCertFile?: string | undefined;
+  readonly amqpKeyFile?: string | undefined;
   readonly queue: string;
   readonly queueType: QueueType;
   /** Unacknowledged deliveries RabbitMQ may send ahead; at least `batchSize`. */
@@ -100,6 +105,7 @@ export async function startProcessor(
   const input = new AmqpInput(
     {
       url: config.amqpUrl,
+      tls: readTls({ caFile: config.amqpCaFile, certFile: config.amqpCertFile, keyFile: config.amqpKeyFile }),
       queue: config.queue,
       queueType: config.queueType,
       prefetch: config.prefetch,

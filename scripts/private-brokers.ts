@@ -223,6 +223,8 @@ export async function startPrivateMosquitto(opts: PrivateMosquittoOptions = {}):
 export interface PrivateRabbitOptions {
   /** Address the AMQP listener binds (e.g. a veth address for network-cut tests); 127.0.0.1 unless given. */
   readonly host?: string;
+  /** Further `rabbitmq.conf` lines, appended as given (e.g. `listeners.ssl.default = ...`, `ssl_options.*`). */
+  readonly extraConfig?: readonly string[];
 }
 
 /** A RabbitMQ node of the caller's own, `t<PORT>@localhost`; only this object ever stops it. */
@@ -257,7 +259,7 @@ async function freeRabbitPort(host: string): Promise<number> {
 
 /**
  * Starts a RabbitMQ node of its own as DESIGN.md describes ("Brokers in development and tests"): a directory owned
- * by the `rabbitmq` user holding `rabbitmq.conf` (`listeners.tcp.local = HOST:PORT`), then
+ * by the `rabbitmq` user holding `rabbitmq.conf` (`listeners.tcp.local = HOST:PORT`, then the options' lines), then
  * `rabbitmq-server -detached` with RABBITMQ_NODENAME=tPORT@localhost and the node's ports and files in that
  * directory. The Debian wrapper runs the server and `rabbitmqctl` as the `rabbitmq` user when called as root, so
  * both use that user's Erlang cookie. Resolves once the rabbit application runs and the port accepts connections
@@ -271,7 +273,8 @@ export async function startPrivateRabbit(opts: PrivateRabbitOptions = {}): Promi
   chmodSync(dir, 0o755);
   const conf = join(dir, "rabbitmq.conf");
   const pidFile = join(dir, "pid");
-  writeFileSync(conf, `listeners.tcp.local = ${host}:${port}\n`);
+  const confLines = [`listeners.tcp.local = ${host}:${port}`, ...(opts.extraConfig ?? [])];
+  writeFileSync(conf, `${confLines.join("\n")}\n`);
   writeFileSync(join(dir, "enabled_plugins"), "[].\n");
   const owner = await systemUser("rabbitmq");
   if (owner) for (const p of [dir, conf, join(dir, "enabled_plugins")]) chownSync(p, owner.uid, owner.gid);

@@ -2,7 +2,7 @@ import { randomInt } from "node:crypto";
 import { defineCommand } from "../common/command.js";
 import { type ConfigOf, parsers, setting } from "../common/config.js";
 import { createLogger } from "../common/log.js";
-import { common } from "../common/settings.js";
+import { common, mqttSecurity, securityProblem } from "../common/settings.js";
 import { ID_PATTERN, MIN_TS, parseTimestamp } from "../schemas/index.js";
 import { DEFAULT_SENSORS, NO_FAULTS, parseFaults, parseSensors } from "./model.js";
 import {
@@ -44,6 +44,7 @@ const optionalPath = (flag: string, env: string, description: string) =>
 
 const spec = {
   mqttUrl: common.mqttUrl,
+  ...mqttSecurity,
   topicPrefix: common.topicPrefix,
   logLevel: common.logLevel,
   devices: setting({
@@ -196,6 +197,7 @@ export const simulateCommand = defineCommand({
   summary:
     "Simulated sensors publish readings over MQTT (QoS 1) on <TOPIC_PREFIX>/<deviceId>/<sensor>, with an optional fault mix. Prints progress every second and a summary on stderr.",
   spec,
+  check: securityProblem,
   extraHelp: `SIGINT/SIGTERM stops publishing, waits up to ${DRAIN_TIMEOUT_MS / 1_000} s for outstanding PUBACKs, prints the summary and exits 0. Exit 1: the broker could not be reached at start.`,
   run: async (c) => {
     const log = createLogger("simulator", c.logLevel);

@@ -2,8 +2,10 @@ import { randomBytes } from "node:crypto";
 import { type FileHandle, open, writeFile } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
-import { connect, type MqttClient } from "mqtt";
+import { connect, type IClientOptions, type MqttClient } from "mqtt";
+import { redactUrl } from "../common/config.js";
 import { type Logger, silentLogger } from "../common/log.js";
+import { describeTlsError, readTls } from "../common/tls.js";
 import { defaultIntervalMs, type FaultRates, type SimMessage, Simulation } from "./model.js";
 
 /** Unacknowledged QoS 1 publishes allowed at once unless configured. */
@@ -24,6 +26,13 @@ const MAX_CATCH_UP_MS = 1_000;
 
 export interface SimulateConfig {
   readonly mqttUrl: string;
+  /** TLS files for an `mqtts://` URL, read once when `simulate` connects. */
+  readonly mqttCaFile?: string | undefined;
+  readonly mqttCertFile?: string | undefined;
+  readonly mqttKeyFile?: string | undefined;
+  /** Credentials sent in CONNECT; they override the URL's. */
+  readonly mqttUsername?: string | undefined;
+  readonly mqttPassword?: string | undefined;
   readonly topicPrefix: string;
   readonly devices: number;
   readonly sensors: readonly string[];
@@ -93,21 +102,48 @@ export interface SimulateOptions {
   readonly onAck?: (message: SimMessage) => void;
 }
 
-/** The broker did not accept the first connection; nothing was published. */
+/**
+ * The broker did not accept the first connection; nothing was published. The message names the broker (the URL's
+ * password masked) and the reason, a TLS refusal naming the setting to check.
+ */
 export class BrokerUnreachableError extends Error {
   override readonly name = "BrokerUnreachableError";
+  /** The broker's URL, its password masked. */
   readonly url: string;
 
   constructor(url: string, options?: { cause?: unknown }) {
+    const cause = options?.cause;
     const why =
-      options?.cause instanceof Error ? options.cause.message : String(options?.cause ?? "no answer");
-    super(`cannot reach the MQTT broker at ${url}: ${why}`, options);
-    this.url = url;
+      describeTlsError(cause, "MQTT") ??
+      (cause instanceof Error ? cause.message : String(cause ?? "no answer"));
+    const shown = redactUrl(url);
+    super(`cannot reach the MQTT broker at ${shown}: ${why}`, options);
+    this.url = shown;
   }
 }
 
-function connectOnce(url: string, clientId: string, signal: AbortSignal | undefined): Promise<MqttClient> {
+/** MQTT.js's options for the broker's TLS files and credentials (the files read once, here). */
+function securityOptions(config: SimulateConfig): IClientOptions {
+  const tls = readTls({
+    caFile: config.mqttCaFile,
+    certFile: config.mqttCertFile,
+    keyFile: config.mqttKeyFile,
+  });
+  return {
+    ...tls,
+    ...(config.mqttUsername === undefined ? {} : { username: config.mqttUsername }),
+    ...(config.mqttPassword === undefined ? {} : { password: config.mqttPassword }),
+  };
+}
+
+function connectOnce(
+  url: string,
+  security: IClientOptions,
+  clientId: string,
+  signal: AbortSignal | undefined,
+): Promise<MqttClient> {
   const client = connect(url, {
+    ...security,
     clientId,
     clean: true,
     protocolVersion: 4,
@@ -188,8 +224,8 @@ export async function simulate(config: SimulateConfig, opts: SimulateOptions = {
 
   let client: MqttClient;
   try {
-    log.info({ url: config.mqttUrl, clientId }, "connecting to the MQTT broker");
-    client = await connectOnce(config.mqttUrl, clientId, signal);
+    log.info({ url: redactUrl(config.mqttUrl), clientId }, "connecting to the MQTT broker");
+    client = await connectOnce(config.mqttUrl, securityOptions(config), clientId, signal);
   } catch (err) {
     await record?.close();
     throw err;

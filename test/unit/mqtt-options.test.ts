@@ -21,6 +21,7 @@ describe("MQTT broker URL", () => {
     expect(parseBrokerUrl("mqtt://gw%40site:p%3Ass@broker.example:8883")).toEqual({
       host: "broker.example",
       port: 8_883,
+      tls: false,
       username: "gw@site",
       password: "p:ss",
       display: "broker.example:8883",
@@ -42,7 +43,7 @@ describe("MQTT broker URL", () => {
 
   it("refuses other schemes and non-URLs without repeating a password", () => {
     expect(() => parseBrokerUrl("amqp://u:secret@host")).toThrow(
-      'MQTT URL scheme "amqp:" is not supported (use mqtt:// or tcp://)',
+      'MQTT URL scheme "amqp:" is not supported (use mqtt://, tcp:// or mqtts://)',
     );
     expect(() => parseBrokerUrl("u:secret@host:1883")).toThrow(/^MQTT URL scheme/);
     let message = "";
