@@ -20,6 +20,12 @@ export interface BenchOptions {
   /** Offered load of the latency run; undefined: half the sustained throughput measured in the same run. */
   readonly latencyRate: number | undefined;
   readonly latencySeconds: number;
+  /** Readings the C clients (mosquitto_pub, mosquitto_sub) send in each of their phases, and their layout. */
+  readonly cReadings: number;
+  readonly cDevices: number;
+  readonly cSensors: number;
+  /** Skip the broker-only baseline and the pipeline runs driven by the C clients. */
+  readonly skipCClients: boolean;
   readonly skipBaselines: boolean;
   readonly skipNaive: boolean;
   readonly skipLatency: boolean;
@@ -31,6 +37,9 @@ export interface BenchOptions {
   /** Keep the work directory (databases, broker config) instead of deleting it. */
   readonly keep: boolean;
 }
+
+/** One mosquitto_pub process per device and sensor: beyond this many, the load generator itself is the test. */
+const MAX_C_PUBLISHERS = 200;
 
 export const USAGE = `Usage: npm run bench -- [options]     (or: node dist/bench/run.js [options])
 
@@ -47,8 +56,14 @@ ceilings of each stage and a straightforward reference implementation measured i
   --raw-count N        messages/rows per raw ceiling (default 100000; --short: 10000)
   --naive-count N      readings offered to the straightforward reference (default 30000; --short: 2000)
   --naive-seconds S    longest the reference is measured (default 15; --short: 3)
-  --latency-rate R     offered readings/s of the latency run (default: half the sustained throughput)
+  --latency-rate R     offered readings/s of the latency run (default: half the sustained throughput of the
+                       pipeline driven by the C publishers, or of the MQTT.js-driven one without them)
   --latency-seconds S  length of the latency run (default 20; --short: 3)
+  --c-readings N       readings of each C-client phase: broker alone, pipeline, pipeline with PUBLISH_BATCH=1
+                       (default 200000; --short: 10000)
+  --c-devices N        devices of the C-client phases (default 20), one mosquitto_pub per device and sensor
+  --c-sensors N        sensors per device of the C-client phases (default 2)
+  --skip-c-clients     skip the C-client phases (mosquitto_pub and mosquitto_sub, from mosquitto-clients)
   --skip-baselines     skip the raw ceilings and the reference (ratios are then not computed)
   --skip-naive         skip the straightforward reference
   --skip-latency       skip the fixed-load latency run
@@ -86,6 +101,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
       "naive-seconds": { type: "string" },
       "latency-rate": { type: "string" },
       "latency-seconds": { type: "string" },
+      "c-readings": { type: "string" },
+      "c-devices": { type: "string" },
+      "c-sensors": { type: "string" },
+      "skip-c-clients": { type: "boolean", default: false },
       "skip-baselines": { type: "boolean", default: false },
       "skip-naive": { type: "boolean", default: false },
       "skip-latency": { type: "boolean", default: false },
@@ -114,6 +133,13 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     }
     serviceEnv[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
+  const cDevices = int("c-devices", values["c-devices"], 20, 1, 500);
+  const cSensors = int("c-sensors", values["c-sensors"], 2, 1, 16);
+  if (cDevices * cSensors > MAX_C_PUBLISHERS) {
+    throw new Error(
+      `--c-devices x --c-sensors: at most ${MAX_C_PUBLISHERS} mosquitto_pub processes, got ${cDevices * cSensors}`,
+    );
+  }
   return {
     short,
     devices: int("devices", values.devices, 100, 10, 10_000),
@@ -130,6 +156,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     naiveSeconds: int("naive-seconds", values["naive-seconds"], short ? 3 : 15, 1, 600),
     latencyRate: latencyRate === undefined ? undefined : int("latency-rate", latencyRate, 0, 1, 10_000_000),
     latencySeconds: int("latency-seconds", values["latency-seconds"], short ? 3 : 20, 1, 600),
+    cReadings: int("c-readings", values["c-readings"], short ? 10_000 : 200_000, 1_000, 100_000_000),
+    cDevices,
+    cSensors,
+    skipCClients: values["skip-c-clients"] === true,
     skipBaselines: values["skip-baselines"] === true,
     skipNaive: values["skip-naive"] === true || values["skip-baselines"] === true,
     skipLatency: values["skip-latency"] === true,

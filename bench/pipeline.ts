@@ -11,7 +11,7 @@ import { inspectStore } from "../store/inspect.js";
 import { forkWorker, type Worker } from "./ipc.js";
 import { histogramBound, histogramMean, type Samples, scrape, total } from "./metrics.js";
 import type { NaiveGatewayConfig, NaiveProcessorConfig } from "./naive.js";
-import { type ProcessUsage, type UsageReport, UsageSampler } from "./proc.js";
+import { type ProcessUsage, type UsageReport, UsageSampler, type Watched } from "./proc.js";
 import {
   deviceName,
   expectedValueSum,
@@ -298,11 +298,45 @@ export function analyzeRows(
   }
 }
 
+/** What drives a phase: the lean MQTT.js publisher (the default) or the C clients (c-clients.ts). */
+export interface Load {
+  /** Its processes, sampled with the pipeline's. */
+  readonly watch: Record<string, Watched>;
+  /** True when each reading's `seq` is its publish time (epoch ms), so publish-to-commit latency can be read. */
+  readonly seqIsPublishTime: boolean;
+  start(): void;
+  /** Readings PUBACKed so far, or undefined when the load cannot tell while it runs. */
+  acked(): number | undefined;
+  /** Resolves once everything was published (or the load gave up). */
+  readonly done: Promise<PublisherResult>;
+  /** Asks it to stop publishing. */
+  stop(): void;
+  /** Ends its processes, by pid; call after the last usage sample. */
+  kill(): Promise<void>;
+}
+
+/** The lean MQTT.js publisher (publisher.ts) in its own process, as a {@link Load}. */
+export async function mqttJsLoad(config: PublisherConfig): Promise<Load> {
+  const worker = await forkPublisher(config);
+  return {
+    watch: { publisher: worker.pid },
+    seqIsPublishTime: true,
+    start: () => worker.send({ type: "start" }),
+    acked: () => Number(worker.latest()?.acked ?? 0),
+    done: worker.done,
+    stop: () => worker.send({ type: "stop" }),
+    kill: () => worker.kill(),
+  };
+}
+
 export interface PhaseOptions {
   readonly label: string;
   readonly endpoints: Endpoints;
   readonly start: () => Promise<SystemUnderTest>;
+  /** The readings sent (for the exactly-once check) and, without `load`, the lean publisher's settings. */
   readonly publisher: Omit<PublisherConfig, "mqttUrl" | "topicPrefix">;
+  /** Another load than the lean publisher, sending the readings `publisher` describes. */
+  readonly load?: (mqttUrl: string, topicPrefix: string) => Promise<Load>;
   /** Other processes whose CPU and memory are sampled (the brokers). */
   readonly watch: Record<string, number | undefined>;
   /** Stop measuring this long after the first reading is stored, even if not all are (the reference). */
@@ -324,11 +358,13 @@ export interface PhaseResult {
   readonly afterPublishing: SteadyRate | undefined;
   /** All rows over first publish to last commit. */
   readonly overallPerSecond: number;
+  /** All rows over first commit to last commit (compared with the broker alone's first to last message). */
+  readonly firstToLastPerSecond: number;
   readonly cutShort: boolean;
   readonly rows: number;
   readonly perSecond: number[];
-  /** Where readings waited during the steady window (see {@link Backlog}). */
-  readonly backlog: Backlog;
+  /** Where readings waited during the steady window (see {@link Backlog}); undefined when the load cannot tell. */
+  readonly backlog: Backlog | undefined;
   /** Cumulative stage counts about once a second; `t` in s from the first publish. */
   readonly stages: Record<string, number[]>;
   readonly publishToCommitMs: Percentiles;
@@ -415,16 +451,17 @@ function say(line: string): void {
 export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
   const e = o.endpoints;
   const sut = await o.start();
-  let publisher: Worker<PublisherResult> | undefined;
+  let publisher: Load | undefined;
+  let ackCounted = true;
   try {
     const pubConfig: PublisherConfig = { ...o.publisher, mqttUrl: e.mqttUrl, topicPrefix: e.topicPrefix };
-    publisher = await forkPublisher(pubConfig);
-    const sampler = new UsageSampler({ ...sut.pids, ...o.watch, publisher: publisher.pid });
+    publisher = await (o.load ? o.load(e.mqttUrl, e.topicPrefix) : mqttJsLoad(pubConfig));
+    const sampler = new UsageSampler({ ...sut.pids, ...o.watch, ...publisher.watch });
     let published: PublisherResult | undefined;
     void publisher.done.then((r) => {
       published = r;
     });
-    publisher.send({ type: "start" });
+    publisher.start();
     let stored = 0;
     let firstStoredAt: number | undefined;
     let lastChange = Date.now();
@@ -435,7 +472,9 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
     for (;;) {
       await new Promise((r) => setTimeout(r, POLL_MS));
       const counts = await sut.progress();
-      const acked = Number(publisher.latest()?.acked ?? 0);
+      const ackedNow = publisher.acked();
+      if (ackedNow === undefined) ackCounted = false;
+      const acked = ackedNow ?? published?.acked ?? 0;
       samples.push({ t: Date.now(), acked, ...counts });
       stored = counts.stored;
       const progress = stored + acked;
@@ -461,14 +500,16 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
         );
       }
     }
-    publisher.send({ type: "stop" });
+    publisher.stop();
     const usage = sampler.stop(o.cpus);
     const counters = await sut.counters();
     const exitCodes = await sut.stop();
     const result = published ?? (await publisher.done);
 
     const span = result.lastPublishAt - result.firstPublishAt;
-    const latencyFrom = result.firstPublishAt + span * o.latencyWarmup;
+    const latencyFrom = publisher.seqIsPublishTime
+      ? result.firstPublishAt + span * o.latencyWarmup
+      : Number.POSITIVE_INFINITY;
     const rows = analyzeRows(
       e.dbPath,
       latencyFrom,
@@ -496,10 +537,11 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
       whilePublishing: split(steady.from, Math.min(steady.to, result.lastAckAt)),
       afterPublishing: split(Math.max(steady.from, result.lastAckAt), steady.to),
       overallPerSecond: Math.round(rows.rows / (Math.max(1, last - result.firstPublishAt) / 1_000)),
+      firstToLastPerSecond: Math.round(rows.rows / (Math.max(1, last - first) / 1_000)),
       cutShort,
       rows: rows.rows,
       perSecond: rows.timeline.perSecond,
-      backlog: backlog(samples, steady.from, steady.to),
+      backlog: ackCounted ? backlog(samples, steady.from, steady.to) : undefined,
       stages: stageSeries(samples, result.firstPublishAt),
       publishToCommitMs: rows.publishToCommitMs,
       publishToReceiveMs: rows.publishToReceiveMs,

@@ -17,6 +17,8 @@ export interface ProcReading {
   readonly hwmKiB: number;
   /** User plus system CPU time since the process started, ms. */
   readonly cpuMs: number;
+  /** CPU time of its children that have exited and been waited for (cutime + cstime), ms. */
+  readonly childrenCpuMs: number;
 }
 
 /** RSS, peak RSS and CPU time of a process from /proc, or undefined once it is gone. */
@@ -28,10 +30,56 @@ export function readProc(pid: number): ProcReading | undefined {
     // Fields after the parenthesised command name (which may hold spaces): state is field 3, utime 14, stime 15.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     const ticks = Number(fields[11]) + Number(fields[12]);
-    return { rssKiB: kib("VmRSS"), hwmKiB: kib("VmHWM"), cpuMs: (ticks * 1_000) / CLK_TCK };
+    const childTicks = Number(fields[13]) + Number(fields[14]);
+    return {
+      rssKiB: kib("VmRSS"),
+      hwmKiB: kib("VmHWM"),
+      cpuMs: (ticks * 1_000) / CLK_TCK,
+      childrenCpuMs: (childTicks * 1_000) / CLK_TCK,
+    };
   } catch {
     return undefined;
   }
+}
+
+/** Pids of a process's live children (/proc/<pid>/task/<pid>/children, Linux 3.5 on). */
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * A group of short-lived processes measured through the shell that starts and waits for them: CPU is the shell's
+ * own plus what its exited children used (the kernel adds a child's CPU time to its parent's when it is waited
+ * for) plus what its live children used so far; RSS is the sum over the shell and its live children. The shell
+ * must stay alive until the last sample, or the children's CPU time is lost with it.
+ */
+export function readGroup(pid: number): ProcReading | undefined {
+  const shell = readProc(pid);
+  if (!shell) return undefined;
+  let rssKiB = shell.rssKiB;
+  let cpuMs = shell.cpuMs + shell.childrenCpuMs;
+  for (const child of childrenOf(pid)) {
+    const r = readProc(child);
+    if (!r) continue;
+    rssKiB += r.rssKiB;
+    cpuMs += r.cpuMs;
+  }
+  return { rssKiB, hwmKiB: rssKiB, cpuMs, childrenCpuMs: 0 };
+}
+
+/** A process to watch: its pid, or a group (see {@link readGroup}). */
+export type Watched = number | { readonly group: number };
+
+function read(w: Watched): ProcReading | undefined {
+  return typeof w === "number" ? readProc(w) : readGroup(w.group);
 }
 
 /** Busy and total jiffies of all CPUs together, from the first line of /proc/stat. */
@@ -55,7 +103,10 @@ export function pidListeningOn(port: number): number | undefined {
 }
 
 export interface ProcessUsage {
-  /** Peak RSS over the run, MiB (VmHWM at the end, the kernel's own high-water mark). */
+  /**
+   * Peak RSS over the run, MiB (VmHWM at the end, the kernel's own high-water mark; for a group, the highest sum
+   * sampled).
+   */
   readonly peakRssMiB: number;
   /** RSS at the last sample, MiB. */
   readonly lastRssMiB: number;
@@ -77,17 +128,18 @@ export interface UsageReport {
 
 const MiB = (kib: number) => Math.round((kib / 1_024) * 10) / 10;
 
-/** Samples RSS and CPU time of named processes every `intervalMs` until `stop()`. */
+/** Samples RSS and CPU time of named processes (or groups) every `intervalMs` until `stop()`. */
 export class UsageSampler {
-  readonly #pids: Record<string, number>;
+  readonly #pids: Record<string, Watched>;
   readonly #first: Record<string, ProcReading> = {};
   readonly #last: Record<string, ProcReading> = {};
   readonly #series: Record<string, number[]> = {};
+  readonly #groupPeakKiB: Record<string, number> = {};
   readonly #timer: NodeJS.Timeout;
   readonly #t0 = performance.now();
   readonly #cpu0 = readSystemCpu();
 
-  constructor(pids: Record<string, number | undefined>, intervalMs = 500) {
+  constructor(pids: Record<string, Watched | undefined>, intervalMs = 500) {
     this.#pids = {};
     for (const [name, pid] of Object.entries(pids)) if (pid !== undefined) this.#pids[name] = pid;
     this.#sample();
@@ -95,13 +147,18 @@ export class UsageSampler {
   }
 
   #sample(): void {
-    for (const [name, pid] of Object.entries(this.#pids)) {
-      const read = readProc(pid);
-      if (!read) continue;
+    for (const [name, watched] of Object.entries(this.#pids)) {
+      const now = read(watched);
+      if (!now) continue;
       // A process that has exited but is not yet reaped has no memory figures left: keep the last ones.
       const previous = this.#last[name];
-      const r =
-        read.hwmKiB === 0 && previous ? { ...read, rssKiB: previous.rssKiB, hwmKiB: previous.hwmKiB } : read;
+      let r =
+        now.hwmKiB === 0 && previous ? { ...now, rssKiB: previous.rssKiB, hwmKiB: previous.hwmKiB } : now;
+      if (typeof watched !== "number") {
+        const peak = Math.max(this.#groupPeakKiB[name] ?? 0, r.rssKiB);
+        this.#groupPeakKiB[name] = peak;
+        r = { ...r, hwmKiB: peak };
+      }
       this.#first[name] ??= r;
       this.#last[name] = r;
       const series = this.#series[name] ?? [];

@@ -1,4 +1,6 @@
+import type { BrokerBaseline } from "./c-clients.js";
 import type { PhaseResult } from "./pipeline.js";
+import type { UsageReport } from "./proc.js";
 import type { ProfileSummary } from "./profile.js";
 import type { AmqpCeilings, Ceiling, SqliteCeilings } from "./raw.js";
 
@@ -6,6 +8,20 @@ export interface RawResults {
   readonly mqtt: Ceiling;
   readonly amqp: AmqpCeilings;
   readonly sqlite: SqliteCeilings;
+}
+
+/** Issue 13's comparison: the broker alone and the pipeline, driven by the same C publishers in one run. */
+export interface CClientResults {
+  /** mosquitto_pub processes (one per device and sensor) and readings each phase sends. */
+  readonly publishers: number;
+  readonly readings: number;
+  /** PUBLISH_BATCH of the "batched" run, as set. */
+  readonly batchSetting: string;
+  readonly baseline: BrokerBaseline;
+  /** The pipeline with its defaults (batch messages). */
+  readonly batched: PhaseResult;
+  /** The same with PUBLISH_BATCH=1 (one reading a message). */
+  readonly unbatched: PhaseResult;
 }
 
 export interface Target {
@@ -26,6 +42,7 @@ export interface ReportInput {
   readonly pipeline: PhaseResult;
   readonly naive: PhaseResult | undefined;
   readonly latency: (PhaseResult & { readonly offered: number }) | undefined;
+  readonly c: CClientResults | undefined;
   readonly targets: readonly Target[];
   readonly profiles: Record<string, ProfileSummary[]>;
 }
@@ -47,6 +64,56 @@ function table(rows: string[][], align: ("l" | "r")[]): string {
 
 function ms(p: { p50: number; p95: number; p99: number; max: number; n: number }): string {
   return `p50 ${n(p.p50)}  p95 ${n(p.p95)}  p99 ${n(p.p99)}  max ${n(p.max)} ms (${n(p.n)} readings)`;
+}
+
+/** The broker alone against the pipeline with and without batching: rates and CPU per reading of each process. */
+function cClientSection(c: CClientResults): string[] {
+  const base = c.baseline.perSecond;
+  const procs = ["publisher", "mosquitto", "subscriber", "gateway", "rabbitmq", "processor"];
+  const rows: string[][] = [["", "readings/s", "x broker", "steady/s", ...procs, "gw+rmq+pr", "all"]];
+  const cpu = (usage: UsageReport, count: number) => {
+    const us = (name: string) => {
+      const u = usage.processes[name];
+      return u === undefined ? undefined : (u.cpuSeconds * 1e6) / Math.max(1, count);
+    };
+    const services = ["gateway", "rabbitmq", "processor"].map(us);
+    const all = Object.keys(usage.processes).map(us);
+    const sum = (xs: (number | undefined)[]) => xs.reduce<number>((a, x) => a + (x ?? 0), 0);
+    return [
+      ...procs.map((name) => {
+        const v = us(name);
+        return v === undefined ? "-" : n(v);
+      }),
+      services.every((x) => x === undefined) ? "-" : n(sum(services)),
+      n(sum(all)),
+    ];
+  };
+  rows.push([
+    "broker alone: mosquitto_pub -> Mosquitto -> mosquitto_sub",
+    n(base),
+    "1.00",
+    "-",
+    ...cpu(c.baseline.usage, c.baseline.received),
+  ]);
+  const run = (label: string, p: PhaseResult) =>
+    rows.push([
+      label,
+      n(p.firstToLastPerSecond),
+      ratio(p.firstToLastPerSecond, base),
+      n(p.steady.perSecond),
+      ...cpu(p.usage, p.rows),
+    ]);
+  run(`pipeline, PUBLISH_BATCH ${c.batchSetting}`, c.batched);
+  run("pipeline, PUBLISH_BATCH=1 (batching off)", c.unbatched);
+  const gain = c.batched.firstToLastPerSecond / Math.max(1, c.unbatched.firstToLastPerSecond);
+  return [
+    `Against the broker alone: the same ${c.publishers} C publishers (mosquitto_pub -q 1 -l, one per device and sensor, ${n(c.readings)} readings from files), one run`,
+    "(readings/s: first to last message received, or first to last commit; steady/s: the pipeline's steady window;",
+    " CPU us per reading of each process; rabbitmq is the shared broker's whole CPU, anyone's queues included)",
+    table(rows, ["l", "r", "r", "r", ...procs.map((): "r" => "r"), "r", "r"]),
+    `  batching gain: ${gain.toFixed(2)}x readings/s; mean batch on the processor ${c.batched.counters.batchMean ?? "-"} (batching off ${c.unbatched.counters.batchMean ?? "-"}); gateway confirm mean ${c.batched.counters.confirmMeanMs ?? "-"} ms (off ${c.unbatched.counters.confirmMeanMs ?? "-"} ms)`,
+    `  failed mosquitto_pub: broker alone ${c.baseline.failedPublishers}, pipeline ${c.batched.publisher.failed}, batching off ${c.unbatched.publisher.failed}; mosquitto_sub received ${n(c.baseline.received)} of ${n(c.readings)}`,
+  ];
 }
 
 /** The human-readable report: throughput table with ratios, latency, resources, targets, profiles. */
@@ -142,16 +209,19 @@ export function formatReport(r: ReportInput): string {
     "",
   );
 
+  if (r.c) out.push(...cClientSection(r.c), "");
+
   const b = p.backlog;
   const sp = (x: { mean: number; max: number }) => `${n(x.mean)} / ${n(x.max)}`;
-  out.push(
-    "Where the pipeline's backlog sat in its steady window (readings, mean / max; the stage it piles up in front of limits)",
-    `  before RabbitMQ's confirm (queued in Mosquitto or held by the gateway)  ${sp(b.beforeConfirm)}`,
-    `  confirmed, not yet committed (RabbitMQ queue + processor)               ${sp(b.afterConfirm)}`,
-    `  gateway window in use (GATEWAY_INFLIGHT bounds it)                      ${sp(b.gatewayInflight)}`,
-    `  gateway confirm latency mean ${p.counters.confirmMeanMs ?? "-"} ms; processor commit mean ${p.counters.commitMeanMs ?? "-"} ms, mean batch ${p.counters.batchMean ?? "-"}`,
-    "",
-  );
+  if (b)
+    out.push(
+      "Where the pipeline's backlog sat in its steady window (readings, mean / max; the stage it piles up in front of limits)",
+      `  before RabbitMQ's confirm (queued in Mosquitto or held by the gateway)  ${sp(b.beforeConfirm)}`,
+      `  confirmed, not yet committed (RabbitMQ queue + processor)               ${sp(b.afterConfirm)}`,
+      `  gateway window in use (GATEWAY_INFLIGHT bounds it)                      ${sp(b.gatewayInflight)}`,
+      `  gateway confirm latency mean ${p.counters.confirmMeanMs ?? "-"} ms; processor commit mean ${p.counters.commitMeanMs ?? "-"} ms, mean batch ${p.counters.batchMean ?? "-"}`,
+      "",
+    );
 
   out.push(
     "Latency, publish -> stored_at (the publisher's clock = the processor's clock; stored_at is taken just before the commit)",
@@ -168,7 +238,10 @@ export function formatReport(r: ReportInput): string {
   out.push(`  throughput run, saturated (includes time queued in Mosquitto): ${ms(p.publishToCommitMs)}`, "");
 
   const res: string[][] = [["process", "peak RSS MiB", "RSS at end MiB", "CPU s", "cores", "CPU us/reading"]];
-  const addUsage = (label: string, run: PhaseResult | undefined) => {
+  const addUsage = (
+    label: string,
+    run: { usage: UsageReport; rows: number; cutShort: boolean } | undefined,
+  ) => {
     if (!run) return;
     // A run cut short stored fewer readings than were published: CPU per reading stored would mislead.
     const perReading = (cpuSeconds: number) =>
@@ -203,6 +276,11 @@ export function formatReport(r: ReportInput): string {
       "",
     ]);
   };
+  if (r.c) {
+    addUsage("C broker only", { usage: r.c.baseline.usage, rows: r.c.baseline.received, cutShort: false });
+    addUsage("C pipeline", r.c.batched);
+    addUsage("C pipeline batch=1", r.c.unbatched);
+  }
   addUsage("pipeline", p);
   addUsage("reference", r.naive);
   addUsage("latency", r.latency);
@@ -212,7 +290,9 @@ export function formatReport(r: ReportInput): string {
     "",
   );
 
-  const checks = [p, r.latency].filter((x): x is NonNullable<typeof x> => x !== undefined);
+  const checks = [r.c?.batched, r.c?.unbatched, p, r.latency].filter(
+    (x): x is NonNullable<typeof x> => x !== undefined,
+  );
   out.push("Exactly once (rows vs readings sent, per key count and ts range, value sum)");
   for (const c of checks) {
     const verdict = !c.exactlyOnce.checked ? "not checked" : c.exactlyOnce.ok ? "OK" : "FAILED";

@@ -7,16 +7,32 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { startPrivateMosquitto } from "../scripts/private-brokers.js";
+import {
+  type BrokerBaseline,
+  brokerBaseline,
+  cPublisherLoad,
+  haveCClients,
+  writeReadingFiles,
+} from "./c-clients.js";
 import { type BenchOptions, parseOptions, USAGE } from "./options.js";
 import { type Endpoints, type PhaseResult, runPhase, startNaive, startProduct } from "./pipeline.js";
 import { pidListeningOn } from "./proc.js";
 import { type ProfileSummary, summarizeDir } from "./profile.js";
 import { amqpCeilings, mqttCeiling, sqliteCeilings } from "./raw.js";
-import { formatReport, type RawResults, type Target } from "./report.js";
+import { type CClientResults, formatReport, type RawResults, type Target } from "./report.js";
 
 /** The gateway's default MQTT window (GATEWAY_INFLIGHT), given to the raw subscriber too. */
 const GATEWAY_INFLIGHT = 1_000;
-const LATENCY_TARGET_MS = 250;
+/** Issue 13's targets: end to end against the broker alone with the same C publishers, CPU, latency. */
+const BROKER_SHARE_TARGET = 0.5;
+const BROKER_SHARE_AIM = 0.7;
+const SERVICES_CPU_US_TARGET = 60;
+const LATENCY_TARGET_MS = 100;
+/** Flat memory is judged on a run of at least this many readings (issue 13), RSS of its second half vs its first. */
+const FLAT_RSS_READINGS = 1_000_000;
+const FLAT_RSS_SLACK = 1.1;
+const FLAT_RSS_SLACK_MIB = 8;
+/** Earlier targets (issue 1): against the slowest raw stage and the straightforward reference. */
 const THROUGHPUT_SHARE_TARGET = 0.7;
 const REFERENCE_FACTOR_TARGET = 10;
 const MIN_STEADY_SECONDS = 20;
@@ -101,6 +117,7 @@ async function main(argv: string[]): Promise<number> {
   let pipeline: PhaseResult | undefined;
   let naive: PhaseResult | undefined;
   let latency: (PhaseResult & { offered: number }) | undefined;
+  let c: CClientResults | undefined;
   const baseTs = Date.now() - 3_600_000;
   const latencyWarmup = 0.1;
 
@@ -142,6 +159,14 @@ async function main(argv: string[]): Promise<number> {
       const sqlite = sqliteCeilings(workDir, o.rawCount);
       say(`  batched ${fmt(sqlite.batched.perSecond)}/s, one txn per row ${fmt(sqlite.perRow.perSecond)}/s`);
       raw = { mqtt, amqp, sqlite };
+    }
+
+    if (!o.skipCClients && !(await haveCClients())) {
+      say(
+        "C clients: mosquitto_pub/mosquitto_sub not found (apt-get install mosquitto-clients); phases skipped",
+      );
+    } else if (!o.skipCClients) {
+      c = await runCClients(o, runId, workDir, baseTs, rabbitPid, info.cpus, profileDir);
     }
 
     const slowestSoFar = raw
@@ -223,7 +248,8 @@ async function main(argv: string[]): Promise<number> {
     }
 
     if (!o.skipLatency) {
-      const offered = o.latencyRate ?? Math.max(1, Math.round(pipeline.steady.perSecond / 2));
+      const sustained = c?.batched.steady.perSecond ?? pipeline.steady.perSecond;
+      const offered = o.latencyRate ?? Math.max(1, Math.round(sustained / 2));
       const total = Math.max(1_000, Math.round(offered * o.latencySeconds));
       say(`latency: ${fmt(offered)} readings/s offered for ${o.latencySeconds} s (${fmt(total)} readings)`);
       const latEndpoints = endpoints(o, runId, "latency", workDir, "");
@@ -270,7 +296,38 @@ async function main(argv: string[]): Promise<number> {
   const factor = naive ? pipeline.steady.perSecond / Math.max(1, naive.steady.perSecond) : undefined;
   const gw = pipeline.usage.processes.gateway;
   const pr = pipeline.usage.processes.processor;
+  const brokerShare = c ? c.batched.firstToLastPerSecond / Math.max(1, c.baseline.perSecond) : undefined;
+  const servicesCpu = c ? servicesCpuUs(c.batched) : undefined;
+  const flat = flatRss(pipeline);
   const targets: Target[] = [
+    {
+      name: `issue 13: end to end >= ${BROKER_SHARE_TARGET} of the broker alone, same C publishers (aim ${BROKER_SHARE_AIM})`,
+      measured:
+        c === undefined || brokerShare === undefined
+          ? "no C-client phases"
+          : `${brokerShare.toFixed(2)} (${fmt(c.batched.firstToLastPerSecond)} of ${fmt(c.baseline.perSecond)}/s; aim ${brokerShare >= BROKER_SHARE_AIM ? "met" : "missed"}; batching off: ${(c.unbatched.firstToLastPerSecond / Math.max(1, c.baseline.perSecond)).toFixed(2)})`,
+      met: judge(brokerShare === undefined ? undefined : brokerShare >= BROKER_SHARE_TARGET),
+    },
+    {
+      name: `issue 13: gateway + processor + RabbitMQ <= ${SERVICES_CPU_US_TARGET} us CPU per reading`,
+      measured:
+        c === undefined || servicesCpu === undefined
+          ? "no C-client phases"
+          : `${fmt(servicesCpu.total)} us (gateway ${fmt(servicesCpu.gateway)}, processor ${fmt(servicesCpu.processor)}, RabbitMQ ${fmt(servicesCpu.rabbitmq)}; batching off: ${fmt(servicesCpuUs(c.unbatched)?.total ?? 0)})`,
+      met: judge(servicesCpu === undefined ? undefined : servicesCpu.total <= SERVICES_CPU_US_TARGET),
+    },
+    {
+      name: `issue 13: p99 publish -> commit < ${LATENCY_TARGET_MS} ms at half the sustained rate`,
+      measured: latency
+        ? `${fmt(latency.publishToCommitMs.p99)} ms at ${fmt(latency.offered)}/s`
+        : "no latency run",
+      met: judge(latency ? latency.publishToCommitMs.p99 < LATENCY_TARGET_MS : undefined),
+    },
+    {
+      name: `issue 13: RSS flat over ${fmt(FLAT_RSS_READINGS)} readings (max of 2nd half <= ${FLAT_RSS_SLACK} x 1st + ${FLAT_RSS_SLACK_MIB} MiB)`,
+      measured: `${flat.text} over ${fmt(pipeline.rows)} readings`,
+      met: judge(pipeline.rows >= FLAT_RSS_READINGS ? flat.ok : undefined),
+    },
     {
       name: `end to end >= ${THROUGHPUT_SHARE_TARGET * 100}% of the slowest raw stage`,
       measured:
@@ -283,13 +340,6 @@ async function main(argv: string[]): Promise<number> {
       name: `end to end >= ${REFERENCE_FACTOR_TARGET}x the straightforward reference`,
       measured: factor === undefined ? "no reference" : `${factor.toFixed(1)}x`,
       met: judge(factor === undefined ? undefined : factor >= REFERENCE_FACTOR_TARGET),
-    },
-    {
-      name: `p99 publish -> commit < ${LATENCY_TARGET_MS} ms at half the sustained maximum`,
-      measured: latency
-        ? `${fmt(latency.publishToCommitMs.p99)} ms at ${fmt(latency.offered)}/s`
-        : "no latency run",
-      met: judge(latency ? latency.publishToCommitMs.p99 < LATENCY_TARGET_MS : undefined),
     },
     {
       name: "flat memory (compare peak RSS across --total)",
@@ -305,7 +355,7 @@ async function main(argv: string[]): Promise<number> {
 
   const profiles: Record<string, ProfileSummary[]> = {};
   if (profileDir) {
-    for (const phase of ["pipeline", "latency"]) {
+    for (const phase of ["c-pipeline", "c-pipeline-batch-1", "pipeline", "latency"]) {
       for (const service of ["gateway", "processor"]) {
         const s = summarizeDir(join(profileDir, phase, service));
         if (s.length > 0) profiles[`${phase} ${service}`] = s;
@@ -324,6 +374,7 @@ async function main(argv: string[]): Promise<number> {
     pipeline,
     naive,
     latency,
+    c,
     targets,
     profiles,
   });
@@ -345,9 +396,11 @@ async function main(argv: string[]): Promise<number> {
     pipeline,
     reference: naive,
     latency,
+    cClients: c,
     ratios: {
       pipelineToSlowestRaw: share,
       pipelineToReference: factor,
+      endToEndToBrokerAlone: brokerShare,
     },
     targets,
     profiles,
@@ -356,11 +409,112 @@ async function main(argv: string[]): Promise<number> {
   process.stdout.write(`\nResults: ${out}\n`);
   if (profileDir) process.stdout.write(`Profiles: ${profileDir}\n`);
 
-  const broken = [pipeline, latency].some((r) => r?.exactlyOnce.checked && !r.exactlyOnce.ok);
-  const unclean = [pipeline, latency].some((r) => r && Object.values(r.exitCodes).some((c) => c !== 0));
+  const checked = [c?.batched, c?.unbatched, pipeline, latency];
+  const broken = checked.some((r) => r?.exactlyOnce.checked && !r.exactlyOnce.ok);
+  const unclean = checked.some((r) => r && Object.values(r.exitCodes).some((code) => code !== 0));
   if (broken) say("FAILED: a reading was lost or stored twice");
   if (unclean) say("FAILED: a service did not exit 0 after SIGTERM");
   return broken || unclean ? 1 : 0;
+}
+
+/** CPU microseconds per reading stored of the gateway, the processor, RabbitMQ and their sum, in one run. */
+function servicesCpuUs(
+  run: PhaseResult,
+): { gateway: number; processor: number; rabbitmq: number; total: number } | undefined {
+  const us = (name: string) => ((run.usage.processes[name]?.cpuSeconds ?? 0) * 1e6) / Math.max(1, run.rows);
+  if (run.rows === 0) return undefined;
+  const [gateway, processor, rabbitmq] = [us("gateway"), us("processor"), us("rabbitmq")];
+  return { gateway, processor, rabbitmq, total: gateway + processor + rabbitmq };
+}
+
+/** Gateway's and processor's highest RSS in the second half of the run's samples against the first half. */
+function flatRss(run: PhaseResult): { ok: boolean; text: string } {
+  let ok = true;
+  const parts: string[] = [];
+  for (const name of ["gateway", "processor"]) {
+    const series = run.usage.processes[name]?.rssSeriesMiB ?? [];
+    const half = Math.floor(series.length / 2);
+    const first = Math.max(0, ...series.slice(0, half));
+    const second = Math.max(0, ...series.slice(half));
+    if (second > first * FLAT_RSS_SLACK + FLAT_RSS_SLACK_MIB) ok = false;
+    parts.push(`${name} ${first.toFixed(0)} -> ${second.toFixed(0)} MiB`);
+  }
+  return { ok, text: parts.join(", ") };
+}
+
+/**
+ * Issue 13's comparison, in one run with the same publishers and readings: the broker alone (C publishers to a C
+ * subscriber), the pipeline with its defaults, and the pipeline with batching off (PUBLISH_BATCH=1). Each phase has
+ * its own private Mosquitto.
+ */
+async function runCClients(
+  o: BenchOptions,
+  runId: string,
+  workDir: string,
+  baseTs: number,
+  rabbitPid: number | undefined,
+  cpus: number,
+  profileDir: string | undefined,
+): Promise<CClientResults> {
+  const readings = {
+    devicePrefix: "cdev",
+    devices: o.cDevices,
+    sensors: o.cSensors,
+    total: o.cReadings,
+    baseTs,
+  };
+  const publishers = o.cDevices * o.cSensors;
+  const inputs = writeReadingFiles(workDir, readings);
+  say(
+    `broker alone: ${publishers} x mosquitto_pub -q 1 -l (${o.cDevices} devices x ${o.cSensors} sensors), ${fmt(o.cReadings)} readings, to one mosquitto_sub -q 1 -c`,
+  );
+  const baseline: BrokerBaseline = await (async () => {
+    await using broker = await startPrivateMosquitto({ maxQueued: 0, maxInflight: 0 });
+    return await brokerBaseline({
+      mqttUrl: broker.url,
+      brokerPid: broker.pid,
+      topicPrefix: "bench-c",
+      runId,
+      inputs,
+      total: o.cReadings,
+      workDir,
+      cpus,
+    });
+  })();
+  say(`  ${fmt(baseline.perSecond)}/s first to last message`);
+  const pipelineRun = async (phase: string, extraEnv: Readonly<Record<string, string>>) => {
+    await using broker = await startPrivateMosquitto({ maxQueued: 0, maxInflight: 0 });
+    const e = { ...endpoints(o, runId, phase, workDir, ""), mqttUrl: broker.url };
+    return await runPhase({
+      label: phase,
+      endpoints: e,
+      start: () =>
+        startProduct(e, profileDir === undefined ? undefined : join(profileDir, phase), {
+          ...o.serviceEnv,
+          ...extraEnv,
+        }),
+      publisher: { ...readings, window: 0, rate: 0, clientId: `bench-c-pub-${runId}-${phase}` },
+      load: async (mqttUrl, topicPrefix) =>
+        cPublisherLoad({
+          mqttUrl,
+          topicPrefix,
+          clientIdPrefix: `bench-c-pub-${runId}-${phase}`,
+          inputs,
+          total: o.cReadings,
+        }),
+      watch: { mosquitto: broker.pid, rabbitmq: rabbitPid },
+      latencyWarmup: 0,
+      cpus,
+    });
+  };
+  const batchSetting = o.serviceEnv.PUBLISH_BATCH ?? "500 (default)";
+  say(`pipeline driven by the same C publishers, PUBLISH_BATCH ${batchSetting}`);
+  const batched = await pipelineRun("c-pipeline", {});
+  say(`  ${fmt(batched.firstToLastPerSecond)}/s first to last commit`);
+  say("pipeline driven by the same C publishers, PUBLISH_BATCH=1 (batching off)");
+  const unbatched = await pipelineRun("c-pipeline-batch-1", { PUBLISH_BATCH: "1" });
+  say(`  ${fmt(unbatched.firstToLastPerSecond)}/s first to last commit`);
+  return { publishers, readings: o.cReadings, batchSetting, baseline, batched, unbatched };
 }
 
 main(process.argv.slice(2)).then(
