@@ -48,8 +48,8 @@ ceilings of each stage and a straightforward reference implementation measured i
 
   --devices N          simulated devices, 10 to 10000 (default 100)
   --sensors N          sensors per device, 1 to 16 (default 3)
-  --total N            readings in the throughput run (default: 30 s at 60% of the slowest raw ceiling,
-                       200000 to 2000000, or 500000 with --skip-baselines; --short: 20000)
+  --total N            readings in the MQTT.js-driven throughput run (default: 30 s at 60% of the slowest
+                       raw ceiling, 1000000 to 2000000, so RSS is judged over 1000000; --short: 20000)
   --window N           QoS 1 publishes in flight at the publisher (default 500)
   --queue-type T       quorum or classic (default quorum, the product default)
   --amqp-url URL       RabbitMQ (default $AMQP_URL or amqp://guest:guest@127.0.0.1:5672)
