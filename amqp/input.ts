@@ -6,7 +6,7 @@ import { ProgressWatch } from "../common/progress-watch.js";
 import { RateLimitedLog } from "../common/rate-limited-log.js";
 import type { TlsMaterial } from "../common/tls.js";
 import { AmqpSession } from "./session.js";
-import { declareTopology, type QueueType, queueNames } from "./topology.js";
+import { declareTopologyOn, type QueueType, queueNames, warnLegacyQueues } from "./topology.js";
 
 /** One message consumed from `<QUEUE>`. */
 export interface AmqpMessage {
@@ -102,6 +102,7 @@ export class AmqpInput implements Input {
   readonly #names;
   readonly #progress: ProgressWatch;
   readonly #deadLog: RateLimitedLog;
+  readonly #onLegacy: (queue: string) => void;
   #current: Consuming | undefined;
   #held = 0;
   #queueReady = 0;
@@ -116,6 +117,7 @@ export class AmqpInput implements Input {
     this.#names = queueNames(opts.queue);
     this.#progress = new ProgressWatch(opts.stallTimeoutMs);
     this.#deadLog = new RateLimitedLog(opts.log, "dead-lettered a message");
+    this.#onLegacy = warnLegacyQueues(opts.log);
     this.#session = new AmqpSession({
       url: opts.url,
       tls: opts.tls,
@@ -129,7 +131,7 @@ export class AmqpInput implements Input {
           // stop() closes the channel itself and then the session; otherwise a dead channel means reconnect.
           if (!this.#stopping) conn.close().catch(() => undefined);
         });
-        await declareTopology(ch, opts.queue, opts.queueType);
+        await declareTopologyOn(conn, opts.queue, opts.queueType, this.#onLegacy);
         await ch.prefetch(opts.prefetch);
         const consuming: Consuming = { ch, acks: new AckCoalescer(ch), consumerTag: undefined, returns: 0 };
         ch.on("return", () => {

@@ -1,11 +1,11 @@
-import type { ConfirmChannel, Options } from "amqplib";
+import type { ChannelModel, ConfirmChannel, Options } from "amqplib";
 import { backoffDelay, sleep } from "../common/backoff.js";
 import type { Logger } from "../common/log.js";
 import { type Delivery, HEALTHY, type Health, type Sink } from "../common/pipeline.js";
 import { ProgressWatch } from "../common/progress-watch.js";
 import type { TlsMaterial } from "../common/tls.js";
 import { AmqpSession } from "./session.js";
-import { declareTopology, type QueueType, queueNames } from "./topology.js";
+import { declareTopologyOn, type QueueType, queueNames, warnLegacyQueues } from "./topology.js";
 
 /**
  * What the sink publishes, encoded before it so that whatever sits in front of it (a spool) keeps it as it is: a
@@ -95,6 +95,8 @@ interface Outgoing {
 /** Per-channel state: a return seen after a message was published makes its confirm untrustworthy. */
 interface Channel {
   readonly ch: ConfirmChannel;
+  /** The connection it is on, for declaring the queues again on channels of their own. */
+  readonly conn: ChannelModel;
   returns: number;
 }
 
@@ -113,6 +115,7 @@ export class AmqpSink implements Sink<OutgoingBatch> {
   readonly #session: AmqpSession;
   readonly #names;
   readonly #progress: ProgressWatch;
+  readonly #onLegacy: (queue: string) => void;
   /** The same clock with a short limit: confirms overdue tell a hung broker or a cut link before heartbeats do. */
   readonly #overdue = new ProgressWatch(CONFIRM_OVERDUE_MS);
   #channel: Channel | undefined;
@@ -137,6 +140,7 @@ export class AmqpSink implements Sink<OutgoingBatch> {
   constructor(private readonly opts: AmqpSinkOptions) {
     this.#names = queueNames(opts.queue);
     this.#progress = new ProgressWatch(opts.stallTimeoutMs);
+    this.#onLegacy = warnLegacyQueues(opts.log);
     this.#window = opts.batching.maxReadings === 1 ? Number.POSITIVE_INFINITY : opts.batching.window;
     this.#session = new AmqpSession({
       url: opts.url,
@@ -145,7 +149,7 @@ export class AmqpSink implements Sink<OutgoingBatch> {
       log: opts.log,
       onConnect: async (conn) => {
         const ch = await conn.createConfirmChannel();
-        const state: Channel = { ch, returns: 0 };
+        const state: Channel = { ch, conn, returns: 0 };
         ch.on("error", (err: Error) => opts.log.warn({ err: err.message }, "amqp channel error"));
         ch.on("close", () => {
           if (this.#channel === state) this.#channel = undefined;
@@ -157,7 +161,7 @@ export class AmqpSink implements Sink<OutgoingBatch> {
           this.#flush();
         });
         ch.on("return", () => this.#onReturn(state));
-        await declareTopology(ch, opts.queue, opts.queueType);
+        await declareTopologyOn(conn, opts.queue, opts.queueType, this.#onLegacy);
         this.#channel = state;
         this.#waitingForDrain = false;
         this.#flush();
@@ -337,7 +341,7 @@ export class AmqpSink implements Sink<OutgoingBatch> {
     sleep(REDECLARE_DELAY_MS)
       .then(() =>
         this.#channel === channel
-          ? declareTopology(channel.ch, this.opts.queue, this.opts.queueType)
+          ? declareTopologyOn(channel.conn, this.opts.queue, this.opts.queueType, this.#onLegacy)
           : undefined,
       )
       .then(

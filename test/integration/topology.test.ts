@@ -1,6 +1,7 @@
 import amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { DELIVERY_LIMIT, declareTopology, queueNames } from "../../amqp/topology.js";
+import { AmqpConfigurationError } from "../../amqp/session.js";
+import { DELIVERY_LIMIT, declareTopology, declareTopologyOn, queueNames } from "../../amqp/topology.js";
 import { cleanup, type TestNames, testNames } from "../helpers/services.js";
 
 describe("queue topology", () => {
@@ -46,5 +47,33 @@ describe("queue topology", () => {
     expect(deliveries).toBeGreaterThan(DELIVERY_LIMIT);
     expect(deliveries).toBeLessThanOrEqual(DELIVERY_LIMIT + 1);
     await ch.close();
+  });
+
+  it("queues an earlier release declared without x-overflow are taken as they are, each named once; a queue of the other type is still refused", async () => {
+    const legacy = testNames("topology-legacy");
+    try {
+      const q = queueNames(legacy.queue);
+      const ch = await conn.createChannel();
+      // As the release before batching declared them for QUEUE_TYPE=classic: no x-overflow anywhere.
+      await ch.assertQueue(q.dead, { durable: true, arguments: { "x-queue-type": "classic" } });
+      await ch.assertQueue(q.rejected, { durable: true, arguments: { "x-queue-type": "classic" } });
+      await ch.assertQueue(q.readings, {
+        durable: true,
+        arguments: {
+          "x-queue-type": "classic",
+          "x-dead-letter-exchange": "",
+          "x-dead-letter-routing-key": q.dead,
+        },
+      });
+      await ch.close();
+      const named: string[] = [];
+      await declareTopologyOn(conn, legacy.queue, "classic", (queue) => named.push(queue));
+      expect(named).toEqual([q.dead, q.rejected, q.readings]);
+      await expect(declareTopologyOn(conn, legacy.queue, "quorum", () => undefined)).rejects.toThrow(
+        AmqpConfigurationError,
+      );
+    } finally {
+      await cleanup(legacy);
+    }
   });
 });
