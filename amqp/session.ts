@@ -91,7 +91,8 @@ export function describeAmqpError(err: unknown, broker: string): AmqpProblem {
   }
   if (typeof code === "string" && /CERT|SELF_SIGNED|^UNABLE_TO_|^ERR_TLS|^ERR_SSL/.test(code)) {
     return {
-      text: `${broker}: TLS refused (${code}: ${message}): check AMQP_CA_FILE, AMQP_CERT_FILE and AMQP_KEY_FILE`,
+      // OpenSSL's own message for an alert (ERR_SSL_*) runs over several lines; its code says it all.
+      text: `${broker}: TLS refused (${/^ERR_SSL_/.test(code) ? code : `${code}: ${message}`}): check AMQP_CA_FILE, AMQP_CERT_FILE and AMQP_KEY_FILE`,
       mistake: true,
     };
   }
