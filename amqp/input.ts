@@ -46,6 +46,15 @@ export interface AmqpInputOptions {
 const DEAD_RETRY_MIN_MS = 100;
 const DEAD_RETRY_MAX_MS = 5_000;
 const DRAIN_POLL_MS = 20;
+/** How long `stop()` waits for RabbitMQ to answer a cancel or a channel close. */
+const BROKER_ANSWER_MS = 2_000;
+
+/** Waits for `p` (its failure ignored) at most `BROKER_ANSWER_MS`. */
+async function bounded(p: Promise<unknown>): Promise<void> {
+  const timeout = new AbortController();
+  await Promise.race([p.catch(() => undefined), sleep(BROKER_ANSWER_MS, timeout.signal)]);
+  timeout.abort();
+}
 /** The ready-message check runs at this fraction of the stall timeout, at least once a second. */
 const QUEUE_CHECKS_PER_STALL = 3;
 const MIN_QUEUE_CHECK_MS = 1_000;
@@ -297,7 +306,8 @@ export class AmqpInput implements Input {
       this.#stopping = true;
       clearInterval(this.#queueCheck);
       const consuming = this.#current;
-      if (consuming?.consumerTag) await consuming.ch.cancel(consuming.consumerTag).catch(() => undefined);
+      // Bounded: a hung broker never answers basic.cancel or channel.close; the session then drops the socket.
+      if (consuming?.consumerTag) await bounded(consuming.ch.cancel(consuming.consumerTag));
       const deadline = Date.now() + this.opts.drainTimeoutMs;
       while (this.#held > 0 && this.#current && Date.now() < deadline) await sleep(DRAIN_POLL_MS);
       if (this.#held > 0) {
@@ -310,7 +320,7 @@ export class AmqpInput implements Input {
       // closes at once, and redelivers batches already committed. close-ok comes after every earlier ack.
       await new Promise<void>((resolve) => queueMicrotask(resolve)); // let the last coalesced ack go out
       const open = this.#current;
-      if (open) await open.ch.close().catch(() => undefined);
+      if (open) await bounded(open.ch.close());
       await this.#session.close();
       this.#deadLog.flush();
     })();
