@@ -118,12 +118,14 @@ export class AmqpInput implements Input {
   #queueCheck: NodeJS.Timeout | undefined;
   #stopping = false;
   #stopped: Promise<void> | undefined;
+  #prefetch: number;
 
   constructor(
     private readonly opts: AmqpInputOptions,
     private readonly handler: (delivery: AmqpDelivery) => void,
   ) {
     this.#names = queueNames(opts.queue);
+    this.#prefetch = opts.prefetch;
     this.#progress = new ProgressWatch(opts.stallTimeoutMs);
     this.#deadLog = new RateLimitedLog(opts.log, "dead-lettered a message");
     this.#onLegacy = warnLegacyQueues(opts.log);
@@ -141,7 +143,7 @@ export class AmqpInput implements Input {
           if (!this.#stopping) conn.close().catch(() => undefined);
         });
         await declareTopologyOn(conn, opts.queue, opts.queueType, this.#onLegacy);
-        await ch.prefetch(opts.prefetch);
+        await ch.prefetch(this.#prefetch);
         const consuming: Consuming = { ch, acks: new AckCoalescer(ch), consumerTag: undefined, returns: 0 };
         ch.on("return", () => {
           consuming.returns++;
@@ -170,6 +172,16 @@ export class AmqpInput implements Input {
 
   get connected(): boolean {
     return this.#session.connected;
+  }
+
+  /**
+   * Changes how many messages RabbitMQ may send ahead (from the next deliveries on, and on every reconnect): the
+   * processor keeps the readings it holds near its bound when messages carry many readings each.
+   */
+  setPrefetch(messages: number): void {
+    if (messages === this.#prefetch) return;
+    this.#prefetch = messages;
+    this.#current?.ch.prefetch(messages).catch(() => undefined);
   }
 
   /** Deliveries received and not yet settled (acked or dead-lettered). */

@@ -41,7 +41,7 @@ export const processorCommand = defineCommand({
       env: "PREFETCH",
       default: 2_000,
       description:
-        "Unacknowledged deliveries RabbitMQ may send ahead (bounds memory); at least --batch-size.",
+        "Readings the processor may hold unacknowledged, about (bounds memory): RabbitMQ counts messages, so the window follows the mean readings per message, at least 4 messages. At least --batch-size.",
       parse: parsers.int(1, 65_535),
     }),
     batchSize: setting({

@@ -16,6 +16,7 @@ import { SchemaRegistry } from "../schemas/index.js";
 import type { ReadingStore } from "../store/index.js";
 import { decodeMessage } from "./decode.js";
 import { processorMetrics } from "./metrics.js";
+import { PrefetchWindow } from "./prefetch.js";
 import { type RetentionConfig, startRetention } from "./retention.js";
 import { StoreSink } from "./store-sink.js";
 
@@ -78,11 +79,14 @@ export async function startProcessor(
     log,
     metrics: m,
   });
+  const window = new PrefetchWindow(config.prefetch);
   const onDelivery = (d: AmqpDelivery) => {
     m.deliveries.inc();
     const decoded = decodeMessage(d.item.body, schemas);
     if (!decoded.ok) return d.fail(decoded.failure);
     m.readingsReceived.inc(decoded.readings.length);
+    const prefetch = window.observe(decoded.readings.length);
+    if (prefetch !== undefined) input.setPrefetch(prefetch);
     if (!decoded.batch) {
       // One reading: what is set aside is the message itself, bytes and schema version as they came.
       const { reading, problem } = decoded.readings[0]!;

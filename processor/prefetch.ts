@@ -1,0 +1,28 @@
+/** Messages RabbitMQ may always send ahead, whatever they hold: enough to keep a transaction filling. */
+const MIN_MESSAGES = 4;
+/** How much each message moves the running mean of readings per message. */
+const WEIGHT = 0.05;
+/** A new window is asked for only when it differs by more than this share from the current one. */
+const HYSTERESIS = 0.25;
+
+/**
+ * Keeps the readings a processor holds near `PREFETCH` when messages carry many readings (batches) or one (older
+ * gateways): RabbitMQ's prefetch counts messages, so the window in messages follows the running mean of readings per
+ * message. Pure: `observe` returns the new window in messages when it should change, else undefined.
+ */
+export class PrefetchWindow {
+  #mean = 1;
+  #current: number;
+
+  constructor(private readonly readings: number) {
+    this.#current = readings;
+  }
+
+  observe(readingsInMessage: number): number | undefined {
+    this.#mean += (readingsInMessage - this.#mean) * WEIGHT;
+    const wanted = Math.max(MIN_MESSAGES, Math.min(this.readings, Math.round(this.readings / this.#mean)));
+    if (Math.abs(wanted - this.#current) <= this.#current * HYSTERESIS) return undefined;
+    this.#current = wanted;
+    return wanted;
+  }
+}
