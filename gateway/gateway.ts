@@ -16,6 +16,7 @@ import { RateLimitedLog } from "../common/rate-limited-log.js";
 import { readTls } from "../common/tls.js";
 import { type MqttInput, type MqttMessage, startMqttInput } from "../mqtt/input.js";
 import { SchemaRegistry } from "../schemas/index.js";
+import { type FullPolicy, type RunningSpool, startSpool } from "../spool/index.js";
 import { type Envelope, encodeEnvelope } from "./encode.js";
 import { gatewayMetrics } from "./metrics.js";
 import { parsePayload } from "./validate.js";
@@ -54,6 +55,11 @@ export interface GatewayConfig {
   readonly publishWindow: number;
   readonly httpHost: string;
   readonly httpPort: number;
+  /** The store-and-forward spool's directory; unset: no spool (PUBACK after RabbitMQ's confirm). */
+  readonly spoolPath?: string | undefined;
+  readonly spoolMaxBytes?: number;
+  readonly spoolMaxAgeMs?: number;
+  readonly spoolFull?: FullPolicy;
 }
 
 export interface RunningGateway extends Running {
@@ -121,18 +127,36 @@ export async function startGateway(
   });
   let input: MqttInput | undefined;
   let mqtt: MqttInput;
+  // With a spool: encode -> spool sink (PUBACK once durable on disk); spool input -> AMQP sink.
+  const spool: RunningSpool | undefined = config.spoolPath
+    ? startSpool(
+        {
+          path: config.spoolPath,
+          maxBytes: config.spoolMaxBytes ?? 1_073_741_824,
+          maxAgeMs: config.spoolMaxAgeMs ?? 7 * 86_400_000,
+          full: config.spoolFull ?? "block",
+          drainTimeoutMs: config.drainTimeoutMs,
+        },
+        sink,
+        registry,
+        log,
+      )
+    : undefined;
+  const downstream = spool?.sink ?? sink;
 
   const single = config.publishBatch === 1;
   const onMessage = (d: Delivery<MqttMessage>) => {
     if (stopping) return; // not acknowledged: the broker redelivers it to the next session
     m.received.inc();
     const encoded: OutgoingBatch = encodeEnvelope(validate(d.item), schemas, config.gatewayId, single);
-    sink.write(mapDelivery(d, encoded));
+    downstream.write(mapDelivery(d, encoded));
   };
 
   const health = (): Health => {
     if (stopping) return { ready: false, reason: "stopping" };
-    return firstUnhealthy(sink.health(), input?.health() ?? { ready: false, reason: "mqtt not started" });
+    const mqttHealth = input?.health() ?? { ready: false, reason: "mqtt not started" };
+    // With a spool an uplink outage is absorbed: readiness shows only a full or failing spool.
+    return firstUnhealthy(spool?.health() ?? sink.health(), mqttHealth);
   };
 
   // The health endpoint first, so that /readyz tells an orchestrator what the gateway is waiting for.
@@ -142,7 +166,8 @@ export async function startGateway(
     readiness: health,
     registry,
     beforeMetrics: () => {
-      m.inflight.set(sink.inFlight);
+      m.inflight.set(downstream.inFlight);
+      spool?.updateMetrics(sink.connected && sink.health().ready);
       m.backlog.set(sink.backlog);
       m.mqttConnected.set(input?.connected ? 1 : 0);
       m.amqpConnected.set(sink.connected ? 1 : 0);
@@ -151,13 +176,16 @@ export async function startGateway(
   });
   const abandon = async () => {
     await input?.stop();
+    await spool?.stop();
     await sink.stop();
     await http.close();
   };
   const onAbort = () => void sink.stop();
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    await sink.start();
+    // With a spool the gateway takes readings while RabbitMQ is unreachable: the AMQP sink connects in the background.
+    if (spool) sink.start().catch((err: Error) => log.warn({ err: err.message }, "amqp sink not started"));
+    else await sink.start();
     if (signal?.aborted) throw new Error("start abandoned: the service was told to stop");
     mqtt = input = await startMqttInput(
       {
@@ -197,14 +225,15 @@ export async function startGateway(
   return running({ httpPort: http.port, registry, health }, async () => {
     stopping = true;
     const deadline = Date.now() + config.drainTimeoutMs;
-    while (sink.inFlight > 0 && Date.now() < deadline) await sleep(DRAIN_POLL_MS);
-    if (sink.inFlight > 0) {
+    while (downstream.inFlight > 0 && Date.now() < deadline) await sleep(DRAIN_POLL_MS);
+    if (downstream.inFlight > 0) {
       log.warn(
-        { inFlight: sink.inFlight },
+        { inFlight: downstream.inFlight },
         "stopping with readings unconfirmed; the MQTT broker redelivers them",
       );
     }
     await mqtt.stop();
+    await spool?.stop();
     await sink.stop();
     rejectLog.flush();
     await http.close();

@@ -11,6 +11,7 @@ import {
   securityProblem,
   stallTimeout,
 } from "../common/settings.js";
+import { spoolSettings } from "../spool/settings.js";
 import { startGateway } from "./gateway.js";
 
 export { type GatewayConfig, type RunningGateway, startGateway as start } from "./gateway.js";
@@ -91,6 +92,7 @@ export const gatewayCommand = defineCommand({
         "RabbitMQ messages awaiting their confirm at once when batching: smaller packs more readings per message, larger publishes sooner.",
       parse: parsers.int(1, 1_000),
     }),
+    ...spoolSettings,
     httpHost,
     httpPort: httpPort(GATEWAY_HTTP_PORT),
     logLevel: common.logLevel,
