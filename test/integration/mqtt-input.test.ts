@@ -544,7 +544,7 @@ describe("MQTT input", () => {
     const warnings = lines.filter((line) => line.level === WARN).map((line) => String(line.msg));
     expect(warnings.slice(0, 2)).toEqual([
       expect.stringMatching(
-        `^MQTT connection to 127.0.0.1:${broker.port} failed: broker refused the connection: reason 0x87 \\(Not authorized\\); retrying in \\d+ ms$`,
+        `^MQTT connection to 127.0.0.1:${broker.port} failed: broker refused the connection: reason 0x87 \\(Not authorized\\): check MQTT_USERNAME and MQTT_PASSWORD; retrying in \\d+ ms$`,
       ),
       expect.stringMatching(`^MQTT connection to 127.0.0.1:${broker.port} failed: .*Not authorized`),
     ]);
