@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
 import amqp, { type ChannelModel } from "amqplib";
 import { backoffDelay, sleep } from "../common/backoff.js";
+import { splitUrlList } from "../common/config.js";
 import type { Logger } from "../common/log.js";
 import type { Health } from "../common/pipeline.js";
 import type { TlsMaterial } from "../common/tls.js";
@@ -173,6 +174,10 @@ async function closeConnection(conn: ChannelModel): Promise<void> {
 }
 
 export interface AmqpSessionOptions {
+  /**
+   * One node, or several nodes of one RabbitMQ cluster as full URLs separated by commas
+   * (`amqp://u:p@h1:5672,amqp://u:p@h2:5672`): the session tries them in turn from a random one.
+   */
   url: string;
   /** Connection name shown in the RabbitMQ management UI and `rabbitmqctl list_connections client_properties`. */
   name: string;
@@ -192,8 +197,11 @@ export interface AmqpSessionOptions {
 /**
  * One logical AMQP connection that stays up: connects, and after any loss (broker restart, network, a channel
  * error, missed heartbeats) reconnects forever with exponential backoff and full jitter, calling `onConnect` again
- * each time. Every failed attempt is one log line naming the broker's `host:port` and the reason, and `health()`
- * holds the latest. Emits "blocked" (reason) / "unblocked" when RabbitMQ blocks publishers on a resource alarm.
+ * each time. With a list of nodes in the URL it starts from a random node (so services spread over the cluster)
+ * and moves to the next node of the list after each failed attempt or lost connection; the backoff grows only
+ * once a whole round of nodes has failed. Every failed attempt is one log line naming the node's `host:port` and
+ * the reason, and `health()` holds the latest. Emits "blocked" (reason) / "unblocked" when RabbitMQ blocks
+ * publishers on a resource alarm.
  */
 export class AmqpSession extends EventEmitter {
   #conn: ChannelModel | undefined;
@@ -202,7 +210,10 @@ export class AmqpSession extends EventEmitter {
   #closing = false;
   #stopped = new AbortController();
   #loop: Promise<void> | undefined;
-  readonly #broker: string;
+  /** The nodes of the URL, parsed once, each with its heartbeat. */
+  readonly #nodes: readonly { readonly url: string; readonly address: string }[];
+  /** Index in `#nodes` of the node connected to, or tried next. */
+  #current: number;
   #health: Health;
   /**
    * RabbitMQ sends a frame at least every half heartbeat, even when idle: silence for a whole heartbeat (two
@@ -215,13 +226,34 @@ export class AmqpSession extends EventEmitter {
 
   constructor(private readonly opts: AmqpSessionOptions) {
     super();
-    this.#broker = brokerAddress(opts.url);
+    const urls = splitUrlList(opts.url);
+    if (urls.length === 0) throw new Error("AmqpSession needs at least one URL");
+    this.#nodes = urls.map((url) => ({ url: withHeartbeat(url), address: brokerAddress(url) }));
+    // A random first node spreads the services of a cluster over its nodes.
+    this.#current = Math.floor(Math.random() * this.#nodes.length);
     this.#health = { ready: false, reason: `rabbitmq not connected: connecting to ${this.#broker}` };
-    this.#silenceMs = heartbeatOf(opts.url) * 1_000;
+    // The shortest heartbeat asked for, so a silent node is never noticed later than its own heartbeat allows.
+    const beats = urls.map(heartbeatOf).filter((b) => b > 0);
+    this.#silenceMs = beats.length === 0 ? 0 : Math.min(...beats) * 1_000;
+  }
+
+  /** `host:port` of the node the session is connected to, or tries next. */
+  get #broker(): string {
+    return (this.#nodes[this.#current] as { address: string }).address;
+  }
+
+  /** `host:port` of the node the session is connected to (or tries next): what logs and status name. */
+  get node(): string {
+    return this.#broker;
   }
 
   get connected(): boolean {
     return this.#conn !== undefined;
+  }
+
+  /** Moves on to the next node of the list (a no-op with one node). */
+  #nextNode(): void {
+    this.#current = (this.#current + 1) % this.#nodes.length;
   }
 
   /**
@@ -288,7 +320,7 @@ export class AmqpSession extends EventEmitter {
 
   /** `amqp.connect`, given up at once when the session closes (a connection that opens after that is closed). */
   async #connect(): Promise<ChannelModel | undefined> {
-    const connecting = amqp.connect(withHeartbeat(this.opts.url), {
+    const connecting = amqp.connect((this.#nodes[this.#current] as { url: string }).url, {
       ...this.opts.tls,
       timeout: CONNECT_TIMEOUT_MS,
       clientProperties: { connection_name: this.opts.name },
@@ -316,10 +348,11 @@ export class AmqpSession extends EventEmitter {
 
   async #run(firstUp: () => void): Promise<void> {
     const { log } = this.opts;
-    const broker = this.#broker;
+    const nodes = this.#nodes.length;
     let attempt = 0;
     while (!this.#closing) {
       attempt++;
+      const broker = this.#broker;
       let conn: ChannelModel | undefined;
       let delay: number;
       try {
@@ -347,7 +380,11 @@ export class AmqpSession extends EventEmitter {
         this.#conn = undefined;
         if (this.#closing) break;
         const problem = this.#failed(err ?? new Error("closed by the broker"));
-        log.warn({ broker, err: problem.text }, "amqp connection lost; reconnecting");
+        this.#nextNode();
+        log.warn(
+          { broker, err: problem.text, ...(nodes > 1 ? { next: this.#broker } : {}) },
+          "amqp connection lost; reconnecting",
+        );
         this.opts.onDisconnect(err);
         delay = backoffDelay(1, RECONNECT_MIN_MS, RECONNECT_MAX_MS);
       } catch (err) {
@@ -355,10 +392,20 @@ export class AmqpSession extends EventEmitter {
         if (conn) await closeConnection(conn);
         if (this.#closing) break;
         const problem = this.#failed(err);
-        delay = problem.mistake
-          ? MISTAKE_RETRY_MS
-          : backoffDelay(attempt, RECONNECT_MIN_MS, RECONNECT_MAX_MS);
-        log.warn({ broker, attempt, retryInMs: delay, err: problem.text }, "amqp connect failed");
+        this.#nextNode();
+        // Each node of a round is tried at the first backoff step; the wait grows with whole rounds that failed.
+        const round = Math.ceil(attempt / nodes);
+        delay = problem.mistake ? MISTAKE_RETRY_MS : backoffDelay(round, RECONNECT_MIN_MS, RECONNECT_MAX_MS);
+        log.warn(
+          {
+            broker,
+            attempt,
+            retryInMs: delay,
+            err: problem.text,
+            ...(nodes > 1 ? { next: this.#broker } : {}),
+          },
+          "amqp connect failed",
+        );
       }
       await sleep(delay, this.#stopped.signal);
     }

@@ -56,6 +56,17 @@ export function formatDuration(ms: number): string {
   return `${ms}ms`;
 }
 
+/** Throws unless `raw` is a URL with one of `protocols` (each with its colon, e.g. `amqp:`). */
+function checkUrl(raw: string, protocols: readonly string[]): void {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new Error(`must be a URL such as ${protocols[0]}//host:port`);
+  }
+  if (!protocols.includes(u.protocol)) throw new Error(`must use ${protocols.join(" or ")}`);
+}
+
 /** A parser that also says how to print what it parsed (so `--help` shows `10s`, not `10000`). */
 type Formatting<T> = ((raw: string) => T) & { readonly format?: (value: T) => string };
 
@@ -89,13 +100,26 @@ export const parsers = {
   url:
     (...protocols: string[]) =>
     (raw: string): string => {
-      let u: URL;
-      try {
-        u = new URL(raw);
-      } catch {
-        throw new Error(`must be a URL such as ${protocols[0]}//host:port`);
-      }
-      if (!protocols.includes(u.protocol)) throw new Error(`must use ${protocols.join(" or ")}`);
+      checkUrl(raw, protocols);
+      return raw;
+    },
+  /**
+   * One URL, or several nodes of one cluster as full URLs separated by commas (`amqp://h1:5672,amqp://h2:5672`),
+   * each checked as `url` checks one; the value is kept as written (split with {@link splitUrlList}).
+   */
+  urlList:
+    (...protocols: string[]) =>
+    (raw: string): string => {
+      const urls = splitUrlList(raw);
+      if (urls.length === 0) throw new Error(`must be a URL such as ${protocols[0]}//host:port`);
+      urls.forEach((one, i) => {
+        try {
+          checkUrl(one, protocols);
+        } catch (err) {
+          const which = urls.length === 1 ? "" : `node ${i + 1} of the list: `;
+          throw new Error(`${which}${(err as Error).message}`);
+        }
+      });
       return raw;
     },
   oneOf:
@@ -125,6 +149,20 @@ export const parsers = {
     throw new Error("must be true or false");
   },
 } as const;
+
+/** A comma followed by a scheme starts the next URL of a list; a comma inside a password does not. */
+const URL_LIST_SEPARATOR = /,(?=[A-Za-z][A-Za-z0-9+.-]*:\/\/)/;
+
+/**
+ * The URLs of a setting that may list several nodes of one cluster (`amqp://u:p@h1:5672,amqp://u:p@h2:5672`), in
+ * the order written, empty entries dropped. A single URL gives a list of one.
+ */
+export function splitUrlList(value: string): string[] {
+  return value
+    .split(URL_LIST_SEPARATOR)
+    .map((u) => u.trim())
+    .filter(Boolean);
+}
 
 /** Shown in place of a secret. */
 export const MASK = "***";

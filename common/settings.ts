@@ -21,8 +21,9 @@ export const common = {
     flag: "amqp-url",
     env: "AMQP_URL",
     default: "amqp://guest:guest@localhost:5672",
-    description: "RabbitMQ broker; amqps:// for TLS (port 5671 when absent).",
-    parse: parsers.url("amqp:", "amqps:"),
+    description:
+      "RabbitMQ broker; amqps:// for TLS (port 5671 when absent). Several nodes of one cluster as full URLs separated by commas: a service connects to one that answers, starting from a random one, and moves to the next when its node goes away.",
+    parse: parsers.urlList("amqp:", "amqps:"),
   }),
   queue: setting({
     flag: "queue",

@@ -39,6 +39,8 @@ export interface GatewayConfig {
   readonly queueType: QueueType;
   readonly topicPrefix: string;
   readonly gatewayId: string;
+  /** MQTT 5 share name: gateways with the same one share `$share/<group>/<topicPrefix>/+/+` (unset: a plain subscription). */
+  readonly shareGroup?: string | undefined;
   /** MQTT messages in flight at once (the Receive Maximum the gateway asks the broker for). */
   readonly inflight: number;
   readonly keepaliveSeconds: number;
@@ -199,6 +201,7 @@ export async function startGateway(
         }),
         clientId: `telemetry-gateway-${config.gatewayId}`,
         topic: `${config.topicPrefix}/+/+`,
+        shareGroup: config.shareGroup,
         receiveMaximum: config.inflight,
         keepaliveSeconds: config.keepaliveSeconds,
         sessionExpirySeconds: config.sessionExpirySeconds,

@@ -38,6 +38,20 @@ export const gatewayCommand = defineCommand({
     queueType: common.queueType,
     topicPrefix: common.topicPrefix,
     gatewayId: common.gatewayId,
+    shareGroup: setting<string | undefined>({
+      flag: "share-group",
+      env: "GATEWAY_SHARE_GROUP",
+      default: undefined,
+      defaultLabel: "unset: a subscription of this gateway's own",
+      description:
+        "MQTT 5 share name: gateways with the same group share the subscription $share/<group>/<TOPIC_PREFIX>/+/+ " +
+        "and the broker gives each reading to one of them. Give each gateway its own GATEWAY_ID.",
+      parse: parsers.string({
+        max: 128,
+        pattern: /^[^/+#\0]+$/,
+        what: "an MQTT share name without / + or #",
+      }),
+    }),
     inflight: setting({
       flag: "inflight",
       env: "GATEWAY_INFLIGHT",

@@ -20,6 +20,11 @@ export interface MqttInputOptions {
   readonly clientId: string;
   /** Subscription filter, e.g. `sensors/+/+`, subscribed at QoS 1. */
   readonly topic: string;
+  /**
+   * MQTT 5 share name: when given, the session subscribes to `$share/<shareGroup>/<topic>` and the broker gives
+   * each message to one of the sessions sharing that name (1 to 128 characters, no `/`, `+` or `#`).
+   */
+  readonly shareGroup?: string | undefined;
   /** MQTT 5 Receive Maximum sent in CONNECT: the broker's in-flight window towards us (1 to 65,535). */
   readonly receiveMaximum: number;
   /**

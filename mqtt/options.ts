@@ -1,6 +1,7 @@
 import type { Logger } from "../common/log.js";
 import type { TlsMaterial } from "../common/tls.js";
 import type { MqttInputOptions } from "./input.js";
+import { subscriptionFilter } from "./protocol.js";
 import { type BrokerAddress, parseBrokerUrl } from "./url.js";
 
 /** From opening the socket to SUBACK, unless the options say otherwise. */
@@ -20,6 +21,7 @@ export interface SessionSettings {
   /** For an `mqtts://` broker: CA, client certificate and key (empty: the system's CAs, no client certificate). */
   readonly tls: TlsMaterial;
   readonly clientId: string;
+  /** The filter SUBSCRIBE sends: the options' topic, or `$share/<shareGroup>/<topic>` with a share group. */
   readonly topic: string;
   readonly receiveMaximum: number;
   readonly keepaliveSeconds: number;
@@ -52,7 +54,8 @@ function withCredentials(
 /**
  * Checks `opts` and fills in the defaults (connect timeout 10 s, reconnect backoff from 200 ms to 15 s). Throws a
  * RangeError naming the option that is out of range or empty, or an Error for a URL that is not `mqtt://`,
- * `tcp://` or `mqtts://`. `username` and `password` replace the URL's.
+ * `tcp://` or `mqtts://`. `username` and `password` replace the URL's; a share group turns the topic into the
+ * shared subscription `$share/<shareGroup>/<topic>` (a RangeError for a share name MQTT 5 forbids).
  */
 export function resolveOptions(opts: MqttInputOptions): SessionSettings {
   const connectTimeoutMs = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
@@ -71,7 +74,7 @@ export function resolveOptions(opts: MqttInputOptions): SessionSettings {
     broker: withCredentials(parseBrokerUrl(opts.url), opts.username, opts.password),
     tls: opts.tls ?? {},
     clientId: opts.clientId,
-    topic: opts.topic,
+    topic: subscriptionFilter(opts.topic, opts.shareGroup),
     receiveMaximum: opts.receiveMaximum,
     keepaliveSeconds: opts.keepaliveSeconds,
     sessionExpirySeconds: opts.sessionExpirySeconds,

@@ -30,6 +30,25 @@ export function connectPacket(settings: SessionSettings): IConnectPacket {
   };
 }
 
+/** MQTT 5 (section 4.8.2): a share name is at least one character and holds no `/`, `+` or `#`. */
+const SHARE_NAME_FORBIDDEN = /[/+#]/;
+
+/**
+ * The topic filter the session subscribes to: `topic` itself, or with a share name the shared subscription
+ * `$share/<shareGroup>/<topic>`, whose messages the broker deals out among the sessions sharing that name. The
+ * PUBLISH packets of a shared subscription carry the message's own topic, never the `$share/...` filter. Throws a
+ * RangeError for a share name MQTT 5 forbids.
+ */
+export function subscriptionFilter(topic: string, shareGroup: string | undefined): string {
+  if (shareGroup === undefined) return topic;
+  if (shareGroup === "" || SHARE_NAME_FORBIDDEN.test(shareGroup)) {
+    throw new RangeError(
+      `shareGroup must be a non-empty MQTT share name without / + or #, got ${JSON.stringify(shareGroup)}`,
+    );
+  }
+  return `$share/${shareGroup}/${topic}`;
+}
+
 /** What is wrong with a PUBLISH from the broker, with the reason code to disconnect with; undefined if nothing. */
 export function publishViolation(packet: IPublishPacket): { reasonCode: number; error: Error } | undefined {
   if (packet.qos === 2) {
