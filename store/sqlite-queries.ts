@@ -22,7 +22,7 @@ import {
   type StatsQuery,
   type StoredReading,
 } from "./queries.js";
-import { openDatabase, SERIES_FROM_READINGS } from "./sqlite.js";
+import { openDatabase, seriesFromReadings } from "./sqlite.js";
 
 export type { ReadingQueries } from "./queries.js";
 
@@ -114,9 +114,7 @@ function sqliteQueries(db: Database.Database): ReadingQueries {
   const hasTable = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings'").get();
   if (version < 1 || hasTable === undefined) throw new Error("not a telemetry database: no readings table");
   // Version 1 files predate quality and tags; their rows read as the defaults migration 2 gives them.
-  const rest = (t = "") =>
-    `${t}value, ${t}unit, ${t}seq, ${version >= 2 ? `${t}quality, ${t}tags` : "'good', '{}'"}`;
-  const ROW = `ts, ${rest()}`;
+  const ROW = `ts, value, unit, seq, ${version >= 2 ? "quality, tags" : "'good', '{}'"}`;
   // A long-lived server asks about the same pages again and again: keep the interior pages and hot leaves cached.
   db.pragma(`cache_size = -${CACHE_KIB}`);
 
@@ -141,22 +139,21 @@ function sqliteQueries(db: Database.Database): ReadingQueries {
   // The newest row of every series in one statement, walking the primary key backwards from the last series to
   // the first: one seek per series lands on its newest row. Each step's row travels as a JSON array because a
   // SQLite subquery yields one value.
-  // Both from the `series` rollup the processor keeps (migration 3): one row per series, no scan of `readings`.
+  // Both from the `series` rollup the processor keeps (migration 3): one row per series, no read of `readings`.
   // A file not migrated yet gets it as a temporary view over the rows, slow but the same answers.
-  if (version < 3)
-    db.exec(`CREATE TEMP VIEW series (device_id, sensor, unit, first_ts, last_ts, last_value, count)
-    AS ${SERIES_FROM_READINGS}`);
-  // The newest row of each series is the one at its last_ts: one key lookup per series.
+  if (version < 3) {
+    db.exec(`CREATE TEMP VIEW series (device_id, sensor, unit, first_ts, last_ts, last_value, last_seq, last_quality,
+      last_tags, count) AS ${seriesFromReadings(version >= 2 ? undefined : "'good', '{}'")}`);
+  }
   const latest = (where: string) =>
     db
       .prepare<{ device?: string }, KeyedRow>(
-        `SELECT s.device_id, s.sensor, r.ts, ${rest("r.")} FROM series AS s
-         JOIN readings AS r ON r.device_id = s.device_id AND r.sensor = s.sensor AND r.ts = s.last_ts
-         ${where} ORDER BY s.device_id, s.sensor`,
+        `SELECT device_id, sensor, last_ts, last_value, unit, last_seq, last_quality, last_tags FROM series
+         ${where} ORDER BY device_id, sensor`,
       )
       .raw();
   const latestAll = latest("");
-  const latestOfDevice = latest("WHERE s.device_id = @device");
+  const latestOfDevice = latest("WHERE device_id = @device");
   const summaries = db
     .prepare<[], [string, string, number, number, number, number, string | null]>(
       "SELECT device_id, sensor, count, first_ts, last_ts, last_value, unit FROM series ORDER BY device_id, sensor",

@@ -4,14 +4,21 @@ import Database from "better-sqlite3";
 import { DEFAULT_QUALITY, type Reading } from "../schemas/index.js";
 import type { Conflict, WriteResult } from "./store.js";
 
+/** The rollup's columns, in the order {@link seriesFromReadings} and the writer give them. */
+const SERIES_COLUMNS =
+  "device_id, sensor, unit, first_ts, last_ts, last_value, last_seq, last_quality, last_tags, count";
+
 /**
  * The `series` rollup computed from the rows (one read of every row): what migration 3 fills the table with, and
- * what a reader of a file not yet migrated uses instead. Columns in the table's order.
+ * what a reader of a file not yet migrated uses instead. Columns in the table's order; `measurement` stands for
+ * the newest row's quality and tags (constants for a version 1 file, which has neither).
  */
-export const SERIES_FROM_READINGS = `SELECT g.device_id, g.sensor, r.unit, g.first_ts, g.last_ts, r.value, g.n
+export function seriesFromReadings(measurement = "r.quality, r.tags"): string {
+  return `SELECT g.device_id, g.sensor, r.unit, g.first_ts, g.last_ts, r.value, r.seq, ${measurement}, g.n
   FROM (SELECT device_id, sensor, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS n
         FROM readings GROUP BY device_id, sensor) AS g
   JOIN readings AS r ON r.device_id = g.device_id AND r.sensor = g.sensor AND r.ts = g.last_ts`;
+}
 
 /** Numbered migrations; `PRAGMA user_version` holds the number of the last one applied. Never edit a released one. */
 export const MIGRATIONS: readonly { readonly version: number; readonly sql: string }[] = [
@@ -39,20 +46,24 @@ export const MIGRATIONS: readonly { readonly version: number; readonly sql: stri
   },
   {
     // The per-series rollup: what `devices` and `latest` need without reading every row. Kept by the writer in the
-    // same transaction as the rows (SqliteStore), so it always equals a GROUP BY over `readings`; `unit` and
-    // `last_value` are those of the row at `last_ts`. Built here from the rows already stored.
+    // same transaction as the rows (SqliteStore), so it always equals a GROUP BY over `readings`; `unit` and the
+    // `last_*` columns are those of the row at `last_ts`, so `latest` reads this table alone (a key lookup per
+    // series into `readings` costs 4,000 seeks, ~20 ms on ten million rows). Built here from the rows stored.
     version: 3,
     sql: `CREATE TABLE series (
-      device_id  TEXT    NOT NULL,
-      sensor     TEXT    NOT NULL,
-      unit       TEXT,
-      first_ts   INTEGER NOT NULL,
-      last_ts    INTEGER NOT NULL,
-      last_value REAL    NOT NULL,
-      count      INTEGER NOT NULL,
+      device_id    TEXT    NOT NULL,
+      sensor       TEXT    NOT NULL,
+      unit         TEXT,
+      first_ts     INTEGER NOT NULL,
+      last_ts      INTEGER NOT NULL,
+      last_value   REAL    NOT NULL,
+      last_seq     INTEGER,
+      last_quality TEXT    NOT NULL,
+      last_tags    TEXT    NOT NULL,
+      count        INTEGER NOT NULL,
       PRIMARY KEY (device_id, sensor)
     ) WITHOUT ROWID;
-    INSERT INTO series (device_id, sensor, unit, first_ts, last_ts, last_value, count) ${SERIES_FROM_READINGS};`,
+    INSERT INTO series (${SERIES_COLUMNS}) ${seriesFromReadings()};`,
   },
 ];
 
@@ -139,10 +150,10 @@ function sameMeasurement(a: StoredMeasurement, b: StoredMeasurement): boolean {
 
 /** What one batch adds to a series: only rows actually inserted count. */
 interface SeriesDelta {
-  unit: string | null;
   first_ts: number;
   last_ts: number;
-  last_value: number;
+  /** The newest inserted reading's measurement. */
+  last: StoredMeasurement;
   count: number;
 }
 
@@ -153,7 +164,7 @@ interface SeriesDelta {
 class SeriesDeltas {
   readonly #byDevice = new Map<string, Map<string, SeriesDelta>>();
 
-  add(r: Reading): void {
+  add(r: Reading, m: StoredMeasurement): void {
     let sensors = this.#byDevice.get(r.device_id);
     if (!sensors) {
       sensors = new Map();
@@ -161,15 +172,14 @@ class SeriesDeltas {
     }
     const d = sensors.get(r.sensor);
     if (!d) {
-      sensors.set(r.sensor, { unit: r.unit, first_ts: r.ts, last_ts: r.ts, last_value: r.value, count: 1 });
+      sensors.set(r.sensor, { first_ts: r.ts, last_ts: r.ts, last: m, count: 1 });
       return;
     }
     d.count++;
     if (r.ts < d.first_ts) d.first_ts = r.ts;
     if (r.ts > d.last_ts) {
       d.last_ts = r.ts;
-      d.last_value = r.value;
-      d.unit = r.unit;
+      d.last = m;
     }
   }
 
@@ -203,12 +213,14 @@ export class SqliteStore {
     );
     // In an UPDATE every right-hand side reads the row as it was, so `last_ts` is compared before it changes.
     // A newly inserted ts never equals the stored last_ts (that row exists), so ">" decides which is newer.
+    // In an UPDATE every right-hand side reads the row as it was, so `last_ts` is compared before it changes.
+    // A newly inserted ts never equals the stored last_ts (that row exists), so ">" decides which is newer.
+    const newer = (col: string) =>
+      `${col} = CASE WHEN excluded.last_ts > series.last_ts THEN excluded.${col} ELSE series.${col} END`;
     const upsertSeries = this.db.prepare(
-      `INSERT INTO series (device_id, sensor, unit, first_ts, last_ts, last_value, count)
-       VALUES (?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO series (${SERIES_COLUMNS}) VALUES (${SERIES_COLUMNS.split(",").fill("?").join(", ")})
        ON CONFLICT (device_id, sensor) DO UPDATE SET
-         unit = CASE WHEN excluded.last_ts > series.last_ts THEN excluded.unit ELSE series.unit END,
-         last_value = CASE WHEN excluded.last_ts > series.last_ts THEN excluded.last_value ELSE series.last_value END,
+         ${["unit", "last_value", "last_seq", "last_quality", "last_tags"].map(newer).join(", ")},
          last_ts = max(series.last_ts, excluded.last_ts),
          first_ts = min(series.first_ts, excluded.first_ts),
          count = series.count + excluded.count`,
@@ -235,7 +247,7 @@ export class SqliteStore {
         ).changes;
         if (changes > 0) {
           inserted++;
-          deltas.add(r);
+          deltas.add(r, m);
           return;
         }
         // Only resends reach here, so the extra lookup costs nothing on the fast path.
@@ -251,7 +263,19 @@ export class SqliteStore {
         }
       });
       for (const [device, sensor, d] of deltas.entries()) {
-        upsertSeries.run(device, sensor, d.unit, d.first_ts, d.last_ts, d.last_value, d.count);
+        const m = d.last;
+        upsertSeries.run(
+          device,
+          sensor,
+          m.unit,
+          d.first_ts,
+          d.last_ts,
+          m.value,
+          m.seq,
+          m.quality,
+          m.tags,
+          d.count,
+        );
       }
       return { inserted, duplicates, conflicts };
     });

@@ -94,6 +94,7 @@ export class WorkerStore implements ReadingStore {
     return { inserted: r.inserted, duplicates: r.duplicates, conflicts: r.conflicts };
   }
 
+  /** {@link ReadingStore.deleteOlderThan}: one transaction on the worker, after the requests made before it. */
   async deleteOlderThan(cutoff: number, limit: number): Promise<number> {
     const r = await this.#request((id) => ({ kind: "delete", id, cutoff, limit }));
     if (r.kind !== "deleted") throw new Error(`SQLite worker answered a delete with ${r.kind}`);

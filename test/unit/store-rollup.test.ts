@@ -29,6 +29,9 @@ type SeriesRow = {
   first_ts: number;
   last_ts: number;
   last_value: number;
+  last_seq: number | null;
+  last_quality: string;
+  last_tags: string;
   count: number;
 };
 
@@ -36,18 +39,16 @@ type SeriesRow = {
 const rollup = (db: Database.Database) =>
   db.prepare("SELECT * FROM series ORDER BY device_id, sensor").all() as SeriesRow[];
 
-/** The rollup recomputed from the rows, the way an analyst would write it. */
+/** The rollup recomputed from the rows, the way an analyst would write it: the newest row's columns by lookup. */
 const recomputed = (db: Database.Database) =>
   db
     .prepare(
-      `SELECT device_id, sensor,
-              (SELECT unit FROM readings AS r WHERE r.device_id = g.device_id AND r.sensor = g.sensor AND r.ts = g.last_ts) AS unit,
-              first_ts, last_ts,
-              (SELECT value FROM readings AS r WHERE r.device_id = g.device_id AND r.sensor = g.sensor AND r.ts = g.last_ts) AS last_value,
-              count
+      `SELECT g.device_id, g.sensor, r.unit, g.first_ts, g.last_ts, r.value AS last_value, r.seq AS last_seq,
+              r.quality AS last_quality, r.tags AS last_tags, g.count
        FROM (SELECT device_id, sensor, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS count
              FROM readings GROUP BY device_id, sensor) AS g
-       ORDER BY device_id, sensor`,
+       JOIN readings AS r ON r.device_id = g.device_id AND r.sensor = g.sensor AND r.ts = g.last_ts
+       ORDER BY g.device_id, g.sensor`,
     )
     .all() as SeriesRow[];
 
@@ -95,7 +96,8 @@ describe("the per-series rollup (series table)", () => {
           ts: TS0 + Math.floor(random() * 500), // small range: many collisions, any order
           value: Math.round(random() * 1_000) / 10,
           unit: random() < 0.1 ? null : random() < 0.5 ? "C" : "F",
-          seq: i,
+          seq: random() < 0.2 ? null : i,
+          ...(random() < 0.3 ? { quality: "uncertain" as const, tags: { site: `s${i % 3}` } } : {}),
           gateway_id: "gw",
           received_at: TS0,
         };
@@ -152,26 +154,18 @@ describe("the per-series rollup (series table)", () => {
           count: s.count,
         })),
       ),
-    ).toEqual(expected);
+    ).toEqual(expected.map(({ last_seq: _s, last_quality: _q, last_tags: _t, ...summary }) => summary));
 
     const newest = store.db
       .prepare(
-        `SELECT r.device_id, r.sensor, r.ts, r.value, r.unit, r.seq FROM readings AS r
+        `SELECT r.device_id, r.sensor, r.ts, r.value, r.unit, r.seq, r.quality, json(r.tags) AS tags FROM readings AS r
          WHERE r.ts = (SELECT max(ts) FROM readings AS x WHERE x.device_id = r.device_id AND x.sensor = r.sensor)
          ORDER BY r.device_id, r.sensor`,
       )
       .all();
     const latest = await q.latest();
-    expect(
-      latest.map(({ device_id, sensor, ts, value, unit, seq }) => ({
-        device_id,
-        sensor,
-        ts,
-        value,
-        unit,
-        seq,
-      })),
-    ).toEqual(newest);
+    expect(latest.map((r) => ({ ...r, tags: JSON.stringify(r.tags) }))).toEqual(newest);
+    expect(latest.some((r) => r.quality === "uncertain" && r.tags.site !== undefined)).toBe(true);
     expect((await q.latest("dev-2")).map((r) => r.sensor)).toEqual(
       expected.filter((s) => s.device_id === "dev-2").map((s) => s.sensor),
     );
@@ -270,6 +264,9 @@ describe("the per-series rollup (series table)", () => {
         first_ts: TS0 + 60,
         last_ts: TS0 + 99,
         last_value: 99,
+        last_seq: 99,
+        last_quality: "good",
+        last_tags: "{}",
         count: 40,
       },
       {
@@ -279,6 +276,9 @@ describe("the per-series rollup (series table)", () => {
         first_ts: TS0 + 60,
         last_ts: TS0 + 99,
         last_value: 99,
+        last_seq: 99,
+        last_quality: "good",
+        last_tags: "{}",
         count: 40,
       },
     ]);
