@@ -2,7 +2,8 @@ import amqp, { type ConfirmChannel, type GetMessage, type Options } from "amqpli
 import { queueNames } from "../amqp/topology.js";
 import { defineCommand } from "../common/command.js";
 import { parsers, redactUrl, setting } from "../common/config.js";
-import { common } from "../common/settings.js";
+import { amqpSecurity, common, securityProblem } from "../common/settings.js";
+import { readTls, type TlsMaterial } from "../common/tls.js";
 import { AVRO_CONTENT_TYPE, encodeEnvelope } from "../gateway/encode.js";
 import { parsePayload } from "../gateway/validate.js";
 import { SchemaRegistry } from "../schemas/index.js";
@@ -160,11 +161,11 @@ async function publishConfirmed(ch: ConfirmChannel, publishes: readonly Republis
   }
 }
 
-async function connect(url: string): Promise<amqp.ChannelModel> {
+async function connect(url: string, tls: TlsMaterial): Promise<amqp.ChannelModel> {
   let last: unknown;
   for (const node of splitUrls(url)) {
     try {
-      return await amqp.connect(node, { timeout: PROBE_TIMEOUT_MS });
+      return await amqp.connect(node, { ...tls, timeout: PROBE_TIMEOUT_MS });
     } catch (err) {
       last = err;
     }
@@ -236,16 +237,22 @@ export const replayCommand = defineCommand({
       parse: parsers.oneOf("table", "json"),
     }),
     amqpUrl: common.amqpUrl,
+    ...amqpSecurity,
     queue: common.queue,
     topicPrefix: common.topicPrefix,
     gatewayId: common.gatewayId,
   },
-  check: (c) => (c.from ? undefined : "--from is required: rejected or dead"),
+  check: (c) => securityProblem(c) ?? (c.from ? undefined : "--from is required: rejected or dead"),
   run: async (config) => {
     const names = queueNames(config.queue);
     const from = config.from === "rejected" ? names.rejected : names.dead;
     const schemas = config.from === "rejected" ? SchemaRegistry.load() : undefined;
-    const conn = await connect(config.amqpUrl).catch((err: Error) => {
+    const tls = readTls({
+      caFile: config.amqpCaFile,
+      certFile: config.amqpCertFile,
+      keyFile: config.amqpKeyFile,
+    });
+    const conn = await connect(config.amqpUrl, tls).catch((err: Error) => {
       process.stderr.write(`telemetry replay: ${err.message}\n`);
       return undefined;
     });

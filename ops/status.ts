@@ -2,7 +2,8 @@ import amqp from "amqplib";
 import { queueNames } from "../amqp/topology.js";
 import { defineCommand } from "../common/command.js";
 import { parsers, redactUrl, setting } from "../common/config.js";
-import { common } from "../common/settings.js";
+import { amqpSecurity, common, securityProblem } from "../common/settings.js";
+import { readTls, type TlsMaterial } from "../common/tls.js";
 import { postgresStatus } from "../store/postgres-status.js";
 import { storeStatus } from "../store/status.js";
 import { PROBE_TIMEOUT_MS, type Readiness, readiness, reasonOf, scrape, splitUrls } from "./probe.js";
@@ -60,13 +61,13 @@ export interface Status {
 
 /** Depth and consumers of `<QUEUE>`, `.rejected` and `.dead`, one passive declare each (on its own channel, since a
  * missing queue closes the channel that asked). */
-async function queues(url: string, queue: string): Promise<Record<string, QueueStatus>> {
+async function queues(url: string, queue: string, tls: TlsMaterial): Promise<Record<string, QueueStatus>> {
   const out: Record<string, QueueStatus> = {};
   let conn: amqp.ChannelModel | undefined;
   let lastError: unknown;
   for (const node of splitUrls(url)) {
     try {
-      conn = await amqp.connect(node, { timeout: PROBE_TIMEOUT_MS });
+      conn = await amqp.connect(node, { ...tls, timeout: PROBE_TIMEOUT_MS });
       break;
     } catch (err) {
       lastError = err;
@@ -125,6 +126,9 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
 /** Gathers the whole status; never throws for a broker, store or service it cannot reach (it says so instead). */
 export async function gatherStatus(c: {
   amqpUrl: string;
+  amqpCaFile?: string | undefined;
+  amqpCertFile?: string | undefined;
+  amqpKeyFile?: string | undefined;
   queue: string;
   dbPath: string;
   databaseUrl?: string | undefined;
@@ -147,7 +151,11 @@ export async function gatherStatus(c: {
     }
   };
   const [q, stored, gateway, processor] = await Promise.all([
-    queues(c.amqpUrl, c.queue),
+    queues(
+      c.amqpUrl,
+      c.queue,
+      readTls({ caFile: c.amqpCaFile, certFile: c.amqpCertFile, keyFile: c.amqpKeyFile }),
+    ),
     store(),
     service("gateway", c.gateway, c.intervalMs),
     service("processor", c.processor, c.intervalMs),
@@ -197,8 +205,10 @@ export const statusCommand = defineCommand({
   summary:
     "Queue depths and consumers of <QUEUE>, <QUEUE>.rejected and <QUEUE>.dead, rows stored and the newest " +
     "reading, and each running service's readiness with its rates (from two samples of its /metrics).",
+  check: securityProblem,
   spec: {
     amqpUrl: common.amqpUrl,
+    ...amqpSecurity,
     queue: common.queue,
     dbPath: common.dbPath,
     databaseUrl: common.databaseUrl,

@@ -123,7 +123,7 @@ describe("TLS and credentials: the right CA, client certificate and password", (
     for (const s of services.splice(0)) await s.stop("SIGKILL");
   });
 
-  it("readings the simulator publishes over mqtts go through a gateway on mqtts and amqps and are stored by a processor on amqps (passwords from _FILE), and no password is printed or served", async () => {
+  it("readings the simulator publishes over mqtts go through a gateway on mqtts and amqps and are stored by a processor on amqps (passwords from _FILE), status reads the queues over amqps, and no password is printed or served", async () => {
     const names = testNames("tls-ok");
     // The processor takes its URL, password included, from a file (AMQP_URL_FILE), as from a Docker secret.
     const urlFile = join(names.dir, "amqp-url");
@@ -159,7 +159,14 @@ describe("TLS and credentials: the right CA, client certificate and password", (
       .filter((l) => l.includes(AMQP_USER) && l.includes("true") && l.includes(String(amqpsPort)));
     expect(tlsConnections.length).toBeGreaterThanOrEqual(2);
 
+    // telemetry status reads the queues over TLS with the same settings: the readings were all consumed.
+    const status = await runCli(["status", "--format", "json"], tlsEnv(names));
+    const queues = (JSON.parse(status.stdout) as { queues: Record<string, unknown> }).queues;
+    expect(queues[names.queue]).toMatchObject({ messages: 0, consumers: 1 });
+
     const printed = [
+      status.stdout,
+      status.stderr,
       sim.stdout,
       sim.stderr,
       await everything(gateway.httpPort, gateway.stderr() + JSON.stringify(gateway.logs)),
