@@ -472,9 +472,10 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
     for (;;) {
       await new Promise((r) => setTimeout(r, POLL_MS));
       const counts = await sut.progress();
-      const ackedNow = publisher.acked();
+      // The final count once the load is done: its last progress report may predate its last PUBACKs.
+      const ackedNow = published?.acked ?? publisher.acked();
       if (ackedNow === undefined) ackCounted = false;
-      const acked = ackedNow ?? published?.acked ?? 0;
+      const acked = ackedNow ?? 0;
       samples.push({ t: Date.now(), acked, ...counts });
       stored = counts.stored;
       const progress = stored + acked;
@@ -495,8 +496,9 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
       }
       if (Date.now() - lastLog >= 5_000) {
         lastLog = Date.now();
+        const what = ackedNow === undefined ? "publishing" : `${acked.toLocaleString("en-US")} published`;
         say(
-          `  ${o.label}: ${acked.toLocaleString("en-US")} published, ${counts.gatewayPublished.toLocaleString("en-US")} confirmed to the gateway, ${stored.toLocaleString("en-US")} stored`,
+          `  ${o.label}: ${what}, ${counts.gatewayPublished.toLocaleString("en-US")} confirmed to the gateway, ${stored.toLocaleString("en-US")} stored`,
         );
       }
     }
