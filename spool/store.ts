@@ -180,7 +180,13 @@ export class SpoolStore {
       MAX_SEGMENT_BYTES,
       Math.max(MIN_SEGMENT_BYTES, Math.floor(opts.maxBytes / SEGMENTS_PER_SPOOL)),
     );
-    this.#timer = setInterval(() => this.#housekeeping(), HOUSEKEEPING_MS);
+    this.#timer = setInterval(() => {
+      try {
+        this.#housekeeping();
+      } catch (err) {
+        opts.log.error({ err: (err as Error).message }, "spool housekeeping failed; retrying");
+      }
+    }, HOUSEKEEPING_MS);
     this.#timer.unref();
   }
 
@@ -373,7 +379,9 @@ export class SpoolStore {
         const group: { pending: Pending; record: Buffer }[] = [];
         let groupBytes = 0;
         let projected = this.#bytesOnDisk();
-        while (this.#queue.length > 0 && groupBytes < GROUP_MAX_BYTES) {
+        // A group stays within the active segment's size, so segments (the unit of reclaiming) keep their size.
+        const room = Math.min(GROUP_MAX_BYTES, this.#segmentBytes - this.#active.size);
+        while (this.#queue.length > 0 && (group.length === 0 || groupBytes < room)) {
           const p = this.#queue[0]!;
           const size = RECORD_HEADER_BYTES + p.payload.length;
           if (projected + size + TRAILER_BYTES > this.#opts.maxBytes) {
@@ -586,14 +594,14 @@ export class SpoolStore {
   #housekeeping(): void {
     if (this.#closed) return;
     const now = Date.now();
+    const a = this.#active;
+    if (!this.#committing && a.records > 0 && now - a.firstAppendedAt >= this.#opts.maxAgeMs / AGE_STEPS) {
+      this.#seal();
+    }
     while (this.#segments.length > 1) {
       const s = this.#segments[0]!;
       if (!s.sealed || now - s.lastAppendedAt < this.#opts.maxAgeMs) break;
       this.#dropSegment(s, "max-age");
-    }
-    const a = this.#active;
-    if (!this.#committing && a.records > 0 && now - a.firstAppendedAt >= this.#opts.maxAgeMs / AGE_STEPS) {
-      this.#seal();
     }
     this.#writeCursor(false);
     if (this.#full) void this.#commit();
