@@ -7,6 +7,7 @@ import { queryCommand } from "../query/command.js";
 import { schemasCommand } from "../schemas/command.js";
 import { serveCommand } from "../serve/index.js";
 import { simulateCommand } from "../simulators/index.js";
+import { spoolCommand } from "../spool/command.js";
 
 /** The long-running services `telemetry check` validates. */
 const services: readonly CliCommand[] = [gatewayCommand, processorCommand, serveCommand];
@@ -21,6 +22,7 @@ const commands: readonly CliCommand[] = [
   statusCommand,
   replayCommand,
   backupCommand,
+  spoolCommand,
   checkCommand(services),
 ];
 
