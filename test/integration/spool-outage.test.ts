@@ -1,0 +1,138 @@
+/**
+ * The gateway's store-and-forward spool against real brokers and real crashes: the uplink (RabbitMQ) is a port that
+ * refuses connections, the gateway is killed with SIGKILL while it spools, and every reading the MQTT broker
+ * acknowledged to the simulator must be stored exactly once when the uplink comes back.
+ */
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  expectStoredExactlyOnce,
+  faultNames,
+  metric,
+  report,
+  startStream,
+  until,
+} from "../helpers/fault-stream.js";
+import { freePort, type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
+import {
+  cleanup,
+  httpGet,
+  type Service,
+  startService,
+  type TestNames,
+  untilReady,
+} from "../helpers/services.js";
+
+const OUTAGE_READINGS = 6_000;
+const OUTAGE_RATE = 1_000;
+const OUTAGE_KILLS = 3;
+const LOOP_READINGS = 16_000;
+const LOOP_RATE = 800;
+const LOOP_KILLS = 20;
+const STORED_TIMEOUT_MS = 90_000;
+
+describe("spool: uplink outage with the gateway killed", () => {
+  let mosquitto: PrivateMosquitto;
+  let names: TestNames;
+  let deadUplink: string;
+  const services: Service[] = [];
+
+  beforeAll(async () => {
+    // max_queued_messages 0: while the gateway is dead between kills the broker keeps its session's readings.
+    mosquitto = await startPrivateMosquitto({ maxQueued: 0 });
+    // A port nothing listens on: every connection to the uplink is refused.
+    deadUplink = `amqp://guest:guest@127.0.0.1:${await freePort()}`;
+  });
+
+  afterAll(async () => {
+    await Promise.all(services.map((s) => s.stop("SIGKILL")));
+    if (names) await cleanup(names);
+    await mosquitto.stop();
+  });
+
+  const gatewayEnv = (amqpUrl: string) => ({
+    ...names.env,
+    AMQP_URL: amqpUrl,
+    SPOOL_PATH: join(names.dir, "spool"),
+    // One kill must not cost a 10 s settle: SIGKILL leaves nothing to settle anyway.
+    DRAIN_TIMEOUT: "1s",
+  });
+
+  const start = async (amqpUrl: string): Promise<Service> => {
+    const s = await startService("gateway", gatewayEnv(amqpUrl));
+    services.push(s);
+    return s;
+  };
+
+  it("readings spooled while RabbitMQ is unreachable, across three kill -9 of the gateway, are stored exactly once when it is back", async () => {
+    names = faultNames("spool-outage", { mqttUrl: mosquitto.url });
+    let gateway = await start(deadUplink);
+    // The gateway is doing its job while the uplink is down: ready, with the outage in its own metric.
+    await untilReady(gateway);
+    expect(await metric(gateway.httpPort, "telemetry_gateway_uplink_up")).toBe(0);
+    const stream = startStream(names, { count: OUTAGE_READINGS, rate: OUTAGE_RATE, seed: 1_601 });
+
+    const depths: number[] = [];
+    for (let kill = 1; kill <= OUTAGE_KILLS; kill++) {
+      const g = gateway;
+      await until(`the spool holds ${kill * 1_000} readings`, 30_000, async () => {
+        return (await metric(g.httpPort, "telemetry_gateway_spool_depth_readings")) >= kill * 1_000;
+      });
+      depths.push(await metric(g.httpPort, "telemetry_gateway_spool_depth_readings"));
+      expect(await g.stop("SIGKILL")).toBeNull();
+      gateway = await start(deadUplink);
+      await untilReady(gateway);
+    }
+    await stream.done;
+    const g = gateway;
+    // Every reading the broker acknowledged reached the gateway and was PUBACKed once durable in the spool.
+    await until("the spool holds the whole stream", 30_000, async () => {
+      return (await metric(g.httpPort, "telemetry_gateway_spool_depth_readings")) >= OUTAGE_READINGS;
+    });
+    const spooled = await metric(g.httpPort, "telemetry_gateway_spool_depth_readings");
+    expect((await httpGet(g.httpPort, "/readyz")).status).toBe(200);
+    await g.stop("SIGKILL");
+
+    // The uplink is back: the next gateway drains the spool into RabbitMQ and the processor stores it.
+    gateway = await start(names.amqpUrl);
+    services.push(await startService("processor", names.env));
+    const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
+    const drained = gateway;
+    await until("the spool is empty", 30_000, async () => {
+      return (await metric(drained.httpPort, "telemetry_gateway_spool_depth_readings")) === 0;
+    });
+    expect(await metric(drained.httpPort, "telemetry_gateway_uplink_up")).toBe(1);
+    expect(await metric(drained.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
+    report("spool: outage with 3 kills", { ...counts, depthsAtKills: depths, spooledBeforeUplink: spooled });
+  });
+
+  it("twenty kill -9 while the gateway spools and drains (uplink down and up in turns) lose nothing PUBACKed", async () => {
+    names = faultNames("spool-kill-loop", { mqttUrl: mosquitto.url });
+    services.push(await startService("processor", names.env));
+    let gateway = await start(names.amqpUrl);
+    await untilReady(gateway);
+    const stream = startStream(names, { count: LOOP_READINGS, rate: LOOP_RATE, seed: 1_602 });
+    let kills = 0;
+    while (kills < LOOP_KILLS) {
+      const g = gateway;
+      const received = await metric(g.httpPort, "telemetry_gateway_messages_received_total");
+      // Kill once this gateway has taken some readings (mid-stream, mid-append, mid-drain), never on a timer.
+      await until("the gateway has taken readings", 30_000, async () => {
+        return (await metric(g.httpPort, "telemetry_gateway_messages_received_total")) >= received + 300;
+      });
+      expect(await g.stop("SIGKILL")).toBeNull();
+      kills++;
+      expect(stream.acked(), "the kills land while the stream runs").toBeLessThan(LOOP_READINGS);
+      // Odd restarts find the uplink down (they spool), even ones find it up (they drain what is spooled).
+      gateway = await start(kills % 2 === 1 ? deadUplink : names.amqpUrl);
+    }
+    const last = gateway;
+    await last.stop("SIGKILL");
+    gateway = await start(names.amqpUrl);
+    const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
+    const segments = readdirSync(join(names.dir, "spool")).filter((f) => f.endsWith(".seg")).length;
+    report("spool: kill loop", { ...counts, kills, segmentsLeft: segments });
+    expect(kills).toBe(LOOP_KILLS);
+  });
+});
