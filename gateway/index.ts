@@ -55,9 +55,9 @@ export const gatewayCommand = defineCommand({
     inflight: setting({
       flag: "inflight",
       env: "GATEWAY_INFLIGHT",
-      default: 1_000,
+      default: 4_000,
       description:
-        "MQTT messages in flight at once: the MQTT 5 Receive Maximum asked of the broker, and so the bound on memory.",
+        "MQTT messages in flight at once: the MQTT 5 Receive Maximum asked of the broker, and so the bound on memory. With batching the gateway carries at most about this many readings per confirm round trip, so it bounds throughput too.",
       parse: parsers.int(1, 65_535),
     }),
     keepaliveSeconds: setting({
