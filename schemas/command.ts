@@ -52,14 +52,14 @@ function fieldsOf(v: SchemaVersion): Record<string, unknown>[] {
 
 /** `telemetry schemas list` as text: each version with its file, fingerprint and fields (type, default). */
 export function formatVersions(versions: readonly SchemaVersion[], dir: string): string {
-  const current = versions.at(-1);
+  const current = currentOf(versions);
   const lines = [
-    `Schema versions in ${dir} (the highest is current: the gateway writes it, the processor reads them all)`,
+    `Schema versions in ${dir} (the highest of each kind is current: the gateway writes it, the processor reads them all)`,
   ];
   for (const v of versions) {
     lines.push(
       "",
-      `${v.file}  version ${v.version}  fingerprint ${v.fingerprintHex}${v === current ? "  (current)" : ""}`,
+      `${v.file}  version ${v.version}  fingerprint ${v.fingerprintHex}${current.has(v) ? "  (current)" : ""}`,
     );
     const fields = fieldsOf(v);
     const width = Math.max(...fields.map((f) => String(f.name).length));
@@ -74,9 +74,21 @@ export function formatVersions(versions: readonly SchemaVersion[], dir: string):
   return `${lines.join("\n")}\n`;
 }
 
+/** `reading` for `reading.v<N>.avsc`, `batch` for `reading-batch.v<N>.avsc`. */
+function kindOf(v: SchemaVersion): "reading" | "batch" {
+  return v.file.startsWith("reading-batch.") ? "batch" : "reading";
+}
+
+/** The highest version of each kind (the list holds each kind lowest first). */
+function currentOf(versions: readonly SchemaVersion[]): Set<SchemaVersion> {
+  const last = new Map<string, SchemaVersion>();
+  for (const v of versions) last.set(kindOf(v), v);
+  return new Set(last.values());
+}
+
 /** `telemetry schemas list --format json`: the same as plain data, each field with its schema as written. */
 export function versionsAsJson(versions: readonly SchemaVersion[], dir: string): string {
-  const current = versions.at(-1);
+  const current = currentOf(versions);
   return `${JSON.stringify(
     {
       dir,
@@ -84,7 +96,8 @@ export function versionsAsJson(versions: readonly SchemaVersion[], dir: string):
         version: v.version,
         file: v.file,
         fingerprint: v.fingerprintHex,
-        current: v === current,
+        kind: kindOf(v),
+        current: current.has(v),
         canonical: v.canonical,
         fields: fieldsOf(v).map((f) => ({
           name: f.name,

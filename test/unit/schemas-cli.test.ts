@@ -13,7 +13,7 @@ describe("telemetry schemas list", () => {
     const text = formatVersions(registry.versions, SCHEMA_DIR);
     const lines = text.split("\n");
     expect(lines[0]).toBe(
-      `Schema versions in ${SCHEMA_DIR} (the highest is current: the gateway writes it, the processor reads them all)`,
+      `Schema versions in ${SCHEMA_DIR} (the highest of each kind is current: the gateway writes it, the processor reads them all)`,
     );
     expect(lines).toContain("reading.v1.avsc  version 1  fingerprint bc2b1fcf13ae91b0");
     expect(lines).toContain("reading.v2.avsc  version 2  fingerprint 36d23d40ee824d5f  (current)");
@@ -53,6 +53,7 @@ describe("telemetry schemas list", () => {
     expect(out.versions.map((v) => [v.version, v.fingerprint, v.current])).toEqual([
       [1, "bc2b1fcf13ae91b0", false],
       [2, "36d23d40ee824d5f", true],
+      [1, "56f04c231c7ac60e", true],
     ]);
     expect(out.versions[1]!.fields.map((f) => f.name).slice(-2)).toEqual(["quality", "tags"]);
   });
@@ -63,7 +64,7 @@ describe("telemetry schemas check", () => {
     const r = await runCli(["schemas", "check"]);
     expect(r).toMatchObject({ code: 0, stderr: "" });
     expect(r.stdout).toBe(
-      `schemas ok: 2 versions in ${SCHEMA_DIR}; each reads data written with every earlier one (1 pair checked)\n`,
+      `schemas ok: 3 versions in ${SCHEMA_DIR}; each reads data written with every earlier one (1 pair checked)\n`,
     );
   });
 
