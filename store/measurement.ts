@@ -1,7 +1,7 @@
 /**
  * What tells a duplicate from a conflict, for every backend: a reading whose key (device_id, sensor, ts) is stored
  * already is a duplicate when its measurement (value, unit, seq, quality, tags) is the same as the stored one, and
- * a conflict when it differs. store/postgres.ts uses it; store/sqlite.ts holds the same rule and wording.
+ * a conflict when it differs. Both store/sqlite.ts and store/postgres.ts use it.
  */
 import { DEFAULT_QUALITY, type Reading } from "../schemas/index.js";
 import type { Conflict } from "./store.js";

@@ -1,7 +1,8 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import { DEFAULT_QUALITY, type Reading } from "../schemas/index.js";
+import type { Reading } from "../schemas/index.js";
+import { conflictOf, measurementOf, type StoredMeasurement, sameMeasurement } from "./measurement.js";
 import type { Conflict, WriteResult } from "./store.js";
 
 /** The rollup's columns, in the order {@link seriesFromReadings} and the writer give them. */
@@ -74,7 +75,6 @@ export const MIGRATIONS: readonly { readonly version: number; readonly sql: stri
 const BUSY_TIMEOUT_MS = 250;
 const CACHE_KIB = 65_536;
 const COLUMNS = "device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at, quality, tags";
-const NO_TAGS = "{}";
 
 /**
  * Opens (creating if needed) the database: WAL so analysts can read while the processor writes, synchronous=FULL
@@ -116,37 +116,6 @@ export function migrate(db: Database.Database): number {
 
 /** The columns a resend must match for its copy to count as a duplicate rather than a conflict. */
 const MEASUREMENT = "value, unit, seq, quality, tags";
-
-type StoredMeasurement = Pick<Reading, "value" | "unit" | "seq" | "quality"> & { tags: string };
-
-function describeMeasurement(m: StoredMeasurement): string {
-  const parts = [`value ${m.value}`];
-  if (m.unit !== null) parts.push(`unit ${m.unit}`);
-  if (m.seq !== null) parts.push(`seq ${m.seq}`);
-  if (m.quality !== DEFAULT_QUALITY) parts.push(`quality ${m.quality}`);
-  if (m.tags !== NO_TAGS) parts.push(`tags ${m.tags}`);
-  return parts.join(", ");
-}
-
-function measurementOf(r: Reading): StoredMeasurement {
-  return {
-    value: r.value,
-    unit: r.unit,
-    seq: r.seq,
-    quality: r.quality ?? DEFAULT_QUALITY,
-    tags: r.tags === undefined ? NO_TAGS : JSON.stringify(r.tags),
-  };
-}
-
-function sameMeasurement(a: StoredMeasurement, b: StoredMeasurement): boolean {
-  return (
-    a.value === b.value &&
-    a.unit === b.unit &&
-    a.seq === b.seq &&
-    a.quality === b.quality &&
-    a.tags === b.tags
-  );
-}
 
 /** What one batch adds to a series: only rows actually inserted count. */
 interface SeriesDelta {
@@ -253,14 +222,7 @@ export class SqliteStore {
         // Only resends reach here, so the extra lookup costs nothing on the fast path.
         const kept = stored.get(r.device_id, r.sensor, r.ts);
         if (kept === undefined || sameMeasurement(kept, m)) duplicates++;
-        else {
-          conflicts.push({
-            index,
-            reason:
-              `conflicting reading for ${r.device_id}/${r.sensor} at ${new Date(r.ts).toISOString()} (${r.ts}): ` +
-              `stored ${describeMeasurement(kept)}; this one ${describeMeasurement(m)}`,
-          });
-        }
+        else conflicts.push(conflictOf(index, r, kept));
       });
       for (const [device, sensor, d] of deltas.entries()) {
         const m = d.last;
