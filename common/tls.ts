@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { splitUrlList } from "./config.js";
 
 /** The paths of a broker's TLS files, as the settings name them (`MQTT_CA_FILE`, ...); each may be unset. */
 export interface TlsFiles {
@@ -69,7 +70,7 @@ export function tlsMismatch(kind: BrokerKind, url: string, files: TlsFiles): str
   );
   if (given.length === 0) return undefined;
   const secure = kind === "MQTT" ? /^mqtts:/i : /^amqps:/i;
-  const urls = url.split(/,(?=[A-Za-z][A-Za-z0-9+.-]*:\/\/)/);
+  const urls = splitUrlList(url);
   if (urls.every((u) => secure.test(u))) return undefined;
   const scheme = kind === "MQTT" ? "mqtts://" : "amqps://";
   const names = given.map((g) => `${kind}_${g}_FILE`).join(", ");

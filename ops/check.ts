@@ -1,9 +1,9 @@
 import type { CliCommand, Validation } from "../common/command.js";
-import { redactUrl } from "../common/config.js";
+import { redactUrl, splitUrlList } from "../common/config.js";
 import { describeTlsError, readTls, type TlsMaterial } from "../common/tls.js";
 import { probePostgres } from "../store/postgres-status.js";
 import { probeSqlite } from "../store/status.js";
-import { probeAmqp, probeMqtt, reasonOf, splitUrls } from "./probe.js";
+import { probeAmqp, probeMqtt, reasonOf } from "./probe.js";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -46,7 +46,7 @@ async function reach(service: string, config: Readonly<Record<string, unknown>>)
     );
   const amqpUrl = str(config.amqpUrl);
   if (amqpUrl) {
-    for (const url of splitUrls(amqpUrl)) {
+    for (const url of splitUrlList(amqpUrl)) {
       attempt(`RabbitMQ ${redactUrl(url)}`, async () => {
         await probeAmqp(url, tlsOf(config, "amqp"));
         return "connected";

@@ -7,11 +7,6 @@ import type { TlsMaterial } from "../common/tls.js";
 /** How long a probe waits for a broker or a service before it reports it unreachable. */
 export const PROBE_TIMEOUT_MS = 5_000;
 
-/** The URLs of a setting that may list several nodes of one cluster (`amqp://h1,amqp://h2`). */
-export function splitUrls(value: string): string[] {
-  return value.split(/,(?=[A-Za-z][A-Za-z0-9+.-]*:\/\/)/).filter(Boolean);
-}
-
 /** One line saying why an operation failed, with any URL's password masked. */
 export function reasonOf(err: unknown): string {
   const message = err instanceof Error ? err.message || err.name : String(err);

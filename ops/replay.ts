@@ -1,13 +1,13 @@
 import amqp, { type ConfirmChannel, type GetMessage, type Options } from "amqplib";
 import { queueNames } from "../amqp/topology.js";
 import { defineCommand } from "../common/command.js";
-import { parsers, redactUrl, setting } from "../common/config.js";
+import { parsers, redactUrl, setting, splitUrlList } from "../common/config.js";
 import { amqpSecurity, common, securityProblem } from "../common/settings.js";
 import { readTls, type TlsMaterial } from "../common/tls.js";
 import { AVRO_CONTENT_TYPE, encodeEnvelope } from "../gateway/encode.js";
 import { parsePayload } from "../gateway/validate.js";
 import { SchemaRegistry } from "../schemas/index.js";
-import { PROBE_TIMEOUT_MS, reasonOf, splitUrls } from "./probe.js";
+import { PROBE_TIMEOUT_MS, reasonOf } from "./probe.js";
 
 /** Header counting how many times a message was replayed. */
 export const REPLAY_COUNT_HEADER = "x-replay-count";
@@ -163,7 +163,7 @@ async function publishConfirmed(ch: ConfirmChannel, publishes: readonly Republis
 
 async function connect(url: string, tls: TlsMaterial): Promise<amqp.ChannelModel> {
   let last: unknown;
-  for (const node of splitUrls(url)) {
+  for (const node of splitUrlList(url)) {
     try {
       return await amqp.connect(node, { ...tls, timeout: PROBE_TIMEOUT_MS });
     } catch (err) {

@@ -1,12 +1,12 @@
 import amqp from "amqplib";
 import { queueNames } from "../amqp/topology.js";
 import { defineCommand } from "../common/command.js";
-import { parsers, redactUrl, setting } from "../common/config.js";
+import { parsers, redactUrl, setting, splitUrlList } from "../common/config.js";
 import { amqpSecurity, common, securityProblem } from "../common/settings.js";
 import { readTls, type TlsMaterial } from "../common/tls.js";
 import { postgresStatus } from "../store/postgres-status.js";
 import { storeStatus } from "../store/status.js";
-import { PROBE_TIMEOUT_MS, type Readiness, readiness, reasonOf, scrape, splitUrls } from "./probe.js";
+import { PROBE_TIMEOUT_MS, type Readiness, readiness, reasonOf, scrape } from "./probe.js";
 
 /** Default base URLs of the services' health endpoints: their default HTTP_PORT on this machine. */
 const GATEWAY_URL = "http://127.0.0.1:9464";
@@ -65,7 +65,7 @@ async function queues(url: string, queue: string, tls: TlsMaterial): Promise<Rec
   const out: Record<string, QueueStatus> = {};
   let conn: amqp.ChannelModel | undefined;
   let lastError: unknown;
-  for (const node of splitUrls(url)) {
+  for (const node of splitUrlList(url)) {
     try {
       conn = await amqp.connect(node, { ...tls, timeout: PROBE_TIMEOUT_MS });
       break;
