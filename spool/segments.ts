@@ -2,7 +2,7 @@
  * Synchronous reading of segment files, shared by the spool at open and by `telemetry spool inspect|verify`: a scan
  * walks a segment's records in bounded memory (1 MiB chunks) and says where its good data ends.
  */
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
 import {
   parseRecordHeader,
   parseSegmentHeader,
@@ -163,4 +163,24 @@ export function readTrailer(path: string): SegmentSummary | undefined {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Every intact record of a segment with its payload, in order, stopping at the first damaged one: for offline
+ * tools and tests (it holds the whole segment's records in memory, at most one segment).
+ */
+export function readSegmentRecords(path: string): { seq: number; messages: number; payload: Buffer }[] {
+  const bytes = readFileSync(path);
+  const out: { seq: number; messages: number; payload: Buffer }[] = [];
+  let offset = SEGMENT_HEADER_BYTES;
+  while (offset + RECORD_HEADER_BYTES <= bytes.length) {
+    const header = parseRecordHeader(bytes.subarray(offset, offset + RECORD_HEADER_BYTES));
+    if (!header) break;
+    const size = RECORD_HEADER_BYTES + header.length;
+    const whole = bytes.subarray(offset, offset + size);
+    if (whole.length < size || !recordIntact(whole)) break;
+    out.push({ seq: header.seq, messages: header.messages, payload: whole.subarray(RECORD_HEADER_BYTES) });
+    offset += size;
+  }
+  return out;
 }

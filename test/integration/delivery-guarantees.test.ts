@@ -7,6 +7,8 @@ import {
   amqpInputAdapter,
   amqpSinkAdapter,
   mqttInputAdapter,
+  spoolInputAdapter,
+  spoolSinkAdapter,
   sqliteStoreAdapter,
 } from "../helpers/delivery-adapters.js";
 import { deliverySuite } from "../helpers/delivery-suite.js";
@@ -15,3 +17,5 @@ describe("delivery guarantees: MQTT input", () => deliverySuite(mqttInputAdapter
 describe("delivery guarantees: AMQP sink", () => deliverySuite(amqpSinkAdapter()));
 describe("delivery guarantees: AMQP input", () => deliverySuite(amqpInputAdapter()));
 describe("delivery guarantees: SQLite store sink", () => deliverySuite(sqliteStoreAdapter()));
+describe("delivery guarantees: spool sink", () => deliverySuite(spoolSinkAdapter()));
+describe("delivery guarantees: spool input", () => deliverySuite(spoolInputAdapter()));
