@@ -420,6 +420,7 @@ export class SpoolStore {
           );
           await handle.datasync();
         } catch (err) {
+          if (this.#closed) return; // closed under the write: none of the group is acknowledged
           // Put the group back in order and retry; what a failed write left past the durable size is overwritten.
           this.#queue.unshift(...group.map((g) => g.pending));
           this.#failing = (err as Error).message;
