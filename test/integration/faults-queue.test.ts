@@ -22,6 +22,7 @@ import {
   startService,
   type TestNames,
   testNames,
+  untilReady,
 } from "../helpers/services.js";
 
 /** How long an operator's queue-length policy stays on in the length-limit scenarios. */
@@ -68,6 +69,7 @@ describe("fault: the queue goes away or fills up under a running gateway (operat
     names = testNames("queue-deleted");
     const gateway = await startService("gateway", names.env);
     services.push(gateway);
+    await untilReady(gateway);
     await deleteQueue(names);
     const deletedAt = Date.now();
     const stream = startStream(names, { count: 500, rate: 500, seed: 1801 });
@@ -99,6 +101,7 @@ describe("fault: the queue goes away or fills up under a running gateway (operat
       startService("processor", names.env),
     ]);
     services.push(gateway, processor);
+    await untilReady(gateway, processor);
     const stream = startStream(names, { count: 3_000, rate: 500, seed: 1802 });
     await until("a third of the stream is acknowledged", 20_000, async () => stream.acked() >= 1_000);
     // What the queue held when it was deleted is gone with it, including messages on their way to the consumer
@@ -142,6 +145,7 @@ describe("fault: the queue goes away or fills up under a running gateway (operat
       const env = { ...names.env, QUEUE_TYPE: queueType };
       const gateway = await startService("gateway", env);
       services.push(gateway);
+      await untilReady(gateway);
       policy = `test-max-length-${names.id}`;
       rabbitmqctl(
         "set_policy",
@@ -189,6 +193,7 @@ describe("fault: the queue goes away or fills up under a running gateway (operat
       startService("processor", names.env),
     ]);
     services.push(gateway, processor);
+    await untilReady(gateway, processor);
     const client = await mqtt.connectAsync(names.mqttUrl, { clean: true, reconnectPeriod: 0 });
     const topic = `${names.topicPrefix}/dev-1/temperature`;
     const ts = Date.UTC(2026, 10, 1);
