@@ -7,18 +7,25 @@
  * 2. Drain: a gateway started on that spool with RabbitMQ back, timed until the spool is empty (no live load).
  * 3. Bytes on disk per reading, from the spool's size when it held the whole stream.
  * 4. Opening a large spool (SPOOL_BENCH_OPEN_MIB, default 1,024 MiB): time and RSS of a fresh process opening it.
+ * 5. Live delay while a backlog drains: a spool holding a backlog (LIVE_BACKLOG readings) drains through the real
+ *    AMQP sink into RabbitMQ while live readings are appended at LIVE_RATE/s; each live reading's delay is from its
+ *    append being durable to RabbitMQ's confirm.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import amqp from "amqplib";
+import { AmqpSink, type OutgoingBatch } from "../amqp/sink.js";
 import { queueNames } from "../amqp/topology.js";
 import { silentLogger } from "../common/log.js";
+import type { Delivery, Sink } from "../common/pipeline.js";
+import { SchemaRegistry } from "../schemas/index.js";
 import { freePort, startPrivateMosquitto } from "../scripts/private-brokers.js";
 import { type Service, startService } from "../scripts/spawn.js";
 import { DEFAULT_SENSORS, NO_FAULTS } from "../simulators/model.js";
 import { simulate } from "../simulators/publish.js";
+import { startSpoolInput } from "../spool/input.js";
 import { SpoolStore } from "../spool/store.js";
 import { parseMetrics, total } from "./metrics.js";
 
@@ -26,6 +33,9 @@ const READINGS = Number(process.argv[2] ?? 30_000);
 const OPEN_MIB = Number(process.env.SPOOL_BENCH_OPEN_MIB ?? 1_024);
 const AMQP_URL = process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
 const POLL_MS = 20;
+const LIVE_BACKLOG = 200_000;
+const LIVE_RATE = 1_000;
+const LIVE_TICK_MS = 10;
 
 async function metricOf(port: number, name: string): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);
@@ -116,6 +126,7 @@ async function main(): Promise<void> {
       for (const q of Object.values(queueNames(env.QUEUE))) await ch.deleteQueue(q);
       await conn.close();
     }
+    Object.assign(results, await liveDelayWhileDraining(join(dir, "live")));
     results["spool/no-spool ingest ratio"] = (
       (results["spool-uplink-down readings/s"] as number) / (results["no-spool readings/s"] as number)
     ).toFixed(2);
@@ -185,6 +196,98 @@ async function main(): Promise<void> {
     await mosquitto.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Phase 5: p50/p99 delay of live readings appended while a backlog drains into RabbitMQ. */
+async function liveDelayWhileDraining(dir: string): Promise<Record<string, number>> {
+  const schemas = SchemaRegistry.load();
+  const store = SpoolStore.open({
+    dir,
+    maxBytes: 4_294_967_296,
+    maxAgeMs: 86_400_000,
+    full: "block",
+    log: silentLogger(),
+  });
+  const datum = Buffer.alloc(100, 1);
+  const put = (id: string) =>
+    new Promise<number>((resolve) =>
+      store.append([{ route: "readings", datum, messageId: id, receivedAt: Date.now() }], () =>
+        resolve(performance.now()),
+      ),
+    );
+  await Promise.all(Array.from({ length: LIVE_BACKLOG }, (_, i) => put(`backlog-${i}`)));
+  const queue = `bench.spool-live-${Date.now().toString(36)}`;
+  const amqpSink = new AmqpSink({
+    url: AMQP_URL,
+    queue,
+    queueType: "quorum",
+    name: "spool bench",
+    log: silentLogger(),
+    stallTimeoutMs: 60_000,
+    framing: {
+      single: (d) => schemas.frameSingle(d),
+      batch: (d, bytes) => schemas.frameBatch(d, bytes),
+    },
+    batching: { maxReadings: 500, maxBytes: 262_144, window: 8 },
+    messageIdPrefix: queue,
+  });
+  await amqpSink.start();
+  const durableAt = new Map<string, number>();
+  const delays: number[] = [];
+  let backlogDone = 0;
+  const timing: Sink<OutgoingBatch> = {
+    write: (d: Delivery<OutgoingBatch>) =>
+      amqpSink.write({
+        item: d.item,
+        ack: () => {
+          const m = d.item[0];
+          const id = m?.route === "readings" ? (m.messageId ?? "") : "";
+          const at = durableAt.get(id);
+          if (at !== undefined) delays.push(performance.now() - at);
+          else backlogDone++;
+          d.ack();
+        },
+      }),
+    get inFlight() {
+      return amqpSink.inFlight;
+    },
+    health: () => amqpSink.health(),
+    stop: () => amqpSink.stop(),
+    [Symbol.asyncDispose]: () => amqpSink.stop(),
+  };
+  const started = performance.now();
+  const input = startSpoolInput(store, timing, { log: silentLogger(), drainTimeoutMs: 5_000 });
+  let live = 0;
+  const ticker = setInterval(() => {
+    const n = Math.round((LIVE_RATE * LIVE_TICK_MS) / 1_000);
+    for (let i = 0; i < n; i++) {
+      const id = `live-${live++}`;
+      void put(id).then((t) => durableAt.set(id, t));
+    }
+  }, LIVE_TICK_MS);
+  await waitFor(async () => backlogDone >= LIVE_BACKLOG, "backlog drained");
+  const drainMs = performance.now() - started;
+  clearInterval(ticker);
+  await waitFor(async () => delays.length >= live, "live readings confirmed", 60_000);
+  await input.stop();
+  await amqpSink.stop();
+  store.close();
+  const conn = await amqp.connect(AMQP_URL);
+  const ch = await conn.createChannel();
+  for (const q of Object.values(queueNames(queue))) await ch.deleteQueue(q);
+  await conn.close();
+  delays.sort((a, b) => a - b);
+  const q = (p: number) =>
+    Math.round(delays[Math.min(delays.length - 1, Math.floor(p * delays.length))] ?? 0);
+  return {
+    [`drain readings/s with ${LIVE_RATE}/s live (backlog ${LIVE_BACKLOG})`]: Math.round(
+      LIVE_BACKLOG / (drainMs / 1_000),
+    ),
+    "live readings during the drain": live,
+    "live delay p50 ms": q(0.5),
+    "live delay p99 ms": q(0.99),
+    "live delay max ms": q(1),
+  };
 }
 
 await main();
