@@ -53,7 +53,7 @@ describe("competing processors on one queue writing one PostgreSQL database", ()
       storedByVictim = await metric(victim.httpPort, "telemetry_processor_readings_stored_total");
       storedBySurvivor = await metric(survivor.httpPort, "telemetry_processor_readings_stored_total");
       heldAtKill = await metric(victim.httpPort, "telemetry_processor_inflight_deliveries");
-      return storedByVictim > 0 && storedBySurvivor > 0 && heldAtKill >= 100;
+      return storedByVictim > 0 && storedBySurvivor > 0 && heldAtKill > 0;
     }).catch((err: Error) => {
       throw new Error(
         `${err.message} (victim stored ${storedByVictim}, holds ${heldAtKill}; survivor stored ${storedBySurvivor}; ` +
