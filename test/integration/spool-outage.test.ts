@@ -27,8 +27,8 @@ import {
 const OUTAGE_READINGS = 6_000;
 const OUTAGE_RATE = 1_000;
 const OUTAGE_KILLS = 3;
-const LOOP_READINGS = 16_000;
-const LOOP_RATE = 800;
+const LOOP_READINGS = 30_000;
+const LOOP_RATE = 1_000;
 const LOOP_KILLS = 20;
 const STORED_TIMEOUT_MS = 90_000;
 
@@ -118,9 +118,13 @@ describe("spool: uplink outage with the gateway killed", () => {
       const g = gateway;
       const received = await metric(g.httpPort, "telemetry_gateway_messages_received_total");
       // Kill once this gateway has taken some readings (mid-stream, mid-append, mid-drain), never on a timer.
-      await until("the gateway has taken readings", 30_000, async () => {
-        return (await metric(g.httpPort, "telemetry_gateway_messages_received_total")) >= received + 300;
-      });
+      await until(
+        `gateway ${kills + 1} has taken readings (${stream.acked()} acknowledged to the simulator)`,
+        30_000,
+        async () => {
+          return (await metric(g.httpPort, "telemetry_gateway_messages_received_total")) >= received + 300;
+        },
+      );
       expect(await g.stop("SIGKILL")).toBeNull();
       kills++;
       expect(stream.acked(), "the kills land while the stream runs").toBeLessThan(LOOP_READINGS);
