@@ -8,6 +8,7 @@ import {
   readdirSync,
   readFileSync,
   renameSync,
+  rmSync,
   statSync,
   unlinkSync,
   writeFileSync,
@@ -104,6 +105,7 @@ const HOUSEKEEPING_MS = 1_000;
 const CURSOR_EVERY_MS = 200;
 const RETRY_WRITE_MS = 1_000;
 const CURSOR_FILE = "cursor";
+const LOCK_FILE = "lock";
 const CURSOR_MAGIC = 0x5350_4331; // "SPC1"
 const READ_CHUNK_BYTES = 1_048_576;
 
@@ -190,7 +192,10 @@ export class SpoolStore {
     this.#timer.unref();
   }
 
-  /** Opens (or creates) the spool in `opts.dir`, repairing a torn tail; throws only when the directory is unusable. */
+  /**
+   * Opens (or creates) the spool in `opts.dir`, repairing a torn tail; throws only when the directory is unusable or
+   * another live process holds it.
+   */
   static open(opts: SpoolOptions): SpoolStore {
     const store = new SpoolStore(opts);
     try {
@@ -205,6 +210,7 @@ export class SpoolStore {
   #load(): void {
     const { dir, log } = this.#opts;
     mkdirSync(dir, { recursive: true });
+    takeLock(dir);
     const files = listSegments(dir);
     const cursor = readCursor(dir);
     for (const [i, f] of files.entries()) {
@@ -647,6 +653,34 @@ export class SpoolStore {
     this.#queue = [];
     this.#handle?.close().catch(() => undefined);
     this.#handle = undefined;
+    rmSync(join(this.#opts.dir, LOCK_FILE), { force: true });
+  }
+}
+
+/**
+ * Claims the directory for this process: two gateways appending to one spool would interleave their records. The
+ * lock file names the owner's pid; a lock whose process is gone (killed) is taken over. Best effort on one host: a
+ * pid is not unique across containers sharing a volume.
+ */
+function takeLock(dir: string): void {
+  const path = join(dir, LOCK_FILE);
+  if (existsSync(path)) {
+    const owner = Number(readFileSync(path, "utf8").trim());
+    if (Number.isSafeInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) {
+      throw new Error(
+        `spool ${dir} is in use by process ${owner} (another gateway?); give each gateway its own SPOOL_PATH`,
+      );
+    }
+  }
+  writeFileSync(path, `${process.pid}\n`);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

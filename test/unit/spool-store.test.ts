@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import {
   appendFileSync,
   mkdtempSync,
@@ -241,6 +242,23 @@ class HoldingSink implements Sink<OutgoingBatch> {
   async stop() {}
   async [Symbol.asyncDispose]() {}
 }
+
+describe("spool lock", () => {
+  it("a second gateway on the same spool is refused while the first one lives, and takes over once it is gone", async () => {
+    const dir = tempDir();
+    const other = spawn(process.execPath, ["-e", "setTimeout(() => {}, 60000)"]);
+    try {
+      writeFileSync(join(dir, "lock"), `${other.pid}\n`);
+      expect(() => openStore(dir)).toThrow(/in use by process/);
+    } finally {
+      other.kill("SIGKILL");
+      await new Promise((resolve) => other.once("exit", resolve));
+    }
+    const { store } = openStore(dir);
+    await append(store, item(1));
+    store.close();
+  });
+});
 
 describe("spool input (drain)", () => {
   it("a live reading is sent within a window while a backlog of 20,000 drains, not after the backlog", async () => {
