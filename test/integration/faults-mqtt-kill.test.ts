@@ -5,7 +5,14 @@ import { afterAll, describe, expect, it } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
 import { type PrivateMosquitto, startPrivateMosquitto } from "../../scripts/private-brokers.js";
 import { faultNames, metric, report, startStream, until } from "../helpers/fault-stream.js";
-import { cleanup, readRows, type Service, startService, type TestNames } from "../helpers/services.js";
+import {
+  cleanup,
+  readRows,
+  type Service,
+  startService,
+  type TestNames,
+  untilReady,
+} from "../helpers/services.js";
 
 /** Readings the sensors publish while the gateway is down, all PUBACKed before the broker is killed. */
 const READINGS = 3_000;
@@ -93,6 +100,8 @@ describe("fault: Mosquitto killed with SIGKILL while it holds readings for the o
 
     const first = await startService("gateway", names.env);
     services.push(first);
+    // Subscribed (ready) before it goes: only then does the broker hold a session that queues for it.
+    await untilReady(first);
     expect(await first.stop(), "the gateway stopped cleanly").toBe(0);
     await mosquitto.restart();
 

@@ -52,7 +52,9 @@ describe("fault: kill -9 of the processor in the middle of a batch", () => {
     await until("a batch is committed and the next one is open", 20_000, async () => {
       const stored = await metric(first.httpPort, "telemetry_processor_readings_stored_total");
       heldAtKill = await metric(first.httpPort, "telemetry_processor_inflight_readings");
-      return stored > 0 && heldAtKill >= 300;
+      // Natural batching commits as soon as the store is free, so a transaction is open only while one commits: any
+      // reading delivered and not yet committed at the kill is what this test is about.
+      return stored > 0 && heldAtKill > 0;
     });
     expect(await first.stop("SIGKILL")).toBeNull();
     expect(first.proc.signalCode).toBe("SIGKILL");
