@@ -109,7 +109,10 @@ async function main(): Promise<number> {
       `  ${s.device_id}/${s.sensor}: ${s.rows} rows, ${new Date(s.firstTs).toISOString()} .. ${new Date(s.lastTs).toISOString()}, values ${s.minValue} .. ${s.maxValue}`,
     );
   }
-  say(`look at the data: sqlite3 ${dbPath}`);
+  say(
+    `look at the data: npx telemetry query devices --db ${dbPath}; npx telemetry serve --db ${dbPath} ` +
+      "(dashboard on http://127.0.0.1:8080/)",
+  );
   return missing.length === 0 && mismatched === 0 && gwCode === 0 && procCode === 0 ? 0 : 1;
 }
 
