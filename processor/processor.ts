@@ -70,6 +70,7 @@ export async function startProcessor(
   const m = processorMetrics(registry);
   let stopping = false;
 
+  const window = new PrefetchWindow(config.prefetch);
   const sink = new StoreSink({
     store,
     storeName: config.databaseUrl ? "PostgreSQL" : "SQLite",
@@ -79,7 +80,6 @@ export async function startProcessor(
     log,
     metrics: m,
   });
-  const window = new PrefetchWindow(config.prefetch);
   const onDelivery = (d: AmqpDelivery) => {
     m.deliveries.inc();
     const decoded = decodeMessage(d.item.body, schemas);
@@ -112,7 +112,7 @@ export async function startProcessor(
       tls: readTls({ caFile: config.amqpCaFile, certFile: config.amqpCertFile, keyFile: config.amqpKeyFile }),
       queue: config.queue,
       queueType: config.queueType,
-      prefetch: config.prefetch,
+      prefetch: window.initial,
       name: "telemetry-processor",
       log,
       drainTimeoutMs: config.drainTimeoutMs,

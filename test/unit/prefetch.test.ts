@@ -1,36 +1,42 @@
 import { describe, expect, it } from "vitest";
 import { PrefetchWindow } from "../../processor/prefetch.js";
 
+/** The window after feeding `n` messages of `readings` each: the last change asked for, or the start. */
+function after(w: PrefetchWindow, n: number, readings: number): number {
+  let last = w.initial;
+  for (let i = 0; i < n; i++) last = w.observe(readings) ?? last;
+  return last;
+}
+
 describe("the processor's prefetch window follows the readings per message", () => {
-  it("single-reading messages keep the window at PREFETCH messages", () => {
+  it("starts small, so a backlog of batch messages is not all sent ahead before the window knows their size", () => {
+    expect(new PrefetchWindow(2_000).initial).toBe(16);
+    expect(new PrefetchWindow(8).initial).toBe(8);
+  });
+
+  it("single-reading messages open it to PREFETCH messages at the first message, and it stays there", () => {
     const w = new PrefetchWindow(2_000);
+    expect(w.observe(1)).toBe(2_000);
     for (let i = 0; i < 1_000; i++) expect(w.observe(1)).toBeUndefined();
   });
 
-  it("batches of 500 readings shrink it to about PREFETCH readings, never below 4 messages", () => {
+  it("batches of 500 readings keep it at 4 messages at once; batches of 50 bring it near PREFETCH readings", () => {
     const w = new PrefetchWindow(2_000);
-    let last = 2_000;
-    for (let i = 0; i < 1_000; i++) last = w.observe(500) ?? last;
-    expect(last).toBe(4);
-    const w2 = new PrefetchWindow(2_000);
-    let last2 = 2_000;
-    for (let i = 0; i < 1_000; i++) last2 = w2.observe(50) ?? last2;
-    expect(last2 * 50).toBeGreaterThanOrEqual(1_500);
-    expect(last2 * 50).toBeLessThanOrEqual(2_500);
+    expect(w.observe(500)).toBe(4);
+    for (let i = 0; i < 1_000; i++) expect(w.observe(500)).toBeUndefined();
+    const held = after(new PrefetchWindow(2_000), 1_000, 50) * 50;
+    expect(held).toBeGreaterThanOrEqual(1_500);
+    expect(held).toBeLessThanOrEqual(2_500);
   });
 
   it("changes are asked for only past the hysteresis, and it grows back when messages get small again", () => {
     const w = new PrefetchWindow(2_000);
     const changes: number[] = [];
-    for (let i = 0; i < 500; i++) {
-      const c = w.observe(100);
+    for (const readings of [...Array(500).fill(100), ...Array(500).fill(1)] as number[]) {
+      const c = w.observe(readings);
       if (c !== undefined) changes.push(c);
     }
     expect(changes.length).toBeLessThan(20);
-    for (let i = 0; i < 500; i++) {
-      const c = w.observe(1);
-      if (c !== undefined) changes.push(c);
-    }
     // Back to PREFETCH messages within the hysteresis.
     expect(changes.at(-1)).toBeGreaterThanOrEqual(1_500);
   });
