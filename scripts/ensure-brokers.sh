@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure the local RabbitMQ (127.0.0.1:5672) and Mosquitto (127.0.0.1:1883) are up, starting them if not.
+# Makes sure the local RabbitMQ (127.0.0.1:5672), Mosquitto (127.0.0.1:1883) and PostgreSQL (127.0.0.1:5432) are up,
+# starting them if not.
 # Used by .ci/run and `npm run demo` on the project's machines (Debian packages rabbitmq-server and mosquitto).
 set -euo pipefail
 
@@ -30,4 +31,15 @@ if ! port_open 1883; then
   mosquitto -d -c /etc/mosquitto/mosquitto.conf
   wait_port 1883 Mosquitto
 fi
-echo "ensure-brokers: RabbitMQ on 127.0.0.1:5672 and Mosquitto on 127.0.0.1:1883 are up"
+if ! port_open 5432; then
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    echo "ensure-brokers: starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
+    wait_port 5432 PostgreSQL
+  else
+    echo "ensure-brokers: PostgreSQL is not running on 127.0.0.1:5432 (the PostgreSQL store's tests need it)" >&2
+  fi
+fi
+postgres="and PostgreSQL on 127.0.0.1:5432 are up"
+port_open 5432 || postgres="are up; PostgreSQL is not"
+echo "ensure-brokers: RabbitMQ on 127.0.0.1:5672, Mosquitto on 127.0.0.1:1883 $postgres"
