@@ -181,7 +181,28 @@ export class AmqpInput implements Input {
   setPrefetch(messages: number): void {
     if (messages === this.#prefetch) return;
     this.#prefetch = messages;
-    this.#current?.ch.prefetch(messages).catch(() => undefined);
+    const consuming = this.#current;
+    if (consuming?.consumerTag && !this.#stopping) void this.#resubscribe(consuming);
+  }
+
+  /**
+   * RabbitMQ applies a consumer's prefetch when it subscribes (`basic.qos` with global false only reaches consumers
+   * created after it), so a new window means a new consumer on the same channel: consume with the new prefetch,
+   * then cancel the old consumer. What the old one was delivered stays unacked on the channel and is acked as usual
+   * (delivery tags are per channel), so for a moment the two windows add up.
+   */
+  async #resubscribe(consuming: Consuming): Promise<void> {
+    try {
+      await consuming.ch.prefetch(this.#prefetch);
+      const old = consuming.consumerTag;
+      const ok = await consuming.ch.consume(this.#names.readings, (msg) => this.#onDelivery(consuming, msg), {
+        noAck: false,
+      });
+      consuming.consumerTag = ok.consumerTag;
+      if (old) await consuming.ch.cancel(old);
+    } catch {
+      // The channel is going: the reconnect subscribes again with the current window.
+    }
   }
 
   /** Deliveries received and not yet settled (acked or dead-lettered). */

@@ -29,10 +29,16 @@ export class PrefetchWindow {
   }
 
   observe(readingsInMessage: number): number | undefined {
-    this.#mean =
-      this.#mean === undefined ? readingsInMessage : this.#mean + (readingsInMessage - this.#mean) * WEIGHT;
+    const first = this.#mean === undefined;
+    this.#mean = first ? readingsInMessage : this.#mean! + (readingsInMessage - this.#mean!) * WEIGHT;
     const wanted = Math.max(MIN_MESSAGES, Math.min(this.readings, Math.round(this.readings / this.#mean)));
-    if (Math.abs(wanted - this.#current) <= this.#current * HYSTERESIS) return undefined;
+    // The first message says what messages hold: follow it at once; after that, only past the hysteresis.
+    if (
+      wanted === this.#current ||
+      (!first && Math.abs(wanted - this.#current) <= this.#current * HYSTERESIS)
+    ) {
+      return undefined;
+    }
     this.#current = wanted;
     return wanted;
   }

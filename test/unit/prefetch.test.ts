@@ -14,6 +14,12 @@ describe("the processor's prefetch window follows the readings per message", () 
     expect(new PrefetchWindow(8).initial).toBe(8);
   });
 
+  it("the first message sets the window whatever the hysteresis: PREFETCH 20 and single readings hold 20", () => {
+    const w = new PrefetchWindow(20);
+    expect(w.initial).toBe(16);
+    expect(w.observe(1)).toBe(20);
+  });
+
   it("single-reading messages open it to PREFETCH messages at the first message, and it stays there", () => {
     const w = new PrefetchWindow(2_000);
     expect(w.observe(1)).toBe(2_000);
