@@ -36,7 +36,10 @@ const code = await runUntilSignal(log, (signal) => {
     return new Promise(() => undefined);
   }
   if (mode === "leaks-a-handle") {
-    return Promise.resolve({ stop: async () => { keepAlive(); log.info("leaky service stopped"); } });
+    // Open from the start (a service holds sockets while it runs; without a handle the process could end before
+    // the signal comes), and left open by stop().
+    keepAlive();
+    return Promise.resolve({ stop: async () => { log.info("leaky service stopped"); } });
   }
   throw new Error("unknown mode " + mode);
 });
