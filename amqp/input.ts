@@ -98,6 +98,8 @@ interface Consuming {
   consumerTag: string | undefined;
   /** Returns seen on the channel: a dead letter confirmed after one was not necessarily routed. */
   returns: number;
+  /** The prefetch the current consumer subscribed with. */
+  prefetch: number;
 }
 
 /**
@@ -119,6 +121,7 @@ export class AmqpInput implements Input {
   #stopping = false;
   #stopped: Promise<void> | undefined;
   #prefetch: number;
+  #resubscribing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly opts: AmqpInputOptions,
@@ -144,7 +147,13 @@ export class AmqpInput implements Input {
         });
         await declareTopologyOn(conn, opts.queue, opts.queueType, this.#onLegacy);
         await ch.prefetch(this.#prefetch);
-        const consuming: Consuming = { ch, acks: new AckCoalescer(ch), consumerTag: undefined, returns: 0 };
+        const consuming: Consuming = {
+          ch,
+          acks: new AckCoalescer(ch),
+          consumerTag: undefined,
+          returns: 0,
+          prefetch: this.#prefetch,
+        };
         ch.on("return", () => {
           consuming.returns++;
         });
@@ -182,7 +191,9 @@ export class AmqpInput implements Input {
     if (messages === this.#prefetch) return;
     this.#prefetch = messages;
     const consuming = this.#current;
-    if (consuming?.consumerTag && !this.#stopping) void this.#resubscribe(consuming);
+    if (!consuming?.consumerTag || this.#stopping) return;
+    // One at a time: two overlapping subscriptions would both replace the same old consumer and leave one behind.
+    this.#resubscribing = this.#resubscribing.then(() => this.#resubscribe(consuming));
   }
 
   /**
@@ -192,13 +203,16 @@ export class AmqpInput implements Input {
    * (delivery tags are per channel), so for a moment the two windows add up.
    */
   async #resubscribe(consuming: Consuming): Promise<void> {
+    const window = this.#prefetch;
+    if (this.#current !== consuming || this.#stopping || consuming.prefetch === window) return;
     try {
-      await consuming.ch.prefetch(this.#prefetch);
+      await consuming.ch.prefetch(window);
       const old = consuming.consumerTag;
       const ok = await consuming.ch.consume(this.#names.readings, (msg) => this.#onDelivery(consuming, msg), {
         noAck: false,
       });
       consuming.consumerTag = ok.consumerTag;
+      consuming.prefetch = window;
       if (old) await consuming.ch.cancel(old);
     } catch {
       // The channel is going: the reconnect subscribes again with the current window.
