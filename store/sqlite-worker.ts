@@ -6,18 +6,18 @@
 import { parentPort, workerData } from "node:worker_threads";
 import type { Reading } from "../schemas/index.js";
 import { SqliteStore } from "./sqlite.js";
-import type { WorkerReply, WorkerRequest } from "./worker-store.js";
+import type { WorkerData, WorkerReply, WorkerRequest } from "./worker-store.js";
 
 const port = parentPort;
 if (!port) throw new Error("sqlite-worker.js runs as a worker thread of the processor");
 
+const { path, opts } = workerData as WorkerData;
 let store: SqliteStore | undefined;
 try {
-  store = new SqliteStore((workerData as { path: string }).path);
+  store = new SqliteStore(path, opts);
   port.postMessage({ kind: "open" } satisfies WorkerReply);
 } catch (err) {
   const why = err instanceof Error ? err.message : String(err);
-  const path = (workerData as { path: string }).path;
   port.postMessage({ kind: "fatal", message: `cannot open database ${path}: ${why}` } satisfies WorkerReply);
 }
 

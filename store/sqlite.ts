@@ -159,6 +159,15 @@ class SeriesDeltas {
   }
 }
 
+/** Options of {@link SqliteStore}; the product uses the defaults. */
+export interface SqliteStoreOptions {
+  /**
+   * Keep the `series` rollup in each write transaction (default true). False only for the benchmark's measure of
+   * what the rollup costs (bench/processor-child.ts): readers of a file written so see a stale `series`.
+   */
+  readonly rollups?: boolean;
+}
+
 /**
  * The SQLite store, synchronous inside: the processor runs it on a worker thread (worker-store.ts) so that a commit
  * waiting for fsync never stalls deliveries and acks. A reading whose key is already stored is a duplicate when its
@@ -171,8 +180,9 @@ export class SqliteStore {
   readonly #write: Database.Transaction<(readings: readonly Reading[], storedAt: number) => WriteResult>;
   readonly #delete: Database.Transaction<(cutoff: number, limit: number) => number>;
 
-  constructor(path: string) {
+  constructor(path: string, opts: SqliteStoreOptions = {}) {
     this.db = openDatabase(path);
+    const rollups = opts.rollups ?? true;
     // One prepared single-row INSERT: measured cheaper per row than multi-row VALUES lists (bench/README.md).
     const insert = this.db.prepare(
       `INSERT INTO readings (${COLUMNS}) VALUES (${COLUMNS.split(",").fill("?").join(", ")}) ON CONFLICT DO NOTHING`,
@@ -180,8 +190,6 @@ export class SqliteStore {
     const stored = this.db.prepare<[string, string, number], StoredMeasurement>(
       `SELECT ${MEASUREMENT} FROM readings WHERE device_id = ? AND sensor = ? AND ts = ?`,
     );
-    // In an UPDATE every right-hand side reads the row as it was, so `last_ts` is compared before it changes.
-    // A newly inserted ts never equals the stored last_ts (that row exists), so ">" decides which is newer.
     // In an UPDATE every right-hand side reads the row as it was, so `last_ts` is compared before it changes.
     // A newly inserted ts never equals the stored last_ts (that row exists), so ">" decides which is newer.
     const newer = (col: string) =>
@@ -216,7 +224,7 @@ export class SqliteStore {
         ).changes;
         if (changes > 0) {
           inserted++;
-          deltas.add(r, m);
+          if (rollups) deltas.add(r, m);
           return;
         }
         // Only resends reach here, so the extra lookup costs nothing on the fast path.

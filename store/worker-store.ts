@@ -1,5 +1,6 @@
 import { Worker } from "node:worker_threads";
 import type { Reading } from "../schemas/index.js";
+import type { SqliteStoreOptions } from "./sqlite.js";
 import type { ReadingStore, WriteResult } from "./store.js";
 
 export type WorkerRequest =
@@ -12,6 +13,12 @@ export type WorkerReply =
   | ({ readonly kind: "written"; readonly id: number } & WriteResult)
   | { readonly kind: "deleted"; readonly id: number; readonly deleted: number }
   | { readonly kind: "failed"; readonly id: number; readonly message: string };
+
+/** What the worker thread is started with. */
+export interface WorkerData {
+  readonly path: string;
+  readonly opts: SqliteStoreOptions;
+}
 
 type Done = Extract<WorkerReply, { kind: "written" } | { kind: "deleted" }>;
 
@@ -36,11 +43,17 @@ export class WorkerStore implements ReadingStore {
   #pending = new Map<number, Pending>();
   #nextId = 0;
 
-  private constructor(private readonly path: string) {}
+  private constructor(
+    private readonly path: string,
+    private readonly opts: SqliteStoreOptions,
+  ) {}
 
-  /** Opens the database in a worker; rejects with SQLite's error if it cannot be opened or migrated. */
-  static async open(path: string): Promise<WorkerStore> {
-    const store = new WorkerStore(path);
+  /**
+   * Opens the database in a worker; rejects with SQLite's error if it cannot be opened or migrated. `opts` go to
+   * the worker's SqliteStore (the product passes none).
+   */
+  static async open(path: string, opts: SqliteStoreOptions = {}): Promise<WorkerStore> {
+    const store = new WorkerStore(path, opts);
     await store.#start();
     return store;
   }
@@ -48,7 +61,7 @@ export class WorkerStore implements ReadingStore {
   #start(): Promise<Worker> {
     this.#opened ??= new Promise<Worker>((resolve, reject) => {
       const worker = new Worker(new URL("./sqlite-worker.js", import.meta.url), {
-        workerData: { path: this.path },
+        workerData: { path: this.path, opts: this.opts } satisfies WorkerData,
       });
       this.#current = worker;
       const gone = (err: Error) => {

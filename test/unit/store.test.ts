@@ -43,6 +43,24 @@ describe("the SQLite store", () => {
       tags: string;
     }[];
 
+  it("keeps the series rollup by default, and leaves it alone with rollups off (the benchmark's measure of its cost)", () => {
+    const on = open(dbPath());
+    const off = new SqliteStore(dbPath(), { rollups: false });
+    stores.push(off);
+    const batch = [reading(0), reading(1), reading(1), reading(2, { sensor: "humidity" })];
+    for (const store of [on, off]) {
+      expect(store.writeBatch(batch)).toEqual({ inserted: 3, duplicates: 1, conflicts: [] });
+      expect(rows(store).map((r) => r.ts)).toEqual([TS0, TS0 + 1, TS0 + 2]);
+    }
+    const series = (store: SqliteStore) =>
+      store.db.prepare("SELECT sensor, count FROM series ORDER BY sensor").all();
+    expect(series(on)).toEqual([
+      { sensor: "humidity", count: 1 },
+      { sensor: "temperature", count: 2 },
+    ]);
+    expect(series(off)).toEqual([]);
+  });
+
   it("stores quality and tags (JSON text), and the schema defaults for a reading without them", async () => {
     const store = open(dbPath());
     await store.writeBatch([

@@ -1,0 +1,443 @@
+/**
+ * The processor's store figures (issues 14 and 17), in one run: a durable queue is filled with batch messages as
+ * the gateway writes them, then the real processor process(es) drain it and the drain is timed until every reading
+ * is committed. Phases: (a) SQLite, the product; (b) SQLite without the `series` rollup (bench/processor-child.ts);
+ * (c) PostgreSQL, one processor; (d) PostgreSQL, two processors on one queue. Each phase must store exactly the
+ * readings queued.
+ */
+import { rmSync } from "node:fs";
+import { loadavg } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import amqp from "amqplib";
+import Database from "better-sqlite3";
+import pg from "pg";
+import { declareTopology, queueNames } from "../amqp/topology.js";
+import { splitUrlList } from "../common/config.js";
+import { AVRO_CONTENT_TYPE } from "../gateway/encode.js";
+import { type Reading, SchemaRegistry } from "../schemas/index.js";
+import { type Service, startService } from "../scripts/spawn.js";
+import { readProc } from "./proc.js";
+import { deviceName, readingValue, sensorName } from "./publisher.js";
+import { round } from "./stats.js";
+
+const SENSORS = 4;
+const DEVICES = 1_000;
+/** Readings per queue message: what the gateway's PUBLISH_BATCH packs at most (500). */
+const MESSAGE_READINGS = 500;
+/** Publishes awaiting their confirm at once while filling the queue. */
+const FILL_WINDOW = 64;
+const POLL_MS = 100;
+const STALL_MS = 60_000;
+const T0 = Date.UTC(2026, 0, 1);
+const INTERVAL_MS = 10_000;
+const STORED = "telemetry_processor_readings_stored_total";
+const CHILD = fileURLToPath(new URL("./processor-child.js", import.meta.url));
+
+export interface StoresBenchOptions {
+  readonly amqpUrl: string;
+  /** Server to create the PostgreSQL phases' databases on, e.g. postgres://postgres@127.0.0.1:5432/postgres. */
+  readonly databaseUrl: string;
+  readonly workDir: string;
+  readonly runId: string;
+  readonly short: boolean;
+  readonly say: (line: string) => void;
+}
+
+export type PhaseId = "a" | "b" | "c" | "d";
+
+/** One drain of a full queue. */
+export interface Drain {
+  readonly seconds: number;
+  readonly perSecond: number;
+  /** CPU of the processor process(es) from their start of consuming to the last commit, µs per reading. */
+  readonly processorCpuUs: number;
+  /** CPU of the PostgreSQL backends serving the phase's database over the same interval, µs per reading. */
+  readonly postgresCpuUs: number | undefined;
+  /** Rows in the table afterwards (must equal the readings queued). */
+  readonly rows: number;
+}
+
+export interface StoresPhase {
+  readonly id: PhaseId;
+  readonly label: string;
+  readonly store: "SQLite" | "PostgreSQL";
+  readonly processors: number;
+  /** Every round, in the order run. */
+  readonly drains: readonly Drain[];
+  /** Medians over the rounds. */
+  readonly perSecond: number;
+  readonly processorCpuUs: number;
+  readonly postgresCpuUs: number | undefined;
+}
+
+export interface StoresBenchResult {
+  readonly readings: number;
+  readonly devices: number;
+  readonly sensors: number;
+  readonly messageReadings: number;
+  readonly rounds: number;
+  readonly phases: readonly StoresPhase[];
+  /** 1 - (a)/(b): the throughput the `series` rollup costs (issue 14: at most 0.15). */
+  readonly rollupThroughputCost: number;
+  readonly loadAverage: { readonly start: readonly number[]; readonly end: readonly number[] };
+}
+
+/** The readings of the run, time by time across every series, as a live fleet sends them. */
+export function benchReadings(devices: number, perSeries: number): Reading[] {
+  const out: Reading[] = [];
+  let i = 0;
+  for (let k = 0; k < perSeries; k++) {
+    const ts = T0 + k * INTERVAL_MS;
+    for (let d = 0; d < devices; d++) {
+      for (let s = 0; s < SENSORS; s++) {
+        out.push({
+          device_id: deviceName("bench", d),
+          sensor: sensorName(s),
+          ts,
+          value: readingValue(i++),
+          unit: "C",
+          seq: k,
+          gateway_id: "bench-gateway",
+          received_at: ts + 5,
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/** Batch message bodies as the gateway's AMQP sink frames them (current batch schema, `MESSAGE_READINGS` each). */
+export function batchBodies(readings: readonly Reading[], schemas: SchemaRegistry): Buffer[] {
+  const bodies: Buffer[] = [];
+  for (let i = 0; i < readings.length; i += MESSAGE_READINGS) {
+    const datums = readings.slice(i, i + MESSAGE_READINGS).map((r) => schemas.encodeDatum(r));
+    bodies.push(
+      schemas.frameBatch(
+        datums,
+        datums.reduce((n, d) => n + d.length, 0),
+      ),
+    );
+  }
+  return bodies;
+}
+
+/** Declares the contract's queues for `queue` (quorum, as the services do) and publishes `bodies` with confirms. */
+export async function fillQueue(amqpUrl: string, queue: string, bodies: readonly Buffer[]): Promise<void> {
+  const conn = await amqp.connect(splitUrlList(amqpUrl)[0] ?? amqpUrl);
+  try {
+    const ch = await conn.createConfirmChannel();
+    await declareTopology(ch, queue, "quorum");
+    let next = 0;
+    const publishOne = (): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const i = next++;
+        ch.sendToQueue(
+          queue,
+          bodies[i] as Buffer,
+          {
+            persistent: true,
+            mandatory: true,
+            contentType: AVRO_CONTENT_TYPE,
+            messageId: `${queue}-${i}`,
+            timestamp: Math.floor(T0 / 1_000),
+          },
+          (err) => (err ? reject(err) : resolve()),
+        );
+      });
+    const lane = async () => {
+      while (next < bodies.length) await publishOne();
+    };
+    await Promise.all(Array.from({ length: FILL_WINDOW }, lane));
+    await ch.close();
+  } finally {
+    await conn.close();
+  }
+}
+
+async function deleteQueues(amqpUrl: string, queue: string): Promise<void> {
+  const conn = await amqp.connect(splitUrlList(amqpUrl)[0] ?? amqpUrl);
+  try {
+    const ch = await conn.createChannel();
+    for (const q of Object.values(queueNames(queue))) await ch.deleteQueue(q);
+  } finally {
+    await conn.close();
+  }
+}
+
+async function storedBy(service: Service): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${service.httpPort}/metrics`);
+  const line = (await res.text()).split("\n").find((l) => l.startsWith(`${STORED} `));
+  return line ? Number(line.slice(STORED.length + 1)) : 0;
+}
+
+/** Pids of the server processes serving `database` (one per connection), asked on `admin`. */
+async function backendsOf(admin: pg.Client, database: string): Promise<number[]> {
+  const { rows } = await admin.query<{ pid: number }>(
+    "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'",
+    [database],
+  );
+  return rows.map((r) => r.pid);
+}
+
+const cpuMsOf = (pid: number | undefined) => (pid === undefined ? 0 : (readProc(pid)?.cpuMs ?? 0));
+
+/** What a phase needs to run one drain: the processes to start, and how to count the rows afterwards. */
+export interface DrainTarget {
+  /** Starts the processors on `queue` (resolving once each logged "processor started"). */
+  start(queue: string): Promise<Service[]>;
+  /** Rows stored, read once the processors have stopped. */
+  rows(): Promise<number>;
+  /** Where the server processes of a PostgreSQL phase are found. */
+  readonly postgres?: { readonly admin: pg.Client; readonly database: string };
+}
+
+/**
+ * Fills a fresh queue with `bodies` (holding `readings` readings), starts the processors, and times the drain from
+ * the moment the first one consumes to the poll that sees every reading committed; then stops them (SIGTERM, exit 0
+ * expected) and checks the row count. Throws when a reading is missing, stored twice, or progress stops.
+ */
+export async function drainOnce(
+  amqpUrl: string,
+  queue: string,
+  bodies: readonly Buffer[],
+  readings: number,
+  target: DrainTarget,
+): Promise<Drain> {
+  await fillQueue(amqpUrl, queue, bodies);
+  let services: Service[] = [];
+  try {
+    services = await target.start(queue);
+    const startedAt = performance.now();
+    const cpu0 = services.map((s) => cpuMsOf(s.proc.pid));
+    const pg0 = new Map<number, number>();
+    if (target.postgres) {
+      for (const pid of await backendsOf(target.postgres.admin, target.postgres.database))
+        pg0.set(pid, cpuMsOf(pid));
+    }
+    let stored = 0;
+    let last = -1;
+    let lastChange = Date.now();
+    let pgPids: number[] = [];
+    for (;;) {
+      stored = (await Promise.all(services.map(storedBy))).reduce((a, b) => a + b, 0);
+      if (target.postgres) pgPids = await backendsOf(target.postgres.admin, target.postgres.database);
+      if (stored >= readings) break;
+      if (stored !== last) {
+        last = stored;
+        lastChange = Date.now();
+      } else if (Date.now() - lastChange > STALL_MS) {
+        throw new Error(`${queue}: no commit for ${STALL_MS / 1_000} s at ${stored} of ${readings} readings`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+    const seconds = (performance.now() - startedAt) / 1_000;
+    const cpuMs = services.reduce((sum, s, i) => sum + cpuMsOf(s.proc.pid) - (cpu0[i] ?? 0), 0);
+    // A backend opened during the drain counts whole: all its CPU was spent for this phase.
+    const pgCpuMs = target.postgres
+      ? pgPids.reduce((sum, pid) => sum + cpuMsOf(pid) - (pg0.get(pid) ?? 0), 0)
+      : undefined;
+    const codes = await Promise.all(services.map((s) => s.stop("SIGTERM")));
+    services = [];
+    if (codes.some((c) => c !== 0)) throw new Error(`${queue}: a processor exited with ${codes.join(", ")}`);
+    const rows = await target.rows();
+    if (rows !== readings) throw new Error(`${queue}: ${rows} rows stored for ${readings} readings queued`);
+    if (stored !== readings) throw new Error(`${queue}: processors counted ${stored} stored of ${readings}`);
+    return {
+      seconds: round(seconds, 2),
+      perSecond: Math.round(readings / seconds),
+      processorCpuUs: round((cpuMs * 1_000) / readings, 1),
+      postgresCpuUs: pgCpuMs === undefined ? undefined : round((pgCpuMs * 1_000) / readings, 1),
+      rows,
+    };
+  } finally {
+    await Promise.all(services.map((s) => s.stop("SIGKILL")));
+    await deleteQueues(amqpUrl, queue).catch(() => undefined);
+  }
+}
+
+function processorEnv(amqpUrl: string, queue: string): Record<string, string> {
+  return { AMQP_URL: amqpUrl, QUEUE: queue, HTTP_PORT: "0", LOG_LEVEL: "info" };
+}
+
+/** A SQLite phase: the product's processor, or (`rollups: false`) the bench child without the `series` rollup. */
+function sqliteTarget(amqpUrl: string, dbPath: string, rollups: boolean): DrainTarget {
+  return {
+    async start(queue) {
+      rmSync(dbPath, { force: true });
+      rmSync(`${dbPath}-wal`, { force: true });
+      rmSync(`${dbPath}-shm`, { force: true });
+      const env = { ...processorEnv(amqpUrl, queue), DB_PATH: dbPath, DATABASE_URL: "" };
+      const prefix = rollups ? [] : [process.execPath, CHILD, JSON.stringify({ rollups: false })];
+      return [await startService("processor", env, [], prefix)];
+    },
+    async rows() {
+      const db = new Database(dbPath, { readonly: true });
+      try {
+        const rows = (db.prepare("SELECT count(*) AS n FROM readings").get() as { n: number }).n;
+        const rolled = (db.prepare("SELECT coalesce(sum(count), 0) AS n FROM series").get() as { n: number })
+          .n;
+        // The rollup must be whole when on, and empty when off (else phase (b) measured the product).
+        if (rolled !== (rollups ? rows : 0))
+          throw new Error(
+            `${dbPath}: series counts ${rolled} readings for ${rows} rows (rollups ${rollups})`,
+          );
+        return rows;
+      } finally {
+        db.close();
+      }
+    },
+  };
+}
+
+function databaseUrlOf(server: string, database: string): string {
+  const u = new URL(server);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/** A PostgreSQL phase: `processors` product processors on one queue, a fresh database each drain. */
+function postgresTarget(
+  amqpUrl: string,
+  server: string,
+  admin: pg.Client,
+  database: string,
+  processors: number,
+): DrainTarget {
+  const url = databaseUrlOf(server, database);
+  return {
+    postgres: { admin, database },
+    async start(queue) {
+      await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
+      await admin.query(`CREATE DATABASE "${database}"`);
+      const env = { ...processorEnv(amqpUrl, queue), DATABASE_URL: url };
+      return Promise.all(Array.from({ length: processors }, () => startService("processor", env)));
+    },
+    async rows() {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        const { rows } = await client.query<{ n: string }>("SELECT count(*) AS n FROM readings");
+        return Number(rows[0]?.n ?? 0);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
+
+const median = (xs: readonly number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+};
+
+const PHASES: readonly {
+  id: PhaseId;
+  label: string;
+  store: "SQLite" | "PostgreSQL";
+  processors: number;
+}[] = [
+  { id: "a", label: "SQLite, the product (series rollup on)", store: "SQLite", processors: 1 },
+  { id: "b", label: "SQLite, series rollup off", store: "SQLite", processors: 1 },
+  { id: "c", label: "PostgreSQL, one processor", store: "PostgreSQL", processors: 1 },
+  { id: "d", label: "PostgreSQL, two processors on one queue", store: "PostgreSQL", processors: 2 },
+];
+
+/**
+ * Runs the four phases, round after round (phases interleaved, so a burst of load elsewhere on the machine falls
+ * on every phase alike), and gives each phase's medians. Short: 40,000 readings, one round; full: 200,000, three.
+ */
+export async function runStoresBench(opts: StoresBenchOptions): Promise<StoresBenchResult> {
+  const perSeries = opts.short ? 10 : 50;
+  const rounds = opts.short ? 1 : 3;
+  const start = loadavg();
+  const readings = benchReadings(DEVICES, perSeries);
+  const bodies = batchBodies(readings, SchemaRegistry.load());
+  const admin = new pg.Client({ connectionString: opts.databaseUrl });
+  admin.on("error", () => undefined);
+  await admin.connect();
+  const database = `bench_${opts.runId.replace(/[^a-z0-9]/gi, "_").toLowerCase()}_stores`;
+  const dbPath = join(opts.workDir, `stores-${opts.runId}.db`);
+  const targets: Record<PhaseId, DrainTarget> = {
+    a: sqliteTarget(opts.amqpUrl, dbPath, true),
+    b: sqliteTarget(opts.amqpUrl, dbPath, false),
+    c: postgresTarget(opts.amqpUrl, opts.databaseUrl, admin, database, 1),
+    d: postgresTarget(opts.amqpUrl, opts.databaseUrl, admin, database, 2),
+  };
+  const drains: Record<PhaseId, Drain[]> = { a: [], b: [], c: [], d: [] };
+  try {
+    for (let r = 0; r < rounds; r++) {
+      for (const p of PHASES) {
+        const queue = `bench-${opts.runId}-stores-${p.id}${r}`;
+        const d = await drainOnce(opts.amqpUrl, queue, bodies, readings.length, targets[p.id]);
+        drains[p.id].push(d);
+        opts.say(
+          `  (${p.id}) ${p.label}, round ${r + 1}/${rounds}: ${d.perSecond.toLocaleString("en-US")} readings/s, ` +
+            `processor ${d.processorCpuUs} µs/reading` +
+            (d.postgresCpuUs === undefined ? "" : `, PostgreSQL ${d.postgresCpuUs} µs/reading`),
+        );
+      }
+    }
+  } finally {
+    await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`).catch(() => undefined);
+    await admin.end().catch(() => undefined);
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(`${dbPath}${suffix}`, { force: true });
+  }
+  const phases = PHASES.map((p): StoresPhase => {
+    const ds = drains[p.id];
+    const pgCpu = ds.flatMap((d) => (d.postgresCpuUs === undefined ? [] : [d.postgresCpuUs]));
+    return {
+      ...p,
+      drains: ds,
+      perSecond: Math.round(median(ds.map((d) => d.perSecond))),
+      processorCpuUs: round(median(ds.map((d) => d.processorCpuUs)), 1),
+      postgresCpuUs: pgCpu.length > 0 ? round(median(pgCpu), 1) : undefined,
+    };
+  });
+  const [a, b] = phases;
+  return {
+    readings: readings.length,
+    devices: DEVICES,
+    sensors: SENSORS,
+    messageReadings: MESSAGE_READINGS,
+    rounds,
+    phases,
+    rollupThroughputCost: a && b ? round(1 - a.perSecond / b.perSecond, 3) : 0,
+    loadAverage: { start: start.map((x) => round(x, 2)), end: loadavg().map((x) => round(x, 2)) },
+  };
+}
+
+const fmt = (n: number) => n.toLocaleString("en-US");
+
+/** The figures as a markdown section: one row per phase, ratios to the product (phase a) of the same run. */
+export function storesReport(r: StoresBenchResult): string {
+  const product = r.phases.find((p) => p.id === "a");
+  const lines = [
+    "## Stores: the processor draining one queue",
+    "",
+    `${fmt(r.readings)} readings (${fmt(r.devices)} devices x ${r.sensors} sensors), queued before the processor ` +
+      `starts as the gateway writes them (${r.messageReadings} per batch message), drained by the real processor ` +
+      `process(es) with default settings; median of ${r.rounds} round(s), phases interleaved; every phase stored ` +
+      "exactly the readings queued. CPU: /proc/<pid>/stat of the processor process(es) (its SQLite worker thread " +
+      "included) and of the PostgreSQL backends serving the phase's database, from the first consume to the last " +
+      "commit; PostgreSQL's WAL writer, checkpointer and background writer are shared with the machine and not counted.",
+    "",
+    "| phase | readings/s | x (a) | processor CPU µs/reading | PostgreSQL backends CPU µs/reading | rounds (readings/s) |",
+    "| --- | ---: | ---: | ---: | ---: | --- |",
+  ];
+  for (const p of r.phases) {
+    const ratio = product ? round(p.perSecond / product.perSecond, 2) : undefined;
+    lines.push(
+      `| (${p.id}) ${p.label} | ${fmt(p.perSecond)} | ${ratio ?? "-"} | ${p.processorCpuUs} | ` +
+        `${p.postgresCpuUs ?? "not applicable"} | ${p.drains.map((d) => fmt(d.perSecond)).join(", ")} |`,
+    );
+  }
+  const pct = round(r.rollupThroughputCost * 100, 1);
+  lines.push(
+    "",
+    `Rollup cost (issue 14: at most 15%): (a) is ${pct}% ${pct >= 0 ? "below" : "above"} (b) in readings/s.` +
+      ` Load average ${r.loadAverage.start.join(" ")} at the start, ${r.loadAverage.end.join(" ")} at the end.`,
+  );
+  return lines.join("\n");
+}
