@@ -1,5 +1,7 @@
 import { rmSync } from "node:fs";
+import amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { declareTopology } from "../../amqp/topology.js";
 import {
   killRabbit,
   type PrivateRabbit,
@@ -34,6 +36,55 @@ const STORED = "telemetry_processor_readings_stored_total";
 /** The node a service's AMQP session last connected to, from its "amqp connected" log line (`host:port`). */
 function connectedNode(service: Service): string | undefined {
   return service.logs.filter((l) => l.msg === "amqp connected").at(-1)?.broker as string | undefined;
+}
+
+/** The server port (one per node here) of each client connection the cluster lists, by its connection name. */
+async function connectionsOf(via: PrivateRabbit): Promise<{ name: string; port: number }[]> {
+  const rows = JSON.parse(
+    await via.ctl("list_connections", "port", "client_properties", "--formatter", "json"),
+  ) as { port: number; client_properties: [string, string, unknown][] }[];
+  return rows.map((r) => ({
+    port: r.port,
+    name: String(r.client_properties.find(([key]) => key === "connection_name")?.[2] ?? ""),
+  }));
+}
+
+/** Starts of a service tried at most, each landing on one of three nodes at random (1 - (2/3)^12 > 99%). */
+const PLACEMENT_ATTEMPTS = 12;
+
+/**
+ * Starts `command` until its AMQP connection is on `node`, as both the service's log and the cluster's own list of
+ * connections (asked of `via`) say: the session starts from a random node of AMQP_URL's list (so services spread
+ * over a cluster), whatever the order. A service that landed elsewhere is stopped (SIGTERM, exit 0) and started
+ * again. Resolves with the service and how many starts it took.
+ */
+async function startOnNode(
+  command: "gateway" | "processor",
+  env: Record<string, string>,
+  node: PrivateRabbit,
+  via: PrivateRabbit,
+  connectionName: (name: string) => boolean,
+): Promise<{ service: Service; starts: number }> {
+  for (let starts = 1; starts <= PLACEMENT_ATTEMPTS; starts++) {
+    const service = await startService(command, env);
+    let onNode = false;
+    try {
+      await untilReady(service);
+      const listed = (await connectionsOf(via)).filter((c) => connectionName(c.name));
+      expect(listed, `${command}: one AMQP connection listed by the cluster`).toHaveLength(1);
+      onNode = listed[0]?.port === node.port;
+      expect(
+        connectedNode(service) === `${node.host}:${node.port}`,
+        `${command}: log and cluster agree`,
+      ).toBe(onNode);
+    } catch (err) {
+      await service.stop("SIGKILL");
+      throw err;
+    }
+    if (onNode) return { service, starts };
+    expect(await service.stop("SIGTERM")).toBe(0);
+  }
+  throw new Error(`${command} never connected to ${node.node} in ${PLACEMENT_ATTEMPTS} starts`);
 }
 
 /** How often the counters are read while the node dies: the stall figures are exact to about this. */
@@ -96,19 +147,19 @@ describe("fault: the RabbitMQ node leading the quorum queue is killed (SIGKILL) 
     await cluster?.stop();
   }, 120_000);
 
-  it("services given the node list move to a surviving node on their own: nothing lost, each reading stored once, neither restarted", async () => {
+  it("gateway and processor both connected to the leader move to a surviving node on their own: nothing lost, each reading stored once, neither restarted", async () => {
     const n = faultNames("scale-cluster", { amqpUrl: cluster.nodes[0]?.url });
     names = n;
-    const env = { ...n.env, AMQP_URL: cluster.url };
-    // The gateway declares the queue, so its leader is on the gateway's node (RabbitMQ's client-local locator):
-    // killing the leader then also takes the gateway's connection.
-    const gateway = await startService("gateway", env);
-    services.push(gateway);
-    await untilReady(gateway);
-    const processor = await startService("processor", env);
-    services.push(processor);
-    await untilReady(processor);
-
+    // The test declares the queues (as the services would) through the first node, so the queue's leader is there
+    // (RabbitMQ's client-local leader locator); both services are then placed on the leader, so killing it takes
+    // both connections and both must fail over.
+    const first = cluster.nodes[0] as PrivateRabbit;
+    const conn = await amqp.connect(first.url);
+    try {
+      await declareTopology(await conn.createChannel(), n.queue, "quorum");
+    } finally {
+      await conn.close();
+    }
     const before = await cluster.placement(n.queue);
     expect(before.type).toBe("quorum");
     expect([...before.members].sort(), "replicas on every node").toEqual(
@@ -116,6 +167,17 @@ describe("fault: the RabbitMQ node leading the quorum queue is killed (SIGKILL) 
     );
     const leader = cluster.byName(before.leader);
     survivor = cluster.nodes.find((node) => node !== leader);
+    const via = survivor as PrivateRabbit;
+    // The leader first in each service's list, as an operator would write it; the session still starts at random.
+    const ordered = [leader, ...cluster.nodes.filter((node) => node !== leader)];
+    const env = { ...n.env, AMQP_URL: ordered.map((node) => node.url).join(",") };
+    const placed = {
+      gateway: await startOnNode("gateway", env, leader, via, (c) => c.startsWith("telemetry-gateway")),
+      processor: await startOnNode("processor", env, leader, via, (c) => c === "telemetry-processor"),
+    };
+    const gateway = placed.gateway.service;
+    const processor = placed.processor.service;
+    services.push(gateway, processor);
     const nodesBefore = { gateway: connectedNode(gateway), processor: connectedNode(processor) };
 
     const stream = startStream(n, { count: READINGS, rate: RATE, seed: 1_717 });
@@ -154,10 +216,20 @@ describe("fault: the RabbitMQ node leading the quorum queue is killed (SIGKILL) 
       expect(s.proc.exitCode, `${name} kept running`).toBeNull();
       expect(s.proc.signalCode, `${name} kept running`).toBeNull();
     }
-    expect(connectedNode(gateway), "the gateway left the dead node").not.toBe(
-      `${leader.host}:${leader.port}`,
-    );
-    expect(gateway.logs.some((l) => l.msg === "amqp connection lost; reconnecting")).toBe(true);
+    for (const [name, s] of Object.entries({ gateway, processor })) {
+      expect(connectedNode(s), `the ${name} left the dead node`).not.toBe(`${leader.host}:${leader.port}`);
+      expect(
+        s.logs.some((l) => l.msg === "amqp connection lost; reconnecting"),
+        `the ${name} lost its connection`,
+      ).toBe(true);
+    }
+    const survivors = new Set(cluster.nodes.filter((node) => node !== leader).map((node) => node.port));
+    const listedAfter = await connectionsOf(via);
+    for (const name of ["telemetry-gateway", "telemetry-processor"]) {
+      const on = listedAfter.filter((c) => c.name.startsWith(name)).map((c) => c.port);
+      expect(on, `${name} connected once, to a surviving node`).toHaveLength(1);
+      expect(survivors.has(on[0] as number), `${name} on a surviving node`).toBe(true);
+    }
     const after = await cluster.placement(n.queue, survivor);
     expect(after.leader, "a surviving replica leads").not.toBe(leader.node);
 
@@ -168,6 +240,7 @@ describe("fault: the RabbitMQ node leading the quorum queue is killed (SIGKILL) 
       killedLeader: leader.node,
       newLeader: after.leader,
       nodesBefore,
+      startsToLandOnLeader: { gateway: placed.gateway.starts, processor: placed.processor.starts },
       nodesAfter: { gateway: connectedNode(gateway), processor: connectedNode(processor) },
       ackedAtKill,
       killTookMs,
