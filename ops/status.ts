@@ -34,6 +34,18 @@ export type QueueStatus =
   | { readonly messages: number; readonly consumers: number }
   | { readonly error: string };
 
+/** A gateway's spool (SPOOL_PATH), from its /metrics: what it holds that RabbitMQ has not confirmed yet. */
+export interface SpoolStatus {
+  readonly readings: number;
+  readonly bytes: number;
+  /** Age of the oldest segment holding unconfirmed readings (0 when empty). */
+  readonly oldest_age_s: number;
+  /** Full under SPOOL_FULL=block: PUBACKs held. */
+  readonly full: boolean;
+  /** Readings dropped unsent since the gateway started (drop policies, max age, corruption). */
+  readonly dropped: number;
+}
+
 /** One service: its health URL, what `/readyz` said, and its rates per second over the sampling interval. */
 export interface ServiceStatus {
   readonly url: string;
@@ -41,6 +53,13 @@ export interface ServiceStatus {
   readonly state: Readiness["state"];
   readonly reason?: string;
   readonly rates?: Readonly<Record<string, number>>;
+  /**
+   * Gateway only: whether RabbitMQ takes its publishes. "down" with a spool and `ready`: the spool absorbs the
+   * outage (the gateway still PUBACKs); without a spool the gateway is not ready then.
+   */
+  readonly uplink?: "up" | "down";
+  /** Gateway with a spool only. */
+  readonly spool?: SpoolStatus;
 }
 
 /** What `telemetry status --format json` prints. */
@@ -97,6 +116,36 @@ async function queues(url: string, queue: string, tls: TlsMaterial): Promise<Rec
   return out;
 }
 
+const SPOOL_METRICS = {
+  uplinkUp: "telemetry_gateway_uplink_up",
+  amqpConnected: "telemetry_gateway_amqp_connected",
+  readings: "telemetry_gateway_spool_depth_readings",
+  bytes: "telemetry_gateway_spool_bytes",
+  oldest: "telemetry_gateway_spool_oldest_age_seconds",
+  full: "telemetry_gateway_spool_full",
+  dropped: "telemetry_gateway_spool_dropped_total",
+} as const;
+
+/** The gateway's uplink and spool from one scrape: the spool's gauges exist only with SPOOL_PATH. */
+function uplinkOf(samples: Map<string, number>): Pick<ServiceStatus, "uplink" | "spool"> {
+  const m = SPOOL_METRICS;
+  const spooled = samples.get(m.uplinkUp);
+  if (spooled === undefined) {
+    const connected = samples.get(m.amqpConnected);
+    return connected === undefined ? {} : { uplink: connected === 1 ? "up" : "down" };
+  }
+  return {
+    uplink: spooled === 1 ? "up" : "down",
+    spool: {
+      readings: samples.get(m.readings) ?? 0,
+      bytes: samples.get(m.bytes) ?? 0,
+      oldest_age_s: Math.round((samples.get(m.oldest) ?? 0) * 10) / 10,
+      full: samples.get(m.full) === 1,
+      dropped: samples.get(m.dropped) ?? 0,
+    },
+  };
+}
+
 /** Readiness now, and rates from two scrapes of `/metrics` `intervalMs` apart. */
 async function service(name: ServiceName, url: string, intervalMs: number): Promise<ServiceStatus> {
   const first = await scrape(url);
@@ -112,13 +161,14 @@ async function service(name: ServiceName, url: string, intervalMs: number): Prom
   await new Promise((r) => setTimeout(r, Math.max(0, intervalMs - (Date.now() - t0))));
   const second = await scrape(url);
   const seconds = (Date.now() - t0) / 1_000;
-  if (!second || seconds <= 0) return base;
+  const withUplink = name === "gateway" ? { ...base, ...uplinkOf(second ?? first) } : base;
+  if (!second || seconds <= 0) return withUplink;
   const rates: Record<string, number> = {};
   for (const [key, metric] of Object.entries(RATES[name])) {
     const delta = (second.get(metric) ?? 0) - (first.get(metric) ?? 0);
     rates[`${key}_per_s`] = Math.round((Math.max(0, delta) / seconds) * 10) / 10;
   }
-  return { ...base, rates };
+  return { ...withUplink, rates };
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -163,6 +213,21 @@ export async function gatherStatus(c: {
   return { queues: q, store: stored, services: { gateway, processor }, interval_ms: c.intervalMs };
 }
 
+const MIB = 1_048_576;
+
+/** "uplink down: the spool absorbs the outage, 1234 readings spooled (0.2 MiB), oldest 12 s", or undefined. */
+function uplinkLine(svc: ServiceStatus): string | undefined {
+  const sp = svc.spool;
+  if (!sp) return svc.uplink === "down" ? "uplink down (no spool: PUBACKs wait for RabbitMQ)" : undefined;
+  const held =
+    `${sp.readings} readings spooled (${(sp.bytes / MIB).toFixed(1)} MiB on disk), oldest ${sp.oldest_age_s} s` +
+    (sp.full ? ", FULL: PUBACKs held" : "") +
+    (sp.dropped > 0 ? `, ${sp.dropped} dropped` : "");
+  return svc.uplink === "down"
+    ? `uplink down: the spool absorbs the outage, ${held}`
+    : `uplink up; spool: ${held}`;
+}
+
 function table(s: Status): string {
   const lines: string[] = ["QUEUE                                     MESSAGES  CONSUMERS"];
   for (const [name, q] of Object.entries(s.queues)) {
@@ -190,6 +255,8 @@ function table(s: Status): string {
     const state = svc.reason ? `${svc.state}: ${svc.reason}` : svc.state;
     lines.push(`${name.padEnd(10)}  ${svc.state.padEnd(11)}  ${svc.url.padEnd(23)}  ${rates}`);
     if (svc.reason) lines.push(`${" ".repeat(12)}${state}`);
+    const uplink = uplinkLine(svc);
+    if (uplink) lines.push(`${" ".repeat(12)}${uplink}`);
   }
   return `${lines.join("\n")}\n`;
 }

@@ -3,14 +3,18 @@ import { join } from "node:path";
 import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
+import { metric, metricTotal } from "../helpers/fault-stream.js";
+import { freePort } from "../helpers/private-brokers.js";
 import {
   cleanup,
   countRows,
+  httpGet,
   runCli,
   type Service,
   startService,
   type TestNames,
   testNames,
+  untilReady,
 } from "../helpers/services.js";
 
 const PASSWORD = "Status-S3cret-p4ss";
@@ -22,7 +26,14 @@ interface StatusJson {
   store: { rows?: number; newest_ts?: string | null; error?: string };
   services: Record<
     string,
-    { ready: boolean; state: string; reason?: string; rates?: Record<string, number> }
+    {
+      ready: boolean;
+      state: string;
+      reason?: string;
+      rates?: Record<string, number>;
+      uplink?: "up" | "down";
+      spool?: { readings: number; bytes: number; oldest_age_s: number; full: boolean; dropped: number };
+    }
   >;
 }
 
@@ -136,5 +147,110 @@ describe("telemetry status", () => {
 
     const table = await runCli(["status", "--format", "table"], { ...env, AMQP_URL_FILE: secretFile });
     expect(table.stdout + table.stderr).not.toContain(PASSWORD);
+  });
+});
+
+describe("telemetry status with a spooling gateway", () => {
+  const SPOOLED = 150;
+  let names: TestNames;
+  const services: Service[] = [];
+  let publisher: mqtt.MqttClient | undefined;
+
+  beforeAll(() => {
+    names = testNames("opsstatus-spool");
+  });
+
+  afterAll(async () => {
+    await publisher?.endAsync();
+    await Promise.all(services.map((s) => s.stop("SIGKILL")));
+    await cleanup(names);
+  });
+
+  const startGateway = async (amqpUrl: string): Promise<Service> => {
+    const g = await startService("gateway", {
+      ...names.env,
+      AMQP_URL: amqpUrl,
+      SPOOL_PATH: join(names.dir, "spool"),
+      DRAIN_TIMEOUT: "1s",
+    });
+    services.push(g);
+    await untilReady(g);
+    return g;
+  };
+
+  const status = async (g: Service, format: "json" | "table") =>
+    runCli(
+      [
+        "status",
+        "--format",
+        format,
+        "--gateway",
+        `http://127.0.0.1:${g.httpPort}`,
+        // No processor in this test: it shows as unreachable (exit 1), which is not what is checked here.
+        "--processor",
+        "http://127.0.0.1:9",
+        "--interval",
+        "200ms",
+      ],
+      names.env,
+    );
+
+  it("a gateway whose uplink refuses connections stays ready and shows uplink down with its spool's depth; once its uplink works it shows uplink up and the spool drained", async () => {
+    // A port nothing listens on: every connection to RabbitMQ is refused.
+    const refused = `amqp://guest:guest@127.0.0.1:${await freePort()}`;
+    const down = await startGateway(refused);
+    publisher = await mqtt.connectAsync(names.mqttUrl, { clean: true, reconnectPeriod: 0 });
+    for (let i = 0; i < SPOOLED; i++) {
+      await publisher.publishAsync(
+        `${names.topicPrefix}/dev-sp/temp`,
+        JSON.stringify({ value: i, ts: TS0 + i }),
+        { qos: 1 },
+      );
+    }
+    // The gateway takes them with RabbitMQ unreachable: each is PUBACKed to the broker once durable in the spool.
+    await vi.waitFor(
+      async () => expect(await metric(down.httpPort, "telemetry_gateway_spool_depth_readings")).toBe(SPOOLED),
+      { timeout: 10_000, interval: 100 },
+    );
+    expect(await metric(down.httpPort, "telemetry_gateway_messages_received_total")).toBe(SPOOLED);
+    expect((await httpGet(down.httpPort, "/readyz")).status).toBe(200);
+
+    const json = await status(down, "json");
+    const s = JSON.parse(json.stdout) as StatusJson;
+    expect(Object.keys(s)).toEqual(expect.arrayContaining(["queues", "store", "services"]));
+    expect(s.services.gateway).toMatchObject({
+      ready: true,
+      state: "ready",
+      uplink: "down",
+      spool: { readings: SPOOLED, full: false, dropped: 0 },
+    });
+    expect(s.services.gateway?.spool?.bytes).toBeGreaterThan(0);
+    expect(s.services.processor).toMatchObject({ ready: false, state: "unreachable" });
+    const table = await status(down, "table");
+    expect(table.stdout).toMatch(/^gateway\s+ready\s/m);
+    expect(table.stdout).toMatch(
+      new RegExp(`^\\s+uplink down: the spool absorbs the outage, ${SPOOLED} readings spooled`, "m"),
+    );
+
+    // The same spool under a gateway whose uplink works: it drains into RabbitMQ.
+    expect(await down.stop("SIGTERM")).toBe(0);
+    const up = await startGateway(names.amqpUrl);
+    await vi.waitFor(
+      async () => {
+        expect(await metric(up.httpPort, "telemetry_gateway_spool_depth_readings")).toBe(0);
+        expect(await metricTotal(up.httpPort, "telemetry_gateway_spool_drained_total")).toBe(SPOOLED);
+      },
+      { timeout: 20_000, interval: 100 },
+    );
+    const after = JSON.parse((await status(up, "json")).stdout) as StatusJson;
+    expect(after.services.gateway).toMatchObject({
+      ready: true,
+      uplink: "up",
+      spool: { readings: 0, full: false, dropped: 0 },
+    });
+    expect(after.queues[queueNames(names.queue).readings]?.messages).toBeGreaterThan(0);
+    const upTable = await status(up, "table");
+    expect(upTable.stdout).toMatch(/^\s+uplink up; spool: 0 readings spooled/m);
+    expect(upTable.stdout).not.toMatch(/uplink down/);
   });
 });
