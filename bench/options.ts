@@ -29,6 +29,11 @@ export interface BenchOptions {
   readonly skipBaselines: boolean;
   readonly skipNaive: boolean;
   readonly skipLatency: boolean;
+  /** Skip the gateway's spool figures (issue 16) and the processor's store figures (issues 14 and 17). */
+  readonly skipSpool: boolean;
+  readonly skipStores: boolean;
+  /** PostgreSQL server for the store phases; each phase creates and drops a database of its own there. */
+  readonly databaseUrl: string;
   /** Directory for `node --cpu-prof` profiles of the gateway and the processor; none when undefined. */
   readonly profileDir: string | undefined;
   readonly out: string | undefined;
@@ -67,6 +72,10 @@ ceilings of each stage and a straightforward reference implementation measured i
   --skip-baselines     skip the raw ceilings and the reference (ratios are then not computed)
   --skip-naive         skip the straightforward reference
   --skip-latency       skip the fixed-load latency run
+  --skip-spool         skip the spool figures (into the spool with the uplink down, drain, live delay, open)
+  --skip-stores        skip the processor's store figures (SQLite with and without rollups, PostgreSQL x1, x2)
+  --database-url URL   PostgreSQL for the store figures (default DATABASE_URL when it is postgres://, else
+                       postgres://postgres@127.0.0.1:5432/postgres); a database per phase is created and dropped
   --profile DIR        run gateway and processor with node --cpu-prof, profiles in DIR, top functions printed
   --set KEY=VALUE      environment for gateway and processor, e.g. --set GATEWAY_INFLIGHT=4000 (repeatable)
   --out FILE           JSON results (default bench-results/<timestamp>.json)
@@ -108,6 +117,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
       "skip-baselines": { type: "boolean", default: false },
       "skip-naive": { type: "boolean", default: false },
       "skip-latency": { type: "boolean", default: false },
+      "skip-spool": { type: "boolean", default: false },
+      "skip-stores": { type: "boolean", default: false },
+      "database-url": { type: "string" },
       profile: { type: "string" },
       out: { type: "string" },
       set: { type: "string", multiple: true },
@@ -163,6 +175,12 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     skipBaselines: values["skip-baselines"] === true,
     skipNaive: values["skip-naive"] === true || values["skip-baselines"] === true,
     skipLatency: values["skip-latency"] === true,
+    skipSpool: values["skip-spool"] === true,
+    skipStores: values["skip-stores"] === true,
+    databaseUrl:
+      values["database-url"] ??
+      (env.DATABASE_URL?.startsWith("postgres") ? env.DATABASE_URL : undefined) ??
+      "postgres://postgres@127.0.0.1:5432/postgres",
     profileDir: values.profile,
     out: values.out,
     serviceEnv,

@@ -20,6 +20,8 @@ import { pidListeningOn } from "./proc.js";
 import { type ProfileSummary, summarizeDir } from "./profile.js";
 import { amqpCeilings, mqttCeiling, sqliteCeilings } from "./raw.js";
 import { type CClientResults, formatReport, type RawResults, type Target } from "./report.js";
+import { runSpoolBench, type SpoolBenchResult, spoolReport } from "./spool.js";
+import { runStoresBench, type StoresBenchResult, storesReport } from "./stores.js";
 
 /** The gateway's default MQTT window (GATEWAY_INFLIGHT), given to the raw subscriber too. */
 const GATEWAY_INFLIGHT = 1_000;
@@ -120,6 +122,8 @@ async function main(argv: string[]): Promise<number> {
   let naive: PhaseResult | undefined;
   let latency: (PhaseResult & { offered: number }) | undefined;
   let c: CClientResults | undefined;
+  let spool: SpoolBenchResult | undefined;
+  let stores: StoresBenchResult | undefined;
   const baseTs = Date.now() - 3_600_000;
   const latencyWarmup = 0.1;
 
@@ -280,6 +284,24 @@ async function main(argv: string[]): Promise<number> {
       latency = { ...run, offered };
       say(`  p99 publish -> commit ${fmt(latency.publishToCommitMs.p99)} ms`);
     }
+
+    if (!o.skipSpool) {
+      say(
+        "spool: into the spool with the uplink down, drain, live delay while draining, opening a large spool",
+      );
+      spool = await runSpoolBench({ amqpUrl: o.amqpUrl, workDir, runId, short: o.short, say });
+    }
+    if (!o.skipStores) {
+      say("stores: the processor draining one queue into SQLite (rollups on, off) and PostgreSQL (x1, x2)");
+      stores = await runStoresBench({
+        amqpUrl: o.amqpUrl,
+        databaseUrl: o.databaseUrl,
+        workDir,
+        runId,
+        short: o.short,
+        say,
+      });
+    }
   } finally {
     if (!o.keep) rmSync(workDir, { recursive: true, force: true });
   }
@@ -381,6 +403,8 @@ async function main(argv: string[]): Promise<number> {
     profiles,
   });
   process.stdout.write(`\n${report}\n`);
+  if (spool) process.stdout.write(`\n${spoolReport(spool)}\n`);
+  if (stores) process.stdout.write(`\n${storesReport(stores)}\n`);
 
   const finishedAt = new Date();
   const out = resolve(o.out ?? join("bench-results", `${runId}.json`));
@@ -399,6 +423,8 @@ async function main(argv: string[]): Promise<number> {
     reference: naive,
     latency,
     cClients: c,
+    spool,
+    stores,
     ratios: {
       pipelineToSlowestRaw: share,
       pipelineToReference: factor,
@@ -414,9 +440,11 @@ async function main(argv: string[]): Promise<number> {
   const checked = [c?.batched, c?.unbatched, pipeline, latency];
   const broken = checked.some((r) => r?.exactlyOnce.checked && !r.exactlyOnce.ok);
   const unclean = checked.some((r) => r && Object.values(r.exitCodes).some((code) => code !== 0));
+  const storesWrong = stores?.phases.some((p) => p.drains.some((d) => d.rows !== stores?.readings)) ?? false;
+  if (storesWrong) say("FAILED: a store phase did not hold exactly the readings queued");
   if (broken) say("FAILED: a reading was lost or stored twice");
   if (unclean) say("FAILED: a service did not exit 0 after SIGTERM");
-  return broken || unclean ? 1 : 0;
+  return broken || unclean || storesWrong ? 1 : 0;
 }
 
 /** CPU microseconds per reading stored of the gateway, the processor, RabbitMQ and their sum, in one run. */
