@@ -351,11 +351,11 @@ const PHASES: readonly {
 
 /**
  * Runs the four phases, round after round (phases interleaved, so a burst of load elsewhere on the machine falls
- * on every phase alike), and gives each phase's medians. Short: 40,000 readings, one round; full: 200,000, three.
+ * on every phase alike), and gives each phase's medians. Short: 40,000 readings, one round; full: 160,000, five.
  */
 export async function runStoresBench(opts: StoresBenchOptions): Promise<StoresBenchResult> {
-  const perSeries = opts.short ? 10 : 50;
-  const rounds = opts.short ? 1 : 3;
+  const perSeries = opts.short ? 10 : 40;
+  const rounds = opts.short ? 1 : 5;
   const start = loadavg();
   const readings = benchReadings(DEVICES, perSeries);
   const bodies = batchBodies(readings, SchemaRegistry.load());

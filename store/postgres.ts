@@ -2,7 +2,9 @@
  * The PostgreSQL store (`DATABASE_URL=postgres://...`): the same `readings` table and key as the SQLite store, so
  * processors on many machines can write one database. A batch is one transaction: a single
  * `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`, then one look-up of the keys it did not insert to tell
- * duplicates from conflicts, then COMMIT; the processor acks only after that.
+ * duplicates from conflicts, then COMMIT; the processor acks only after that. COPY into a temporary staging table
+ * and one `INSERT ... SELECT` from it (pg-copy-streams) measured no faster, end to end with the real processor nor
+ * for `writeBatch` alone (within a few % either way, the same CPU on both sides), so it did not earn a dependency.
  */
 import pg from "pg";
 import { redactUrl } from "../common/config.js";
