@@ -10,11 +10,11 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync } from "node:fs"
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { READING_COLUMNS } from "../query/answers.js";
+import { READING_COLUMNS, readingsAnswer } from "../query/answers.js";
 import { render, writeTo } from "../query/format.js";
 import type { Reading } from "../schemas/index.js";
 import { startServe } from "../serve/index.js";
-import type { ReadingQueries, StoredReading } from "../store/queries.js";
+import type { ReadingQueries } from "../store/queries.js";
 import { SqliteStore } from "../store/sqlite.js";
 import { openSqliteQueries } from "../store/sqlite-queries.js";
 
@@ -138,22 +138,30 @@ function peakRssMiB(): number {
   return kib / 1_024;
 }
 
-/** Every reading of every device as csv through the query layer to /dev/null; run in a process of its own. */
+/**
+ * Every reading of every device as csv through the query layer (`readingsAnswer`, as `query readings --format csv`
+ * and `/api/readings?format=csv` answer) to /dev/null; run in a process of its own.
+ */
 async function exportAll(path: string): Promise<void> {
   const queries = await openSqliteQueries(path);
   const devices = [...new Set((await queries.latest()).map((r) => r.device_id))];
   let rows = 0;
-  async function* all(): AsyncGenerator<StoredReading> {
+  async function* pages(): AsyncGenerator<readonly (readonly unknown[])[]> {
     for (const device of devices) {
-      for await (const r of queries.readings({ device, order: "asc" })) {
-        rows++;
-        yield r;
+      const answer = readingsAnswer(queries, { device, order: "asc" });
+      if (answer.pages === undefined) throw new Error("readings answer without pages");
+      for await (const page of answer.pages) {
+        rows += page.length;
+        yield page;
       }
     }
   }
   const started = performance.now();
   const out = createWriteStream("/dev/null");
-  await writeTo(render({ rows: all(), columns: READING_COLUMNS }, "csv"), out);
+  await writeTo(
+    render({ rows: [], pages: pages(), columns: READING_COLUMNS, jsonText: ["tags"] }, "csv"),
+    out,
+  );
   const seconds = (performance.now() - started) / 1_000;
   out.end();
   await queries.stop();

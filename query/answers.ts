@@ -55,9 +55,15 @@ export async function latestAnswer(q: ReadingQueries, device?: string): Promise<
   return { rows: await q.latest(device), columns: READING_COLUMNS };
 }
 
-/** Readings of a device in time order, streamed. */
+/** Readings of a device in time order, streamed (in pages of arrays for json, ndjson and csv). */
 export function readingsAnswer(q: ReadingQueries, query: ReadingsQuery): Answer {
-  return { rows: q.readings(query), columns: READING_COLUMNS };
+  // Both are generators that read nothing until asked, so only the one the format uses runs.
+  return {
+    rows: q.readings(query),
+    pages: q.readingPages(query),
+    columns: READING_COLUMNS,
+    jsonText: ["tags"],
+  };
 }
 
 /** Buckets of a device's series, streamed, with the empty ones filled as `fill` says. */

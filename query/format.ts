@@ -22,6 +22,13 @@ export interface Answer {
   readonly rows: AsyncIterable<object> | Iterable<object>;
   readonly flat?: AsyncIterable<object> | Iterable<object>;
   readonly columns: readonly string[];
+  /**
+   * The same rows as `rows`, in the same order, in pages of arrays holding the `columns` in order: json, ndjson
+   * and csv then write a page as one string rather than a row at a time (what makes an export fast). Cells of the
+   * columns named in `jsonText` hold JSON text (`JSON.stringify` of the value), written as it is.
+   */
+  readonly pages?: AsyncIterable<readonly (readonly unknown[])[]>;
+  readonly jsonText?: readonly string[];
 }
 
 /** Text is handed on in chunks of about this size: one write per row would cost more than the row. */
@@ -100,8 +107,99 @@ async function* lines(answer: Answer, format: Format): AsyncGenerator<string> {
   }
 }
 
-/** The answer as text in `format`, in chunks, produced as the rows are read. */
+/** A JSON value as text: as `JSON.stringify` writes it inside an object. */
+function jsonValue(v: unknown): string {
+  if (typeof v === "number") return Number.isFinite(v) ? String(v) : "null";
+  if (v === null) return "null";
+  return JSON.stringify(v);
+}
+
+/**
+ * Text of a page of {@link Answer.pages} in `format` (not table): each row as the object path prints it, byte for
+ * byte. Cells equal to the one above reuse its text (device, sensor, unit, quality and tags mostly repeat).
+ */
+function pageText(
+  answer: Answer,
+  format: Exclude<Format, "table">,
+): (page: readonly (readonly unknown[])[]) => string {
+  const n = answer.columns.length;
+  const isJson = answer.columns.map((c) => answer.jsonText?.includes(c) ?? false);
+  const above: unknown[] = new Array(n).fill(undefined);
+  const aboveText: string[] = answer.columns.map(() => (format === "csv" ? "" : "null"));
+  if (format === "csv") {
+    return (page) => {
+      let out = "";
+      for (const row of page) {
+        for (let i = 0; i < n; i++) {
+          const v = row[i];
+          let cell: string;
+          if (typeof v === "number") cell = String(v);
+          else if (v === above[i]) cell = aboveText[i] as string;
+          else {
+            // JSON text is the value as csvCell would stringify it, so quoting it alike prints the same.
+            cell = csvCell(v);
+            above[i] = v;
+            aboveText[i] = cell;
+          }
+          out += i === 0 ? cell : `,${cell}`;
+        }
+        out += "\n";
+      }
+      return out;
+    };
+  }
+  const keys = answer.columns.map((c) => `${JSON.stringify(c)}:`);
+  let first = true;
+  return (page) => {
+    let out = "";
+    for (const row of page) {
+      if (format === "json") out += first ? "[\n" : ",\n";
+      first = false;
+      let sep = "{";
+      for (let i = 0; i < n; i++) {
+        const v = row[i];
+        // JSON.stringify leaves out a key whose value is undefined.
+        if (v === undefined) continue;
+        let text: string;
+        if (typeof v === "number") text = Number.isFinite(v) ? String(v) : "null";
+        else if (v === above[i]) text = aboveText[i] as string;
+        else {
+          text = isJson[i] ? (v as string) : jsonValue(v);
+          above[i] = v;
+          aboveText[i] = text;
+        }
+        out += `${sep}${keys[i]}${text}`;
+        sep = ",";
+      }
+      out += sep === "{" ? "{}" : "}";
+      if (format === "ndjson") out += "\n";
+    }
+    return out;
+  };
+}
+
+async function* pagedChunks(
+  answer: Answer & { readonly pages: AsyncIterable<readonly (readonly unknown[])[]> },
+  format: Exclude<Format, "table">,
+): AsyncGenerator<string> {
+  const text = pageText(answer, format);
+  let any = false;
+  if (format === "csv") yield `${answer.columns.join(",")}\n`;
+  for await (const page of answer.pages) {
+    if (page.length === 0) continue;
+    any = true;
+    yield text(page);
+  }
+  if (format === "json") yield any ? "\n]\n" : "[]\n";
+}
+
+/**
+ * The answer as text in `format`, in chunks, produced as the rows are read: a page at a time when the answer has
+ * {@link Answer.pages} (same text), else in chunks of about {@link CHUNK_CHARS}.
+ */
 export function render(answer: Answer, format: Format): AsyncGenerator<string> {
+  const { pages } = answer;
+  if (pages !== undefined && format !== "table") return pagedChunks({ ...answer, pages }, format);
   return chunked(lines(answer, format));
 }
 

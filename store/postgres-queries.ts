@@ -14,6 +14,7 @@ import {
   type BucketPoint,
   chartBucketWidth,
   type DeviceSummary,
+  pagesOfReadings,
   type RawPoint,
   type ReadingQueries,
   type ReadingsQuery,
@@ -241,6 +242,10 @@ function postgresQueries(pool: pg.Pool): ReadingQueries {
         left--;
         yield toReading(q.device, best.sensor, bestRow);
       }
+    },
+
+    readingPages(q: ReadingsQuery) {
+      return pagesOfReadings(queries.readings(q));
     },
 
     async *stats(q: StatsQuery) {

@@ -19,6 +19,54 @@ export interface StoredReading {
   readonly tags: Readonly<Record<string, string>>;
 }
 
+/**
+ * One stored reading as an array of the contract's fields in order (device_id, sensor, ts, value, unit, seq,
+ * quality, tags), `tags` as JSON text (`{}` when it has none): what exports write from, a page at a time, without
+ * an object per row. The text is `JSON.stringify` of the tags, so an answer prints alike either way.
+ */
+export type ReadingRow = readonly [
+  device_id: string,
+  sensor: string,
+  ts: number,
+  value: number,
+  unit: string | null,
+  seq: number | null,
+  quality: Quality,
+  tags: string,
+];
+
+/** Tags stored as JSON text, read as an object: one shared empty object for the (common) empty case. */
+const NO_TAGS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** The reading a {@link ReadingRow} stands for. */
+export function readingOfRow(r: ReadingRow): StoredReading {
+  const tags = r[7] === "{}" ? NO_TAGS : (JSON.parse(r[7]) as Record<string, string>);
+  return { device_id: r[0], sensor: r[1], ts: r[2], value: r[3], unit: r[4], seq: r[5], quality: r[6], tags };
+}
+
+/** `readings` from its pages: the same rows in the same order, one object each. */
+export async function* readingsOfPages(
+  pages: AsyncIterable<readonly ReadingRow[]>,
+): AsyncGenerator<StoredReading> {
+  for await (const page of pages) for (const r of page) yield readingOfRow(r);
+}
+
+/** Pages of {@link ReadingRow} from `readings`, for a store whose driver hands rows over as objects anyway. */
+export async function* pagesOfReadings(
+  readings: AsyncIterable<StoredReading>,
+  size = 4_096,
+): AsyncGenerator<ReadingRow[]> {
+  let page: ReadingRow[] = [];
+  for await (const r of readings) {
+    page.push([r.device_id, r.sensor, r.ts, r.value, r.unit, r.seq, r.quality, JSON.stringify(r.tags)]);
+    if (page.length >= size) {
+      yield page;
+      page = [];
+    }
+  }
+  if (page.length > 0) yield page;
+}
+
 /** One series of a device in `devices`: its unit and last value (of its newest reading), time span and size. */
 export interface SensorSummary {
   readonly sensor: string;
@@ -110,6 +158,11 @@ export interface ReadingQueries extends Running {
   /** The newest reading of every series (of `device` alone when given), ordered by device and sensor. */
   latest(device?: string): Promise<StoredReading[]>;
   readings(q: ReadingsQuery): AsyncIterable<StoredReading>;
+  /**
+   * The rows of {@link readings} (the same, in the same order) in pages of arrays: for exports, which write a page
+   * as one string. Each page is read by one statement; pages are not empty.
+   */
+  readingPages(q: ReadingsQuery): AsyncIterable<readonly ReadingRow[]>;
   /** Non-empty buckets, ordered by sensor then start; gap filling is the caller's (query/fill.ts). */
   stats(q: StatsQuery): AsyncIterable<Bucket>;
   /**

@@ -7,7 +7,6 @@
  */
 import type Database from "better-sqlite3";
 import { running } from "../common/pipeline.js";
-import type { Quality } from "../schemas/index.js";
 import {
   type Bucket,
   type BucketPoint,
@@ -15,12 +14,14 @@ import {
   type DeviceSummary,
   type RawPoint,
   type ReadingQueries,
+  type ReadingRow,
   type ReadingsQuery,
+  readingOfRow,
+  readingsOfPages,
   type SensorSummary,
   type SeriesPoint,
   type SeriesQuery,
   type StatsQuery,
-  type StoredReading,
 } from "./queries.js";
 import { openDatabase, seriesFromReadings } from "./sqlite.js";
 
@@ -31,59 +32,74 @@ const MIN_TIME = Number.MIN_SAFE_INTEGER;
 const MAX_TIME = Number.MAX_SAFE_INTEGER;
 /** Rows of a series read per statement while streaming: the first page is small so `--limit 10` reads little. */
 const FIRST_PAGE = 256;
-const MAX_PAGE = 8_192;
+/** Larger pages make more garbage live at once, which V8 promotes and keeps: 1,024 rows kept an export of 10M rows near 110 MiB peak RSS (8,192: 170 MiB). */
+const MAX_PAGE = 1_024;
 /** Buckets of a series computed per statement while streaming `stats`. */
 const BUCKETS_PER_PAGE = 4_096;
-const CACHE_KIB = 65_536;
-const NO_TAGS: Readonly<Record<string, string>> = Object.freeze({});
+/**
+ * Page cache per connection. Small, because it rarely helps: a read transaction that finds the log changed by the
+ * processor (every batch, under ingest) starts with an empty cache anyway, and an export reads each page once;
+ * memory is what a long export or several serve workers must keep constant.
+ */
+export const DEFAULT_CACHE_KIB = 8_192;
 
-/** A stored row as better-sqlite3 returns it in raw mode: ts, value, unit, seq, quality, tags. */
-type Row = [number, number, string | null, number | null, Quality, string];
-/** The same with its key in front: device_id, sensor, then {@link Row}. */
-type KeyedRow = [string, string, ...Row];
+/** The newest row of a series as `latest` selects it, in raw mode: device_id, sensor, ts, value, unit, seq, quality, tags. */
+type LatestRow = ReadingRow;
 
-function toReading(device_id: string, sensor: string, r: Row): StoredReading {
-  const tags = r[5] === "{}" ? NO_TAGS : (JSON.parse(r[5]) as Record<string, string>);
-  return { device_id, sensor, ts: r[0], value: r[1], unit: r[2], seq: r[3], quality: r[4], tags };
-}
-
-function fromKeyed(r: KeyedRow): StoredReading {
-  return toReading(r[0], r[1], r.slice(2) as Row);
-}
-
-/** Where a paged walk of one series stands: the rows of the current page and the bound of the next. */
+/**
+ * Where a paged walk of one series stands: the rows of the current page and the bound of the next. Each page is
+ * one statement (its own read transaction), so a long walk holds no snapshot open between pages.
+ */
 class SeriesCursor {
-  #page: Row[] = [];
+  #page: ReadingRow[] = [];
   #at = 0;
   #size = FIRST_PAGE;
   #done = false;
 
   constructor(
-    private readonly fetch: (from: number, to: number, limit: number) => Row[],
-    readonly sensor: string,
+    private readonly fetch: (from: number, to: number, limit: number) => ReadingRow[],
     private from: number,
     private to: number,
     private readonly asc: boolean,
   ) {}
 
+  /** The rest of the current page, or the next page; empty at the end. */
+  nextPage(): ReadingRow[] {
+    if (this.#at < this.#page.length) {
+      const rest = this.#at === 0 ? this.#page : this.#page.slice(this.#at);
+      this.#at = this.#page.length;
+      return rest;
+    }
+    this.#load();
+    this.#at = this.#page.length;
+    return this.#page;
+  }
+
   /** The cursor's current row, reading the next page when this one is used up; undefined at the end. */
-  head(): Row | undefined {
+  head(): ReadingRow | undefined {
     if (this.#at < this.#page.length) return this.#page[this.#at];
-    if (this.#done) return undefined;
-    this.#page = this.fetch(this.from, this.to, this.#size);
-    this.#at = 0;
-    if (this.#page.length < this.#size) this.#done = true;
-    this.#size = Math.min(this.#size * 2, MAX_PAGE);
-    const last = this.#page.at(-1);
-    if (last === undefined) return undefined;
-    // The key is unique per series, so the next page starts strictly after the last row read.
-    if (this.asc) this.from = last[0] + 1;
-    else this.to = last[0];
+    this.#load();
     return this.#page[0];
   }
 
   advance(): void {
     this.#at++;
+  }
+
+  #load(): void {
+    this.#at = 0;
+    if (this.#done) {
+      this.#page = [];
+      return;
+    }
+    this.#page = this.fetch(this.from, this.to, this.#size);
+    if (this.#page.length < this.#size) this.#done = true;
+    this.#size = Math.min(this.#size * 2, MAX_PAGE);
+    const last = this.#page.at(-1);
+    if (last === undefined) return;
+    // The key is unique per series, so the next page starts strictly after the last row read.
+    if (this.asc) this.from = last[2] + 1;
+    else this.to = last[2];
   }
 }
 
@@ -92,7 +108,10 @@ class SeriesCursor {
  * is missing or holds no `readings` table. A file the processor has not migrated to schema version 2 answers with
  * the version 2 defaults (`quality` good, `tags` {}).
  */
-export async function openSqliteQueries(path: string): Promise<ReadingQueries> {
+export async function openSqliteQueries(
+  path: string,
+  opts: { readonly cacheKiB?: number } = {},
+): Promise<ReadingQueries> {
   let db: Database.Database;
   try {
     db = openDatabase(path, { readonly: true });
@@ -102,21 +121,22 @@ export async function openSqliteQueries(path: string): Promise<ReadingQueries> {
     });
   }
   try {
-    return sqliteQueries(db);
+    return sqliteQueries(db, opts.cacheKiB ?? DEFAULT_CACHE_KIB);
   } catch (err) {
     db.close();
     throw err;
   }
 }
 
-function sqliteQueries(db: Database.Database): ReadingQueries {
+function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries {
   const version = db.pragma("user_version", { simple: true }) as number;
   const hasTable = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings'").get();
   if (version < 1 || hasTable === undefined) throw new Error("not a telemetry database: no readings table");
   // Version 1 files predate quality and tags; their rows read as the defaults migration 2 gives them.
-  const ROW = `ts, value, unit, seq, ${version >= 2 ? "quality, tags" : "'good', '{}'"}`;
-  // A long-lived server asks about the same pages again and again: keep the interior pages and hot leaves cached.
-  db.pragma(`cache_size = -${CACHE_KIB}`);
+  const ROW = `device_id, sensor, ts, value, unit, seq, ${version >= 2 ? "quality, tags" : "'good', '{}'"}`;
+  db.pragma(`cache_size = -${cacheKiB}`);
+  // No memory map: mapped pages count in the reader's RSS and would grow with every page an export touches.
+  db.pragma("mmap_size = 0");
 
   const sensorsOf = db
     .prepare<{ device: string }, string>(
@@ -130,7 +150,7 @@ function sqliteQueries(db: Database.Database): ReadingQueries {
     .pluck();
   const page = (order: "ASC" | "DESC") =>
     db
-      .prepare<[string, string, number, number, number], Row>(
+      .prepare<[string, string, number, number, number], ReadingRow>(
         `SELECT ${ROW} FROM readings WHERE device_id = ? AND sensor = ? AND ts >= ? AND ts < ? ORDER BY ts ${order} LIMIT ?`,
       )
       .raw();
@@ -147,7 +167,7 @@ function sqliteQueries(db: Database.Database): ReadingQueries {
   }
   const latest = (where: string) =>
     db
-      .prepare<{ device?: string }, KeyedRow>(
+      .prepare<{ device?: string }, LatestRow>(
         `SELECT device_id, sensor, last_ts, last_value, unit, last_seq, last_quality, last_tags FROM series
          ${where} ORDER BY device_id, sensor`,
       )
@@ -188,6 +208,58 @@ function sqliteQueries(db: Database.Database): ReadingQueries {
     return lo === null || hi === null ? undefined : { lo, hi: hi + 1 };
   };
 
+  async function* readingPages(q: ReadingsQuery): AsyncGenerator<ReadingRow[]> {
+    const asc = q.order === "asc";
+    const page = asc ? pageAsc : pageDesc;
+    const sensors = q.sensor === undefined ? sensorsOf.all({ device: q.device }) : [q.sensor];
+    const cursors = sensors.map(
+      (sensor) =>
+        new SeriesCursor(
+          (from, to, limit) => page.all(q.device, sensor, from, to, limit),
+          q.from ?? MIN_TIME,
+          q.to ?? MAX_TIME,
+          asc,
+        ),
+    );
+    let left = q.limit ?? Number.POSITIVE_INFINITY;
+    const only = cursors.length === 1 ? cursors[0] : undefined;
+    if (only !== undefined) {
+      while (left > 0) {
+        const rows = only.nextPage();
+        if (rows.length === 0) return;
+        const kept = rows.length > left ? rows.slice(0, left) : rows;
+        left -= kept.length;
+        yield kept;
+      }
+      return;
+    }
+    // Merging per-series index scans keeps time order across sensors without sorting the device's rows; ties go
+    // to the sensor first by name.
+    while (left > 0) {
+      const out: ReadingRow[] = [];
+      const size = Math.min(left, MAX_PAGE);
+      while (out.length < size) {
+        let best: SeriesCursor | undefined;
+        let bestRow: ReadingRow | undefined;
+        for (const c of cursors) {
+          const row = c.head();
+          if (row === undefined) continue;
+          if (bestRow === undefined || (asc ? row[2] < bestRow[2] : row[2] > bestRow[2])) {
+            best = c;
+            bestRow = row;
+          }
+        }
+        if (best === undefined || bestRow === undefined) break;
+        best.advance();
+        out.push(bestRow);
+      }
+      if (out.length === 0) return;
+      left -= out.length;
+      yield out;
+      if (out.length < size) return;
+    }
+  }
+
   const queries: Omit<ReadingQueries, "stop" | typeof Symbol.asyncDispose> = {
     async devices() {
       const out: { device_id: string; sensors: SensorSummary[] }[] = [];
@@ -204,42 +276,14 @@ function sqliteQueries(db: Database.Database): ReadingQueries {
 
     async latest(device) {
       const rows = device === undefined ? latestAll.all({}) : latestOfDevice.all({ device });
-      return rows.map(fromKeyed);
+      return rows.map(readingOfRow);
     },
 
-    async *readings(q: ReadingsQuery) {
-      const asc = q.order === "asc";
-      const page = asc ? pageAsc : pageDesc;
-      const sensors = q.sensor === undefined ? sensorsOf.all({ device: q.device }) : [q.sensor];
-      const cursors = sensors.map(
-        (sensor) =>
-          new SeriesCursor(
-            (from, to, limit) => page.all(q.device, sensor, from, to, limit),
-            sensor,
-            q.from ?? MIN_TIME,
-            q.to ?? MAX_TIME,
-            asc,
-          ),
-      );
-      // Merging per-series index scans keeps time order across sensors without sorting the device's rows.
-      let left = q.limit ?? Number.POSITIVE_INFINITY;
-      while (left > 0) {
-        let best: SeriesCursor | undefined;
-        let bestRow: Row | undefined;
-        for (const c of cursors) {
-          const row = c.head();
-          if (row === undefined) continue;
-          if (bestRow === undefined || (asc ? row[0] < bestRow[0] : row[0] > bestRow[0])) {
-            best = c;
-            bestRow = row;
-          }
-        }
-        if (best === undefined || bestRow === undefined) return;
-        best.advance();
-        left--;
-        yield toReading(q.device, best.sensor, bestRow);
-      }
+    readings(q: ReadingsQuery) {
+      return readingsOfPages(readingPages(q));
     },
+
+    readingPages,
 
     async *stats(q: StatsQuery) {
       const sensors = q.sensor === undefined ? sensorsOf.all({ device: q.device }) : [q.sensor];

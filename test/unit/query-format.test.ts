@@ -87,4 +87,45 @@ describe("output formats", () => {
     out.once("data", () => out.destroy(Object.assign(new Error("write EPIPE"), { code: "EPIPE" })));
     await expect(writeTo(many(), out)).resolves.toBe(false);
   });
+
+  it("an answer in pages prints byte for byte as its rows do, in every format but table", async () => {
+    const columns = ["device_id", "sensor", "ts", "value", "unit", "seq", "quality", "tags"];
+    const tricky = [
+      { device_id: "d1", sensor: "t", ts: 1, value: 20.5, unit: "C", seq: 0, quality: "good", tags: {} },
+      { device_id: "d1", sensor: "t", ts: 2, value: -0, unit: null, seq: null, quality: "bad", tags: {} },
+      {
+        device_id: "d1",
+        sensor: "h,1",
+        ts: 3,
+        value: 1e-7,
+        unit: 'in "q"',
+        seq: 2 ** 40,
+        quality: "uncertain",
+        tags: { site: 'a,"b"\nc', "k\u00e9": "\u2603" },
+      },
+      { device_id: 'd"2', sensor: "t", ts: 4, value: 1e21, unit: "C", seq: 3, quality: "good", tags: {} },
+      { device_id: 'd"2', sensor: "t", ts: 5, value: 3, unit: "C", seq: 4, quality: "good", tags: { a: "" } },
+    ];
+    const page = (rs: typeof tricky) =>
+      rs.map((r) => [r.device_id, r.sensor, r.ts, r.value, r.unit, r.seq, r.quality, JSON.stringify(r.tags)]);
+    async function* pages(rs: typeof tricky) {
+      yield page(rs.slice(0, 2));
+      yield [];
+      yield page(rs.slice(2));
+    }
+    for (const format of ["csv", "ndjson", "json"] as const) {
+      for (const rs of [tricky, []]) {
+        const byRows = await text({ rows: rs, columns }, format);
+        const byPages = await text({ rows: [], pages: pages(rs), columns, jsonText: ["tags"] }, format);
+        expect(byPages, `${format}, ${rs.length} rows`).toBe(byRows);
+      }
+    }
+    // The object path is the reference: check it once against what JSON and csv mean.
+    expect(
+      (await text({ rows: tricky, columns }, "ndjson"))
+        .split("\n")
+        .slice(0, -1)
+        .map((l) => JSON.parse(l)),
+    ).toEqual(tricky.map((r) => ({ ...r, value: Object.is(r.value, -0) ? 0 : r.value })));
+  });
 });
