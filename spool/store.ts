@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs";
 import type { OutgoingBatch } from "../amqp/sink.js";
 import type { Logger } from "../common/log.js";
 import { HEALTHY, type Health } from "../common/pipeline.js";
-import { Ledger } from "./done.js";
+import { Ledger } from "./ledger.js";
 import { CursorFile, listSegments, readCursor, releaseLock, takeLock } from "./files.js";
 import { encodeBatch, encodeRecord, RECORD_HEADER_BYTES, TRAILER_BYTES } from "./format.js";
 import { SpoolReader } from "./reader.js";
