@@ -8,12 +8,13 @@
 import type { Context } from "hono";
 import { Hono } from "hono";
 import { ConfigError, type ConfigOf, parseConfig, parsers, type Spec, setting } from "../common/config.js";
-import { devicesAnswer, latestAnswer, readingsAnswer, seriesAnswer, statsAnswer } from "../query/answers.js";
-import { type Answer, CONTENT_TYPES, render } from "../query/format.js";
+import { CONTENT_TYPES } from "../query/format.js";
 import { params } from "../query/params.js";
 import { rangeProblem } from "../query/time.js";
 import type { ReadingQueries } from "../store/queries.js";
 import { dashboardAssets } from "./dashboard.js";
+import type { QueryPool } from "./query-pool.js";
+import { type Ask, askDirectly, type HttpFormat } from "./questions.js";
 
 const format = setting({
   flag: "format",
@@ -81,14 +82,19 @@ function parseQuery<S extends Spec>(c: Context, spec: S, ...required: (keyof S &
   return config;
 }
 
-/** Streams the rendered answer: the response starts before the last row is read, and a client gone stops the query. */
-function respond(c: Context, answer: Answer, as: keyof typeof CONTENT_TYPES): Response {
-  const chunks = render(answer, as);
+/**
+ * Streams the answer's text: its first chunk is read before the response starts (so a failing query is a 500,
+ * not a cut-off 200), the rest as the client reads, and a client gone ends the query.
+ */
+async function respond(c: Context, chunks: AsyncGenerator<string>, as: HttpFormat): Promise<Response> {
+  const first = await chunks.next();
   const encoder = new TextEncoder();
+  let pending: IteratorResult<string> | undefined = first;
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        const next = await chunks.next();
+        const next = pending ?? (await chunks.next());
+        pending = undefined;
         if (next.done) controller.close();
         else controller.enqueue(encoder.encode(next.value));
       } catch (err) {
@@ -103,38 +109,39 @@ function respond(c: Context, answer: Answer, as: keyof typeof CONTENT_TYPES): Re
 }
 
 /**
- * The app over `queries`, which it never closes. `dashboard: false` leaves out `/` and its assets (for an API-only
- * deployment, or tests of the API alone).
+ * The app over `source`, which it never closes: a {@link ReadingQueries} answers on the server's thread (tests,
+ * PostgreSQL, whose driver does not block it), a {@link QueryPool} in its worker threads. `dashboard: false` leaves
+ * out `/` and its assets (for an API-only deployment, or tests of the API alone).
  */
-export function createApp(queries: ReadingQueries, opts: { readonly dashboard?: boolean } = {}): Hono {
+export function createApp(
+  source: ReadingQueries | QueryPool,
+  opts: { readonly dashboard?: boolean } = {},
+): Hono {
+  const ask: Ask = "ask" in source ? source.ask : askDirectly(source);
   const app = new Hono();
 
   app.get("/healthz", (c) => c.text("ok\n"));
-  app.get("/api/devices", async (c) => {
+  app.get("/api/devices", (c) => {
     const q = parseQuery(c, specs.devices);
-    return respond(c, await devicesAnswer(queries), q.format);
+    return respond(c, ask({ kind: "devices" }, q.format), q.format);
   });
-  app.get("/api/latest", async (c) => {
+  app.get("/api/latest", (c) => {
     const q = parseQuery(c, specs.latest);
-    return respond(c, await latestAnswer(queries, q.device), q.format);
+    return respond(c, ask({ kind: "latest", device: q.device }, q.format), q.format);
   });
   app.get("/api/readings", (c) => {
     const q = parseQuery(c, specs.readings, "device");
-    return respond(c, readingsAnswer(queries, { ...q, device: q.device ?? "" }), q.format);
+    return respond(c, ask({ kind: "readings", query: { ...q, device: q.device ?? "" } }, q.format), q.format);
   });
   app.get("/api/stats", (c) => {
     const q = parseQuery(c, specs.stats, "device", "every");
-    return respond(c, statsAnswer(queries, { ...q, device: q.device ?? "", every: q.every ?? 0 }), q.format);
+    const query = { ...q, device: q.device ?? "", every: q.every ?? 0 };
+    return respond(c, ask({ kind: "stats", query }, q.format), q.format);
   });
-  app.get("/api/series", async (c) => {
+  app.get("/api/series", (c) => {
     const q = parseQuery(c, specs.series, "device", "sensor", "points");
-    const answer = await seriesAnswer(queries, {
-      ...q,
-      device: q.device ?? "",
-      sensor: q.sensor ?? "",
-      points: q.points ?? 0,
-    });
-    return respond(c, answer, q.format);
+    const query = { ...q, device: q.device ?? "", sensor: q.sensor ?? "", points: q.points ?? 0 };
+    return respond(c, ask({ kind: "series", query }, q.format), q.format);
   });
 
   if (opts.dashboard ?? true) {

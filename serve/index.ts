@@ -13,6 +13,7 @@ import { common } from "../common/settings.js";
 import { openQueries } from "../store/index.js";
 import type { ReadingQueries } from "../store/queries.js";
 import { createApp } from "./app.js";
+import { type QueryPool, startQueryPool } from "./query-pool.js";
 
 export { createApp } from "./app.js";
 
@@ -39,7 +40,10 @@ export interface RunningServe extends Running {
  * be opened or the address cannot be bound (closing what it opened).
  */
 export async function startServe(config: ServeConfig): Promise<RunningServe> {
-  const queries: ReadingQueries = await openQueries(config);
+  // SQLite reads block the thread they run on, so they run in worker threads; PostgreSQL's client does not.
+  const queries: ReadingQueries | QueryPool = config.databaseUrl
+    ? await openQueries(config)
+    : await startQueryPool(config.dbPath);
   const server = createAdaptorServer({ fetch: createApp(queries).fetch });
   try {
     await new Promise<void>((resolve, reject) => {

@@ -1,8 +1,14 @@
 import { existsSync } from "node:fs";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RunningServe, startServe } from "../../serve/index.js";
+import type { RunningServe } from "../../serve/index.js";
 import { type QueryDb, queryDb, reading } from "../helpers/query-db.js";
+
+// startServe runs its queries in worker threads (the compiled serve/query-worker.js), so this test uses the build
+// (npm test builds first).
+const { startServe } = (await import(
+  new URL("../../dist/serve/index.js", import.meta.url).href
+)) as typeof import("../../serve/index.js");
 
 /** Debian's chromium (`apt-get install -y chromium`); the test never downloads a browser. */
 const CHROMIUM = "/usr/bin/chromium";

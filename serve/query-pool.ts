@@ -1,0 +1,143 @@
+/**
+ * Query workers for `telemetry serve` on SQLite: better-sqlite3 is synchronous, so a query run on the server's
+ * event loop would hold every other request while it reads. Each worker thread (serve/query-worker.ts) opens the
+ * file read-only; a question goes to the worker with the fewest streams open and comes back as text, one chunk
+ * per pull, so a long export neither blocks the server nor runs ahead of its client.
+ */
+import { Worker } from "node:worker_threads";
+import { type Running, running } from "../common/pipeline.js";
+import type { Ask, HttpFormat, Question } from "./questions.js";
+
+/** Threads a server starts: two keep a quick question from queueing behind a long one's current chunk. */
+export const POOL_SIZE = 2;
+/** Page cache of each worker's connection (KiB). */
+const WORKER_CACHE_KIB = 8_192;
+
+export interface PoolWorkerData {
+  readonly dbPath: string;
+  readonly cacheKiB: number;
+}
+
+export type PoolRequest =
+  | { readonly kind: "ask"; readonly id: number; readonly question: Question; readonly format: HttpFormat }
+  | { readonly kind: "next"; readonly id: number }
+  | { readonly kind: "cancel"; readonly id: number }
+  | { readonly kind: "close" };
+
+export type PoolReply =
+  | { readonly kind: "ready" }
+  | { readonly kind: "failed"; readonly error: string }
+  | { readonly kind: "chunk"; readonly id: number; readonly chunk: string }
+  | { readonly kind: "done"; readonly id: number }
+  | { readonly kind: "error"; readonly id: number; readonly error: string };
+
+type StreamReply = Extract<PoolReply, { id: number }>;
+
+/** Running workers: `ask` answers off the event loop; `stop()` ends streams in progress and the threads. */
+export interface QueryPool extends Running {
+  readonly ask: Ask;
+}
+
+class PoolWorker {
+  readonly #worker: Worker;
+  readonly #waiting = new Map<number, { resolve: (r: StreamReply) => void; reject: (e: Error) => void }>();
+  #failure: Error | undefined;
+  /** Streams this worker has open: the pool gives a question to the least busy. */
+  open = 0;
+
+  constructor(data: PoolWorkerData) {
+    this.#worker = new Worker(new URL("./query-worker.js", import.meta.url), { workerData: data });
+    this.#worker.on("message", (reply: PoolReply) => {
+      if (!("id" in reply)) return;
+      const w = this.#waiting.get(reply.id);
+      this.#waiting.delete(reply.id);
+      w?.resolve(reply);
+    });
+    const fail = (err: Error) => {
+      this.#failure ??= err;
+      for (const w of this.#waiting.values()) w.reject(err);
+      this.#waiting.clear();
+    };
+    this.#worker.on("error", fail);
+    this.#worker.on("exit", (code) => fail(new Error(`query worker exited (${code})`)));
+  }
+
+  /** Resolves once the worker has opened the database; rejects with its reason when it could not. */
+  ready(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onMessage = (reply: PoolReply) => {
+        if (reply.kind !== "ready" && reply.kind !== "failed") return;
+        this.#worker.off("message", onMessage);
+        this.#worker.off("error", reject);
+        if (reply.kind === "ready") resolve();
+        else reject(new Error(reply.error));
+      };
+      this.#worker.on("message", onMessage);
+      this.#worker.once("error", reject);
+    });
+  }
+
+  request(message: Extract<PoolRequest, { kind: "ask" | "next" }>): Promise<StreamReply> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(message.id, { resolve, reject });
+      this.#worker.postMessage(message);
+    });
+  }
+
+  cancel(id: number): void {
+    if (this.#failure === undefined) this.#worker.postMessage({ kind: "cancel", id } satisfies PoolRequest);
+  }
+
+  async stop(): Promise<void> {
+    if (this.#failure !== undefined) return;
+    const exited = new Promise<void>((resolve) => this.#worker.once("exit", () => resolve()));
+    this.#worker.postMessage({ kind: "close" } satisfies PoolRequest);
+    const timer = setTimeout(() => void this.#worker.terminate(), 5_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Starts `size` workers on the SQLite file at `dbPath`. Rejects with the first worker's one-line reason (as
+ * openSqliteQueries gives it) when the file cannot be opened, stopping the workers it started.
+ */
+export async function startQueryPool(dbPath: string, size = POOL_SIZE): Promise<QueryPool> {
+  const workers = Array.from({ length: size }, () => new PoolWorker({ dbPath, cacheKiB: WORKER_CACHE_KIB }));
+  const started = await Promise.allSettled(workers.map((w) => w.ready()));
+  const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected");
+  if (failed !== undefined) {
+    await Promise.all(workers.map((w) => w.stop()));
+    throw failed.reason;
+  }
+  let nextId = 0;
+
+  async function* ask(question: Question, format: HttpFormat): AsyncGenerator<string> {
+    const worker = workers.reduce((a, b) => (b.open < a.open ? b : a));
+    const id = nextId++;
+    worker.open++;
+    let finished = false;
+    try {
+      let reply = await worker.request({ kind: "ask", id, question, format });
+      for (;;) {
+        if (reply.kind === "error") {
+          finished = true;
+          throw new Error(reply.error);
+        }
+        if (reply.kind === "done") break;
+        yield reply.chunk;
+        reply = await worker.request({ kind: "next", id });
+      }
+      finished = true;
+    } finally {
+      worker.open--;
+      // The client went away (or the server stops) mid-stream: the worker ends the query.
+      if (!finished) worker.cancel(id);
+    }
+  }
+
+  return running({ ask }, async () => {
+    await Promise.all(workers.map((w) => w.stop()));
+  });
+}

@@ -1,0 +1,63 @@
+/**
+ * A query worker of `telemetry serve` (serve/query-pool.ts): opens the SQLite file read-only and answers the
+ * questions it is sent, one chunk of text per request, so that SQLite reads and rendering run off the server's
+ * event loop. Streams are pulled chunk by chunk: between chunks of a long export this thread answers the others.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { openSqliteQueries } from "../store/sqlite-queries.js";
+import type { PoolReply, PoolRequest, PoolWorkerData } from "./query-pool.js";
+import { askDirectly } from "./questions.js";
+
+const port = parentPort;
+if (port === null) throw new Error("serve/query-worker.js runs as a worker thread");
+const data = workerData as PoolWorkerData;
+const post = (reply: PoolReply) => port.postMessage(reply);
+
+try {
+  const queries = await openSqliteQueries(data.dbPath, { cacheKiB: data.cacheKiB });
+  const ask = askDirectly(queries);
+  const streams = new Map<number, AsyncGenerator<string>>();
+
+  const pull = async (id: number) => {
+    const stream = streams.get(id);
+    if (stream === undefined) return post({ kind: "error", id, error: "no such stream" });
+    try {
+      const next = await stream.next();
+      if (next.done) {
+        streams.delete(id);
+        post({ kind: "done", id });
+      } else post({ kind: "chunk", id, chunk: next.value });
+    } catch (err) {
+      streams.delete(id);
+      post({ kind: "error", id, error: err instanceof Error ? err.message : String(err) });
+    }
+  };
+
+  port.on("message", (m: PoolRequest) => {
+    switch (m.kind) {
+      case "ask":
+        streams.set(m.id, ask(m.question, m.format));
+        void pull(m.id);
+        return;
+      case "next":
+        void pull(m.id);
+        return;
+      case "cancel": {
+        const stream = streams.get(m.id);
+        streams.delete(m.id);
+        void stream?.return(undefined).catch(() => {});
+        return;
+      }
+      case "close":
+        void (async () => {
+          for (const s of streams.values()) await s.return(undefined).catch(() => {});
+          streams.clear();
+          await queries.stop();
+          port.close();
+        })();
+    }
+  });
+  post({ kind: "ready" });
+} catch (err) {
+  post({ kind: "failed", error: err instanceof Error ? err.message : String(err) });
+}
