@@ -165,20 +165,20 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
     db.exec(`CREATE TEMP VIEW series (device_id, sensor, unit, first_ts, last_ts, last_value, last_seq, last_quality,
       last_tags, count) AS ${seriesFromReadings(version >= 2 ? undefined : "'good', '{}'")}`);
   }
-  const latest = (where: string) =>
+  // Both answers are thousands of rows read whole; better-sqlite3 builds a JS array per row, value by value, which
+  // costs more than SQLite's reading them. SQLite writes them as one JSON array instead (its reals round-trip) and
+  // one JSON.parse makes the arrays: about half the time of `.raw().all()` for the 4,000 rows of `latest`.
+  const jsonRows = (select: string, from: string) =>
     db
-      .prepare<{ device?: string }, LatestRow>(
-        `SELECT device_id, sensor, last_ts, last_value, unit, last_seq, last_quality, last_tags FROM series
-         ${where} ORDER BY device_id, sensor`,
+      .prepare<{ device?: string }, string>(
+        `SELECT json_group_array(json_array(${select})) FROM (SELECT * FROM series ${from} ORDER BY device_id, sensor)`,
       )
-      .raw();
+      .pluck();
+  const latest = (where: string) =>
+    jsonRows("device_id, sensor, last_ts, last_value, unit, last_seq, last_quality, last_tags", where);
   const latestAll = latest("");
   const latestOfDevice = latest("WHERE device_id = @device");
-  const summaries = db
-    .prepare<[], [string, string, number, number, number, number, string | null]>(
-      "SELECT device_id, sensor, count, first_ts, last_ts, last_value, unit FROM series ORDER BY device_id, sensor",
-    )
-    .raw();
+  const summaries = jsonRows("device_id, sensor, count, first_ts, last_ts, last_value, unit", "");
   const span = db
     .prepare<[string, string, number, number], [number | null, number | null]>(
       "SELECT min(ts), max(ts) FROM readings WHERE device_id = ? AND sensor = ? AND ts >= ? AND ts < ?",
@@ -263,7 +263,10 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
   const queries: Omit<ReadingQueries, "stop" | typeof Symbol.asyncDispose> = {
     async devices() {
       const out: { device_id: string; sensors: SensorSummary[] }[] = [];
-      for (const [device_id, sensor, count, first_ts, last_ts, last_value, unit] of summaries.iterate()) {
+      type Summary = [string, string, number, number, number, number, string | null];
+      for (const [device_id, sensor, count, first_ts, last_ts, last_value, unit] of JSON.parse(
+        summaries.get({}) ?? "[]",
+      ) as Summary[]) {
         let device = out.at(-1);
         if (device?.device_id !== device_id) {
           device = { device_id, sensors: [] };
@@ -275,8 +278,8 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
     },
 
     async latest(device) {
-      const rows = device === undefined ? latestAll.all({}) : latestOfDevice.all({ device });
-      return rows.map(readingOfRow);
+      const json = device === undefined ? latestAll.get({}) : latestOfDevice.get({ device });
+      return (JSON.parse(json ?? "[]") as LatestRow[]).map(readingOfRow);
     },
 
     readings(q: ReadingsQuery) {
