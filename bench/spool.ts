@@ -33,10 +33,11 @@ import { simulate } from "../simulators/publish.js";
 import { DRAIN_WINDOW, startSpoolInput } from "../spool/input.js";
 import { SpoolStore } from "../spool/store.js";
 import { parseMetrics, total } from "./metrics.js";
+import { readProc } from "./proc.js";
 
 /** Sizes of a full run and of a short one (`--short`, CI: under a minute). */
 const SIZES = {
-  full: { readings: 30_000, backlog: 200_000, openMiB: 1_024 },
+  full: { readings: 100_000, backlog: 200_000, openMiB: 1_024 },
   short: { readings: 5_000, backlog: 20_000, openMiB: 64 },
 } as const;
 const POLL_MS = 20;
@@ -68,7 +69,7 @@ export interface SpoolBenchOptions {
   readonly runId: string;
   readonly short: boolean;
   readonly say: (line: string) => void;
-  /** Readings queued for the ingest and drain phases (default 30,000; short 5,000). */
+  /** Readings queued for the ingest and drain phases (default 100,000, so start-up weighs little; short 5,000). */
   readonly readings?: number;
 }
 
@@ -81,6 +82,9 @@ export interface SpoolBenchResult {
     readonly spool: readonly number[];
     readonly drain: readonly number[];
     readonly bytes: readonly number[];
+    /** The gateway process's CPU per reading taken, µs (start-up included). */
+    readonly cpuUsNoSpool: readonly number[];
+    readonly cpuUsSpool: readonly number[];
   };
   readonly ingest: {
     /** The gateway without spool, RabbitMQ up (PUBACK after the confirm), start-up included. */
@@ -161,6 +165,8 @@ export async function runSpoolBench(opts: SpoolBenchOptions): Promise<SpoolBench
     spool: [] as number[],
     drain: [] as number[],
     bytes: [] as number[],
+    cpuUsNoSpool: [] as number[],
+    cpuUsSpool: [] as number[],
   };
 
   /** One timed intake of `readings` queued in the gateway's session; with a spool, then its drain. */
@@ -207,13 +213,17 @@ export async function runSpoolBench(opts: SpoolBenchOptions): Promise<SpoolBench
         : "telemetry_gateway_spool_depth_readings";
     await waitFor(async () => (await metricOf(g.httpPort, doneMetric)) >= readings, `${mode}: all taken`);
     const rate = Math.round(readings / ((performance.now() - started) / 1_000));
-    say(`  ${mode} (${rep + 1}): ${rate.toLocaleString("en-US")} readings/s taken`);
+    // The gateway's own CPU (start-up included, alike in both modes): less sensitive to a loaded machine than time.
+    const cpuUs = Math.round(((readProc(g.proc.pid ?? 0)?.cpuMs ?? Number.NaN) * 1_000) / readings);
+    say(`  ${mode} (${rep + 1}): ${rate.toLocaleString("en-US")} readings/s taken, ${cpuUs} µs CPU each`);
     if (mode === "no-spool") {
       runs.noSpool.push(rate);
+      runs.cpuUsNoSpool.push(cpuUs);
       await g.stop("SIGTERM");
       return;
     }
     runs.spool.push(rate);
+    runs.cpuUsSpool.push(cpuUs);
     runs.bytes.push(Math.round((await metricOf(g.httpPort, "telemetry_gateway_spool_bytes")) / readings));
     await g.stop("SIGTERM");
     const d = await startService("gateway", { ...env, AMQP_URL: amqpUrl });
@@ -467,6 +477,13 @@ export function spoolReport(r: SpoolBenchResult): string {
         "the spool takes readings as fast as RabbitMQ would",
         "the spool slows intake",
       ),
+    ],
+    [
+      `gateway CPU µs per reading taken, with spool (uplink down) / without (start-up included${of(r.runs.cpuUsSpool)})`,
+      n(median(r.runs.cpuUsSpool)),
+      `none (without spool: ${n(median(r.runs.cpuUsNoSpool))} µs${of(r.runs.cpuUsNoSpool)})`,
+      (median(r.runs.cpuUsSpool) / Math.max(1, median(r.runs.cpuUsNoSpool))).toFixed(2),
+      "figure: what the spool costs the gateway, whatever the machine's load",
     ],
     [
       `drain readings/s of a ${n(w.backlog)} backlog WHILE ${n(w.liveRate)} live readings/s arrive (in-process AMQP sink)`,
