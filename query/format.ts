@@ -52,59 +52,80 @@ function tableCell(column: string, v: unknown): string {
 const cellsOf = (row: object, columns: readonly string[]) =>
   columns.map((c) => (row as Record<string, unknown>)[c]);
 
-/** Lines joined into chunks of about {@link CHUNK_CHARS}. */
-async function* chunked(lines: AsyncIterable<string>): AsyncGenerator<string> {
-  let buffer = "";
-  for await (const line of lines) {
-    buffer += line;
-    if (buffer.length >= CHUNK_CHARS) {
-      yield buffer;
-      buffer = "";
+/** How each row of an answer prints in a streaming format: text before the rows, per row, and after them. */
+function rowWriter(answer: Answer, format: Exclude<Format, "table">) {
+  let first = true;
+  switch (format) {
+    case "ndjson":
+      return { head: "", row: (row: object) => `${JSON.stringify(row)}\n`, tail: () => "" };
+    case "json":
+      return {
+        head: "",
+        row: (row: object) => {
+          const text = `${first ? "[\n" : ",\n"}${JSON.stringify(row)}`;
+          first = false;
+          return text;
+        },
+        tail: () => (first ? "[]\n" : "\n]\n"),
+      };
+    case "csv":
+      return {
+        head: `${answer.columns.join(",")}\n`,
+        row: (row: object) => `${cellsOf(row, answer.columns).map(csvCell).join(",")}\n`,
+        tail: () => "",
+      };
+  }
+}
+
+/**
+ * Rows as text in chunks of about {@link CHUNK_CHARS}; rows already in memory (an array) are written without an
+ * await per row, which for thousands of rows costs more than writing them.
+ */
+async function* rowChunks(answer: Answer, format: Exclude<Format, "table">): AsyncGenerator<string> {
+  const w = rowWriter(answer, format);
+  const rows = format === "csv" ? (answer.flat ?? answer.rows) : answer.rows;
+  let buffer = w.head;
+  if (Symbol.iterator in rows) {
+    for (const row of rows) {
+      buffer += w.row(row);
+      if (buffer.length >= CHUNK_CHARS) {
+        yield buffer;
+        buffer = "";
+      }
+    }
+  } else {
+    for await (const row of rows) {
+      buffer += w.row(row);
+      if (buffer.length >= CHUNK_CHARS) {
+        yield buffer;
+        buffer = "";
+      }
     }
   }
+  buffer += w.tail();
   if (buffer !== "") yield buffer;
 }
 
-async function* lines(answer: Answer, format: Format): AsyncGenerator<string> {
-  switch (format) {
-    case "ndjson":
-      for await (const row of answer.rows) yield `${JSON.stringify(row)}\n`;
-      return;
-    case "json": {
-      let first = true;
-      for await (const row of answer.rows) {
-        yield `${first ? "[\n" : ",\n"}${JSON.stringify(row)}`;
-        first = false;
-      }
-      yield first ? "[]\n" : "\n]\n";
-      return;
-    }
-    case "csv":
-      yield `${answer.columns.join(",")}\n`;
-      for await (const row of answer.flat ?? answer.rows) {
-        yield `${cellsOf(row, answer.columns).map(csvCell).join(",")}\n`;
-      }
-      return;
-    case "table": {
-      const cells: string[][] = [];
-      for await (const row of answer.flat ?? answer.rows) {
-        const values = cellsOf(row, answer.columns);
-        cells.push(answer.columns.map((c, i) => tableCell(c, values[i])));
-      }
-      if (cells.length === 0) {
-        yield "(no rows)\n";
-        return;
-      }
-      const widths = answer.columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i]?.length ?? 0)));
-      const line = (r: readonly string[]) =>
-        `${r
-          .map((v, i) => v.padEnd(widths[i] ?? 0))
-          .join("  ")
-          .trimEnd()}\n`;
-      yield line(answer.columns);
-      for (const r of cells) yield line(r);
-    }
+/** A table: it measures its columns first, so it holds its rows. */
+async function* table(answer: Answer): AsyncGenerator<string> {
+  const cells: string[][] = [];
+  for await (const row of answer.flat ?? answer.rows) {
+    const values = cellsOf(row, answer.columns);
+    cells.push(answer.columns.map((c, i) => tableCell(c, values[i])));
   }
+  if (cells.length === 0) {
+    yield "(no rows)\n";
+    return;
+  }
+  const widths = answer.columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i]?.length ?? 0)));
+  const line = (r: readonly string[]) =>
+    `${r
+      .map((v, i) => v.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd()}\n`;
+  let text = line(answer.columns);
+  for (const r of cells) text += line(r);
+  yield text;
 }
 
 /** A JSON value as text: as `JSON.stringify` writes it inside an object. */
@@ -198,9 +219,10 @@ async function* pagedChunks(
  * {@link Answer.pages} (same text), else in chunks of about {@link CHUNK_CHARS}.
  */
 export function render(answer: Answer, format: Format): AsyncGenerator<string> {
+  if (format === "table") return table(answer);
   const { pages } = answer;
-  if (pages !== undefined && format !== "table") return pagedChunks({ ...answer, pages }, format);
-  return chunked(lines(answer, format));
+  if (pages !== undefined) return pagedChunks({ ...answer, pages }, format);
+  return rowChunks(answer, format);
 }
 
 /**

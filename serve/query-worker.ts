@@ -8,6 +8,9 @@ import { openSqliteQueries } from "../store/sqlite-queries.js";
 import type { PoolReply, PoolRequest, PoolWorkerData } from "./query-pool.js";
 import { askDirectly } from "./questions.js";
 
+/** Text a reply carries at least, unless the answer ends first. */
+const REPLY_CHARS = 262_144;
+
 const port = parentPort;
 if (port === null) throw new Error("serve/query-worker.js runs as a worker thread");
 const data = workerData as PoolWorkerData;
@@ -22,11 +25,20 @@ try {
     const stream = streams.get(id);
     if (stream === undefined) return post({ kind: "error", id, error: "no such stream" });
     try {
-      const next = await stream.next();
-      if (next.done) {
-        streams.delete(id);
-        post({ kind: "done", id });
-      } else post({ kind: "chunk", id, chunk: next.value });
+      // Chunks are gathered up to REPLY_CHARS: a message between threads costs more than a small chunk.
+      let chunk = "";
+      for (;;) {
+        const next = await stream.next();
+        if (next.done) {
+          // With text still to send, the next pull finds the stream done (a generator ended stays ended).
+          if (chunk !== "") return post({ kind: "chunk", id, chunk });
+          streams.delete(id);
+          return post({ kind: "done", id });
+        }
+        chunk += next.value;
+        if (chunk.length >= REPLY_CHARS) break;
+      }
+      post({ kind: "chunk", id, chunk });
     } catch (err) {
       streams.delete(id);
       post({ kind: "error", id, error: err instanceof Error ? err.message : String(err) });
