@@ -3,7 +3,13 @@
  * that any output format can render. The `query` command and `serve` both go through here, so the CLI and the
  * HTTP API answer alike.
  */
-import type { ReadingQueries, ReadingsQuery, SeriesQuery, StatsQuery } from "../store/queries.js";
+import {
+  type ReadingQueries,
+  type ReadingsQuery,
+  rowOfReading,
+  type SeriesQuery,
+  type StatsQuery,
+} from "../store/queries.js";
 import { type Fill, fillBuckets } from "./fill.js";
 import type { Answer } from "./format.js";
 
@@ -50,9 +56,10 @@ export async function devicesAnswer(q: ReadingQueries): Promise<Answer> {
   };
 }
 
-/** The newest reading of every series, or of one device's. */
+/** The newest reading of every series, or of one device's (as one page: thousands of rows print faster so). */
 export async function latestAnswer(q: ReadingQueries, device?: string): Promise<Answer> {
-  return { rows: await q.latest(device), columns: READING_COLUMNS };
+  const rows = await q.latest(device);
+  return { rows, pages: [rows.map(rowOfReading)], columns: READING_COLUMNS, jsonText: ["tags"] };
 }
 
 /** Readings of a device in time order, streamed (in pages of arrays for json, ndjson and csv). */

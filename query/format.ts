@@ -27,7 +27,7 @@ export interface Answer {
    * and csv then write a page as one string rather than a row at a time (what makes an export fast). Cells of the
    * columns named in `jsonText` hold JSON text (`JSON.stringify` of the value), written as it is.
    */
-  readonly pages?: AsyncIterable<readonly (readonly unknown[])[]>;
+  readonly pages?: AsyncIterable<readonly (readonly unknown[])[]> | Iterable<readonly (readonly unknown[])[]>;
   readonly jsonText?: readonly string[];
 }
 
@@ -200,7 +200,7 @@ function pageText(
 }
 
 async function* pagedChunks(
-  answer: Answer & { readonly pages: AsyncIterable<readonly (readonly unknown[])[]> },
+  answer: Answer & { readonly pages: NonNullable<Answer["pages"]> },
   format: Exclude<Format, "table">,
 ): AsyncGenerator<string> {
   const text = pageText(answer, format);

@@ -51,6 +51,11 @@ export async function* readingsOfPages(
   for await (const page of pages) for (const r of page) yield readingOfRow(r);
 }
 
+/** The {@link ReadingRow} of a reading. */
+export function rowOfReading(r: StoredReading): ReadingRow {
+  return [r.device_id, r.sensor, r.ts, r.value, r.unit, r.seq, r.quality, JSON.stringify(r.tags)];
+}
+
 /** Pages of {@link ReadingRow} from `readings`, for a store whose driver hands rows over as objects anyway. */
 export async function* pagesOfReadings(
   readings: AsyncIterable<StoredReading>,
@@ -58,7 +63,7 @@ export async function* pagesOfReadings(
 ): AsyncGenerator<ReadingRow[]> {
   let page: ReadingRow[] = [];
   for await (const r of readings) {
-    page.push([r.device_id, r.sensor, r.ts, r.value, r.unit, r.seq, r.quality, JSON.stringify(r.tags)]);
+    page.push(rowOfReading(r));
     if (page.length >= size) {
       yield page;
       page = [];
