@@ -2,9 +2,10 @@ import { mkdirSync } from "node:fs";
 import type { OutgoingBatch } from "../amqp/sink.js";
 import type { Logger } from "../common/log.js";
 import { HEALTHY, type Health } from "../common/pipeline.js";
-import { Ledger } from "./ledger.js";
+import { Fifo } from "./fifo.js";
 import { CursorFile, listSegments, readCursor, releaseLock, takeLock } from "./files.js";
 import { encodeBatch, encodeRecord, RECORD_HEADER_BYTES, TRAILER_BYTES } from "./format.js";
+import { Ledger } from "./ledger.js";
 import { SpoolReader } from "./reader.js";
 import { type Segment, SegmentLog } from "./segment-log.js";
 
@@ -71,7 +72,7 @@ export class SpoolStore {
   /** Records below this seq are durable and readable. */
   #durableEnd = 0;
   #ledger!: Ledger;
-  #queue: Pending[] = [];
+  readonly #queue = new Fifo<Pending>();
   #committing = false;
   #full = false;
   #failing: string | undefined;
@@ -207,7 +208,7 @@ export class SpoolStore {
         // A group stays within the active segment's size, so segments (the unit of reclaiming) keep their size.
         const room = Math.min(GROUP_MAX_BYTES, this.#log.segmentBytes - this.#log.active.size);
         while (this.#queue.length > 0 && (group.length === 0 || groupBytes < room)) {
-          const p = this.#queue[0]!;
+          const p = this.#queue.peek()!;
           const size = RECORD_HEADER_BYTES + p.payload.length;
           if (projected + size + TRAILER_BYTES > this.#opts.maxBytes) {
             if (this.#opts.full === "drop-oldest" && this.#dropOldest()) {
@@ -243,7 +244,7 @@ export class SpoolStore {
         } catch (err) {
           if (this.#closed) return; // closed under the write: none of the group is acknowledged
           // Put the group back in order and retry; what a failed write left past the durable size is overwritten.
-          this.#queue.unshift(...group.map((g) => g.pending));
+          this.#queue.unshift(group.map((g) => g.pending));
           this.#failing = (err as Error).message;
           this.#opts.log.error({ err: this.#failing }, "spool write failed; PUBACKs held, retrying");
           this.#retryTimer = setTimeout(() => void this.#commit(), RETRY_WRITE_MS);
@@ -360,7 +361,7 @@ export class SpoolStore {
     this.#closed = true;
     clearInterval(this.#timer);
     clearTimeout(this.#retryTimer);
-    this.#queue = [];
+    this.#queue.clear();
     this.#log.close();
     releaseLock(this.#opts.dir);
   }
