@@ -37,6 +37,8 @@ const STORED_TIMEOUT_MS = 90_000;
 describe("spool: uplink outage with the gateway killed", () => {
   let mosquitto: PrivateMosquitto;
   let names: TestNames;
+  /** Every test's names, each cleaned up (queues deleted) at the end. */
+  const used: TestNames[] = [];
   let deadUplink: string;
   const services: Service[] = [];
 
@@ -49,7 +51,7 @@ describe("spool: uplink outage with the gateway killed", () => {
 
   afterAll(async () => {
     await Promise.all(services.map((s) => s.stop("SIGKILL")));
-    if (names) await cleanup(names);
+    for (const n of used) await cleanup(n);
     await mosquitto.stop();
   });
 
@@ -69,6 +71,7 @@ describe("spool: uplink outage with the gateway killed", () => {
 
   it("readings spooled while RabbitMQ is unreachable, across three kill -9 of the gateway, are stored exactly once when it is back", async () => {
     names = faultNames("spool-outage", { mqttUrl: mosquitto.url });
+    used.push(names);
     let gateway = await start(deadUplink);
     // The gateway is doing its job while the uplink is down: ready, with the outage in its own metric.
     await untilReady(gateway);
@@ -111,6 +114,7 @@ describe("spool: uplink outage with the gateway killed", () => {
 
   it("twenty kill -9 while the gateway spools and drains (uplink down and up in turns) lose nothing PUBACKed", async () => {
     names = faultNames("spool-kill-loop", { mqttUrl: mosquitto.url });
+    used.push(names);
     services.push(await startService("processor", names.env));
     let gateway = await start(names.amqpUrl);
     await untilReady(gateway);
