@@ -213,14 +213,17 @@ export async function gatherStatus(c: {
   return { queues: q, store: stored, services: { gateway, processor }, interval_ms: c.intervalMs };
 }
 
+const KIB = 1_024;
 const MIB = 1_048_576;
+const size = (bytes: number) =>
+  bytes < MIB ? `${Math.ceil(bytes / KIB)} KiB` : `${(bytes / MIB).toFixed(bytes < 100 * MIB ? 1 : 0)} MiB`;
 
 /** "uplink down: the spool absorbs the outage, 1234 readings spooled (0.2 MiB), oldest 12 s", or undefined. */
 function uplinkLine(svc: ServiceStatus): string | undefined {
   const sp = svc.spool;
   if (!sp) return svc.uplink === "down" ? "uplink down (no spool: PUBACKs wait for RabbitMQ)" : undefined;
   const held =
-    `${sp.readings} readings spooled (${(sp.bytes / MIB).toFixed(1)} MiB on disk), oldest ${sp.oldest_age_s} s` +
+    `${sp.readings} readings spooled (${size(sp.bytes)} on disk), oldest ${sp.oldest_age_s} s` +
     (sp.full ? ", FULL: PUBACKs held" : "") +
     (sp.dropped > 0 ? `, ${sp.dropped} dropped` : "");
   return svc.uplink === "down"
