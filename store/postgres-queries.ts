@@ -121,14 +121,17 @@ const SUMMARIES = `SELECT g.device_id, g.sensor, g.n, g.first_ts, g.last_ts, r.v
   ORDER BY g.device_id, g.sensor`;
 const SPAN = `SELECT min(ts) AS lo, max(ts) AS hi FROM readings
   WHERE device_id = $1 AND sensor = $2 AND ts >= $3 AND ts < $4`;
-/** `last` is the value of the bucket's newest row, looked up by its key. */
-const BUCKETS = `SELECT g.start, g.n, g.lo, g.hi, g.mean, r.value AS last
-  FROM (SELECT ts - ts % $5::bigint AS start, count(*) AS n, min(value) AS lo, max(value) AS hi,
-               avg(value) AS mean, max(ts) AS last_ts
-        FROM readings WHERE device_id = $1 AND sensor = $2 AND ts >= $3 AND ts < $4
-        GROUP BY 1) AS g
-  JOIN readings AS r ON r.device_id = $1 AND r.sensor = $2 AND r.ts = g.last_ts
-  ORDER BY g.start`;
+/**
+ * One pass over the series' key range, no join: `last` is the second element of the largest [ts, value] pair, and
+ * ts is unique in a series, so the pair's order is ts order (float8 holds epoch ms exactly). Joining each bucket's
+ * max(ts) back to the table by key was planned as a nested loop whose inner index scan matched only (device_id,
+ * sensor) and filtered ts: every bucket re-read the whole range (4,096 one-minute buckets of a 9,000-row series:
+ * 8.4 million rows filtered, 3.1 s against 8 ms for this statement).
+ */
+const BUCKETS = `SELECT ts - ts % $5::bigint AS start, count(*) AS n, min(value) AS lo, max(value) AS hi,
+    avg(value) AS mean, (max(ARRAY[ts::float8, value]))[2] AS last
+  FROM readings WHERE device_id = $1 AND sensor = $2 AND ts >= $3 AND ts < $4
+  GROUP BY 1 ORDER BY 1`;
 const RAW_POINTS = `SELECT ts, value FROM readings WHERE device_id = $1 AND sensor = $2 AND ts >= $3 AND ts < $4
   ORDER BY ts LIMIT $5`;
 
