@@ -2,12 +2,17 @@
  * The analysts' queries on ten million readings (issue 14): fills a database once (1,000 devices x 4 sensors over
  * 30 days, written through the store module), then times each question through the query layer and over HTTP
  * while another process ingests readings, and exports every row as csv in a child process whose peak RSS it reads.
+ * HTTP is timed twice: by a client in this process, whose fetch and body read share the event loop with the
+ * server's main thread, and by a client in a process of its own, as an analyst's browser or script is.
  *
  *   npm run build && node dist/bench/query.js [--db FILE] [--runs N] [--ingest-rate N] [--skip-export]
  */
 import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { createWriteStream, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { dirname } from "node:path";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { READING_COLUMNS, readingsAnswer } from "../query/answers.js";
@@ -168,6 +173,47 @@ async function exportAll(path: string): Promise<void> {
   process.stdout.write(`${JSON.stringify({ rows, seconds, peakRssMiB: peakRssMiB() })}\n`);
 }
 
+/**
+ * The separate HTTP client: reads lists of URLs on stdin, one JSON array a line, fetches each URL of a list in turn
+ * (a kept-alive connection, as the in-process client uses), reads the body as text, and answers each list with one
+ * JSON array of the milliseconds every request took, from sending it to the body's last byte.
+ */
+async function httpClient(): Promise<void> {
+  for await (const line of createInterface({ input: process.stdin })) {
+    const times: number[] = [];
+    for (const url of JSON.parse(line) as string[]) {
+      const t = performance.now();
+      // As the in-process client: a kept-alive socket the server closed meanwhile is retried once, in the time.
+      const res = await fetch(url).catch(() => fetch(url));
+      await res.text();
+      if (!res.ok) throw new Error(`${url}: ${res.status}`);
+      times.push(performance.now() - t);
+    }
+    process.stdout.write(`${JSON.stringify(times)}\n`);
+  }
+}
+
+/** Starts the separate HTTP client; `get(urls)` resolves to the milliseconds each request took, in order. */
+function startHttpClient(): { get: (urls: string[]) => Promise<number[]>; stop: () => Promise<void> } {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--http-client-child"], {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  const answers = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const exited = once(child, "exit");
+  return {
+    async get(urls) {
+      child.stdin.write(`${JSON.stringify(urls)}\n`);
+      const answer = await answers.next();
+      if (answer.done) throw new Error("the HTTP client process exited");
+      return JSON.parse(answer.value) as number[];
+    },
+    async stop() {
+      child.stdin.end();
+      await exited;
+    },
+  };
+}
+
 function runChild(args: string[]): { done: Promise<string>; kill: () => void } {
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ...args], {
     stdio: ["ignore", "pipe", "inherit"],
@@ -189,6 +235,7 @@ interface Timing {
   readonly target: string;
   readonly direct: number;
   readonly http: number;
+  readonly httpSeparate: number;
 }
 
 const median = (xs: number[]) => {
@@ -216,6 +263,7 @@ async function collect<T>(it: AsyncIterable<T>): Promise<number> {
 async function measure(path: string, runs: number): Promise<Timing[]> {
   const q: ReadingQueries = await openSqliteQueries(path);
   const serve = await startServe({ dbPath: path, host: "127.0.0.1", port: 0 });
+  const client = startHttpClient();
   const end = (await q.latest(deviceId(0))).reduce((m, r) => Math.max(m, r.ts), 0);
   const dev = (i: number) => deviceId((i * 37 + 11) % DEVICES);
   const http = async (p: string) => {
@@ -274,9 +322,16 @@ async function measure(path: string, runs: number): Promise<Timing[]> {
     const n = x.runs ?? runs;
     const direct = await timeIt(n, x.direct);
     const overHttp = await timeIt(n, (i) => http(x.path(i)));
-    say(`${x.question}: ${direct.toFixed(2)} ms, over HTTP ${overHttp.toFixed(2)} ms (median of ${n})`);
-    out.push({ question: x.question, target: x.target, direct, http: overHttp });
+    // The same warm-up request and the same n timed ones as timeIt, this process waiting meanwhile.
+    const urls = [n, ...Array.from({ length: n }, (_, i) => i)].map((i) => `${serve.url}${x.path(i)}`);
+    const separate = median((await client.get(urls)).slice(1));
+    say(
+      `${x.question}: ${direct.toFixed(2)} ms, over HTTP ${overHttp.toFixed(2)} ms, ` +
+        `separate client ${separate.toFixed(2)} ms (median of ${n})`,
+    );
+    out.push({ question: x.question, target: x.target, direct, http: overHttp, httpSeparate: separate });
   }
+  await client.stop();
   await serve.stop();
   await q.stop();
   return out;
@@ -291,6 +346,7 @@ const { values: args } = parseArgs({
     "skip-export": { type: "boolean", default: false },
     "ingest-child": { type: "boolean", default: false },
     "export-child": { type: "boolean", default: false },
+    "http-client-child": { type: "boolean", default: false },
   },
 });
 
@@ -298,6 +354,7 @@ async function main(): Promise<void> {
   const path = args.db;
   if (args["ingest-child"]) return ingestLoop(path, Number(args["ingest-rate"]));
   if (args["export-child"]) return exportAll(path);
+  if (args["http-client-child"]) return httpClient();
   if (!existsSync(path)) fill(path, Date.now());
   else say(`${path} exists; using it as it is (delete it to fill again)`);
   if (args["fill-only"]) return;
@@ -306,7 +363,13 @@ async function main(): Promise<void> {
     rate > 0 ? runChild(["--ingest-child", "--db", path, "--ingest-rate", String(rate)]) : undefined;
   // A failed run must not leave its writer behind (one left once doubled the writers of the next run).
   process.once("exit", () => ingesting?.kill());
+  const load = () =>
+    loadavg()
+      .map((x) => x.toFixed(2))
+      .join(" ");
+  say(`load average before the questions: ${load()}`);
   const timings = await measure(path, Number(args.runs));
+  say(`load average after the questions: ${load()}`);
   let exported: { rows: number; seconds: number; peakRssMiB: number } | undefined;
   if (!args["skip-export"]) {
     say("exporting every reading as csv in a child process");
@@ -321,16 +384,17 @@ async function main(): Promise<void> {
     ? (JSON.parse(await ingesting.done) as { written: number; busy: number; perSecond: number })
     : undefined;
   const lines = [
-    `| question | target | query layer (median) | over HTTP (median) |`,
-    "| --- | --- | --- | --- |",
+    "| question | target | query layer (median) | over HTTP, client in the same process (median) | over HTTP, separate client (median) |",
+    "| --- | --- | --- | --- | --- |",
     ...timings.map(
-      (t) => `| ${t.question} | ${t.target} | ${t.direct.toFixed(2)} ms | ${t.http.toFixed(2)} ms |`,
+      (t) =>
+        `| ${t.question} | ${t.target} | ${t.direct.toFixed(2)} ms | ${t.http.toFixed(2)} ms | ${t.httpSeparate.toFixed(2)} ms |`,
     ),
     ...(exported === undefined
       ? []
       : [
           `| csv export of all ${fmt(exported.rows)} rows | RSS < ${RSS_TARGET_MIB} MB, >= ${fmt(EXPORT_TARGET_ROWS_PER_S)} rows/s | ` +
-            `${fmt(exported.rows / exported.seconds)} rows/s (${exported.seconds.toFixed(1)} s), peak RSS ${exported.peakRssMiB.toFixed(0)} MiB | |`,
+            `${fmt(exported.rows / exported.seconds)} rows/s (${exported.seconds.toFixed(1)} s), peak RSS ${exported.peakRssMiB.toFixed(0)} MiB | | |`,
         ]),
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
