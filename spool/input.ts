@@ -39,7 +39,8 @@ export interface SpoolInput extends Input {
  * of 4,000 records in flight, so a live record waits behind at most the window, never behind the whole backlog,
  * and the backlog drains at least as fast as half of what the sink confirms. A live reader that falls more than a
  * window behind (the uplink is down) leaves that stretch to the backlog and goes on with the newest records.
- * `stop()` stops reading, waits up to `drainTimeoutMs` for confirms, and leaves the rest in the spool.
+ * `stop()` stops reading, waits up to `drainTimeoutMs` for confirms (not at all while the sink is not ready, e.g.
+ * the uplink is down), and leaves the rest in the spool.
  */
 export function startSpoolInput(
   store: SpoolStore,
@@ -138,8 +139,10 @@ export function startSpoolInput(
   return running(input, async () => {
     stopped = true;
     unsubscribe();
+    // Waiting is only worth it while RabbitMQ can confirm: what is in flight is durable in the spool and is sent
+    // again at the next start, so an uplink that is down need not hold the stop for the whole drain timeout.
     const deadline = Date.now() + opts.drainTimeoutMs;
-    while (inFlight > 0 && Date.now() < deadline) await sleep(STOP_POLL_MS);
+    while (inFlight > 0 && sink.health().ready && Date.now() < deadline) await sleep(STOP_POLL_MS);
     await live.close();
     await old.close();
   });

@@ -99,6 +99,19 @@ describe("spool: uplink outage with the gateway killed", () => {
     expect((await httpGet(g.httpPort, "/readyz")).status).toBe(200);
     await g.stop("SIGKILL");
 
+    // A SIGTERM while the uplink is down does not wait out DRAIN_TIMEOUT for confirms that cannot come: what is in
+    // flight is durable in the spool. (It used to take the whole timeout, 10 s by default.)
+    const patient = await startService("gateway", { ...gatewayEnv(deadUplink), DRAIN_TIMEOUT: "60s" });
+    services.push(patient);
+    await untilReady(patient);
+    await until("the restarted gateway hands the backlog to its sink", 30_000, async () => {
+      return (await metric(patient.httpPort, "telemetry_gateway_publish_backlog")) > 0;
+    });
+    const termAt = Date.now();
+    expect(await patient.stop("SIGTERM")).toBe(0);
+    const stopMs = Date.now() - termAt;
+    expect(stopMs).toBeLessThan(30_000);
+
     // The uplink is back: the next gateway drains the spool into RabbitMQ and the processor stores it.
     gateway = await start(names.amqpUrl);
     services.push(await startService("processor", names.env));
@@ -109,7 +122,12 @@ describe("spool: uplink outage with the gateway killed", () => {
     });
     expect(await metric(drained.httpPort, "telemetry_gateway_uplink_up")).toBe(1);
     expect(await metric(drained.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
-    report("spool: outage with 3 kills", { ...counts, depthsAtKills: depths, spooledBeforeUplink: spooled });
+    report("spool: outage with 3 kills", {
+      ...counts,
+      depthsAtKills: depths,
+      spooledBeforeUplink: spooled,
+      sigtermWithUplinkDownMs: stopMs,
+    });
   });
 
   it("twenty kill -9 while the gateway spools and drains (uplink down and up in turns) lose nothing PUBACKed", async () => {
