@@ -75,6 +75,17 @@ describe.each(STORE_KINDS)("the %s queries against a recomputation from the read
         big.push(r);
       }
     }
+    // "w": a unit that changes mid-page (and is absent for a stretch) and sequence numbers with gaps, so pages
+    // whose unit, quality or tags are not one value throughout are read too.
+    for (let i = 0; i < 1_500; i++) {
+      const r = reading("big", "w", T0 + i * MIN + 30_000, i / 8, {
+        unit: i < 600 ? "C" : i < 900 ? null : "K",
+        seq: i % 5 === 0 ? null : i,
+        ...(i >= 1_200 ? { quality: "uncertain" as const } : {}),
+      });
+      stored.set(`${r.device_id}|${r.sensor}|${r.ts}`, r);
+      big.push(r);
+    }
     await db.write(big);
     q = await openQueries(db.config);
   });
@@ -105,6 +116,10 @@ describe.each(STORE_KINDS)("the %s queries against a recomputation from the read
       if (order === "desc") expected = expected.reverse();
       if (limit !== undefined) expected = expected.slice(0, limit);
       const got = await all(q.readings({ device, sensor, from, to, limit, order }));
+      // Every field as written: unit, seq, quality and tags too, not only the key and value.
+      const whole = (r: Reading | StoredReading) =>
+        `${key(r)} ${r.unit ?? "-"} #${r.seq ?? "-"} ${r.quality ?? "good"} ${JSON.stringify(r.tags ?? {})}`;
+      expect(new Set(got.map(whole))).toEqual(new Set(expected.map(whole)));
       // The pages exports write from hold the same rows in the same order, none of them empty.
       const pages = await all(q.readingPages({ device, sensor, from, to, limit, order }));
       expect(pages.filter((p) => p.length === 0)).toEqual([]);
@@ -116,6 +131,18 @@ describe.each(STORE_KINDS)("the %s queries against a recomputation from the read
       } else {
         expect(got.map(key)).toEqual(expected.map(key));
       }
+    }
+  });
+
+  it("readings: the whole of each long series, every field, with pages whose unit, seq, quality or tags change", async () => {
+    const whole = (r: Reading | StoredReading) =>
+      `${key(r)} ${r.unit ?? "-"} #${r.seq ?? "-"} ${r.quality ?? "good"} ${JSON.stringify(r.tags ?? {})}`;
+    for (const sensor of ["t", "u", "w", undefined]) {
+      const expected = of("big", sensor).sort(byTimeThenSensor).map(whole);
+      const asc = await all(q.readings({ device: "big", sensor, order: "asc" }));
+      expect(asc.map(whole)).toEqual(expected);
+      const pages = await all(q.readingPages({ device: "big", sensor, order: "desc" }));
+      expect(new Set(pages.flat().map(readingOfRow).map(whole))).toEqual(new Set(expected));
     }
   });
 
