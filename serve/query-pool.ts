@@ -33,9 +33,15 @@ export type PoolReply =
 
 type StreamReply = Extract<PoolReply, { id: number }>;
 
-/** Running workers: `ask` answers off the event loop; `stop()` ends streams in progress and the threads. */
+/**
+ * Running workers: `ask` answers off the event loop; `stop()` ends streams in progress and the threads. A worker
+ * that dies (an error thrown in it, out of memory) fails the streams it had open and is replaced by a new one at the
+ * next question, so one crash never leaves the server answering half its requests with errors.
+ */
 export interface QueryPool extends Running {
   readonly ask: Ask;
+  /** Ends worker `index`'s thread as a crash would: for the test of the replacement. */
+  crashWorker(index: number): Promise<void>;
 }
 
 class PoolWorker {
@@ -85,6 +91,15 @@ class PoolWorker {
     });
   }
 
+  /** The thread ended or threw: it answers nothing more. */
+  get failed(): boolean {
+    return this.#failure !== undefined;
+  }
+
+  async terminate(): Promise<void> {
+    await this.#worker.terminate();
+  }
+
   cancel(id: number): void {
     if (this.#failure === undefined) this.#worker.postMessage({ kind: "cancel", id } satisfies PoolRequest);
   }
@@ -104,7 +119,8 @@ class PoolWorker {
  * openSqliteQueries gives it) when the file cannot be opened, stopping the workers it started.
  */
 export async function startQueryPool(dbPath: string, size = POOL_SIZE): Promise<QueryPool> {
-  const workers = Array.from({ length: size }, () => new PoolWorker({ dbPath, cacheKiB: WORKER_CACHE_KIB }));
+  const data: PoolWorkerData = { dbPath, cacheKiB: WORKER_CACHE_KIB };
+  const workers = Array.from({ length: size }, () => new PoolWorker(data));
   const started = await Promise.allSettled(workers.map((w) => w.ready()));
   const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected");
   if (failed !== undefined) {
@@ -113,8 +129,19 @@ export async function startQueryPool(dbPath: string, size = POOL_SIZE): Promise<
   }
   let nextId = 0;
 
+  /** The least busy worker, after replacing any that died. */
+  const pick = async (): Promise<PoolWorker> => {
+    for (const [i, w] of workers.entries()) {
+      if (!w.failed) continue;
+      const fresh = new PoolWorker(data);
+      workers[i] = fresh;
+      await fresh.ready();
+    }
+    return workers.reduce((a, b) => (b.open < a.open ? b : a));
+  };
+
   async function* ask(question: Question, format: HttpFormat): AsyncGenerator<string> {
-    const worker = workers.reduce((a, b) => (b.open < a.open ? b : a));
+    const worker = await pick();
     const id = nextId++;
     worker.open++;
     let finished = false;
@@ -137,7 +164,11 @@ export async function startQueryPool(dbPath: string, size = POOL_SIZE): Promise<
     }
   }
 
-  return running({ ask }, async () => {
+  const crashWorker = async (index: number): Promise<void> => {
+    await workers[index]?.terminate();
+  };
+
+  return running({ ask, crashWorker }, async () => {
     await Promise.all(workers.map((w) => w.stop()));
   });
 }

@@ -8,6 +8,10 @@ const { startServe } = (await import(
   new URL("../../dist/serve/index.js", import.meta.url).href
 )) as typeof import("../../serve/index.js");
 
+const { startQueryPool } = (await import(
+  new URL("../../dist/serve/query-pool.js", import.meta.url).href
+)) as typeof import("../../serve/query-pool.js");
+
 const T0 = Date.UTC(2026, 0, 31);
 const SENSORS = ["humidity", "pressure", "temperature"];
 /** Rows of the device the export reads: a csv of several tens of MB, seconds to stream. */
@@ -105,6 +109,38 @@ describe("serve runs its SQLite queries off the event loop", () => {
     }
     expect(await slow).toEqual({ status: 200, points: EXPORTED / 3 });
     expect(answered).toBeGreaterThanOrEqual(3);
+  }, 60_000);
+
+  it("replaces a query worker that died: its open stream fails, the next questions are answered", async () => {
+    const pool = await startQueryPool(db.path);
+    const text = async (it: AsyncIterable<string>) => {
+      let out = "";
+      for await (const chunk of it) out += chunk;
+      return out;
+    };
+    try {
+      const latest = { kind: "latest", device: "small" } as const;
+      const before = await text(pool.ask(latest, "json"));
+      expect(JSON.parse(before)).toHaveLength(1);
+      // A long export open on each worker, then both threads end as a crash would.
+      const exports = [0, 1].map(() =>
+        pool.ask({ kind: "readings", query: { device: "big", order: "asc" } }, "csv"),
+      );
+      for (const e of exports) expect((await e.next()).done).toBe(false);
+      await pool.crashWorker(0);
+      await pool.crashWorker(1);
+      for (const e of exports) {
+        await expect(
+          (async () => {
+            for (;;) if ((await e.next()).done) return;
+          })(),
+        ).rejects.toThrow(/query worker exited/);
+      }
+      // Fresh workers answer, the same as before the crash, and keep answering.
+      for (let i = 0; i < 4; i++) expect(await text(pool.ask(latest, "json"))).toBe(before);
+    } finally {
+      await pool.stop();
+    }
   }, 60_000);
 
   it("ends an export its client left, and stops while one is streaming", async () => {
