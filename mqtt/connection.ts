@@ -2,9 +2,7 @@ import { isIP, connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { generate, type IPublishPacket, type Packet, parser } from "mqtt-packet";
 import type { Logger } from "../common/log.js";
-import type { MqttMessage } from "./input.js";
 import { Keepalive } from "./keepalive.js";
-import type { SessionSettings } from "./options.js";
 import { connectPacket, disconnectError, publishViolation, subackFailure } from "./protocol.js";
 import {
   describeReason,
@@ -13,6 +11,7 @@ import {
   RC_PROTOCOL_ERROR,
   RC_SUCCESS,
 } from "./reasons.js";
+import type { MqttMessage, SessionSettings } from "./types.js";
 import { InflightWindow } from "./window.js";
 
 /** How long an ending connection waits for the broker to close the socket after DISCONNECT. */

@@ -1,67 +1,9 @@
-import type { Logger } from "../common/log.js";
 import { type Delivery, type Health, type Input, running } from "../common/pipeline.js";
-import type { TlsMaterial } from "../common/tls.js";
 import { resolveOptions } from "./options.js";
 import { MqttSession } from "./session.js";
+import type { MqttInputEvents, MqttInputOptions, MqttMessage } from "./types.js";
 
-export interface MqttInputOptions {
-  /**
-   * `mqtt://host:port`, `tcp://host:port` or `mqtts://host:port` (TLS); user name and password in the URL are sent
-   * in CONNECT unless `username` or `password` is given.
-   */
-  readonly url: string;
-  /** User name sent in CONNECT; overrides the URL's. */
-  readonly username?: string | undefined;
-  /** Password sent in CONNECT; overrides the URL's. Never logged. */
-  readonly password?: string | undefined;
-  /** CA, client certificate and key for an `mqtts://` URL (ignored otherwise); the system's CAs when no `ca`. */
-  readonly tls?: TlsMaterial | undefined;
-  /** Names the persistent session. */
-  readonly clientId: string;
-  /** Subscription filter, e.g. `sensors/+/+`, subscribed at QoS 1. */
-  readonly topic: string;
-  /**
-   * MQTT 5 share name: when given, the session subscribes to `$share/<shareGroup>/<topic>` and the broker gives
-   * each message to one of the sessions sharing that name (1 to 128 characters, no `/`, `+` or `#`).
-   */
-  readonly shareGroup?: string | undefined;
-  /** MQTT 5 Receive Maximum sent in CONNECT: the broker's in-flight window towards us (1 to 65,535). */
-  readonly receiveMaximum: number;
-  /**
-   * Keep Alive in seconds; 0 disables it. A PINGREQ goes out every half interval even while PUBACKs are held, and a
-   * broker silent for a whole interval (hung, or the network cut) is given up and reconnected to.
-   */
-  readonly keepaliveSeconds: number;
-  /** Session Expiry Interval: how long the broker keeps the session and its messages while we are away. */
-  readonly sessionExpirySeconds: number;
-  /** Reconnect delays: `backoffDelay` (common/backoff.ts) from this (default 200 ms)... */
-  readonly reconnectMinMs?: number;
-  /** ...up to this (default 15 s). */
-  readonly reconnectMaxMs?: number;
-  /** Bound on one attempt, from opening the socket to SUBACK (default 10 s): a hung broker accepts TCP only. */
-  readonly connectTimeoutMs?: number;
-  readonly log: Logger;
-}
-
-/** One MQTT PUBLISH as the input hands it on. */
-export interface MqttMessage {
-  readonly topic: string;
-  readonly payload: Buffer;
-  /** 1 for what the subscription was meant for; 0 when the publisher sent QoS 0 (no PUBACK, no redelivery). */
-  readonly qos: 0 | 1;
-  /** Date.now() at arrival. */
-  readonly receivedAt: number;
-}
-
-/** The events of an `MqttInput`; listeners added right after `startMqttInput` resolves miss none of them. */
-export type MqttInputEvents = {
-  /** After every CONNACK + SUBACK, the first one included. */
-  connected: [info: { sessionPresent: boolean }];
-  /** A subscribed connection is gone: the error that ended it, or undefined after stop(). */
-  disconnected: [err: Error | undefined];
-  /** An attempt ended before the subscription was granted (refused, CONNACK reason, timeout); a retry follows. */
-  failed: [err: Error];
-};
+export type { MqttInputEvents, MqttInputOptions, MqttMessage } from "./types.js";
 
 /** A running MQTT subscriber session (see `startMqttInput`). */
 export interface MqttInput extends Input {

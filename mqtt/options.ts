@@ -1,8 +1,8 @@
-import type { Logger } from "../common/log.js";
-import type { TlsMaterial } from "../common/tls.js";
-import type { MqttInputOptions } from "./input.js";
 import { subscriptionFilter } from "./protocol.js";
+import type { MqttInputOptions, SessionSettings } from "./types.js";
 import { type BrokerAddress, parseBrokerUrl } from "./url.js";
+
+export type { SessionSettings } from "./types.js";
 
 /** From opening the socket to SUBACK, unless the options say otherwise. */
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -13,24 +13,6 @@ const MAX_TIMER_MS = 2_147_483_647;
 const MAX_RECEIVE_MAXIMUM = 65_535;
 const MAX_KEEPALIVE_SECONDS = 65_535;
 const MAX_SESSION_EXPIRY_SECONDS = 4_294_967_295;
-
-/** The session's options checked once, defaults filled in, the URL parsed. */
-export interface SessionSettings {
-  /** The URL's address, its credentials replaced by the options' where given. */
-  readonly broker: BrokerAddress;
-  /** For an `mqtts://` broker: CA, client certificate and key (empty: the system's CAs, no client certificate). */
-  readonly tls: TlsMaterial;
-  readonly clientId: string;
-  /** The filter SUBSCRIBE sends: the options' topic, or `$share/<shareGroup>/<topic>` with a share group. */
-  readonly topic: string;
-  readonly receiveMaximum: number;
-  readonly keepaliveSeconds: number;
-  readonly sessionExpirySeconds: number;
-  readonly connectTimeoutMs: number;
-  readonly reconnectMinMs: number;
-  readonly reconnectMaxMs: number;
-  readonly log: Logger;
-}
 
 /** The packet codec throws on out-of-range values, and it runs in socket callbacks: check them up front. */
 function requireInteger(name: string, value: number, min: number, max: number): void {

@@ -1,5 +1,4 @@
 import type { IConnectPacket, IPublishPacket } from "mqtt-packet";
-import type { SessionSettings } from "./options.js";
 import {
   describeReason,
   RC_GRANTED_QOS_0,
@@ -7,6 +6,7 @@ import {
   RC_QOS_NOT_SUPPORTED,
   RC_TOPIC_ALIAS_INVALID,
 } from "./reasons.js";
+import type { SessionSettings } from "./types.js";
 
 /**
  * CONNECT for the gateway's persistent session: MQTT 5, clean start off, the session expiry and Receive Maximum

@@ -3,8 +3,7 @@ import { backoffDelay } from "../common/backoff.js";
 import type { Logger } from "../common/log.js";
 import { HEALTHY, type Health } from "../common/pipeline.js";
 import { Connection, type ConnectionEnd } from "./connection.js";
-import type { MqttInputEvents, MqttMessage } from "./input.js";
-import type { SessionSettings } from "./options.js";
+import type { MqttInputEvents, MqttMessage, SessionSettings } from "./types.js";
 
 /**
  * The MQTT 5 subscriber session behind `startMqttInput`: one connection at a time, the next one opened after
