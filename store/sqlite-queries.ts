@@ -25,6 +25,7 @@ import {
   type StatsQuery,
 } from "./queries.js";
 import { openDatabase, seriesFromReadings } from "./sqlite.js";
+import { seriesCache } from "./sqlite-series-cache.js";
 
 export type { ReadingQueries } from "./queries.js";
 
@@ -230,6 +231,8 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
     jsonRows("device_id, sensor, last_ts, last_value, unit, last_seq, last_quality, last_tags", where);
   const latestAll = latest("");
   const latestOfDevice = latest("WHERE device_id = @device");
+  // From migration 4 on, every series' latest and summary come from the kept text and the numbers read now.
+  const cache = version >= 4 ? seriesCache(db) : undefined;
   const summaries = jsonRows("device_id, sensor, count, first_ts, last_ts, last_value, unit", "");
   const span = db
     .prepare<[string, string, number, number], [number | null, number | null]>(
@@ -385,6 +388,7 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
 
   const queries: Omit<ReadingQueries, "stop" | typeof Symbol.asyncDispose> = {
     async devices() {
+      if (cache !== undefined) return cache.devices();
       const out: { device_id: string; sensors: SensorSummary[] }[] = [];
       type Summary = [string, string, number, number, number, number, string | null];
       for (const [device_id, sensor, count, first_ts, last_ts, last_value, unit] of JSON.parse(
@@ -401,6 +405,7 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
     },
 
     async latest(device) {
+      if (cache !== undefined && device === undefined) return cache.latest();
       const json = device === undefined ? latestAll.get({}) : latestOfDevice.get({ device });
       return (JSON.parse(json ?? "[]") as LatestRow[]).map(readingOfRow);
     },

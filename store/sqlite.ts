@@ -66,6 +66,18 @@ export const MIGRATIONS: readonly { readonly version: number; readonly sql: stri
     ) WITHOUT ROWID;
     INSERT INTO series (${SERIES_COLUMNS}) ${seriesFromReadings()};`,
   },
+  {
+    // What lets a long-lived reader (serve) keep the rollup's text columns between questions and read only its
+    // numbers (store/sqlite-series-cache.ts): `text_gen` is the generation of the writer's transaction that last
+    // inserted the row or changed its unit, last_quality or last_tags, from the counter in `series_gen`, which
+    // every write transaction bumps. So (count(*), max(text_gen)) changes whenever any row's text or the set of
+    // rows does (a row inserted or changed gets a generation above every earlier one; a row deleted lowers the
+    // count). Existing rows start at 0; the counter at 1, so any later change is seen.
+    version: 4,
+    sql: `ALTER TABLE series ADD COLUMN text_gen INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE series_gen (gen INTEGER NOT NULL);
+    INSERT INTO series_gen (gen) VALUES (1);`,
+  },
 ];
 
 /**
@@ -194,14 +206,20 @@ export class SqliteStore {
     // A newly inserted ts never equals the stored last_ts (that row exists), so ">" decides which is newer.
     const newer = (col: string) =>
       `${col} = CASE WHEN excluded.last_ts > series.last_ts THEN excluded.${col} ELSE series.${col} END`;
+    // The row's text columns change only with a newer reading whose unit, quality or tags differ: then it takes
+    // this transaction's generation (migration 4), as a new row does.
+    const textChanged = `excluded.last_ts > series.last_ts AND (excluded.unit IS NOT series.unit
+      OR excluded.last_quality IS NOT series.last_quality OR excluded.last_tags IS NOT series.last_tags)`;
     const upsertSeries = this.db.prepare(
-      `INSERT INTO series (${SERIES_COLUMNS}) VALUES (${SERIES_COLUMNS.split(",").fill("?").join(", ")})
+      `INSERT INTO series (${SERIES_COLUMNS}, text_gen) VALUES (${SERIES_COLUMNS.split(",").fill("?").join(", ")}, ?)
        ON CONFLICT (device_id, sensor) DO UPDATE SET
+         text_gen = CASE WHEN ${textChanged} THEN excluded.text_gen ELSE series.text_gen END,
          ${["unit", "last_value", "last_seq", "last_quality", "last_tags"].map(newer).join(", ")},
          last_ts = max(series.last_ts, excluded.last_ts),
          first_ts = min(series.first_ts, excluded.first_ts),
          count = series.count + excluded.count`,
     );
+    const nextGen = this.db.prepare("UPDATE series_gen SET gen = gen + 1 RETURNING gen").pluck();
     this.#write = this.db.transaction((readings: readonly Reading[], storedAt: number) => {
       let inserted = 0;
       let duplicates = 0;
@@ -232,6 +250,9 @@ export class SqliteStore {
         if (kept === undefined || sameMeasurement(kept, m)) duplicates++;
         else conflicts.push(conflictOf(index, r, kept));
       });
+      // One step of the counter per transaction that changes the rollup; read under the write lock, so two writers
+      // never share a generation.
+      const gen = inserted > 0 && rollups ? (nextGen.get() as number) : 0;
       for (const [device, sensor, d] of deltas.entries()) {
         const m = d.last;
         upsertSeries.run(
@@ -245,6 +266,7 @@ export class SqliteStore {
           m.quality,
           m.tags,
           d.count,
+          gen,
         );
       }
       return { inserted, duplicates, conflicts };

@@ -35,9 +35,14 @@ type SeriesRow = {
   count: number;
 };
 
-/** The rollup as the store keeps it. */
+/** The rollup as the store keeps it (its sums; `text_gen`, a change marker, is tested on its own). */
 const rollup = (db: Database.Database) =>
-  db.prepare("SELECT * FROM series ORDER BY device_id, sensor").all() as SeriesRow[];
+  db
+    .prepare(
+      `SELECT device_id, sensor, unit, first_ts, last_ts, last_value, last_seq, last_quality, last_tags, count
+       FROM series ORDER BY device_id, sensor`,
+    )
+    .all() as SeriesRow[];
 
 /** The rollup recomputed from the rows, the way an analyst would write it: the newest row's columns by lookup. */
 const recomputed = (db: Database.Database) =>
@@ -172,6 +177,90 @@ describe("the per-series rollup (series table)", () => {
     expect(await q.latest("no-such-device")).toEqual([]);
   });
 
+  /** Every series' newest row as `latest` should answer it, straight from the rows. */
+  const newestRows = (db: Database.Database) =>
+    db
+      .prepare(
+        `SELECT r.device_id, r.sensor, r.ts, r.value, r.unit, r.seq, r.quality, json(r.tags) AS tags FROM readings AS r
+         WHERE r.ts = (SELECT max(ts) FROM readings AS x WHERE x.device_id = r.device_id AND x.sensor = r.sensor)
+         ORDER BY r.device_id, r.sensor`,
+      )
+      .all();
+  const summariesOf = (devices: Awaited<ReturnType<ReadingQueries["devices"]>>) =>
+    devices.flatMap((d) => d.sensors.map((s) => ({ device_id: d.device_id, ...s })));
+  const expectedSummaries = (db: Database.Database) =>
+    recomputed(db).map(({ device_id, sensor, unit, first_ts, last_ts, last_value, count }) => ({
+      device_id,
+      sensor,
+      unit,
+      first_ts,
+      last_ts,
+      last_value,
+      count,
+    }));
+
+  it("a reader kept open (its text kept between questions) answers latest and devices as the rows say after every batch and deletion", async () => {
+    for (const seed of [5, 11, 2_027]) {
+      const path = dbPath();
+      const store = open(path);
+      const random = prng(seed);
+      const sent: Reading[] = [];
+      store.writeBatch(randomBatch(random, sent));
+      const q = await queries(path);
+      for (let b = 0; b < 120; b++) {
+        store.writeBatch(randomBatch(random, sent));
+        if (random() < 0.15)
+          store.deleteOlderThan(TS0 + Math.floor(random() * 400), 1 + Math.floor(random() * 40));
+        const latest = (await q.latest()).map((r) => ({ ...r, tags: JSON.stringify(r.tags) }));
+        expect(latest, `seed ${seed} batch ${b}`).toEqual(newestRows(store.db));
+        expect(summariesOf(await q.devices()), `seed ${seed} batch ${b}`).toEqual(
+          expectedSummaries(store.db),
+        );
+      }
+    }
+  });
+
+  it("a kept reader sees a unit, quality or tags change, and a series gone while another appears, between two questions", async () => {
+    const path = dbPath();
+    const store = open(path);
+    const reading = (device_id: string, ts: number, more: Partial<Reading> = {}): Reading => ({
+      device_id,
+      sensor: "t",
+      ts: TS0 + ts,
+      value: ts,
+      unit: "C",
+      seq: ts,
+      gateway_id: "gw",
+      received_at: TS0,
+      ...more,
+    });
+    store.writeBatch([reading("a", 1), reading("b", 100)]);
+    const q = await queries(path);
+    const brief = async () =>
+      (await q.latest()).map(
+        (r) => `${r.device_id} ${r.ts - TS0} ${r.unit} ${r.quality} ${JSON.stringify(r.tags)}`,
+      );
+    expect(await brief()).toEqual(["a 1 C good {}", "b 100 C good {}"]);
+    // Only numbers change: the kept text stands.
+    store.writeBatch([reading("a", 2), reading("b", 101)]);
+    expect(await brief()).toEqual(["a 2 C good {}", "b 101 C good {}"]);
+    // A newer reading with another unit, then quality, then tags; each is seen at once.
+    store.writeBatch([reading("a", 3, { unit: "F" })]);
+    expect(await brief()).toEqual(["a 3 F good {}", "b 101 C good {}"]);
+    store.writeBatch([reading("b", 102, { quality: "bad" })]);
+    expect(await brief()).toEqual(["a 3 F good {}", "b 102 C bad {}"]);
+    store.writeBatch([reading("b", 103, { quality: "bad", tags: { site: "x" } })]);
+    expect(await brief()).toEqual(["a 3 F good {}", 'b 103 C bad {"site":"x"}']);
+    // A late reading with another unit changes nothing the answer shows.
+    store.writeBatch([reading("a", 0, { unit: "K" })]);
+    expect(await brief()).toEqual(["a 3 F good {}", 'b 103 C bad {"site":"x"}']);
+    // Series `a` deleted whole and `c` added: the same number of series as before.
+    expect(store.deleteOlderThan(TS0 + 50, 100)).toBe(4);
+    store.writeBatch([reading("c", 200)]);
+    expect(await brief()).toEqual(['b 103 C bad {"site":"x"}', "c 200 C good {}"]);
+    expect(summariesOf(await q.devices())).toEqual(expectedSummaries(store.db));
+  });
+
   it("migration 3 builds the rollup from the rows a version 2 database already holds", () => {
     const path = dbPath();
     const v2 = new Database(path);
@@ -188,7 +277,7 @@ describe("the per-series rollup (series table)", () => {
     v2.close();
 
     const store = open(path);
-    expect(store.db.pragma("user_version", { simple: true })).toBe(3);
+    expect(store.db.pragma("user_version", { simple: true })).toBe(MIGRATIONS.at(-1)?.version);
     const built = rollup(store.db);
     expect(built).toHaveLength(21);
     expect(built).toEqual(recomputed(store.db));

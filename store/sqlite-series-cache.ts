@@ -1,0 +1,136 @@
+/**
+ * `latest` and `devices` of every series for a long-lived reader (a serve worker, the dashboard refreshing): both
+ * read the whole `series` rollup, 4,000 rows for 1,000 devices, and most of that cost is its text (ids, unit,
+ * quality, tags: SQLite writing it out, V8 making strings of it), which rarely changes, while the numbers change
+ * with every batch. So the text is kept here between questions and each question reads, in one statement (one
+ * snapshot), the rollup's numbers together with `count(*)` and `max(text_gen)` (migration 4): when those two are
+ * what they were, the kept text is exactly the table's, row for row in key order; when not, the text is read again
+ * in the same transaction as the numbers. The answer is never older than the question.
+ */
+import type Database from "better-sqlite3";
+import type { Quality } from "../schemas/index.js";
+import type { DeviceSummary, SensorSummary, StoredReading } from "./queries.js";
+
+/** Tags stored as JSON text, read as an object: one shared empty object for the (common) empty case. */
+const NO_TAGS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** The kept text of one series, in key order. */
+interface SeriesText {
+  readonly device_id: string;
+  readonly sensor: string;
+  readonly unit: string | null;
+  readonly quality: Quality;
+  readonly tags: Readonly<Record<string, string>>;
+}
+
+/** What the kept text was read with: it stands while the table's count and highest generation are these. */
+interface Kept {
+  readonly count: number;
+  readonly gen: number;
+  readonly series: readonly SeriesText[];
+}
+
+export interface SeriesCache {
+  /** The newest reading of every series, ordered by device and sensor. */
+  latest(): StoredReading[];
+  /** Every device with its series, ordered by device and sensor. */
+  devices(): DeviceSummary[];
+}
+
+/** Needs a file at schema version 4 or later (the reader checks; older files are read the old way). */
+export function seriesCache(db: Database.Database): SeriesCache {
+  let kept: Kept | undefined;
+  // Numbers as JSON arrays: one parse each is far cheaper than a JS array per row. The ordered subquery selects only
+  // the columns used (copying the text columns through it cost a quarter more).
+  const numbers = (columns: readonly string[]) =>
+    db
+      .prepare<[], [number, number | null, ...string[]]>(
+        `SELECT count(*), max(text_gen), ${columns.map((c) => `json_group_array(${c})`).join(", ")}
+         FROM (SELECT text_gen, ${columns.join(", ")} FROM series ORDER BY device_id, sensor)`,
+      )
+      .raw();
+  const latestNumbers = numbers(["last_ts", "last_value", "last_seq"]);
+  const deviceNumbers = numbers(["count", "first_ts", "last_ts", "last_value"]);
+  const texts = db
+    .prepare<[], string>(
+      `SELECT json_group_array(json_array(device_id, sensor, unit, last_quality, last_tags))
+       FROM (SELECT * FROM series ORDER BY device_id, sensor)`,
+    )
+    .pluck();
+
+  const readTexts = (count: number, gen: number): Kept => {
+    type Row = [string, string, string | null, Quality, string];
+    const series = (JSON.parse(texts.get() ?? "[]") as Row[]).map(
+      ([device_id, sensor, unit, quality, tags]): SeriesText => ({
+        device_id,
+        sensor,
+        unit,
+        quality,
+        tags: tags === "{}" ? NO_TAGS : Object.freeze(JSON.parse(tags) as Record<string, string>),
+      }),
+    );
+    if (series.length !== count) throw new Error("series changed within one read transaction");
+    return { count, gen, series };
+  };
+
+  /** The numbers of `statement`, parsed, with the text they go with. */
+  const read = (
+    statement: ReturnType<typeof numbers>,
+  ): { series: readonly SeriesText[]; columns: number[][] } => {
+    const parse = (row: [number, number | null, ...string[]]) =>
+      (row.slice(2) as string[]).map((c) => JSON.parse(c) as number[]);
+    const row = statement.get();
+    if (row === undefined) return { series: [], columns: [] };
+    const [count, gen] = row;
+    if (kept !== undefined && kept.count === count && kept.gen === (gen ?? 0))
+      return { series: kept.series, columns: parse(row) };
+    // The text changed: read it and the numbers again in one transaction, so both are of the same moment.
+    return db.transaction(() => {
+      const again = statement.get();
+      if (again === undefined) return { series: [], columns: [] };
+      kept = readTexts(again[0], again[1] ?? 0);
+      return { series: kept.series, columns: parse(again) };
+    })();
+  };
+
+  return {
+    latest() {
+      const { series, columns } = read(latestNumbers);
+      const [ts = [], value = [], seq = []] = columns;
+      return series.map(
+        (s, i): StoredReading => ({
+          device_id: s.device_id,
+          sensor: s.sensor,
+          ts: ts[i] as number,
+          value: value[i] as number,
+          unit: s.unit,
+          seq: seq[i] ?? null,
+          quality: s.quality,
+          tags: s.tags,
+        }),
+      );
+    },
+
+    devices() {
+      const { series, columns } = read(deviceNumbers);
+      const [count = [], first = [], last = [], value = []] = columns;
+      const out: { device_id: string; sensors: SensorSummary[] }[] = [];
+      series.forEach((s, i) => {
+        let device = out.at(-1);
+        if (device?.device_id !== s.device_id) {
+          device = { device_id: s.device_id, sensors: [] };
+          out.push(device);
+        }
+        device.sensors.push({
+          sensor: s.sensor,
+          unit: s.unit,
+          first_ts: first[i] as number,
+          last_ts: last[i] as number,
+          last_value: value[i] as number,
+          count: count[i] as number,
+        });
+      });
+      return out;
+    },
+  };
+}
