@@ -14,7 +14,7 @@ import { rangeProblem } from "../query/time.js";
 import type { ReadingQueries } from "../store/queries.js";
 import { dashboardAssets } from "./dashboard.js";
 import type { QueryPool } from "./query-pool.js";
-import { type Ask, askDirectly, type HttpFormat } from "./questions.js";
+import { type Ask, askDirectly, type Chunk, type HttpFormat } from "./questions.js";
 
 const format = setting({
   flag: "format",
@@ -86,17 +86,17 @@ function parseQuery<S extends Spec>(c: Context, spec: S, ...required: (keyof S &
  * Streams the answer's text: its first chunk is read before the response starts (so a failing query is a 500,
  * not a cut-off 200), the rest as the client reads, and a client gone ends the query.
  */
-async function respond(c: Context, chunks: AsyncGenerator<string>, as: HttpFormat): Promise<Response> {
+async function respond(c: Context, chunks: AsyncGenerator<Chunk>, as: HttpFormat): Promise<Response> {
   const first = await chunks.next();
   const encoder = new TextEncoder();
-  let pending: IteratorResult<string> | undefined = first;
+  let pending: IteratorResult<Chunk> | undefined = first;
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
         const next = pending ?? (await chunks.next());
         pending = undefined;
         if (next.done) controller.close();
-        else controller.enqueue(encoder.encode(next.value));
+        else controller.enqueue(typeof next.value === "string" ? encoder.encode(next.value) : next.value);
       } catch (err) {
         controller.error(err);
       }

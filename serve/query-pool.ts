@@ -6,7 +6,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { type Running, running } from "../common/pipeline.js";
-import type { Ask, HttpFormat, Question } from "./questions.js";
+import type { Ask, Chunk, HttpFormat, Question } from "./questions.js";
 
 /** Threads a server starts: two keep a quick question from queueing behind a long one's current chunk. */
 export const POOL_SIZE = 2;
@@ -27,7 +27,7 @@ export type PoolRequest =
 export type PoolReply =
   | { readonly kind: "ready" }
   | { readonly kind: "failed"; readonly error: string }
-  | { readonly kind: "chunk"; readonly id: number; readonly chunk: string }
+  | { readonly kind: "chunk"; readonly id: number; readonly chunk: Uint8Array }
   | { readonly kind: "done"; readonly id: number }
   | { readonly kind: "error"; readonly id: number; readonly error: string };
 
@@ -140,7 +140,7 @@ export async function startQueryPool(dbPath: string, size = POOL_SIZE): Promise<
     return workers.reduce((a, b) => (b.open < a.open ? b : a));
   };
 
-  async function* ask(question: Question, format: HttpFormat): AsyncGenerator<string> {
+  async function* ask(question: Question, format: HttpFormat): AsyncGenerator<Chunk> {
     const worker = await pick();
     const id = nextId++;
     worker.open++;

@@ -1,7 +1,9 @@
 /**
  * A query worker of `telemetry serve` (serve/query-pool.ts): opens the SQLite file read-only and answers the
- * questions it is sent, one chunk of text per request, so that SQLite reads and rendering run off the server's
- * event loop. Streams are pulled chunk by chunk: between chunks of a long export this thread answers the others.
+ * questions it is sent, one chunk per request, so that SQLite reads and rendering run off the server's event loop.
+ * A chunk goes back as UTF-8 bytes whose buffer is moved, not copied, to the server's thread, which writes it as
+ * it is (encoding 500 KB of text there took 1-3 ms of the event loop per answer of `latest`). Streams are pulled
+ * chunk by chunk: between chunks of a long export this thread answers the others.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { openSqliteQueries } from "../store/sqlite-queries.js";
@@ -15,6 +17,12 @@ const port = parentPort;
 if (port === null) throw new Error("serve/query-worker.js runs as a worker thread");
 const data = workerData as PoolWorkerData;
 const post = (reply: PoolReply) => port.postMessage(reply);
+const encoder = new TextEncoder();
+/** A chunk of text as bytes, its buffer moved to the server's thread. */
+const postChunk = (id: number, text: string) => {
+  const chunk = encoder.encode(text);
+  port.postMessage({ kind: "chunk", id, chunk } satisfies PoolReply, [chunk.buffer]);
+};
 
 try {
   const queries = await openSqliteQueries(data.dbPath, { cacheKiB: data.cacheKiB });
@@ -31,14 +39,14 @@ try {
         const next = await stream.next();
         if (next.done) {
           // With text still to send, the next pull finds the stream done (a generator ended stays ended).
-          if (chunk !== "") return post({ kind: "chunk", id, chunk });
+          if (chunk !== "") return postChunk(id, chunk);
           streams.delete(id);
           return post({ kind: "done", id });
         }
         chunk += next.value;
         if (chunk.length >= REPLY_CHARS) break;
       }
-      post({ kind: "chunk", id, chunk });
+      postChunk(id, chunk);
     } catch (err) {
       streams.delete(id);
       post({ kind: "error", id, error: err instanceof Error ? err.message : String(err) });

@@ -19,11 +19,14 @@ export type Question =
 /** A format HTTP serves. */
 export type HttpFormat = keyof typeof CONTENT_TYPES;
 
+/** A piece of an answer: text, or the same already encoded as UTF-8 (what a query worker hands over). */
+export type Chunk = string | Uint8Array;
+
 /**
- * Answers a question as text in chunks, read on demand: nothing more is read or rendered than the caller pulls,
- * and `return()` ends the query.
+ * Answers a question in chunks, read on demand: nothing more is read or rendered than the caller pulls, and
+ * `return()` ends the query.
  */
-export type Ask = (question: Question, format: HttpFormat) => AsyncGenerator<string>;
+export type Ask = (question: Question, format: HttpFormat) => AsyncGenerator<Chunk>;
 
 function answerOf(queries: ReadingQueries, q: Question): Answer | Promise<Answer> {
   switch (q.kind) {
@@ -41,7 +44,9 @@ function answerOf(queries: ReadingQueries, q: Question): Answer | Promise<Answer
 }
 
 /** Answers on the calling thread, from `queries`. */
-export function askDirectly(queries: ReadingQueries): Ask {
+export function askDirectly(
+  queries: ReadingQueries,
+): (question: Question, format: HttpFormat) => AsyncGenerator<string> {
   return async function* (question, format) {
     yield* render(await answerOf(queries, question), format);
   };

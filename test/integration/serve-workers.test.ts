@@ -113,10 +113,12 @@ describe("serve runs its SQLite queries off the event loop", () => {
 
   it("replaces a query worker that died: its open stream fails, the next questions are answered", async () => {
     const pool = await startQueryPool(db.path);
-    const text = async (it: AsyncIterable<string>) => {
+    const text = async (it: AsyncIterable<string | Uint8Array>) => {
       let out = "";
-      for await (const chunk of it) out += chunk;
-      return out;
+      const decoder = new TextDecoder();
+      for await (const chunk of it)
+        out += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
+      return out + decoder.decode();
     };
     try {
       const latest = { kind: "latest", device: "small" } as const;
