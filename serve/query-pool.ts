@@ -27,7 +27,7 @@ export type PoolRequest =
 export type PoolReply =
   | { readonly kind: "ready" }
   | { readonly kind: "failed"; readonly error: string }
-  | { readonly kind: "chunk"; readonly id: number; readonly chunk: Uint8Array }
+  | { readonly kind: "chunk"; readonly id: number; readonly chunk: Uint8Array; readonly last: boolean }
   | { readonly kind: "done"; readonly id: number }
   | { readonly kind: "error"; readonly id: number; readonly error: string };
 
@@ -153,6 +153,12 @@ export async function startQueryPool(dbPath: string, size = POOL_SIZE): Promise<
           throw new Error(reply.error);
         }
         if (reply.kind === "done") break;
+        if (reply.last) {
+          // Finished before the chunk is handed on: a client leaving now has nothing left to cancel.
+          finished = true;
+          yield reply.chunk;
+          break;
+        }
         yield reply.chunk;
         reply = await worker.request({ kind: "next", id });
       }

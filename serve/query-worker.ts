@@ -18,10 +18,10 @@ if (port === null) throw new Error("serve/query-worker.js runs as a worker threa
 const data = workerData as PoolWorkerData;
 const post = (reply: PoolReply) => port.postMessage(reply);
 const encoder = new TextEncoder();
-/** A chunk of text as bytes, its buffer moved to the server's thread. */
-const postChunk = (id: number, text: string) => {
+/** A chunk of text as bytes, its buffer moved to the server's thread; `last` when the answer ends with it. */
+const postChunk = (id: number, text: string, last: boolean) => {
   const chunk = encoder.encode(text);
-  port.postMessage({ kind: "chunk", id, chunk } satisfies PoolReply, [chunk.buffer]);
+  port.postMessage({ kind: "chunk", id, chunk, last } satisfies PoolReply, [chunk.buffer]);
 };
 
 try {
@@ -38,15 +38,15 @@ try {
       for (;;) {
         const next = await stream.next();
         if (next.done) {
-          // With text still to send, the next pull finds the stream done (a generator ended stays ended).
-          if (chunk !== "") return postChunk(id, chunk);
           streams.delete(id);
+          // The last text says so itself: a small answer is one message, not a chunk and then a "done".
+          if (chunk !== "") return postChunk(id, chunk, true);
           return post({ kind: "done", id });
         }
         chunk += next.value;
         if (chunk.length >= REPLY_CHARS) break;
       }
-      postChunk(id, chunk);
+      postChunk(id, chunk, false);
     } catch (err) {
       streams.delete(id);
       post({ kind: "error", id, error: err instanceof Error ? err.message : String(err) });
