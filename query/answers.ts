@@ -4,9 +4,9 @@
  * HTTP API answer alike.
  */
 import {
+  pageOfReadings,
   type ReadingQueries,
   type ReadingsQuery,
-  rowOfReading,
   type SeriesQuery,
   type StatsQuery,
 } from "../store/queries.js";
@@ -59,17 +59,16 @@ export async function devicesAnswer(q: ReadingQueries): Promise<Answer> {
 /** The newest reading of every series, or of one device's (as one page: thousands of rows print faster so). */
 export async function latestAnswer(q: ReadingQueries, device?: string): Promise<Answer> {
   const rows = await q.latest(device);
-  return { rows, pages: [rows.map(rowOfReading)], columns: READING_COLUMNS, jsonText: ["tags"] };
+  return { rows, pages: [pageOfReadings(rows)], columns: READING_COLUMNS };
 }
 
-/** Readings of a device in time order, streamed (in pages of arrays for json, ndjson and csv). */
+/** Readings of a device in time order, streamed (in pages of columns for json, ndjson and csv). */
 export function readingsAnswer(q: ReadingQueries, query: ReadingsQuery): Answer {
   // Both are generators that read nothing until asked, so only the one the format uses runs.
   return {
     rows: q.readings(query),
     pages: q.readingPages(query),
     columns: READING_COLUMNS,
-    jsonText: ["tags"],
   };
 }
 

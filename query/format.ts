@@ -4,6 +4,8 @@
  * ISO-8601). Rendering yields text in chunks as the rows arrive, so json, ndjson and csv need constant memory
  * whatever the number of rows; a table measures its columns first, so it holds its rows.
  */
+import type { ReadingPage } from "../store/queries.js";
+
 export const FORMATS = ["table", "csv", "json", "ndjson"] as const;
 export type Format = (typeof FORMATS)[number];
 
@@ -23,12 +25,11 @@ export interface Answer {
   readonly flat?: AsyncIterable<object> | Iterable<object>;
   readonly columns: readonly string[];
   /**
-   * The same rows as `rows`, in the same order, in pages of arrays holding the `columns` in order: json, ndjson
-   * and csv then write a page as one string rather than a row at a time (what makes an export fast). Cells of the
-   * columns named in `jsonText` hold JSON text (`JSON.stringify` of the value), written as it is.
+   * The same rows as `rows`, in the same order, as pages of readings in columns, for an answer whose `columns`
+   * are a reading's fields in order (device_id, sensor, ts, value, unit, seq, quality, tags, by whatever names):
+   * json, ndjson and csv then write a page as one string rather than a row at a time (what makes an export fast).
    */
-  readonly pages?: AsyncIterable<readonly (readonly unknown[])[]> | Iterable<readonly (readonly unknown[])[]>;
-  readonly jsonText?: readonly string[];
+  readonly pages?: AsyncIterable<ReadingPage> | Iterable<ReadingPage>;
 }
 
 /** Text is handed on in chunks of about this size: one write per row would cost more than the row. */
@@ -135,65 +136,52 @@ function jsonValue(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** A number in JSON, as `JSON.stringify` writes it. */
+const jsonNumber = (v: number) => (Number.isFinite(v) ? `${v}` : "null");
+
 /**
- * Text of a page of {@link Answer.pages} in `format` (not table): each row as the object path prints it, byte for
- * byte. Cells equal to the one above reuse its text (device, sensor, unit, quality and tags mostly repeat).
+ * Text of a {@link ReadingPage} in `format` (not table): each row as the object path prints it, byte for byte.
+ * The text of each kind's fields is made once per page, so a row costs its three numbers and one concatenation:
+ * csv `before + ts + "," + value + middle + seq + after`, json alike with the keys.
  */
-function pageText(
-  answer: Answer,
-  format: Exclude<Format, "table">,
-): (page: readonly (readonly unknown[])[]) => string {
-  const n = answer.columns.length;
-  const isJson = answer.columns.map((c) => answer.jsonText?.includes(c) ?? false);
-  const above: unknown[] = new Array(n).fill(undefined);
-  const aboveText: string[] = answer.columns.map(() => (format === "csv" ? "" : "null"));
-  if (format === "csv") {
-    return (page) => {
-      let out = "";
-      for (const row of page) {
-        for (let i = 0; i < n; i++) {
-          const v = row[i];
-          let cell: string;
-          if (typeof v === "number") cell = String(v);
-          else if (v === above[i]) cell = aboveText[i] as string;
-          else {
-            // JSON text is the value as csvCell would stringify it, so quoting it alike prints the same.
-            cell = csvCell(v);
-            above[i] = v;
-            aboveText[i] = cell;
-          }
-          out += i === 0 ? cell : `,${cell}`;
-        }
-        out += "\n";
-      }
-      return out;
-    };
-  }
-  const keys = answer.columns.map((c) => `${JSON.stringify(c)}:`);
+function pageText(answer: Answer, format: Exclude<Format, "table">): (page: ReadingPage) => string {
+  const names = answer.columns.map((c) => `${JSON.stringify(c)}:`);
   let first = true;
   return (page) => {
+    const { ts, value, seq, kind } = page;
+    const n = page.length;
+    const before: string[] = [];
+    const middle: string[] = [];
+    const after: string[] = [];
+    for (const k of page.kinds) {
+      if (format === "csv") {
+        before.push(`${csvCell(k.device_id)},${csvCell(k.sensor)},`);
+        middle.push(`,${csvCell(k.unit)},`);
+        // Tags are JSON text, which is the value as csvCell would stringify it: quoted alike, it prints the same.
+        after.push(`,${csvCell(k.quality)},${csvCell(k.tags)}\n`);
+      } else {
+        before.push(`{${names[0]}${jsonValue(k.device_id)},${names[1]}${jsonValue(k.sensor)},${names[2]}`);
+        middle.push(`,${names[4]}${jsonValue(k.unit)},${names[5]}`);
+        after.push(
+          `,${names[6]}${jsonValue(k.quality)},${names[7]}${k.tags}}${format === "ndjson" ? "\n" : ""}`,
+        );
+      }
+    }
     let out = "";
-    for (const row of page) {
+    if (format === "csv") {
+      for (let i = 0; i < n; i++) {
+        const k = kind === undefined ? 0 : (kind[i] as number);
+        const s = seq[i] ?? null;
+        out += `${before[k]}${ts[i]},${value[i]}${middle[k]}${s === null ? "" : s}${after[k]}`;
+      }
+      return out;
+    }
+    for (let i = 0; i < n; i++) {
+      const k = kind === undefined ? 0 : (kind[i] as number);
+      const s = seq[i] ?? null;
       if (format === "json") out += first ? "[\n" : ",\n";
       first = false;
-      let sep = "{";
-      for (let i = 0; i < n; i++) {
-        const v = row[i];
-        // JSON.stringify leaves out a key whose value is undefined.
-        if (v === undefined) continue;
-        let text: string;
-        if (typeof v === "number") text = Number.isFinite(v) ? String(v) : "null";
-        else if (v === above[i]) text = aboveText[i] as string;
-        else {
-          text = isJson[i] ? (v as string) : jsonValue(v);
-          above[i] = v;
-          aboveText[i] = text;
-        }
-        out += `${sep}${keys[i]}${text}`;
-        sep = ",";
-      }
-      out += sep === "{" ? "{}" : "}";
-      if (format === "ndjson") out += "\n";
+      out += `${before[k]}${jsonNumber(ts[i] as number)},${names[3]}${jsonNumber(value[i] as number)}${middle[k]}${s === null ? "null" : jsonNumber(s)}${after[k]}`;
     }
     return out;
   };

@@ -21,8 +21,8 @@ export interface StoredReading {
 
 /**
  * One stored reading as an array of the contract's fields in order (device_id, sensor, ts, value, unit, seq,
- * quality, tags), `tags` as JSON text (`{}` when it has none): what exports write from, a page at a time, without
- * an object per row. The text is `JSON.stringify` of the tags, so an answer prints alike either way.
+ * quality, tags), `tags` as JSON text (`{}` when it has none; `JSON.stringify` of the tags): how SQLite hands rows
+ * over as JSON, and a row of a {@link ReadingPage} when tests compare them.
  */
 export type ReadingRow = readonly [
   device_id: string,
@@ -38,17 +38,21 @@ export type ReadingRow = readonly [
 /** Tags stored as JSON text, read as an object: one shared empty object for the (common) empty case. */
 const NO_TAGS: Readonly<Record<string, string>> = Object.freeze({});
 
+const tagsOf = (text: string): Readonly<Record<string, string>> =>
+  text === "{}" ? NO_TAGS : (JSON.parse(text) as Record<string, string>);
+
 /** The reading a {@link ReadingRow} stands for. */
 export function readingOfRow(r: ReadingRow): StoredReading {
-  const tags = r[7] === "{}" ? NO_TAGS : (JSON.parse(r[7]) as Record<string, string>);
-  return { device_id: r[0], sensor: r[1], ts: r[2], value: r[3], unit: r[4], seq: r[5], quality: r[6], tags };
-}
-
-/** `readings` from its pages: the same rows in the same order, one object each. */
-export async function* readingsOfPages(
-  pages: AsyncIterable<readonly ReadingRow[]>,
-): AsyncGenerator<StoredReading> {
-  for await (const page of pages) for (const r of page) yield readingOfRow(r);
+  return {
+    device_id: r[0],
+    sensor: r[1],
+    ts: r[2],
+    value: r[3],
+    unit: r[4],
+    seq: r[5],
+    quality: r[6],
+    tags: tagsOf(r[7]),
+  };
 }
 
 /** The {@link ReadingRow} of a reading. */
@@ -56,20 +60,147 @@ export function rowOfReading(r: StoredReading): ReadingRow {
   return [r.device_id, r.sensor, r.ts, r.value, r.unit, r.seq, r.quality, JSON.stringify(r.tags)];
 }
 
-/** Pages of {@link ReadingRow} from `readings`, for a store whose driver hands rows over as objects anyway. */
+/**
+ * What rows of a {@link ReadingPage} share: every field but ts, value and seq, `tags` as JSON text (`{}` when it
+ * has none; `JSON.stringify` of the tags, so an answer prints alike either way).
+ */
+export interface ReadingKind {
+  readonly device_id: string;
+  readonly sensor: string;
+  readonly unit: string | null;
+  readonly quality: Quality;
+  readonly tags: string;
+}
+
+/**
+ * Readings in columns, what exports write from a page at a time: row `i` is `ts[i]`, `value[i]`, `seq[i]` and the
+ * other fields of `kinds[kind[i]]`, or of `kinds[0]` when `kind` is undefined (a page of one series whose unit,
+ * quality and tags do not change, as nearly all are). No array or object per row: an export of millions of rows
+ * spends its time writing text rather than building and collecting rows.
+ */
+export interface ReadingPage {
+  readonly length: number;
+  readonly ts: readonly number[];
+  readonly value: readonly number[];
+  readonly seq: readonly (number | null)[];
+  readonly kinds: readonly ReadingKind[];
+  readonly kind: readonly number[] | undefined;
+}
+
+/** Row `i` of a page as a {@link ReadingRow}. */
+export function rowOfPage(page: ReadingPage, i: number): ReadingRow {
+  const k = page.kinds[page.kind === undefined ? 0 : (page.kind[i] as number)] as ReadingKind;
+  return [
+    k.device_id,
+    k.sensor,
+    page.ts[i] as number,
+    page.value[i] as number,
+    k.unit,
+    page.seq[i] ?? null,
+    k.quality,
+    k.tags,
+  ];
+}
+
+/** The rows of a page, in order. */
+export function rowsOfPage(page: ReadingPage): ReadingRow[] {
+  return Array.from({ length: page.length }, (_, i) => rowOfPage(page, i));
+}
+
+/** `readings` from its pages: the same rows in the same order, one object each. */
+export async function* readingsOfPages(pages: AsyncIterable<ReadingPage>): AsyncGenerator<StoredReading> {
+  for await (const page of pages) {
+    for (let i = 0; i < page.length; i++) {
+      const k = page.kinds[page.kind === undefined ? 0 : (page.kind[i] as number)] as ReadingKind;
+      yield {
+        device_id: k.device_id,
+        sensor: k.sensor,
+        ts: page.ts[i] as number,
+        value: page.value[i] as number,
+        unit: k.unit,
+        seq: page.seq[i] ?? null,
+        quality: k.quality,
+        tags: tagsOf(k.tags),
+      };
+    }
+  }
+}
+
+/**
+ * One page of `rows`, in their order, a kind per distinct (device, sensor, unit, quality, tags): for a page whose
+ * unit, quality or tags change, for a store whose driver hands rows over as objects anyway, and for answers read
+ * whole (`latest`).
+ */
+export function pageOfRows(rows: readonly ReadingRow[]): ReadingPage {
+  const n = rows.length;
+  const kinds: ReadingKind[] = [];
+  const known = new Map<string, number>();
+  const kind: number[] = new Array(n);
+  const ts: number[] = new Array(n);
+  const value: number[] = new Array(n);
+  const seq: (number | null)[] = new Array(n);
+  let last: ReadingKind | undefined;
+  let k = 0;
+  for (let i = 0; i < n; i++) {
+    const [device_id, sensor, t, v, unit, s, quality, tags] = rows[i] as ReadingRow;
+    // Rows of a kind mostly come together: the one of the row above is tried first.
+    if (
+      last === undefined ||
+      last.sensor !== sensor ||
+      last.device_id !== device_id ||
+      last.unit !== unit ||
+      last.quality !== quality ||
+      last.tags !== tags
+    ) {
+      // JSON of the fields as the key: no separator could be confused with a character of a value.
+      const key = JSON.stringify([device_id, sensor, unit, quality, tags]);
+      const seen = known.get(key);
+      if (seen === undefined) {
+        k = kinds.push({ device_id, sensor, unit, quality, tags }) - 1;
+        known.set(key, k);
+      } else k = seen;
+      last = kinds[k];
+    }
+    kind[i] = k;
+    ts[i] = t;
+    value[i] = v;
+    seq[i] = s;
+  }
+  return { length: n, ts, value, seq, kinds, kind: kinds.length > 1 ? kind : undefined };
+}
+
+/** One page of `readings` ({@link pageOfRows}). */
+export function pageOfReadings(readings: readonly StoredReading[]): ReadingPage {
+  return pageOfRows(readings.map(rowOfReading));
+}
+
+/** Rows `[from, to)` of a page. */
+export function slicePage(page: ReadingPage, from: number, to: number): ReadingPage {
+  const { kind } = page;
+  return {
+    length: to - from,
+    ts: page.ts.slice(from, to),
+    value: page.value.slice(from, to),
+    seq: page.seq.slice(from, to),
+    kinds: page.kinds,
+    kind: kind?.slice(from, to),
+  };
+}
+
+/** Pages of `readings` ({@link pageOfReadings}) of at most `size` rows each, none empty. */
 export async function* pagesOfReadings(
   readings: AsyncIterable<StoredReading>,
   size = 4_096,
-): AsyncGenerator<ReadingRow[]> {
-  let page: ReadingRow[] = [];
+): AsyncGenerator<ReadingPage> {
+  let rows: ReadingRow[] = [];
   for await (const r of readings) {
-    page.push(rowOfReading(r));
-    if (page.length >= size) {
-      yield page;
-      page = [];
+    rows.push(rowOfReading(r));
+    if (rows.length >= size) {
+      yield pageOfRows(rows);
+      rows = [];
     }
   }
-  if (page.length > 0) yield page;
+  if (rows.length > 0) yield pageOfRows(rows);
 }
 
 /** One series of a device in `devices`: its unit and last value (of its newest reading), time span and size. */
@@ -164,10 +295,10 @@ export interface ReadingQueries extends Running {
   latest(device?: string): Promise<StoredReading[]>;
   readings(q: ReadingsQuery): AsyncIterable<StoredReading>;
   /**
-   * The rows of {@link readings} (the same, in the same order) in pages of arrays: for exports, which write a page
-   * as one string. Each page is read by one statement; pages are not empty.
+   * The rows of {@link readings} (the same, in the same order) in pages of columns: for exports, which write a
+   * page as one string. Each page is read by one statement; pages are not empty.
    */
-  readingPages(q: ReadingsQuery): AsyncIterable<readonly ReadingRow[]>;
+  readingPages(q: ReadingsQuery): AsyncIterable<ReadingPage>;
   /** Non-empty buckets, ordered by sensor then start; gap filling is the caller's (query/fill.ts). */
   stats(q: StatsQuery): AsyncIterable<Bucket>;
   /**

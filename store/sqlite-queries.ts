@@ -13,7 +13,10 @@ import {
   type BucketPoint,
   chartBucketWidth,
   type DeviceSummary,
+  pageOfRows,
   type RawPoint,
+  type ReadingKind,
+  type ReadingPage,
   type ReadingQueries,
   type ReadingRow,
   type ReadingsQuery,
@@ -23,6 +26,7 @@ import {
   type SeriesPoint,
   type SeriesQuery,
   type StatsQuery,
+  slicePage,
 } from "./queries.js";
 import { openDatabase, seriesFromReadings } from "./sqlite.js";
 import { seriesCache } from "./sqlite-series-cache.js";
@@ -53,68 +57,61 @@ const DENSE_ROWS_PER_BUCKET = 16;
 export const DEFAULT_CACHE_KIB = 8_192;
 
 /**
- * One page of a series in columns (see `page` in sqliteQueries): ts, value and seq as JSON arrays; then for unit,
- * quality and tags whether the page holds one value only, and that value.
+ * One page of a series in columns (see `page` in sqliteQueries): ts, value and seq as JSON arrays; how many rows
+ * differ from the first in unit, quality or tags; the first row's unit, quality and tags as a JSON array.
  */
-type PageColumns = [string, string, string, number, string | null, number, Quality, number, string];
+type PageColumns = [string, string, string, number, string | null];
 
 /** The newest row of a series as `latest` selects it, in raw mode: device_id, sensor, ts, value, unit, seq, quality, tags. */
 type LatestRow = ReadingRow;
 
+const EMPTY_PAGE: ReadingPage = { length: 0, ts: [], value: [], seq: [], kinds: [], kind: undefined };
+
 /**
- * Where a paged walk of one series stands: the rows of the current page and the bound of the next. Each page is
- * one statement (its own read transaction), so a long walk holds no snapshot open between pages.
+ * Where a paged walk of one series stands: its current page and the bound of the next. Each page is one statement
+ * (its own read transaction), so a long walk holds no snapshot open between pages.
  */
 class SeriesCursor {
-  #page: ReadingRow[] = [];
-  #at = 0;
+  page: ReadingPage = EMPTY_PAGE;
+  /** Rows of `page` handed on already. */
+  at = 0;
+  /** Where the kinds of `page` start in the kinds of the merged page being built; -1 when not there yet. */
+  base = -1;
   #size = FIRST_PAGE;
   #done = false;
 
   constructor(
-    private readonly fetch: (from: number, to: number, limit: number) => ReadingRow[],
+    private readonly fetch: (from: number, to: number, limit: number) => ReadingPage,
     private from: number,
     private to: number,
     private readonly asc: boolean,
   ) {}
 
   /** The rest of the current page, or the next page; empty at the end. */
-  nextPage(): ReadingRow[] {
-    if (this.#at < this.#page.length) {
-      const rest = this.#at === 0 ? this.#page : this.#page.slice(this.#at);
-      this.#at = this.#page.length;
-      return rest;
-    }
-    this.#load();
-    this.#at = this.#page.length;
-    return this.#page;
+  nextPage(): ReadingPage {
+    if (this.at >= this.page.length && !this.load()) return EMPTY_PAGE;
+    const rest = this.at === 0 ? this.page : slicePage(this.page, this.at, this.page.length);
+    this.at = this.page.length;
+    return rest;
   }
 
-  /** The cursor's current row, reading the next page when this one is used up; undefined at the end. */
-  head(): ReadingRow | undefined {
-    if (this.#at < this.#page.length) return this.#page[this.#at];
-    this.#load();
-    return this.#page[0];
-  }
-
-  advance(): void {
-    this.#at++;
-  }
-
-  #load(): void {
-    this.#at = 0;
+  /** Reads the next page into `page`; false at the end of the series. */
+  load(): boolean {
+    this.at = 0;
+    this.base = -1;
     if (this.#done) {
-      this.#page = [];
-      return;
+      this.page = EMPTY_PAGE;
+      return false;
     }
-    this.#page = this.fetch(this.from, this.to, this.#size);
-    if (this.#page.length < this.#size) this.#done = true;
+    this.page = this.fetch(this.from, this.to, this.#size);
+    if (this.page.length < this.#size) this.#done = true;
     this.#size = Math.min(this.#size * 2, MAX_PAGE);
-    const last = this.#page.at(-1);
-    if (last === undefined) return;
+    const last = this.page.ts[this.page.length - 1];
+    if (last === undefined) return false;
     // The key is unique per series, so the next page starts strictly after the last row read.
-    if (this.asc) this.from = last[2] + 1;
-    else this.to = last[2];
+    if (this.asc) this.from = last + 1;
+    else this.to = last;
+    return true;
   }
 }
 
@@ -169,45 +166,42 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
   // give the same rows (`test/integration/query-store.test.ts` compares them with `readings()`).
   const QUALITY = version >= 2 ? "quality" : "'good'";
   const TAGS = version >= 2 ? "tags" : "'{}'";
+  // Whether the page holds one unit, quality and tags: each row is compared with the page's first (one more seek)
+  // where it is read, which costs far less than min() and max() of each over the page (the statement took about
+  // 0.3 µs a row less).
+  type PageRange = { device: string; sensor: string; from: number; to: number; limit: number };
   const page = (order: "ASC" | "DESC") => {
-    const range = `FROM readings WHERE device_id = ? AND sensor = ? AND ts >= ? AND ts < ? ORDER BY ts ${order} LIMIT ?`;
+    const where = `FROM readings WHERE device_id = @device AND sensor = @sensor AND ts >= @from AND ts < @to ORDER BY ts ${order}`;
+    const KIND = `unit, ${QUALITY}, ${TAGS}`;
     const columns = db
-      .prepare<[string, string, number, number, number], PageColumns>(
-        `SELECT json_group_array(ts), json_group_array(value), json_group_array(seq),
-                min(unit) IS max(unit) AND count(unit) IN (0, count(*)), min(unit),
-                min(q) = max(q), min(q), min(t) = max(t), min(t)
-         FROM (SELECT ts, value, seq, unit, ${QUALITY} AS q, ${TAGS} AS t ${range})`,
+      .prepare<PageRange, PageColumns>(
+        `SELECT json_group_array(ts), json_group_array(value), json_group_array(seq), total(odd),
+                (SELECT json_array(${KIND}) ${where} LIMIT 1)
+         FROM (SELECT ts, value, seq, ((${KIND}) IS NOT (SELECT ${KIND} ${where} LIMIT 1)) AS odd
+               ${where} LIMIT @limit)`,
       )
       .raw();
     const rows = db
-      .prepare<[string, string, number, number, number], string>(
-        `SELECT json_group_array(json_array(${ROW})) FROM (SELECT ${ROW} ${range})`,
+      .prepare<PageRange, string>(
+        `SELECT json_group_array(json_array(${ROW})) FROM (SELECT ${ROW} ${where} LIMIT @limit)`,
       )
       .pluck();
-    return (device: string, sensor: string, from: number, to: number, limit: number): ReadingRow[] => {
-      const c = columns.get(device, sensor, from, to, limit);
-      if (c === undefined || c[0] === "[]") return [];
-      const [tsText, valueText, seqText, oneUnit, unit, oneQuality, quality, oneTags, tags] = c;
-      if (!oneUnit || !oneQuality || !oneTags) {
-        return JSON.parse(rows.get(device, sensor, from, to, limit) ?? "[]") as ReadingRow[];
-      }
+    return (device: string, sensor: string, from: number, to: number, limit: number): ReadingPage => {
+      const range = { device, sensor, from, to, limit };
+      const c = columns.get(range);
+      if (c === undefined || c[0] === "[]") return EMPTY_PAGE;
+      const [tsText, valueText, seqText, odd, first] = c;
+      if (odd !== 0 || first === null) return pageOfRows(JSON.parse(rows.get(range) ?? "[]") as ReadingRow[]);
+      const [unit, quality, tags] = JSON.parse(first) as [string | null, Quality, string];
       const ts = JSON.parse(tsText) as number[];
-      const values = JSON.parse(valueText) as number[];
-      const seqs = JSON.parse(seqText) as (number | null)[];
-      const out: ReadingRow[] = new Array(ts.length);
-      for (let i = 0; i < ts.length; i++) {
-        out[i] = [
-          device,
-          sensor,
-          ts[i] as number,
-          values[i] as number,
-          unit,
-          seqs[i] ?? null,
-          quality,
-          tags,
-        ] as ReadingRow;
-      }
-      return out;
+      return {
+        length: ts.length,
+        ts,
+        value: JSON.parse(valueText) as number[],
+        seq: JSON.parse(seqText) as (number | null)[],
+        kinds: [{ device_id: device, sensor, unit, quality, tags }],
+        kind: undefined,
+      };
     };
   };
   const pageAsc = page("ASC");
@@ -334,7 +328,7 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
     if (cur !== undefined) yield finished(cur);
   }
 
-  async function* readingPages(q: ReadingsQuery): AsyncGenerator<ReadingRow[]> {
+  async function* readingPages(q: ReadingsQuery): AsyncGenerator<ReadingPage> {
     const asc = q.order === "asc";
     const page = asc ? pageAsc : pageDesc;
     const sensors = q.sensor === undefined ? sensorsOf.all({ device: q.device }) : [q.sensor];
@@ -353,36 +347,55 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
       while (left > 0) {
         const rows = only.nextPage();
         if (rows.length === 0) return;
-        const kept = rows.length > left ? rows.slice(0, left) : rows;
+        const kept = rows.length > left ? slicePage(rows, 0, left) : rows;
         left -= kept.length;
         yield kept;
       }
       return;
     }
     // Merging per-series index scans keeps time order across sensors without sorting the device's rows; ties go
-    // to the sensor first by name.
-    while (left > 0) {
-      const out: ReadingRow[] = [];
+    // to the sensor first by name (`open` keeps the cursors in sensor order). A merged page takes the kinds of
+    // the series pages its rows come from.
+    let open = cursors.filter((c) => c.load());
+    while (left > 0 && open.length > 0) {
       const size = Math.min(left, MAX_PAGE);
-      while (out.length < size) {
+      const ts: number[] = [];
+      const value: number[] = [];
+      const seq: (number | null)[] = [];
+      const kind: number[] = [];
+      const kinds: ReadingKind[] = [];
+      for (const c of open) c.base = -1;
+      let n = 0;
+      while (n < size) {
         let best: SeriesCursor | undefined;
-        let bestRow: ReadingRow | undefined;
-        for (const c of cursors) {
-          const row = c.head();
-          if (row === undefined) continue;
-          if (bestRow === undefined || (asc ? row[2] < bestRow[2] : row[2] > bestRow[2])) {
+        let bestTs = 0;
+        for (const c of open) {
+          const t = c.page.ts[c.at] as number;
+          if (best === undefined || (asc ? t < bestTs : t > bestTs)) {
             best = c;
-            bestRow = row;
+            bestTs = t;
           }
         }
-        if (best === undefined || bestRow === undefined) break;
-        best.advance();
-        out.push(bestRow);
+        if (best === undefined) break;
+        const p = best.page;
+        const i = best.at;
+        if (best.base < 0) {
+          best.base = kinds.length;
+          for (const k of p.kinds) kinds.push(k);
+        }
+        ts.push(bestTs);
+        value.push(p.value[i] as number);
+        seq.push(p.seq[i] ?? null);
+        kind.push(best.base + (p.kind === undefined ? 0 : (p.kind[i] as number)));
+        n++;
+        best.at = i + 1;
+        if (best.at === p.length && !best.load()) {
+          const done = best;
+          open = open.filter((c) => c !== done);
+        }
       }
-      if (out.length === 0) return;
-      left -= out.length;
-      yield out;
-      if (out.length < size) return;
+      left -= n;
+      yield { length: n, ts, value, seq, kinds, kind: kinds.length > 1 ? kind : undefined };
     }
   }
 
