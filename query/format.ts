@@ -5,6 +5,7 @@
  * whatever the number of rows; a table measures its columns first, so it holds its rows.
  */
 import type { ReadingPage } from "../store/queries.js";
+import { MAX_NUMBER_BYTES, writeNumber } from "./number-bytes.js";
 
 export const FORMATS = ["table", "csv", "json", "ndjson"] as const;
 export type Format = (typeof FORMATS)[number];
@@ -136,54 +137,88 @@ function jsonValue(v: unknown): string {
   return JSON.stringify(v);
 }
 
-/** A number in JSON, as `JSON.stringify` writes it. */
-const jsonNumber = (v: number) => (Number.isFinite(v) ? `${v}` : "null");
+const NULL_BYTES = Buffer.from("null");
 
 /**
  * Text of a {@link ReadingPage} in `format` (not table): each row as the object path prints it, byte for byte.
- * The text of each kind's fields is made once per page, so a row costs its three numbers and one concatenation:
- * csv `before + ts + "," + value + middle + seq + after`, json alike with the keys.
+ * A page is written as bytes into one buffer: per row the text of its kind's fields, made once per page, and its
+ * three numbers written digit by digit (query/number-bytes.ts), without a string per number or per row; csv
+ * `before ts "," value middle seq after`, json alike with the keys. The buffer is read back as one string.
  */
 function pageText(answer: Answer, format: Exclude<Format, "table">): (page: ReadingPage) => string {
   const names = answer.columns.map((c) => `${JSON.stringify(c)}:`);
+  const csv = format === "csv";
+  const json = format === "json";
+  const tsValue = Buffer.from(csv ? "," : `,${names[3]}`);
+  const nullSeq = csv ? Buffer.alloc(0) : NULL_BYTES;
+  let buffer = Buffer.allocUnsafe(1 << 17);
   let first = true;
+  const put = (b: Uint8Array, p: number, text: Uint8Array) => {
+    for (let j = 0; j < text.length; j++) b[p + j] = text[j] as number;
+    return p + text.length;
+  };
+  // json writes no NaN nor Infinity: null, as JSON.stringify does (never stored, but the object path does so).
+  const number = (b: Uint8Array, p: number, v: number) =>
+    csv || Number.isFinite(v) ? writeNumber(b, p, v) : put(b, p, NULL_BYTES);
   return (page) => {
     const { ts, value, seq, kind } = page;
     const n = page.length;
-    const before: string[] = [];
-    const middle: string[] = [];
-    const after: string[] = [];
+    const before: Buffer[] = [];
+    const middle: Buffer[] = [];
+    const after: Buffer[] = [];
+    let ascii = true;
+    let widest = 0;
     for (const k of page.kinds) {
-      if (format === "csv") {
-        before.push(`${csvCell(k.device_id)},${csvCell(k.sensor)},`);
-        middle.push(`,${csvCell(k.unit)},`);
+      let parts: string[];
+      if (csv) {
         // Tags are JSON text, which is the value as csvCell would stringify it: quoted alike, it prints the same.
-        after.push(`,${csvCell(k.quality)},${csvCell(k.tags)}\n`);
+        parts = [
+          `${csvCell(k.device_id)},${csvCell(k.sensor)},`,
+          `,${csvCell(k.unit)},`,
+          `,${csvCell(k.quality)},${csvCell(k.tags)}\n`,
+        ];
       } else {
-        before.push(`{${names[0]}${jsonValue(k.device_id)},${names[1]}${jsonValue(k.sensor)},${names[2]}`);
-        middle.push(`,${names[4]}${jsonValue(k.unit)},${names[5]}`);
-        after.push(
-          `,${names[6]}${jsonValue(k.quality)},${names[7]}${k.tags}}${format === "ndjson" ? "\n" : ""}`,
-        );
+        parts = [
+          `{${names[0]}${jsonValue(k.device_id)},${names[1]}${jsonValue(k.sensor)},${names[2]}`,
+          `,${names[4]}${jsonValue(k.unit)},${names[5]}`,
+          `,${names[6]}${jsonValue(k.quality)},${names[7]}${k.tags}}${json ? "" : "\n"}`,
+        ];
       }
+      const [b, m, a] = parts.map((t) => Buffer.from(t)) as [Buffer, Buffer, Buffer];
+      before.push(b);
+      middle.push(m);
+      after.push(a);
+      // As many bytes as characters in UTF-8: ASCII only.
+      ascii &&= b.length + m.length + a.length === parts.join("").length;
+      widest = Math.max(widest, b.length + m.length + a.length);
     }
-    let out = "";
-    if (format === "csv") {
-      for (let i = 0; i < n; i++) {
-        const k = kind === undefined ? 0 : (kind[i] as number);
-        const s = seq[i] ?? null;
-        out += `${before[k]}${ts[i]},${value[i]}${middle[k]}${s === null ? "" : s}${after[k]}`;
-      }
-      return out;
-    }
+    // The separator of json rows, three numbers, and the text between them.
+    const room = widest + 2 + 3 * MAX_NUMBER_BYTES + tsValue.length;
+    let b = buffer;
+    let p = 0;
     for (let i = 0; i < n; i++) {
+      if (p + room > b.length) {
+        const wider = Buffer.allocUnsafe(2 * (b.length + room));
+        b.copy(wider, 0, 0, p);
+        b = wider;
+        buffer = wider;
+      }
       const k = kind === undefined ? 0 : (kind[i] as number);
+      if (json) {
+        b[p++] = first ? 91 : 44; // [ or ,
+        b[p++] = 10;
+        first = false;
+      }
+      p = put(b, p, before[k] as Buffer);
+      p = number(b, p, ts[i] as number);
+      p = put(b, p, tsValue);
+      p = number(b, p, value[i] as number);
+      p = put(b, p, middle[k] as Buffer);
       const s = seq[i] ?? null;
-      if (format === "json") out += first ? "[\n" : ",\n";
-      first = false;
-      out += `${before[k]}${jsonNumber(ts[i] as number)},${names[3]}${jsonNumber(value[i] as number)}${middle[k]}${s === null ? "null" : jsonNumber(s)}${after[k]}`;
+      p = s === null ? put(b, p, nullSeq) : number(b, p, s);
+      p = put(b, p, after[k] as Buffer);
     }
-    return out;
+    return b.toString(ascii ? "latin1" : "utf8", 0, p);
   };
 }
 
