@@ -7,6 +7,8 @@ import {
   pageOfReadings,
   type ReadingQueries,
   type ReadingsQuery,
+  readingOfRow,
+  rowOfPage,
   type SeriesQuery,
   type StatsQuery,
 } from "../store/queries.js";
@@ -58,6 +60,16 @@ export async function devicesAnswer(q: ReadingQueries): Promise<Answer> {
 
 /** The newest reading of every series, or of one device's (as one page: thousands of rows print faster so). */
 export async function latestAnswer(q: ReadingQueries, device?: string): Promise<Answer> {
+  if (device === undefined && q.latestPage !== undefined) {
+    const page = await q.latestPage();
+    // Objects only for a table, which prints from them; json, ndjson and csv print the page.
+    const rows = {
+      *[Symbol.iterator]() {
+        for (let i = 0; i < page.length; i++) yield readingOfRow(rowOfPage(page, i));
+      },
+    };
+    return { rows, pages: [page], columns: READING_COLUMNS };
+  }
   const rows = await q.latest(device);
   return { rows, pages: [pageOfReadings(rows)], columns: READING_COLUMNS };
 }

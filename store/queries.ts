@@ -293,6 +293,11 @@ export interface ReadingQueries extends Running {
   devices(): Promise<DeviceSummary[]>;
   /** The newest reading of every series (of `device` alone when given), ordered by device and sensor. */
   latest(device?: string): Promise<StoredReading[]>;
+  /**
+   * `latest()` of every series as one page of columns, from a store that can hand it over so without building a
+   * row (SQLite: store/sqlite-series-cache.ts); the same rows in the same order.
+   */
+  latestPage?(): Promise<ReadingPage>;
   readings(q: ReadingsQuery): AsyncIterable<StoredReading>;
   /**
    * The rows of {@link readings} (the same, in the same order) in pages of columns: for exports, which write a

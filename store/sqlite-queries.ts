@@ -13,6 +13,7 @@ import {
   type BucketPoint,
   chartBucketWidth,
   type DeviceSummary,
+  pageOfReadings,
   pageOfRows,
   type RawPoint,
   type ReadingKind,
@@ -415,6 +416,10 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
         device.sensors.push({ sensor, unit, first_ts, last_ts, last_value, count });
       }
       return out satisfies DeviceSummary[];
+    },
+
+    async latestPage() {
+      return cache === undefined ? pageOfReadings(await queries.latest()) : cache.latestPage();
     },
 
     async latest(device) {

@@ -9,7 +9,7 @@
  */
 import type Database from "better-sqlite3";
 import type { Quality } from "../schemas/index.js";
-import type { DeviceSummary, SensorSummary, StoredReading } from "./queries.js";
+import type { DeviceSummary, ReadingKind, ReadingPage, SensorSummary, StoredReading } from "./queries.js";
 
 /** Tags stored as JSON text, read as an object: one shared empty object for the (common) empty case. */
 const NO_TAGS: Readonly<Record<string, string>> = Object.freeze({});
@@ -28,11 +28,19 @@ interface Kept {
   readonly count: number;
   readonly gen: number;
   readonly series: readonly SeriesText[];
+  /** The same as a page's kinds (tags as JSON text), one per series, and each row's kind: its own. */
+  readonly kinds: readonly ReadingKind[];
+  readonly kindOfRow: readonly number[];
 }
 
 export interface SeriesCache {
   /** The newest reading of every series, ordered by device and sensor. */
   latest(): StoredReading[];
+  /**
+   * The same as one page of columns: the numbers as read, the kept text as its kinds, so nothing is built per row
+   * (and a renderer that keeps text per kind object reuses it from one question to the next).
+   */
+  latestPage(): ReadingPage;
   /** Every device with its series, ordered by device and sensor. */
   devices(): DeviceSummary[];
 }
@@ -60,7 +68,8 @@ export function seriesCache(db: Database.Database): SeriesCache {
 
   const readTexts = (count: number, gen: number): Kept => {
     type Row = [string, string, string | null, Quality, string];
-    const series = (JSON.parse(texts.get() ?? "[]") as Row[]).map(
+    const rows = JSON.parse(texts.get() ?? "[]") as Row[];
+    const series = rows.map(
       ([device_id, sensor, unit, quality, tags]): SeriesText => ({
         device_id,
         sensor,
@@ -70,32 +79,43 @@ export function seriesCache(db: Database.Database): SeriesCache {
       }),
     );
     if (series.length !== count) throw new Error("series changed within one read transaction");
-    return { count, gen, series };
+    const kinds = rows.map(
+      ([device_id, sensor, unit, quality, tags]): ReadingKind => ({
+        device_id,
+        sensor,
+        unit,
+        quality,
+        tags,
+      }),
+    );
+    return { count, gen, series, kinds, kindOfRow: kinds.map((_, i) => i) };
   };
 
   /** The numbers of `statement`, parsed, with the text they go with. */
-  const read = (
-    statement: ReturnType<typeof numbers>,
-  ): { series: readonly SeriesText[]; columns: number[][] } => {
+  const read = (statement: ReturnType<typeof numbers>): { kept: Kept; columns: number[][] } => {
     const parse = (row: [number, number | null, ...string[]]) =>
       (row.slice(2) as string[]).map((c) => JSON.parse(c) as number[]);
     const row = statement.get();
-    if (row === undefined) return { series: [], columns: [] };
+    if (row === undefined) throw new Error("an aggregate without a row");
     const [count, gen] = row;
     if (kept !== undefined && kept.count === count && kept.gen === (gen ?? 0))
-      return { series: kept.series, columns: parse(row) };
+      return { kept, columns: parse(row) };
     // The text changed: read it and the numbers again in one transaction, so both are of the same moment.
     return db.transaction(() => {
       const again = statement.get();
-      if (again === undefined) return { series: [], columns: [] };
-      kept = readTexts(again[0], again[1] ?? 0);
-      return { series: kept.series, columns: parse(again) };
+      if (again === undefined) throw new Error("an aggregate without a row");
+      const fresh = readTexts(again[0], again[1] ?? 0);
+      kept = fresh;
+      return { kept: fresh, columns: parse(again) };
     })();
   };
 
   return {
     latest() {
-      const { series, columns } = read(latestNumbers);
+      const {
+        kept: { series },
+        columns,
+      } = read(latestNumbers);
       const [ts = [], value = [], seq = []] = columns;
       return series.map(
         (s, i): StoredReading => ({
@@ -111,8 +131,17 @@ export function seriesCache(db: Database.Database): SeriesCache {
       );
     },
 
+    latestPage() {
+      const { kept, columns } = read(latestNumbers);
+      const [ts = [], value = [], seq = []] = columns;
+      return { length: kept.series.length, ts, value, seq, kinds: kept.kinds, kind: kept.kindOfRow };
+    },
+
     devices() {
-      const { series, columns } = read(deviceNumbers);
+      const {
+        kept: { series },
+        columns,
+      } = read(deviceNumbers);
       const [count = [], first = [], last = [], value = []] = columns;
       const out: { device_id: string; sensors: SensorSummary[] }[] = [];
       series.forEach((s, i) => {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Reading } from "../../schemas/index.js";
-import type { ReadingQueries } from "../../store/queries.js";
+import { type ReadingQueries, rowOfReading, rowsOfPage } from "../../store/queries.js";
 import { MIGRATIONS, SqliteStore } from "../../store/sqlite.js";
 import { openSqliteQueries } from "../../store/sqlite-queries.js";
 
@@ -211,8 +211,12 @@ describe("the per-series rollup (series table)", () => {
         store.writeBatch(randomBatch(random, sent));
         if (random() < 0.15)
           store.deleteOlderThan(TS0 + Math.floor(random() * 400), 1 + Math.floor(random() * 40));
-        const latest = (await q.latest()).map((r) => ({ ...r, tags: JSON.stringify(r.tags) }));
+        const objects = await q.latest();
+        const latest = objects.map((r) => ({ ...r, tags: JSON.stringify(r.tags) }));
         expect(latest, `seed ${seed} batch ${b}`).toEqual(newestRows(store.db));
+        // The page the API prints from holds the same rows.
+        const page = await q.latestPage?.();
+        expect(page && rowsOfPage(page), `seed ${seed} batch ${b}`).toEqual(objects.map(rowOfReading));
         expect(summariesOf(await q.devices()), `seed ${seed} batch ${b}`).toEqual(
           expectedSummaries(store.db),
         );
