@@ -53,7 +53,12 @@ export async function devicesAnswer(q: ReadingQueries): Promise<Answer> {
   const devices = await q.devices();
   return {
     rows: devices,
-    flat: devices.flatMap((d) => d.sensors.map((s) => ({ device_id: d.device_id, ...s }))),
+    // Made only when printed (csv, table): json prints `rows`.
+    flat: {
+      *[Symbol.iterator]() {
+        for (const d of devices) for (const s of d.sensors) yield { device_id: d.device_id, ...s };
+      },
+    },
     columns: DEVICE_COLUMNS,
   };
 }
