@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { READING_COLUMNS as columns } from "../../query/answers.js";
+import { render } from "../../query/format.js";
 import type { Reading } from "../../schemas/index.js";
 import { openQueries } from "../../store/index.js";
 import { type ReadingQueries, readingOfRow, rowsOfPage, type StoredReading } from "../../store/queries.js";
@@ -23,6 +25,12 @@ function random(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
   };
+}
+
+async function text(chunks: AsyncIterable<string>): Promise<string> {
+  let out = "";
+  for await (const chunk of chunks) out += chunk;
+  return out;
 }
 
 async function all<T>(it: AsyncIterable<T>): Promise<T[]> {
@@ -143,7 +151,19 @@ describe.each(STORE_KINDS)("the %s queries against a recomputation from the read
       expect(asc.map(whole)).toEqual(expected);
       const pages = await all(q.readingPages({ device: "big", sensor, order: "desc" }));
       expect(new Set(pages.flatMap(rowsOfPage).map(readingOfRow).map(whole))).toEqual(new Set(expected));
+      // Exports print the pages: byte for byte what the readings print, in every streaming format.
+      for (const format of ["csv", "json", "ndjson"] as const) {
+        const query = { device: "big", sensor, order: "asc" } as const;
+        expect(await text(render({ rows: [], pages: q.readingPages(query), columns }, format))).toBe(
+          await text(render({ rows: asc, columns }, format)),
+        );
+      }
     }
+    // The pages above were of the new kinds too: merged sensors, one kind a row; a unit changing mid-page.
+    const merged = await all(q.readingPages({ device: "big", order: "asc" }));
+    expect(merged.some((p) => p.kind !== undefined && p.kinds.length >= 3)).toBe(true);
+    const changing = await all(q.readingPages({ device: "big", sensor: "w", order: "asc" }));
+    expect(changing.some((p) => new Set(p.kinds.map((k) => k.unit)).size > 1)).toBe(true);
   });
 
   it("stats: count, min, max, mean and last of every bucket, whatever the width", async () => {
