@@ -4,7 +4,7 @@
  * ISO-8601). Rendering yields text in chunks as the rows arrive, so json, ndjson and csv need constant memory
  * whatever the number of rows; a table measures its columns first, so it holds its rows.
  */
-import type { ReadingPage } from "../store/queries.js";
+import type { ReadingKind, ReadingPage } from "../store/queries.js";
 import { MAX_NUMBER_BYTES, writeNumber } from "./number-bytes.js";
 
 export const FORMATS = ["table", "csv", "json", "ndjson"] as const;
@@ -145,6 +145,75 @@ const NULL_BYTES = Buffer.from("null");
  * three numbers written digit by digit (query/number-bytes.ts), without a string per number or per row; csv
  * `before ts "," value middle seq after`, json alike with the keys. The buffer is read back as one string.
  */
+/**
+ * The text of a page's kinds in one format, as bytes: kind `k`'s `before` is `bytes[at[3k], at[3k+1])`, its
+ * `middle` up to `at[3k+2]`, its `after` up to `at[3k+3]`.
+ */
+interface KindText {
+  readonly bytes: Buffer;
+  readonly at: Int32Array;
+  /** Every byte is a character (so the page reads back as latin1, cheaper than utf8). */
+  readonly ascii: boolean;
+  /** The most bytes of text one row takes. */
+  readonly widest: number;
+}
+
+/**
+ * Kind texts kept for as long as their `kinds` array lives, by format: `latest` hands over the same array (one
+ * kind per series, 4,000) for as long as the series' text does not change, so its text is made once, not at every
+ * question (making it took ~10 ms a time); an export's pages each have their own array and are made per page.
+ */
+const KIND_TEXTS = new WeakMap<readonly ReadingKind[], Map<string, KindText>>();
+
+function kindText(
+  kinds: readonly ReadingKind[],
+  format: Exclude<Format, "table">,
+  names: string[],
+): KindText {
+  const key = `${format}\n${names.join("")}`;
+  let byFormat = KIND_TEXTS.get(kinds);
+  const known = byFormat?.get(key);
+  if (known !== undefined) return known;
+  const parts: string[] = [];
+  for (const k of kinds) {
+    if (format === "csv") {
+      // Tags are JSON text, which is the value as csvCell would stringify it: quoted alike, it prints the same.
+      parts.push(
+        `${csvCell(k.device_id)},${csvCell(k.sensor)},`,
+        `,${csvCell(k.unit)},`,
+        `,${csvCell(k.quality)},${csvCell(k.tags)}\n`,
+      );
+    } else {
+      parts.push(
+        `{${names[0]}${jsonValue(k.device_id)},${names[1]}${jsonValue(k.sensor)},${names[2]}`,
+        `,${names[4]}${jsonValue(k.unit)},${names[5]}`,
+        `,${names[6]}${jsonValue(k.quality)},${names[7]}${k.tags}}${format === "json" ? "" : "\n"}`,
+      );
+    }
+  }
+  // One string and one encoding for all of them: a Buffer per part cost more than the rows of `latest`.
+  const text = parts.join("");
+  const bytes = Buffer.from(text);
+  // As many bytes as characters in UTF-8: ASCII only.
+  const ascii = bytes.length === text.length;
+  const at = new Int32Array(parts.length + 1);
+  let widest = 0;
+  for (let i = 0, o = 0; i < parts.length; i++) {
+    at[i] = o;
+    const part = parts[i] as string;
+    o += ascii ? part.length : Buffer.byteLength(part);
+    at[i + 1] = o;
+    if (i % 3 === 2) widest = Math.max(widest, o - (at[i - 2] as number));
+  }
+  const made = { bytes, at, ascii, widest };
+  if (byFormat === undefined) {
+    byFormat = new Map();
+    KIND_TEXTS.set(kinds, byFormat);
+  }
+  byFormat.set(key, made);
+  return made;
+}
+
 function pageText(answer: Answer, format: Exclude<Format, "table">): (page: ReadingPage) => string {
   const names = answer.columns.map((c) => `${JSON.stringify(c)}:`);
   const csv = format === "csv";
@@ -157,41 +226,18 @@ function pageText(answer: Answer, format: Exclude<Format, "table">): (page: Read
     for (let j = 0; j < text.length; j++) b[p + j] = text[j] as number;
     return p + text.length;
   };
+  /** Copies `src[from, to)` to `b` at `p`; returns where it ends. */
+  const copy = (b: Uint8Array, p: number, src: Uint8Array, from: number, to: number) => {
+    for (let j = from; j < to; j++) b[p++] = src[j] as number;
+    return p;
+  };
   // json writes no NaN nor Infinity: null, as JSON.stringify does (never stored, but the object path does so).
   const number = (b: Uint8Array, p: number, v: number) =>
     csv || Number.isFinite(v) ? writeNumber(b, p, v) : put(b, p, NULL_BYTES);
   return (page) => {
     const { ts, value, seq, kind } = page;
     const n = page.length;
-    const before: Buffer[] = [];
-    const middle: Buffer[] = [];
-    const after: Buffer[] = [];
-    let ascii = true;
-    let widest = 0;
-    for (const k of page.kinds) {
-      let parts: string[];
-      if (csv) {
-        // Tags are JSON text, which is the value as csvCell would stringify it: quoted alike, it prints the same.
-        parts = [
-          `${csvCell(k.device_id)},${csvCell(k.sensor)},`,
-          `,${csvCell(k.unit)},`,
-          `,${csvCell(k.quality)},${csvCell(k.tags)}\n`,
-        ];
-      } else {
-        parts = [
-          `{${names[0]}${jsonValue(k.device_id)},${names[1]}${jsonValue(k.sensor)},${names[2]}`,
-          `,${names[4]}${jsonValue(k.unit)},${names[5]}`,
-          `,${names[6]}${jsonValue(k.quality)},${names[7]}${k.tags}}${json ? "" : "\n"}`,
-        ];
-      }
-      const [b, m, a] = parts.map((t) => Buffer.from(t)) as [Buffer, Buffer, Buffer];
-      before.push(b);
-      middle.push(m);
-      after.push(a);
-      // As many bytes as characters in UTF-8: ASCII only.
-      ascii &&= b.length + m.length + a.length === parts.join("").length;
-      widest = Math.max(widest, b.length + m.length + a.length);
-    }
+    const { bytes, at, ascii, widest } = kindText(page.kinds, format, names);
     // The separator of json rows, three numbers, and the text between them.
     const room = widest + 2 + 3 * MAX_NUMBER_BYTES + tsValue.length;
     let b = buffer;
@@ -209,14 +255,15 @@ function pageText(answer: Answer, format: Exclude<Format, "table">): (page: Read
         b[p++] = 10;
         first = false;
       }
-      p = put(b, p, before[k] as Buffer);
+      const o = 3 * k;
+      p = copy(b, p, bytes, at[o] as number, at[o + 1] as number);
       p = number(b, p, ts[i] as number);
       p = put(b, p, tsValue);
       p = number(b, p, value[i] as number);
-      p = put(b, p, middle[k] as Buffer);
+      p = copy(b, p, bytes, at[o + 1] as number, at[o + 2] as number);
       const s = seq[i] ?? null;
       p = s === null ? put(b, p, nullSeq) : number(b, p, s);
-      p = put(b, p, after[k] as Buffer);
+      p = copy(b, p, bytes, at[o + 2] as number, at[o + 3] as number);
     }
     return b.toString(ascii ? "latin1" : "utf8", 0, p);
   };
