@@ -84,19 +84,25 @@ function parseQuery<S extends Spec>(c: Context, spec: S, ...required: (keyof S &
 
 /**
  * Streams the answer's text: its first chunk is read before the response starts (so a failing query is a 500,
- * not a cut-off 200), the rest as the client reads, and a client gone ends the query.
+ * not a cut-off 200), and the one after it, to know whether it is the whole answer; the rest as the client reads,
+ * and a client gone ends the query.
  */
 async function respond(c: Context, chunks: AsyncGenerator<Chunk>, as: HttpFormat): Promise<Response> {
-  const first = await chunks.next();
+  const headers = { "content-type": CONTENT_TYPES[as], "cache-control": "no-store" };
   const encoder = new TextEncoder();
-  let pending: IteratorResult<Chunk> | undefined = first;
+  const bytes = (chunk: Chunk) => (typeof chunk === "string" ? encoder.encode(chunk) : chunk);
+  const first = await chunks.next();
+  const second = first.done ? first : await chunks.next();
+  // An answer in one chunk (from a query worker: any answer of up to 256 KiB of text) goes out whole, with its
+  // length: no stream to pull, one write.
+  if (!first.done && second.done) return c.body(bytes(first.value) as Uint8Array<ArrayBuffer>, 200, headers);
+  const pending: IteratorResult<Chunk>[] = first.done ? [first] : [first, second];
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        const next = pending ?? (await chunks.next());
-        pending = undefined;
+        const next = pending.shift() ?? (await chunks.next());
         if (next.done) controller.close();
-        else controller.enqueue(typeof next.value === "string" ? encoder.encode(next.value) : next.value);
+        else controller.enqueue(bytes(next.value));
       } catch (err) {
         controller.error(err);
       }
@@ -105,7 +111,7 @@ async function respond(c: Context, chunks: AsyncGenerator<Chunk>, as: HttpFormat
       await chunks.return(undefined);
     },
   });
-  return c.body(body, 200, { "content-type": CONTENT_TYPES[as], "cache-control": "no-store" });
+  return c.body(body, 200, headers);
 }
 
 /**
