@@ -4,6 +4,8 @@
  * HTTP API answer alike.
  */
 import {
+  type DeviceSummary,
+  devicesOfPage,
   pageOfReadings,
   type ReadingQueries,
   type ReadingsQuery,
@@ -12,6 +14,7 @@ import {
   type SeriesQuery,
   type StatsQuery,
 } from "../store/queries.js";
+import { devicesText } from "./devices-text.js";
 import { type Fill, fillBuckets } from "./fill.js";
 import type { Answer } from "./format.js";
 
@@ -48,19 +51,30 @@ export const DEVICE_COLUMNS = [
 const RAW_POINT_COLUMNS = ["ts", "value"] as const;
 const BUCKET_POINT_COLUMNS = ["ts", "min", "max", "mean", "count"] as const;
 
-/** Every device with its series (reads every row to count them). */
+/** `devices` as csv and table print it: one row per series. */
+const flatDevices = (devices: () => Iterable<DeviceSummary>): Iterable<object> => ({
+  *[Symbol.iterator]() {
+    for (const d of devices()) for (const s of d.sensors) yield { device_id: d.device_id, ...s };
+  },
+});
+
+/**
+ * Every device with its series. From a store that hands them over in columns, json, ndjson and csv are written
+ * from those (query/devices-text.ts) and objects are made only for a table.
+ */
 export async function devicesAnswer(q: ReadingQueries): Promise<Answer> {
+  if (q.devicesPage !== undefined) {
+    const page = await q.devicesPage();
+    const devices = () => devicesOfPage(page);
+    return {
+      rows: { [Symbol.iterator]: () => devices()[Symbol.iterator]() },
+      flat: flatDevices(devices),
+      columns: DEVICE_COLUMNS,
+      whole: (format) => devicesText(page, format, DEVICE_COLUMNS.join(",")),
+    };
+  }
   const devices = await q.devices();
-  return {
-    rows: devices,
-    // Made only when printed (csv, table): json prints `rows`.
-    flat: {
-      *[Symbol.iterator]() {
-        for (const d of devices) for (const s of d.sensors) yield { device_id: d.device_id, ...s };
-      },
-    },
-    columns: DEVICE_COLUMNS,
-  };
+  return { rows: devices, flat: flatDevices(() => devices), columns: DEVICE_COLUMNS };
 }
 
 /** The newest reading of every series, or of one device's (as one page: thousands of rows print faster so). */

@@ -221,6 +221,41 @@ export interface DeviceSummary {
 }
 
 /**
+ * `devices` in columns, one row per series ordered by device and sensor: row `i`'s device, sensor and unit are
+ * those of `kinds[i]` (its quality and tags are not part of the answer), its numbers `first_ts[i]` and so on.
+ */
+export interface DevicesPage {
+  readonly length: number;
+  readonly kinds: readonly ReadingKind[];
+  readonly first_ts: readonly number[];
+  readonly last_ts: readonly number[];
+  readonly last_value: readonly number[];
+  readonly count: readonly number[];
+}
+
+/** The devices a {@link DevicesPage} holds, as `devices()` answers them. */
+export function devicesOfPage(page: DevicesPage): DeviceSummary[] {
+  const out: { device_id: string; sensors: SensorSummary[] }[] = [];
+  for (let i = 0; i < page.length; i++) {
+    const k = page.kinds[i] as ReadingKind;
+    let device = out.at(-1);
+    if (device?.device_id !== k.device_id) {
+      device = { device_id: k.device_id, sensors: [] };
+      out.push(device);
+    }
+    device.sensors.push({
+      sensor: k.sensor,
+      unit: k.unit,
+      first_ts: page.first_ts[i] as number,
+      last_ts: page.last_ts[i] as number,
+      last_value: page.last_value[i] as number,
+      count: page.count[i] as number,
+    });
+  }
+  return out;
+}
+
+/**
  * The readings of one series in `[start, start + width)`: `start` is aligned to the width from the epoch, so
  * whole minutes, hours and days are UTC's. A bucket with no readings (only produced by gap filling) has `count` 0
  * and the aggregates filled as asked, or null.
@@ -298,6 +333,8 @@ export interface ReadingQueries extends Running {
    * row (SQLite: store/sqlite-series-cache.ts); the same rows in the same order.
    */
   latestPage?(): Promise<ReadingPage>;
+  /** `devices()` in columns, from a store that can hand it over so (SQLite: store/sqlite-series-cache.ts). */
+  devicesPage?(): Promise<DevicesPage>;
   readings(q: ReadingsQuery): AsyncIterable<StoredReading>;
   /**
    * The rows of {@link readings} (the same, in the same order) in pages of columns: for exports, which write a

@@ -401,6 +401,8 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
   }
 
   const queries: Omit<ReadingQueries, "stop" | typeof Symbol.asyncDispose> = {
+    // Only a kept reader has the rollup's text as kinds; devicesAnswer prints from the objects otherwise.
+    ...(cache === undefined ? {} : { devicesPage: async () => cache.devicesPage() }),
     async devices() {
       if (cache !== undefined) return cache.devices();
       const out: { device_id: string; sensors: SensorSummary[] }[] = [];

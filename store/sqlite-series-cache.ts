@@ -9,7 +9,14 @@
  */
 import type Database from "better-sqlite3";
 import type { Quality } from "../schemas/index.js";
-import type { DeviceSummary, ReadingKind, ReadingPage, SensorSummary, StoredReading } from "./queries.js";
+import {
+  type DeviceSummary,
+  type DevicesPage,
+  devicesOfPage,
+  type ReadingKind,
+  type ReadingPage,
+  type StoredReading,
+} from "./queries.js";
 
 /** Tags stored as JSON text, read as an object: one shared empty object for the (common) empty case. */
 const NO_TAGS: Readonly<Record<string, string>> = Object.freeze({});
@@ -43,6 +50,8 @@ export interface SeriesCache {
   latestPage(): ReadingPage;
   /** Every device with its series, ordered by device and sensor. */
   devices(): DeviceSummary[];
+  /** The same in columns, the kept text as its kinds. */
+  devicesPage(): DevicesPage;
 }
 
 /** Needs a file at schema version 4 or later (the reader checks; older files are read the old way). */
@@ -137,29 +146,14 @@ export function seriesCache(db: Database.Database): SeriesCache {
       return { length: kept.series.length, ts, value, seq, kinds: kept.kinds, kind: kept.kindOfRow };
     },
 
+    devicesPage() {
+      const { kept, columns } = read(deviceNumbers);
+      const [count = [], first_ts = [], last_ts = [], last_value = []] = columns;
+      return { length: kept.series.length, kinds: kept.kinds, first_ts, last_ts, last_value, count };
+    },
+
     devices() {
-      const {
-        kept: { series },
-        columns,
-      } = read(deviceNumbers);
-      const [count = [], first = [], last = [], value = []] = columns;
-      const out: { device_id: string; sensors: SensorSummary[] }[] = [];
-      series.forEach((s, i) => {
-        let device = out.at(-1);
-        if (device?.device_id !== s.device_id) {
-          device = { device_id: s.device_id, sensors: [] };
-          out.push(device);
-        }
-        device.sensors.push({
-          sensor: s.sensor,
-          unit: s.unit,
-          first_ts: first[i] as number,
-          last_ts: last[i] as number,
-          last_value: value[i] as number,
-          count: count[i] as number,
-        });
-      });
-      return out;
+      return devicesOfPage(this.devicesPage());
     },
   };
 }
