@@ -129,6 +129,10 @@ export function migrate(db: Database.Database): number {
 /** The columns a resend must match for its copy to count as a duplicate rather than a conflict. */
 const MEASUREMENT = "value, unit, seq, quality, tags";
 
+/** Series upserted per statement, and the parameters of one. */
+const UPSERT_ROWS = 32;
+const SERIES_PARAMS = 11;
+
 /** What one batch adds to a series: only rows actually inserted count. */
 interface SeriesDelta {
   first_ts: number;
@@ -210,15 +214,26 @@ export class SqliteStore {
     // this transaction's generation (migration 4), as a new row does.
     const textChanged = `excluded.last_ts > series.last_ts AND (excluded.unit IS NOT series.unit
       OR excluded.last_quality IS NOT series.last_quality OR excluded.last_tags IS NOT series.last_tags)`;
-    const upsertSeries = this.db.prepare(
-      `INSERT INTO series (${SERIES_COLUMNS}, text_gen) VALUES (${SERIES_COLUMNS.split(",").fill("?").join(", ")}, ?)
-       ON CONFLICT (device_id, sensor) DO UPDATE SET
-         text_gen = CASE WHEN ${textChanged} THEN excluded.text_gen ELSE series.text_gen END,
-         ${["unit", "last_value", "last_seq", "last_quality", "last_tags"].map(newer).join(", ")},
-         last_ts = max(series.last_ts, excluded.last_ts),
-         first_ts = min(series.first_ts, excluded.first_ts),
-         count = series.count + excluded.count`,
-    );
+    // Up to UPSERT_ROWS series per statement: a batch of a whole fleet has a series per reading, and one call per
+    // series cost ~1.5 µs a reading more (160,000 fleet-ordered readings, writeBatch CPU 15.7-16.1 µs/reading
+    // against 13.3-14.7). Each VALUES row is its own upsert. A statement per row count, prepared when first used.
+    const upserts: Database.Statement[] = [];
+    const upsertSeries = (rows: number): Database.Statement => {
+      const known = upserts[rows];
+      if (known !== undefined) return known;
+      const row = `(${SERIES_COLUMNS.split(",").fill("?").join(", ")}, ?)`;
+      const statement = this.db.prepare(
+        `INSERT INTO series (${SERIES_COLUMNS}, text_gen) VALUES ${Array(rows).fill(row).join(", ")}
+         ON CONFLICT (device_id, sensor) DO UPDATE SET
+           text_gen = CASE WHEN ${textChanged} THEN excluded.text_gen ELSE series.text_gen END,
+           ${["unit", "last_value", "last_seq", "last_quality", "last_tags"].map(newer).join(", ")},
+           last_ts = max(series.last_ts, excluded.last_ts),
+           first_ts = min(series.first_ts, excluded.first_ts),
+           count = series.count + excluded.count`,
+      );
+      upserts[rows] = statement;
+      return statement;
+    };
     const nextGen = this.db.prepare("UPDATE series_gen SET gen = gen + 1 RETURNING gen").pluck();
     this.#write = this.db.transaction((readings: readonly Reading[], storedAt: number) => {
       let inserted = 0;
@@ -253,9 +268,15 @@ export class SqliteStore {
       // One step of the counter per transaction that changes the rollup; read under the write lock, so two writers
       // never share a generation.
       const gen = inserted > 0 && rollups ? (nextGen.get() as number) : 0;
+      const params: unknown[] = [];
+      const flush = () => {
+        if (params.length === 0) return;
+        upsertSeries(params.length / SERIES_PARAMS).run(params);
+        params.length = 0;
+      };
       for (const [device, sensor, d] of deltas.entries()) {
         const m = d.last;
-        upsertSeries.run(
+        params.push(
           device,
           sensor,
           m.unit,
@@ -268,7 +289,9 @@ export class SqliteStore {
           d.count,
           gen,
         );
+        if (params.length === UPSERT_ROWS * SERIES_PARAMS) flush();
       }
+      flush();
       return { inserted, duplicates, conflicts };
     });
 

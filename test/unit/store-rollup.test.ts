@@ -137,6 +137,29 @@ describe("the per-series rollup (series table)", () => {
     }
   });
 
+  it("a batch of a whole fleet (more series than one upsert statement takes) keeps the rollup equal to the rows", () => {
+    const store = open(dbPath());
+    const random = prng(99);
+    const fleet = (round: number): Reading[] =>
+      Array.from({ length: 250 }, (_, i) => ({
+        device_id: `dev-${i % 70}`,
+        sensor: `s${Math.floor(i / 70)}`,
+        // Late, newer and equal times across rounds, so each upsert takes every branch.
+        ts: TS0 + round * 10 + Math.floor(random() * 30) - 10,
+        value: Math.round(random() * 1_000) / 10,
+        unit: random() < 0.5 ? "C" : null,
+        seq: round,
+        ...(random() < 0.3 ? { quality: "bad" as const } : {}),
+        gateway_id: "gw",
+        received_at: TS0,
+      }));
+    for (let round = 0; round < 6; round++) {
+      store.writeBatch(fleet(round));
+      expect(rollup(store.db), `round ${round}`).toEqual(recomputed(store.db));
+    }
+    expect(rollup(store.db).length).toBe(250);
+  });
+
   it("devices and latest answer from the rollup exactly what the rows say", async () => {
     const path = dbPath();
     const store = open(path);
