@@ -7,16 +7,12 @@
  */
 import type { DevicesPage, ReadingKind } from "../store/queries.js";
 import { MAX_NUMBER_BYTES, writeNumber } from "./number-bytes.js";
+import { type TextParts, textParts } from "./text-bytes.js";
 
 export type DevicesFormat = "json" | "ndjson" | "csv";
 
-/** Series `i`'s text before its first number is `bytes[at[2i], at[2i+1])`, after its last up to `at[2i+2]`. */
-interface SeriesText {
-  readonly bytes: Buffer;
-  readonly at: Int32Array;
-  readonly ascii: boolean;
-  readonly widest: number;
-}
+/** Series `i`'s text before its first number is part 2i, after its last part 2i+1. */
+type SeriesText = TextParts;
 
 const TEXTS = new WeakMap<readonly ReadingKind[], Map<DevicesFormat, SeriesText>>();
 
@@ -48,18 +44,7 @@ function seriesText(kinds: readonly ReadingKind[], format: DevicesFormat): Serie
       `}${last ? `]}${format === "ndjson" ? "\n" : ""}` : ""}`,
     );
   });
-  const text = parts.join("");
-  const bytes = Buffer.from(text);
-  const ascii = bytes.length === text.length;
-  const at = new Int32Array(parts.length + 1);
-  let widest = 0;
-  for (let i = 0, o = 0; i < parts.length; i++) {
-    const part = parts[i] as string;
-    o += ascii ? part.length : Buffer.byteLength(part);
-    at[i + 1] = o;
-    if (i % 2 === 1) widest = Math.max(widest, o - (at[i - 1] as number));
-  }
-  const made = { bytes, at, ascii, widest };
+  const made = textParts(parts, 2);
   const byFormat = TEXTS.get(kinds) ?? new Map<DevicesFormat, SeriesText>();
   byFormat.set(format, made);
   TEXTS.set(kinds, byFormat);

@@ -6,6 +6,7 @@
  */
 import type { ReadingKind, ReadingPage } from "../store/queries.js";
 import { MAX_NUMBER_BYTES, writeNumber } from "./number-bytes.js";
+import { type TextParts, textParts } from "./text-bytes.js";
 
 export const FORMATS = ["table", "csv", "json", "ndjson"] as const;
 export type Format = (typeof FORMATS)[number];
@@ -144,24 +145,8 @@ function jsonValue(v: unknown): string {
 
 const NULL_BYTES = Buffer.from("null");
 
-/**
- * Text of a {@link ReadingPage} in `format` (not table): each row as the object path prints it, byte for byte.
- * A page is written as bytes into one buffer: per row the text of its kind's fields, made once per page, and its
- * three numbers written digit by digit (query/number-bytes.ts), without a string per number or per row; csv
- * `before ts "," value middle seq after`, json alike with the keys. The buffer is read back as one string.
- */
-/**
- * The text of a page's kinds in one format, as bytes: kind `k`'s `before` is `bytes[at[3k], at[3k+1])`, its
- * `middle` up to `at[3k+2]`, its `after` up to `at[3k+3]`.
- */
-interface KindText {
-  readonly bytes: Buffer;
-  readonly at: Int32Array;
-  /** Every byte is a character (so the page reads back as latin1, cheaper than utf8). */
-  readonly ascii: boolean;
-  /** The most bytes of text one row takes. */
-  readonly widest: number;
-}
+/** The text of a page's kinds in one format: kind `k`'s `before`, `middle` and `after` are parts 3k, 3k+1, 3k+2. */
+type KindText = TextParts;
 
 /**
  * Kind texts kept for as long as their `kinds` array lives, by format: `latest` hands over the same array (one
@@ -196,21 +181,7 @@ function kindText(
       );
     }
   }
-  // One string and one encoding for all of them: a Buffer per part cost more than the rows of `latest`.
-  const text = parts.join("");
-  const bytes = Buffer.from(text);
-  // As many bytes as characters in UTF-8: ASCII only.
-  const ascii = bytes.length === text.length;
-  const at = new Int32Array(parts.length + 1);
-  let widest = 0;
-  for (let i = 0, o = 0; i < parts.length; i++) {
-    at[i] = o;
-    const part = parts[i] as string;
-    o += ascii ? part.length : Buffer.byteLength(part);
-    at[i + 1] = o;
-    if (i % 3 === 2) widest = Math.max(widest, o - (at[i - 2] as number));
-  }
-  const made = { bytes, at, ascii, widest };
+  const made = textParts(parts, 3);
   if (byFormat === undefined) {
     byFormat = new Map();
     KIND_TEXTS.set(kinds, byFormat);
@@ -219,6 +190,12 @@ function kindText(
   return made;
 }
 
+/**
+ * Text of a {@link ReadingPage} in `format` (not table): each row as the object path prints it, byte for byte.
+ * A page is written as bytes into one buffer: per row the text of its kind's fields (made once per kinds array),
+ * and its three numbers written digit by digit (query/number-bytes.ts), no string per number or per row; csv
+ * `before ts "," value middle seq after`, json alike with the keys. The buffer is read back as one string.
+ */
 function pageText(answer: Answer, format: Exclude<Format, "table">): (page: ReadingPage) => string {
   const names = answer.columns.map((c) => `${JSON.stringify(c)}:`);
   const csv = format === "csv";

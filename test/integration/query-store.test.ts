@@ -4,6 +4,7 @@ import { render } from "../../query/format.js";
 import type { Reading } from "../../schemas/index.js";
 import { openQueries } from "../../store/index.js";
 import { type ReadingQueries, readingOfRow, rowsOfPage, type StoredReading } from "../../store/queries.js";
+import { prng as random } from "../helpers/prng.js";
 import { reading } from "../helpers/query-db.js";
 import { STORE_KINDS, type TestStore, testStore } from "../helpers/stores.js";
 
@@ -14,18 +15,6 @@ const DEVICES = ["a", "a.b", "b", "b:1", "c-2"];
 const SENSORS = ["co2", "humidity", "t", "temperature"];
 /** Plus a device with more rows per series than a page holds (pages start at 256 rows), so streams page. */
 const ASKED = [...DEVICES, "big"];
-
-/** A small deterministic generator, so a failure can be replayed. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 async function text(chunks: AsyncIterable<string>): Promise<string> {
   let out = "";

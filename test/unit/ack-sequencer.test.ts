@@ -1,21 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { AckSequencer } from "../../mqtt/ack-sequencer.js";
+import { prng } from "../helpers/prng.js";
 
 function recording(): { released: number[]; sequencer: AckSequencer<number> } {
   const released: number[] = [];
   return { released, sequencer: new AckSequencer<number>((item) => released.push(item)) };
-}
-
-/** Deterministic PRNG (mulberry32) so a failing permutation can be reproduced. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 function shuffle<T>(values: T[], random: () => number): T[] {

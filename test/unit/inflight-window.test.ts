@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { InflightWindow } from "../../mqtt/window.js";
+import { prng } from "../helpers/prng.js";
 
 /** A window over string items, recording what it asks of its connection; drains run when `runScheduled` says. */
 function harness(limit: number, onDeliver?: (item: string, ack: () => void) => void) {
@@ -50,18 +51,6 @@ function names(from: number, to: number): string[] {
 
 function ids(from: number, to: number): number[] {
   return Array.from({ length: to - from }, (_, i) => from + i);
-}
-
-/** Deterministic PRNG (mulberry32) so a failing interleaving can be reproduced. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 describe("InflightWindow", () => {

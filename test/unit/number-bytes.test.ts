@@ -1,17 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { MAX_NUMBER_BYTES, writeNumber } from "../../query/number-bytes.js";
-
-/** A small deterministic generator, so a failure can be replayed. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+import { prng as random } from "../helpers/prng.js";
 
 const bytes = new Uint8Array(MAX_NUMBER_BYTES + 8);
 const text = (v: number) => Buffer.from(bytes.subarray(0, writeNumber(bytes, 0, v))).toString("latin1");

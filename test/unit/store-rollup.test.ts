@@ -7,20 +7,9 @@ import type { Reading } from "../../schemas/index.js";
 import { type ReadingQueries, rowOfReading, rowsOfPage } from "../../store/queries.js";
 import { MIGRATIONS, SqliteStore } from "../../store/sqlite.js";
 import { openSqliteQueries } from "../../store/sqlite-queries.js";
+import { prng } from "../helpers/prng.js";
 
 const TS0 = Date.UTC(2026, 0, 1);
-
-/** Deterministic PRNG (mulberry32) so a failing sequence can be reproduced from its seed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 type SeriesRow = {
   device_id: string;

@@ -1,0 +1,30 @@
+/**
+ * Many short texts (the fixed parts of each row of an answer) as one buffer, encoded once: a Buffer per part cost
+ * more than the 4,000 rows of `latest` themselves. Renderers copy a row's parts from it around the numbers they
+ * write (query/format.ts, query/devices-text.ts).
+ */
+export interface TextParts {
+  /** Part `i` is `bytes[at[i], at[i + 1])`. */
+  readonly bytes: Buffer;
+  readonly at: Int32Array;
+  /** Every byte is a character: the text written with them reads back as latin1, cheaper than utf8. */
+  readonly ascii: boolean;
+  /** The most bytes the parts of one row take, a row being `perRow` parts in a row. */
+  readonly widest: number;
+}
+
+export function textParts(parts: readonly string[], perRow: number): TextParts {
+  const text = parts.join("");
+  const bytes = Buffer.from(text);
+  // As many bytes as characters in UTF-8: ASCII only.
+  const ascii = bytes.length === text.length;
+  const at = new Int32Array(parts.length + 1);
+  let widest = 0;
+  for (let i = 0, o = 0; i < parts.length; i++) {
+    const part = parts[i] as string;
+    o += ascii ? part.length : Buffer.byteLength(part);
+    at[i + 1] = o;
+    if (i % perRow === perRow - 1) widest = Math.max(widest, o - (at[i + 1 - perRow] as number));
+  }
+  return { bytes, at, ascii, widest };
+}
