@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { READING_COLUMNS as columns } from "../../query/answers.js";
 import { render } from "../../query/format.js";
 import type { Reading } from "../../schemas/index.js";
+import { mulberry32 as random } from "../../simulators/model.js";
 import { openQueries } from "../../store/index.js";
 import { type ReadingQueries, readingOfRow, rowsOfPage, type StoredReading } from "../../store/queries.js";
-import { prng as random } from "../helpers/prng.js";
 import { reading } from "../helpers/query-db.js";
 import { STORE_KINDS, type TestStore, testStore } from "../helpers/stores.js";
 

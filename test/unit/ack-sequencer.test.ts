@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { AckSequencer } from "../../mqtt/ack-sequencer.js";
-import { prng } from "../helpers/prng.js";
+import { mulberry32 as prng } from "../../simulators/model.js";
 
 function recording(): { released: number[]; sequencer: AckSequencer<number> } {
   const released: number[] = [];

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { InflightWindow } from "../../mqtt/window.js";
-import { prng } from "../helpers/prng.js";
+import { mulberry32 as prng } from "../../simulators/model.js";
 
 /** A window over string items, recording what it asks of its connection; drains run when `runScheduled` says. */
 function harness(limit: number, onDeliver?: (item: string, ack: () => void) => void) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { MAX_NUMBER_BYTES, writeNumber } from "../../query/number-bytes.js";
-import { prng as random } from "../helpers/prng.js";
+import { mulberry32 as random } from "../../simulators/model.js";
 
 const bytes = new Uint8Array(MAX_NUMBER_BYTES + 8);
 const text = (v: number) => Buffer.from(bytes.subarray(0, writeNumber(bytes, 0, v))).toString("latin1");

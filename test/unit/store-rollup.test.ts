@@ -4,10 +4,10 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Reading } from "../../schemas/index.js";
+import { mulberry32 as prng } from "../../simulators/model.js";
 import { type ReadingQueries, rowOfReading, rowsOfPage } from "../../store/queries.js";
 import { MIGRATIONS, SqliteStore } from "../../store/sqlite.js";
 import { openSqliteQueries } from "../../store/sqlite-queries.js";
-import { prng } from "../helpers/prng.js";
 
 const TS0 = Date.UTC(2026, 0, 1);
 
