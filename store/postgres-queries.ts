@@ -13,12 +13,11 @@ import {
   type Bucket,
   type BucketPoint,
   chartBucketWidth,
-  type DeviceSummary,
+  groupDevices,
   pagesOfReadings,
   type RawPoint,
   type ReadingQueries,
   type ReadingsQuery,
-  type SensorSummary,
   type SeriesPoint,
   type SeriesQuery,
   type StatsQuery,
@@ -188,23 +187,22 @@ function postgresQueries(pool: pg.Pool): ReadingQueries {
         value: number;
         unit: string | null;
       }>(SUMMARIES);
-      const out: { device_id: string; sensors: SensorSummary[] }[] = [];
-      for (const r of rows) {
-        let device = out.at(-1);
-        if (device?.device_id !== r.device_id) {
-          device = { device_id: r.device_id, sensors: [] };
-          out.push(device);
-        }
-        device.sensors.push({
-          sensor: r.sensor,
-          unit: r.unit,
-          first_ts: r.first_ts,
-          last_ts: r.last_ts,
-          last_value: r.value,
-          count: r.n,
-        });
-      }
-      return out satisfies DeviceSummary[];
+      const row = (i: number) => rows[i] as (typeof rows)[number];
+      return groupDevices(
+        rows.length,
+        (i) => row(i).device_id,
+        (i) => {
+          const r = row(i);
+          return {
+            sensor: r.sensor,
+            unit: r.unit,
+            first_ts: r.first_ts,
+            last_ts: r.last_ts,
+            last_value: r.value,
+            count: r.n,
+          };
+        },
+      );
     },
 
     async latest(device) {

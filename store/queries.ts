@@ -38,7 +38,8 @@ export type ReadingRow = readonly [
 /** Tags stored as JSON text, read as an object: one shared empty object for the (common) empty case. */
 const NO_TAGS: Readonly<Record<string, string>> = Object.freeze({});
 
-const tagsOf = (text: string): Readonly<Record<string, string>> =>
+/** Tags as stored (JSON text) as an object. */
+export const tagsOf = (text: string): Readonly<Record<string, string>> =>
   text === "{}" ? NO_TAGS : (JSON.parse(text) as Record<string, string>);
 
 /** The reading a {@link ReadingRow} stands for. */
@@ -233,26 +234,43 @@ export interface DevicesPage {
   readonly count: readonly number[];
 }
 
-/** The devices a {@link DevicesPage} holds, as `devices()` answers them. */
-export function devicesOfPage(page: DevicesPage): DeviceSummary[] {
+/**
+ * `devices()` from its `n` series in device order: series `i` belongs to `deviceAt(i)` and is `sensorAt(i)`.
+ * Every store's answer is grouped here.
+ */
+export function groupDevices(
+  n: number,
+  deviceAt: (i: number) => string,
+  sensorAt: (i: number) => SensorSummary,
+): DeviceSummary[] {
   const out: { device_id: string; sensors: SensorSummary[] }[] = [];
-  for (let i = 0; i < page.length; i++) {
-    const k = page.kinds[i] as ReadingKind;
+  for (let i = 0; i < n; i++) {
+    const device_id = deviceAt(i);
     let device = out.at(-1);
-    if (device?.device_id !== k.device_id) {
-      device = { device_id: k.device_id, sensors: [] };
+    if (device?.device_id !== device_id) {
+      device = { device_id, sensors: [] };
       out.push(device);
     }
-    device.sensors.push({
-      sensor: k.sensor,
-      unit: k.unit,
+    device.sensors.push(sensorAt(i));
+  }
+  return out;
+}
+
+/** The devices a {@link DevicesPage} holds, as `devices()` answers them. */
+export function devicesOfPage(page: DevicesPage): DeviceSummary[] {
+  const kind = (i: number) => page.kinds[i] as ReadingKind;
+  return groupDevices(
+    page.length,
+    (i) => kind(i).device_id,
+    (i) => ({
+      sensor: kind(i).sensor,
+      unit: kind(i).unit,
       first_ts: page.first_ts[i] as number,
       last_ts: page.last_ts[i] as number,
       last_value: page.last_value[i] as number,
       count: page.count[i] as number,
-    });
-  }
-  return out;
+    }),
+  );
 }
 
 /**

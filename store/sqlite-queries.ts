@@ -12,7 +12,7 @@ import {
   type Bucket,
   type BucketPoint,
   chartBucketWidth,
-  type DeviceSummary,
+  groupDevices,
   pageOfReadings,
   pageOfRows,
   type RawPoint,
@@ -23,7 +23,6 @@ import {
   type ReadingsQuery,
   readingOfRow,
   readingsOfPages,
-  type SensorSummary,
   type SeriesPoint,
   type SeriesQuery,
   type StatsQuery,
@@ -405,19 +404,17 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
     ...(cache === undefined ? {} : { devicesPage: async () => cache.devicesPage() }),
     async devices() {
       if (cache !== undefined) return cache.devices();
-      const out: { device_id: string; sensors: SensorSummary[] }[] = [];
       type Summary = [string, string, number, number, number, number, string | null];
-      for (const [device_id, sensor, count, first_ts, last_ts, last_value, unit] of JSON.parse(
-        summaries.get({}) ?? "[]",
-      ) as Summary[]) {
-        let device = out.at(-1);
-        if (device?.device_id !== device_id) {
-          device = { device_id, sensors: [] };
-          out.push(device);
-        }
-        device.sensors.push({ sensor, unit, first_ts, last_ts, last_value, count });
-      }
-      return out satisfies DeviceSummary[];
+      const rows = JSON.parse(summaries.get({}) ?? "[]") as Summary[];
+      const row = (i: number) => rows[i] as Summary;
+      return groupDevices(
+        rows.length,
+        (i) => row(i)[0],
+        (i) => {
+          const [, sensor, count, first_ts, last_ts, last_value, unit] = row(i);
+          return { sensor, unit, first_ts, last_ts, last_value, count };
+        },
+      );
     },
 
     async latestPage() {

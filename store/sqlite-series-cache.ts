@@ -16,28 +16,18 @@ import {
   type ReadingKind,
   type ReadingPage,
   type StoredReading,
+  tagsOf,
 } from "./queries.js";
-
-/** Tags stored as JSON text, read as an object: one shared empty object for the (common) empty case. */
-const NO_TAGS: Readonly<Record<string, string>> = Object.freeze({});
-
-/** The kept text of one series, in key order. */
-interface SeriesText {
-  readonly device_id: string;
-  readonly sensor: string;
-  readonly unit: string | null;
-  readonly quality: Quality;
-  readonly tags: Readonly<Record<string, string>>;
-}
 
 /** What the kept text was read with: it stands while the table's count and highest generation are these. */
 interface Kept {
   readonly count: number;
   readonly gen: number;
-  readonly series: readonly SeriesText[];
-  /** The same as a page's kinds (tags as JSON text), one per series, and each row's kind: its own. */
+  /** Each series' text in key order, as a page's kinds (tags as JSON text); each row's kind is its own. */
   readonly kinds: readonly ReadingKind[];
   readonly kindOfRow: readonly number[];
+  /** Each series' tags as an object (frozen: `latest()` hands the same ones out every time). */
+  readonly tags: readonly Readonly<Record<string, string>>[];
 }
 
 export interface SeriesCache {
@@ -77,42 +67,31 @@ export function seriesCache(db: Database.Database): SeriesCache {
 
   const readTexts = (count: number, gen: number): Kept => {
     type Row = [string, string, string | null, Quality, string];
-    const rows = JSON.parse(texts.get() ?? "[]") as Row[];
-    const series = rows.map(
-      ([device_id, sensor, unit, quality, tags]): SeriesText => ({
-        device_id,
-        sensor,
-        unit,
-        quality,
-        tags: tags === "{}" ? NO_TAGS : Object.freeze(JSON.parse(tags) as Record<string, string>),
-      }),
+    const kinds = (JSON.parse(texts.get() ?? "[]") as Row[]).map(
+      ([device_id, sensor, unit, quality, tags]): ReadingKind => ({ device_id, sensor, unit, quality, tags }),
     );
-    if (series.length !== count) throw new Error("series changed within one read transaction");
-    const kinds = rows.map(
-      ([device_id, sensor, unit, quality, tags]): ReadingKind => ({
-        device_id,
-        sensor,
-        unit,
-        quality,
-        tags,
-      }),
-    );
-    return { count, gen, series, kinds, kindOfRow: kinds.map((_, i) => i) };
+    if (kinds.length !== count) throw new Error("series changed within one read transaction");
+    return {
+      count,
+      gen,
+      kinds,
+      kindOfRow: kinds.map((_, i) => i),
+      tags: kinds.map((k) => Object.freeze(tagsOf(k.tags))),
+    };
   };
 
   /** The numbers of `statement`, parsed, with the text they go with. */
   const read = (statement: ReturnType<typeof numbers>): { kept: Kept; columns: number[][] } => {
     const parse = (row: [number, number | null, ...string[]]) =>
       (row.slice(2) as string[]).map((c) => JSON.parse(c) as number[]);
-    const row = statement.get();
-    if (row === undefined) throw new Error("an aggregate without a row");
-    const [count, gen] = row;
-    if (kept !== undefined && kept.count === count && kept.gen === (gen ?? 0))
+    // An aggregate without GROUP BY always gives one row.
+    const get = () => statement.get() as [number, number | null, ...string[]];
+    const row = get();
+    if (kept !== undefined && kept.count === row[0] && kept.gen === (row[1] ?? 0))
       return { kept, columns: parse(row) };
     // The text changed: read it and the numbers again in one transaction, so both are of the same moment.
     return db.transaction(() => {
-      const again = statement.get();
-      if (again === undefined) throw new Error("an aggregate without a row");
+      const again = get();
       const fresh = readTexts(again[0], again[1] ?? 0);
       kept = fresh;
       return { kept: fresh, columns: parse(again) };
@@ -121,21 +100,18 @@ export function seriesCache(db: Database.Database): SeriesCache {
 
   return {
     latest() {
-      const {
-        kept: { series },
-        columns,
-      } = read(latestNumbers);
+      const { kept, columns } = read(latestNumbers);
       const [ts = [], value = [], seq = []] = columns;
-      return series.map(
-        (s, i): StoredReading => ({
-          device_id: s.device_id,
-          sensor: s.sensor,
+      return kept.kinds.map(
+        (k, i): StoredReading => ({
+          device_id: k.device_id,
+          sensor: k.sensor,
           ts: ts[i] as number,
           value: value[i] as number,
-          unit: s.unit,
+          unit: k.unit,
           seq: seq[i] ?? null,
-          quality: s.quality,
-          tags: s.tags,
+          quality: k.quality,
+          tags: kept.tags[i] as Readonly<Record<string, string>>,
         }),
       );
     },
@@ -143,13 +119,13 @@ export function seriesCache(db: Database.Database): SeriesCache {
     latestPage() {
       const { kept, columns } = read(latestNumbers);
       const [ts = [], value = [], seq = []] = columns;
-      return { length: kept.series.length, ts, value, seq, kinds: kept.kinds, kind: kept.kindOfRow };
+      return { length: kept.kinds.length, ts, value, seq, kinds: kept.kinds, kind: kept.kindOfRow };
     },
 
     devicesPage() {
       const { kept, columns } = read(deviceNumbers);
       const [count = [], first_ts = [], last_ts = [], last_value = []] = columns;
-      return { length: kept.series.length, kinds: kept.kinds, first_ts, last_ts, last_value, count };
+      return { length: kept.kinds.length, kinds: kept.kinds, first_ts, last_ts, last_value, count };
     },
 
     devices() {
