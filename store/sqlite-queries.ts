@@ -13,7 +13,6 @@ import {
   type BucketPoint,
   chartBucketWidth,
   groupDevices,
-  pageOfReadings,
   pageOfRows,
   type RawPoint,
   type ReadingKind,
@@ -400,8 +399,10 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
   }
 
   const queries: Omit<ReadingQueries, "stop" | typeof Symbol.asyncDispose> = {
-    // Only a kept reader has the rollup's text as kinds; devicesAnswer prints from the objects otherwise.
-    ...(cache === undefined ? {} : { devicesPage: async () => cache.devicesPage() }),
+    // Only a kept reader has the rollup's text as kinds; the answers print from the objects otherwise.
+    ...(cache === undefined
+      ? {}
+      : { devicesPage: async () => cache.devicesPage(), latestPage: async () => cache.latestPage() }),
     async devices() {
       if (cache !== undefined) return cache.devices();
       type Summary = [string, string, number, number, number, number, string | null];
@@ -415,10 +416,6 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
           return { sensor, unit, first_ts, last_ts, last_value, count };
         },
       );
-    },
-
-    async latestPage() {
-      return cache === undefined ? pageOfReadings(await queries.latest()) : cache.latestPage();
     },
 
     async latest(device) {

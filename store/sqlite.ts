@@ -131,7 +131,7 @@ const MEASUREMENT = "value, unit, seq, quality, tags";
 
 /** Series upserted per statement, and the parameters of one. */
 const UPSERT_ROWS = 32;
-const SERIES_PARAMS = 11;
+const SERIES_PARAMS = SERIES_COLUMNS.split(",").length + 1; // and text_gen
 
 /** What one batch adds to a series: only rows actually inserted count. */
 interface SeriesDelta {
