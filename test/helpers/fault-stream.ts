@@ -201,6 +201,7 @@ export async function expectStoredExactlyOnce(
       r && (r.value !== s.value || r.unit !== s.unit || r.seq !== s.seq || !gatewayIds.includes(r.gateway_id))
     );
   });
+  if (missing.length > 0) await reportMissing(names, missing, rows.length);
   expect({ missing: missing.length, extra: extra.length, differing: differing.length }).toEqual({
     missing: 0,
     extra: 0,
@@ -221,6 +222,40 @@ export async function expectStoredExactlyOnce(
     await conn.close().catch(() => undefined);
   }
   return { sent: summary.sent, acknowledged: summary.acked, stored: rows.length };
+}
+
+/**
+ * Says where readings acknowledged to the simulator and not stored may be: which ones (their time and sequence),
+ * and what `<QUEUE>` (ready) and `<QUEUE>.dead` hold now. The assertion that follows fails the test either way.
+ */
+async function reportMissing(names: TestNames, missing: readonly Recorded[], stored: number): Promise<void> {
+  const queues: Record<string, number | string> = {};
+  try {
+    const conn = await amqp.connect(names.amqpUrl);
+    conn.on("error", () => undefined);
+    try {
+      const ch = await conn.createChannel();
+      const q = queueNames(names.queue);
+      queues.ready = (await ch.checkQueue(q.readings)).messageCount;
+      queues.consumers = (await ch.checkQueue(q.readings)).consumerCount;
+      queues.dead = (await ch.checkQueue(q.dead)).messageCount;
+    } finally {
+      await conn.close().catch(() => undefined);
+    }
+  } catch (err) {
+    queues.error = String(err);
+  }
+  report("readings acknowledged to the simulator and not stored", {
+    missing: missing.length,
+    stored,
+    queues,
+    first: missing.slice(0, 10).map((m) => ({
+      device: m.deviceId,
+      sensor: m.sensor,
+      ts: new Date(m.ts).toISOString(),
+      seq: m.seq,
+    })),
+  });
 }
 
 /** Resolves once `check` holds, polling every 50 ms; a fault is injected the moment the condition is seen. */

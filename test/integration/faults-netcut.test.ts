@@ -150,7 +150,16 @@ describe("fault: a network cut (packets dropped, no RST) between a service in it
         logs: cutService.logs.filter((l) => Date.parse(String(l.time)) >= cutAt - 1_000).slice(-30),
       });
     expect(recovered, `${link}: the cut service is ready again after the cut healed`).toBe(true);
-    const counts = await expectStoredExactlyOnce(names, stream, CATCH_UP_MS);
+    const counts = await expectStoredExactlyOnce(names, stream, CATCH_UP_MS).catch((err: unknown) => {
+      const since = (s: Service) => s.logs.filter((l) => Date.parse(String(l.time)) >= cutAt - 1_000);
+      report(`network cut ${link}: not every reading stored`, {
+        cutAt: new Date(cutAt).toISOString(),
+        healedAt: new Date(healedAt).toISOString(),
+        processor: since(processor).slice(-40),
+        gateway: since(gateway).slice(-40),
+      });
+      throw err;
+    });
     const caughtUpAt = Date.now();
     await watch.stop();
 
