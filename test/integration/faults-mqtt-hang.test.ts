@@ -10,7 +10,14 @@ import {
   until,
 } from "../helpers/fault-stream.js";
 import { watchReadiness } from "../helpers/readiness.js";
-import { cleanup, countRows, type Service, startService, type TestNames } from "../helpers/services.js";
+import {
+  cleanup,
+  countRows,
+  type Service,
+  startService,
+  type TestNames,
+  untilReady,
+} from "../helpers/services.js";
 
 /** How long the broker stays stopped, as issue 18 asks. */
 const HANG_MS = 30_000;
@@ -63,6 +70,8 @@ describe("fault: the MQTT broker hangs (SIGSTOP for 30 s, then SIGCONT) with the
       ]);
       const gw = gateway;
       const db = names.dbPath;
+      // Subscribed first: the broker acknowledges and drops a reading published before any subscription.
+      await untilReady(gateway, processor);
       const stream = startStream(names, { count: READINGS, rate: RATE, seed: 1_818 });
       await until("a quarter of the stream is stored", 60_000, async () => countRows(db) >= READINGS / 4);
 
