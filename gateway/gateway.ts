@@ -18,7 +18,7 @@ import { type MqttInput, type MqttMessage, startMqttInput } from "../mqtt/input.
 import { SchemaRegistry } from "../schemas/index.js";
 import { type FullPolicy, type RunningSpool, startSpool } from "../spool/index.js";
 import { type Envelope, encodeEnvelope } from "./encode.js";
-import { gatewayMetrics } from "./metrics.js";
+import { type GatewayMetrics, gatewayMetrics } from "./metrics.js";
 import { parsePayload } from "./validate.js";
 
 /** Everything the gateway needs, parsed and checked by the CLI (or built by a test). */
@@ -215,6 +215,7 @@ export async function startGateway(
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
+  watchSession(mqtt, log, m);
   log.info(
     {
       topic: `${config.topicPrefix}/+/+`,
@@ -241,5 +242,30 @@ export async function startGateway(
     rejectLog.flush();
     await http.close();
     log.info("gateway stopped");
+  });
+}
+
+/**
+ * The broker's session is what keeps readings for the gateway while it is disconnected. A reconnect that finds no
+ * session (CONNACK session present 0) after this process had one means the broker lost it (restarted without
+ * persistence, lost its state in a kill, or MQTT_SESSION_EXPIRY passed): what sensors published meanwhile was
+ * PUBACKed to them and dropped. The gateway cannot get it back; it says so (a warning, and
+ * `telemetry_gateway_mqtt_sessions_lost_total`) instead of going on without a word. The first connection of a
+ * process may find none: a new GATEWAY_ID, or a gateway down longer than the expiry; that is logged as information.
+ */
+function watchSession(mqtt: MqttInput, log: Logger, m: GatewayMetrics): void {
+  let hadSession = false;
+  mqtt.on("connected", ({ sessionPresent }) => {
+    if (!sessionPresent && hadSession) {
+      m.sessionsLost.inc();
+      log.warn(
+        "the MQTT broker had no session for this gateway on reconnect: readings published while it was " +
+          "disconnected were not queued for it and are lost (broker restarted without persistence or lost its " +
+          "state, or MQTT_SESSION_EXPIRY passed)",
+      );
+    } else if (!sessionPresent) {
+      log.info("new MQTT session: the broker queues readings for this gateway from now on, not before");
+    }
+    hadSession = true;
   });
 }

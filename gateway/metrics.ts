@@ -30,6 +30,13 @@ export function gatewayMetrics(registry: Registry) {
       ...opts,
     }),
     mqttConnected: new Gauge({ name: "telemetry_gateway_mqtt_connected", help: "1 when connected", ...opts }),
+    sessionsLost: new Counter({
+      name: "telemetry_gateway_mqtt_sessions_lost_total",
+      help:
+        "Reconnects on which the MQTT broker had no session for this gateway: what was published while it was " +
+        "disconnected was not queued for it",
+      ...opts,
+    }),
     amqpConnected: new Gauge({ name: "telemetry_gateway_amqp_connected", help: "1 when connected", ...opts }),
     amqpBlocked: new Gauge({
       name: "telemetry_gateway_amqp_blocked",

@@ -12,6 +12,7 @@ import { type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private
 import { cleanup, type Service, startService, type TestNames, untilReady } from "../helpers/services.js";
 
 const READINGS = 6_000;
+const SESSIONS_LOST = "telemetry_gateway_mqtt_sessions_lost_total";
 const RATE = 1_500;
 
 describe("fault: the MQTT broker restarts mid-stream", () => {
@@ -61,6 +62,7 @@ describe("fault: the MQTT broker restarts mid-stream", () => {
     expect(resubscribed?.sessionPresent, "the broker kept the gateway's session across its restart").toBe(
       true,
     );
+    expect(await metric(gw.httpPort, SESSIONS_LOST), "a kept session is not reported lost").toBe(0);
 
     const counts = await expectStoredExactlyOnce(names, stream);
     const simulatorReconnected = stream.logs.some((l) =>
@@ -72,5 +74,32 @@ describe("fault: the MQTT broker restarts mid-stream", () => {
     // again: the processor (which ran throughout, its AMQP side untouched) counts each second copy as a duplicate.
     const { duplicates } = await expectDeliveriesAccounted(processor, counts.stored);
     report("mosquitto restart mid-stream", { ...counts, duplicates, ackedAtRestart });
+  });
+
+  it("a broker that comes back without the gateway's session (no persistence) is reported: a warning and telemetry_gateway_mqtt_sessions_lost_total", async () => {
+    // A broker of its own: this one forgets every session when it restarts.
+    const forgetful = await startPrivateMosquitto({ maxQueued: 0, persistence: false });
+    const n = faultNames("fault-mqtt-forgetful", { mqttUrl: forgetful.url });
+    const gw = await startService("gateway", n.env);
+    try {
+      await untilReady(gw);
+      const subscribed = () => gw.logs.filter((l) => l.msg === "MQTT connected and subscribed");
+      expect(subscribed()[0]?.sessionPresent, "a new GATEWAY_ID has no session yet").toBe(false);
+      expect(gw.logs.some((l) => /^new MQTT session/.test(String(l.msg)))).toBe(true);
+      expect(await metric(gw.httpPort, SESSIONS_LOST), "the first session of a process is not a loss").toBe(
+        0,
+      );
+
+      await forgetful.restart();
+      await until("the gateway is subscribed again", 30_000, async () => subscribed().length >= 2);
+      expect(subscribed().at(-1)?.sessionPresent, "the broker forgot the session").toBe(false);
+      expect(await metric(gw.httpPort, SESSIONS_LOST)).toBe(1);
+      const warning = gw.logs.find((l) => /^the MQTT broker had no session/.test(String(l.msg)));
+      expect(warning?.level, "logged as a warning").toBe(40);
+    } finally {
+      await gw.stop("SIGKILL");
+      await cleanup(n);
+      await forgetful.stop();
+    }
   });
 });
