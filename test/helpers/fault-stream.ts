@@ -236,8 +236,9 @@ async function reportMissing(names: TestNames, missing: readonly Recorded[], sto
     try {
       const ch = await conn.createChannel();
       const q = queueNames(names.queue);
-      queues.ready = (await ch.checkQueue(q.readings)).messageCount;
-      queues.consumers = (await ch.checkQueue(q.readings)).consumerCount;
+      const readings = await ch.checkQueue(q.readings);
+      queues.ready = readings.messageCount;
+      queues.consumers = readings.consumerCount;
       queues.dead = (await ch.checkQueue(q.dead)).messageCount;
     } finally {
       await conn.close().catch(() => undefined);

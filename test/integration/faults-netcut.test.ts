@@ -135,6 +135,8 @@ describe("fault: a network cut (packets dropped, no RST) between a service in it
     const port = link === "gateway-mqtt" ? mosquitto.port : rabbit.port;
     const ackedAtCut = stream.acked();
     const cutAt = Date.now();
+    /** A service's log lines from just before the cut on, for a failure's report. */
+    const sinceCut = (s: Service) => s.logs.filter((l) => Date.parse(String(l.time)) >= cutAt - 1_000);
     await ns.cut(port);
     // The fault lasts CUT_MS; what happens meanwhile is recorded by the watch, not decided by this wait.
     await sleep(CUT_MS);
@@ -153,16 +155,15 @@ describe("fault: a network cut (packets dropped, no RST) between a service in it
     if (!recovered)
       report(`network cut ${link}: not ready again ${CATCH_UP_MS} ms after the cut healed`, {
         readiness: watch.changes.map((c) => `${c.at - cutAt} ms after the cut: ${c.status} ${c.body}`),
-        logs: cutService.logs.filter((l) => Date.parse(String(l.time)) >= cutAt - 1_000).slice(-30),
+        logs: sinceCut(cutService).slice(-30),
       });
     expect(recovered, `${link}: the cut service is ready again after the cut healed`).toBe(true);
     const counts = await expectStoredExactlyOnce(names, stream, CATCH_UP_MS).catch((err: unknown) => {
-      const since = (s: Service) => s.logs.filter((l) => Date.parse(String(l.time)) >= cutAt - 1_000);
       report(`network cut ${link}: not every reading stored`, {
         cutAt: new Date(cutAt).toISOString(),
         healedAt: new Date(healedAt).toISOString(),
-        processor: since(processor).slice(-40),
-        gateway: since(gateway).slice(-40),
+        processor: sinceCut(processor).slice(-40),
+        gateway: sinceCut(gateway).slice(-40),
       });
       throw err;
     });
