@@ -17,6 +17,7 @@ import { splitUrlList } from "../common/config.js";
 import { AVRO_CONTENT_TYPE } from "../gateway/encode.js";
 import { type Reading, SchemaRegistry } from "../schemas/index.js";
 import { type Service, startService } from "../scripts/spawn.js";
+import { readRollup } from "../store/sqlite-rollup.js";
 import { readProc } from "./proc.js";
 import { deviceName, readingValue, sensorName } from "./publisher.js";
 import { round } from "./stats.js";
@@ -280,8 +281,7 @@ function sqliteTarget(amqpUrl: string, dbPath: string, rollups: boolean): DrainT
       const db = new Database(dbPath, { readonly: true });
       try {
         const rows = (db.prepare("SELECT count(*) AS n FROM readings").get() as { n: number }).n;
-        const rolled = (db.prepare("SELECT coalesce(sum(count), 0) AS n FROM series").get() as { n: number })
-          .n;
+        const rolled = readRollup(db).reduce((n, s) => n + s.count, 0);
         // The rollup must be whole when on, and empty when off (else phase (b) measured the product).
         if (rolled !== (rollups ? rows : 0))
           throw new Error(

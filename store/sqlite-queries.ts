@@ -3,7 +3,7 @@
  * primary key (device_id, sensor, ts) of the WITHOUT ROWID table: a series is a contiguous range of it, so a time
  * range is one index seek and a scan of exactly its rows, and the distinct series are found by skipping from one
  * key prefix to the next (one seek each) instead of reading the table. `devices` and `latest` read the per-series
- * rollup (`series`, kept by the processor in the same transaction as the rows) instead of the rows.
+ * rollup (store/sqlite-rollup.ts, kept by the processor in the same transaction as the rows) instead of the rows.
  */
 import type Database from "better-sqlite3";
 import { running } from "../common/pipeline.js";
@@ -205,8 +205,11 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
   };
   const pageAsc = page("ASC");
   const pageDesc = page("DESC");
-  // Both from the `series` rollup the processor keeps (migration 3): one row per series, no read of `readings`.
-  // A file not migrated yet gets it as a temporary view over the rows, slow but the same answers.
+  // Both from the rollup the processor keeps: one row per series, no read of `readings`. From version 5 on its
+  // numbers are blobs (store/sqlite-rollup.ts), read with the kept text by seriesCache; a file of version 3 or 4
+  // (not yet migrated by a processor) has them as columns of `series`, and an older file gets `series` as a
+  // temporary view over the rows, slow but the same answers.
+  const cache = version >= 5 ? seriesCache(db) : undefined;
   if (version < 3) {
     db.exec(`CREATE TEMP VIEW series (device_id, sensor, unit, first_ts, last_ts, last_value, last_seq, last_quality,
       last_tags, count) AS ${seriesFromReadings(version >= 2 ? undefined : "'good', '{}'")}`);
@@ -215,17 +218,17 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
   // costs more than SQLite's reading them. SQLite writes them as one JSON array instead (its reals round-trip) and
   // one JSON.parse makes the arrays: about half the time of `.raw().all()` for the 4,000 rows of `latest`.
   const jsonRows = (select: string, from: string) =>
-    db
-      .prepare<{ device?: string }, string>(
-        `SELECT json_group_array(json_array(${select})) FROM (SELECT * FROM series ${from} ORDER BY device_id, sensor)`,
-      )
-      .pluck();
+    cache !== undefined
+      ? undefined
+      : db
+          .prepare<{ device?: string }, string>(
+            `SELECT json_group_array(json_array(${select})) FROM (SELECT * FROM series ${from} ORDER BY device_id, sensor)`,
+          )
+          .pluck();
   const latest = (where: string) =>
     jsonRows("device_id, sensor, last_ts, last_value, unit, last_seq, last_quality, last_tags", where);
   const latestAll = latest("");
   const latestOfDevice = latest("WHERE device_id = @device");
-  // From migration 4 on, every series' latest and summary come from the kept text and the numbers read now.
-  const cache = version >= 4 ? seriesCache(db) : undefined;
   const summaries = jsonRows("device_id, sensor, count, first_ts, last_ts, last_value, unit", "");
   const span = db
     .prepare<[string, string, number, number], [number | null, number | null]>(
@@ -406,7 +409,7 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
     async devices() {
       if (cache !== undefined) return cache.devices();
       type Summary = [string, string, number, number, number, number, string | null];
-      const rows = JSON.parse(summaries.get({}) ?? "[]") as Summary[];
+      const rows = JSON.parse(summaries?.get({}) ?? "[]") as Summary[];
       const row = (i: number) => rows[i] as Summary;
       return groupDevices(
         rows.length,
@@ -419,8 +422,11 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
     },
 
     async latest(device) {
-      if (cache !== undefined && device === undefined) return cache.latest();
-      const json = device === undefined ? latestAll.get({}) : latestOfDevice.get({ device });
+      if (cache !== undefined) {
+        const all = cache.latest();
+        return device === undefined ? all : all.filter((r) => r.device_id === device);
+      }
+      const json = device === undefined ? latestAll?.get({}) : latestOfDevice?.get({ device });
       return (JSON.parse(json ?? "[]") as LatestRow[]).map(readingOfRow);
     },
 

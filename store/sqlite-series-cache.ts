@@ -1,11 +1,11 @@
 /**
- * `latest` and `devices` of every series for a long-lived reader (a serve worker, the dashboard refreshing): both
- * read the whole `series` rollup, 4,000 rows for 1,000 devices, and most of that cost is its text (ids, unit,
- * quality, tags: SQLite writing it out, V8 making strings of it), which rarely changes, while the numbers change
- * with every batch. So the text is kept here between questions and each question reads, in one statement (one
- * snapshot), the rollup's numbers together with `count(*)` and `max(text_gen)` (migration 4): when those two are
- * what they were, the kept text is exactly the table's, row for row in key order; when not, the text is read again
- * in the same transaction as the numbers. The answer is never older than the question.
+ * `latest` and `devices` of every series for a reader of a version 5 file (store/sqlite-rollup.ts): both read the
+ * whole rollup, 4,000 series for 1,000 devices. Its text (ids, unit, quality, tags) rarely changes, while its
+ * numbers change with every batch; so the text is kept here between questions, and each question reads, in one
+ * read transaction, every row of `series_numbers` (63 blobs for 4,000 series) together with `count(*)` and
+ * `max(text_gen)` of `series`: when those two are what they were, the kept text is exactly the table's, row for row
+ * in key order; when not, the text is read again in the same transaction. The answer is never older than the
+ * question.
  */
 import type Database from "better-sqlite3";
 import type { Quality } from "../schemas/index.js";
@@ -18,6 +18,7 @@ import {
   type StoredReading,
   tagsOf,
 } from "./queries.js";
+import { readNumberRows, SLOT, slotOf } from "./sqlite-rollup.js";
 
 /** What the kept text was read with: it stands while the table's count and highest generation are these. */
 interface Kept {
@@ -26,6 +27,8 @@ interface Kept {
   /** Each series' text in key order, as a page's kinds (tags as JSON text); each row's kind is its own. */
   readonly kinds: readonly ReadingKind[];
   readonly kindOfRow: readonly number[];
+  /** Each series' id (its slot in `series_numbers`), in the same order. */
+  readonly ids: readonly number[];
   /** Each series' tags as an object (frozen: `latest()` hands the same ones out every time). */
   readonly tags: readonly Readonly<Record<string, string>>[];
 }
@@ -44,64 +47,59 @@ export interface SeriesCache {
   devicesPage(): DevicesPage;
 }
 
-/** Needs a file at schema version 4 or later (the reader checks; older files are read the old way). */
+/** Needs a file at schema version 5 or later (the reader checks; older files are read the old way). */
 export function seriesCache(db: Database.Database): SeriesCache {
   let kept: Kept | undefined;
-  // Numbers as JSON arrays: one parse each is far cheaper than a JS array per row. The ordered subquery selects only
-  // the columns used (copying the text columns through it cost a quarter more).
-  const numbers = (columns: readonly string[]) =>
-    db
-      .prepare<[], [number, number | null, ...string[]]>(
-        `SELECT count(*), max(text_gen), ${columns.map((c) => `json_group_array(${c})`).join(", ")}
-         FROM (SELECT text_gen, ${columns.join(", ")} FROM series ORDER BY device_id, sensor)`,
-      )
-      .raw();
-  const latestNumbers = numbers(["last_ts", "last_value", "last_seq"]);
-  const deviceNumbers = numbers(["count", "first_ts", "last_ts", "last_value"]);
+  const marks = db.prepare<[], [number, number | null]>("SELECT count(*), max(text_gen) FROM series").raw();
   const texts = db
     .prepare<[], string>(
-      `SELECT json_group_array(json_array(device_id, sensor, unit, last_quality, last_tags))
+      `SELECT json_group_array(json_array(device_id, sensor, unit, last_quality, last_tags, id))
        FROM (SELECT * FROM series ORDER BY device_id, sensor)`,
     )
     .pluck();
 
   const readTexts = (count: number, gen: number): Kept => {
-    type Row = [string, string, string | null, Quality, string];
-    const kinds = (JSON.parse(texts.get() ?? "[]") as Row[]).map(
+    type Row = [string, string, string | null, Quality, string, number];
+    const rows = JSON.parse(texts.get() ?? "[]") as Row[];
+    if (rows.length !== count) throw new Error("series changed within one read transaction");
+    const kinds = rows.map(
       ([device_id, sensor, unit, quality, tags]): ReadingKind => ({ device_id, sensor, unit, quality, tags }),
     );
-    if (kinds.length !== count) throw new Error("series changed within one read transaction");
     return {
       count,
       gen,
       kinds,
       kindOfRow: kinds.map((_, i) => i),
+      ids: rows.map((r) => r[5]),
       tags: kinds.map((k) => Object.freeze(tagsOf(k.tags))),
     };
   };
 
-  /** The numbers of `statement`, parsed, with the text they go with. */
-  const read = (statement: ReturnType<typeof numbers>): { kept: Kept; columns: number[][] } => {
-    const parse = (row: [number, number | null, ...string[]]) =>
-      (row.slice(2) as string[]).map((c) => JSON.parse(c) as number[]);
-    // An aggregate without GROUP BY always gives one row.
-    const get = () => statement.get() as [number, number | null, ...string[]];
-    const row = get();
-    if (kept !== undefined && kept.count === row[0] && kept.gen === (row[1] ?? 0))
-      return { kept, columns: parse(row) };
-    // The text changed: read it and the numbers again in one transaction, so both are of the same moment.
-    return db.transaction(() => {
-      const again = get();
-      const fresh = readTexts(again[0], again[1] ?? 0);
-      kept = fresh;
-      return { kept: fresh, columns: parse(again) };
-    })();
-  };
+  /** The kept text (read again when it changed) and every number row, of one moment. */
+  const read = db.transaction((): { kept: Kept; rows: Float64Array[] } => {
+    const [count, gen] = marks.get() as [number, number | null];
+    if (kept === undefined || kept.count !== count || kept.gen !== (gen ?? 0))
+      kept = readTexts(count, gen ?? 0);
+    return { kept, rows: readNumberRows(db) };
+  });
+
+  /** The numbers at `at` (see SLOT) of every kept series, in key order. */
+  const column = (k: Kept, rows: readonly (Float64Array | undefined)[], at: number): number[] =>
+    k.ids.map((id) => {
+      const { row, at: o } = slotOf(id);
+      const f = rows[row];
+      if (f === undefined) throw new Error(`series ${id} has no numbers (series_numbers row ${row} missing)`);
+      return f[o + at] as number;
+    });
+  const seqs = (k: Kept, rows: readonly (Float64Array | undefined)[]): (number | null)[] =>
+    column(k, rows, SLOT.SEQ).map((s) => (Number.isNaN(s) ? null : s));
 
   return {
     latest() {
-      const { kept, columns } = read(latestNumbers);
-      const [ts = [], value = [], seq = []] = columns;
+      const { kept, rows } = read();
+      const ts = column(kept, rows, SLOT.LAST);
+      const value = column(kept, rows, SLOT.VALUE);
+      const seq = seqs(kept, rows);
       return kept.kinds.map(
         (k, i): StoredReading => ({
           device_id: k.device_id,
@@ -117,15 +115,27 @@ export function seriesCache(db: Database.Database): SeriesCache {
     },
 
     latestPage() {
-      const { kept, columns } = read(latestNumbers);
-      const [ts = [], value = [], seq = []] = columns;
-      return { length: kept.kinds.length, ts, value, seq, kinds: kept.kinds, kind: kept.kindOfRow };
+      const { kept, rows } = read();
+      return {
+        length: kept.kinds.length,
+        ts: column(kept, rows, SLOT.LAST),
+        value: column(kept, rows, SLOT.VALUE),
+        seq: seqs(kept, rows),
+        kinds: kept.kinds,
+        kind: kept.kindOfRow,
+      };
     },
 
     devicesPage() {
-      const { kept, columns } = read(deviceNumbers);
-      const [count = [], first_ts = [], last_ts = [], last_value = []] = columns;
-      return { length: kept.kinds.length, kinds: kept.kinds, first_ts, last_ts, last_value, count };
+      const { kept, rows } = read();
+      return {
+        length: kept.kinds.length,
+        kinds: kept.kinds,
+        first_ts: column(kept, rows, SLOT.FIRST),
+        last_ts: column(kept, rows, SLOT.LAST),
+        last_value: column(kept, rows, SLOT.VALUE),
+        count: column(kept, rows, SLOT.COUNT),
+      };
     },
 
     devices() {

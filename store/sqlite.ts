@@ -3,9 +3,10 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import type { Reading } from "../schemas/index.js";
 import { conflictOf, measurementOf, type StoredMeasurement, sameMeasurement } from "./measurement.js";
+import { fillNumberRows, RollupWriter } from "./sqlite-rollup.js";
 import type { Conflict, WriteResult } from "./store.js";
 
-/** The rollup's columns, in the order {@link seriesFromReadings} and the writer give them. */
+/** Version 3's rollup columns, in the order {@link seriesFromReadings} gives them. */
 const SERIES_COLUMNS =
   "device_id, sensor, unit, first_ts, last_ts, last_value, last_seq, last_quality, last_tags, count";
 
@@ -22,7 +23,12 @@ export function seriesFromReadings(measurement = "r.quality, r.tags"): string {
 }
 
 /** Numbered migrations; `PRAGMA user_version` holds the number of the last one applied. Never edit a released one. */
-export const MIGRATIONS: readonly { readonly version: number; readonly sql: string }[] = [
+export const MIGRATIONS: readonly {
+  readonly version: number;
+  readonly sql: string;
+  /** What SQL alone cannot do, run after `sql` in the same transaction. */
+  readonly run?: (db: Database.Database) => void;
+}[] = [
   {
     version: 1,
     sql: `CREATE TABLE readings (
@@ -78,6 +84,60 @@ export const MIGRATIONS: readonly { readonly version: number; readonly sql: stri
     CREATE TABLE series_gen (gen INTEGER NOT NULL);
     INSERT INTO series_gen (gen) VALUES (1);`,
   },
+  {
+    // The rollup's numbers move out of `series`, 64 series to a row of `series_numbers` (store/sqlite-rollup.ts):
+    // a batch of a whole fleet then rewrites a row per 64 series instead of one per series. `series` keeps each
+    // series' key, its new `id` (its slot) and the text of its newest reading. Built here from version 4's table.
+    version: 5,
+    sql: "",
+    run: (db) => {
+      // Read first and drop before creating, so the new tables reuse the old one's pages (none left free).
+      const old = db
+        .prepare(
+          `SELECT device_id, sensor, unit, last_quality, last_tags, text_gen, first_ts, last_ts, last_value, last_seq,
+                  count
+           FROM series ORDER BY device_id, sensor`,
+        )
+        .raw()
+        .all() as [
+        string,
+        string,
+        string | null,
+        string,
+        string,
+        number,
+        number,
+        number,
+        number,
+        number | null,
+        number,
+      ][];
+      db.exec(`DROP TABLE series;
+      CREATE TABLE series (
+        device_id    TEXT    NOT NULL,
+        sensor       TEXT    NOT NULL,
+        id           INTEGER NOT NULL UNIQUE, -- the series' slot in series_numbers
+        unit         TEXT,
+        last_quality TEXT    NOT NULL,
+        last_tags    TEXT    NOT NULL,
+        text_gen     INTEGER NOT NULL,
+        PRIMARY KEY (device_id, sensor)
+      ) WITHOUT ROWID;
+      CREATE TABLE series_numbers (chunk INTEGER PRIMARY KEY, data BLOB NOT NULL);`);
+      const insert = db.prepare(
+        "INSERT INTO series (device_id, sensor, id, unit, last_quality, last_tags, text_gen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      );
+      old.forEach(([device, sensor, unit, quality, tags, gen], id) => {
+        insert.run(device, sensor, id, unit, quality, tags, gen);
+      });
+      fillNumberRows(
+        db,
+        old.map(
+          ([, , , , , , first, last, value, seq, count], id) => [id, first, last, value, seq, count] as const,
+        ),
+      );
+    },
+  },
 ];
 
 /**
@@ -120,6 +180,7 @@ export function migrate(db: Database.Database): number {
     if (m.version <= current) continue;
     db.transaction(() => {
       db.exec(m.sql);
+      m.run?.(db);
       db.pragma(`user_version = ${m.version}`);
     }).immediate();
   }
@@ -128,52 +189,6 @@ export function migrate(db: Database.Database): number {
 
 /** The columns a resend must match for its copy to count as a duplicate rather than a conflict. */
 const MEASUREMENT = "value, unit, seq, quality, tags";
-
-/** Series upserted per statement, and the parameters of one. */
-const UPSERT_ROWS = 32;
-const SERIES_PARAMS = SERIES_COLUMNS.split(",").length + 1; // and text_gen
-
-/** What one batch adds to a series: only rows actually inserted count. */
-interface SeriesDelta {
-  first_ts: number;
-  last_ts: number;
-  /** The newest inserted reading's measurement. */
-  last: StoredMeasurement;
-  count: number;
-}
-
-/**
- * Folds the inserted readings of a batch into one delta per series (device, then sensor: nested maps, so no id
- * can collide with a joined key), so the write adds one rollup upsert per series, not one per row.
- */
-class SeriesDeltas {
-  readonly #byDevice = new Map<string, Map<string, SeriesDelta>>();
-
-  add(r: Reading, m: StoredMeasurement): void {
-    let sensors = this.#byDevice.get(r.device_id);
-    if (!sensors) {
-      sensors = new Map();
-      this.#byDevice.set(r.device_id, sensors);
-    }
-    const d = sensors.get(r.sensor);
-    if (!d) {
-      sensors.set(r.sensor, { first_ts: r.ts, last_ts: r.ts, last: m, count: 1 });
-      return;
-    }
-    d.count++;
-    if (r.ts < d.first_ts) d.first_ts = r.ts;
-    if (r.ts > d.last_ts) {
-      d.last_ts = r.ts;
-      d.last = m;
-    }
-  }
-
-  *entries(): Generator<[string, string, SeriesDelta]> {
-    for (const [device, sensors] of this.#byDevice) {
-      for (const [sensor, d] of sensors) yield [device, sensor, d];
-    }
-  }
-}
 
 /** Options of {@link SqliteStore}; the product uses the defaults. */
 export interface SqliteStoreOptions {
@@ -195,6 +210,7 @@ export class SqliteStore {
   readonly db: Database.Database;
   readonly #write: Database.Transaction<(readings: readonly Reading[], storedAt: number) => WriteResult>;
   readonly #delete: Database.Transaction<(cutoff: number, limit: number) => number>;
+  readonly #rollup: RollupWriter | undefined;
 
   constructor(path: string, opts: SqliteStoreOptions = {}) {
     this.db = openDatabase(path);
@@ -206,40 +222,13 @@ export class SqliteStore {
     const stored = this.db.prepare<[string, string, number], StoredMeasurement>(
       `SELECT ${MEASUREMENT} FROM readings WHERE device_id = ? AND sensor = ? AND ts = ?`,
     );
-    // In an UPDATE every right-hand side reads the row as it was, so `last_ts` is compared before it changes.
-    // A newly inserted ts never equals the stored last_ts (that row exists), so ">" decides which is newer.
-    const newer = (col: string) =>
-      `${col} = CASE WHEN excluded.last_ts > series.last_ts THEN excluded.${col} ELSE series.${col} END`;
-    // The row's text columns change only with a newer reading whose unit, quality or tags differ: then it takes
-    // this transaction's generation (migration 4), as a new row does.
-    const textChanged = `excluded.last_ts > series.last_ts AND (excluded.unit IS NOT series.unit
-      OR excluded.last_quality IS NOT series.last_quality OR excluded.last_tags IS NOT series.last_tags)`;
-    // Up to UPSERT_ROWS series per statement: a batch of a whole fleet has a series per reading, and one call per
-    // series cost ~1.5 µs a reading more (160,000 fleet-ordered readings, writeBatch CPU 15.7-16.1 µs/reading
-    // against 13.3-14.7). Each VALUES row is its own upsert. A statement per row count, prepared when first used.
-    const upserts: Database.Statement[] = [];
-    const upsertSeries = (rows: number): Database.Statement => {
-      const known = upserts[rows];
-      if (known !== undefined) return known;
-      const row = `(${SERIES_COLUMNS.split(",").fill("?").join(", ")}, ?)`;
-      const statement = this.db.prepare(
-        `INSERT INTO series (${SERIES_COLUMNS}, text_gen) VALUES ${Array(rows).fill(row).join(", ")}
-         ON CONFLICT (device_id, sensor) DO UPDATE SET
-           text_gen = CASE WHEN ${textChanged} THEN excluded.text_gen ELSE series.text_gen END,
-           ${["unit", "last_value", "last_seq", "last_quality", "last_tags"].map(newer).join(", ")},
-           last_ts = max(series.last_ts, excluded.last_ts),
-           first_ts = min(series.first_ts, excluded.first_ts),
-           count = series.count + excluded.count`,
-      );
-      upserts[rows] = statement;
-      return statement;
-    };
-    const nextGen = this.db.prepare("UPDATE series_gen SET gen = gen + 1 RETURNING gen").pluck();
+    const rollup = rollups ? new RollupWriter(this.db) : undefined;
+    this.#rollup = rollup;
     this.#write = this.db.transaction((readings: readonly Reading[], storedAt: number) => {
       let inserted = 0;
       let duplicates = 0;
       const conflicts: Conflict[] = [];
-      const deltas = new SeriesDeltas();
+      rollup?.begin();
       readings.forEach((r, index) => {
         const m = measurementOf(r);
         const changes = insert.run(
@@ -257,7 +246,7 @@ export class SqliteStore {
         ).changes;
         if (changes > 0) {
           inserted++;
-          if (rollups) deltas.add(r, m);
+          rollup?.add({ device_id: r.device_id, sensor: r.sensor, ts: r.ts, ...m });
           return;
         }
         // Only resends reach here, so the extra lookup costs nothing on the fast path.
@@ -265,42 +254,10 @@ export class SqliteStore {
         if (kept === undefined || sameMeasurement(kept, m)) duplicates++;
         else conflicts.push(conflictOf(index, r, kept));
       });
-      // One step of the counter per transaction that changes the rollup; read under the write lock, so two writers
-      // never share a generation.
-      const gen = inserted > 0 && rollups ? (nextGen.get() as number) : 0;
-      const params: unknown[] = [];
-      const flush = () => {
-        if (params.length === 0) return;
-        upsertSeries(params.length / SERIES_PARAMS).run(params);
-        params.length = 0;
-      };
-      for (const [device, sensor, d] of deltas.entries()) {
-        const m = d.last;
-        params.push(
-          device,
-          sensor,
-          m.unit,
-          d.first_ts,
-          d.last_ts,
-          m.value,
-          m.seq,
-          m.quality,
-          m.tags,
-          d.count,
-          gen,
-        );
-        if (params.length === UPSERT_ROWS * SERIES_PARAMS) flush();
-      }
-      flush();
+      rollup?.commit();
       return { inserted, duplicates, conflicts };
     });
 
-    const oldSeries = this.db
-      .prepare<[number, number], [string, string]>(
-        "SELECT device_id, sensor FROM series WHERE first_ts < ? LIMIT ?",
-      )
-      .raw();
-    // The ts just past the first `n` rows of a series older than the cutoff: the end of this batch's key range.
     const rangeEnd = this.db
       .prepare<[string, string, number, number], number>(
         "SELECT ts FROM readings WHERE device_id = ? AND sensor = ? AND ts < ? ORDER BY ts LIMIT 1 OFFSET ?",
@@ -314,25 +271,20 @@ export class SqliteStore {
         "SELECT ts FROM readings WHERE device_id = ? AND sensor = ? ORDER BY ts LIMIT 1",
       )
       .pluck();
-    const shrinkSeries = this.db.prepare<[number, number, string, string]>(
-      "UPDATE series SET first_ts = ?, count = count - ? WHERE device_id = ? AND sensor = ?",
-    );
-    const dropSeries = this.db.prepare<[string, string]>(
-      "DELETE FROM series WHERE device_id = ? AND sensor = ?",
-    );
     this.#delete = this.db.transaction((cutoff: number, limit: number) => {
+      if (rollup === undefined) throw new Error("deleting readings needs the rollup kept (rollups: true)");
+      rollup.begin();
       let deleted = 0;
       // Every series holding an old row has first_ts < cutoff, and each gives at least one row: `limit` suffice.
-      for (const [device, sensor] of oldSeries.all(cutoff, limit)) {
+      for (const [id, device, sensor] of rollup.olderThan(cutoff, limit)) {
         const left = limit - deleted;
         if (left <= 0) break;
         const end = Math.min(cutoff, rangeEnd.get(device, sensor, cutoff, left) ?? cutoff);
         const n = deleteRange.run(device, sensor, end).changes;
         deleted += n;
-        const first = firstTs.get(device, sensor);
-        if (first === undefined) dropSeries.run(device, sensor);
-        else shrinkSeries.run(first, n, device, sensor);
+        rollup.shrink(id, n, firstTs.get(device, sensor));
       }
+      rollup.commit();
       return deleted;
     });
   }
@@ -340,7 +292,7 @@ export class SqliteStore {
   /** Writes a batch in one IMMEDIATE transaction; returns once it has committed (throws SQLite's error if not). */
   writeBatch(readings: readonly Reading[]): WriteResult {
     if (readings.length === 0) return EMPTY_RESULT;
-    return this.#write.immediate(readings, Date.now());
+    return this.#forgetOnError(() => this.#write.immediate(readings, Date.now()));
   }
 
   /**
@@ -349,7 +301,17 @@ export class SqliteStore {
    * Returns how many were deleted; fewer than `limit` means none older than `cutoff` is left.
    */
   deleteOlderThan(cutoff: number, limit: number): number {
-    return this.#delete.immediate(cutoff, limit);
+    return this.#forgetOnError(() => this.#delete.immediate(cutoff, limit));
+  }
+
+  /** A transaction that failed was rolled back: the rollup's copy in memory, changed for it, is forgotten. */
+  #forgetOnError<T>(transaction: () => T): T {
+    try {
+      return transaction();
+    } catch (err) {
+      this.#rollup?.forget();
+      throw err;
+    }
   }
 
   close(): void {

@@ -11,6 +11,7 @@ import { processorCommand } from "../../processor/index.js";
 import { startRetention } from "../../processor/retention.js";
 import type { Reading } from "../../schemas/index.js";
 import type { ReadingStore } from "../../store/index.js";
+import { readRollup } from "../../store/sqlite-rollup.js";
 
 // The worker thread runs the compiled store/sqlite-worker.js, so this test uses the build (npm test builds first).
 const { WorkerStore } = (await import(
@@ -99,9 +100,12 @@ describe("retention (RETENTION)", () => {
       /^telemetry_processor_retention_deleted_total 12000$/m,
     );
     const db = new Database(path, { readonly: true });
-    const series = db
-      .prepare("SELECT min(first_ts) AS first, sum(count) AS n, count(*) AS k FROM series")
-      .get();
+    const rolled = readRollup(db);
+    const series = {
+      first: Math.min(...rolled.map((s) => s.first_ts)),
+      n: rolled.reduce((n, s) => n + s.count, 0),
+      k: rolled.length,
+    };
     db.close();
     expect(series).toEqual({ first: CUTOFF, n: 3_000, k: 10 });
   });

@@ -6,8 +6,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { Reading } from "../../schemas/index.js";
 import { mulberry32 as prng } from "../../simulators/model.js";
 import { type ReadingQueries, rowOfReading, rowsOfPage } from "../../store/queries.js";
-import { MIGRATIONS, SqliteStore } from "../../store/sqlite.js";
+import { MIGRATIONS, SqliteStore, seriesFromReadings } from "../../store/sqlite.js";
 import { openSqliteQueries } from "../../store/sqlite-queries.js";
+import { readRollup } from "../../store/sqlite-rollup.js";
 
 const TS0 = Date.UTC(2026, 0, 1);
 
@@ -25,13 +26,19 @@ type SeriesRow = {
 };
 
 /** The rollup as the store keeps it (its sums; `text_gen`, a change marker, is tested on its own). */
-const rollup = (db: Database.Database) =>
-  db
-    .prepare(
-      `SELECT device_id, sensor, unit, first_ts, last_ts, last_value, last_seq, last_quality, last_tags, count
-       FROM series ORDER BY device_id, sensor`,
-    )
-    .all() as SeriesRow[];
+const rollup = (db: Database.Database): SeriesRow[] =>
+  readRollup(db).map((s) => ({
+    device_id: s.device_id,
+    sensor: s.sensor,
+    unit: s.unit,
+    first_ts: s.first_ts,
+    last_ts: s.last_ts,
+    last_value: s.last_value,
+    last_seq: s.last_seq,
+    last_quality: s.last_quality,
+    last_tags: s.last_tags,
+    count: s.count,
+  }));
 
 /** The rollup recomputed from the rows, the way an analyst would write it: the newest row's columns by lookup. */
 const recomputed = (db: Database.Database) =>
@@ -46,7 +53,16 @@ const recomputed = (db: Database.Database) =>
     )
     .all() as SeriesRow[];
 
-describe("the per-series rollup (series table)", () => {
+/** A file as an older processor left it: the migrations up to `version` (SQL only: 1 to 4). */
+const fileAtVersion = (path: string, version: number) => {
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  for (const m of MIGRATIONS.filter((m) => m.version <= version)) db.exec(m.sql);
+  db.pragma(`user_version = ${version}`);
+  return db;
+};
+
+describe("the per-series rollup", () => {
   const dirs: string[] = [];
   const closers: (() => unknown)[] = [];
   afterEach(async () => {
@@ -147,6 +163,43 @@ describe("the per-series rollup (series table)", () => {
       expect(rollup(store.db), `round ${round}`).toEqual(recomputed(store.db));
     }
     expect(rollup(store.db).length).toBe(250);
+  });
+
+  it("two writers on one file (two processors) keep it exact: each reads the rollup again when the other committed", () => {
+    for (const seed of [3, 17]) {
+      const path = dbPath();
+      const writers = [open(path), open(path)];
+      const random = prng(seed);
+      const sent: Reading[] = [];
+      for (let b = 0; b < 80; b++) {
+        const store = writers[Math.floor(random() * 2)] as SqliteStore;
+        store.writeBatch(randomBatch(random, sent));
+        if (random() < 0.1)
+          store.deleteOlderThan(TS0 + Math.floor(random() * 300), 1 + Math.floor(random() * 40));
+        expect(rollup(store.db), `seed ${seed} batch ${b}`).toEqual(recomputed(store.db));
+      }
+    }
+  });
+
+  it("a batch that fails midway changes nothing, and the rollup stays exact after it", () => {
+    const store = open(dbPath());
+    const random = prng(31);
+    const sent: Reading[] = [];
+    for (let b = 0; b < 30; b++) {
+      store.writeBatch(randomBatch(random, sent));
+      if (b % 5 !== 4) continue;
+      // Rows inserted and series added in memory before a row SQLite refuses (NaN is stored as NULL; value is
+      // NOT NULL): the transaction rolls back, and the writer's copy of the rollup with it.
+      const before = recomputed(store.db);
+      const bad = [
+        ...randomBatch(random, []),
+        { ...(sent[0] as Reading), device_id: `new-${b}`, ts: TS0 + 9_999, value: Number.NaN },
+      ];
+      expect(() => store.writeBatch(bad)).toThrow(/NOT NULL/);
+      expect(recomputed(store.db)).toEqual(before);
+      expect(rollup(store.db), `after the failed batch ${b}`).toEqual(before);
+    }
+    expect(rollup(store.db)).toEqual(recomputed(store.db));
   });
 
   it("devices and latest answer from the rollup exactly what the rows say", async () => {
@@ -279,10 +332,7 @@ describe("the per-series rollup (series table)", () => {
 
   it("migration 3 builds the rollup from the rows a version 2 database already holds", () => {
     const path = dbPath();
-    const v2 = new Database(path);
-    v2.pragma("journal_mode = WAL");
-    for (const m of MIGRATIONS.filter((m) => m.version <= 2)) v2.exec(m.sql);
-    v2.pragma("user_version = 2");
+    const v2 = fileAtVersion(path, 2);
     const insert = v2.prepare(
       "INSERT INTO readings (device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
@@ -302,10 +352,7 @@ describe("the per-series rollup (series table)", () => {
 
   it("a query on a file the processor has not migrated yet answers the same from the rows", async () => {
     const path = dbPath();
-    const v2 = new Database(path);
-    v2.pragma("journal_mode = WAL");
-    for (const m of MIGRATIONS.filter((m) => m.version <= 2)) v2.exec(m.sql);
-    v2.pragma("user_version = 2");
+    const v2 = fileAtVersion(path, 2);
     v2.prepare(
       "INSERT INTO readings (device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at) VALUES ('d', 's', ?, ?, 'C', NULL, 'gw', 0, 0)",
     ).run(TS0, 1.5);
@@ -326,6 +373,84 @@ describe("the per-series rollup (series table)", () => {
     const check = new Database(path, { readonly: true });
     expect(check.pragma("user_version", { simple: true })).toBe(2);
     check.close();
+  });
+
+  it("migration 5 moves a version 4 file's rollup into series and series_numbers unchanged, and a reader of the version 4 file answers the same before", async () => {
+    const path = dbPath();
+    const v4 = fileAtVersion(path, 4);
+    const insert = v4.prepare(
+      "INSERT INTO readings (device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at, quality, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+    v4.transaction(() => {
+      for (let i = 0; i < 2_000; i++)
+        insert.run(
+          `dev-${i % 90}`,
+          `s-${Math.floor(i / 90) % 2}`,
+          TS0 + ((i * 7_919) % 10_000),
+          i / 3,
+          i % 5 ? "C" : null,
+          i % 4 ? i : null,
+          "gw",
+          TS0,
+          TS0,
+          i % 3 ? "good" : "bad",
+          i % 7 ? "{}" : '{"a":"b"}',
+        );
+      // Version 4's rollup as its writer kept it: built from the rows, as migration 3 does.
+      v4.exec("DELETE FROM series");
+      v4.exec(
+        `INSERT INTO series (device_id, sensor, unit, first_ts, last_ts, last_value, last_seq, last_quality, last_tags, count) ${seriesFromReadings()}`,
+      );
+    })();
+    v4.close();
+    const check = new Database(path, { readonly: true });
+    const expected = recomputed(check);
+    check.close();
+    expect(expected).toHaveLength(180);
+
+    const before = await queries(path); // read-only: the file stays at version 4
+    expect(summariesOf(await before.devices())).toEqual(
+      expected.map(({ device_id, sensor, unit, first_ts, last_ts, last_value, count }) => ({
+        device_id,
+        sensor,
+        unit,
+        first_ts,
+        last_ts,
+        last_value,
+        count,
+      })),
+    );
+    expect((await before.latest("dev-3")).map((r) => [r.sensor, r.ts, r.value])).toEqual(
+      expected.filter((s) => s.device_id === "dev-3").map((s) => [s.sensor, s.last_ts, s.last_value]),
+    );
+
+    const store = open(path);
+    expect(store.db.pragma("user_version", { simple: true })).toBe(5);
+    expect(rollup(store.db)).toEqual(expected);
+    expect(store.db.pragma("freelist_count", { simple: true })).toBe(0);
+    // And the writer goes on from it.
+    store.writeBatch([
+      {
+        device_id: "dev-3",
+        sensor: "s-0",
+        ts: TS0 + 20_000,
+        value: 1,
+        unit: "K",
+        seq: 1,
+        gateway_id: "gw",
+        received_at: TS0,
+      },
+    ]);
+    expect(rollup(store.db)).toEqual(recomputed(store.db));
+    const after = await queries(path);
+    expect((await after.latest("dev-3")).map((r) => [r.sensor, r.ts, r.unit])).toEqual([
+      ["s-0", TS0 + 20_000, "K"],
+      [
+        "s-1",
+        expected.find((s) => s.device_id === "dev-3" && s.sensor === "s-1")?.last_ts,
+        expected.find((s) => s.device_id === "dev-3" && s.sensor === "s-1")?.unit,
+      ],
+    ]);
   });
 
   it("deleting old readings takes at most the batch size, keeps the newer rows, and removes a series left empty", () => {
