@@ -230,6 +230,19 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
   const latestAll = latest("");
   const latestOfDevice = latest("WHERE device_id = @device");
   const summaries = jsonRows("device_id, sensor, count, first_ts, last_ts, last_value, unit", "");
+  /** Reads the rollup of a version 3 or 4 file, saying plainly when a processor has migrated it meanwhile. */
+  const oldRollup = <T>(read: () => T): T => {
+    try {
+      return read();
+    } catch (err) {
+      const now = db.pragma("user_version", { simple: true }) as number;
+      if (now === version) throw err;
+      throw new Error(
+        `the database was migrated from schema version ${version} to ${now} since this reader opened it; open it again (restart telemetry serve)`,
+        { cause: err },
+      );
+    }
+  };
   const span = db
     .prepare<[string, string, number, number], [number | null, number | null]>(
       "SELECT min(ts), max(ts) FROM readings WHERE device_id = ? AND sensor = ? AND ts >= ? AND ts < ?",
@@ -409,7 +422,7 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
     async devices() {
       if (cache !== undefined) return cache.devices();
       type Summary = [string, string, number, number, number, number, string | null];
-      const rows = JSON.parse(summaries?.get({}) ?? "[]") as Summary[];
+      const rows = JSON.parse(oldRollup(() => summaries?.get({})) ?? "[]") as Summary[];
       const row = (i: number) => rows[i] as Summary;
       return groupDevices(
         rows.length,
@@ -426,7 +439,9 @@ function sqliteQueries(db: Database.Database, cacheKiB: number): ReadingQueries 
         const all = cache.latest();
         return device === undefined ? all : all.filter((r) => r.device_id === device);
       }
-      const json = device === undefined ? latestAll?.get({}) : latestOfDevice?.get({ device });
+      const json = oldRollup(() =>
+        device === undefined ? latestAll?.get({}) : latestOfDevice?.get({ device }),
+      );
       return (JSON.parse(json ?? "[]") as LatestRow[]).map(readingOfRow);
     },
 

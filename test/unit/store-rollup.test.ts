@@ -427,6 +427,11 @@ describe("the per-series rollup", () => {
     const store = open(path);
     expect(store.db.pragma("user_version", { simple: true })).toBe(5);
     expect(rollup(store.db)).toEqual(expected);
+    // The reader opened on version 4 says plainly that it must be opened again.
+    await expect(before.latest()).rejects.toThrow(
+      /migrated from schema version 4 to 5 since this reader opened it/,
+    );
+    await expect(before.devices()).rejects.toThrow(/open it again/);
     expect(store.db.pragma("freelist_count", { simple: true })).toBe(0);
     // And the writer goes on from it.
     store.writeBatch([
