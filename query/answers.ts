@@ -14,7 +14,7 @@ import {
   type SeriesQuery,
   type StatsQuery,
 } from "../store/queries.js";
-import { devicesText } from "./devices-text.js";
+import { devicesBytes } from "./devices-text.js";
 import { type Fill, fillBuckets } from "./fill.js";
 import type { Answer } from "./format.js";
 
@@ -70,7 +70,7 @@ export async function devicesAnswer(q: ReadingQueries): Promise<Answer> {
       rows: { [Symbol.iterator]: () => devices()[Symbol.iterator]() },
       flat: flatDevices(devices),
       columns: DEVICE_COLUMNS,
-      whole: (format) => devicesText(page, format, DEVICE_COLUMNS.join(",")),
+      whole: (format) => devicesBytes(page, format, DEVICE_COLUMNS.join(",")),
     };
   }
   const devices = await q.devices();

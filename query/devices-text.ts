@@ -7,7 +7,7 @@
  */
 import type { DevicesPage, ReadingKind } from "../store/queries.js";
 import { MAX_NUMBER_BYTES, writeNumber } from "./number-bytes.js";
-import { type TextParts, textParts } from "./text-bytes.js";
+import { type TextBytes, type TextParts, textOf, textParts } from "./text-bytes.js";
 
 export type DevicesFormat = "json" | "ndjson" | "csv";
 
@@ -56,9 +56,14 @@ const CSV_GAP = Buffer.from(",");
 
 /** The whole answer as text; `header` is csv's first line (the columns: device_id, sensor, unit, first_ts, ...). */
 export function devicesText(page: DevicesPage, format: DevicesFormat, header: string): string {
+  return textOf(devicesBytes(page, format, header));
+}
+
+/** The same as bytes (a view of a buffer of its own, valid until dropped). */
+export function devicesBytes(page: DevicesPage, format: DevicesFormat, header: string): TextBytes {
   const csv = format === "csv";
   const head = csv ? `${header}\n` : "";
-  if (page.length === 0) return format === "json" ? "[]\n" : head;
+  if (page.length === 0) return { bytes: Buffer.from(format === "json" ? "[]\n" : head), ascii: true };
   const { bytes, at, ascii, widest } = seriesText(page.kinds, format);
   const gaps = csv ? [CSV_GAP, CSV_GAP, CSV_GAP] : JSON_GAPS;
   const room = widest + 4 * MAX_NUMBER_BYTES + 3 * 16;
@@ -84,5 +89,5 @@ export function devicesText(page: DevicesPage, format: DevicesFormat, header: st
     copy(bytes, at[2 * i + 1] as number, at[2 * i + 2] as number);
   }
   if (format === "json") p += b.write("\n]\n", p, "latin1");
-  return b.toString(ascii ? "latin1" : "utf8", 0, p);
+  return { bytes: b.subarray(0, p), ascii };
 }

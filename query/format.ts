@@ -6,7 +6,7 @@
  */
 import type { ReadingKind, ReadingPage } from "../store/queries.js";
 import { MAX_NUMBER_BYTES, writeNumber } from "./number-bytes.js";
-import { type TextParts, textParts } from "./text-bytes.js";
+import { ownBytes, type TextBytes, type TextParts, textOf, textParts } from "./text-bytes.js";
 
 export const FORMATS = ["table", "csv", "json", "ndjson"] as const;
 export type Format = (typeof FORMATS)[number];
@@ -36,7 +36,7 @@ export interface Answer {
    * The whole answer's text in json, ndjson or csv, the same as its rows print, made at once by a faster way than
    * row by row (`devices` from its columns: query/devices-text.ts).
    */
-  readonly whole?: (format: Exclude<Format, "table">) => string;
+  readonly whole?: (format: Exclude<Format, "table">) => TextBytes;
 }
 
 /** Text is handed on in chunks of about this size: one write per row would cost more than the row. */
@@ -196,7 +196,7 @@ function kindText(
  * and its three numbers written digit by digit (query/number-bytes.ts), no string per number or per row; csv
  * `before ts "," value middle seq after`, json alike with the keys. The buffer is read back as one string.
  */
-function pageText(answer: Answer, format: Exclude<Format, "table">): (page: ReadingPage) => string {
+function pageText(answer: Answer, format: Exclude<Format, "table">): (page: ReadingPage) => TextBytes {
   const names = answer.columns.map((c) => `${JSON.stringify(c)}:`);
   const csv = format === "csv";
   const json = format === "json";
@@ -247,23 +247,49 @@ function pageText(answer: Answer, format: Exclude<Format, "table">): (page: Read
       p = s === null ? put(b, p, nullSeq) : number(b, p, s);
       p = copy(b, p, bytes, at[o + 2] as number, at[o + 3] as number);
     }
-    return b.toString(ascii ? "latin1" : "utf8", 0, p);
+    return { bytes: b.subarray(0, p), ascii };
   };
 }
 
-async function* pagedChunks(
+/** How a renderer hands its text on: as strings (the CLI, in-process answers) or as bytes (a query worker). */
+interface Output<T> {
+  readonly text: (t: TextBytes) => T;
+  readonly string: (s: string) => T;
+}
+const STRINGS: Output<string> = { text: textOf, string: (s) => s };
+const encoder = new TextEncoder();
+const BYTES: Output<Uint8Array<ArrayBuffer>> = { text: ownBytes, string: (s) => encoder.encode(s) };
+
+async function* pagedChunks<T>(
   answer: Answer & { readonly pages: NonNullable<Answer["pages"]> },
   format: Exclude<Format, "table">,
-): AsyncGenerator<string> {
-  const text = pageText(answer, format);
+  out: Output<T>,
+): AsyncGenerator<T> {
+  const bytes = pageText(answer, format);
   let any = false;
-  if (format === "csv") yield `${answer.columns.join(",")}\n`;
+  if (format === "csv") yield out.string(`${answer.columns.join(",")}\n`);
   for await (const page of answer.pages) {
     if (page.length === 0) continue;
     any = true;
-    yield text(page);
+    yield out.text(bytes(page));
   }
-  if (format === "json") yield any ? "\n]\n" : "[]\n";
+  if (format === "json") yield out.string(any ? "\n]\n" : "[]\n");
+}
+
+async function* strings<T>(chunks: AsyncGenerator<string>, out: Output<T>): AsyncGenerator<T> {
+  for await (const chunk of chunks) yield out.string(chunk);
+}
+
+function rendered<T>(answer: Answer, format: Format, out: Output<T>): AsyncGenerator<T> {
+  if (format === "table") return strings(table(answer), out);
+  const { whole } = answer;
+  if (whole !== undefined)
+    return (async function* () {
+      yield out.text(whole(format));
+    })();
+  const { pages } = answer;
+  if (pages !== undefined) return pagedChunks({ ...answer, pages }, format, out);
+  return strings(rowChunks(answer, format), out);
 }
 
 /**
@@ -271,15 +297,16 @@ async function* pagedChunks(
  * {@link Answer.pages} (same text), else in chunks of about {@link CHUNK_CHARS}.
  */
 export function render(answer: Answer, format: Format): AsyncGenerator<string> {
-  if (format === "table") return table(answer);
-  const { whole } = answer;
-  if (whole !== undefined)
-    return (async function* () {
-      yield whole(format);
-    })();
-  const { pages } = answer;
-  if (pages !== undefined) return pagedChunks({ ...answer, pages }, format);
-  return rowChunks(answer, format);
+  return rendered(answer, format, STRINGS);
+}
+
+/**
+ * The same text as UTF-8 bytes, each chunk in memory of its own (a query worker moves it to the server's thread):
+ * pages and whole answers are written as bytes and never become a string (for the 500 KB of `latest`, making the
+ * string and encoding it again took about 3 ms).
+ */
+export function renderBytes(answer: Answer, format: Format): AsyncGenerator<Uint8Array<ArrayBuffer>> {
+  return rendered(answer, format, BYTES);
 }
 
 /**

@@ -28,3 +28,20 @@ export function textParts(parts: readonly string[], perRow: number): TextParts {
   }
   return { bytes, at, ascii, widest };
 }
+
+/** Text as UTF-8 bytes, perhaps a view of a buffer its writer reuses: read or copy it before asking for more. */
+export interface TextBytes {
+  readonly bytes: Buffer;
+  /** Every byte is a character (ASCII): it reads back as latin1, cheaper than utf8. */
+  readonly ascii: boolean;
+}
+
+/** The text, as a string. */
+export function textOf(t: TextBytes): string {
+  return t.bytes.toString(t.ascii ? "latin1" : "utf8");
+}
+
+/** A copy of the bytes in memory of their own: safe to keep, or to move to another thread. */
+export function ownBytes(t: TextBytes): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(t.bytes);
+}

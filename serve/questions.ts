@@ -6,7 +6,7 @@
 
 import { devicesAnswer, latestAnswer, readingsAnswer, seriesAnswer, statsAnswer } from "../query/answers.js";
 import type { Fill } from "../query/fill.js";
-import { type Answer, type CONTENT_TYPES, render } from "../query/format.js";
+import { type Answer, type CONTENT_TYPES, render, renderBytes } from "../query/format.js";
 import type { ReadingQueries, ReadingsQuery, SeriesQuery, StatsQuery } from "../store/queries.js";
 
 export type Question =
@@ -49,5 +49,14 @@ export function askDirectly(
 ): (question: Question, format: HttpFormat) => AsyncGenerator<string> {
   return async function* (question, format) {
     yield* render(await answerOf(queries, question), format);
+  };
+}
+
+/** The same as UTF-8 bytes, each chunk in memory of its own (what a query worker moves to the server's thread). */
+export function askBytes(
+  queries: ReadingQueries,
+): (question: Question, format: HttpFormat) => AsyncGenerator<Uint8Array<ArrayBuffer>> {
+  return async function* (question, format) {
+    yield* renderBytes(await answerOf(queries, question), format);
   };
 }

@@ -92,6 +92,23 @@ describe("serve runs its SQLite queries off the event loop", () => {
     );
   }, 120_000);
 
+  it("sends an answer that ends just past one reply (256 KiB) whole, with its length, not as a stream", async () => {
+    // Three pages of 1,024 rows (about 330 KB of json), then the closing "]": the worker reads one chunk ahead, sees
+    // the answer end, and hands it over as one last reply.
+    const res = await fetch(`${serve.url}/api/readings?device=big&limit=3072`);
+    expect(res.status).toBe(200);
+    const body = await res.text();
+    expect(Number(res.headers.get("content-length"))).toBe(Buffer.byteLength(body));
+    expect(Buffer.byteLength(body)).toBeGreaterThan(262_144);
+    expect(res.headers.get("transfer-encoding")).toBeNull();
+    const rows = JSON.parse(body) as { seq: number }[];
+    expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 3_072 }, (_, i) => i));
+    // A longer one still streams, in replies of about 256 KiB.
+    const long = await fetch(`${serve.url}/api/readings?device=big&limit=20000`);
+    expect(long.headers.get("content-length")).toBeNull();
+    expect((JSON.parse(await long.text()) as unknown[]).length).toBe(20_000);
+  });
+
   it("keeps answering while one long statement runs (a chart of 100,000 raw points)", async () => {
     let headers = false;
     const slow = fetch(`${serve.url}/api/series?device=big&sensor=humidity&points=100000`).then(
