@@ -389,6 +389,9 @@ async function measure(path: string, runs: number): Promise<Timing[]> {
       });
       continue;
     }
+    // The same warm-up as the query layer had above (each question once first): a server's query workers run
+    // their code as often as a long-running `serve` has, not only a request or two after starting.
+    for (let i = 0; i <= n; i++) await http(pathOf(i));
     const overHttp = await timeIt(n, (i) => http(pathOf(i)));
     // The same warm-up request and the same n timed ones as timeIt, this process waiting meanwhile.
     const urls = [n, ...Array.from({ length: n }, (_, i) => i)].map((i) => `${serve.url}${pathOf(i)}`);

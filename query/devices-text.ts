@@ -7,7 +7,7 @@
  */
 import type { DevicesPage, ReadingKind } from "../store/queries.js";
 import { MAX_NUMBER_BYTES, writeNumber } from "./number-bytes.js";
-import { type TextBytes, type TextParts, textOf, textParts } from "./text-bytes.js";
+import { scratch, type TextBytes, type TextParts, textOf, textParts } from "./text-bytes.js";
 
 export type DevicesFormat = "json" | "ndjson" | "csv";
 
@@ -67,7 +67,7 @@ export function devicesBytes(page: DevicesPage, format: DevicesFormat, header: s
   const { bytes, at, ascii, widest } = seriesText(page.kinds, format);
   const gaps = csv ? [CSV_GAP, CSV_GAP, CSV_GAP] : JSON_GAPS;
   const room = widest + 4 * MAX_NUMBER_BYTES + 3 * 16;
-  const b = Buffer.allocUnsafe(head.length + page.length * room + 8);
+  const b = scratch(head.length + page.length * room + 8);
   let p = b.write(head, 0, "latin1");
   const copy = (src: Uint8Array, from: number, to: number) => {
     for (let j = from; j < to; j++) b[p++] = src[j] as number;

@@ -6,7 +6,7 @@
  */
 import type { ReadingKind, ReadingPage } from "../store/queries.js";
 import { MAX_NUMBER_BYTES, writeNumber } from "./number-bytes.js";
-import { ownBytes, type TextBytes, type TextParts, textOf, textParts } from "./text-bytes.js";
+import { ownBytes, scratch, type TextBytes, type TextParts, textOf, textParts } from "./text-bytes.js";
 
 export const FORMATS = ["table", "csv", "json", "ndjson"] as const;
 export type Format = (typeof FORMATS)[number];
@@ -194,7 +194,7 @@ function kindText(
  * Text of a {@link ReadingPage} in `format` (not table): each row as the object path prints it, byte for byte.
  * A page is written as bytes into one buffer: per row the text of its kind's fields (made once per kinds array),
  * and its three numbers written digit by digit (query/number-bytes.ts), no string per number or per row; csv
- * `before ts "," value middle seq after`, json alike with the keys. The buffer is read back as one string.
+ * `before ts "," value middle seq after`, json alike with the keys: a view of the shared buffer (`scratch`).
  */
 function pageText(answer: Answer, format: Exclude<Format, "table">): (page: ReadingPage) => TextBytes {
   const names = answer.columns.map((c) => `${JSON.stringify(c)}:`);
@@ -202,7 +202,6 @@ function pageText(answer: Answer, format: Exclude<Format, "table">): (page: Read
   const json = format === "json";
   const tsValue = Buffer.from(csv ? "," : `,${names[3]}`);
   const nullSeq = csv ? Buffer.alloc(0) : NULL_BYTES;
-  let buffer = Buffer.allocUnsafe(1 << 17);
   let first = true;
   const put = (b: Uint8Array, p: number, text: Uint8Array) => {
     for (let j = 0; j < text.length; j++) b[p + j] = text[j] as number;
@@ -222,15 +221,10 @@ function pageText(answer: Answer, format: Exclude<Format, "table">): (page: Read
     const { bytes, at, ascii, widest } = kindText(page.kinds, format, names);
     // The separator of json rows, three numbers, and the text between them.
     const room = widest + 2 + 3 * MAX_NUMBER_BYTES + tsValue.length;
-    let b = buffer;
+    // The page's rows take at most `room` bytes each, so the shared buffer is sized once, before the loop.
+    const b = scratch(n * (room + 2) + 8);
     let p = 0;
     for (let i = 0; i < n; i++) {
-      if (p + room > b.length) {
-        const wider = Buffer.allocUnsafe(2 * (b.length + room));
-        b.copy(wider, 0, 0, p);
-        b = wider;
-        buffer = wider;
-      }
       const k = kind === undefined ? 0 : (kind[i] as number);
       if (json) {
         b[p++] = first ? 91 : 44; // [ or ,

@@ -45,3 +45,17 @@ export function textOf(t: TextBytes): string {
 export function ownBytes(t: TextBytes): Uint8Array<ArrayBuffer> {
   return new Uint8Array(t.bytes);
 }
+
+let scratchBuffer = Buffer.allocUnsafeSlow(1 << 17);
+
+/**
+ * A buffer of at least `size` bytes that the renderers share, grown when needed and kept: an answer's text is
+ * written into it and read back or copied ({@link textOf}, {@link ownBytes}) before anything else renders, so one
+ * is enough per thread. Allocating one per answer (and doubling it as it filled) made about 2 MB of garbage for
+ * each `latest`, and the collections that followed cost more than the writing.
+ */
+export function scratch(size: number): Buffer {
+  if (scratchBuffer.length < size)
+    scratchBuffer = Buffer.allocUnsafeSlow(Math.max(size, 2 * scratchBuffer.length));
+  return scratchBuffer;
+}
