@@ -88,6 +88,8 @@ export const MIGRATIONS: readonly {
     // The rollup's numbers move out of `series`, 64 series to a row of `series_numbers` (store/sqlite-rollup.ts):
     // a batch of a whole fleet then rewrites a row per 64 series instead of one per series. `series` keeps each
     // series' key, its new `id` (its slot) and the text of its newest reading. Built here from version 4's table.
+    // From here on `series_gen` steps only in a transaction that inserts a series or changes one's text (which is
+    // all a reader's check of count(*) and max(text_gen) needs), not in every write.
     version: 5,
     sql: "",
     run: (db) => {
