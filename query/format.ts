@@ -144,6 +144,7 @@ function jsonValue(v: unknown): string {
 }
 
 const NULL_BYTES = Buffer.from("null");
+const JSON_END = Buffer.from("\n]\n");
 
 /** The text of a page's kinds in one format: kind `k`'s `before`, `middle` and `after` are parts 3k, 3k+1, 3k+2. */
 type KindText = TextParts;
@@ -196,7 +197,10 @@ function kindText(
  * and its three numbers written digit by digit (query/number-bytes.ts), no string per number or per row; csv
  * `before ts "," value middle seq after`, json alike with the keys: a view of the shared buffer (`scratch`).
  */
-function pageText(answer: Answer, format: Exclude<Format, "table">): (page: ReadingPage) => TextBytes {
+function pageText(
+  answer: Answer,
+  format: Exclude<Format, "table">,
+): (page: ReadingPage, tail?: Uint8Array) => TextBytes {
   const names = answer.columns.map((c) => `${JSON.stringify(c)}:`);
   const csv = format === "csv";
   const json = format === "json";
@@ -215,14 +219,14 @@ function pageText(answer: Answer, format: Exclude<Format, "table">): (page: Read
   // json writes no NaN nor Infinity: null, as JSON.stringify does (never stored, but the object path does so).
   const number = (b: Uint8Array, p: number, v: number) =>
     csv || Number.isFinite(v) ? writeNumber(b, p, v) : put(b, p, NULL_BYTES);
-  return (page) => {
+  return (page, tail) => {
     const { ts, value, seq, kind } = page;
     const n = page.length;
     const { bytes, at, ascii, widest } = kindText(page.kinds, format, names);
     // The separator of json rows, three numbers, and the text between them.
     const room = widest + 2 + 3 * MAX_NUMBER_BYTES + tsValue.length;
     // The page's rows take at most `room` bytes each, so the shared buffer is sized once, before the loop.
-    const b = scratch(n * (room + 2) + 8);
+    const b = scratch(n * (room + 2) + 8 + (tail?.length ?? 0));
     let p = 0;
     for (let i = 0; i < n; i++) {
       const k = kind === undefined ? 0 : (kind[i] as number);
@@ -241,6 +245,7 @@ function pageText(answer: Answer, format: Exclude<Format, "table">): (page: Read
       p = s === null ? put(b, p, nullSeq) : number(b, p, s);
       p = copy(b, p, bytes, at[o + 2] as number, at[o + 3] as number);
     }
+    if (tail !== undefined) p = put(b, p, tail);
     return { bytes: b.subarray(0, p), ascii };
   };
 }
@@ -260,14 +265,17 @@ async function* pagedChunks<T>(
   out: Output<T>,
 ): AsyncGenerator<T> {
   const bytes = pageText(answer, format);
-  let any = false;
   if (format === "csv") yield out.string(`${answer.columns.join(",")}\n`);
+  // Each page is written once the next is read, so the last one takes json's closing "]" with it: an answer of one
+  // page (`latest`) is one chunk, which a query worker hands over whole.
+  let held: ReadingPage | undefined;
   for await (const page of answer.pages) {
     if (page.length === 0) continue;
-    any = true;
-    yield out.text(bytes(page));
+    if (held !== undefined) yield out.text(bytes(held));
+    held = page;
   }
-  if (format === "json") yield out.string(any ? "\n]\n" : "[]\n");
+  if (held !== undefined) yield out.text(bytes(held, format === "json" ? JSON_END : undefined));
+  else if (format === "json") yield out.string("[]\n");
 }
 
 async function* strings<T>(chunks: AsyncGenerator<string>, out: Output<T>): AsyncGenerator<T> {
