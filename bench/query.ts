@@ -3,13 +3,17 @@
  * 30 days, written through the store module), then times each question through the query layer and over HTTP
  * while another process ingests readings, and exports every row as csv in a child process whose peak RSS it reads.
  * HTTP is timed twice: by a client in this process, whose fetch and body read share the event loop with the
- * server's main thread, and by a client in a process of its own, as an analyst's browser or script is.
+ * server's main thread, and by a client in a process of its own, as an analyst's browser or script is; that client
+ * also fetches a body of each answer's size from a node:http server that does nothing else (the baseline: what
+ * HTTP costs that client whatever the server).
  *
  *   npm run build && node dist/bench/query.js [--db FILE] [--runs N] [--ingest-rate N] [--skip-export]
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createWriteStream, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { loadavg } from "node:os";
 import { dirname } from "node:path";
 import { createInterface } from "node:readline";
@@ -273,6 +277,37 @@ interface Timing {
   readonly direct: number;
   readonly http: number;
   readonly httpSeparate: number;
+  /** The separate client fetching a body of the answer's size from a server that does nothing else. */
+  readonly bare: number;
+}
+
+/**
+ * The baseline of the HTTP columns: a node:http server that answers `/bytes/N` with N bytes it holds, so the
+ * separate client's time for a body of an answer's size, without any query, is measured in the same run.
+ */
+async function startBareServer(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const bodies = new Map<number, Buffer>();
+  const server = createServer((req, res) => {
+    const size = Number(req.url?.split("/")[2] ?? 0);
+    let body = bodies.get(size);
+    if (body === undefined) {
+      body = Buffer.alloc(size, "a");
+      bodies.set(size, body);
+    }
+    res.writeHead(200, {
+      "content-type": "application/json",
+      "content-length": size,
+      "cache-control": "no-store",
+    });
+    res.end(body);
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 const ms = (x: number) => (Number.isNaN(x) ? "-" : `${x.toFixed(2)} ms`);
@@ -303,6 +338,7 @@ async function measure(path: string, runs: number): Promise<Timing[]> {
   const q: ReadingQueries = await openSqliteQueries(path);
   const serve = await startServe({ dbPath: path, host: "127.0.0.1", port: 0 });
   const client = startHttpClient();
+  const bareServer = await startBareServer();
   const end = (await q.latest(deviceId(0))).reduce((m, r) => Math.max(m, r.ts), 0);
   const dev = (i: number) => deviceId((i * 37 + 11) % DEVICES);
   const http = async (p: string) => {
@@ -344,7 +380,6 @@ async function measure(path: string, runs: number): Promise<Timing[]> {
     {
       question: "`devices` (counts, first/last per series)",
       target: "< 20 ms",
-      runs: 3,
       direct: () => q.devices(),
       path: () => "/api/devices",
     },
@@ -386,23 +421,35 @@ async function measure(path: string, runs: number): Promise<Timing[]> {
         direct,
         http: Number.NaN,
         httpSeparate: Number.NaN,
+        bare: Number.NaN,
       });
       continue;
     }
     // The same warm-up as the query layer had above (each question once first): a server's query workers run
     // their code as often as a long-running `serve` has, not only a request or two after starting.
-    for (let i = 0; i <= n; i++) await http(pathOf(i));
+    let bytes = 0;
+    for (let i = 0; i <= n; i++) bytes = Buffer.byteLength(await http(pathOf(i)));
     const overHttp = await timeIt(n, (i) => http(pathOf(i)));
     // The same warm-up request and the same n timed ones as timeIt, this process waiting meanwhile.
     const urls = [n, ...Array.from({ length: n }, (_, i) => i)].map((i) => `${serve.url}${pathOf(i)}`);
     const separate = median((await client.get(urls)).slice(1));
+    const bareUrls = Array.from({ length: n + 1 }, () => `${bareServer.url}/bytes/${bytes}`);
+    const bare = median((await client.get(bareUrls)).slice(1));
     say(
       `${x.question}: ${direct.toFixed(2)} ms, over HTTP ${overHttp.toFixed(2)} ms, ` +
-        `separate client ${separate.toFixed(2)} ms (median of ${n})`,
+        `separate client ${separate.toFixed(2)} ms, a bare server's ${fmt(bytes)} bytes ${bare.toFixed(2)} ms (median of ${n})`,
     );
-    out.push({ question: x.question, target: x.target, direct, http: overHttp, httpSeparate: separate });
+    out.push({
+      question: x.question,
+      target: x.target,
+      direct,
+      http: overHttp,
+      httpSeparate: separate,
+      bare,
+    });
   }
   await client.stop();
+  await bareServer.stop();
   await serve.stop();
   await q.stop();
   return out;
@@ -413,7 +460,8 @@ const USAGE = `Usage: npm run bench:query -- [options]     (or: node dist/bench/
 The analysts' questions on ten million readings (1,000 devices x 4 sensors over 30 days): fills the database once
 (about two minutes; kept for later runs), then times latest, devices, a raw day, a 30-day chart, stats --every 1h
 and a csv export of every row, through the query layer and over HTTP, while a child process ingests readings.
-Prints the median of each question and the export's rows/s and peak RSS.
+Prints the median of each question and the export's rows/s and peak RSS. The last column is the baseline of the
+HTTP ones: the separate client fetching a body of the answer's size from a server that does nothing else.
 
 Options:
   --db FILE            the database to fill or reuse (default /tmp/telemetry-query-bench/telemetry.db)
@@ -506,17 +554,17 @@ async function main(): Promise<void> {
     ? lastJson<{ written: number; busy: number; perSecond: number }>(await ingesting.done, "written")
     : undefined;
   const lines = [
-    "| question | target | query layer (median) | over HTTP, client in the same process (median) | over HTTP, separate client (median) |",
-    "| --- | --- | --- | --- | --- |",
+    "| question | target | query layer (median) | over HTTP, client in the same process (median) | over HTTP, separate client (median) | the separate client, a body of that size from a bare server (median) |",
+    "| --- | --- | --- | --- | --- | --- |",
     ...timings.map(
       (t) =>
-        `| ${t.question} | ${t.target} | ${t.direct.toFixed(2)} ms | ${ms(t.http)} | ${ms(t.httpSeparate)} |`,
+        `| ${t.question} | ${t.target} | ${t.direct.toFixed(2)} ms | ${ms(t.http)} | ${ms(t.httpSeparate)} | ${ms(t.bare)} |`,
     ),
     ...(exported === undefined
       ? []
       : [
           `| csv export of all ${fmt(exported.rows)} rows | RSS < ${RSS_TARGET_MIB} MB, >= ${fmt(EXPORT_TARGET_ROWS_PER_S)} rows/s | ` +
-            `${fmt(exported.rows / exported.seconds)} rows/s (${exported.seconds.toFixed(1)} s), peak RSS ${exported.peakRssMiB.toFixed(0)} MiB | | |`,
+            `${fmt(exported.rows / exported.seconds)} rows/s (${exported.seconds.toFixed(1)} s), peak RSS ${exported.peakRssMiB.toFixed(0)} MiB | | | |`,
         ]),
   ];
   if (ingesting) {
