@@ -13,10 +13,11 @@ import {
   running,
 } from "../common/pipeline.js";
 import { RateLimitedLog } from "../common/rate-limited-log.js";
-import { readTls } from "../common/tls.js";
+import { readTls, type TlsMaterial } from "../common/tls.js";
 import { type MqttInput, type MqttMessage, startMqttInput } from "../mqtt/input.js";
 import { SchemaRegistry } from "../schemas/index.js";
 import { type FullPolicy, type RunningSpool, startSpool } from "../spool/index.js";
+import { watchBrokerDrops } from "./broker-drops.js";
 import { type Envelope, encodeEnvelope } from "./encode.js";
 import { type GatewayMetrics, gatewayMetrics } from "./metrics.js";
 import { parsePayload } from "./validate.js";
@@ -182,6 +183,7 @@ export async function startGateway(
     await sink.stop();
     await http.close();
   };
+  let mqttTls: TlsMaterial = {};
   const onAbort = () => void sink.stop();
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
@@ -189,16 +191,17 @@ export async function startGateway(
     if (spool) sink.start().catch((err: Error) => log.warn({ err: err.message }, "amqp sink not started"));
     else await sink.start();
     if (signal?.aborted) throw new Error("start abandoned: the service was told to stop");
+    mqttTls = readTls({
+      caFile: config.mqttCaFile,
+      certFile: config.mqttCertFile,
+      keyFile: config.mqttKeyFile,
+    });
     mqtt = input = await startMqttInput(
       {
         url: config.mqttUrl,
         username: config.mqttUsername,
         password: config.mqttPassword,
-        tls: readTls({
-          caFile: config.mqttCaFile,
-          certFile: config.mqttCertFile,
-          keyFile: config.mqttKeyFile,
-        }),
+        tls: mqttTls,
         clientId: `telemetry-gateway-${config.gatewayId}`,
         topic: `${config.topicPrefix}/+/+`,
         shareGroup: config.shareGroup,
@@ -216,6 +219,15 @@ export async function startGateway(
     signal?.removeEventListener("abort", onAbort);
   }
   watchSession(mqtt, log, m);
+  const drops = watchBrokerDrops({
+    url: config.mqttUrl,
+    username: config.mqttUsername,
+    password: config.mqttPassword,
+    tls: mqttTls,
+    clientId: `telemetry-gateway-${config.gatewayId}-sys`,
+    log,
+    onDropped: (n) => m.brokerDropped.inc(n),
+  });
   log.info(
     {
       topic: `${config.topicPrefix}/+/+`,
@@ -236,6 +248,7 @@ export async function startGateway(
         "stopping with readings unconfirmed; the MQTT broker redelivers them",
       );
     }
+    await drops.stop();
     await mqtt.stop();
     await spool?.stop();
     await sink.stop();

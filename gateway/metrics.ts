@@ -37,6 +37,13 @@ export function gatewayMetrics(registry: Registry) {
         "disconnected was not queued for it",
       ...opts,
     }),
+    brokerDropped: new Counter({
+      name: "telemetry_gateway_mqtt_broker_dropped_total",
+      help:
+        "Messages the MQTT broker reported dropped ($SYS/broker/publish/messages/dropped, Mosquitto) while this " +
+        "gateway watched: acknowledged to their publishers, then lost to a full session queue",
+      ...opts,
+    }),
     amqpConnected: new Gauge({ name: "telemetry_gateway_amqp_connected", help: "1 when connected", ...opts }),
     amqpBlocked: new Gauge({
       name: "telemetry_gateway_amqp_blocked",

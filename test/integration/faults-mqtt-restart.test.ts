@@ -1,3 +1,4 @@
+import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   expectDeliveriesAccounted,
@@ -13,6 +14,7 @@ import { cleanup, type Service, startService, type TestNames, untilReady } from 
 
 const READINGS = 6_000;
 const SESSIONS_LOST = "telemetry_gateway_mqtt_sessions_lost_total";
+const BROKER_DROPPED = "telemetry_gateway_mqtt_broker_dropped_total";
 const RATE = 1_500;
 
 describe("fault: the MQTT broker restarts mid-stream", () => {
@@ -63,6 +65,7 @@ describe("fault: the MQTT broker restarts mid-stream", () => {
       true,
     );
     expect(await metric(gw.httpPort, SESSIONS_LOST), "a kept session is not reported lost").toBe(0);
+    expect(await metric(gw.httpPort, BROKER_DROPPED), "a broker without queue limits drops nothing").toBe(0);
 
     const counts = await expectStoredExactlyOnce(names, stream);
     const simulatorReconnected = stream.logs.some((l) =>
@@ -76,6 +79,40 @@ describe("fault: the MQTT broker restarts mid-stream", () => {
     report("mosquitto restart mid-stream", { ...counts, duplicates, ackedAtRestart });
   });
 
+  it("a broker that drops acknowledged messages (a session's queue full) is reported: a warning and telemetry_gateway_mqtt_broker_dropped_total", async () => {
+    // Mosquitto as shipped (a session queue limit), reporting its $SYS counts every second.
+    const limited = await startPrivateMosquitto({ maxQueued: 5, extraConfig: ["sys_interval 1"] });
+    const n = faultNames("fault-mqtt-dropped", { mqttUrl: limited.url });
+    const gw = await startService("gateway", n.env);
+    try {
+      await untilReady(gw);
+      // Another subscriber's persistent session, offline: the broker queues 5 of the readings for it and drops the
+      // rest, after PUBACKing every one to the simulator. The gateway's own session loses nothing here.
+      const bystander = await mqtt.connectAsync(limited.url, {
+        clientId: `bystander-${n.topicPrefix}`,
+        clean: false,
+        protocolVersion: 4,
+      });
+      await bystander.subscribeAsync(`${n.topicPrefix}/#`, { qos: 1 });
+      await bystander.endAsync();
+      const stream = startStream(n, { count: 50, rate: 500, seed: 808 });
+      await stream.done;
+      await until("the gateway saw the broker's dropped count rise", 15_000, async () => {
+        return (await metric(gw.httpPort, BROKER_DROPPED)) >= 45;
+      });
+      expect(await metric(gw.httpPort, BROKER_DROPPED)).toBe(45);
+      const warning = gw.logs.find((l) => /^the MQTT broker dropped messages/.test(String(l.msg)));
+      expect(warning?.level, "logged as a warning").toBe(40);
+      expect(gw.logs.some((l) => /reports messages it dropped since it started/.test(String(l.msg)))).toBe(
+        false,
+      );
+    } finally {
+      await gw.stop("SIGKILL");
+      await cleanup(n);
+      await limited.stop();
+    }
+  });
+
   it("a broker that comes back without the gateway's session (no persistence) is reported: a warning and telemetry_gateway_mqtt_sessions_lost_total", async () => {
     // A broker of its own: this one forgets every session when it restarts.
     const forgetful = await startPrivateMosquitto({ maxQueued: 0, persistence: false });
@@ -85,7 +122,10 @@ describe("fault: the MQTT broker restarts mid-stream", () => {
       await untilReady(gw);
       const subscribed = () => gw.logs.filter((l) => l.msg === "MQTT connected and subscribed");
       expect(subscribed()[0]?.sessionPresent, "a new GATEWAY_ID has no session yet").toBe(false);
-      expect(gw.logs.some((l) => /^new MQTT session/.test(String(l.msg)))).toBe(true);
+      // Logged on the connection's event, which the test may read after /readyz answered.
+      await until("the new session is logged", 5_000, async () =>
+        gw.logs.some((l) => /^new MQTT session/.test(String(l.msg))),
+      );
       expect(await metric(gw.httpPort, SESSIONS_LOST), "the first session of a process is not a loss").toBe(
         0,
       );
