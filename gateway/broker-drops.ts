@@ -58,6 +58,8 @@ export function watchBrokerDrops(opts: BrokerDropsOptions): BrokerDropsWatch {
           { dropped: count },
           "the MQTT broker reports messages it dropped since it started (queue limits: max_queued_messages)",
         );
+      else
+        opts.log.info(`watching the MQTT broker's count of dropped messages (${DROPPED_TOPIC}): none so far`);
     } else if (count > last) {
       opts.onDropped(count - last);
       opts.log.warn(

@@ -86,6 +86,11 @@ describe("fault: the MQTT broker restarts mid-stream", () => {
     const gw = await startService("gateway", n.env);
     try {
       await untilReady(gw);
+      // The gateway's first count (0, this broker's first publish within a second) is its starting point: the drops
+      // must come after it to be counted.
+      await until("the gateway watches the broker's dropped count", 10_000, async () =>
+        gw.logs.some((l) => /^watching the MQTT broker's count of dropped messages/.test(String(l.msg))),
+      );
       // Another subscriber's persistent session, offline: the broker queues 5 of the readings for it and drops the
       // rest, after PUBACKing every one to the simulator. The gateway's own session loses nothing here.
       const bystander = await mqtt.connectAsync(limited.url, {
