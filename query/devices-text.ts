@@ -3,10 +3,12 @@
  * (query/format.ts, one `JSON.stringify` per device, one csv line per series): the answer of 1,000 devices holds
  * 16,000 numbers, and `JSON.stringify` spent 4 to 7 ms a question on them. Here each series' text is made once per
  * `kinds` array (which SQLite's kept reader hands over unchanged while no series' text changes) and the numbers are
- * written digit by digit into one buffer (query/number-bytes.ts).
+ * written digit by digit into one buffer (query/number-bytes.ts); a series whose numbers are the same as in the last
+ * answer from that array is copied from it (query/row-reuse.ts).
  */
 import type { DevicesPage, ReadingKind } from "../store/queries.js";
 import { MAX_NUMBER_BYTES, writeNumber } from "./number-bytes.js";
+import { RowMemo } from "./row-reuse.js";
 import { scratch, type TextBytes, type TextParts, textOf, textParts } from "./text-bytes.js";
 
 export type DevicesFormat = "json" | "ndjson" | "csv";
@@ -14,7 +16,13 @@ export type DevicesFormat = "json" | "ndjson" | "csv";
 /** Series `i`'s text before its first number is part 2i, after its last part 2i+1. */
 type SeriesText = TextParts;
 
-const TEXTS = new WeakMap<readonly ReadingKind[], Map<DevicesFormat, SeriesText>>();
+/** A kinds array's text in one format, and once it was asked for twice, its last rendering (query/row-reuse.ts). */
+interface KnownText {
+  readonly text: SeriesText;
+  memo: RowMemo | undefined;
+}
+
+const TEXTS = new WeakMap<readonly ReadingKind[], Map<DevicesFormat, KnownText>>();
 
 const json = (v: string | null) => JSON.stringify(v);
 
@@ -25,9 +33,12 @@ function csvCell(v: string | null): string {
 }
 
 /** The text around each series' numbers; between them `,"last_ts":` etc. (json) or "," (csv). */
-function seriesText(kinds: readonly ReadingKind[], format: DevicesFormat): SeriesText {
+function seriesText(kinds: readonly ReadingKind[], format: DevicesFormat): KnownText {
   const known = TEXTS.get(kinds)?.get(format);
-  if (known !== undefined) return known;
+  if (known !== undefined) {
+    known.memo ??= new RowMemo(4);
+    return known;
+  }
   const parts: string[] = [];
   kinds.forEach((k, i) => {
     const first = i === 0 || kinds[i - 1]?.device_id !== k.device_id;
@@ -44,8 +55,8 @@ function seriesText(kinds: readonly ReadingKind[], format: DevicesFormat): Serie
       `}${last ? `]}${format === "ndjson" ? "\n" : ""}` : ""}`,
     );
   });
-  const made = textParts(parts, 2);
-  const byFormat = TEXTS.get(kinds) ?? new Map<DevicesFormat, SeriesText>();
+  const made: KnownText = { text: textParts(parts, 2), memo: undefined };
+  const byFormat = TEXTS.get(kinds) ?? new Map<DevicesFormat, KnownText>();
   byFormat.set(format, made);
   TEXTS.set(kinds, byFormat);
   return made;
@@ -64,7 +75,8 @@ export function devicesBytes(page: DevicesPage, format: DevicesFormat, header: s
   const csv = format === "csv";
   const head = csv ? `${header}\n` : "";
   if (page.length === 0) return { bytes: Buffer.from(format === "json" ? "[]\n" : head), ascii: true };
-  const { bytes, at, ascii, widest } = seriesText(page.kinds, format);
+  const { text, memo } = seriesText(page.kinds, format);
+  const { bytes, at, ascii, widest } = text;
   const gaps = csv ? [CSV_GAP, CSV_GAP, CSV_GAP] : JSON_GAPS;
   const room = widest + 4 * MAX_NUMBER_BYTES + 3 * 16;
   const b = scratch(head.length + page.length * room + 8);
@@ -77,7 +89,21 @@ export function devicesBytes(page: DevicesPage, format: DevicesFormat, header: s
     if (csv || Number.isFinite(v)) p = writeNumber(b, p, v);
     else p += b.write("null", p, "latin1");
   };
+  // Series asked for before: a row whose numbers did not change is copied from the last answer.
+  const reuse = memo?.begin(b, p, page.length, 0);
+  const numbers = reuse?.numbers;
   for (let i = 0; i < page.length; i++) {
+    if (reuse !== undefined && numbers !== undefined) {
+      numbers[4 * i] = page.first_ts[i] as number;
+      numbers[4 * i + 1] = page.last_ts[i] as number;
+      numbers[4 * i + 2] = page.last_value[i] as number;
+      numbers[4 * i + 3] = page.count[i] as number;
+      const kept = reuse.row(i, 0, p);
+      if (kept >= 0) {
+        p = kept;
+        continue;
+      }
+    }
     copy(bytes, at[2 * i] as number, at[2 * i + 1] as number);
     number(page.first_ts[i] as number);
     copy(gaps[0] as Buffer, 0, (gaps[0] as Buffer).length);
@@ -88,6 +114,7 @@ export function devicesBytes(page: DevicesPage, format: DevicesFormat, header: s
     number(page.count[i] as number);
     copy(bytes, at[2 * i + 1] as number, at[2 * i + 2] as number);
   }
+  reuse?.end(p);
   if (format === "json") p += b.write("\n]\n", p, "latin1");
   return { bytes: b.subarray(0, p), ascii };
 }

@@ -6,6 +6,7 @@
  */
 import type { ReadingKind, ReadingPage } from "../store/queries.js";
 import { MAX_NUMBER_BYTES, writeNumber } from "./number-bytes.js";
+import { RowMemo } from "./row-reuse.js";
 import { ownBytes, scratch, type TextBytes, type TextParts, textOf, textParts } from "./text-bytes.js";
 
 export const FORMATS = ["table", "csv", "json", "ndjson"] as const;
@@ -149,22 +150,32 @@ const JSON_END = Buffer.from("\n]\n");
 /** The text of a page's kinds in one format: kind `k`'s `before`, `middle` and `after` are parts 3k, 3k+1, 3k+2. */
 type KindText = TextParts;
 
+/** A kinds array's text in one format, and once it was asked for twice, its last rendering (query/row-reuse.ts). */
+interface KnownText {
+  readonly text: KindText;
+  memo: RowMemo | undefined;
+}
+
 /**
  * Kind texts kept for as long as their `kinds` array lives, by format: `latest` hands over the same array (one
  * kind per series, 4,000) for as long as the series' text does not change, so its text is made once, not at every
- * question (making it took ~10 ms a time); an export's pages each have their own array and are made per page.
+ * question (making it took ~10 ms a time), and its rows are copied from the last answer where their numbers did not
+ * change; an export's pages each have their own array and are made per page, with no rendering kept.
  */
-const KIND_TEXTS = new WeakMap<readonly ReadingKind[], Map<string, KindText>>();
+const KIND_TEXTS = new WeakMap<readonly ReadingKind[], Map<string, KnownText>>();
 
 function kindText(
   kinds: readonly ReadingKind[],
   format: Exclude<Format, "table">,
   names: string[],
-): KindText {
+): KnownText {
   const key = `${format}\n${names.join("")}`;
   let byFormat = KIND_TEXTS.get(kinds);
   const known = byFormat?.get(key);
-  if (known !== undefined) return known;
+  if (known !== undefined) {
+    known.memo ??= new RowMemo(3);
+    return known;
+  }
   const parts: string[] = [];
   for (const k of kinds) {
     if (format === "csv") {
@@ -182,7 +193,7 @@ function kindText(
       );
     }
   }
-  const made = textParts(parts, 3);
+  const made: KnownText = { text: textParts(parts, 3), memo: undefined };
   if (byFormat === undefined) {
     byFormat = new Map();
     KIND_TEXTS.set(kinds, byFormat);
@@ -195,7 +206,8 @@ function kindText(
  * Text of a {@link ReadingPage} in `format` (not table): each row as the object path prints it, byte for byte.
  * A page is written as bytes into one buffer: per row the text of its kind's fields (made once per kinds array),
  * and its three numbers written digit by digit (query/number-bytes.ts), no string per number or per row; csv
- * `before ts "," value middle seq after`, json alike with the keys: a view of the shared buffer (`scratch`).
+ * `before ts "," value middle seq after`, json alike with the keys: a view of the shared buffer (`scratch`). A
+ * kinds array rendered before has its rows copied from that rendering where their numbers and kind are the same.
  */
 function pageText(
   answer: Answer,
@@ -222,14 +234,31 @@ function pageText(
   return (page, tail) => {
     const { ts, value, seq, kind } = page;
     const n = page.length;
-    const { bytes, at, ascii, widest } = kindText(page.kinds, format, names);
+    const { text, memo } = kindText(page.kinds, format, names);
+    const { bytes, at, ascii, widest } = text;
     // The separator of json rows, three numbers, and the text between them.
     const room = widest + 2 + 3 * MAX_NUMBER_BYTES + tsValue.length;
     // The page's rows take at most `room` bytes each, so the shared buffer is sized once, before the loop.
     const b = scratch(n * (room + 2) + 8 + (tail?.length ?? 0));
+    // What shapes the first row beside its own fields: json's "[" or ",".
+    const reuse = memo?.begin(b, 0, n, json && first ? 1 : 0);
+    const numbers = reuse?.numbers;
     let p = 0;
     for (let i = 0; i < n; i++) {
       const k = kind === undefined ? 0 : (kind[i] as number);
+      const s = seq[i] ?? null;
+      if (reuse !== undefined && numbers !== undefined) {
+        numbers[3 * i] = ts[i] as number;
+        numbers[3 * i + 1] = value[i] as number;
+        numbers[3 * i + 2] = s ?? 0;
+        // A null seq prints unlike any number: it is part of the key.
+        const kept = reuse.row(i, 2 * k + (s === null ? 1 : 0), p);
+        if (kept >= 0) {
+          p = kept;
+          first = false;
+          continue;
+        }
+      }
       if (json) {
         b[p++] = first ? 91 : 44; // [ or ,
         b[p++] = 10;
@@ -241,10 +270,10 @@ function pageText(
       p = put(b, p, tsValue);
       p = number(b, p, value[i] as number);
       p = copy(b, p, bytes, at[o + 1] as number, at[o + 2] as number);
-      const s = seq[i] ?? null;
       p = s === null ? put(b, p, nullSeq) : number(b, p, s);
       p = copy(b, p, bytes, at[o + 2] as number, at[o + 3] as number);
     }
+    reuse?.end(p);
     if (tail !== undefined) p = put(b, p, tail);
     return { bytes: b.subarray(0, p), ascii };
   };

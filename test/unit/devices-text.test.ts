@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { DEVICE_COLUMNS } from "../../query/answers.js";
 import { devicesText } from "../../query/devices-text.js";
 import { type Answer, render } from "../../query/format.js";
+import { mulberry32 as prng } from "../../simulators/model.js";
 import { type DevicesPage, devicesOfPage, type ReadingKind } from "../../store/queries.js";
 
 async function text(answer: Answer, format: "json" | "ndjson" | "csv"): Promise<string> {
@@ -81,5 +82,41 @@ describe("devices written from its columns", () => {
     expect(JSON.parse(devicesText(page, "json", ""))).toEqual(
       JSON.parse(JSON.stringify(devicesOfPage(page))),
     );
+  });
+
+  it("the same series asked for again print what they print fresh, as their numbers change", async () => {
+    const random = prng(5);
+    const numbers = [0, -0, 1, 21.37, 0.1 + 0.2, 1e21, 5e-324, 1_767_139_200_000, 123_456_789_012];
+    const pick = () => numbers[Math.floor(random() * numbers.length)] as number;
+    const columns = (): DevicesPage => ({
+      length: kinds.length,
+      kinds,
+      first_ts: kinds.map(pick),
+      last_ts: kinds.map(pick),
+      last_value: kinds.map(pick),
+      count: kinds.map(pick),
+    });
+    let now = columns();
+    for (let round = 0; round < 60; round++) {
+      for (const format of ["json", "ndjson", "csv"] as const) {
+        const again = devicesText(now, format, DEVICE_COLUMNS.join(","));
+        expect(again, `${format}, round ${round}`).toBe(
+          devicesText({ ...now, kinds: kinds.slice() }, format, DEVICE_COLUMNS.join(",")),
+        );
+        if (round % 20 === 0)
+          expect(again, `${format}, round ${round}, rows`).toBe(await byRows(now, format));
+      }
+      // A few numbers change, as between two questions while readings arrive.
+      const next = columns();
+      const keep = (a: readonly number[], b: readonly number[]) =>
+        a.map((v, i) => (random() < 0.15 ? b[i] : v) as number);
+      now = {
+        ...now,
+        first_ts: keep(now.first_ts, next.first_ts),
+        last_ts: keep(now.last_ts, next.last_ts),
+        last_value: keep(now.last_value, next.last_value),
+        count: keep(now.count, next.count),
+      };
+    }
   });
 });
