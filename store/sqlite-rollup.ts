@@ -60,10 +60,17 @@ function bytesOf(f: Float64Array): Buffer {
 
 /** Reads every row of `series_numbers` into floats, by row number (rows never written stay undefined). */
 export function readNumberRows(db: Database.Database): Float64Array[] {
-  const rows: Float64Array[] = [];
-  const all = db.prepare<[], [number, Buffer]>("SELECT chunk, data FROM series_numbers").raw().all();
-  for (const [chunk, data] of all) rows[chunk] = floatsOf(data);
-  return rows;
+  return numberRowsReader(db)();
+}
+
+/** The same as a function with its statement prepared once, for a reader that asks at every question. */
+export function numberRowsReader(db: Database.Database): () => Float64Array[] {
+  const select = db.prepare<[], [number, Buffer]>("SELECT chunk, data FROM series_numbers").raw();
+  return () => {
+    const rows: Float64Array[] = [];
+    for (const [chunk, data] of select.all()) rows[chunk] = floatsOf(data);
+    return rows;
+  };
 }
 
 /** The numbers of series `id` in `rows` (from {@link readNumberRows}). */

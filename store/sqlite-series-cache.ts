@@ -18,7 +18,7 @@ import {
   type StoredReading,
   tagsOf,
 } from "./queries.js";
-import { readNumberRows, SLOT, slotOf } from "./sqlite-rollup.js";
+import { numberRowsReader, SLOT, slotOf } from "./sqlite-rollup.js";
 
 /** What the kept text was read with: it stands while the table's count and highest generation are these. */
 interface Kept {
@@ -27,8 +27,11 @@ interface Kept {
   /** Each series' text in key order, as a page's kinds (tags as JSON text); each row's kind is its own. */
   readonly kinds: readonly ReadingKind[];
   readonly kindOfRow: readonly number[];
-  /** Each series' id (its slot in `series_numbers`), in the same order. */
+  /** Each series' id, in the same order. */
   readonly ids: readonly number[];
+  /** Where each series' numbers are in `series_numbers` (see slotOf): its row, and its place in the row. */
+  readonly rowOf: Int32Array;
+  readonly atOf: Int32Array;
   /** Each series' tags as an object (frozen: `latest()` hands the same ones out every time). */
   readonly tags: readonly Readonly<Record<string, string>>[];
 }
@@ -50,6 +53,7 @@ export interface SeriesCache {
 /** Needs a file at schema version 5 or later (the reader checks; older files are read the old way). */
 export function seriesCache(db: Database.Database): SeriesCache {
   let kept: Kept | undefined;
+  const numberRows = numberRowsReader(db);
   const marks = db.prepare<[], [number, number | null]>("SELECT count(*), max(text_gen) FROM series").raw();
   const texts = db
     .prepare<[], string>(
@@ -65,12 +69,16 @@ export function seriesCache(db: Database.Database): SeriesCache {
     const kinds = rows.map(
       ([device_id, sensor, unit, quality, tags]): ReadingKind => ({ device_id, sensor, unit, quality, tags }),
     );
+    const ids = rows.map((r) => r[5]);
+    const slots = ids.map(slotOf);
     return {
       count,
       gen,
       kinds,
       kindOfRow: kinds.map((_, i) => i),
-      ids: rows.map((r) => r[5]),
+      ids,
+      rowOf: Int32Array.from(slots, (s) => s.row),
+      atOf: Int32Array.from(slots, (s) => s.at),
       tags: kinds.map((k) => Object.freeze(tagsOf(k.tags))),
     };
   };
@@ -80,17 +88,21 @@ export function seriesCache(db: Database.Database): SeriesCache {
     const [count, gen] = marks.get() as [number, number | null];
     if (kept === undefined || kept.count !== count || kept.gen !== (gen ?? 0))
       kept = readTexts(count, gen ?? 0);
-    return { kept, rows: readNumberRows(db) };
+    return { kept, rows: numberRows() };
   });
 
   /** The numbers at `at` (see SLOT) of every kept series, in key order. */
-  const column = (k: Kept, rows: readonly (Float64Array | undefined)[], at: number): number[] =>
-    k.ids.map((id) => {
-      const { row, at: o } = slotOf(id);
-      const f = rows[row];
-      if (f === undefined) throw new Error(`series ${id} has no numbers (series_numbers row ${row} missing)`);
-      return f[o + at] as number;
-    });
+  const column = (k: Kept, rows: readonly (Float64Array | undefined)[], at: number): number[] => {
+    const n = k.ids.length;
+    const out = new Array<number>(n);
+    for (let i = 0; i < n; i++) {
+      const f = rows[k.rowOf[i] as number];
+      if (f === undefined)
+        throw new Error(`series ${k.ids[i]} has no numbers (series_numbers row ${k.rowOf[i]} missing)`);
+      out[i] = f[(k.atOf[i] as number) + at] as number;
+    }
+    return out;
+  };
   const seqs = (k: Kept, rows: readonly (Float64Array | undefined)[]): (number | null)[] =>
     column(k, rows, SLOT.SEQ).map((s) => (Number.isNaN(s) ? null : s));
 
