@@ -76,13 +76,15 @@ export function devicesBytes(page: DevicesPage, format: DevicesFormat, header: s
   const head = csv ? `${header}\n` : "";
   if (page.length === 0) return { bytes: Buffer.from(format === "json" ? "[]\n" : head), ascii: true };
   const { text, memo } = seriesText(page.kinds, format);
-  const { bytes, at, ascii, widest } = text;
-  const gaps = csv ? [CSV_GAP, CSV_GAP, CSV_GAP] : JSON_GAPS;
+  const { views, ascii, widest } = text;
+  const [gap0, gap1, gap2] = (csv ? [CSV_GAP, CSV_GAP, CSV_GAP] : JSON_GAPS) as [Buffer, Buffer, Buffer];
   const room = widest + 4 * MAX_NUMBER_BYTES + 3 * 16;
   const b = scratch(head.length + page.length * room + 8);
   let p = b.write(head, 0, "latin1");
-  const copy = (src: Uint8Array, from: number, to: number) => {
-    for (let j = from; j < to; j++) b[p++] = src[j] as number;
+  /** Copies a part (a view: see TextParts). */
+  const copy = (part: Uint8Array) => {
+    b.set(part, p);
+    p += part.length;
   };
   // JSON.stringify writes null for a number that is not finite (never stored; the object path would).
   const number = (v: number) => {
@@ -104,15 +106,15 @@ export function devicesBytes(page: DevicesPage, format: DevicesFormat, header: s
         continue;
       }
     }
-    copy(bytes, at[2 * i] as number, at[2 * i + 1] as number);
+    copy(views[2 * i] as Uint8Array);
     number(page.first_ts[i] as number);
-    copy(gaps[0] as Buffer, 0, (gaps[0] as Buffer).length);
+    copy(gap0);
     number(page.last_ts[i] as number);
-    copy(gaps[1] as Buffer, 0, (gaps[1] as Buffer).length);
+    copy(gap1);
     number(page.last_value[i] as number);
-    copy(gaps[2] as Buffer, 0, (gaps[2] as Buffer).length);
+    copy(gap2);
     number(page.count[i] as number);
-    copy(bytes, at[2 * i + 1] as number, at[2 * i + 2] as number);
+    copy(views[2 * i + 1] as Uint8Array);
   }
   reuse?.end(p);
   if (format === "json") p += b.write("\n]\n", p, "latin1");

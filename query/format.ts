@@ -223,10 +223,10 @@ function pageText(
     for (let j = 0; j < text.length; j++) b[p + j] = text[j] as number;
     return p + text.length;
   };
-  /** Copies `src[from, to)` to `b` at `p`; returns where it ends. */
-  const copy = (b: Uint8Array, p: number, src: Uint8Array, from: number, to: number) => {
-    for (let j = from; j < to; j++) b[p++] = src[j] as number;
-    return p;
+  /** Copies a part of a kind's text (a view: see TextParts) to `b` at `p`; returns where it ends. */
+  const part = (b: Uint8Array, p: number, view: Uint8Array) => {
+    b.set(view, p);
+    return p + view.length;
   };
   // json writes no NaN nor Infinity: null, as JSON.stringify does (never stored, but the object path does so).
   const number = (b: Uint8Array, p: number, v: number) =>
@@ -235,7 +235,7 @@ function pageText(
     const { ts, value, seq, kind } = page;
     const n = page.length;
     const { text, memo } = kindText(page.kinds, format, names);
-    const { bytes, at, ascii, widest } = text;
+    const { views, ascii, widest } = text;
     // The separator of json rows, three numbers, and the text between them.
     const room = widest + 2 + 3 * MAX_NUMBER_BYTES + tsValue.length;
     // The page's rows take at most `room` bytes each, so the shared buffer is sized once, before the loop.
@@ -265,13 +265,13 @@ function pageText(
         first = false;
       }
       const o = 3 * k;
-      p = copy(b, p, bytes, at[o] as number, at[o + 1] as number);
+      p = part(b, p, views[o] as Uint8Array);
       p = number(b, p, ts[i] as number);
       p = put(b, p, tsValue);
       p = number(b, p, value[i] as number);
-      p = copy(b, p, bytes, at[o + 1] as number, at[o + 2] as number);
+      p = part(b, p, views[o + 1] as Uint8Array);
       p = s === null ? put(b, p, nullSeq) : number(b, p, s);
-      p = copy(b, p, bytes, at[o + 2] as number, at[o + 3] as number);
+      p = part(b, p, views[o + 2] as Uint8Array);
     }
     reuse?.end(p);
     if (tail !== undefined) p = put(b, p, tail);

@@ -12,17 +12,28 @@ const ZERO = 48;
 const MINUS = 45;
 const POINT = 46;
 
+/** The two digits of 0 to 99 at 2i and 2i+1: two digits per division, half the divisions of one at a time. */
+const PAIRS = Uint8Array.from({ length: 200 }, (_, i) =>
+  i % 2 === 0 ? ZERO + Math.floor(i / 20) : ZERO + (Math.floor(i / 2) % 10),
+);
+
 /** Writes the digits of an integer `0 <= n < 1e8` at `p`; returns where they end. */
 function writeSmall(b: Uint8Array, p: number, n: number): number {
   const len =
     n < 10 ? 1 : n < 100 ? 2 : n < 1e3 ? 3 : n < 1e4 ? 4 : n < 1e5 ? 5 : n < 1e6 ? 6 : n < 1e7 ? 7 : 8;
   let x = n;
-  for (let i = p + len - 1; i > p; i--) {
-    const q = (x / 10) | 0;
-    b[i] = ZERO + x - q * 10;
+  let i = p + len;
+  while (x >= 100) {
+    const q = (x / 100) | 0;
+    const r = 2 * (x - q * 100);
+    b[--i] = PAIRS[r + 1] as number;
+    b[--i] = PAIRS[r] as number;
     x = q;
   }
-  b[p] = ZERO + x;
+  if (x >= 10) {
+    b[--i] = PAIRS[2 * x + 1] as number;
+    b[--i] = PAIRS[2 * x] as number;
+  } else b[--i] = ZERO + x;
   return p + len;
 }
 
@@ -34,9 +45,12 @@ function writeInteger(b: Uint8Array, p: number, n: number): number {
   const hi = Math.floor(n / 1e8);
   let x = n - hi * 1e8;
   const at = writeSmall(b, p, hi);
-  for (let i = at + 7; i >= at; i--) {
-    const q = (x / 10) | 0;
-    b[i] = ZERO + x - q * 10;
+  // The low eight digits, zeros included, two at a time.
+  for (let i = at + 6; i >= at; i -= 2) {
+    const q = (x / 100) | 0;
+    const r = 2 * (x - q * 100);
+    b[i] = PAIRS[r] as number;
+    b[i + 1] = PAIRS[r + 1] as number;
     x = q;
   }
   return at + 8;

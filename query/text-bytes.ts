@@ -7,6 +7,11 @@ export interface TextParts {
   /** Part `i` is `bytes[at[i], at[i + 1])`. */
   readonly bytes: Buffer;
   readonly at: Int32Array;
+  /**
+   * Part `i` as a view of `bytes`, made once: `out.set(views[i], p)` copies it natively for a few ns whatever its
+   * length, where a loop spends about 1.4 ns a byte (the 4,000 rows of `latest` copy 12,000 parts of ~40 bytes).
+   */
+  readonly views: readonly Uint8Array[];
   /** Every byte is a character: the text written with them reads back as latin1, cheaper than utf8. */
   readonly ascii: boolean;
   /** The most bytes the parts of one row take, a row being `perRow` parts in a row. */
@@ -26,7 +31,10 @@ export function textParts(parts: readonly string[], perRow: number): TextParts {
     at[i + 1] = o;
     if (i % perRow === perRow - 1) widest = Math.max(widest, o - (at[i + 1 - perRow] as number));
   }
-  return { bytes, at, ascii, widest };
+  const views = Array.from({ length: parts.length }, (_, i) =>
+    bytes.subarray(at[i] as number, at[i + 1] as number),
+  );
+  return { bytes, at, ascii, widest, views };
 }
 
 /** Text as UTF-8 bytes, perhaps a view of a buffer its writer reuses: read or copy it before asking for more. */
