@@ -9,7 +9,7 @@
 import type { DevicesPage, ReadingKind } from "../store/queries.js";
 import { MAX_NUMBER_BYTES, writeNumber } from "./number-bytes.js";
 import { RowMemo } from "./row-reuse.js";
-import { scratch, type TextBytes, type TextParts, textOf, textParts } from "./text-bytes.js";
+import { partViews, scratch, type TextBytes, type TextParts, textOf, textParts } from "./text-bytes.js";
 
 export type DevicesFormat = "json" | "ndjson" | "csv";
 
@@ -76,15 +76,20 @@ export function devicesBytes(page: DevicesPage, format: DevicesFormat, header: s
   const head = csv ? `${header}\n` : "";
   if (page.length === 0) return { bytes: Buffer.from(format === "json" ? "[]\n" : head), ascii: true };
   const { text, memo } = seriesText(page.kinds, format);
-  const { views, ascii, widest } = text;
+  const { bytes, at, ascii, widest } = text;
+  // Text asked for again is copied part by part natively (see partViews), else byte by byte.
+  const views = memo === undefined ? undefined : partViews(text);
   const [gap0, gap1, gap2] = (csv ? [CSV_GAP, CSV_GAP, CSV_GAP] : JSON_GAPS) as [Buffer, Buffer, Buffer];
   const room = widest + 4 * MAX_NUMBER_BYTES + 3 * 16;
   const b = scratch(head.length + page.length * room + 8);
   let p = b.write(head, 0, "latin1");
-  /** Copies a part (a view: see TextParts). */
   const copy = (part: Uint8Array) => {
     b.set(part, p);
     p += part.length;
+  };
+  const series = (i: number) => {
+    if (views !== undefined) copy(views[i] as Uint8Array);
+    else for (let j = at[i] as number, end = at[i + 1] as number; j < end; j++) b[p++] = bytes[j] as number;
   };
   // JSON.stringify writes null for a number that is not finite (never stored; the object path would).
   const number = (v: number) => {
@@ -106,7 +111,7 @@ export function devicesBytes(page: DevicesPage, format: DevicesFormat, header: s
         continue;
       }
     }
-    copy(views[2 * i] as Uint8Array);
+    series(2 * i);
     number(page.first_ts[i] as number);
     copy(gap0);
     number(page.last_ts[i] as number);
@@ -114,7 +119,7 @@ export function devicesBytes(page: DevicesPage, format: DevicesFormat, header: s
     number(page.last_value[i] as number);
     copy(gap2);
     number(page.count[i] as number);
-    copy(views[2 * i + 1] as Uint8Array);
+    series(2 * i + 1);
   }
   reuse?.end(p);
   if (format === "json") p += b.write("\n]\n", p, "latin1");

@@ -7,7 +7,15 @@
 import type { ReadingKind, ReadingPage } from "../store/queries.js";
 import { MAX_NUMBER_BYTES, writeNumber } from "./number-bytes.js";
 import { RowMemo } from "./row-reuse.js";
-import { ownBytes, scratch, type TextBytes, type TextParts, textOf, textParts } from "./text-bytes.js";
+import {
+  ownBytes,
+  partViews,
+  scratch,
+  type TextBytes,
+  type TextParts,
+  textOf,
+  textParts,
+} from "./text-bytes.js";
 
 export const FORMATS = ["table", "csv", "json", "ndjson"] as const;
 export type Format = (typeof FORMATS)[number];
@@ -223,11 +231,6 @@ function pageText(
     for (let j = 0; j < text.length; j++) b[p + j] = text[j] as number;
     return p + text.length;
   };
-  /** Copies a part of a kind's text (a view: see TextParts) to `b` at `p`; returns where it ends. */
-  const part = (b: Uint8Array, p: number, view: Uint8Array) => {
-    b.set(view, p);
-    return p + view.length;
-  };
   // json writes no NaN nor Infinity: null, as JSON.stringify does (never stored, but the object path does so).
   const number = (b: Uint8Array, p: number, v: number) =>
     csv || Number.isFinite(v) ? writeNumber(b, p, v) : put(b, p, NULL_BYTES);
@@ -235,11 +238,22 @@ function pageText(
     const { ts, value, seq, kind } = page;
     const n = page.length;
     const { text, memo } = kindText(page.kinds, format, names);
-    const { views, ascii, widest } = text;
+    const { bytes, at, ascii, widest } = text;
     // The separator of json rows, three numbers, and the text between them.
     const room = widest + 2 + 3 * MAX_NUMBER_BYTES + tsValue.length;
     // The page's rows take at most `room` bytes each, so the shared buffer is sized once, before the loop.
     const b = scratch(n * (room + 2) + 8 + (tail?.length ?? 0));
+    // Text asked for again is copied part by part natively; an export's page, made once, byte by byte.
+    const views = memo === undefined ? undefined : partViews(text);
+    const part = (p: number, i: number) => {
+      if (views !== undefined) {
+        const view = views[i] as Uint8Array;
+        b.set(view, p);
+        return p + view.length;
+      }
+      for (let j = at[i] as number, end = at[i + 1] as number; j < end; j++) b[p++] = bytes[j] as number;
+      return p;
+    };
     // What shapes the first row beside its own fields: json's "[" or ",".
     const reuse = memo?.begin(b, 0, n, json && first ? 1 : 0);
     const numbers = reuse?.numbers;
@@ -265,13 +279,13 @@ function pageText(
         first = false;
       }
       const o = 3 * k;
-      p = part(b, p, views[o] as Uint8Array);
+      p = part(p, o);
       p = number(b, p, ts[i] as number);
       p = put(b, p, tsValue);
       p = number(b, p, value[i] as number);
-      p = part(b, p, views[o + 1] as Uint8Array);
+      p = part(p, o + 1);
       p = s === null ? put(b, p, nullSeq) : number(b, p, s);
-      p = part(b, p, views[o + 2] as Uint8Array);
+      p = part(p, o + 2);
     }
     reuse?.end(p);
     if (tail !== undefined) p = put(b, p, tail);
