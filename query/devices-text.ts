@@ -9,7 +9,15 @@
 import type { DevicesPage, ReadingKind } from "../store/queries.js";
 import { MAX_NUMBER_BYTES, writeNumber } from "./number-bytes.js";
 import { RowMemo } from "./row-reuse.js";
-import { partViews, scratch, type TextBytes, type TextParts, textOf, textParts } from "./text-bytes.js";
+import {
+  partViews,
+  putPart,
+  scratch,
+  type TextBytes,
+  type TextParts,
+  textOf,
+  textParts,
+} from "./text-bytes.js";
 
 export type DevicesFormat = "json" | "ndjson" | "csv";
 
@@ -76,7 +84,7 @@ export function devicesBytes(page: DevicesPage, format: DevicesFormat, header: s
   const head = csv ? `${header}\n` : "";
   if (page.length === 0) return { bytes: Buffer.from(format === "json" ? "[]\n" : head), ascii: true };
   const { text, memo } = seriesText(page.kinds, format);
-  const { bytes, at, ascii, widest } = text;
+  const { ascii, widest } = text;
   // Text asked for again is copied part by part natively (see partViews), else byte by byte.
   const views = memo === undefined ? undefined : partViews(text);
   const [gap0, gap1, gap2] = (csv ? [CSV_GAP, CSV_GAP, CSV_GAP] : JSON_GAPS) as [Buffer, Buffer, Buffer];
@@ -88,8 +96,7 @@ export function devicesBytes(page: DevicesPage, format: DevicesFormat, header: s
     p += part.length;
   };
   const series = (i: number) => {
-    if (views !== undefined) copy(views[i] as Uint8Array);
-    else for (let j = at[i] as number, end = at[i + 1] as number; j < end; j++) b[p++] = bytes[j] as number;
+    p = putPart(b, p, text, i, views);
   };
   // JSON.stringify writes null for a number that is not finite (never stored; the object path would).
   const number = (v: number) => {

@@ -10,6 +10,7 @@ import { RowMemo } from "./row-reuse.js";
 import {
   ownBytes,
   partViews,
+  putPart,
   scratch,
   type TextBytes,
   type TextParts,
@@ -238,22 +239,13 @@ function pageText(
     const { ts, value, seq, kind } = page;
     const n = page.length;
     const { text, memo } = kindText(page.kinds, format, names);
-    const { bytes, at, ascii, widest } = text;
+    const { ascii, widest } = text;
     // The separator of json rows, three numbers, and the text between them.
     const room = widest + 2 + 3 * MAX_NUMBER_BYTES + tsValue.length;
     // The page's rows take at most `room` bytes each, so the shared buffer is sized once, before the loop.
     const b = scratch(n * (room + 2) + 8 + (tail?.length ?? 0));
     // Text asked for again is copied part by part natively; an export's page, made once, byte by byte.
     const views = memo === undefined ? undefined : partViews(text);
-    const part = (p: number, i: number) => {
-      if (views !== undefined) {
-        const view = views[i] as Uint8Array;
-        b.set(view, p);
-        return p + view.length;
-      }
-      for (let j = at[i] as number, end = at[i + 1] as number; j < end; j++) b[p++] = bytes[j] as number;
-      return p;
-    };
     // What shapes the first row beside its own fields: json's "[" or ",".
     const reuse = memo?.begin(b, 0, n, json && first ? 1 : 0);
     const numbers = reuse?.numbers;
@@ -279,13 +271,13 @@ function pageText(
         first = false;
       }
       const o = 3 * k;
-      p = part(p, o);
+      p = putPart(b, p, text, o, views);
       p = number(b, p, ts[i] as number);
       p = put(b, p, tsValue);
       p = number(b, p, value[i] as number);
-      p = part(p, o + 1);
+      p = putPart(b, p, text, o + 1, views);
       p = s === null ? put(b, p, nullSeq) : number(b, p, s);
-      p = part(p, o + 2);
+      p = putPart(b, p, text, o + 2, views);
     }
     reuse?.end(p);
     if (tail !== undefined) p = put(b, p, tail);

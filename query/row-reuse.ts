@@ -74,7 +74,8 @@ export class RowMemo {
     out.copy(text, 0, base, end);
     for (let i = 0; i <= next.count; i++) next.starts[i] = (next.starts[i] as number) - base;
     next.text = text;
-    this.spare = { ...this.last, text: Buffer.alloc(0) };
+    // The rendering before is the room for the next (its text, now `next`'s, is never read through `spare`).
+    this.spare = this.last;
     this.last = next;
   }
 }

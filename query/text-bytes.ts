@@ -44,6 +44,28 @@ export function partViews(t: TextParts): readonly Uint8Array[] {
   return t.views;
 }
 
+/**
+ * Copies part `i` of `t` to `out` at `p`: natively from `views` ({@link partViews}) when given, else byte by byte.
+ * Returns where it ends.
+ */
+export function putPart(
+  out: Uint8Array,
+  p: number,
+  t: TextParts,
+  i: number,
+  views: readonly Uint8Array[] | undefined,
+): number {
+  if (views !== undefined) {
+    const view = views[i] as Uint8Array;
+    out.set(view, p);
+    return p + view.length;
+  }
+  const { bytes, at } = t;
+  let q = p;
+  for (let j = at[i] as number, end = at[i + 1] as number; j < end; j++) out[q++] = bytes[j] as number;
+  return q;
+}
+
 /** Text as UTF-8 bytes, perhaps a view of a buffer its writer reuses: read or copy it before asking for more. */
 export interface TextBytes {
   readonly bytes: Buffer;
