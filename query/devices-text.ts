@@ -8,28 +8,12 @@
  */
 import type { DevicesPage, ReadingKind } from "../store/queries.js";
 import { MAX_NUMBER_BYTES, writeNumber } from "./number-bytes.js";
-import { RowMemo } from "./row-reuse.js";
-import {
-  partViews,
-  putPart,
-  scratch,
-  type TextBytes,
-  type TextParts,
-  textOf,
-  textParts,
-} from "./text-bytes.js";
+import { type KnownText, RowMemo } from "./row-reuse.js";
+import { partViews, putPart, scratch, type TextBytes, textOf, textParts } from "./text-bytes.js";
 
 export type DevicesFormat = "json" | "ndjson" | "csv";
 
-/** Series `i`'s text before its first number is part 2i, after its last part 2i+1. */
-type SeriesText = TextParts;
-
-/** A kinds array's text in one format, and once it was asked for twice, its last rendering (query/row-reuse.ts). */
-interface KnownText {
-  readonly text: SeriesText;
-  memo: RowMemo | undefined;
-}
-
+/** Each kinds array's text by format: series `i`'s text before its first number is part 2i, after its last 2i+1. */
 const TEXTS = new WeakMap<readonly ReadingKind[], Map<DevicesFormat, KnownText>>();
 
 const json = (v: string | null) => JSON.stringify(v);

@@ -6,17 +6,8 @@
  */
 import type { ReadingKind, ReadingPage } from "../store/queries.js";
 import { MAX_NUMBER_BYTES, writeNumber } from "./number-bytes.js";
-import { RowMemo } from "./row-reuse.js";
-import {
-  ownBytes,
-  partViews,
-  putPart,
-  scratch,
-  type TextBytes,
-  type TextParts,
-  textOf,
-  textParts,
-} from "./text-bytes.js";
+import { type KnownText, RowMemo } from "./row-reuse.js";
+import { ownBytes, partViews, putPart, scratch, type TextBytes, textOf, textParts } from "./text-bytes.js";
 
 export const FORMATS = ["table", "csv", "json", "ndjson"] as const;
 export type Format = (typeof FORMATS)[number];
@@ -156,17 +147,9 @@ function jsonValue(v: unknown): string {
 const NULL_BYTES = Buffer.from("null");
 const JSON_END = Buffer.from("\n]\n");
 
-/** The text of a page's kinds in one format: kind `k`'s `before`, `middle` and `after` are parts 3k, 3k+1, 3k+2. */
-type KindText = TextParts;
-
-/** A kinds array's text in one format, and once it was asked for twice, its last rendering (query/row-reuse.ts). */
-interface KnownText {
-  readonly text: KindText;
-  memo: RowMemo | undefined;
-}
-
 /**
- * Kind texts kept for as long as their `kinds` array lives, by format: `latest` hands over the same array (one
+ * The text of a page's kinds in one format (kind `k`'s `before`, `middle` and `after` are parts 3k, 3k+1, 3k+2),
+ * kept for as long as their `kinds` array lives, by format: `latest` hands over the same array (one
  * kind per series, 4,000) for as long as the series' text does not change, so its text is made once, not at every
  * question (making it took ~10 ms a time), and its rows are copied from the last answer where their numbers did not
  * change; an export's pages each have their own array and are made per page, with no rendering kept.

@@ -12,6 +12,13 @@
  * be copied with its neighbours), -1 that the renderer writes it. {@link RowReuse.end} finishes the copies and keeps
  * this rendering for the next.
  */
+import type { TextParts } from "./text-bytes.js";
+
+/** A kinds array's text in one format, and once it was asked for twice, its last rendering. */
+export interface KnownText {
+  readonly text: TextParts;
+  memo: RowMemo | undefined;
+}
 
 /** `a` and `b` as the same number: as `Object.is`, so -0 is not 0 and NaN is NaN (they print differently). */
 function sameNumber(a: number, b: number): boolean {
