@@ -199,11 +199,15 @@ describe("the dashboard in Chromium", () => {
   });
 
   it("serves the files of the package, whatever the directory it was started in", async () => {
-    await using other = await inEmptyDirectory(() =>
-      startServe({ dbPath: db.path, host: "127.0.0.1", port: 0 }),
-    );
+    // A fresh instance of the module (the query makes it one), loaded and asked for its routes in an empty folder.
+    const routes = await inEmptyDirectory(async () => {
+      const fresh = (await import(
+        new URL("../../dist/serve/dashboard.js?started-elsewhere", import.meta.url).href
+      )) as typeof import("../../serve/dashboard.js");
+      return fresh.dashboardRoutes();
+    });
     for (const [path, { file }] of Object.entries(FILES)) {
-      const body = Buffer.from(await (await fetch(`${other.url}${path}`)).arrayBuffer());
+      const body = Buffer.from(await (await routes.request(path)).arrayBuffer());
       expect(body.equals(readFileSync(file)), path).toBe(true);
     }
   });
