@@ -40,13 +40,8 @@ function read(file: URL | string): Uint8Array<ArrayBuffer> {
   try {
     return new Uint8Array(readFileSync(file));
   } catch (err) {
-    const path = file instanceof URL ? file.pathname : file;
-    throw new Error(
-      `cannot read the dashboard's ${path} (npm run build writes it): ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
+    // The message names the file: "ENOENT: no such file or directory, open '...'".
+    throw new Error(`the dashboard is not built (npm run build): ${(err as Error).message}`, { cause: err });
   }
 }
 
