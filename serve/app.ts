@@ -1,5 +1,5 @@
 /**
- * The HTTP API and dashboard of `telemetry serve` as a Hono app (DESIGN.md, "Contract: queries"): the same
+ * The HTTP API and dashboard of `telemetry serve` as a Hono app (docs/contract.md, "Queries"): the same
  * queries as the `query` command under `/api/...`, JSON unless `format=csv|ndjson`, streamed; `/api/series` for
  * charts; the dashboard at `/`. Read-only: anything but GET and HEAD is 405. A bad parameter is 400 with
  * `{"error": "..."}`. Testable in-process with `app.request(...)`.
@@ -12,7 +12,7 @@ import { CONTENT_TYPES } from "../query/format.js";
 import { params } from "../query/params.js";
 import { rangeProblem } from "../query/time.js";
 import type { ReadingQueries } from "../store/queries.js";
-import { dashboardAssets } from "./dashboard.js";
+import { dashboardRoutes } from "./dashboard.js";
 import type { QueryPool } from "./query-pool.js";
 import { type Ask, askDirectly, type Chunk, type HttpFormat } from "./questions.js";
 
@@ -150,14 +150,7 @@ export function createApp(
     return respond(c, ask({ kind: "series", query }, q.format), q.format);
   });
 
-  if (opts.dashboard ?? true) {
-    const assets = dashboardAssets();
-    for (const [path, asset] of Object.entries(assets)) {
-      app.get(path, (c) =>
-        c.body(asset.body, 200, { "content-type": asset.type, "cache-control": asset.cache }),
-      );
-    }
-  }
+  if (opts.dashboard ?? true) app.route("/", dashboardRoutes());
 
   app.on(["POST", "PUT", "PATCH", "DELETE"], "*", (c) =>
     c.json({ error: `${c.req.method} not allowed: this API is read-only` }, 405, { allow: "GET, HEAD" }),

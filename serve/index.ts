@@ -1,5 +1,5 @@
 /**
- * `telemetry serve`: the read-only HTTP API and dashboard over the store (DESIGN.md, "Contract: queries").
+ * `telemetry serve`: the read-only HTTP API and dashboard over the store (docs/contract.md, "Queries").
  * `startServe(config)` opens the store read-only and listens; the returned handle's `stop()` closes both.
  */
 import type { AddressInfo } from "node:net";
@@ -44,7 +44,14 @@ export async function startServe(config: ServeConfig): Promise<RunningServe> {
   const queries: ReadingQueries | QueryPool = config.databaseUrl
     ? await openQueries(config)
     : await startQueryPool(config.dbPath);
-  const server = createAdaptorServer({ fetch: createApp(queries).fetch });
+  let app: ReturnType<typeof createApp>;
+  try {
+    app = createApp(queries); // reads the dashboard's files, which a partial build lacks
+  } catch (err) {
+    await queries.stop();
+    throw err;
+  }
+  const server = createAdaptorServer({ fetch: app.fetch });
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
