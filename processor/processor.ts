@@ -79,6 +79,13 @@ export async function startProcessor(
     drainTimeoutMs: config.drainTimeoutMs,
     log,
     metrics: m,
+    onStoreFailing: (failing) => {
+      if (!failing) return input.resume();
+      log.warn(
+        "store failing: not consuming, and handing back held deliveries to the queue until a commit succeeds",
+      );
+      input.pause();
+    },
   });
   const onDelivery = (d: AmqpDelivery) => {
     m.deliveries.inc();
@@ -118,6 +125,7 @@ export async function startProcessor(
       drainTimeoutMs: config.drainTimeoutMs,
       stallTimeoutMs: config.stallTimeoutMs,
       onDeadLettered: (failure) => m.dead.inc({ kind: failure.kind }),
+      onHandedBack: () => m.handedBack.inc(),
     },
     onDelivery,
   );

@@ -18,6 +18,11 @@ export interface StoreSinkOptions {
   readonly drainTimeoutMs: number;
   readonly log: Logger;
   readonly metrics: ProcessorMetrics;
+  /**
+   * Told when commits start failing (true, at the first failure) and when one succeeds again (false): the
+   * processor stops taking deliveries meanwhile and hands back what it holds (amqp/input.ts, `pause`).
+   */
+  readonly onStoreFailing?: (failing: boolean) => void;
 }
 
 const RETRY_MIN_MS = 100;
@@ -30,7 +35,7 @@ type Item = FailableDelivery<Reading>;
  * in one transaction and, once it has committed, acks every delivery in it. A reading whose key is stored with
  * another measurement is a conflict: the stored row is kept and the delivery fails (kind `conflict`, both
  * measurements in the reason) so an operator finds it on `<QUEUE>.dead`. A batch that cannot commit is retried with
- * backoff (0.1 s to 5 s) and nothing of it is acked meanwhile; `health()` says why.
+ * backoff (0.1 s to 5 s) and nothing of it is acked meanwhile; `health()` says why and `onStoreFailing` is told.
  */
 export class StoreSink implements Sink<Reading, Item> {
   readonly #batcher: Batcher<Item>;
@@ -92,7 +97,9 @@ export class StoreSink implements Sink<Reading, Item> {
         m.commitSeconds.observe((performance.now() - started) / 1000);
       } catch (err) {
         m.storeErrors.inc();
+        const first = this.#storeError === undefined;
         this.#storeError = err instanceof Error ? err.message : String(err);
+        if (first) this.opts.onStoreFailing?.(true);
         log.error(
           { err: this.#storeError, readings: readings.length, attempt },
           `could not commit batch to ${this.opts.storeName}; nothing acked, retrying`,
@@ -105,8 +112,11 @@ export class StoreSink implements Sink<Reading, Item> {
     }
     this.#inFlight -= batch.length;
     if (!result) return;
-    if (this.#storeError) log.info(`${this.opts.storeName} writable again; committed`);
-    this.#storeError = undefined;
+    if (this.#storeError) {
+      log.info(`${this.opts.storeName} writable again; committed`);
+      this.#storeError = undefined;
+      this.opts.onStoreFailing?.(false);
+    }
     m.stored.inc(result.inserted);
     m.duplicates.inc(result.duplicates);
     m.batchSize.observe(batch.length);
