@@ -80,6 +80,7 @@ export async function startProcessor(
     batchSize: config.batchSize,
     batchDelayMs: config.batchDelayMs,
     drainTimeoutMs: config.drainTimeoutMs,
+    stallTimeoutMs: config.stallTimeoutMs,
     log,
     metrics: m,
     onStoreFailing: (failing) => {

@@ -16,6 +16,12 @@ export interface StoreSinkOptions {
   readonly batchDelayMs: number;
   /** How long `stop()` waits for a commit under way (a hung disk never answers). */
   readonly drainTimeoutMs: number;
+  /**
+   * A commit under way for longer than this counts as a failing store (reported, `onStoreFailing` told) while it
+   * goes on: a store that hangs (a lock held in PostgreSQL, a dead disk) must not keep deliveries past RabbitMQ's
+   * consumer_timeout any more than one that refuses. Unset: only a failed commit counts.
+   */
+  readonly stallTimeoutMs?: number | undefined;
   readonly log: Logger;
   readonly metrics: ProcessorMetrics;
   /**
@@ -93,13 +99,20 @@ export class StoreSink implements Sink<Reading, Item> {
     for (let attempt = 1; !result; attempt++) {
       try {
         const started = performance.now();
-        result = await this.opts.store.writeBatch(readings);
+        const limit = this.opts.stallTimeoutMs;
+        const slow =
+          limit === undefined
+            ? undefined
+            : setTimeout(() => this.#failing(`commit under way for ${limit / 1000} s`), limit);
+        try {
+          result = await this.opts.store.writeBatch(readings);
+        } finally {
+          clearTimeout(slow);
+        }
         m.commitSeconds.observe((performance.now() - started) / 1000);
       } catch (err) {
         m.storeErrors.inc();
-        const first = this.#storeError === undefined;
-        this.#storeError = err instanceof Error ? err.message : String(err);
-        if (first) this.opts.onStoreFailing?.(true);
+        this.#failing(err instanceof Error ? err.message : String(err));
         log.error(
           { err: this.#storeError, readings: readings.length, attempt },
           `could not commit batch to ${this.opts.storeName}; nothing acked, retrying`,
@@ -135,6 +148,13 @@ export class StoreSink implements Sink<Reading, Item> {
       if (d.item.received_at > newest) newest = d.item.received_at;
     });
     if (newest) m.lag.set((now - newest) / 1000);
+  }
+
+  /** Records why commits fail (what /readyz says) and tells `onStoreFailing` when they start to. */
+  #failing(why: string): void {
+    const first = this.#storeError === undefined;
+    this.#storeError = why;
+    if (first) this.opts.onStoreFailing?.(true);
   }
 
   /**

@@ -1,9 +1,11 @@
 import amqp from "amqplib";
 import Database from "better-sqlite3";
 import mqtt from "mqtt";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import pg from "pg";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
 import { faultNames, metric } from "../helpers/fault-stream.js";
+import { createDatabase, type PgDatabase } from "../helpers/postgres.js";
 import { type PrivateRabbit, startPrivateRabbit } from "../helpers/private-brokers.js";
 import {
   cleanup,
@@ -58,22 +60,29 @@ function timedOut(service: Service): unknown[] {
 
 describe("fault: a store outage many times longer than RabbitMQ's consumer_timeout", () => {
   let rabbit: PrivateRabbit;
-  let names: TestNames;
+  let names: TestNames | undefined;
+  let database: PgDatabase | undefined;
   const services: Service[] = [];
 
   beforeAll(async () => {
     rabbit = await startPrivateRabbit({ extraConfig: [`consumer_timeout = ${CONSUMER_TIMEOUT_MS}`] });
     await rabbit.ctl("eval", `application:set_env(rabbit, channel_tick_interval, ${TICK_MS}).`);
-    names = faultNames("store-outage", { amqpUrl: rabbit.url });
+  });
+
+  afterEach(async () => {
+    await Promise.all(services.splice(0).map((s) => s.stop("SIGKILL")));
+    if (names) await cleanup(names);
+    await database?.dispose();
+    names = undefined;
+    database = undefined;
   });
 
   afterAll(async () => {
-    await Promise.all(services.map((s) => s.stop("SIGKILL")));
-    await cleanup(names);
     await rabbit.stop();
   });
 
   it("a SQLite write lock held through a processor restart: nothing on .dead, every reading stored once, /readyz names SQLite", async () => {
+    names = faultNames("store-outage", { amqpUrl: rabbit.url });
     const env = { ...names.env, ...PROCESSOR_ENV };
     const [gateway, first] = await Promise.all([
       startService("gateway", env),
@@ -82,9 +91,10 @@ describe("fault: a store outage many times longer than RabbitMQ's consumer_timeo
     services.push(gateway, first);
     await untilReady(gateway, first);
     await publishReadings(names, 0, 100);
-    await vi.waitFor(() => expect(countRows(names.dbPath)).toBe(100), { timeout: 15_000 });
+    const dbPath = names.dbPath;
+    await vi.waitFor(() => expect(countRows(dbPath)).toBe(100), { timeout: 15_000 });
 
-    const analyst = new Database(names.dbPath);
+    const analyst = new Database(dbPath);
     analyst.exec("BEGIN IMMEDIATE");
     await publishReadings(names, 100, 300);
     await vi.waitFor(
@@ -109,18 +119,65 @@ describe("fault: a store outage many times longer than RabbitMQ's consumer_timeo
     );
     await new Promise((r) => setTimeout(r, OUTAGE_HALF_MS));
     expect(timedOut(second)).toEqual([]);
-    expect(countRows(names.dbPath)).toBe(100);
+    expect(countRows(dbPath)).toBe(100);
 
     analyst.exec("ROLLBACK");
     analyst.close();
-    await vi.waitFor(() => expect(countRows(names.dbPath)).toBe(400), { timeout: 30_000 });
+    await vi.waitFor(() => expect(countRows(dbPath)).toBe(400), { timeout: 30_000 });
     await vi.waitFor(async () => expect((await httpGet(second.httpPort, "/readyz")).status).toBe(200), {
       timeout: 15_000,
     });
-    const rows = readRows(names.dbPath);
+    const rows = readRows(dbPath);
     expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 400 }, (_, i) => i));
     expect(rows.every((r) => r.value === r.seq && r.ts === TS0 + (r.seq ?? -1))).toBe(true);
     expect(await deadCount(rabbit, names)).toBe(0);
     expect(timedOut(second)).toEqual([]);
+  });
+
+  it("a PostgreSQL table lock that makes commits hang: held deliveries handed back, nothing on .dead, every reading stored once", async () => {
+    names = faultNames("store-hang", { amqpUrl: rabbit.url });
+    database = await createDatabase("store_hang");
+    // A commit under way for a second counts as a failing store.
+    const env = { ...names.env, ...PROCESSOR_ENV, DATABASE_URL: database.url, STALL_TIMEOUT: "1s" };
+    const [gateway, processor] = await Promise.all([
+      startService("gateway", env),
+      startService("processor", env),
+    ]);
+    services.push(gateway, processor);
+    await untilReady(gateway, processor);
+    const db = database;
+    const count = async () =>
+      Number((await db.query<{ n: string }>("SELECT count(*) AS n FROM readings"))[0]?.n);
+    await publishReadings(names, 0, 100);
+    await vi.waitFor(async () => expect(await count()).toBe(100), { timeout: 15_000 });
+
+    // EXCLUSIVE: readers go on, every INSERT waits for the lock, without an error.
+    const locker = new pg.Client({ connectionString: db.url });
+    await locker.connect();
+    await locker.query("BEGIN");
+    await locker.query("LOCK TABLE readings IN EXCLUSIVE MODE");
+    await publishReadings(names, 100, 300);
+    await vi.waitFor(
+      async () =>
+        expect((await httpGet(processor.httpPort, "/readyz")).body).toMatch(
+          /cannot commit to PostgreSQL: commit under way/,
+        ),
+      { timeout: 15_000 },
+    );
+    await new Promise((r) => setTimeout(r, OUTAGE_HALF_MS));
+    expect(timedOut(processor)).toEqual([]);
+    expect(await metric(processor.httpPort, "telemetry_processor_handed_back_total")).toBeGreaterThan(0);
+    expect(await count()).toBe(100);
+
+    await locker.query("ROLLBACK");
+    await locker.end();
+    await vi.waitFor(async () => expect(await count()).toBe(400), { timeout: 30_000 });
+    await vi.waitFor(async () => expect((await httpGet(processor.httpPort, "/readyz")).status).toBe(200), {
+      timeout: 15_000,
+    });
+    const seqs = await db.query<{ seq: number }>("SELECT seq FROM readings ORDER BY seq");
+    expect(seqs.map((r) => Number(r.seq))).toEqual(Array.from({ length: 400 }, (_, i) => i));
+    expect(await deadCount(rabbit, names)).toBe(0);
+    expect(timedOut(processor)).toEqual([]);
   });
 });
