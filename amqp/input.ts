@@ -291,6 +291,8 @@ export class AmqpInput implements Input {
       ack: settle,
       fail: (failure) => {
         if (settled) return;
+        // On its way to <QUEUE>.dead: `pause()` must not hand it back as well.
+        consuming.unsettled.delete(msg.fields.deliveryTag);
         void this.#deadLetter(consuming, msg, msg.content, failure).then((ok) => {
           if (!ok) return;
           this.opts.onDeadLettered?.(failure);
