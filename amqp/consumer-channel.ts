@@ -15,6 +15,8 @@ export interface Consuming {
   prefetch: number;
 }
 
+/** How long a cancel or a channel close waits for RabbitMQ to answer (a hung broker never does). */
+const BROKER_ANSWER_MS = 2_000;
 const COPY_RETRY_MIN_MS = 100;
 const COPY_RETRY_MAX_MS = 5_000;
 
@@ -90,4 +92,11 @@ export async function publishCopy(
     await sleep(backoffDelay(attempt, COPY_RETRY_MIN_MS, COPY_RETRY_MAX_MS));
   }
   return false;
+}
+
+/** Waits for `p` (its failure ignored) at most 2 s: for a cancel or a close that a hung broker never answers. */
+export async function bounded(p: Promise<unknown>): Promise<void> {
+  const timeout = new AbortController();
+  await Promise.race([p.catch(() => undefined), sleep(BROKER_ANSWER_MS, timeout.signal)]);
+  timeout.abort();
 }

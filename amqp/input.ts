@@ -5,7 +5,7 @@ import { type FailableDelivery, type Failure, HEALTHY, type Health, type Input }
 import { ProgressWatch } from "../common/progress-watch.js";
 import { RateLimitedLog } from "../common/rate-limited-log.js";
 import type { TlsMaterial } from "../common/tls.js";
-import { AckCoalescer, type Consuming, publishCopy } from "./consumer-channel.js";
+import { AckCoalescer, bounded, type Consuming, publishCopy } from "./consumer-channel.js";
 import { AmqpSession } from "./session.js";
 import { declareTopologyOn, type QueueType, queueNames, warnLegacyQueues } from "./topology.js";
 
@@ -47,15 +47,6 @@ export interface AmqpInputOptions {
 }
 
 const DRAIN_POLL_MS = 20;
-/** How long `stop()` waits for RabbitMQ to answer a cancel or a channel close. */
-const BROKER_ANSWER_MS = 2_000;
-
-/** Waits for `p` (its failure ignored) at most `BROKER_ANSWER_MS`. */
-async function bounded(p: Promise<unknown>): Promise<void> {
-  const timeout = new AbortController();
-  await Promise.race([p.catch(() => undefined), sleep(BROKER_ANSWER_MS, timeout.signal)]);
-  timeout.abort();
-}
 /** The ready-message check runs at this fraction of the stall timeout, at least once a second. */
 const QUEUE_CHECKS_PER_STALL = 3;
 const MIN_QUEUE_CHECK_MS = 1_000;
