@@ -155,6 +155,7 @@ export class AmqpInput implements Input {
     if (
       this.#current !== consuming ||
       this.#stopping ||
+      this.#paused ||
       !consuming.consumerTag ||
       consuming.prefetch === window
     )
@@ -193,11 +194,12 @@ export class AmqpInput implements Input {
     this.#paused = true;
     const consuming = this.#current;
     if (!consuming) return;
-    const tag = consuming.consumerTag;
-    consuming.consumerTag = undefined;
-    // Serialised with #resubscribe, which would otherwise subscribe again with a new window.
+    // After any #resubscribe under way, so that the consumer it may just have created is the one cancelled.
     this.#resubscribing = this.#resubscribing.then(async () => {
-      if (tag) await bounded(consuming.ch.cancel(tag));
+      const tag = consuming.consumerTag;
+      if (!tag || !this.#paused) return;
+      consuming.consumerTag = undefined;
+      await bounded(consuming.ch.cancel(tag));
     });
     for (const { msg } of consuming.unsettled.values()) this.#handBack(consuming, msg);
   }
