@@ -1,10 +1,11 @@
-import type { ConfirmChannel, ConsumeMessage, MessageProperties } from "amqplib";
-import { backoffDelay, sleep } from "../common/backoff.js";
+import type { ConsumeMessage, MessageProperties } from "amqplib";
+import { sleep } from "../common/backoff.js";
 import type { Logger } from "../common/log.js";
 import { type FailableDelivery, type Failure, HEALTHY, type Health, type Input } from "../common/pipeline.js";
 import { ProgressWatch } from "../common/progress-watch.js";
 import { RateLimitedLog } from "../common/rate-limited-log.js";
 import type { TlsMaterial } from "../common/tls.js";
+import { AckCoalescer, bounded, type Consuming, publishCopy } from "./consumer-channel.js";
 import { AmqpSession } from "./session.js";
 import { declareTopologyOn, type QueueType, queueNames, warnLegacyQueues } from "./topology.js";
 
@@ -41,66 +42,14 @@ export interface AmqpInputOptions {
   readonly stallTimeoutMs: number;
   /** Called once per message copied to `<QUEUE>.dead` (and then acked). */
   readonly onDeadLettered?: (failure: Failure) => void;
+  /** Called once per message handed back to `<QUEUE>` by `pause()` (copied, then acked). */
+  readonly onHandedBack?: () => void;
 }
 
-const DEAD_RETRY_MIN_MS = 100;
-const DEAD_RETRY_MAX_MS = 5_000;
 const DRAIN_POLL_MS = 20;
-/** How long `stop()` waits for RabbitMQ to answer a cancel or a channel close. */
-const BROKER_ANSWER_MS = 2_000;
-
-/** Waits for `p` (its failure ignored) at most `BROKER_ANSWER_MS`. */
-async function bounded(p: Promise<unknown>): Promise<void> {
-  const timeout = new AbortController();
-  await Promise.race([p.catch(() => undefined), sleep(BROKER_ANSWER_MS, timeout.signal)]);
-  timeout.abort();
-}
 /** The ready-message check runs at this fraction of the stall timeout, at least once a second. */
 const QUEUE_CHECKS_PER_STALL = 3;
 const MIN_QUEUE_CHECK_MS = 1_000;
-
-/**
- * Acks in bulk: acks given in any order are sent as one `basic.ack` with `multiple` for the longest run of settled
- * delivery tags, once per turn of the event loop. A batch of 500 committed deliveries costs one frame, not 500.
- */
-class AckCoalescer {
-  #low = 1;
-  readonly #settled = new Map<number, ConsumeMessage>();
-  #scheduled = false;
-
-  constructor(private readonly ch: ConfirmChannel) {}
-
-  settle(msg: ConsumeMessage): void {
-    this.#settled.set(msg.fields.deliveryTag, msg);
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    queueMicrotask(() => this.#flush());
-  }
-
-  #flush(): void {
-    this.#scheduled = false;
-    let last: ConsumeMessage | undefined;
-    for (let tag = this.#low; ; tag++) {
-      const msg = this.#settled.get(tag);
-      if (!msg) break;
-      this.#settled.delete(tag);
-      last = msg;
-    }
-    if (!last) return;
-    this.#low = last.fields.deliveryTag + 1;
-    this.ch.ack(last, true);
-  }
-}
-
-interface Consuming {
-  readonly ch: ConfirmChannel;
-  readonly acks: AckCoalescer;
-  consumerTag: string | undefined;
-  /** Returns seen on the channel: a dead letter confirmed after one was not necessarily routed. */
-  returns: number;
-  /** The prefetch the current consumer subscribed with. */
-  prefetch: number;
-}
 
 /**
  * Consumes `<QUEUE>` with manual acks and a prefetch window, and hands each message on with `ack` (settled once
@@ -119,6 +68,7 @@ export class AmqpInput implements Input {
   #queueReady = 0;
   #queueCheck: NodeJS.Timeout | undefined;
   #stopping = false;
+  #paused = false;
   #stopped: Promise<void> | undefined;
   #prefetch: number;
   #resubscribing: Promise<void> = Promise.resolve();
@@ -150,6 +100,7 @@ export class AmqpInput implements Input {
         const consuming: Consuming = {
           ch,
           acks: new AckCoalescer(ch),
+          unsettled: new Map(),
           consumerTag: undefined,
           returns: 0,
           prefetch: this.#prefetch,
@@ -159,10 +110,7 @@ export class AmqpInput implements Input {
         });
         this.#current = consuming;
         this.#held = 0;
-        const ok = await ch.consume(this.#names.readings, (msg) => this.#onDelivery(consuming, msg), {
-          noAck: false,
-        });
-        consuming.consumerTag = ok.consumerTag;
+        if (!this.#paused) await this.#subscribe(consuming);
       },
       onDisconnect: () => this.#lost(),
     });
@@ -191,7 +139,7 @@ export class AmqpInput implements Input {
     if (messages === this.#prefetch) return;
     this.#prefetch = messages;
     const consuming = this.#current;
-    if (!consuming?.consumerTag || this.#stopping) return;
+    if (!consuming?.consumerTag || this.#stopping || this.#paused) return;
     // One at a time: two overlapping subscriptions would both replace the same old consumer and leave one behind.
     this.#resubscribing = this.#resubscribing.then(() => this.#resubscribe(consuming));
   }
@@ -204,19 +152,73 @@ export class AmqpInput implements Input {
    */
   async #resubscribe(consuming: Consuming): Promise<void> {
     const window = this.#prefetch;
-    if (this.#current !== consuming || this.#stopping || consuming.prefetch === window) return;
+    if (
+      this.#current !== consuming ||
+      this.#stopping ||
+      this.#paused ||
+      !consuming.consumerTag ||
+      consuming.prefetch === window
+    )
+      return;
     try {
       await consuming.ch.prefetch(window);
       const old = consuming.consumerTag;
-      const ok = await consuming.ch.consume(this.#names.readings, (msg) => this.#onDelivery(consuming, msg), {
-        noAck: false,
-      });
-      consuming.consumerTag = ok.consumerTag;
-      consuming.prefetch = window;
+      await this.#subscribe(consuming);
       if (old) await consuming.ch.cancel(old);
     } catch {
       // The channel is going: the reconnect subscribes again with the current window.
     }
+  }
+
+  async #subscribe(consuming: Consuming): Promise<void> {
+    const window = this.#prefetch;
+    const ok = await consuming.ch.consume(this.#names.readings, (msg) => this.#onDelivery(consuming, msg), {
+      noAck: false,
+    });
+    consuming.consumerTag = ok.consumerTag;
+    consuming.prefetch = window;
+  }
+
+  /**
+   * For a downstream that refuses writes (the store is failing): stops consuming, and hands back every delivery
+   * held (and any still arriving) by publishing a copy of it to `<QUEUE>` and acking it once RabbitMQ confirmed
+   * the copy. Held deliveries cannot simply wait: RabbitMQ 3.10's `consumer_timeout` (30 min by default) closes a
+   * channel whose oldest unacked delivery is older than that, whether its consumer was cancelled or not, and a
+   * quorum queue counts every delivery returned by a channel close, a nack or a reject towards its delivery limit,
+   * past which the message goes to `<QUEUE>.dead`. A copy is a new message: its count starts at 0, so an outage of
+   * any length uses up nothing (a copy whose readings were stored meanwhile is a duplicate, absorbed by the key).
+   * `resume()` consumes again. Idempotent.
+   */
+  pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    const consuming = this.#current;
+    if (!consuming) return;
+    // After any #resubscribe under way, so that the consumer it may just have created is the one cancelled.
+    this.#resubscribing = this.#resubscribing.then(async () => {
+      const tag = consuming.consumerTag;
+      if (!tag || !this.#paused) return;
+      consuming.consumerTag = undefined;
+      await bounded(consuming.ch.cancel(tag));
+    });
+    for (const { msg } of consuming.unsettled.values()) this.#handBack(consuming, msg);
+  }
+
+  /** Consumes again after `pause()`. */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    const consuming = this.#current;
+    if (!consuming || this.#stopping) return;
+    this.#resubscribing = this.#resubscribing.then(async () => {
+      if (this.#current !== consuming || this.#paused || this.#stopping || consuming.consumerTag) return;
+      await this.#subscribe(consuming).catch(() => undefined); // a channel going: the reconnect subscribes
+    });
+  }
+
+  /** True between `pause()` and `resume()`. */
+  get paused(): boolean {
+    return this.#paused;
   }
 
   /** Deliveries received and not yet settled (acked or dead-lettered). */
@@ -234,6 +236,8 @@ export class AmqpInput implements Input {
     const session = this.#session.health();
     if (!session.ready) return session;
     if (!this.#current) return { ready: false, reason: "rabbitmq not connected" };
+    // Paused by the downstream, which says why.
+    if (this.#paused) return HEALTHY;
     if (!this.#current.consumerTag) return { ready: false, reason: "not consuming" };
     const stalled = this.#progress.stalledFor(this.#held > 0 || this.#queueReady > 0);
     if (stalled !== undefined) {
@@ -264,15 +268,24 @@ export class AmqpInput implements Input {
     const settle = () => {
       if (settled || this.#current !== consuming) return;
       settled = true;
+      consuming.unsettled.delete(msg.fields.deliveryTag);
       this.#held--;
       this.#progress.touch();
       consuming.acks.settle(msg);
     };
+    consuming.unsettled.set(msg.fields.deliveryTag, { msg, settle });
+    // Sent before the cancel reached RabbitMQ: back to the queue with the others.
+    if (this.#paused) {
+      this.#handBack(consuming, msg);
+      return;
+    }
     this.handler({
       item: { body: msg.content, properties: msg.properties },
       ack: settle,
       fail: (failure) => {
         if (settled) return;
+        // On its way to <QUEUE>.dead: `pause()` must not hand it back as well.
+        consuming.unsettled.delete(msg.fields.deliveryTag);
         void this.#deadLetter(consuming, msg, msg.content, failure).then((ok) => {
           if (!ok) return;
           this.opts.onDeadLettered?.(failure);
@@ -280,6 +293,8 @@ export class AmqpInput implements Input {
         });
       },
       setAside: (body, failure, then) => {
+        // Handed back: its copy comes again and sets the same part aside then.
+        if (settled) return;
         void this.#deadLetter(consuming, msg, body, failure).then((ok) => {
           if (!ok) return;
           this.opts.onDeadLettered?.(failure);
@@ -293,43 +308,42 @@ export class AmqpInput implements Input {
    * Publishes `body` (the message's own, or one part of it) to `<QUEUE>.dead` with the message's properties and the
    * failure; true once confirmed, false if its channel went first.
    */
-  async #deadLetter(
-    consuming: Consuming,
-    msg: ConsumeMessage,
-    body: Buffer,
-    failure: Failure,
-  ): Promise<boolean> {
+  #deadLetter(consuming: Consuming, msg: ConsumeMessage, body: Buffer, failure: Failure): Promise<boolean> {
     this.#deadLog.warn({ kind: failure.kind, reason: failure.reason, messageId: msg.properties.messageId });
-    const p = msg.properties;
-    for (let attempt = 1; this.#current === consuming; attempt++) {
-      const returnsBefore = consuming.returns;
-      const confirmed = await new Promise<boolean>((resolve) => {
-        consuming.ch.publish(
-          "",
-          this.#names.dead,
-          body,
-          {
-            persistent: true,
-            mandatory: true,
-            contentType: p.contentType,
-            messageId: p.messageId,
-            timestamp: p.timestamp,
-            headers: {
-              ...p.headers,
-              "x-failure-kind": failure.kind,
-              "x-failure-reason": failure.reason,
-              "x-original-queue": this.#names.readings,
-            },
-          },
-          (err) => resolve(!err && consuming.returns === returnsBefore),
-        );
-      });
-      if (confirmed) return true;
-      if (this.#current !== consuming) break;
-      this.opts.log.warn({ attempt, queue: this.#names.dead }, "dead letter not taken by rabbitmq; retrying");
-      await sleep(backoffDelay(attempt, DEAD_RETRY_MIN_MS, DEAD_RETRY_MAX_MS));
-    }
-    return false;
+    return publishCopy(
+      consuming,
+      () => this.#current === consuming,
+      this.opts.log,
+      msg,
+      this.#names.dead,
+      body,
+      {
+        ...msg.properties.headers,
+        "x-failure-kind": failure.kind,
+        "x-failure-reason": failure.reason,
+        "x-original-queue": this.#names.readings,
+      },
+    );
+  }
+
+  /** `pause()`'s hand-back of one delivery: a copy to `<QUEUE>`, then the ack (see `pause`). */
+  #handBack(consuming: Consuming, msg: ConsumeMessage): void {
+    // RabbitMQ sets x-delivery-count on delivery; the copy must not carry the original's.
+    const { "x-delivery-count": _, ...headers } = msg.properties.headers ?? {};
+    void publishCopy(
+      consuming,
+      () => this.#current === consuming,
+      this.opts.log,
+      msg,
+      this.#names.readings,
+      msg.content,
+      headers,
+    ).then((ok) => {
+      const entry = consuming.unsettled.get(msg.fields.deliveryTag);
+      if (!ok || !entry) return;
+      this.opts.onHandedBack?.();
+      entry.settle();
+    });
   }
 
   #checkQueue(): void {

@@ -40,6 +40,11 @@ export function processorMetrics(registry: Registry) {
       help: "Batches that failed to commit (retried; nothing acked)",
       ...opts,
     }),
+    handedBack: new Counter({
+      name: "telemetry_processor_handed_back_total",
+      help: "Messages copied back to <QUEUE> (then acked) while the store refused writes, so that a long outage uses up none of the queue's delivery limit",
+      ...opts,
+    }),
     held: new Gauge({
       name: "telemetry_processor_inflight_deliveries",
       help: "Deliveries received and not yet acked",

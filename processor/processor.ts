@@ -57,7 +57,10 @@ export interface RunningProcessor extends Running {
  * sink calls once the transaction holding it has committed; what cannot be decoded or validated, and readings that
  * conflict with a stored one, go to `<QUEUE>.dead`. `store` is opened (and later closed) by the caller. `stop()`
  * stops consuming, commits and acks what is held (bounded by `drainTimeoutMs`) and closes; unacked deliveries are
- * redelivered by RabbitMQ. `signal` abandons a start still waiting for RabbitMQ: the promise rejects.
+ * redelivered by RabbitMQ. While the store refuses writes, the processor consumes nothing and hands what it holds
+ * back to `<QUEUE>` as new messages (amqp/input.ts, `pause`), retrying its batches until one commits: an outage of
+ * any length moves nothing to `<QUEUE>.dead`. `signal` abandons a start still waiting for RabbitMQ: the promise
+ * rejects.
  */
 export async function startProcessor(
   config: ProcessorConfig,
@@ -77,8 +80,16 @@ export async function startProcessor(
     batchSize: config.batchSize,
     batchDelayMs: config.batchDelayMs,
     drainTimeoutMs: config.drainTimeoutMs,
+    stallTimeoutMs: config.stallTimeoutMs,
     log,
     metrics: m,
+    onStoreFailing: (failing) => {
+      if (!failing) return input.resume();
+      log.warn(
+        "store failing: not consuming, and handing back held deliveries to the queue until a commit succeeds",
+      );
+      input.pause();
+    },
   });
   const onDelivery = (d: AmqpDelivery) => {
     m.deliveries.inc();
@@ -118,6 +129,7 @@ export async function startProcessor(
       drainTimeoutMs: config.drainTimeoutMs,
       stallTimeoutMs: config.stallTimeoutMs,
       onDeadLettered: (failure) => m.dead.inc({ kind: failure.kind }),
+      onHandedBack: () => m.handedBack.inc(),
     },
     onDelivery,
   );

@@ -16,8 +16,19 @@ export interface StoreSinkOptions {
   readonly batchDelayMs: number;
   /** How long `stop()` waits for a commit under way (a hung disk never answers). */
   readonly drainTimeoutMs: number;
+  /**
+   * A commit under way for longer than this counts as a failing store (reported, `onStoreFailing` told) while it
+   * goes on: a store that hangs (a lock held in PostgreSQL, a dead disk) must not keep deliveries past RabbitMQ's
+   * consumer_timeout any more than one that refuses. Unset: only a failed commit counts.
+   */
+  readonly stallTimeoutMs?: number | undefined;
   readonly log: Logger;
   readonly metrics: ProcessorMetrics;
+  /**
+   * Told when commits start failing (true, at the first failure) and when one succeeds again (false): the
+   * processor stops taking deliveries meanwhile and hands back what it holds (amqp/input.ts, `pause`).
+   */
+  readonly onStoreFailing?: (failing: boolean) => void;
 }
 
 const RETRY_MIN_MS = 100;
@@ -30,7 +41,7 @@ type Item = FailableDelivery<Reading>;
  * in one transaction and, once it has committed, acks every delivery in it. A reading whose key is stored with
  * another measurement is a conflict: the stored row is kept and the delivery fails (kind `conflict`, both
  * measurements in the reason) so an operator finds it on `<QUEUE>.dead`. A batch that cannot commit is retried with
- * backoff (0.1 s to 5 s) and nothing of it is acked meanwhile; `health()` says why.
+ * backoff (0.1 s to 5 s) and nothing of it is acked meanwhile; `health()` says why and `onStoreFailing` is told.
  */
 export class StoreSink implements Sink<Reading, Item> {
   readonly #batcher: Batcher<Item>;
@@ -88,11 +99,20 @@ export class StoreSink implements Sink<Reading, Item> {
     for (let attempt = 1; !result; attempt++) {
       try {
         const started = performance.now();
-        result = await this.opts.store.writeBatch(readings);
+        const limit = this.opts.stallTimeoutMs;
+        const slow =
+          limit === undefined
+            ? undefined
+            : setTimeout(() => this.#failing(`commit under way for ${limit / 1000} s`), limit);
+        try {
+          result = await this.opts.store.writeBatch(readings);
+        } finally {
+          clearTimeout(slow);
+        }
         m.commitSeconds.observe((performance.now() - started) / 1000);
       } catch (err) {
         m.storeErrors.inc();
-        this.#storeError = err instanceof Error ? err.message : String(err);
+        this.#failing(err instanceof Error ? err.message : String(err));
         log.error(
           { err: this.#storeError, readings: readings.length, attempt },
           `could not commit batch to ${this.opts.storeName}; nothing acked, retrying`,
@@ -105,8 +125,11 @@ export class StoreSink implements Sink<Reading, Item> {
     }
     this.#inFlight -= batch.length;
     if (!result) return;
-    if (this.#storeError) log.info(`${this.opts.storeName} writable again; committed`);
-    this.#storeError = undefined;
+    if (this.#storeError) {
+      log.info(`${this.opts.storeName} writable again; committed`);
+      this.#storeError = undefined;
+      this.opts.onStoreFailing?.(false);
+    }
     m.stored.inc(result.inserted);
     m.duplicates.inc(result.duplicates);
     m.batchSize.observe(batch.length);
@@ -125,6 +148,13 @@ export class StoreSink implements Sink<Reading, Item> {
       if (d.item.received_at > newest) newest = d.item.received_at;
     });
     if (newest) m.lag.set((now - newest) / 1000);
+  }
+
+  /** Records why commits fail (what /readyz says) and tells `onStoreFailing` when they start to. */
+  #failing(why: string): void {
+    const first = this.#storeError === undefined;
+    this.#storeError = why;
+    if (first) this.opts.onStoreFailing?.(true);
   }
 
   /**
