@@ -18,6 +18,13 @@ import { InflightWindow } from "./window.js";
 const CLOSE_TIMEOUT_MS = 2_000;
 const SUBSCRIBE_PACKET_ID = 1;
 const PROTOCOL = { protocolVersion: 5 } as const;
+/**
+ * MQTT 5 Retain Handling 1: the broker sends retained messages only when the subscription is new, not when a
+ * reconnect with the session present subscribes again. A retained reading is stored once, at the session's first
+ * subscription; with handling 0 every reconnect got it again, and a reading without `ts` (stamped with the receive
+ * time) became a new row each time. A session the broker lost subscribes anew and gets it once more.
+ */
+const RETAIN_HANDLING_NEW_ONLY = 1;
 /** CONNACK reasons that mean the credentials: Bad User Name or Password, Not authorized, Bad authentication method. */
 const CREDENTIAL_REFUSALS: ReadonlySet<number> = new Set([0x86, 0x87, 0x8c]);
 
@@ -228,7 +235,7 @@ export class Connection {
     this.write({
       cmd: "subscribe",
       messageId: SUBSCRIBE_PACKET_ID,
-      subscriptions: [{ topic: this.settings.topic, qos: 1 }],
+      subscriptions: [{ topic: this.settings.topic, qos: 1, rh: RETAIN_HANDLING_NEW_ONLY }],
     });
   }
 
