@@ -17,6 +17,8 @@ import { InflightWindow } from "./window.js";
 /** How long an ending connection waits for the broker to close the socket after DISCONNECT. */
 const CLOSE_TIMEOUT_MS = 2_000;
 const SUBSCRIBE_PACKET_ID = 1;
+/** What a message costs in memory beside its payload (the message object, its topic, the window's entry). */
+const MESSAGE_HELD_BYTES = 512;
 const PROTOCOL = { protocolVersion: 5 } as const;
 /**
  * MQTT 5 Retain Handling 1: the broker sends retained messages only when the subscription is new, not when a
@@ -89,23 +91,28 @@ export class Connection {
       : netConnect({ host, port });
     this.socket = socket;
     socket.setNoDelay(true);
-    this.window = new InflightWindow<MqttMessage>(settings.receiveMaximum, {
-      deliver: hooks.deliver,
-      puback: (messageId) => this.write({ cmd: "puback", messageId, reasonCode: RC_SUCCESS }),
-      pause: () => {
-        this.keepalive?.setPaused(true);
-        socket.pause();
+    this.window = new InflightWindow<MqttMessage>(
+      settings.receiveMaximum,
+      {
+        deliver: hooks.deliver,
+        puback: (messageId) => this.write({ cmd: "puback", messageId, reasonCode: RC_SUCCESS }),
+        pause: () => {
+          this.keepalive?.setPaused(true);
+          socket.pause();
+        },
+        resume: () => {
+          this.keepalive?.setPaused(false);
+          socket.resume();
+        },
+        overflow: () =>
+          log.warn(
+            { receiveMaximum: settings.receiveMaximum },
+            "MQTT broker exceeds Receive Maximum; holding the excess until acks free the window",
+          ),
       },
-      resume: () => {
-        this.keepalive?.setPaused(false);
-        socket.resume();
-      },
-      overflow: () =>
-        log.warn(
-          { receiveMaximum: settings.receiveMaximum },
-          "MQTT broker exceeds Receive Maximum; holding the excess until acks free the window",
-        ),
-    });
+      process.nextTick,
+      settings.budget,
+    );
 
     const packets = parser(PROTOCOL);
     packets.on("packet", (packet: Packet) => this.onPacket(packet));
@@ -275,7 +282,11 @@ export class Connection {
     const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
     const qos = packet.qos === 1 ? 1 : 0;
     const message: MqttMessage = { topic: packet.topic, payload, qos, receivedAt: Date.now() };
-    this.window.arrive(qos === 1 ? packet.messageId : undefined, message);
+    this.window.arrive(
+      qos === 1 ? packet.messageId : undefined,
+      message,
+      payload.length + MESSAGE_HELD_BYTES,
+    );
   }
 
   /** Writes are corked for the rest of the tick, so PUBACKs released together leave in one segment. */

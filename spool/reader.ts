@@ -1,6 +1,6 @@
 /** Reading spooled records back in seq order, for the spool's input (the drain) and its offline commands. */
 import { type FileHandle, open } from "node:fs/promises";
-import type { OutgoingBatch } from "../amqp/sink.js";
+import { HELD_BYTES_PER_MESSAGE, type OutgoingBatch } from "../amqp/sink.js";
 import {
   decodeBatch,
   parseRecordHeader,
@@ -49,14 +49,23 @@ export class SpoolReader {
   ) {}
 
   /**
-   * Up to `max` durable records with seq in [`from`, `to`), in order. `next` is where to read on: past the last
-   * record returned, or past records that no longer exist (dropped) or cannot be read (counted as dropped).
+   * Up to `max` durable records with seq in [`from`, `to`), in order, and no more than about `maxHeldBytes` once
+   * decoded (`heldBytes` of amqp/sink.ts, estimated from each record's header; the first record always comes).
+   * `next` is where to read on: past the last record returned, or past records that no longer exist (dropped) or
+   * cannot be read (counted as dropped).
    */
-  async read(from: number, to: number, max: number): Promise<{ records: SpoolRecord[]; next: number }> {
+  async read(
+    from: number,
+    to: number,
+    max: number,
+    maxHeldBytes = Number.POSITIVE_INFINITY,
+  ): Promise<{ records: SpoolRecord[]; next: number }> {
     const records: SpoolRecord[] = [];
     const end = Math.min(to, this.store.durableEnd);
     let pos = Math.max(from, this.store.firstOnDisk);
-    while (records.length < max && pos < end) {
+    let held = 0;
+    let enough = false;
+    while (records.length < max && pos < end && !enough) {
       const segs = this.segments();
       const idx = findSegment(segs, pos);
       const seg = segs[idx];
@@ -84,6 +93,11 @@ export class SpoolReader {
           break;
         }
         const size = RECORD_HEADER_BYTES + h.length;
+        const cost = h.length + h.messages * HELD_BYTES_PER_MESSAGE;
+        if (records.length > 0 && held + cost > maxHeldBytes) {
+          enough = true;
+          break;
+        }
         let whole: Buffer;
         if (off + size <= bytesRead) whole = chunk.subarray(off, off + size);
         else if (off > 0)
@@ -99,6 +113,7 @@ export class SpoolReader {
           break;
         }
         if (h.seq >= pos) {
+          held += cost;
           records.push({
             seq: h.seq,
             messages: h.messages,
