@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { bytesParser } from "./bytes.js";
 
 /** A setting the user got wrong: the CLI prints `message` on one line and exits with code 2. */
 export class ConfigError extends Error {
@@ -65,24 +66,6 @@ function checkUrl(raw: string, protocols: readonly string[]): void {
     throw new Error(`must be a URL such as ${protocols[0]}//host:port`);
   }
   if (!protocols.includes(u.protocol)) throw new Error(`must use ${protocols.join(" or ")}`);
-}
-
-const BYTE_UNITS: Readonly<Record<string, number>> = {
-  "": 1,
-  b: 1,
-  k: 1_024,
-  kib: 1_024,
-  m: 1_048_576,
-  mib: 1_048_576,
-  g: 1_073_741_824,
-  gib: 1_073_741_824,
-};
-
-/** Bytes as README writes them: GiB or MiB when exact (`64MiB`), else the plain number. */
-export function formatBytes(n: number): string {
-  if (n > 0 && n % 1_073_741_824 === 0) return `${n / 1_073_741_824}GiB`;
-  if (n > 0 && n % 1_048_576 === 0) return `${n / 1_048_576}MiB`;
-  return String(n);
 }
 
 /** A parser that also says how to print what it parsed (so `--help` shows `10s`, not `10000`). */
@@ -162,20 +145,7 @@ export const parsers = {
       { format: formatDuration },
     ),
   /** `64MiB`, `1GiB`, `512k`, or plain bytes (binary units); printed back as MiB or GiB where exact. */
-  bytes: (min: number, max: number): Formatting<number> =>
-    Object.assign(
-      (raw: string): number => {
-        const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(raw.trim().replaceAll("_", ""));
-        const unit = m ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
-        if (!m || unit === undefined)
-          throw new Error("must be a size such as 64MiB, 2GiB or a number of bytes");
-        const n = Math.floor(Number(m[1]) * unit);
-        if (n < min || n > max)
-          throw new Error(`must be between ${formatBytes(min)} and ${formatBytes(max)}`);
-        return n;
-      },
-      { format: formatBytes },
-    ),
+  bytes: bytesParser,
   bool: (raw: string): boolean => {
     if (/^(1|true|yes|on)$/i.test(raw)) return true;
     if (/^(0|false|no|off)$/i.test(raw)) return false;

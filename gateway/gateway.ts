@@ -1,5 +1,6 @@
 import { Registry } from "prom-client";
-import { AmqpSink, heldBytes, type OutgoingBatch } from "../amqp/sink.js";
+import { heldBytes } from "../amqp/held-bytes.js";
+import { AmqpSink, type OutgoingBatch } from "../amqp/sink.js";
 import type { QueueType } from "../amqp/topology.js";
 import { sleep } from "../common/backoff.js";
 import { ByteBudget } from "../common/byte-budget.js";

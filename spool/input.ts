@@ -1,4 +1,5 @@
-import { heldBytes, type OutgoingBatch } from "../amqp/sink.js";
+import { heldBytes } from "../amqp/held-bytes.js";
+import type { OutgoingBatch } from "../amqp/sink.js";
 import { sleep } from "../common/backoff.js";
 import type { ByteBudget } from "../common/byte-budget.js";
 import type { Logger } from "../common/log.js";
