@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { bytesParser } from "./bytes.js";
 
 /** A setting the user got wrong: the CLI prints `message` on one line and exits with code 2. */
 export class ConfigError extends Error {
@@ -143,6 +144,8 @@ export const parsers = {
       },
       { format: formatDuration },
     ),
+  /** `64MiB`, `1GiB`, `512k`, or plain bytes (binary units); printed back as MiB or GiB where exact. */
+  bytes: bytesParser,
   bool: (raw: string): boolean => {
     if (/^(1|true|yes|on)$/i.test(raw)) return true;
     if (/^(0|false|no|off)$/i.test(raw)) return false;

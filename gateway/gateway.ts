@@ -1,17 +1,12 @@
 import { Registry } from "prom-client";
+import { heldBytes } from "../amqp/held-bytes.js";
 import { AmqpSink, type OutgoingBatch } from "../amqp/sink.js";
 import type { QueueType } from "../amqp/topology.js";
 import { sleep } from "../common/backoff.js";
+import { ByteBudget } from "../common/byte-budget.js";
 import { startHttp } from "../common/http.js";
 import type { Logger } from "../common/log.js";
-import {
-  type Delivery,
-  firstUnhealthy,
-  type Health,
-  mapDelivery,
-  type Running,
-  running,
-} from "../common/pipeline.js";
+import { type Delivery, firstUnhealthy, type Health, type Running, running } from "../common/pipeline.js";
 import { RateLimitedLog } from "../common/rate-limited-log.js";
 import { readTls, type TlsMaterial } from "../common/tls.js";
 import { type MqttInput, type MqttMessage, startMqttInput } from "../mqtt/input.js";
@@ -44,6 +39,11 @@ export interface GatewayConfig {
   readonly shareGroup?: string | undefined;
   /** MQTT messages in flight at once (the Receive Maximum the gateway asks the broker for). */
   readonly inflight: number;
+  /**
+   * Bytes the gateway may hold in memory: MQTT messages not yet PUBACKed, readings awaiting RabbitMQ's confirm, and
+   * the spool's drain, together. Full: the gateway stops reading MQTT until confirms free room.
+   */
+  readonly inflightBytes: number;
   readonly keepaliveSeconds: number;
   readonly sessionExpirySeconds: number;
   /** How long SIGTERM waits for in-flight confirms before closing anyway. */
@@ -90,6 +90,7 @@ export async function startGateway(
   const registry = new Registry();
   const m = gatewayMetrics(registry);
   const rejectLog = new RateLimitedLog(log, "rejected invalid input");
+  const budget = new ByteBudget(config.inflightBytes);
   let stopping = false;
 
   const validate = (msg: MqttMessage): Envelope => {
@@ -139,6 +140,7 @@ export async function startGateway(
           maxAgeMs: config.spoolMaxAgeMs ?? 7 * 86_400_000,
           full: config.spoolFull ?? "block",
           drainTimeoutMs: config.drainTimeoutMs,
+          budget,
         },
         sink,
         registry,
@@ -152,7 +154,15 @@ export async function startGateway(
     if (stopping) return; // not acknowledged: the broker redelivers it to the next session
     m.received.inc();
     const encoded: OutgoingBatch = encodeEnvelope(validate(d.item), schemas, config.gatewayId, single);
-    downstream.write(mapDelivery(d, encoded));
+    // The encoded readings weigh far more than the payload (objects around each datum): the budget counts them.
+    const release = budget.hold(heldBytes(encoded));
+    downstream.write({
+      item: encoded,
+      ack: () => {
+        release();
+        d.ack();
+      },
+    });
   };
 
   const health = (): Health => {
@@ -170,6 +180,7 @@ export async function startGateway(
     registry,
     beforeMetrics: () => {
       m.inflight.set(downstream.inFlight);
+      m.heldBytes.set(budget.held);
       spool?.updateMetrics(sink.connected && sink.health().ready);
       m.backlog.set(sink.backlog);
       m.mqttConnected.set(input?.connected ? 1 : 0);
@@ -206,6 +217,7 @@ export async function startGateway(
         topic: `${config.topicPrefix}/+/+`,
         shareGroup: config.shareGroup,
         receiveMaximum: config.inflight,
+        budget,
         keepaliveSeconds: config.keepaliveSeconds,
         sessionExpirySeconds: config.sessionExpirySeconds,
         log,
@@ -233,6 +245,7 @@ export async function startGateway(
       topic: `${config.topicPrefix}/+/+`,
       queue: config.queue,
       inflight: config.inflight,
+      inflightBytes: config.inflightBytes,
       httpPort: http.port,
     },
     "gateway started",

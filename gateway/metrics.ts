@@ -24,6 +24,13 @@ export function gatewayMetrics(registry: Registry) {
       help: "MQTT messages taken in and not yet confirmed downstream",
       ...opts,
     }),
+    heldBytes: new Gauge({
+      name: "telemetry_gateway_held_bytes",
+      help:
+        "Bytes the gateway holds in memory, as GATEWAY_INFLIGHT_BYTES counts them: MQTT messages not yet PUBACKed, " +
+        "readings awaiting RabbitMQ's confirm, the spool's drain",
+      ...opts,
+    }),
     backlog: new Gauge({
       name: "telemetry_gateway_publish_backlog",
       help: "AMQP messages waiting to be (re)published (RabbitMQ down, blocked, full, or returning them)",

@@ -17,7 +17,16 @@ import { InflightWindow } from "./window.js";
 /** How long an ending connection waits for the broker to close the socket after DISCONNECT. */
 const CLOSE_TIMEOUT_MS = 2_000;
 const SUBSCRIBE_PACKET_ID = 1;
+/** What a message costs in memory beside its payload (the message object, its topic, the window's entry). */
+const MESSAGE_HELD_BYTES = 512;
 const PROTOCOL = { protocolVersion: 5 } as const;
+/**
+ * MQTT 5 Retain Handling 1: the broker sends retained messages only when the subscription is new, not when a
+ * reconnect with the session present subscribes again. A retained reading is stored once, at the session's first
+ * subscription; with handling 0 every reconnect got it again, and a reading without `ts` (stamped with the receive
+ * time) became a new row each time. A session the broker lost subscribes anew and gets it once more.
+ */
+const RETAIN_HANDLING_NEW_ONLY = 1;
 /** CONNACK reasons that mean the credentials: Bad User Name or Password, Not authorized, Bad authentication method. */
 const CREDENTIAL_REFUSALS: ReadonlySet<number> = new Set([0x86, 0x87, 0x8c]);
 
@@ -82,23 +91,28 @@ export class Connection {
       : netConnect({ host, port });
     this.socket = socket;
     socket.setNoDelay(true);
-    this.window = new InflightWindow<MqttMessage>(settings.receiveMaximum, {
-      deliver: hooks.deliver,
-      puback: (messageId) => this.write({ cmd: "puback", messageId, reasonCode: RC_SUCCESS }),
-      pause: () => {
-        this.keepalive?.setPaused(true);
-        socket.pause();
+    this.window = new InflightWindow<MqttMessage>(
+      settings.receiveMaximum,
+      {
+        deliver: hooks.deliver,
+        puback: (messageId) => this.write({ cmd: "puback", messageId, reasonCode: RC_SUCCESS }),
+        pause: () => {
+          this.keepalive?.setPaused(true);
+          socket.pause();
+        },
+        resume: () => {
+          this.keepalive?.setPaused(false);
+          socket.resume();
+        },
+        overflow: () =>
+          log.warn(
+            { receiveMaximum: settings.receiveMaximum },
+            "MQTT broker exceeds Receive Maximum; holding the excess until acks free the window",
+          ),
       },
-      resume: () => {
-        this.keepalive?.setPaused(false);
-        socket.resume();
-      },
-      overflow: () =>
-        log.warn(
-          { receiveMaximum: settings.receiveMaximum },
-          "MQTT broker exceeds Receive Maximum; holding the excess until acks free the window",
-        ),
-    });
+      process.nextTick,
+      settings.budget,
+    );
 
     const packets = parser(PROTOCOL);
     packets.on("packet", (packet: Packet) => this.onPacket(packet));
@@ -228,7 +242,7 @@ export class Connection {
     this.write({
       cmd: "subscribe",
       messageId: SUBSCRIBE_PACKET_ID,
-      subscriptions: [{ topic: this.settings.topic, qos: 1 }],
+      subscriptions: [{ topic: this.settings.topic, qos: 1, rh: RETAIN_HANDLING_NEW_ONLY }],
     });
   }
 
@@ -268,7 +282,11 @@ export class Connection {
     const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
     const qos = packet.qos === 1 ? 1 : 0;
     const message: MqttMessage = { topic: packet.topic, payload, qos, receivedAt: Date.now() };
-    this.window.arrive(qos === 1 ? packet.messageId : undefined, message);
+    this.window.arrive(
+      qos === 1 ? packet.messageId : undefined,
+      message,
+      payload.length + MESSAGE_HELD_BYTES,
+    );
   }
 
   /** Writes are corked for the rest of the tick, so PUBACKs released together leave in one segment. */

@@ -63,6 +63,7 @@ export function resolveOptions(opts: MqttInputOptions): SessionSettings {
     connectTimeoutMs,
     reconnectMinMs,
     reconnectMaxMs,
+    budget: opts.budget,
     log: opts.log,
   });
 }

@@ -2,6 +2,7 @@
  * The MQTT input's shapes, shared by its parts (input, options, protocol, session, connection) so that each imports
  * them from here rather than from one another.
  */
+import type { ByteBudget } from "../common/byte-budget.js";
 import type { Logger } from "../common/log.js";
 import type { TlsMaterial } from "../common/tls.js";
 import type { BrokerAddress } from "./url.js";
@@ -42,6 +43,11 @@ export interface MqttInputOptions {
   readonly reconnectMaxMs?: number;
   /** Bound on one attempt, from opening the socket to SUBACK (default 10 s): a hung broker accepts TCP only. */
   readonly connectTimeoutMs?: number;
+  /**
+   * Bytes the service may hold, shared with its other parts: each message holds its payload's bytes from arrival
+   * until its `ack`, and while the budget is full the input stops reading the broker (see `InflightWindow`).
+   */
+  readonly budget?: ByteBudget | undefined;
   readonly log: Logger;
 }
 
@@ -80,5 +86,6 @@ export interface SessionSettings {
   readonly connectTimeoutMs: number;
   readonly reconnectMinMs: number;
   readonly reconnectMaxMs: number;
+  readonly budget: ByteBudget | undefined;
   readonly log: Logger;
 }

@@ -1,5 +1,7 @@
+import { heldBytes } from "../amqp/held-bytes.js";
 import type { OutgoingBatch } from "../amqp/sink.js";
 import { sleep } from "../common/backoff.js";
+import type { ByteBudget } from "../common/byte-budget.js";
 import type { Logger } from "../common/log.js";
 import { HEALTHY, type Health, type Input, running, type Sink } from "../common/pipeline.js";
 import type { SpoolReader, SpoolStore } from "./store.js";
@@ -22,7 +24,16 @@ export interface SpoolInputOptions {
   readonly drainTimeoutMs: number;
   /** Called once per record confirmed downstream, with its messages and whether it came from the backlog. */
   readonly onDone?: (messages: number, backlog: boolean) => void;
+  /**
+   * The gateway's byte budget: records read and not yet confirmed hold their bytes in it. The drain takes at most
+   * half of it ({@link DRAIN_SHARE}) and reads nothing while it is full, so that the MQTT input always keeps room to
+   * take readings into the spool; it always may hold one record, whatever its size.
+   */
+  readonly budget?: ByteBudget | undefined;
 }
+
+/** The part of the byte budget the drain may hold: the rest stays for readings coming into the spool. */
+export const DRAIN_SHARE = 0.5;
 
 /** The spool as an input, running: how far the drain is. */
 export interface SpoolInput extends Input {
@@ -39,6 +50,7 @@ export interface SpoolInput extends Input {
  * of 4,000 records in flight, so a live record waits behind at most the window, never behind the whole backlog,
  * and the backlog drains at least as fast as half of what the sink confirms. A live reader that falls more than a
  * window behind (the uplink is down) leaves that stretch to the backlog and goes on with the newest records.
+ * With a byte budget the window is also bounded in bytes (see {@link SpoolInputOptions.budget}).
  * `stop()` stops reading, waits up to `drainTimeoutMs` for confirms (not at all while the sink is not ready, e.g.
  * the uplink is down), and leaves the rest in the spool.
  */
@@ -54,6 +66,14 @@ export function startSpoolInput(
   const regions: [number, number][] = [];
   if (store.firstNotDone < liveNext) regions.push([store.firstNotDone, liveNext]);
   let inFlight = 0;
+  /** Bytes of the records in flight, as the budget counts them. */
+  let heldNow = 0;
+  const budget = opts.budget;
+  const share = budget ? budget.limit * DRAIN_SHARE : Number.POSITIVE_INFINITY;
+  /** Room for more records: the count window, and the drain's share of a budget that is not full. */
+  const canRead = () => inFlight < DRAIN_WINDOW && (inFlight === 0 || (heldNow < share && !budget?.full));
+  /** About how many bytes the next read may bring, at least one record's worth. */
+  const bytesRoom = () => (budget?.full ? 1 : Math.max(1, share - heldNow));
   let pumping = false;
   let again = false;
   let stopped = false;
@@ -68,10 +88,15 @@ export function startSpoolInput(
 
   const handOn = (seq: number, messages: number, batch: OutgoingBatch, backlog: boolean) => {
     inFlight++;
+    const bytes = budget ? heldBytes(batch) : 0;
+    heldNow += bytes;
+    const release = budget?.hold(bytes);
     sink.write({
       item: batch,
       ack: () => {
         inFlight--;
+        heldNow -= bytes;
+        release?.();
         store.markDone(seq, messages);
         opts.onDone?.(messages, backlog);
         void pump();
@@ -97,19 +122,20 @@ export function startSpoolInput(
           addBacklog(liveNext, end);
           liveNext = end;
         }
-        while (!stopped && inFlight < DRAIN_WINDOW) {
+        while (!stopped && canRead()) {
           const room = Math.min(TURN_RECORDS, DRAIN_WINDOW - inFlight);
+          const bytes = bytesRoom();
           const liveReady = liveNext < store.durableEnd;
           const region = regions[0];
           if (!liveReady && !region) break;
           const useLive = liveReady && (liveTurn || !region);
           liveTurn = !useLive;
           if (useLive) {
-            const { records, next } = await live.read(liveNext, store.durableEnd, room);
+            const { records, next } = await live.read(liveNext, store.durableEnd, room, bytes);
             liveNext = Math.max(liveNext, next);
             for (const r of records) handOn(r.seq, r.messages, r.batch, false);
           } else if (region) {
-            const { records, next } = await old.read(region[0], region[1], room);
+            const { records, next } = await old.read(region[0], region[1], room, bytes);
             region[0] = Math.max(region[0], next);
             if (region[0] >= region[1]) regions.shift();
             for (const r of records) handOn(r.seq, r.messages, r.batch, true);
@@ -127,6 +153,7 @@ export function startSpoolInput(
   };
 
   const unsubscribe = store.onChange(() => void pump());
+  const unwatchBudget = budget?.onRoom(() => void pump());
   void pump();
 
   const input = {
@@ -139,6 +166,7 @@ export function startSpoolInput(
   return running(input, async () => {
     stopped = true;
     unsubscribe();
+    unwatchBudget?.();
     // Waiting is only worth it while RabbitMQ can confirm: what is in flight is durable in the spool and is sent
     // again at the next start, so an uplink that is down need not hold the stop for the whole drain timeout.
     const deadline = Date.now() + opts.drainTimeoutMs;

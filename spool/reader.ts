@@ -1,5 +1,6 @@
 /** Reading spooled records back in seq order, for the spool's input (the drain) and its offline commands. */
 import { type FileHandle, open } from "node:fs/promises";
+import { HELD_BYTES_PER_MESSAGE } from "../amqp/held-bytes.js";
 import type { OutgoingBatch } from "../amqp/sink.js";
 import {
   decodeBatch,
@@ -49,14 +50,23 @@ export class SpoolReader {
   ) {}
 
   /**
-   * Up to `max` durable records with seq in [`from`, `to`), in order. `next` is where to read on: past the last
-   * record returned, or past records that no longer exist (dropped) or cannot be read (counted as dropped).
+   * Up to `max` durable records with seq in [`from`, `to`), in order, and no more than about `maxHeldBytes` once
+   * decoded (`heldBytes` of amqp/held-bytes.ts, estimated from each record's header; the first record always comes).
+   * `next` is where to read on: past the last record returned, or past records that no longer exist (dropped) or
+   * cannot be read (counted as dropped).
    */
-  async read(from: number, to: number, max: number): Promise<{ records: SpoolRecord[]; next: number }> {
+  async read(
+    from: number,
+    to: number,
+    max: number,
+    maxHeldBytes = Number.POSITIVE_INFINITY,
+  ): Promise<{ records: SpoolRecord[]; next: number }> {
     const records: SpoolRecord[] = [];
     const end = Math.min(to, this.store.durableEnd);
     let pos = Math.max(from, this.store.firstOnDisk);
-    while (records.length < max && pos < end) {
+    let held = 0;
+    let enough = false;
+    while (records.length < max && pos < end && !enough) {
       const segs = this.segments();
       const idx = findSegment(segs, pos);
       const seg = segs[idx];
@@ -84,6 +94,11 @@ export class SpoolReader {
           break;
         }
         const size = RECORD_HEADER_BYTES + h.length;
+        const cost = h.length + h.messages * HELD_BYTES_PER_MESSAGE;
+        if (records.length > 0 && held + cost > maxHeldBytes) {
+          enough = true;
+          break;
+        }
         let whole: Buffer;
         if (off + size <= bytesRead) whole = chunk.subarray(off, off + size);
         else if (off > 0)
@@ -99,6 +114,7 @@ export class SpoolReader {
           break;
         }
         if (h.seq >= pos) {
+          held += cost;
           records.push({
             seq: h.seq,
             messages: h.messages,

@@ -1,41 +1,14 @@
 import { parsers, setting } from "../common/config.js";
 import type { FullPolicy } from "./store.js";
 
-const UNITS: Record<string, number> = {
-  "": 1,
-  b: 1,
-  k: 1_024,
-  kib: 1_024,
-  m: 1_048_576,
-  mib: 1_048_576,
-  g: 1_073_741_824,
-  gib: 1_073_741_824,
-};
 const MIN_SPOOL_BYTES = 1_048_576;
 const MAX_SPOOL_BYTES = 17_592_186_044_416; // 16 TiB
 const DEFAULT_SPOOL_BYTES = 1_073_741_824;
 
 /** `1GiB`, `500MiB`, `64k`, or plain bytes; printed back as MiB or GiB. */
-export const parseBytes = Object.assign(
-  (raw: string): number => {
-    const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(raw.trim().replaceAll("_", ""));
-    const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
-    if (!m || unit === undefined) throw new Error("must be a size such as 512MiB, 2GiB or a number of bytes");
-    const n = Math.floor(Number(m[1]) * unit);
-    if (n < MIN_SPOOL_BYTES || n > MAX_SPOOL_BYTES) throw new Error("must be between 1MiB and 16384GiB");
-    return n;
-  },
-  {
-    format: (n: number) =>
-      n % 1_073_741_824 === 0
-        ? `${n / 1_073_741_824}GiB`
-        : n % 1_048_576 === 0
-          ? `${n / 1_048_576}MiB`
-          : String(n),
-  },
-);
+export const parseBytes = parsers.bytes(MIN_SPOOL_BYTES, MAX_SPOOL_BYTES);
 
-/** The gateway's spool settings (DESIGN.md "Contract: edge spool"): spread them into the gateway's spec. */
+/** The gateway's spool settings (docs/contract.md, "Contract: edge spool"): spread them into the gateway's spec. */
 export const spoolSettings = {
   spoolPath: setting<string | undefined>({
     flag: "spool-path",
@@ -52,7 +25,6 @@ export const spoolSettings = {
     default: DEFAULT_SPOOL_BYTES,
     description: "Disk the spool may take at most (hours x readings/s x bytes per reading; see README).",
     parse: parseBytes,
-    format: parseBytes.format,
   }),
   spoolMaxAgeMs: setting({
     flag: "spool-max-age",

@@ -1,5 +1,6 @@
 import type { Registry } from "prom-client";
 import type { OutgoingBatch } from "../amqp/sink.js";
+import type { ByteBudget } from "../common/byte-budget.js";
 import type { Logger } from "../common/log.js";
 import { firstUnhealthy, type Health, type Running, running, type Sink } from "../common/pipeline.js";
 import { type SpoolInput, startSpoolInput } from "./input.js";
@@ -15,6 +16,8 @@ export interface SpoolConfig {
   readonly full: FullPolicy;
   /** On stop, how long to wait for records in flight to RabbitMQ to be confirmed (the rest stays spooled). */
   readonly drainTimeoutMs: number;
+  /** The gateway's byte budget, which bounds the drain's window in bytes too (see spool/input.ts). */
+  readonly budget?: ByteBudget | undefined;
 }
 
 /** A started spool between the gateway's encode step and its uplink sink. */
@@ -65,6 +68,7 @@ export function startSpool(
   const input = startSpoolInput(store, uplink, {
     log,
     drainTimeoutMs: config.drainTimeoutMs,
+    budget: config.budget,
     onDone: (messages, backlog) => m.drained.inc({ from: backlog ? "backlog" : "live" }, messages),
   });
   return running(

@@ -87,6 +87,30 @@ describe("bad input is kept and explained, and the flow goes on", () => {
       ["missing value", topic(), '{"ts":1767225600000}', /value is missing/],
       ["ts in 1970", topic(), '{"value":1,"ts":5}', /before 2000/],
       ["ts in 3000", topic(), '{"value":1,"ts":32503680000000}', /future/],
+      [
+        "ts 30 February",
+        topic(),
+        '{"value":1,"ts":"2025-02-30T12:00:00Z"}',
+        /2025-02-30, a day that does not exist/,
+      ],
+      [
+        "ts 31 April",
+        topic(),
+        '{"value":1,"ts":"2025-04-31T00:00:00Z"}',
+        /2025-04-31, a day that does not exist/,
+      ],
+      [
+        "ts hour 24",
+        topic(),
+        '{"value":1,"ts":"2025-06-15T24:00:00Z"}',
+        /names hour 24, which does not exist/,
+      ],
+      [
+        "ts a tenth of a ms",
+        topic(),
+        '{"value":1,"ts":"2025-06-15T10:00:00.1234Z"}',
+        /fractional seconds finer/,
+      ],
       ["oversized", topic(), Buffer.alloc(300 * 1024, 0x20), /over the 262144 byte limit/],
       ["deep nesting", topic(), `${"[".repeat(50_000)}${"]".repeat(50_000)}`, /./],
       [

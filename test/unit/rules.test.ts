@@ -76,9 +76,76 @@ describe("a time of measurement", () => {
     ["digits in a string", "1764072000000", /string must be ISO-8601 with a UTC offset/],
     ["an ISO time without offset", "2026-11-25T11:00:00", /string must be ISO-8601 with a UTC offset/],
     ["a date alone", "2026-11-25", /string must be ISO-8601 with a UTC offset/],
-    ["a month 13", "2026-13-45T11:00:00Z", /^is not a valid date$/],
+    ["a month 13", "2026-13-45T11:00:00Z", /^"2026-13-45T11:00:00Z" names month 13, which does not exist/],
   ])("is refused for %s, with a reason that follows the field name", (_name, raw, reason) => {
     expect(parseTimestamp(raw)).toMatch(reason);
+  });
+
+  it.each([
+    [
+      "30 February",
+      "2025-02-30T12:00:00Z",
+      /names 2025-02-30, a day that does not exist \(2025-02 has 28 days\)/,
+    ],
+    [
+      "31 April",
+      "2025-04-31T00:00:00Z",
+      /names 2025-04-31, a day that does not exist \(2025-04 has 30 days\)/,
+    ],
+    [
+      "29 February of a year that is not a leap year",
+      "2025-02-29T00:00:00Z",
+      /2025-02-29, a day that does not/,
+    ],
+    [
+      "29 February of 1900 (divisible by 100, not 400)",
+      "1900-02-29T00:00:00Z",
+      /1900-02-29, a day that does not/,
+    ],
+    ["day 00", "2025-05-00T00:00:00Z", /2025-05-00, a day that does not exist/],
+    ["month 00", "2025-00-10T00:00:00Z", /names month 00, which does not exist/],
+    ["hour 24", "2025-06-15T24:00:00Z", /names hour 24, which does not exist \(00 to 23\)/],
+    ["minute 60", "2025-06-15T10:60:00Z", /names minute 60, which does not exist/],
+    ["second 60 (a leap second)", "2016-12-31T23:59:60Z", /names second 60, which does not exist/],
+    ["an offset of 24 hours", "2025-06-15T10:00:00+24:00", /has an offset that does not exist/],
+    ["an offset minute 60", "2025-06-15T10:00:00+01:60", /has an offset that does not exist/],
+    [
+      "a tenth of a millisecond",
+      "2025-06-15T10:00:00.1234Z",
+      /has \.1234: fractional seconds finer than milli/,
+    ],
+    ["a nanosecond", "2025-06-15T10:00:00.000000001Z", /has \.000000001: fractional seconds finer than/],
+  ])("is refused, never shifted, when it names %s", (_name, raw, reason) => {
+    const answer = parseTimestamp(raw);
+    expect(answer).toMatch(reason);
+    expect(answer).toMatch(
+      new RegExp(`^${JSON.stringify(raw).replaceAll(".", "\\.").replaceAll("+", "\\+")} `),
+    );
+  });
+
+  it.each([
+    ["29 February of a leap year", "2024-02-29T00:00:00Z", Date.UTC(2024, 1, 29)],
+    ["29 February of 2000 (divisible by 400)", "2000-02-29T12:00:00Z", Date.UTC(2000, 1, 29, 12)],
+    ["31 December at 23:59:59.999", "2025-12-31T23:59:59.999Z", Date.UTC(2025, 11, 31, 23, 59, 59, 999)],
+    [
+      "milliseconds written with a trailing zero",
+      "2025-06-15T10:00:00.1230Z",
+      Date.UTC(2025, 5, 15, 10, 0, 0, 123),
+    ],
+    [
+      "milliseconds written as microseconds",
+      "2025-06-15T10:00:00.123000Z",
+      Date.UTC(2025, 5, 15, 10, 0, 0, 123),
+    ],
+    [
+      "nanoseconds that are whole milliseconds",
+      "2025-06-15T12:00:00.120000000+02:00",
+      Date.UTC(2025, 5, 15, 10, 0, 0, 120),
+    ],
+    ["a tenth of a second", "2025-06-15T10:00:00.5Z", Date.UTC(2025, 5, 15, 10, 0, 0, 500)],
+    ["an offset of 23:59", "2025-06-15T23:59:00+23:59", Date.UTC(2025, 5, 15, 0, 0, 0)],
+  ])("is accepted for %s", (_name, raw, ts) => {
+    expect(parseTimestamp(raw)).toBe(ts);
   });
 
   it("has the ISO pattern that the parser uses, and 2000-01-01 as the earliest bound", () => {

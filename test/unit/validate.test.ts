@@ -85,7 +85,22 @@ describe("an invalid payload is refused with a precise reason", () => {
     ["ts negative", '{"value":1,"ts":-1}', /before 2000/],
     ["ts far future", '{"value":1,"ts":99999999999999}', /future/],
     ["ts ISO without offset", '{"value":1,"ts":"2026-11-25T11:00:00"}', /UTC offset/],
-    ["ts ISO nonsense date", '{"value":1,"ts":"2026-13-45T11:00:00Z"}', /not a valid date/],
+    [
+      "ts ISO nonsense date",
+      '{"value":1,"ts":"2026-13-45T11:00:00Z"}',
+      /ts "2026-13-45T11:00:00Z" names month 13/,
+    ],
+    [
+      "ts ISO 30 February",
+      '{"value":1,"ts":"2025-02-30T12:00:00Z"}',
+      /^ts "2025-02-30T12:00:00Z" names 2025-02-30, a day/,
+    ],
+    ["ts ISO hour 24", '{"value":1,"ts":"2025-06-15T24:00:00Z"}', /^ts "2025-06-15T24:00:00Z" names hour 24/],
+    [
+      "ts ISO beyond ms",
+      '{"value":1,"ts":"2025-06-15T10:00:00.1234Z"}',
+      /^ts "2025-06-15T10:00:00.1234Z" has .1234/,
+    ],
     ["ts a word", '{"value":1,"ts":"yesterday"}', /ISO-8601/],
     ["ts boolean", '{"value":1,"ts":true}', /ts must be/],
     ["unit too long", `{"value":1,"unit":"${"u".repeat(33)}"}`, /unit must be/],
