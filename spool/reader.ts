@@ -11,6 +11,7 @@ import {
   TRAILER_MAGIC,
 } from "./format.js";
 import type { SegmentView } from "./segment-log.js";
+import { scanSegment } from "./segments.js";
 
 const READ_CHUNK_BYTES = 1_048_576;
 
@@ -28,8 +29,18 @@ export interface ReaderSource {
   readonly durableEnd: number;
   /** The oldest seq still on disk. */
   readonly firstOnDisk: number;
-  /** Records `from` .. `to` (exclusive) cannot be read: they count as dropped. */
-  dropUnreadable(from: number, to: number, why: string): void;
+  /**
+   * Records `from` .. `to` (exclusive) of segment file `path`, damaged from byte `offset`, cannot be read: they
+   * count as dropped, `messages` readings when known.
+   */
+  dropUnreadable(
+    path: string,
+    offset: number,
+    from: number,
+    to: number,
+    messages: number | undefined,
+    why: string,
+  ): void;
 }
 
 /**
@@ -78,8 +89,8 @@ export class SpoolReader {
         if (chunk.readUInt32BE(off) === TRAILER_MAGIC) break;
         const h = parseRecordHeader(chunk.subarray(off, off + RECORD_HEADER_BYTES));
         if (!h || h.seq !== this.#at) {
-          this.#corrupt(seg, `bad record header at byte ${this.#offset + off}`);
-          pos = seg.first + seg.records;
+          this.#offset += off;
+          pos = Math.max(pos, this.#skipDamage(seg));
           progressed = true;
           break;
         }
@@ -93,8 +104,8 @@ export class SpoolReader {
           await this.#handle!.read(whole, 0, size, this.#offset);
         }
         if (!recordIntact(whole)) {
-          this.#corrupt(seg, `record ${h.seq} fails its CRC`);
-          pos = seg.first + seg.records;
+          this.#offset += off;
+          pos = Math.max(pos, this.#skipDamage(seg));
           progressed = true;
           break;
         }
@@ -117,10 +128,20 @@ export class SpoolReader {
     return { records, next: pos };
   }
 
-  #corrupt(seg: SegmentView, why: string): void {
-    this.store.dropUnreadable(this.#at, seg.first + seg.records, `${seg.path}: ${why}`);
-    this.#offset = seg.sealed ? seg.size - TRAILER_BYTES : seg.size;
-    this.#at = seg.first + seg.records;
+  /**
+   * The record at `#offset` is damaged: a scan of the segment finds where intact records go on (by header and
+   * CRC), the damaged stretch is dropped (counted), and reading goes on after it. Returns the seq to read on from.
+   */
+  #skipDamage(seg: SegmentView): number {
+    const at = this.#offset;
+    const d = scanSegment(seg.path, { verify: true }).damage.find((x) => x.offset === at);
+    const end = seg.first + seg.records;
+    const to = d ? Math.min(d.toSeq, end) : end;
+    const why = d?.why ?? `damaged record at byte ${at}`;
+    this.store.dropUnreadable(seg.path, at, this.#at, to, d?.messages, why);
+    this.#offset = d && d.toSeq < end ? d.resume : seg.sealed ? seg.size - TRAILER_BYTES : seg.size;
+    this.#at = to;
+    return to;
   }
 
   async #openAt(seg: SegmentView): Promise<void> {

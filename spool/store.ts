@@ -1,10 +1,17 @@
 import { mkdirSync } from "node:fs";
 import type { OutgoingBatch } from "../amqp/sink.js";
+import { backoffDelay } from "../common/backoff.js";
 import type { Logger } from "../common/log.js";
 import { HEALTHY, type Health } from "../common/pipeline.js";
 import { Fifo } from "./fifo.js";
 import { CursorFile, listSegments, readCursor, releaseLock, takeLock } from "./files.js";
-import { encodeBatch, encodeRecord, RECORD_HEADER_BYTES, TRAILER_BYTES } from "./format.js";
+import {
+  encodeBatch,
+  encodeRecord,
+  RECORD_HEADER_BYTES,
+  SEGMENT_HEADER_BYTES,
+  TRAILER_BYTES,
+} from "./format.js";
 import { Ledger } from "./ledger.js";
 import { SpoolReader } from "./reader.js";
 import { type Segment, SegmentLog } from "./segment-log.js";
@@ -45,6 +52,7 @@ interface Pending {
   readonly payload: Buffer;
   readonly messages: number;
   readonly settle: (stored: boolean) => void;
+  readonly tooBig: ((recordBytes: number) => void) | undefined;
 }
 
 /** Records written per fsync at most (a group commit): bounds the memory of one write. */
@@ -52,7 +60,9 @@ const GROUP_MAX_BYTES = 4_194_304;
 const HOUSEKEEPING_MS = 1_000;
 /** The cursor is rewritten at most this often: a stale cursor only means duplicates after a crash. */
 const CURSOR_EVERY_MS = 200;
-const RETRY_WRITE_MS = 1_000;
+/** A failing disk operation is retried after 1 s, doubling up to 30 s. */
+const RETRY_MIN_MS = 1_000;
+const RETRY_MAX_MS = 30_000;
 
 /**
  * The spool's files: an append-only log of records in segment files, with a cursor naming the first record not yet
@@ -75,7 +85,11 @@ export class SpoolStore {
   readonly #queue = new Fifo<Pending>();
   #committing = false;
   #full = false;
-  #failing: string | undefined;
+  /** Disk operations failing now, by operation (append, seal, delete, cursor): each names its error. */
+  readonly #failing = new Map<string, string>();
+  #failures = 0;
+  /** A record that cannot fit even in an empty spool and has nowhere else to go: held, unacknowledged. */
+  #oversize: string | undefined;
   readonly #cursor: CursorFile;
   #closed = false;
   #retryTimer: NodeJS.Timeout | undefined;
@@ -85,13 +99,7 @@ export class SpoolStore {
   private constructor(opts: SpoolOptions) {
     this.#opts = opts;
     this.#cursor = new CursorFile(opts.dir, CURSOR_EVERY_MS);
-    this.#timer = setInterval(() => {
-      try {
-        this.#housekeeping();
-      } catch (err) {
-        opts.log.error({ err: (err as Error).message }, "spool housekeeping failed; retrying");
-      }
-    }, HOUSEKEEPING_MS);
+    this.#timer = setInterval(() => this.#housekeeping(), HOUSEKEEPING_MS);
     this.#timer.unref();
   }
 
@@ -115,7 +123,9 @@ export class SpoolStore {
     mkdirSync(dir, { recursive: true });
     takeLock(dir);
     const cursor = readCursor(dir);
-    this.#log = SegmentLog.load(dir, this.#opts, this.#opts.log);
+    this.#log = SegmentLog.load(dir, this.#opts, this.#opts.log, (tail, path) =>
+      this.#countLost(path, tail.offset, tail.fromSeq, tail.toSeq, tail.messages, tail.why),
+    );
     const segments = this.#log.segments;
     const newest = segments.at(-1);
     this.#next = newest ? newest.first + newest.records : (cursor ?? 0);
@@ -173,9 +183,21 @@ export class SpoolStore {
     };
   }
 
-  /** Not ready while full under the block policy (PUBACKs held) or while writes fail. */
+  /** The largest record (header and payload) that fits in an empty spool. */
+  get maxRecordBytes(): number {
+    return this.#opts.maxBytes - SEGMENT_HEADER_BYTES - TRAILER_BYTES;
+  }
+
+  /**
+   * Not ready while the disk fails (naming the operation and the error), while a record too large for the spool is
+   * held, or while full under the block policy (PUBACKs held).
+   */
   health(): Health {
-    if (this.#failing) return { ready: false, reason: `spool failing: ${this.#failing}` };
+    const failing = [...this.#failing.values()];
+    if (failing.length > 0) {
+      return { ready: false, reason: `spool disk error, PUBACKs held, retrying: ${failing.join("; ")}` };
+    }
+    if (this.#oversize) return { ready: false, reason: this.#oversize };
     if (this.#full) {
       return {
         ready: false,
@@ -188,11 +210,64 @@ export class SpoolStore {
   /**
    * Appends a batch; `settle(true)` once it is durable (fsynced), `settle(false)` if the drop-newest policy
    * refused it for want of space. Under the block policy a full spool holds it (and all after it) until space is
-   * freed. Never throws; a failing disk is retried every second and shown by `health()`.
+   * freed. A batch whose record cannot fit even in an empty spool (larger than SPOOL_MAX_BYTES) is never dropped,
+   * whatever the policy: it is handed to `tooBig` (which must see it delivered another way) or, without one, held
+   * unsettled at the head of the queue with `health()` saying why. Never throws; a failing disk is retried with
+   * backoff and shown by `health()`.
    */
-  append(batch: OutgoingBatch, settle: (stored: boolean) => void): void {
+  append(
+    batch: OutgoingBatch,
+    settle: (stored: boolean) => void,
+    tooBig?: (recordBytes: number) => void,
+  ): void {
     if (this.#closed) return;
-    this.#queue.push({ payload: encodeBatch(batch), messages: batch.length, settle });
+    this.#queue.push({ payload: encodeBatch(batch), messages: batch.length, settle, tooBig });
+    void this.#commit();
+  }
+
+  /** Runs `op`, a disk operation named `name`: a failure is logged, shown by `health()` and retried with backoff. */
+  #disk(name: string, op: () => void): boolean {
+    try {
+      op();
+      this.#recovered(name);
+      return true;
+    } catch (err) {
+      this.#diskFailed(name, err);
+      return false;
+    }
+  }
+
+  #recovered(name: string): void {
+    if (!this.#failing.delete(name)) return;
+    if (this.#failing.size === 0) this.#failures = 0;
+    this.#opts.log.info({ op: name }, "spool disk operation works again");
+  }
+
+  #diskFailed(name: string, err: unknown): void {
+    const e = err as NodeJS.ErrnoException;
+    const what = `${name}: ${e.code ?? "error"} ${e.message}`;
+    if (this.#failing.get(name) !== what) {
+      this.#opts.log.error(
+        { op: name, code: e.code, err: e.message },
+        "spool disk operation failed; PUBACKs held, retrying",
+      );
+    }
+    this.#failing.set(name, what);
+    if (this.#retryTimer || this.#closed) return;
+    const delay = backoffDelay(++this.#failures, RETRY_MIN_MS, RETRY_MAX_MS);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#retry();
+    }, delay);
+    this.#retryTimer.unref();
+  }
+
+  /** Tries again every operation that failed. */
+  #retry(): void {
+    if (this.#closed) return;
+    if (this.#failing.has("delete")) this.#disk("delete", () => this.#reclaim());
+    if (this.#failing.has("cursor"))
+      this.#disk("cursor", () => this.#cursor.write(this.#ledger.prefix, true));
     void this.#commit();
   }
 
@@ -201,7 +276,7 @@ export class SpoolStore {
     this.#committing = true;
     try {
       while (this.#queue.length > 0 && !this.#closed) {
-        this.#log.sealIfDue(this.#next);
+        if (!this.#disk("seal", () => this.#log.sealIfDue(this.#next))) return;
         const group: { pending: Pending; record: Buffer }[] = [];
         let groupBytes = 0;
         let projected = this.#log.bytes;
@@ -210,25 +285,39 @@ export class SpoolStore {
         while (this.#queue.length > 0 && (group.length === 0 || groupBytes < room)) {
           const p = this.#queue.peek()!;
           const size = RECORD_HEADER_BYTES + p.payload.length;
+          if (size > this.maxRecordBytes) {
+            // No policy makes room for it: dropping the whole spool would not do. Never drop it.
+            if (group.length > 0) break;
+            if (!this.#tooBig(p, size)) return;
+            continue;
+          }
           if (projected + size + TRAILER_BYTES > this.#opts.maxBytes) {
-            if (this.#opts.full === "drop-oldest" && this.#dropOldest()) {
-              projected = this.#log.bytes + groupBytes;
-              continue;
-            }
-            const segments = this.#log.segments.length;
-            if (this.#opts.full === "block" && group.length === 0 && segments > 1) {
-              this.#setFull(true);
-              return;
-            }
-            if (this.#opts.full === "block" && group.length > 0) break;
-            if (this.#opts.full !== "block" || segments === 1) {
-              // drop-newest, or a record no amount of dropping makes room for.
+            if (this.#opts.full === "drop-newest") {
               this.#queue.shift();
               this.#opts.onDrop?.("drop-newest", 1, p.messages);
               this.#dropLog("drop-newest", 1, p.messages);
               p.settle(false);
               continue;
             }
+            if (group.length > 0) break; // write the group first; the next round makes room
+            if (this.#opts.full === "drop-oldest") {
+              let dropped: boolean;
+              try {
+                dropped = this.#dropOldest();
+              } catch (err) {
+                this.#diskFailed("delete", err);
+                return;
+              }
+              if (dropped) {
+                projected = this.#log.bytes;
+                continue;
+              }
+            }
+            // block: wait for the drain to free whole segments; an active segment holding records is sealed so that
+            // it can be freed too.
+            if (this.#log.active.records > 0 && !this.#disk("seal", () => this.#log.seal(this.#next))) return;
+            this.#setFull(true);
+            return;
           }
           this.#queue.shift();
           const seq = this.#next + group.length;
@@ -243,14 +332,15 @@ export class SpoolStore {
           await this.#log.write(group.map((g) => g.record));
         } catch (err) {
           if (this.#closed) return; // closed under the write: none of the group is acknowledged
-          // Put the group back in order and retry; what a failed write left past the durable size is overwritten.
+          // Put the group back in order and retry with the data itself (after a failed fsync the kernel may have
+          // dropped the dirty pages: fsyncing again would report success for data that is gone). What a failed
+          // write left past the durable size is overwritten.
           this.#queue.unshift(group.map((g) => g.pending));
-          this.#failing = (err as Error).message;
-          this.#opts.log.error({ err: this.#failing }, "spool write failed; PUBACKs held, retrying");
-          this.#retryTimer = setTimeout(() => void this.#commit(), RETRY_WRITE_MS);
+          this.#log.writeFailed();
+          this.#diskFailed("append", err);
           return;
         }
-        this.#failing = undefined;
+        this.#recovered("append");
         const a = this.#log.active;
         for (const g of group) {
           const at = g.record.readDoubleBE(16);
@@ -271,6 +361,28 @@ export class SpoolStore {
     }
   }
 
+  /**
+   * A record larger than the spool: handed to its `tooBig` callback, or held (false: the queue waits behind it).
+   */
+  #tooBig(p: Pending, size: number): boolean {
+    const why =
+      `spool record of ${size} bytes (${p.messages} readings) cannot fit SPOOL_MAX_BYTES ${this.#opts.maxBytes} ` +
+      "even empty";
+    if (p.tooBig) {
+      this.#queue.shift();
+      this.#opts.log.warn(
+        { bytes: size, readings: p.messages },
+        `${why}: sent to RabbitMQ directly, PUBACK after its confirm`,
+      );
+      p.tooBig(size);
+      return true;
+    }
+    if (this.#oversize === undefined)
+      this.#opts.log.error({ bytes: size, readings: p.messages }, `${why}: held, not PUBACKed`);
+    this.#oversize = `${why}: held, not PUBACKed; raise SPOOL_MAX_BYTES`;
+    return false;
+  }
+
   #setFull(full: boolean): void {
     if (full === this.#full) return;
     this.#full = full;
@@ -286,7 +398,10 @@ export class SpoolStore {
     this.#opts.log.warn({ reason, records, messages }, "spool dropped records");
   }
 
-  /** Drops the oldest sealed segment for room (drop-oldest); false when only the active one is left. */
+  /**
+   * Drops the oldest sealed segment for room (drop-oldest); false when only the active one is left. Throws on a
+   * disk error (the segment stays listed, done, and is deleted when the disk works again).
+   */
   #dropOldest(): boolean {
     if (this.#log.active.records > 0 && this.#log.segments.length === 1) this.#log.seal(this.#next);
     const victim = this.#log.segments[0];
@@ -311,7 +426,7 @@ export class SpoolStore {
    */
   markDone(seq: number, messages: number): void {
     if (this.#closed || !this.#ledger.confirm(seq, messages)) return;
-    this.#reclaim();
+    this.#disk("delete", () => this.#reclaim());
   }
 
   /** Deletes sealed segments every record of which is done; a blocked writer may go on. */
@@ -330,14 +445,18 @@ export class SpoolStore {
   #housekeeping(): void {
     if (this.#closed) return;
     const now = Date.now();
-    if (!this.#committing && this.#log.oldEnough(now)) this.#log.seal(this.#next);
-    const segments = this.#log.segments;
-    while (segments.length > 1) {
-      const s = segments[0]!;
-      if (!s.sealed || now - s.lastAppendedAt < this.#opts.maxAgeMs) break;
-      this.#dropSegment(s, "max-age");
+    if (!this.#committing && (this.#log.active.sealed || this.#log.oldEnough(now))) {
+      this.#disk("seal", () => this.#log.seal(this.#next));
     }
-    this.#cursor.write(this.#ledger.prefix, false);
+    const segments = this.#log.segments;
+    this.#disk("delete", () => {
+      while (segments.length > 1) {
+        const s = segments[0]!;
+        if (!s.sealed || now - s.lastAppendedAt < this.#opts.maxAgeMs) break;
+        this.#dropSegment(s, "max-age");
+      }
+    });
+    this.#disk("cursor", () => this.#cursor.write(this.#ledger.prefix, false));
     if (this.#full) void this.#commit();
   }
 
@@ -346,18 +465,57 @@ export class SpoolStore {
     return new SpoolReader(this, () => this.#log.segments);
   }
 
-  /** Records `from` .. `to` (exclusive) cannot be read (a corrupt record): they count as dropped. */
-  dropUnreadable(from: number, to: number, why: string): void {
-    const records = Math.max(0, to - Math.max(from, this.#ledger.prefix));
-    this.#opts.log.error({ from, to, why }, "spool records unreadable; dropped");
-    this.#opts.onDrop?.("corrupt", records, 0);
-    for (let s = from; s < to; s++) this.markDone(s, 0);
+  /**
+   * Records `from` .. `to` (exclusive) of the segment file `path`, damaged from byte `offset`, cannot be read:
+   * they count as dropped (`corrupt`), in readings when `messages` is known, else in records (the log says which).
+   */
+  dropUnreadable(
+    path: string,
+    offset: number,
+    from: number,
+    to: number,
+    messages: number | undefined,
+    why: string,
+  ): void {
+    let first = true;
+    let records = 0;
+    for (let s = from; s < to; s++) {
+      if (this.#closed || !this.#ledger.confirm(s, first ? (messages ?? 0) : 0)) continue;
+      first = false;
+      records++;
+    }
+    if (records === 0) return;
+    this.#countLost(path, offset, from, to, messages, why);
+    this.#disk("delete", () => this.#reclaim());
+  }
+
+  #countLost(
+    path: string,
+    offset: number,
+    from: number,
+    to: number,
+    messages: number | undefined,
+    why: string,
+  ) {
+    const records = to - from;
+    this.#opts.log.error(
+      { segment: path, offset, fromSeq: from, toSeq: to, records, readings: messages, why },
+      messages === undefined
+        ? "spool records damaged; dropped (their readings are unknown: counted as one per record)"
+        : "spool records damaged; dropped",
+    );
+    this.#opts.onDrop?.("corrupt", records, messages ?? records);
   }
 
   /** Persists the cursor and closes the files; appends not yet durable are never settled (not PUBACKed). */
   close(): void {
     if (this.#closed) return;
-    this.#cursor.write(this.#ledger.prefix, true);
+    try {
+      this.#cursor.write(this.#ledger.prefix, true);
+    } catch (err) {
+      // An older cursor only means readings sent again after the restart (the store's key absorbs them).
+      this.#opts.log.warn({ err: (err as Error).message }, "spool cursor not saved at close");
+    }
     this.#closed = true;
     clearInterval(this.#timer);
     clearTimeout(this.#retryTimer);
