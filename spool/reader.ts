@@ -89,7 +89,6 @@ export class SpoolReader {
         if (chunk.readUInt32BE(off) === TRAILER_MAGIC) break;
         const h = parseRecordHeader(chunk.subarray(off, off + RECORD_HEADER_BYTES));
         if (!h || h.seq !== this.#at) {
-          this.#offset += off;
           pos = Math.max(pos, this.#skipDamage(seg));
           progressed = true;
           break;
@@ -104,7 +103,6 @@ export class SpoolReader {
           await this.#handle!.read(whole, 0, size, this.#offset);
         }
         if (!recordIntact(whole)) {
-          this.#offset += off;
           pos = Math.max(pos, this.#skipDamage(seg));
           progressed = true;
           break;

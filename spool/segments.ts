@@ -232,12 +232,13 @@ function scanOpen(fd: number, opts: { verify: boolean; countFrom?: number }): Se
     if (expected !== sealedTrailer.lastSeq + 1) {
       problem ??= `trailer names seq ${sealedTrailer.lastSeq}, the records end at ${expected - 1}`;
     }
-    // The trailer counts every reading: what the intact records lack is what the damage cost.
-    const unknown = damage.filter((d) => d.messages === undefined);
-    const known = damage.reduce((n, d) => n + (d.messages ?? 0), 0);
-    if (unknown.length === 1) {
-      const i = damage.indexOf(unknown[0]!);
-      damage[i] = { ...unknown[0]!, messages: Math.max(0, sealedTrailer.messages - intactMessages - known) };
+    // The trailer counts every reading: what the intact records lack is what the damage cost. When the headers of
+    // the damaged records do not add up to it (one is unreadable, or the flipped byte is in its count), the total
+    // stays exact and goes to the first stretch: which stretch lost how many is then not known.
+    const lostTotal = Math.max(0, sealedTrailer.messages - intactMessages);
+    const fromHeaders = damage.reduce((n, d) => n + (d.messages ?? Number.NaN), 0);
+    if (damage.length > 0 && fromHeaders !== lostTotal) {
+      for (const [k, d] of damage.entries()) damage[k] = { ...d, messages: k === 0 ? lostTotal : 0 };
     }
   }
   const lost = damage.reduce((n, d) => n + (d.messages ?? 0), 0);
