@@ -210,14 +210,16 @@ describe("spool: a record larger than the spool", () => {
     const dir = mkdtempSync(join(tmpdir(), "telemetry-spool-big-"));
     dirs.push(dir);
     const { store, drops } = openStore(dir, { full: "block" });
-    for (let n = 0; n < 20; n++) await append(store, record(n, 500));
+    // 52 KB in the active segment (the only one), then a record of 1,020,236 bytes: it fits an empty spool only.
+    for (let n = 0; n < 10; n++) await append(store, record(n, 500));
+    expect(store.depth().segments).toBe(1);
     let stored: boolean | undefined;
-    store.append(record(100, 100_000), (ok) => {
+    store.append(record(100, 102_000), (ok) => {
       stored = ok;
     });
     await vi.waitFor(() => expect(store.full).toBe(true));
     expect(stored).toBeUndefined();
-    for (let seq = 0; seq < 20; seq++) store.markDone(seq, READINGS_PER_RECORD);
+    for (let seq = 0; seq < 10; seq++) store.markDone(seq, READINGS_PER_RECORD);
     await vi.waitFor(() => expect(stored).toBe(true), { timeout: 5_000 });
     expect(drops).toEqual([]);
     store.close();
