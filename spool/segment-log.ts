@@ -181,11 +181,26 @@ export class SegmentLog {
     this.segments.push(this.#active);
   }
 
-  /** Writes `records` after the active segment's durable bytes and makes them durable (one fsync). */
+  /**
+   * Writes `records` after the active segment's durable bytes and makes them durable (one fsync); throws unless
+   * every byte was written and synced.
+   */
   async write(records: readonly Buffer[]): Promise<void> {
     if (this.active.sealed) throw new Error("spool: the active segment is sealed (a seal was interrupted)");
     this.#handle ??= await open(this.active.path, "r+");
-    await this.#handle.writev(records as Buffer[], this.active.size);
+    const at = this.active.size;
+    const total = records.reduce((n, r) => n + r.length, 0);
+    let written = (await this.#handle.writev(records as Buffer[], at)).bytesWritten;
+    if (written < total) {
+      // A short write (a disk filling up writes what fits, then fails): write the rest, which throws ENOSPC.
+      const all = Buffer.concat(records as Buffer[]);
+      while (written < total) {
+        const { bytesWritten } = await this.#handle.write(all, written, total - written, at + written);
+        if (bytesWritten === 0)
+          throw new Error(`spool: wrote 0 of ${total - written} bytes to ${this.active.path}`);
+        written += bytesWritten;
+      }
+    }
     await this.#handle.datasync();
   }
 

@@ -45,6 +45,7 @@ const READINGS = 3_000;
 const INFLIGHT = 500;
 const RATE = 1_000;
 const STORED_TIMEOUT_MS = 120_000;
+const TEST_TIMEOUT_MS = 300_000;
 /** Long enough for a few backoff rounds (1 s, 2 s, 4 s ...) while the disk stays broken. */
 const BROKEN_MS = 5_000;
 const NOBODY = 65_534;
@@ -83,7 +84,7 @@ afterAll(() => {
 });
 
 describe("spool store on a full tmpfs", () => {
-  it("ENOSPC while appending and while sealing a segment never throws: acks held, health names ENOSPC, all stored in order once space is back", async () => {
+  it("ENOSPC while appending and while sealing a segment never throws: acks held, health names ENOSPC, all stored whole and in order once space is back", async () => {
     const disk = tmpfs("1m");
     const store = SpoolStore.open({
       dir: join(disk, "spool"),
@@ -116,6 +117,13 @@ describe("spool store on a full tmpfs", () => {
       expect(acked).toEqual(Array.from({ length: 200 }, (_, n) => n));
       await vi.waitFor(() => expect(store.health()).toEqual(HEALTHY), { timeout: 40_000 });
       expect(store.depth()).toMatchObject({ records: 200, messages: 200 });
+      // Every record acknowledged reads back whole: a short write (what fit before ENOSPC) was never taken as done.
+      const reader = store.reader();
+      const { records } = await reader.read(0, 200, 1_000);
+      await reader.close();
+      expect(records.map((r) => (r.batch[0] as { messageId: string }).messageId)).toEqual(
+        Array.from({ length: 200 }, (_, n) => `m${n}`),
+      );
       expect(store.depth().segments).toBeGreaterThan(2);
       expect(errors).toEqual([]);
     } finally {
@@ -148,7 +156,7 @@ describe("gateway spool on a failing disk", () => {
       {
         ...names.env,
         SPOOL_PATH: spool,
-        SPOOL_MAX_BYTES: "16MiB",
+        SPOOL_MAX_BYTES: "1MiB", // 64 KiB segments: a new segment file every ~400 readings
         GATEWAY_INFLIGHT: String(INFLIGHT),
         DRAIN_TIMEOUT: "1s",
       },
@@ -182,57 +190,66 @@ describe("gateway spool on a failing disk", () => {
     return held;
   }
 
-  it("a full spool tmpfs (ENOSPC): /readyz 503 naming it, PUBACKs held, no exit; space back: ready, every reading stored exactly once", async () => {
-    const names = faultNames("spool-disk-enospc", { mqttUrl: mosquitto.url });
-    used.push(names);
-    const disk = tmpfs(TMPFS_BYTES);
-    const g = await pipeline(names, join(disk, "spool"));
-    const filler = fill(disk);
-    const stream = startStream(names, { count: READINGS, rate: RATE, seed: 3_101 });
-    const held = await expectHeld(g, "ENOSPC");
-    expect(held).toBeLessThan(READINGS);
-    expect(await metric(g.httpPort, "telemetry_gateway_inflight_messages")).toBeGreaterThan(0);
+  it(
+    "a full spool tmpfs (ENOSPC): /readyz 503 naming it, PUBACKs held, no exit; space back: ready, every reading stored exactly once",
+    async () => {
+      const names = faultNames("spool-disk-enospc", { mqttUrl: mosquitto.url });
+      used.push(names);
+      const disk = tmpfs(TMPFS_BYTES);
+      const g = await pipeline(names, join(disk, "spool"));
+      const filler = fill(disk);
+      const stream = startStream(names, { count: READINGS, rate: RATE, seed: 3_101 });
+      const held = await expectHeld(g, "ENOSPC");
+      expect(held).toBeLessThan(READINGS);
+      expect(await metric(g.httpPort, "telemetry_gateway_inflight_messages")).toBeGreaterThan(0);
 
-    rmSync(filler);
-    const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
-    await until(
-      "the gateway ready again",
-      60_000,
-      async () => (await httpGet(g.httpPort, "/readyz")).status === 200,
-    );
-    expect(g.proc.exitCode).toBeNull();
-    expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
-    report("spool: disk full (tmpfs)", { ...counts, takenWhileFull: held });
-  });
+      rmSync(filler);
+      const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
+      await until(
+        "the gateway ready again",
+        60_000,
+        async () => (await httpGet(g.httpPort, "/readyz")).status === 200,
+      );
+      expect(g.proc.exitCode).toBeNull();
+      expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
+      report("spool: disk full (tmpfs)", { ...counts, takenWhileFull: held });
+    },
+    TEST_TIMEOUT_MS,
+  );
 
-  it("a spool directory made unwritable under an unprivileged gateway (EACCES): /readyz 503 naming it, no exit; writable again: every reading stored exactly once", async () => {
-    const names = faultNames("spool-disk-eacces", { mqttUrl: mosquitto.url });
-    used.push(names);
-    const parent = mkdtempSync(join(tmpdir(), "telemetry-spool-eacces-"));
-    dirs.push(parent);
-    chmodSync(parent, 0o755);
-    const spool = join(parent, "spool");
-    mkdirSync(spool);
-    chownSync(spool, NOBODY, NOBODY);
-    const g = await pipeline(names, spool, UNPRIVILEGED);
-    const stream = startStream(names, { count: READINGS, rate: RATE, seed: 3_102 });
-    await until("some readings taken", 30_000, async () => {
-      return (await metric(g.httpPort, "telemetry_gateway_messages_received_total")) > 100;
-    });
-    // New segments cannot be created nor done ones deleted: sealing and the drain's deletes fail.
-    chmodSync(spool, 0o555);
-    const held = await expectHeld(g, "EACCES");
-    expect(held).toBeLessThan(READINGS);
+  it(
+    "a spool directory made unwritable under an unprivileged gateway (EACCES): /readyz 503 naming it, no exit; writable again: every reading stored exactly once",
+    async () => {
+      const names = faultNames("spool-disk-eacces", { mqttUrl: mosquitto.url });
+      used.push(names);
+      const parent = mkdtempSync(join(tmpdir(), "telemetry-spool-eacces-"));
+      dirs.push(parent);
+      chmodSync(parent, 0o755);
+      const spool = join(parent, "spool");
+      mkdirSync(spool);
+      chownSync(spool, NOBODY, NOBODY);
+      const g = await pipeline(names, spool, UNPRIVILEGED);
+      const stream = startStream(names, { count: READINGS, rate: RATE, seed: 3_102 });
+      await until("some readings taken", 30_000, async () => {
+        return (await metric(g.httpPort, "telemetry_gateway_messages_received_total")) > 100;
+      });
+      // New segments cannot be created nor done ones deleted: sealing and the drain's deletes fail (appends to the
+      // segment already open go on until it is due to be sealed).
+      chmodSync(spool, 0o555);
+      const held = await expectHeld(g, "EACCES");
+      expect(held).toBeLessThan(READINGS);
 
-    chmodSync(spool, 0o755);
-    const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
-    await until(
-      "the gateway ready again",
-      60_000,
-      async () => (await httpGet(g.httpPort, "/readyz")).status === 200,
-    );
-    expect(g.proc.exitCode).toBeNull();
-    expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
-    report("spool: directory unwritable (EACCES)", { ...counts, takenWhileUnwritable: held });
-  });
+      chmodSync(spool, 0o755);
+      const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
+      await until(
+        "the gateway ready again",
+        60_000,
+        async () => (await httpGet(g.httpPort, "/readyz")).status === 200,
+      );
+      expect(g.proc.exitCode).toBeNull();
+      expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
+      report("spool: directory unwritable (EACCES)", { ...counts, takenWhileUnwritable: held });
+    },
+    TEST_TIMEOUT_MS,
+  );
 });
