@@ -203,7 +203,7 @@ describe("spool full, uplink down", () => {
         );
       });
       expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
-    });
+    }, 180_000);
   });
 
   it.each(["drop-newest", "drop-oldest"] as const)(
