@@ -11,7 +11,7 @@ import {
   TRAILER_MAGIC,
 } from "./format.js";
 import type { SegmentView } from "./segment-log.js";
-import { scanSegment } from "./segments.js";
+import { type Damage, scanSegment } from "./segments.js";
 
 const READ_CHUNK_BYTES = 1_048_576;
 
@@ -29,18 +29,8 @@ export interface ReaderSource {
   readonly durableEnd: number;
   /** The oldest seq still on disk. */
   readonly firstOnDisk: number;
-  /**
-   * Records `from` .. `to` (exclusive) of segment file `path`, damaged from byte `offset`, cannot be read: they
-   * count as dropped, `messages` readings when known.
-   */
-  dropUnreadable(
-    path: string,
-    offset: number,
-    from: number,
-    to: number,
-    messages: number | undefined,
-    why: string,
-  ): void;
+  /** The records of `damage` in segment file `segment` cannot be read: they count as dropped. */
+  dropUnreadable(segment: string, damage: Damage): void;
 }
 
 /**
@@ -132,12 +122,23 @@ export class SpoolReader {
    */
   #skipDamage(seg: SegmentView): number {
     const at = this.#offset;
-    const d = scanSegment(seg.path, { verify: true }).damage.find((x) => x.offset === at);
     const end = seg.first + seg.records;
-    const to = d ? Math.min(d.toSeq, end) : end;
-    const why = d?.why ?? `damaged record at byte ${at}`;
-    this.store.dropUnreadable(seg.path, at, this.#at, to, d?.messages, why);
-    this.#offset = d && d.toSeq < end ? d.resume : seg.sealed ? seg.size - TRAILER_BYTES : seg.size;
+    const found = scanSegment(seg.path, { verify: true }).damage.find((x) => x.offset === at);
+    // Not found (the scan disagrees, e.g. the file changed under it): the rest of the segment is lost.
+    const d: Damage =
+      found && found.toSeq <= end
+        ? found
+        : {
+            offset: at,
+            fromSeq: this.#at,
+            toSeq: end,
+            resume: limitOf(seg),
+            messages: undefined,
+            why: `damaged record at byte ${at}`,
+          };
+    this.store.dropUnreadable(seg.path, d);
+    this.#offset = d.toSeq < end ? d.resume : limitOf(seg);
+    const to = d.toSeq;
     this.#at = to;
     return to;
   }
@@ -156,6 +157,11 @@ export class SpoolReader {
     this.#segFirst = undefined;
     await h?.close().catch(() => undefined);
   }
+}
+
+/** Where a segment's records end: before its trailer once sealed. */
+function limitOf(seg: SegmentView): number {
+  return seg.sealed ? seg.size - TRAILER_BYTES : seg.size;
 }
 
 /** The index of the segment holding `seq` (the last whose first seq is at most `seq`), or -1. */

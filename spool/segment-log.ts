@@ -182,10 +182,10 @@ export class SegmentLog {
   }
 
   /**
-   * Writes `records` after the active segment's durable bytes and makes them durable (one fsync); throws unless
-   * every byte was written and synced.
+   * Writes `records` (holding `messages` each) after the active segment's durable bytes and makes them durable (one
+   * fsync), then counts them in the active segment; throws, counting nothing, unless every byte was written and synced.
    */
-  async write(records: readonly Buffer[]): Promise<void> {
+  async write(records: readonly Buffer[], messages: readonly number[]): Promise<void> {
     if (this.active.sealed) throw new Error("spool: the active segment is sealed (a seal was interrupted)");
     this.#handle ??= await open(this.active.path, "r+");
     const at = this.active.size;
@@ -202,6 +202,15 @@ export class SegmentLog {
       }
     }
     await this.#handle.datasync();
+    const a = this.active;
+    for (const [i, r] of records.entries()) {
+      const appendedAt = r.readDoubleBE(16);
+      if (a.records === 0) a.firstAppendedAt = appendedAt;
+      a.lastAppendedAt = appendedAt;
+      a.records++;
+      a.messages += messages[i]!;
+    }
+    a.size += total;
   }
 
   /** Whether the active segment holds records and its first is old enough to seal it (SPOOL_MAX_AGE / 16). */
@@ -260,6 +269,16 @@ export class SegmentLog {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     }
     this.segments.shift();
+  }
+
+  /** Deletes the sealed segments whose records are all below `done`; true when one went. Throws on a disk error. */
+  removeDone(done: number): boolean {
+    let removed = false;
+    for (let s = this.segments[0]; s?.sealed && s.first + s.records <= done; s = this.segments[0]) {
+      this.removeOldest();
+      removed = true;
+    }
+    return removed;
   }
 
   /** Forgets the open handle of the active segment after a failed write, so the next write starts afresh. */

@@ -35,7 +35,7 @@ export const parseBytes = Object.assign(
   },
 );
 
-/** The gateway's spool settings (DESIGN.md "Contract: edge spool"): spread them into the gateway's spec. */
+/** The gateway's spool settings (docs/contract.md, "Contract: edge spool"): spread them into the gateway's spec. */
 export const spoolSettings = {
   spoolPath: setting<string | undefined>({
     flag: "spool-path",

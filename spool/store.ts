@@ -1,8 +1,8 @@
 import { mkdirSync } from "node:fs";
 import type { OutgoingBatch } from "../amqp/sink.js";
-import { backoffDelay } from "../common/backoff.js";
-import type { Logger } from "../common/log.js";
 import { HEALTHY, type Health } from "../common/pipeline.js";
+import { DiskFaults } from "./disk-faults.js";
+import { SpoolEvents } from "./events.js";
 import { Fifo } from "./fifo.js";
 import { CursorFile, listSegments, readCursor, releaseLock, takeLock } from "./files.js";
 import {
@@ -13,40 +13,14 @@ import {
   TRAILER_BYTES,
 } from "./format.js";
 import { Ledger } from "./ledger.js";
+import type { DropReason, SpoolDepth, SpoolOptions } from "./options.js";
 import { SpoolReader } from "./reader.js";
 import { type Segment, SegmentLog } from "./segment-log.js";
+import type { Damage } from "./segments.js";
 
+export type { DropReason, FullPolicy, SpoolDepth, SpoolOptions } from "./options.js";
 export { SpoolReader, type SpoolRecord } from "./reader.js";
 export { listSegments, readCursor };
-
-/** What the spool does with a new record when it is full (`SPOOL_FULL`). */
-export type FullPolicy = "block" | "drop-oldest" | "drop-newest";
-/** Why records left the spool unsent; the label of the drops metric. */
-export type DropReason = "drop-oldest" | "drop-newest" | "max-age" | "corrupt";
-
-export interface SpoolOptions {
-  /** The spool's directory (created if missing). */
-  readonly dir: string;
-  /** Bytes of segment files at most (`SPOOL_MAX_BYTES`). */
-  readonly maxBytes: number;
-  /** Records older than this are dropped, a whole segment at a time (`SPOOL_MAX_AGE`). */
-  readonly maxAgeMs: number;
-  readonly full: FullPolicy;
-  readonly log: Logger;
-  /** Called for every drop with the records and messages dropped. */
-  readonly onDrop?: (reason: DropReason, records: number, messages: number) => void;
-}
-
-/** Depth of the spool: what is stored and not yet confirmed downstream. */
-export interface SpoolDepth {
-  readonly records: number;
-  readonly messages: number;
-  /** Bytes of segment files on disk (done records too, until their whole segment goes). */
-  readonly bytes: number;
-  readonly segments: number;
-  /** Append time of the oldest record not yet done, epoch ms; undefined when empty. */
-  readonly oldestAppendedAt: number | undefined;
-}
 
 interface Pending {
   readonly payload: Buffer;
@@ -60,9 +34,6 @@ const GROUP_MAX_BYTES = 4_194_304;
 const HOUSEKEEPING_MS = 1_000;
 /** The cursor is rewritten at most this often: a stale cursor only means duplicates after a crash. */
 const CURSOR_EVERY_MS = 200;
-/** A failing disk operation is retried after 1 s, doubling up to 30 s. */
-const RETRY_MIN_MS = 1_000;
-const RETRY_MAX_MS = 30_000;
 
 /**
  * The spool's files: an append-only log of records in segment files, with a cursor naming the first record not yet
@@ -85,20 +56,20 @@ export class SpoolStore {
   readonly #queue = new Fifo<Pending>();
   #committing = false;
   #full = false;
-  /** Disk operations failing now, by operation (append, seal, delete, cursor): each names its error. */
-  readonly #failing = new Map<string, string>();
-  #failures = 0;
+  readonly #disk: DiskFaults;
+  readonly #events: SpoolEvents;
   /** A record that cannot fit even in an empty spool and has nowhere else to go: held, unacknowledged. */
   #oversize: string | undefined;
   readonly #cursor: CursorFile;
   #closed = false;
-  #retryTimer: NodeJS.Timeout | undefined;
   readonly #timer: NodeJS.Timeout;
   readonly #listeners = new Set<() => void>();
 
   private constructor(opts: SpoolOptions) {
     this.#opts = opts;
     this.#cursor = new CursorFile(opts.dir, CURSOR_EVERY_MS);
+    this.#disk = new DiskFaults(opts.log, (failing) => this.#retry(failing));
+    this.#events = new SpoolEvents(opts.log, opts.maxBytes, opts.onDrop);
     this.#timer = setInterval(() => this.#housekeeping(), HOUSEKEEPING_MS);
     this.#timer.unref();
   }
@@ -124,7 +95,7 @@ export class SpoolStore {
     takeLock(dir);
     const cursor = readCursor(dir);
     this.#log = SegmentLog.load(dir, this.#opts, this.#opts.log, (tail, path) =>
-      this.#countLost(path, tail.offset, tail.fromSeq, tail.toSeq, tail.messages, tail.why),
+      this.#events.damaged(path, tail),
     );
     const segments = this.#log.segments;
     const newest = segments.at(-1);
@@ -162,11 +133,6 @@ export class SpoolStore {
     return this.#log.segments[0]?.first ?? this.#next;
   }
 
-  /** Appends waiting for space (block policy) or for their fsync. */
-  get waiting(): number {
-    return this.#queue.length;
-  }
-
   get full(): boolean {
     return this.#full;
   }
@@ -193,10 +159,8 @@ export class SpoolStore {
    * held, or while full under the block policy (PUBACKs held).
    */
   health(): Health {
-    const failing = [...this.#failing.values()];
-    if (failing.length > 0) {
-      return { ready: false, reason: `spool disk error, PUBACKs held, retrying: ${failing.join("; ")}` };
-    }
+    const failing = this.#disk.reason;
+    if (failing) return { ready: false, reason: failing };
     if (this.#oversize) return { ready: false, reason: this.#oversize };
     if (this.#full) {
       return {
@@ -225,49 +189,11 @@ export class SpoolStore {
     void this.#commit();
   }
 
-  /** Runs `op`, a disk operation named `name`: a failure is logged, shown by `health()` and retried with backoff. */
-  #disk(name: string, op: () => void): boolean {
-    try {
-      op();
-      this.#recovered(name);
-      return true;
-    } catch (err) {
-      this.#diskFailed(name, err);
-      return false;
-    }
-  }
-
-  #recovered(name: string): void {
-    if (!this.#failing.delete(name)) return;
-    if (this.#failing.size === 0) this.#failures = 0;
-    this.#opts.log.info({ op: name }, "spool disk operation works again");
-  }
-
-  #diskFailed(name: string, err: unknown): void {
-    const e = err as NodeJS.ErrnoException;
-    const what = `${name}: ${e.code ?? "error"} ${e.message}`;
-    if (this.#failing.get(name) !== what) {
-      this.#opts.log.error(
-        { op: name, code: e.code, err: e.message },
-        "spool disk operation failed; PUBACKs held, retrying",
-      );
-    }
-    this.#failing.set(name, what);
-    if (this.#retryTimer || this.#closed) return;
-    const delay = backoffDelay(++this.#failures, RETRY_MIN_MS, RETRY_MAX_MS);
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = undefined;
-      this.#retry();
-    }, delay);
-    this.#retryTimer.unref();
-  }
-
-  /** Tries again every operation that failed. */
-  #retry(): void {
+  /** Tries again the disk operations that failed (appends and seals by committing again). */
+  #retry(failing: ReadonlySet<string>): void {
     if (this.#closed) return;
-    if (this.#failing.has("delete")) this.#disk("delete", () => this.#reclaim());
-    if (this.#failing.has("cursor"))
-      this.#disk("cursor", () => this.#cursor.write(this.#ledger.prefix, true));
+    if (failing.has("delete")) this.#disk.run("delete", () => this.#reclaim());
+    if (failing.has("cursor")) this.#disk.run("cursor", () => this.#cursor.write(this.#ledger.prefix, true));
     void this.#commit();
   }
 
@@ -276,7 +202,7 @@ export class SpoolStore {
     this.#committing = true;
     try {
       while (this.#queue.length > 0 && !this.#closed) {
-        if (!this.#disk("seal", () => this.#log.sealIfDue(this.#next))) return;
+        if (!this.#disk.run("seal", () => this.#log.sealIfDue(this.#next))) return;
         const group: { pending: Pending; record: Buffer }[] = [];
         let groupBytes = 0;
         let projected = this.#log.bytes;
@@ -294,8 +220,7 @@ export class SpoolStore {
           if (projected + size + TRAILER_BYTES > this.#opts.maxBytes) {
             if (this.#opts.full === "drop-newest") {
               this.#queue.shift();
-              this.#opts.onDrop?.("drop-newest", 1, p.messages);
-              this.#dropLog("drop-newest", 1, p.messages);
+              this.#events.policy("drop-newest", 1, p.messages);
               p.settle(false);
               continue;
             }
@@ -305,7 +230,7 @@ export class SpoolStore {
               try {
                 dropped = this.#dropOldest();
               } catch (err) {
-                this.#diskFailed("delete", err);
+                this.#disk.failed("delete", err);
                 return;
               }
               if (dropped) {
@@ -315,7 +240,8 @@ export class SpoolStore {
             }
             // block: wait for the drain to free whole segments; an active segment holding records is sealed so that
             // it can be freed too.
-            if (this.#log.active.records > 0 && !this.#disk("seal", () => this.#log.seal(this.#next))) return;
+            if (this.#log.active.records > 0 && !this.#disk.run("seal", () => this.#log.seal(this.#next)))
+              return;
             this.#setFull(true);
             return;
           }
@@ -329,7 +255,10 @@ export class SpoolStore {
         if (group.length === 0) continue;
         this.#setFull(false);
         try {
-          await this.#log.write(group.map((g) => g.record));
+          await this.#log.write(
+            group.map((g) => g.record),
+            group.map((g) => g.pending.messages),
+          );
         } catch (err) {
           if (this.#closed) return; // closed under the write: none of the group is acknowledged
           // Put the group back in order and retry with the data itself (after a failed fsync the kernel may have
@@ -337,20 +266,11 @@ export class SpoolStore {
           // write left past the durable size is overwritten.
           this.#queue.unshift(group.map((g) => g.pending));
           this.#log.writeFailed();
-          this.#diskFailed("append", err);
+          this.#disk.failed("append", err);
           return;
         }
-        this.#recovered("append");
-        const a = this.#log.active;
-        for (const g of group) {
-          const at = g.record.readDoubleBE(16);
-          if (a.records === 0) a.firstAppendedAt = at;
-          a.lastAppendedAt = at;
-          a.records++;
-          a.messages += g.pending.messages;
-          this.#ledger.added(g.pending.messages);
-        }
-        a.size += groupBytes;
+        this.#disk.worked("append");
+        for (const g of group) this.#ledger.added(g.pending.messages);
         this.#next += group.length;
         this.#durableEnd = this.#next;
         for (const g of group) g.pending.settle(true);
@@ -365,37 +285,25 @@ export class SpoolStore {
    * A record larger than the spool: handed to its `tooBig` callback, or held (false: the queue waits behind it).
    */
   #tooBig(p: Pending, size: number): boolean {
-    const why =
-      `spool record of ${size} bytes (${p.messages} readings) cannot fit SPOOL_MAX_BYTES ${this.#opts.maxBytes} ` +
-      "even empty";
-    if (p.tooBig) {
-      this.#queue.shift();
-      this.#opts.log.warn(
-        { bytes: size, readings: p.messages },
-        `${why}: sent to RabbitMQ directly, PUBACK after its confirm`,
-      );
-      p.tooBig(size);
-      return true;
+    const reason = this.#events.tooBig(
+      size,
+      p.messages,
+      p.tooBig !== undefined,
+      this.#oversize === undefined,
+    );
+    if (!p.tooBig) {
+      this.#oversize = reason;
+      return false;
     }
-    if (this.#oversize === undefined)
-      this.#opts.log.error({ bytes: size, readings: p.messages }, `${why}: held, not PUBACKed`);
-    this.#oversize = `${why}: held, not PUBACKed; raise SPOOL_MAX_BYTES`;
-    return false;
+    this.#queue.shift();
+    p.tooBig(size);
+    return true;
   }
 
   #setFull(full: boolean): void {
     if (full === this.#full) return;
     this.#full = full;
-    if (full) {
-      this.#opts.log.warn(
-        { maxBytes: this.#opts.maxBytes, waiting: this.#queue.length },
-        "spool full (SPOOL_FULL=block): holding PUBACKs; the MQTT broker keeps the readings until space is freed",
-      );
-    } else this.#opts.log.info("spool has room again");
-  }
-
-  #dropLog(reason: DropReason, records: number, messages: number): void {
-    this.#opts.log.warn({ reason, records, messages }, "spool dropped records");
+    this.#events.full(full, this.#queue.length);
   }
 
   /**
@@ -414,10 +322,7 @@ export class SpoolStore {
   #dropSegment(victim: Segment, reason: DropReason): void {
     const dropped = this.#ledger.drop(victim);
     this.#log.removeOldest();
-    if (dropped) {
-      this.#opts.onDrop?.(reason, dropped.records, dropped.messages);
-      this.#dropLog(reason, dropped.records, dropped.messages);
-    }
+    if (dropped) this.#events.policy(reason, dropped.records, dropped.messages);
   }
 
   /**
@@ -426,37 +331,29 @@ export class SpoolStore {
    */
   markDone(seq: number, messages: number): void {
     if (this.#closed || !this.#ledger.confirm(seq, messages)) return;
-    this.#disk("delete", () => this.#reclaim());
+    this.#disk.run("delete", () => this.#reclaim());
   }
 
   /** Deletes sealed segments every record of which is done; a blocked writer may go on. */
   #reclaim(): void {
-    let freed = false;
-    const segments = this.#log.segments;
-    while (segments.length > 0) {
-      const s = segments[0]!;
-      if (!s.sealed || s.first + s.records > this.#ledger.prefix) break;
-      this.#log.removeOldest();
-      freed = true;
-    }
-    if (freed && this.#full) void this.#commit();
+    if (this.#log.removeDone(this.#ledger.prefix) && this.#full) void this.#commit();
   }
 
   #housekeeping(): void {
     if (this.#closed) return;
     const now = Date.now();
     if (!this.#committing && (this.#log.active.sealed || this.#log.oldEnough(now))) {
-      this.#disk("seal", () => this.#log.seal(this.#next));
+      this.#disk.run("seal", () => this.#log.seal(this.#next));
     }
     const segments = this.#log.segments;
-    this.#disk("delete", () => {
+    this.#disk.run("delete", () => {
       while (segments.length > 1) {
         const s = segments[0]!;
         if (!s.sealed || now - s.lastAppendedAt < this.#opts.maxAgeMs) break;
         this.#dropSegment(s, "max-age");
       }
     });
-    this.#disk("cursor", () => this.#cursor.write(this.#ledger.prefix, false));
+    this.#disk.run("cursor", () => this.#cursor.write(this.#ledger.prefix, false));
     if (this.#full) void this.#commit();
   }
 
@@ -466,45 +363,18 @@ export class SpoolStore {
   }
 
   /**
-   * Records `from` .. `to` (exclusive) of the segment file `path`, damaged from byte `offset`, cannot be read:
-   * they count as dropped (`corrupt`), in readings when `messages` is known, else in records (the log says which).
+   * The records of `damage` in segment file `segment` cannot be read: they count as dropped (`corrupt`), in readings
+   * when the damage knows them, else one per record (the log says which). Records already done are not counted.
    */
-  dropUnreadable(
-    path: string,
-    offset: number,
-    from: number,
-    to: number,
-    messages: number | undefined,
-    why: string,
-  ): void {
-    let first = true;
+  dropUnreadable(segment: string, damage: Damage): void {
     let records = 0;
-    for (let s = from; s < to; s++) {
-      if (this.#closed || !this.#ledger.confirm(s, first ? (messages ?? 0) : 0)) continue;
-      first = false;
-      records++;
+    for (let s = damage.fromSeq; s < damage.toSeq; s++) {
+      const messages = records === 0 ? (damage.messages ?? 0) : 0;
+      if (!this.#closed && this.#ledger.confirm(s, messages)) records++;
     }
     if (records === 0) return;
-    this.#countLost(path, offset, from, to, messages, why);
-    this.#disk("delete", () => this.#reclaim());
-  }
-
-  #countLost(
-    path: string,
-    offset: number,
-    from: number,
-    to: number,
-    messages: number | undefined,
-    why: string,
-  ) {
-    const records = to - from;
-    this.#opts.log.error(
-      { segment: path, offset, fromSeq: from, toSeq: to, records, readings: messages, why },
-      messages === undefined
-        ? "spool records damaged; dropped (their readings are unknown: counted as one per record)"
-        : "spool records damaged; dropped",
-    );
-    this.#opts.onDrop?.("corrupt", records, messages ?? records);
+    this.#events.damaged(segment, damage);
+    this.#disk.run("delete", () => this.#reclaim());
   }
 
   /** Persists the cursor and closes the files; appends not yet durable are never settled (not PUBACKed). */
@@ -518,7 +388,7 @@ export class SpoolStore {
     }
     this.#closed = true;
     clearInterval(this.#timer);
-    clearTimeout(this.#retryTimer);
+    this.#disk.close();
     this.#queue.clear();
     this.#log.close();
     releaseLock(this.#opts.dir);
