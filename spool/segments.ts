@@ -108,9 +108,11 @@ function scanOpen(fd: number, opts: { verify: boolean; countFrom?: number }): Se
     };
   }
   // A sealed segment ends with its trailer: the records end before it, and it names the last seq.
-  const end0 = bytesAt(fileBytes - TRAILER_BYTES, TRAILER_BYTES);
-  const closing =
-    fileBytes >= SEGMENT_HEADER_BYTES + TRAILER_BYTES && end0 ? parseTrailer(Buffer.from(end0)) : undefined;
+  const end0 =
+    fileBytes >= SEGMENT_HEADER_BYTES + TRAILER_BYTES
+      ? bytesAt(fileBytes - TRAILER_BYTES, TRAILER_BYTES)
+      : undefined;
+  const closing = end0 ? parseTrailer(Buffer.from(end0)) : undefined;
   const sealedTrailer = closing && closing.lastSeq >= firstSeq - 1 ? closing : undefined;
   const recordsEnd = sealedTrailer ? fileBytes - TRAILER_BYTES : fileBytes;
   const lastSeq = sealedTrailer ? sealedTrailer.lastSeq : Number.MAX_SAFE_INTEGER;

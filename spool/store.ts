@@ -192,6 +192,8 @@ export class SpoolStore {
   /** Tries again the disk operations that failed (appends and seals by committing again). */
   #retry(failing: ReadonlySet<string>): void {
     if (this.#closed) return;
+    if (failing.has("seal") && !this.#committing)
+      this.#disk.run("seal", () => this.#log.sealIfDue(this.#next));
     if (failing.has("delete")) this.#disk.run("delete", () => this.#reclaim());
     if (failing.has("cursor")) this.#disk.run("cursor", () => this.#cursor.write(this.#ledger.prefix, true));
     void this.#commit();
@@ -347,6 +349,7 @@ export class SpoolStore {
     }
     const segments = this.#log.segments;
     this.#disk.run("delete", () => {
+      this.#reclaim();
       while (segments.length > 1) {
         const s = segments[0]!;
         if (!s.sealed || now - s.lastAppendedAt < this.#opts.maxAgeMs) break;

@@ -155,6 +155,21 @@ describe("spool damage", () => {
     store.close();
   });
 
+  it("a newest segment holding only its header, or part of it (killed right after creating it), opens", async () => {
+    const dir = await spoolOf(20);
+    const { store } = openStore(dir);
+    store.close(); // leaves a new, empty active segment: 16 bytes
+    const newest = listSegments(dir).at(-1)!.path;
+    expect(statSync(newest).size).toBe(SEGMENT_HEADER_BYTES);
+    const again = openStore(dir);
+    again.store.close();
+    truncateSync(listSegments(dir).at(-1)!.path, 7);
+    const third = openStore(dir);
+    expect(await drainAll(third.store)).toHaveLength(20 * READINGS_PER_RECORD);
+    expect(third.corrupt()).toBe(0);
+    third.store.close();
+  });
+
   it("a torn tail cut at open (a kill mid-append) is counted with the readings its header names", async () => {
     const dir = await spoolOf(20);
     const newest = listSegments(dir).at(-1)!.path;
