@@ -1,8 +1,9 @@
 /**
- * The spool on a disk that fails for real: a small tmpfs filled up (ENOSPC) and a spool directory made unwritable
- * under a gateway running as an unprivileged user (EACCES; root ignores permissions). The gateway never exits:
- * /readyz answers 503 naming the error, PUBACKs are held, the operation is retried with backoff, and once the disk
- * is back every reading is stored exactly once. Needs root (mount, setpriv), as the test machines run.
+ * The spool on a disk that fails for real: a small tmpfs filled up (ENOSPC), remounted read-only (EROFS), and a
+ * spool directory made unwritable under a gateway running as an unprivileged user (EACCES; root ignores
+ * permissions). The gateway never exits: /readyz answers 503 naming the error, PUBACKs are held, the operation is
+ * retried with backoff, and once the disk is back every reading is stored exactly once. Needs root (mount,
+ * setpriv), as the test machines run.
  */
 import { execFileSync } from "node:child_process";
 import {
@@ -213,6 +214,33 @@ describe("gateway spool on a failing disk", () => {
       expect(g.proc.exitCode).toBeNull();
       expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
       report("spool: disk full (tmpfs)", { ...counts, takenWhileFull: held });
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    "a spool tmpfs remounted read-only (EROFS): /readyz 503 naming it, PUBACKs held, no exit; read-write again: every reading stored exactly once",
+    async () => {
+      const names = faultNames("spool-disk-erofs", { mqttUrl: mosquitto.url });
+      used.push(names);
+      const disk = tmpfs(TMPFS_BYTES);
+      const g = await pipeline(names, join(disk, "spool"));
+      // Before any reading: the gateway holds no file open for writing yet, so the kernel lets the remount happen.
+      execFileSync("mount", ["-o", "remount,ro", disk]);
+      const stream = startStream(names, { count: READINGS, rate: RATE, seed: 3_103 });
+      const held = await expectHeld(g, "EROFS");
+      expect(held).toBeLessThan(READINGS);
+
+      execFileSync("mount", ["-o", "remount,rw", disk]);
+      const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
+      await until(
+        "the gateway ready again",
+        60_000,
+        async () => (await httpGet(g.httpPort, "/readyz")).status === 200,
+      );
+      expect(g.proc.exitCode).toBeNull();
+      expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
+      report("spool: disk read-only (EROFS)", { ...counts, takenWhileReadOnly: held });
     },
     TEST_TIMEOUT_MS,
   );
