@@ -196,7 +196,9 @@ const verifyCommand = defineCommand({
         for (const d of s.damage) {
           const lost = d.readings === undefined ? "readings unknown" : `${d.readings} readings lost`;
           process.stderr.write(
-            `${s.file}: byte ${d.offset}: records ${d.fromSeq}..${d.toSeq - 1} damaged (${d.why}); ${lost}\n`,
+            d.toSeq > d.fromSeq
+              ? `${s.file}: byte ${d.offset}: records ${d.fromSeq}..${d.toSeq - 1} damaged (${d.why}); ${lost}\n`
+              : `${s.file}: byte ${d.offset}: ${d.why} (a torn tail holding no whole record header; nothing lost)\n`,
           );
         }
         if (s.damage.length === 0) process.stderr.write(`${s.file}: ${s.problem}\n`);
