@@ -14,6 +14,16 @@ interface SegmentReport {
   readonly sealed: boolean;
   readonly firstAppendedAt: number | undefined;
   readonly problem: string | undefined;
+  /** Damaged stretches (verify): each costs its records, `readings` of them when known. */
+  readonly damage: readonly DamageReport[];
+}
+
+interface DamageReport {
+  readonly offset: number;
+  readonly fromSeq: number;
+  readonly toSeq: number;
+  readonly readings: number | undefined;
+  readonly why: string;
 }
 
 interface SpoolReport {
@@ -45,6 +55,7 @@ function readSpool(path: string, verify: boolean): SpoolReport {
         sealed: true,
         firstAppendedAt: trailer.records ? trailer.firstAppendedAt : undefined,
         problem: undefined,
+        damage: [],
       };
     }
     const scan = scanSegment(f.path, { verify, countFrom: cursor ?? 0 });
@@ -63,6 +74,13 @@ function readSpool(path: string, verify: boolean): SpoolReport {
       sealed: scan.trailer !== undefined,
       firstAppendedAt: scan.summary.records ? scan.summary.firstAppendedAt : undefined,
       problem,
+      damage: [...scan.damage, ...(scan.tail ? [scan.tail] : [])].map((d) => ({
+        offset: d.offset,
+        fromSeq: d.fromSeq,
+        toSeq: d.toSeq,
+        readings: d.messages,
+        why: d.why,
+      })),
     };
   });
   const from = cursor ?? 0;
@@ -153,7 +171,8 @@ const verifyCommand = defineCommand({
   usage: "telemetry spool verify [FILE] [--format text|json]",
   summary:
     "Checks every record's CRC, length and sequence in every segment of a spool directory, offline. Exit 0 when\n" +
-    "all are intact; 1, with one line per damaged segment, when one is not (a torn tail is cut by the gateway at start).",
+    "all are intact; 1 when one is not, with one line per damaged stretch: segment, byte offset, records and readings\n" +
+    "lost (the gateway skips a damaged record and goes on at the next intact one; a torn tail is cut at its start).",
   spec,
   run: async (config) => {
     const bad = checkPath("verify", config.spoolPath);
@@ -162,7 +181,7 @@ const verifyCommand = defineCommand({
       return 1;
     }
     const r = readSpool(config.spoolPath!, true);
-    const damaged = r.segments.filter((s) => s.problem);
+    const damaged = r.segments.filter((s) => s.problem || s.damage.length > 0);
     const records = r.segments.reduce((n, s) => n + s.records, 0);
     if (config.format === "json") {
       process.stdout.write(
@@ -173,9 +192,22 @@ const verifyCommand = defineCommand({
         `spool ok: ${records} records in ${r.segments.length} segments, every CRC intact\n`,
       );
     } else {
-      for (const s of damaged) process.stderr.write(`${s.file}: ${s.problem}\n`);
+      for (const s of damaged) {
+        for (const d of s.damage) {
+          const lost = d.readings === undefined ? "readings unknown" : `${d.readings} readings lost`;
+          process.stderr.write(
+            d.toSeq > d.fromSeq
+              ? `${s.file}: byte ${d.offset}: records ${d.fromSeq}..${d.toSeq - 1} damaged (${d.why}); ${lost}\n`
+              : `${s.file}: byte ${d.offset}: ${d.why} (a torn tail holding no whole record header; nothing lost)\n`,
+          );
+        }
+        if (s.damage.length === 0) process.stderr.write(`${s.file}: ${s.problem}\n`);
+      }
+      const lost = damaged.flatMap((s) => s.damage);
+      const readings = lost.reduce((n, d) => n + (d.readings ?? 0), 0);
+      const lostRecords = lost.reduce((n, d) => n + d.toSeq - d.fromSeq, 0);
       process.stderr.write(
-        `spool damaged: ${damaged.length} of ${r.segments.length} segments; ${records} records intact before the damage\n`,
+        `spool damaged: ${damaged.length} of ${r.segments.length} segments; ${lostRecords} records, ${readings} readings lost (the gateway skips them, counted as corrupt)\n`,
       );
     }
     return damaged.length === 0 ? 0 : 1;

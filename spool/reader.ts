@@ -12,6 +12,7 @@ import {
   TRAILER_MAGIC,
 } from "./format.js";
 import type { SegmentView } from "./segment-log.js";
+import { type Damage, scanSegment } from "./segments.js";
 
 const READ_CHUNK_BYTES = 1_048_576;
 
@@ -29,8 +30,8 @@ export interface ReaderSource {
   readonly durableEnd: number;
   /** The oldest seq still on disk. */
   readonly firstOnDisk: number;
-  /** Records `from` .. `to` (exclusive) cannot be read: they count as dropped. */
-  dropUnreadable(from: number, to: number, why: string): void;
+  /** The records of `damage` in segment file `segment` cannot be read: they count as dropped. */
+  dropUnreadable(segment: string, damage: Damage): void;
 }
 
 /**
@@ -88,8 +89,7 @@ export class SpoolReader {
         if (chunk.readUInt32BE(off) === TRAILER_MAGIC) break;
         const h = parseRecordHeader(chunk.subarray(off, off + RECORD_HEADER_BYTES));
         if (!h || h.seq !== this.#at) {
-          this.#corrupt(seg, `bad record header at byte ${this.#offset + off}`);
-          pos = seg.first + seg.records;
+          pos = Math.max(pos, this.#skipDamage(seg));
           progressed = true;
           break;
         }
@@ -108,8 +108,7 @@ export class SpoolReader {
           await this.#handle!.read(whole, 0, size, this.#offset);
         }
         if (!recordIntact(whole)) {
-          this.#corrupt(seg, `record ${h.seq} fails its CRC`);
-          pos = seg.first + seg.records;
+          pos = Math.max(pos, this.#skipDamage(seg));
           progressed = true;
           break;
         }
@@ -133,10 +132,31 @@ export class SpoolReader {
     return { records, next: pos };
   }
 
-  #corrupt(seg: SegmentView, why: string): void {
-    this.store.dropUnreadable(this.#at, seg.first + seg.records, `${seg.path}: ${why}`);
-    this.#offset = seg.sealed ? seg.size - TRAILER_BYTES : seg.size;
-    this.#at = seg.first + seg.records;
+  /**
+   * The record at `#offset` is damaged: a scan of the segment finds where intact records go on (by header and
+   * CRC), the damaged stretch is dropped (counted), and reading goes on after it. Returns the seq to read on from.
+   */
+  #skipDamage(seg: SegmentView): number {
+    const at = this.#offset;
+    const end = seg.first + seg.records;
+    const found = scanSegment(seg.path, { verify: true }).damage.find((x) => x.offset === at);
+    // Not found (the scan disagrees, e.g. the file changed under it): the rest of the segment is lost.
+    const d: Damage =
+      found && found.toSeq <= end
+        ? found
+        : {
+            offset: at,
+            fromSeq: this.#at,
+            toSeq: end,
+            resume: limitOf(seg),
+            messages: undefined,
+            why: `damaged record at byte ${at}`,
+          };
+    this.store.dropUnreadable(seg.path, d);
+    this.#offset = d.toSeq < end ? d.resume : limitOf(seg);
+    const to = d.toSeq;
+    this.#at = to;
+    return to;
   }
 
   async #openAt(seg: SegmentView): Promise<void> {
@@ -153,6 +173,11 @@ export class SpoolReader {
     this.#segFirst = undefined;
     await h?.close().catch(() => undefined);
   }
+}
+
+/** Where a segment's records end: before its trailer once sealed. */
+function limitOf(seg: SegmentView): number {
+  return seg.sealed ? seg.size - TRAILER_BYTES : seg.size;
 }
 
 /** The index of the segment holding `seq` (the last whose first seq is at most `seq`), or -1. */

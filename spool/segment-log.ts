@@ -23,7 +23,7 @@ import {
   segmentName,
   TRAILER_BYTES,
 } from "./format.js";
-import { readTrailer, scanSegment } from "./segments.js";
+import { type Damage, readTrailer, scanSegment } from "./segments.js";
 
 export interface Segment {
   readonly first: number;
@@ -73,9 +73,16 @@ export class SegmentLog {
   /**
    * Opens the segments in `dir`, in bounded memory and time: a sealed segment costs one trailer read; the newest
    * (or one whose trailer is missing) is scanned, cut after its last good record (logged) and sealed; one without
-   * records is deleted; one whose header is torn or foreign is set aside as `<name>.corrupt`.
+   * records is deleted; one whose header is torn or foreign is set aside as `<name>.corrupt`. Damage in the middle
+   * of a segment is left for the reader to skip (it costs the damaged records only); a torn tail is cut and handed
+   * to `onTornTail` to be counted.
    */
-  static load(dir: string, limits: { maxBytes: number; maxAgeMs: number }, log: Logger): SegmentLog {
+  static load(
+    dir: string,
+    limits: { maxBytes: number; maxAgeMs: number },
+    log: Logger,
+    onTornTail: (tail: Damage, path: string) => void,
+  ): SegmentLog {
     const out = new SegmentLog(dir, limits);
     const files = listSegments(dir);
     for (const [i, f] of files.entries()) {
@@ -106,6 +113,7 @@ export class SegmentLog {
           { file: f.path, problem: scan.problem, cutBytes: scan.fileBytes - scan.goodBytes },
           "spool segment ends in a torn or corrupt write (a crash mid-append); cut off",
         );
+        if (scan.tail && scan.tail.toSeq > scan.tail.fromSeq) onTornTail(scan.tail, f.path);
       }
       if (scan.summary.records === 0) {
         unlinkSync(f.path);
@@ -146,7 +154,10 @@ export class SegmentLog {
     return n;
   }
 
-  /** Creates (durably) the active segment, whose first record will have seq `first`. */
+  /**
+   * Creates (durably) the active segment, whose first record will have seq `first`. Throws on a disk error, leaving
+   * the previous active segment in place; a retry rewrites the file from scratch.
+   */
   start(first: number): void {
     const path = join(this.dir, segmentName(first));
     const fd = openSync(path, "w");
@@ -170,11 +181,36 @@ export class SegmentLog {
     this.segments.push(this.#active);
   }
 
-  /** Writes `records` after the active segment's durable bytes and makes them durable (one fsync). */
-  async write(records: readonly Buffer[]): Promise<void> {
+  /**
+   * Writes `records` (holding `messages` each) after the active segment's durable bytes and makes them durable (one
+   * fsync), then counts them in the active segment; throws, counting nothing, unless every byte was written and synced.
+   */
+  async write(records: readonly Buffer[], messages: readonly number[]): Promise<void> {
+    if (this.active.sealed) throw new Error("spool: the active segment is sealed (a seal was interrupted)");
     this.#handle ??= await open(this.active.path, "r+");
-    await this.#handle.writev(records as Buffer[], this.active.size);
+    const at = this.active.size;
+    const total = records.reduce((n, r) => n + r.length, 0);
+    let written = (await this.#handle.writev(records as Buffer[], at)).bytesWritten;
+    if (written < total) {
+      // A short write (a disk filling up writes what fits, then fails): write the rest, which throws ENOSPC.
+      const all = Buffer.concat(records as Buffer[]);
+      while (written < total) {
+        const { bytesWritten } = await this.#handle.write(all, written, total - written, at + written);
+        if (bytesWritten === 0)
+          throw new Error(`spool: wrote 0 of ${total - written} bytes to ${this.active.path}`);
+        written += bytesWritten;
+      }
+    }
     await this.#handle.datasync();
+    const a = this.active;
+    for (const [i, r] of records.entries()) {
+      const appendedAt = r.readDoubleBE(16);
+      if (a.records === 0) a.firstAppendedAt = appendedAt;
+      a.lastAppendedAt = appendedAt;
+      a.records++;
+      a.messages += messages[i]!;
+    }
+    a.size += total;
   }
 
   /** Whether the active segment holds records and its first is old enough to seal it (SPOOL_MAX_AGE / 16). */
@@ -183,15 +219,27 @@ export class SegmentLog {
     return a.records > 0 && now - a.firstAppendedAt >= this.#sealAgeMs;
   }
 
-  /** Seals the active segment when it holds records and is big or old enough; the next one starts at `next`. */
+  /**
+   * Seals the active segment when it holds records and is big or old enough; the next one starts at `next`. Also
+   * finishes a seal that a disk error interrupted (trailer written, next segment not created).
+   */
   sealIfDue(next: number): void {
     const a = this.active;
-    if (a.records > 0 && (a.size >= this.segmentBytes || this.oldEnough(Date.now()))) this.seal(next);
+    if (a.sealed || (a.records > 0 && (a.size >= this.segmentBytes || this.oldEnough(Date.now()))))
+      this.seal(next);
   }
 
-  /** Writes the active segment's trailer, then starts the next active segment at `next`. */
+  /**
+   * Writes the active segment's trailer, then starts the next active segment at `next`. Throws on a disk error;
+   * calling it again carries on where it stopped (the trailer is not written twice).
+   */
   seal(next: number): void {
     const a = this.active;
+    if (!a.sealed) this.#writeTrailer(a);
+    this.start(next);
+  }
+
+  #writeTrailer(a: Segment): void {
     const trailer = encodeTrailer({
       records: a.records,
       messages: a.messages,
@@ -209,13 +257,33 @@ export class SegmentLog {
     a.size += TRAILER_BYTES;
     a.sealed = true;
     this.#closeHandle();
-    this.start(next);
   }
 
-  /** Deletes the oldest segment's file and forgets it. */
+  /** Deletes the oldest segment's file, then forgets it (a failed delete leaves it listed, to be tried again). */
   removeOldest(): void {
-    const s = this.segments.shift();
-    if (s) unlinkSync(s.path);
+    const s = this.segments[0];
+    if (!s) return;
+    try {
+      unlinkSync(s.path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+    this.segments.shift();
+  }
+
+  /** Deletes the sealed segments whose records are all below `done`; true when one went. Throws on a disk error. */
+  removeDone(done: number): boolean {
+    let removed = false;
+    for (let s = this.segments[0]; s?.sealed && s.first + s.records <= done; s = this.segments[0]) {
+      this.removeOldest();
+      removed = true;
+    }
+    return removed;
+  }
+
+  /** Forgets the open handle of the active segment after a failed write, so the next write starts afresh. */
+  writeFailed(): void {
+    this.#closeHandle();
   }
 
   close(): void {

@@ -64,7 +64,7 @@ export function startSpool(
     },
     "spool opened",
   );
-  const sink = new SpoolSink(store);
+  const sink = new SpoolSink(store, uplink);
   const input = startSpoolInput(store, uplink, {
     log,
     drainTimeoutMs: config.drainTimeoutMs,
@@ -76,7 +76,7 @@ export function startSpool(
       sink,
       input,
       store,
-      health: () => firstUnhealthy(store.health(), input.health()),
+      health: () => firstUnhealthy(sink.health(), input.health()),
       updateMetrics(uplinkUp: boolean) {
         const d = store.depth();
         m.depthReadings.set(d.messages);

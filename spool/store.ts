@@ -1,50 +1,32 @@
 import { mkdirSync } from "node:fs";
 import type { OutgoingBatch } from "../amqp/sink.js";
-import type { Logger } from "../common/log.js";
 import { HEALTHY, type Health } from "../common/pipeline.js";
+import { DiskFaults } from "./disk-faults.js";
+import { SpoolEvents } from "./events.js";
 import { Fifo } from "./fifo.js";
 import { CursorFile, listSegments, readCursor, releaseLock, takeLock } from "./files.js";
-import { encodeBatch, encodeRecord, RECORD_HEADER_BYTES, TRAILER_BYTES } from "./format.js";
+import {
+  encodeBatch,
+  encodeRecord,
+  RECORD_HEADER_BYTES,
+  SEGMENT_HEADER_BYTES,
+  TRAILER_BYTES,
+} from "./format.js";
 import { Ledger } from "./ledger.js";
+import type { DropReason, SpoolDepth, SpoolOptions } from "./options.js";
 import { SpoolReader } from "./reader.js";
 import { type Segment, SegmentLog } from "./segment-log.js";
+import type { Damage } from "./segments.js";
 
+export type { DropReason, FullPolicy, SpoolDepth, SpoolOptions } from "./options.js";
 export { SpoolReader, type SpoolRecord } from "./reader.js";
 export { listSegments, readCursor };
-
-/** What the spool does with a new record when it is full (`SPOOL_FULL`). */
-export type FullPolicy = "block" | "drop-oldest" | "drop-newest";
-/** Why records left the spool unsent; the label of the drops metric. */
-export type DropReason = "drop-oldest" | "drop-newest" | "max-age" | "corrupt";
-
-export interface SpoolOptions {
-  /** The spool's directory (created if missing). */
-  readonly dir: string;
-  /** Bytes of segment files at most (`SPOOL_MAX_BYTES`). */
-  readonly maxBytes: number;
-  /** Records older than this are dropped, a whole segment at a time (`SPOOL_MAX_AGE`). */
-  readonly maxAgeMs: number;
-  readonly full: FullPolicy;
-  readonly log: Logger;
-  /** Called for every drop with the records and messages dropped. */
-  readonly onDrop?: (reason: DropReason, records: number, messages: number) => void;
-}
-
-/** Depth of the spool: what is stored and not yet confirmed downstream. */
-export interface SpoolDepth {
-  readonly records: number;
-  readonly messages: number;
-  /** Bytes of segment files on disk (done records too, until their whole segment goes). */
-  readonly bytes: number;
-  readonly segments: number;
-  /** Append time of the oldest record not yet done, epoch ms; undefined when empty. */
-  readonly oldestAppendedAt: number | undefined;
-}
 
 interface Pending {
   readonly payload: Buffer;
   readonly messages: number;
   readonly settle: (stored: boolean) => void;
+  readonly tooBig: ((recordBytes: number) => void) | undefined;
 }
 
 /** Records written per fsync at most (a group commit): bounds the memory of one write. */
@@ -52,7 +34,6 @@ const GROUP_MAX_BYTES = 4_194_304;
 const HOUSEKEEPING_MS = 1_000;
 /** The cursor is rewritten at most this often: a stale cursor only means duplicates after a crash. */
 const CURSOR_EVERY_MS = 200;
-const RETRY_WRITE_MS = 1_000;
 
 /**
  * The spool's files: an append-only log of records in segment files, with a cursor naming the first record not yet
@@ -75,23 +56,21 @@ export class SpoolStore {
   readonly #queue = new Fifo<Pending>();
   #committing = false;
   #full = false;
-  #failing: string | undefined;
+  readonly #disk: DiskFaults;
+  readonly #events: SpoolEvents;
+  /** A record that cannot fit even in an empty spool and has nowhere else to go: held, unacknowledged. */
+  #oversize: string | undefined;
   readonly #cursor: CursorFile;
   #closed = false;
-  #retryTimer: NodeJS.Timeout | undefined;
   readonly #timer: NodeJS.Timeout;
   readonly #listeners = new Set<() => void>();
 
   private constructor(opts: SpoolOptions) {
     this.#opts = opts;
     this.#cursor = new CursorFile(opts.dir, CURSOR_EVERY_MS);
-    this.#timer = setInterval(() => {
-      try {
-        this.#housekeeping();
-      } catch (err) {
-        opts.log.error({ err: (err as Error).message }, "spool housekeeping failed; retrying");
-      }
-    }, HOUSEKEEPING_MS);
+    this.#disk = new DiskFaults(opts.log, (failing) => this.#retry(failing));
+    this.#events = new SpoolEvents(opts.log, opts.maxBytes, opts.onDrop);
+    this.#timer = setInterval(() => this.#housekeeping(), HOUSEKEEPING_MS);
     this.#timer.unref();
   }
 
@@ -115,7 +94,9 @@ export class SpoolStore {
     mkdirSync(dir, { recursive: true });
     takeLock(dir);
     const cursor = readCursor(dir);
-    this.#log = SegmentLog.load(dir, this.#opts, this.#opts.log);
+    this.#log = SegmentLog.load(dir, this.#opts, this.#opts.log, (tail, path) =>
+      this.#events.damaged(path, tail),
+    );
     const segments = this.#log.segments;
     const newest = segments.at(-1);
     this.#next = newest ? newest.first + newest.records : (cursor ?? 0);
@@ -152,11 +133,6 @@ export class SpoolStore {
     return this.#log.segments[0]?.first ?? this.#next;
   }
 
-  /** Appends waiting for space (block policy) or for their fsync. */
-  get waiting(): number {
-    return this.#queue.length;
-  }
-
   get full(): boolean {
     return this.#full;
   }
@@ -173,9 +149,19 @@ export class SpoolStore {
     };
   }
 
-  /** Not ready while full under the block policy (PUBACKs held) or while writes fail. */
+  /** The largest record (header and payload) that fits in an empty spool. */
+  get maxRecordBytes(): number {
+    return this.#opts.maxBytes - SEGMENT_HEADER_BYTES - TRAILER_BYTES;
+  }
+
+  /**
+   * Not ready while the disk fails (naming the operation and the error), while a record too large for the spool is
+   * held, or while full under the block policy (PUBACKs held).
+   */
   health(): Health {
-    if (this.#failing) return { ready: false, reason: `spool failing: ${this.#failing}` };
+    const failing = this.#disk.reason;
+    if (failing) return { ready: false, reason: failing };
+    if (this.#oversize) return { ready: false, reason: this.#oversize };
     if (this.#full) {
       return {
         ready: false,
@@ -188,11 +174,28 @@ export class SpoolStore {
   /**
    * Appends a batch; `settle(true)` once it is durable (fsynced), `settle(false)` if the drop-newest policy
    * refused it for want of space. Under the block policy a full spool holds it (and all after it) until space is
-   * freed. Never throws; a failing disk is retried every second and shown by `health()`.
+   * freed. A batch whose record cannot fit even in an empty spool (larger than SPOOL_MAX_BYTES) is never dropped,
+   * whatever the policy: it is handed to `tooBig` (which must see it delivered another way) or, without one, held
+   * unsettled at the head of the queue with `health()` saying why. Never throws; a failing disk is retried with
+   * backoff and shown by `health()`.
    */
-  append(batch: OutgoingBatch, settle: (stored: boolean) => void): void {
+  append(
+    batch: OutgoingBatch,
+    settle: (stored: boolean) => void,
+    tooBig?: (recordBytes: number) => void,
+  ): void {
     if (this.#closed) return;
-    this.#queue.push({ payload: encodeBatch(batch), messages: batch.length, settle });
+    this.#queue.push({ payload: encodeBatch(batch), messages: batch.length, settle, tooBig });
+    void this.#commit();
+  }
+
+  /** Tries again the disk operations that failed (appends and seals by committing again). */
+  #retry(failing: ReadonlySet<string>): void {
+    if (this.#closed) return;
+    if (failing.has("seal") && !this.#committing)
+      this.#disk.run("seal", () => this.#log.sealIfDue(this.#next));
+    if (failing.has("delete")) this.#disk.run("delete", () => this.#reclaim());
+    if (failing.has("cursor")) this.#disk.run("cursor", () => this.#cursor.write(this.#ledger.prefix, true));
     void this.#commit();
   }
 
@@ -201,7 +204,7 @@ export class SpoolStore {
     this.#committing = true;
     try {
       while (this.#queue.length > 0 && !this.#closed) {
-        this.#log.sealIfDue(this.#next);
+        if (!this.#disk.run("seal", () => this.#log.sealIfDue(this.#next))) return;
         const group: { pending: Pending; record: Buffer }[] = [];
         let groupBytes = 0;
         let projected = this.#log.bytes;
@@ -210,25 +213,39 @@ export class SpoolStore {
         while (this.#queue.length > 0 && (group.length === 0 || groupBytes < room)) {
           const p = this.#queue.peek()!;
           const size = RECORD_HEADER_BYTES + p.payload.length;
+          if (size > this.maxRecordBytes) {
+            // No policy makes room for it: dropping the whole spool would not do. Never drop it.
+            if (group.length > 0) break;
+            if (!this.#tooBig(p, size)) return;
+            continue;
+          }
           if (projected + size + TRAILER_BYTES > this.#opts.maxBytes) {
-            if (this.#opts.full === "drop-oldest" && this.#dropOldest()) {
-              projected = this.#log.bytes + groupBytes;
-              continue;
-            }
-            const segments = this.#log.segments.length;
-            if (this.#opts.full === "block" && group.length === 0 && segments > 1) {
-              this.#setFull(true);
-              return;
-            }
-            if (this.#opts.full === "block" && group.length > 0) break;
-            if (this.#opts.full !== "block" || segments === 1) {
-              // drop-newest, or a record no amount of dropping makes room for.
+            if (this.#opts.full === "drop-newest") {
               this.#queue.shift();
-              this.#opts.onDrop?.("drop-newest", 1, p.messages);
-              this.#dropLog("drop-newest", 1, p.messages);
+              this.#events.policy("drop-newest", 1, p.messages);
               p.settle(false);
               continue;
             }
+            if (group.length > 0) break; // write the group first; the next round makes room
+            if (this.#opts.full === "drop-oldest") {
+              let dropped: boolean;
+              try {
+                dropped = this.#dropOldest();
+              } catch (err) {
+                this.#disk.failed("delete", err);
+                return;
+              }
+              if (dropped) {
+                projected = this.#log.bytes;
+                continue;
+              }
+            }
+            // block: wait for the drain to free whole segments; an active segment holding records is sealed so that
+            // it can be freed too.
+            if (this.#log.active.records > 0 && !this.#disk.run("seal", () => this.#log.seal(this.#next)))
+              return;
+            this.#setFull(true);
+            return;
           }
           this.#queue.shift();
           const seq = this.#next + group.length;
@@ -240,27 +257,22 @@ export class SpoolStore {
         if (group.length === 0) continue;
         this.#setFull(false);
         try {
-          await this.#log.write(group.map((g) => g.record));
+          await this.#log.write(
+            group.map((g) => g.record),
+            group.map((g) => g.pending.messages),
+          );
         } catch (err) {
           if (this.#closed) return; // closed under the write: none of the group is acknowledged
-          // Put the group back in order and retry; what a failed write left past the durable size is overwritten.
+          // Put the group back in order and retry with the data itself (after a failed fsync the kernel may have
+          // dropped the dirty pages: fsyncing again would report success for data that is gone). What a failed
+          // write left past the durable size is overwritten.
           this.#queue.unshift(group.map((g) => g.pending));
-          this.#failing = (err as Error).message;
-          this.#opts.log.error({ err: this.#failing }, "spool write failed; PUBACKs held, retrying");
-          this.#retryTimer = setTimeout(() => void this.#commit(), RETRY_WRITE_MS);
+          this.#log.writeFailed();
+          this.#disk.failed("append", err);
           return;
         }
-        this.#failing = undefined;
-        const a = this.#log.active;
-        for (const g of group) {
-          const at = g.record.readDoubleBE(16);
-          if (a.records === 0) a.firstAppendedAt = at;
-          a.lastAppendedAt = at;
-          a.records++;
-          a.messages += g.pending.messages;
-          this.#ledger.added(g.pending.messages);
-        }
-        a.size += groupBytes;
+        this.#disk.worked("append");
+        for (const g of group) this.#ledger.added(g.pending.messages);
         this.#next += group.length;
         this.#durableEnd = this.#next;
         for (const g of group) g.pending.settle(true);
@@ -271,22 +283,35 @@ export class SpoolStore {
     }
   }
 
+  /**
+   * A record larger than the spool: handed to its `tooBig` callback, or held (false: the queue waits behind it).
+   */
+  #tooBig(p: Pending, size: number): boolean {
+    const reason = this.#events.tooBig(
+      size,
+      p.messages,
+      p.tooBig !== undefined,
+      this.#oversize === undefined,
+    );
+    if (!p.tooBig) {
+      this.#oversize = reason;
+      return false;
+    }
+    this.#queue.shift();
+    p.tooBig(size);
+    return true;
+  }
+
   #setFull(full: boolean): void {
     if (full === this.#full) return;
     this.#full = full;
-    if (full) {
-      this.#opts.log.warn(
-        { maxBytes: this.#opts.maxBytes, waiting: this.#queue.length },
-        "spool full (SPOOL_FULL=block): holding PUBACKs; the MQTT broker keeps the readings until space is freed",
-      );
-    } else this.#opts.log.info("spool has room again");
+    this.#events.full(full, this.#queue.length);
   }
 
-  #dropLog(reason: DropReason, records: number, messages: number): void {
-    this.#opts.log.warn({ reason, records, messages }, "spool dropped records");
-  }
-
-  /** Drops the oldest sealed segment for room (drop-oldest); false when only the active one is left. */
+  /**
+   * Drops the oldest sealed segment for room (drop-oldest); false when only the active one is left. Throws on a
+   * disk error (the segment stays listed, done, and is deleted when the disk works again).
+   */
   #dropOldest(): boolean {
     if (this.#log.active.records > 0 && this.#log.segments.length === 1) this.#log.seal(this.#next);
     const victim = this.#log.segments[0];
@@ -299,10 +324,7 @@ export class SpoolStore {
   #dropSegment(victim: Segment, reason: DropReason): void {
     const dropped = this.#ledger.drop(victim);
     this.#log.removeOldest();
-    if (dropped) {
-      this.#opts.onDrop?.(reason, dropped.records, dropped.messages);
-      this.#dropLog(reason, dropped.records, dropped.messages);
-    }
+    if (dropped) this.#events.policy(reason, dropped.records, dropped.messages);
   }
 
   /**
@@ -311,33 +333,30 @@ export class SpoolStore {
    */
   markDone(seq: number, messages: number): void {
     if (this.#closed || !this.#ledger.confirm(seq, messages)) return;
-    this.#reclaim();
+    this.#disk.run("delete", () => this.#reclaim());
   }
 
   /** Deletes sealed segments every record of which is done; a blocked writer may go on. */
   #reclaim(): void {
-    let freed = false;
-    const segments = this.#log.segments;
-    while (segments.length > 0) {
-      const s = segments[0]!;
-      if (!s.sealed || s.first + s.records > this.#ledger.prefix) break;
-      this.#log.removeOldest();
-      freed = true;
-    }
-    if (freed && this.#full) void this.#commit();
+    if (this.#log.removeDone(this.#ledger.prefix) && this.#full) void this.#commit();
   }
 
   #housekeeping(): void {
     if (this.#closed) return;
     const now = Date.now();
-    if (!this.#committing && this.#log.oldEnough(now)) this.#log.seal(this.#next);
-    const segments = this.#log.segments;
-    while (segments.length > 1) {
-      const s = segments[0]!;
-      if (!s.sealed || now - s.lastAppendedAt < this.#opts.maxAgeMs) break;
-      this.#dropSegment(s, "max-age");
+    if (!this.#committing && (this.#log.active.sealed || this.#log.oldEnough(now))) {
+      this.#disk.run("seal", () => this.#log.seal(this.#next));
     }
-    this.#cursor.write(this.#ledger.prefix, false);
+    const segments = this.#log.segments;
+    this.#disk.run("delete", () => {
+      this.#reclaim();
+      while (segments.length > 1) {
+        const s = segments[0]!;
+        if (!s.sealed || now - s.lastAppendedAt < this.#opts.maxAgeMs) break;
+        this.#dropSegment(s, "max-age");
+      }
+    });
+    this.#disk.run("cursor", () => this.#cursor.write(this.#ledger.prefix, false));
     if (this.#full) void this.#commit();
   }
 
@@ -346,21 +365,33 @@ export class SpoolStore {
     return new SpoolReader(this, () => this.#log.segments);
   }
 
-  /** Records `from` .. `to` (exclusive) cannot be read (a corrupt record): they count as dropped. */
-  dropUnreadable(from: number, to: number, why: string): void {
-    const records = Math.max(0, to - Math.max(from, this.#ledger.prefix));
-    this.#opts.log.error({ from, to, why }, "spool records unreadable; dropped");
-    this.#opts.onDrop?.("corrupt", records, 0);
-    for (let s = from; s < to; s++) this.markDone(s, 0);
+  /**
+   * The records of `damage` in segment file `segment` cannot be read: they count as dropped (`corrupt`), in readings
+   * when the damage knows them, else one per record (the log says which). Records already done are not counted.
+   */
+  dropUnreadable(segment: string, damage: Damage): void {
+    let records = 0;
+    for (let s = damage.fromSeq; s < damage.toSeq; s++) {
+      const messages = records === 0 ? (damage.messages ?? 0) : 0;
+      if (!this.#closed && this.#ledger.confirm(s, messages)) records++;
+    }
+    if (records === 0) return;
+    this.#events.damaged(segment, damage);
+    this.#disk.run("delete", () => this.#reclaim());
   }
 
   /** Persists the cursor and closes the files; appends not yet durable are never settled (not PUBACKed). */
   close(): void {
     if (this.#closed) return;
-    this.#cursor.write(this.#ledger.prefix, true);
+    try {
+      this.#cursor.write(this.#ledger.prefix, true);
+    } catch (err) {
+      // An older cursor only means readings sent again after the restart (the store's key absorbs them).
+      this.#opts.log.warn({ err: (err as Error).message }, "spool cursor not saved at close");
+    }
     this.#closed = true;
     clearInterval(this.#timer);
-    clearTimeout(this.#retryTimer);
+    this.#disk.close();
     this.#queue.clear();
     this.#log.close();
     releaseLock(this.#opts.dir);

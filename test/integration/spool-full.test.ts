@@ -4,6 +4,7 @@
  * exactly once; under drop-newest and drop-oldest it stays ready, takes everything, and counts and logs each drop.
  */
 import { join } from "node:path";
+import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   expectStoredExactlyOnce,
@@ -22,6 +23,7 @@ import {
 } from "../helpers/private-brokers.js";
 import {
   cleanup,
+  countRows,
   httpGet,
   type Service,
   startService,
@@ -37,6 +39,9 @@ const DROP_READINGS = 12_000;
 const RATE = 3_000;
 const QUIET_MS = 2_000;
 const STORED_TIMEOUT_MS = 90_000;
+/** The issue's payload: 7,000 readings under 120-character ids, about 223 KB, a record of about 2.9 MB. */
+const BIG_READINGS = 7_000;
+const BIG_ID_LENGTH = 120;
 
 /** One labelled series of a counter (0 when absent). */
 async function series(port: number, name: string, label: string): Promise<number> {
@@ -140,6 +145,65 @@ describe("spool full, uplink down", () => {
         bytes,
       });
     });
+  });
+
+  describe("a record larger than the whole spool", () => {
+    let rabbit: PrivateRabbit;
+
+    beforeAll(async () => {
+      rabbit = await startPrivateRabbit();
+    });
+
+    afterAll(async () => {
+      await rabbit?.stop();
+    });
+
+    it("SPOOL_MAX_BYTES=1MiB, block, uplink down, one valid payload of 7,000 readings with 120-character ids: not PUBACKed and /readyz says why; with the uplink back all 7,000 are stored", async () => {
+      const names = faultNames("spool-full-huge", { mqttUrl: mosquitto.url, amqpUrl: rabbit.url });
+      namesList.push(names);
+      await rabbit.stopApp();
+      const g = await gateway(names, "block");
+      const t0 = Date.now() - BIG_READINGS;
+      const payload = JSON.stringify(
+        Array.from({ length: BIG_READINGS }, (_, i) => ({ ts: t0 + i, value: i % 100 })),
+      );
+      expect(payload.length).toBeGreaterThan(200_000);
+      expect(payload.length).toBeLessThan(262_144);
+      const topic = `${names.topicPrefix}/${"d".repeat(BIG_ID_LENGTH)}/${"s".repeat(BIG_ID_LENGTH)}`;
+      const publisher = await mqtt.connectAsync(names.mqttUrl, { clean: true, reconnectPeriod: 0 });
+      try {
+        await publisher.publishAsync(topic, payload, { qos: 1 });
+      } finally {
+        await publisher.endAsync();
+      }
+
+      await until("/readyz says the record is larger than the spool", 60_000, async () => {
+        const r = await httpGet(g.httpPort, "/readyz");
+        return r.status === 503 && /larger than the spool/.test(r.body);
+      });
+      // Not PUBACKed: the reading waits in the gateway, nothing was dropped, nothing is in the spool.
+      expect(await metric(g.httpPort, "telemetry_gateway_inflight_messages")).toBe(1);
+      expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
+      expect(await metric(g.httpPort, "telemetry_gateway_spool_depth_readings")).toBe(0);
+      expect(
+        g.logs.some((l) => String(l.msg).includes("cannot fit SPOOL_MAX_BYTES 1048576 even empty")),
+      ).toBe(true);
+
+      await rabbit.startApp();
+      services.push(await startService("processor", names.env));
+      await until(
+        "all 7,000 readings stored",
+        STORED_TIMEOUT_MS,
+        async () => countRows(names.dbPath) === BIG_READINGS,
+      );
+      await until("the gateway ready, nothing in flight", 30_000, async () => {
+        return (
+          (await httpGet(g.httpPort, "/readyz")).status === 200 &&
+          (await metric(g.httpPort, "telemetry_gateway_inflight_messages")) === 0
+        );
+      });
+      expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
+    }, 180_000);
   });
 
   it.each(["drop-newest", "drop-oldest"] as const)(

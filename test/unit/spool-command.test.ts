@@ -80,7 +80,11 @@ describe("telemetry spool inspect|verify", () => {
     const { code } = await runCli(["spool", "inspect", dir]);
     expect(code).toBe(0);
     expect(readFileSync(seg).equals(before)).toBe(true);
-    expect((await runCli(["spool", "verify", dir])).code).toBe(1);
+    const verify = await runCli(["spool", "verify", dir]);
+    expect(verify.code).toBe(1);
+    expect(verify.stderr).toContain(
+      `${seg}: byte ${before.length - 4}: torn record header at byte ${before.length - 4}`,
+    );
   });
 
   it("a directory that is not there is a one-line error, exit 1", async () => {
