@@ -1,5 +1,5 @@
 /**
- * `telemetry serve`: the read-only HTTP API and dashboard over the store (DESIGN.md, "Contract: queries").
+ * `telemetry serve`: the read-only HTTP API and dashboard over the store (docs/contract.md, "Queries").
  * `startServe(config)` opens the store read-only and listens; the returned handle's `stop()` closes both.
  */
 import type { AddressInfo } from "node:net";

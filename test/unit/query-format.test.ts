@@ -2,7 +2,6 @@ import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { type Answer, type Format, render, writeTo } from "../../query/format.js";
 import type { Quality } from "../../schemas/index.js";
-import { mulberry32 as prng } from "../../simulators/model.js";
 import {
   pageOfRows,
   type ReadingKind,
@@ -214,59 +213,5 @@ describe("output formats", () => {
     expect(await text({ rows: [], pages: rebuilt, columns }, "csv")).toBe(
       await text({ rows: readings, columns }, "csv"),
     );
-  });
-
-  it("the same kinds asked for again print what a fresh rendering prints, as numbers, seqs and kinds change", async () => {
-    const columns = ["device_id", "sensor", "ts", "value", "unit", "seq", "quality", "tags"];
-    const kinds: ReadingKind[] = [
-      { device_id: "dev-1", sensor: "co2", unit: "ppm", quality: "good", tags: "{}" },
-      { device_id: "dev-1", sensor: "t,1", unit: null, quality: "uncertain", tags: '{"site":"a,\\"b\\""}' },
-      { device_id: 'd"2', sensor: "h", unit: "\u00b0C", quality: "bad", tags: '{"k\u00e9":"\u2603"}' },
-    ];
-    const random = prng(11);
-    const numbers = [0, -0, 1, 20.5, 0.1 + 0.2, -273.15, 1e21, 5e-324, Number.NaN, 1_793_499_840_784];
-    const pick = () => numbers[Math.floor(random() * numbers.length)] as number;
-    const seqOf = () => (random() < 0.3 ? null : Math.floor(random() * 1000));
-    let n = 400;
-    let ts = Array.from({ length: n }, pick);
-    let value = Array.from({ length: n }, pick);
-    let seq = Array.from({ length: n }, seqOf);
-    let kind = Array.from({ length: n }, () => Math.floor(random() * 3));
-    for (let round = 0; round < 40; round++) {
-      const page = (ks: readonly ReadingKind[]): ReadingPage => ({
-        length: n,
-        ts,
-        value,
-        seq,
-        kinds: ks,
-        kind,
-      });
-      for (const format of ["csv", "ndjson", "json"] as const) {
-        // One page (as latest), and two pages of the same kinds (json's first row differs between them).
-        const again = await text({ rows: [], pages: [page(kinds)], columns }, format);
-        const made = await text({ rows: [], pages: [page(kinds.slice())], columns }, format);
-        expect(again, `${format}, round ${round}`).toBe(made);
-        const twice = await text({ rows: [], pages: [page(kinds), page(kinds)], columns }, format);
-        expect(twice, `${format}, round ${round}, two pages`).toBe(
-          await text({ rows: [], pages: [page(kinds.slice()), page(kinds.slice())], columns }, format),
-        );
-      }
-      if (round % 10 === 9) n += Math.floor(random() * 41) - 20;
-      const change = (p: number) => random() < p;
-      ts = Array.from(
-        { length: n },
-        (_, i) => (change(0.05) || ts[i] === undefined ? pick() : ts[i]) as number,
-      );
-      value = Array.from(
-        { length: n },
-        (_, i) => (change(0.05) || value[i] === undefined ? pick() : value[i]) as number,
-      );
-      seq = Array.from({ length: n }, (_, i) =>
-        change(0.05) || seq[i] === undefined ? seqOf() : (seq[i] ?? null),
-      );
-      kind = Array.from({ length: n }, (_, i) =>
-        change(0.03) || kind[i] === undefined ? Math.floor(random() * 3) : (kind[i] as number),
-      );
-    }
   });
 });
