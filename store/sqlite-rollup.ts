@@ -126,29 +126,21 @@ export interface SeriesRollupRow extends SeriesNumbers {
   readonly last_tags: string;
 }
 
-/**
- * A reader of the whole rollup, ordered by device and sensor, each call one read transaction (its statements
- * prepared once, for a reader that asks at every question).
- */
-export function rollupReader(db: Database.Database): () => SeriesRollupRow[] {
-  const numberRows = numberRowsReader(db);
-  const texts = db
-    .prepare<[], [string, string, number, string | null, string, string]>(
-      "SELECT device_id, sensor, id, unit, last_quality, last_tags FROM series ORDER BY device_id, sensor",
-    )
-    .raw();
+/** The whole rollup of a version 5 file, ordered by device and sensor (one read transaction). */
+export function readRollup(db: Database.Database): SeriesRollupRow[] {
   return db.transaction(() => {
-    const rows = numberRows();
-    return texts.all().map(([device_id, sensor, id, unit, last_quality, last_tags]) => {
+    const rows = readNumberRows(db);
+    const texts = db
+      .prepare<[], [string, string, number, string | null, string, string]>(
+        "SELECT device_id, sensor, id, unit, last_quality, last_tags FROM series ORDER BY device_id, sensor",
+      )
+      .raw()
+      .all();
+    return texts.map(([device_id, sensor, id, unit, last_quality, last_tags]) => {
       const n = numbersOf(rows, id);
       return { device_id, sensor, unit, ...n, last_quality, last_tags };
     });
-  });
-}
-
-/** The whole rollup of a version 5 file, ordered by device and sensor (one read transaction). */
-export function readRollup(db: Database.Database): SeriesRollupRow[] {
-  return rollupReader(db)();
+  })();
 }
 
 /** The text a series' newest reading carries. */
