@@ -59,6 +59,27 @@ const jsonValue = (v: unknown): string =>
   typeof v === "number" ? (Number.isFinite(v) ? String(v) : "null") : JSON.stringify(v);
 
 /**
+ * A number as `String` writes it, but faster for what exports are made of (with `String` alone a csv export ran
+ * at 456,000 rows/s where the target is 500,000): epoch ms lie past the small integers V8 prints quickly, so they
+ * are printed as two halves that do not; a value of at most two decimals is printed from its hundredths.
+ */
+function numberText(v: number): string {
+  if (Number.isSafeInteger(v)) {
+    if (v < 1e9) return String(v);
+    const high = Math.floor(v / 1e9);
+    return `${high}${String(v - high * 1e9 + 1e9).slice(1)}`;
+  }
+  const k = Math.round(v * 100);
+  // Equal as doubles: the two-decimal text reads back as v, and no shorter text does unless it is this one.
+  if (k === 0 || k / 100 !== v || Math.abs(k) >= 1e9) return String(v);
+  const whole = Math.floor(Math.abs(k) / 100);
+  const cents = Math.abs(k) % 100;
+  const fraction =
+    cents === 0 ? "" : cents % 10 === 0 ? `.${cents / 10}` : `.${String(cents + 100).slice(1)}`;
+  return `${k < 0 ? "-" : ""}${whole}${fraction}`;
+}
+
+/**
  * The columnar writer: the text of one page of readings, the same bytes as its rows print in `format`. Each
  * kind's fixed text (device, sensor, unit, quality, tags with their keys) is made once per page; a row adds its
  * three numbers between them.
@@ -81,14 +102,14 @@ function pageText(page: ReadingPage, format: TextFormat, columns: readonly strin
         ],
   );
   const between = csv ? "," : `,${key[3]}`;
-  const number = csv ? String : jsonValue;
+  const number = (v: number) => (csv || Number.isFinite(v) ? numberText(v) : "null");
   const noSeq = csv ? "" : "null";
   let text = "";
   for (let i = 0; i < page.length; i++) {
     const [before, middle, after] = parts[page.kind === undefined ? 0 : (page.kind[i] as number)] as string[];
     const seq = page.seq[i] ?? null;
     if (format === "json") text += first && i === 0 ? "[\n" : ",\n";
-    text += `${before}${number(page.ts[i])}${between}${number(page.value[i])}${middle}${seq === null ? noSeq : number(seq)}${after}`;
+    text += `${before}${number(page.ts[i] as number)}${between}${number(page.value[i] as number)}${middle}${seq === null ? noSeq : number(seq)}${after}`;
   }
   return text;
 }

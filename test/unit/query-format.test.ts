@@ -2,6 +2,7 @@ import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { type Answer, type Format, render, writeTo } from "../../query/format.js";
 import type { Quality } from "../../schemas/index.js";
+import { mulberry32 as prng } from "../../simulators/model.js";
 import {
   pageOfRows,
   type ReadingKind,
@@ -213,5 +214,52 @@ describe("output formats", () => {
     expect(await text({ rows: [], pages: rebuilt, columns }, "csv")).toBe(
       await text({ rows: readings, columns }, "csv"),
     );
+  });
+
+  it("an export's numbers print as String and JSON.stringify print them, whatever their size, sign and decimals", async () => {
+    const columns = ["device_id", "sensor", "ts", "value", "unit", "seq", "quality", "tags"];
+    const random = prng(30);
+    const n = 20_000;
+    // Epoch ms of every era and beyond, and values of 0 to 6 decimals from tiny to huge, both signs.
+    const numberOf = (i: number) => {
+      const magnitude = 10 ** Math.floor(random() * 24 - 8);
+      const v = (random() - 0.5) * magnitude;
+      const decimals = Math.floor(random() * 7);
+      return i % 5 === 0 ? v : Math.round(v * 10 ** decimals) / 10 ** decimals;
+    };
+    const special = [
+      0,
+      -0,
+      1e9,
+      1e9 - 1,
+      -1e9,
+      2 ** 53 - 1,
+      2 ** 53,
+      1e21,
+      0.1 + 0.2,
+      21.3,
+      21.05,
+      -0.07,
+      1e-7,
+    ];
+    const page: ReadingPage = {
+      length: n,
+      ts: Array.from(
+        { length: n },
+        (_, i) => special[i] ?? (i % 2 ? Math.floor(random() * 4e12) - 1e12 : numberOf(i)),
+      ),
+      value: Array.from({ length: n }, (_, i) => special[i] ?? numberOf(i)),
+      seq: Array.from({ length: n }, (_, i) =>
+        i % 7 === 0 ? null : (special[i] ?? Math.round(numberOf(i))),
+      ),
+      kinds: [{ device_id: "d", sensor: "s", unit: "C", quality: "good", tags: "{}" }],
+      kind: undefined,
+    };
+    const readings = rowsOfPage(page).map(readingOfRow);
+    for (const format of ["csv", "ndjson", "json"] as const) {
+      expect(await text({ rows: [], pages: [page], columns }, format), format).toBe(
+        await text({ rows: readings, columns }, format),
+      );
+    }
   });
 });
