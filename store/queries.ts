@@ -88,24 +88,21 @@ export interface ReadingPage {
   readonly kind: readonly number[] | undefined;
 }
 
-/** Row `i` of a page as a {@link ReadingRow}. */
-export function rowOfPage(page: ReadingPage, i: number): ReadingRow {
-  const k = page.kinds[page.kind === undefined ? 0 : (page.kind[i] as number)] as ReadingKind;
-  return [
-    k.device_id,
-    k.sensor,
-    page.ts[i] as number,
-    page.value[i] as number,
-    k.unit,
-    page.seq[i] ?? null,
-    k.quality,
-    k.tags,
-  ];
-}
-
-/** The rows of a page, in order. */
+/** The rows of a page, in order, as {@link ReadingRow}s. */
 export function rowsOfPage(page: ReadingPage): ReadingRow[] {
-  return Array.from({ length: page.length }, (_, i) => rowOfPage(page, i));
+  return Array.from({ length: page.length }, (_, i): ReadingRow => {
+    const k = page.kinds[page.kind === undefined ? 0 : (page.kind[i] as number)] as ReadingKind;
+    return [
+      k.device_id,
+      k.sensor,
+      page.ts[i] as number,
+      page.value[i] as number,
+      k.unit,
+      page.seq[i] ?? null,
+      k.quality,
+      k.tags,
+    ];
+  });
 }
 
 /** `readings` from its pages: the same rows in the same order, one object each. */
@@ -170,25 +167,7 @@ export function pageOfRows(rows: readonly ReadingRow[]): ReadingPage {
   return { length: n, ts, value, seq, kinds, kind: kinds.length > 1 ? kind : undefined };
 }
 
-/** One page of `readings` ({@link pageOfRows}). */
-export function pageOfReadings(readings: readonly StoredReading[]): ReadingPage {
-  return pageOfRows(readings.map(rowOfReading));
-}
-
-/** Rows `[from, to)` of a page. */
-export function slicePage(page: ReadingPage, from: number, to: number): ReadingPage {
-  const { kind } = page;
-  return {
-    length: to - from,
-    ts: page.ts.slice(from, to),
-    value: page.value.slice(from, to),
-    seq: page.seq.slice(from, to),
-    kinds: page.kinds,
-    kind: kind?.slice(from, to),
-  };
-}
-
-/** Pages of `readings` ({@link pageOfReadings}) of at most `size` rows each, none empty. */
+/** Pages of `readings` ({@link pageOfRows}) of at most `size` rows each, none empty. */
 export async function* pagesOfReadings(
   readings: AsyncIterable<StoredReading>,
   size = 4_096,
