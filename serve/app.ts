@@ -72,21 +72,21 @@ async function respond(
   // no-cache: a browser keeps the answer but asks again each time, with If-None-Match.
   const headers = { "content-type": CONTENT_TYPES[as], "cache-control": "no-cache", etag };
   const held = c.req.header("if-none-match");
-  if (held !== undefined && held.split(",").some((t) => t.trim().replace(/^W\//, "") === etag))
+  if (held?.split(",").some((t) => t.trim().replace(/^W\//, "") === etag))
     return c.body(null, 304, { etag, "cache-control": "no-cache" });
   const encoder = new TextEncoder();
   const bytes = (chunk: Chunk) => (typeof chunk === "string" ? encoder.encode(chunk) : chunk);
-  const chunks = source.ask(question, as);
   if (KEPT.has(question.kind)) {
     let body = cache.get(key);
     if (body === undefined) {
       const parts: Uint8Array[] = [];
-      for await (const chunk of chunks) parts.push(bytes(chunk));
+      for await (const chunk of source.ask(question, as)) parts.push(bytes(chunk));
       body = Buffer.concat(parts);
       cache.set(key, body);
     }
     return c.body(body as Uint8Array<ArrayBuffer>, 200, headers);
   }
+  const chunks = source.ask(question, as);
   let pending: IteratorResult<Chunk> | undefined = await chunks.next();
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
