@@ -12,7 +12,7 @@ import { CONTENT_TYPES, type TextFormat } from "../query/format.js";
 import { questionProblem, questions } from "../query/params.js";
 import type { ReadingQueries } from "../store/queries.js";
 import { AnswerCache } from "./answer-cache.js";
-import { dashboardAssets } from "./dashboard.js";
+import { dashboardRoutes } from "./dashboard.js";
 import { type Answerer, askDirectly, type Chunk, type Question } from "./questions.js";
 
 const format = setting({
@@ -142,14 +142,7 @@ export function createApp(
     return answer(c, { kind: "series", query }, as);
   });
 
-  if (opts.dashboard ?? true) {
-    const assets = dashboardAssets();
-    for (const [path, asset] of Object.entries(assets)) {
-      app.get(path, (c) =>
-        c.body(asset.body, 200, { "content-type": asset.type, "cache-control": asset.cache }),
-      );
-    }
-  }
+  if (opts.dashboard ?? true) app.route("/", dashboardRoutes());
 
   app.on(["POST", "PUT", "PATCH", "DELETE"], "*", (c) =>
     c.json({ error: `${c.req.method} not allowed: this API is read-only` }, 405, { allow: "GET, HEAD" }),

@@ -44,7 +44,14 @@ export async function startServe(config: ServeConfig): Promise<RunningServe> {
   const queries: ReadingQueries | QueryPool = config.databaseUrl
     ? await openQueries(config)
     : await startQueryPool(config.dbPath);
-  const server = createAdaptorServer({ fetch: createApp(queries).fetch });
+  let app: ReturnType<typeof createApp>;
+  try {
+    app = createApp(queries); // reads the dashboard's files, which a partial build lacks
+  } catch (err) {
+    await queries.stop();
+    throw err;
+  }
+  const server = createAdaptorServer({ fetch: app.fetch });
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);

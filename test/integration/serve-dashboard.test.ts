@@ -1,4 +1,9 @@
-import { existsSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningServe } from "../../serve/index.js";
@@ -20,8 +25,31 @@ const CHROMIUM_ARGS = [
   "--no-first-run",
 ];
 const MINUTE = 60_000;
+/** Every file of the page by URL path: where the package holds it, and its content type. */
+const BUILT = new URL("../../dist/serve/dashboard/", import.meta.url);
+const UPLOT = (file: string) => createRequire(import.meta.url).resolve(`uplot/dist/${file}`);
+const FILES = {
+  "/": { file: new URL("index.html", BUILT), type: "text/html; charset=utf-8" },
+  "/assets/app.css": { file: new URL("app.css", BUILT), type: "text/css; charset=utf-8" },
+  "/assets/app.js": { file: new URL("app.js", BUILT), type: "text/javascript; charset=utf-8" },
+  "/assets/uPlot.min.css": { file: UPLOT("uPlot.min.css"), type: "text/css; charset=utf-8" },
+  "/assets/uPlot.iife.min.js": { file: UPLOT("uPlot.iife.min.js"), type: "text/javascript; charset=utf-8" },
+} as const;
 const SCREENSHOT = "/tmp/telemetry-dashboard.png";
 const PHONE_SCREENSHOT = "/tmp/telemetry-dashboard-phone.png";
+
+/** Runs `fn` with the process in an empty temporary directory, then goes back and deletes it. */
+async function inEmptyDirectory<T>(fn: () => Promise<T>): Promise<T> {
+  const elsewhere = mkdtempSync(join(tmpdir(), "serve-dashboard-cwd-"));
+  const cwd = process.cwd();
+  process.chdir(elsewhere);
+  try {
+    return await fn();
+  } finally {
+    process.chdir(cwd);
+    rmSync(elsewhere, { recursive: true, force: true });
+  }
+}
 
 describe("the dashboard in Chromium", () => {
   let db: QueryDb;
@@ -130,5 +158,72 @@ describe("the dashboard in Chromium", () => {
     expect(width).toBeLessThanOrEqual(390);
     await page.screenshot({ path: PHONE_SCREENSHOT, fullPage: true });
     await page.close();
+  });
+
+  it("asks for its own files only, each served with its content type, no-cache and an ETag", async () => {
+    const answers = new Map<string, Record<string, string>>();
+    const page = await open("/", undefined, (p) =>
+      p.on("response", (r) => {
+        const path = new URL(r.url()).pathname;
+        if (!path.startsWith("/api/")) answers.set(path, { status: String(r.status()), ...r.headers() });
+      }),
+    );
+    await page.locator("section.card").first().waitFor();
+    await page.close();
+    expect([...answers.keys()].sort()).toEqual(Object.keys(FILES).sort());
+    for (const [path, { type }] of Object.entries(FILES)) {
+      expect(answers.get(path), path).toMatchObject({
+        status: "200",
+        "content-type": type,
+        "cache-control": "no-cache",
+      });
+      expect(answers.get(path)?.etag, path).toMatch(/^"[^"]+"$/);
+    }
+  });
+
+  it("answers 304 without a body to a browser whose copy is current, and the whole file to one whose copy is not", async () => {
+    for (const [path, { file }] of Object.entries(FILES)) {
+      const first = await fetch(`${serve.url}${path}`);
+      await first.arrayBuffer();
+      const etag = first.headers.get("etag") ?? "";
+      const current = await fetch(`${serve.url}${path}`, { headers: { "if-none-match": etag } });
+      expect([current.status, await current.text(), current.headers.get("etag")], path).toEqual([
+        304,
+        "",
+        etag,
+      ]);
+      const older = await fetch(`${serve.url}${path}`, { headers: { "if-none-match": '"an-older-build"' } });
+      expect(older.status, path).toBe(200);
+      expect(Buffer.from(await older.arrayBuffer()).equals(readFileSync(file)), path).toBe(true);
+    }
+  });
+
+  it("serves the files of the package, whatever the directory it was started in", async () => {
+    // A fresh instance of the module (the query makes it one), loaded and asked for its routes in an empty folder.
+    const routes = await inEmptyDirectory(async () => {
+      const fresh = (await import(
+        new URL("../../dist/serve/dashboard.js?started-elsewhere", import.meta.url).href
+      )) as typeof import("../../serve/dashboard.js");
+      return fresh.dashboardRoutes();
+    });
+    for (const [path, { file }] of Object.entries(FILES)) {
+      const body = Buffer.from(await (await routes.request(path)).arrayBuffer());
+      expect(body.equals(readFileSync(file)), path).toBe(true);
+    }
+  });
+
+  it("is in the npm package: the built page, styles and script", async () => {
+    const { stdout } = await promisify(execFile)("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], {
+      cwd: new URL("../..", import.meta.url),
+    });
+    const [pack] = JSON.parse(stdout) as { files: { path: string }[] }[];
+    expect(pack?.files.map((f) => f.path)).toEqual(
+      expect.arrayContaining([
+        "dist/serve/dashboard.js",
+        "dist/serve/dashboard/index.html",
+        "dist/serve/dashboard/app.css",
+        "dist/serve/dashboard/app.js",
+      ]),
+    );
   });
 });
