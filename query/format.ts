@@ -70,7 +70,7 @@ function numberText(v: number): string {
     return `${high}${String(v - high * 1e9 + 1e9).slice(1)}`;
   }
   const k = Math.round(v * 100);
-  // Equal as doubles: the two-decimal text reads back as v, and no shorter text does unless it is this one.
+  // k / 100 === v: the text of k hundredths reads back as v, so it is the shortest such text, which String writes.
   if (k === 0 || k / 100 !== v || Math.abs(k) >= 1e9) return String(v);
   const whole = Math.floor(Math.abs(k) / 100);
   const cents = Math.abs(k) % 100;
