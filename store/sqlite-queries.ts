@@ -4,7 +4,7 @@
  * (pages of a device's readings) and store/sqlite/buckets.ts (`stats`, `series`). They query the current schema
  * only: a file of an older schema version is migrated when it is opened, as the processor would.
  */
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import { running } from "../common/pipeline.js";
 import { type ReadingQueries, readingsOfPages } from "./queries.js";
 import { bucketQueries } from "./sqlite/buckets.js";
@@ -29,14 +29,14 @@ const LATEST_VERSION = MIGRATIONS.at(-1)?.version ?? 0;
 export function openReader(path: string): Database.Database {
   let db: Database.Database;
   try {
-    db = new Database(path, { readonly: true, fileMustExist: true });
+    db = openDatabase(path, { readonly: true });
     const version = db.pragma("user_version", { simple: true }) as number;
     const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings'").get();
     if (version < 1 || table === undefined) throw new Error("not a telemetry database: no readings table");
     if (version < LATEST_VERSION) {
       db.close();
       openDatabase(path).close();
-      db = new Database(path, { readonly: true, fileMustExist: true });
+      db = openDatabase(path, { readonly: true });
     }
   } catch (err) {
     throw new Error(`cannot open ${path}: ${err instanceof Error ? err.message : String(err)}`, {

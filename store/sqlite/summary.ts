@@ -11,7 +11,7 @@
 import type Database from "better-sqlite3";
 import type { Quality } from "../../schemas/index.js";
 import { type DeviceSummary, groupDevices, type StoredReading, tagsOf } from "../queries.js";
-import { numberRowsReader, numbersOf, type SeriesNumbers } from "../sqlite-rollup.js";
+import { numberRowsReader, numbersOf } from "../sqlite-rollup.js";
 
 type Text = [
   device_id: string,
@@ -21,7 +21,6 @@ type Text = [
   quality: Quality,
   tags: string,
 ];
-type Series = { readonly text: Text; readonly numbers: SeriesNumbers };
 
 export interface SummaryQueries {
   /** The newest reading of every series (of `device` alone when given), ordered by device and sensor. */
@@ -39,39 +38,41 @@ export function summaryQueries(db: Database.Database): SummaryQueries {
     )
     .raw();
   let kept: { mark: string; texts: Text[] } | undefined;
-  /** Every series, its text and numbers of one moment. */
-  const read = db.transaction((): Series[] => {
+  /** Every series' text, and the rows of numbers (see numbersOf), of one moment. */
+  const read = db.transaction(() => {
     const mark = (marks.get() ?? []).join();
     if (kept?.mark !== mark) kept = { mark, texts: texts.all() };
-    const rows = numberRows();
-    return kept.texts.map((text) => ({ text, numbers: numbersOf(rows, text[2]) }));
+    return { texts: kept.texts, rows: numberRows() };
   });
 
   return {
     latest(device) {
-      const all = read();
-      return (device === undefined ? all : all.filter((s) => s.text[0] === device)).map(
-        ({ text: [device_id, sensor, , unit, quality, tags], numbers: n }) => ({
-          device_id,
-          sensor,
-          ts: n.last_ts,
-          value: n.last_value,
-          unit,
-          seq: n.last_seq,
-          quality,
-          tags: tagsOf(tags),
-        }),
+      const { texts, rows } = read();
+      return (device === undefined ? texts : texts.filter((t) => t[0] === device)).map(
+        ([device_id, sensor, id, unit, quality, tags]) => {
+          const n = numbersOf(rows, id);
+          return {
+            device_id,
+            sensor,
+            ts: n.last_ts,
+            value: n.last_value,
+            unit,
+            seq: n.last_seq,
+            quality,
+            tags: tagsOf(tags),
+          };
+        },
       );
     },
     devices() {
-      const all = read();
+      const { texts, rows } = read();
       return groupDevices(
-        all.length,
-        (i) => all[i]?.text[0] ?? "",
+        texts.length,
+        (i) => texts[i]?.[0] ?? "",
         (i) => {
-          const { text, numbers: n } = all[i] as Series;
-          const { first_ts, last_ts, last_value, count } = n;
-          return { sensor: text[1], unit: text[3], first_ts, last_ts, last_value, count };
+          const [, sensor, id, unit] = texts[i] as Text;
+          const { first_ts, last_ts, last_value, count } = numbersOf(rows, id);
+          return { sensor, unit, first_ts, last_ts, last_value, count };
         },
       );
     },
