@@ -1,6 +1,6 @@
 /**
- * `telemetry query devices|latest|readings|stats`: the analysts' queries on the command line (DESIGN.md,
- * "Contract: queries"). Output goes to stdout as it is read; a bad option is one line on stderr and exit 2,
+ * `telemetry query devices|latest|readings|stats`: the analysts' queries on the command line (docs/contract.md,
+ * "Queries"). Output goes to stdout as it is read; a bad option is one line on stderr and exit 2,
  * an unknown device or sensor an empty answer and exit 0.
  */
 import { type CliCommand, defineCommand, defineGroup } from "../common/command.js";
@@ -10,8 +10,7 @@ import { openQueries } from "../store/index.js";
 import type { ReadingQueries } from "../store/queries.js";
 import { devicesAnswer, latestAnswer, readingsAnswer, statsAnswer } from "./answers.js";
 import { type Answer, type Format, render, writeTo } from "./format.js";
-import { params } from "./params.js";
-import { rangeProblem } from "./time.js";
+import { params, questionProblem, questions } from "./params.js";
 
 const TIME_HELP =
   "Times: ISO-8601 with offset (2026-01-31T12:00:00Z), a UTC date (2026-01-31), epoch ms, now, or relative\n" +
@@ -38,28 +37,21 @@ async function answerWith(
   }
 }
 
-const required =
-  (...keys: readonly ("device" | "every")[]) =>
-  (c: { readonly device?: string | undefined; readonly every?: number | undefined }) => {
-    const missing = keys.find((k) => c[k] === undefined);
-    return missing === undefined ? undefined : `--${missing} is required`;
-  };
-
 function subcommand<S extends Spec & { dbPath: typeof common.dbPath; format: typeof params.format }>(c: {
-  name: string;
+  name: keyof typeof questions;
   usage: string;
   summary: string;
   spec: S;
-  check?: (config: ConfigOf<S>) => string | undefined;
   ask: (q: ReadingQueries, config: ConfigOf<S>) => Answer | Promise<Answer>;
 }): CliCommand {
+  const { required } = questions[c.name];
   return defineCommand({
     name: `query ${c.name}`,
     usage: c.usage,
     summary: c.summary,
     spec: c.spec,
     extraHelp: TIME_HELP,
-    ...(c.check ? { check: c.check } : {}),
+    check: (config) => questionProblem(required, config as Record<string, unknown>, (k) => `--${k}`),
     run: (config) =>
       answerWith(c.name, config as { dbPath: string; databaseUrl?: string; format: Format }, (q) =>
         c.ask(q, config),
@@ -78,14 +70,14 @@ export const queryCommand = defineGroup({
       usage: "telemetry query devices [--format F]",
       summary:
         "Each device with its sensors: unit, first and last time, last value and count (counting reads every row).",
-      spec: { ...store, format: params.format },
+      spec: { ...store, ...questions.devices.spec, format: params.format },
       ask: (q) => devicesAnswer(q),
     }),
     subcommand({
       name: "latest",
       usage: "telemetry query latest [--device D] [--format F]",
       summary: "The newest reading of every series (of one device with --device).",
-      spec: { ...store, device: params.device, format: params.format },
+      spec: { ...store, ...questions.latest.spec, format: params.format },
       ask: (q, c) => latestAnswer(q, c.device),
     }),
     subcommand({
@@ -93,17 +85,7 @@ export const queryCommand = defineGroup({
       usage:
         "telemetry query readings --device D [--sensor S] [--from T] [--to T] [--limit N] [--order asc|desc] [--format F]",
       summary: "A device's readings in time order (every sensor, or one), streamed.",
-      spec: {
-        ...store,
-        device: params.device,
-        sensor: params.sensor,
-        from: params.from,
-        to: params.to,
-        limit: params.limit,
-        order: params.order,
-        format: params.format,
-      },
-      check: (c) => required("device")(c) ?? rangeProblem(c.from, c.to),
+      spec: { ...store, ...questions.readings.spec, format: params.format },
       ask: (q, c) => readingsAnswer(q, { ...c, device: c.device ?? "" }),
     }),
     subcommand({
@@ -112,17 +94,7 @@ export const queryCommand = defineGroup({
         "telemetry query stats --device D [--sensor S] --every 1m|5m|15m|1h|1d [--from T] [--to T] [--fill none|null|prev|linear] [--format F]",
       summary:
         "Per sensor and time bucket: start, count, min, max, mean, last; empty buckets filled with --fill.",
-      spec: {
-        ...store,
-        device: params.device,
-        sensor: params.sensor,
-        every: params.every,
-        from: params.from,
-        to: params.to,
-        fill: params.fill,
-        format: params.format,
-      },
-      check: (c) => required("device", "every")(c) ?? rangeProblem(c.from, c.to),
+      spec: { ...store, ...questions.stats.spec, format: params.format },
       ask: (q, c) => statsAnswer(q, { ...c, device: c.device ?? "", every: c.every ?? 0 }),
     }),
   ],

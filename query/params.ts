@@ -6,7 +6,7 @@ import { parsers, setting } from "../common/config.js";
 import { ID_PATTERN, ID_RULE } from "../schemas/index.js";
 import { FILLS, type Fill } from "./fill.js";
 import { FORMATS, type Format } from "./format.js";
-import { parseBucket, parseTime } from "./time.js";
+import { parseBucket, parseTime, rangeProblem } from "./time.js";
 
 const id = parsers.string({ max: 128, pattern: ID_PATTERN, what: ID_RULE });
 /** Enough for any chart: a point per pixel of a wide screen, several times over. */
@@ -85,3 +85,55 @@ export const params = {
     parse: parsers.oneOf(...FORMATS),
   }),
 } as const;
+
+/**
+ * Each question's parameters, declared once: the `query` subcommands take them as flags, `serve`'s endpoints as
+ * URL parameters; `required` are those without which the question is a bad one.
+ */
+export const questions = {
+  devices: { spec: {}, required: [] },
+  latest: { spec: { device: params.device }, required: [] },
+  readings: {
+    spec: {
+      device: params.device,
+      sensor: params.sensor,
+      from: params.from,
+      to: params.to,
+      limit: params.limit,
+      order: params.order,
+    },
+    required: ["device"],
+  },
+  stats: {
+    spec: {
+      device: params.device,
+      sensor: params.sensor,
+      every: params.every,
+      from: params.from,
+      to: params.to,
+      fill: params.fill,
+    },
+    required: ["device", "every"],
+  },
+  series: {
+    spec: {
+      device: params.device,
+      sensor: params.sensor,
+      from: params.from,
+      to: params.to,
+      points: params.points,
+    },
+    required: ["device", "sensor", "points"],
+  },
+} as const;
+
+/** What is wrong with a question's parameters, in one line (`name` as the parameter is written), or undefined. */
+export function questionProblem(
+  required: readonly string[],
+  values: Readonly<Record<string, unknown>>,
+  name: (key: string) => string,
+): string | undefined {
+  const missing = required.find((k) => values[k] === undefined);
+  if (missing !== undefined) return `${name(missing)} is required`;
+  return rangeProblem(values.from as number | undefined, values.to as number | undefined);
+}

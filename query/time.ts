@@ -1,5 +1,5 @@
 /**
- * The contract's times and bucket widths for queries (DESIGN.md, "Contract: queries"), parsed in one place for the
+ * The contract's times and bucket widths for queries (docs/contract.md, "Queries"), parsed in one place for the
  * `query` command and the HTTP API. Pure: "now" is the caller's.
  */
 import { ISO_WITH_OFFSET } from "../schemas/index.js";

@@ -8,51 +8,19 @@
 import type { Context } from "hono";
 import { Hono } from "hono";
 import { ConfigError, type ConfigOf, parseConfig, parsers, type Spec, setting } from "../common/config.js";
-import { CONTENT_TYPES } from "../query/format.js";
-import { params } from "../query/params.js";
-import { rangeProblem } from "../query/time.js";
+import { CONTENT_TYPES, type TextFormat } from "../query/format.js";
+import { questionProblem, questions } from "../query/params.js";
 import type { ReadingQueries } from "../store/queries.js";
+import { AnswerCache } from "./answer-cache.js";
 import { dashboardRoutes } from "./dashboard.js";
-import type { QueryPool } from "./query-pool.js";
-import { type Ask, askDirectly, type Chunk, type HttpFormat } from "./questions.js";
+import { type Answerer, askDirectly, type Chunk, type Question } from "./questions.js";
 
 const format = setting({
   flag: "format",
-  default: "json" as "json" | "csv" | "ndjson",
+  default: "json" as TextFormat,
   description: "Answer format.",
   parse: parsers.oneOf("json", "csv", "ndjson"),
 });
-
-const specs = {
-  devices: { format },
-  latest: { device: params.device, format },
-  readings: {
-    device: params.device,
-    sensor: params.sensor,
-    from: params.from,
-    to: params.to,
-    limit: params.limit,
-    order: params.order,
-    format,
-  },
-  stats: {
-    device: params.device,
-    sensor: params.sensor,
-    every: params.every,
-    from: params.from,
-    to: params.to,
-    fill: params.fill,
-    format,
-  },
-  series: {
-    device: params.device,
-    sensor: params.sensor,
-    from: params.from,
-    to: params.to,
-    points: params.points,
-    format,
-  },
-} as const satisfies Record<string, Spec>;
 
 /** A bad request: answered 400 with `{"error": message}`. */
 class BadRequest extends Error {
@@ -60,47 +28,71 @@ class BadRequest extends Error {
 }
 
 /**
- * The URL's parameters parsed by the same settings as the CLI's flags (`?from=-1h` as `--from -1h`); parameters
- * the endpoint does not know are ignored, as HTTP clients expect.
+ * The URL's parameters of question `name`, parsed by the same settings as the CLI's flags (`?from=-1h` as
+ * `--from -1h`); parameters the endpoint does not know are ignored, as HTTP clients expect.
  */
-function parseQuery<S extends Spec>(c: Context, spec: S, ...required: (keyof S & string)[]): ConfigOf<S> {
-  const url = new URL(c.req.url);
+function parseQuery<S extends Spec>(
+  c: Context,
+  question: { readonly spec: S; readonly required: readonly string[] },
+): ConfigOf<S & { format: typeof format }> {
+  const spec = { ...question.spec, format };
   const known = new Set(Object.values(spec).map((s) => s.flag));
+  const url = new URL(c.req.url);
   const argv = [...url.searchParams].filter(([k]) => known.has(k)).flatMap(([k, v]) => [`--${k}`, v]);
-  let config: ConfigOf<S>;
+  let config: ConfigOf<S & { format: typeof format }>;
   try {
     config = parseConfig(spec, argv, {});
   } catch (err) {
     if (err instanceof ConfigError) throw new BadRequest(err.message.replace(/^--/, ""));
     throw err;
   }
-  const values = config as Record<string, unknown>;
-  const missing = required.find((k) => values[k] === undefined);
-  if (missing !== undefined) throw new BadRequest(`${spec[missing]?.flag ?? missing} is required`);
-  const range = rangeProblem(values.from as number | undefined, values.to as number | undefined);
-  if (range !== undefined) throw new BadRequest(range);
+  const problem = questionProblem(question.required, config as Record<string, unknown>, (k) => k);
+  if (problem !== undefined) throw new BadRequest(problem);
   return config;
 }
 
+/** Questions whose answers are kept whole: the bounded ones a dashboard polls. Exports stream. */
+const KEPT: ReadonlySet<Question["kind"]> = new Set(["devices", "latest", "series"]);
+
 /**
- * Streams the answer's text: its first chunk is read before the response starts (so a failing query is a 500,
- * not a cut-off 200), and the one after it, to know whether it is the whole answer; the rest as the client reads,
- * and a client gone ends the query.
+ * Answers `question` in `format`: 304 when the client holds the answer of this question under the store's current
+ * version (If-None-Match), else from the cache, else from the store. Every answer carries that ETag. A kept kind is
+ * read whole (and sent with its length); an export streams, its first chunk read before the response starts (so a
+ * failing query is a 500, not a cut-off 200), the rest as the client reads, and a client gone ends the query.
  */
-async function respond(c: Context, chunks: AsyncGenerator<Chunk>, as: HttpFormat): Promise<Response> {
-  const headers = { "content-type": CONTENT_TYPES[as], "cache-control": "no-store" };
+async function respond(
+  c: Context,
+  source: Answerer,
+  cache: AnswerCache,
+  question: Question,
+  as: TextFormat,
+): Promise<Response> {
+  const key = `${JSON.stringify(question)}\n${as}\n${await source.version()}`;
+  const etag = AnswerCache.etag(key);
+  // no-cache: a browser keeps the answer but asks again each time, with If-None-Match.
+  const headers = { "content-type": CONTENT_TYPES[as], "cache-control": "no-cache", etag };
+  const held = c.req.header("if-none-match");
+  if (held?.split(",").some((t) => t.trim().replace(/^W\//, "") === etag))
+    return c.body(null, 304, { etag, "cache-control": "no-cache" });
   const encoder = new TextEncoder();
   const bytes = (chunk: Chunk) => (typeof chunk === "string" ? encoder.encode(chunk) : chunk);
-  const first = await chunks.next();
-  const second = first.done ? first : await chunks.next();
-  // An answer in one chunk (from a query worker: any answer of up to 256 KiB of text) goes out whole, with its
-  // length: no stream to pull, one write.
-  if (!first.done && second.done) return c.body(bytes(first.value) as Uint8Array<ArrayBuffer>, 200, headers);
-  const pending: IteratorResult<Chunk>[] = first.done ? [first] : [first, second];
-  const body = new ReadableStream<Uint8Array>({
+  if (KEPT.has(question.kind)) {
+    let body = cache.get(key);
+    if (body === undefined) {
+      const parts: Uint8Array[] = [];
+      for await (const chunk of source.ask(question, as)) parts.push(bytes(chunk));
+      body = Buffer.concat(parts);
+      cache.set(key, body);
+    }
+    return c.body(body as Uint8Array<ArrayBuffer>, 200, headers);
+  }
+  const chunks = source.ask(question, as);
+  let pending: IteratorResult<Chunk> | undefined = await chunks.next();
+  const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        const next = pending.shift() ?? (await chunks.next());
+        const next = pending ?? (await chunks.next());
+        pending = undefined;
         if (next.done) controller.close();
         else controller.enqueue(bytes(next.value));
       } catch (err) {
@@ -111,43 +103,43 @@ async function respond(c: Context, chunks: AsyncGenerator<Chunk>, as: HttpFormat
       await chunks.return(undefined);
     },
   });
-  return c.body(body, 200, headers);
+  return c.body(stream, 200, headers);
 }
 
 /**
  * The app over `source`, which it never closes: a {@link ReadingQueries} answers on the server's thread (tests,
- * PostgreSQL, whose driver does not block it), a {@link QueryPool} in its worker threads. `dashboard: false` leaves
- * out `/` and its assets (for an API-only deployment, or tests of the API alone).
+ * PostgreSQL, whose driver does not block it), a query pool (serve/query-pool.ts) in its worker threads.
+ * `dashboard: false` leaves out `/` and its assets (for an API-only deployment, or tests of the API alone).
  */
 export function createApp(
-  source: ReadingQueries | QueryPool,
+  source: ReadingQueries | Answerer,
   opts: { readonly dashboard?: boolean } = {},
 ): Hono {
-  const ask: Ask = "ask" in source ? source.ask : askDirectly(source);
+  const answerer: Answerer =
+    "ask" in source ? source : { ask: askDirectly(source), version: () => source.version() };
+  const cache = new AnswerCache();
+  const answer = (c: Context, question: Question, as: TextFormat) =>
+    respond(c, answerer, cache, question, as);
   const app = new Hono();
 
   app.get("/healthz", (c) => c.text("ok\n"));
-  app.get("/api/devices", (c) => {
-    const q = parseQuery(c, specs.devices);
-    return respond(c, ask({ kind: "devices" }, q.format), q.format);
-  });
+  app.get("/api/devices", (c) => answer(c, { kind: "devices" }, parseQuery(c, questions.devices).format));
   app.get("/api/latest", (c) => {
-    const q = parseQuery(c, specs.latest);
-    return respond(c, ask({ kind: "latest", device: q.device }, q.format), q.format);
+    const q = parseQuery(c, questions.latest);
+    return answer(c, { kind: "latest", device: q.device }, q.format);
   });
   app.get("/api/readings", (c) => {
-    const q = parseQuery(c, specs.readings, "device");
-    return respond(c, ask({ kind: "readings", query: { ...q, device: q.device ?? "" } }, q.format), q.format);
+    const { format: as, ...q } = parseQuery(c, questions.readings);
+    return answer(c, { kind: "readings", query: { ...q, device: q.device ?? "" } }, as);
   });
   app.get("/api/stats", (c) => {
-    const q = parseQuery(c, specs.stats, "device", "every");
-    const query = { ...q, device: q.device ?? "", every: q.every ?? 0 };
-    return respond(c, ask({ kind: "stats", query }, q.format), q.format);
+    const { format: as, ...q } = parseQuery(c, questions.stats);
+    return answer(c, { kind: "stats", query: { ...q, device: q.device ?? "", every: q.every ?? 0 } }, as);
   });
   app.get("/api/series", (c) => {
-    const q = parseQuery(c, specs.series, "device", "sensor", "points");
+    const { format: as, ...q } = parseQuery(c, questions.series);
     const query = { ...q, device: q.device ?? "", sensor: q.sensor ?? "", points: q.points ?? 0 };
-    return respond(c, ask({ kind: "series", query }, q.format), q.format);
+    return answer(c, { kind: "series", query }, as);
   });
 
   if (opts.dashboard ?? true) app.route("/", dashboardRoutes());

@@ -2,11 +2,14 @@
  * Query workers for `telemetry serve` on SQLite: better-sqlite3 is synchronous, so a query run on the server's
  * event loop would hold every other request while it reads. Each worker thread (serve/query-worker.ts) opens the
  * file read-only; a question goes to the worker with the fewest streams open and comes back as text, one chunk
- * per pull, so a long export neither blocks the server nor runs ahead of its client.
+ * per pull, so a long export neither blocks the server nor runs ahead of its client. The store's version (for
+ * serve's answer cache) is read here, on the server's thread.
  */
 import { Worker } from "node:worker_threads";
 import { type Running, running } from "../common/pipeline.js";
-import type { Ask, Chunk, HttpFormat, Question } from "./questions.js";
+import type { TextFormat } from "../query/format.js";
+import { openReader } from "../store/sqlite-queries.js";
+import type { Answerer, Chunk, Question } from "./questions.js";
 
 /** Threads a server starts: two keep a quick question from queueing behind a long one's current chunk. */
 export const POOL_SIZE = 2;
@@ -19,7 +22,7 @@ export interface PoolWorkerData {
 }
 
 export type PoolRequest =
-  | { readonly kind: "ask"; readonly id: number; readonly question: Question; readonly format: HttpFormat }
+  | { readonly kind: "ask"; readonly id: number; readonly question: Question; readonly format: TextFormat }
   | { readonly kind: "next"; readonly id: number }
   | { readonly kind: "cancel"; readonly id: number }
   | { readonly kind: "close" };
@@ -28,7 +31,6 @@ export type PoolReply =
   | { readonly kind: "ready" }
   | { readonly kind: "failed"; readonly error: string }
   | { readonly kind: "chunk"; readonly id: number; readonly chunk: Uint8Array; readonly last: boolean }
-  | { readonly kind: "done"; readonly id: number }
   | { readonly kind: "error"; readonly id: number; readonly error: string };
 
 type StreamReply = Extract<PoolReply, { id: number }>;
@@ -38,8 +40,7 @@ type StreamReply = Extract<PoolReply, { id: number }>;
  * that dies (an error thrown in it, out of memory) fails the streams it had open and is replaced by a new one at the
  * next question, so one crash never leaves the server answering half its requests with errors.
  */
-export interface QueryPool extends Running {
-  readonly ask: Ask;
+export interface QueryPool extends Running, Answerer {
   /** Ends worker `index`'s thread as a crash would: for the test of the replacement. */
   crashWorker(index: number): Promise<void>;
 }
@@ -119,12 +120,19 @@ class PoolWorker {
  * openSqliteQueries gives it) when the file cannot be opened, stopping the workers it started.
  */
 export async function startQueryPool(dbPath: string, size = POOL_SIZE): Promise<QueryPool> {
+  // The store's version, read on this thread from a connection of its own (a few microseconds, never blocking):
+  // PRAGMA data_version changes whenever another connection commits, and the workers' connections never write.
+  // Opened first, so an older file is migrated once, before the workers open it.
+  const versions = openReader(dbPath);
+  const dataVersion = versions.prepare<[], number>("PRAGMA data_version").pluck();
+  const version = async () => String(dataVersion.get());
   const data: PoolWorkerData = { dbPath, cacheKiB: WORKER_CACHE_KIB };
   const workers = Array.from({ length: size }, () => new PoolWorker(data));
   const started = await Promise.allSettled(workers.map((w) => w.ready()));
   const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected");
   if (failed !== undefined) {
     await Promise.all(workers.map((w) => w.stop()));
+    versions.close();
     throw failed.reason;
   }
   let nextId = 0;
@@ -140,7 +148,7 @@ export async function startQueryPool(dbPath: string, size = POOL_SIZE): Promise<
     return workers.reduce((a, b) => (b.open < a.open ? b : a));
   };
 
-  async function* ask(question: Question, format: HttpFormat): AsyncGenerator<Chunk> {
+  async function* ask(question: Question, format: TextFormat): AsyncGenerator<Chunk> {
     const worker = await pick();
     const id = nextId++;
     worker.open++;
@@ -152,7 +160,6 @@ export async function startQueryPool(dbPath: string, size = POOL_SIZE): Promise<
           finished = true;
           throw new Error(reply.error);
         }
-        if (reply.kind === "done") break;
         if (reply.last) {
           // Finished before the chunk is handed on: a client leaving now has nothing left to cancel.
           finished = true;
@@ -174,7 +181,8 @@ export async function startQueryPool(dbPath: string, size = POOL_SIZE): Promise<
     await workers[index]?.terminate();
   };
 
-  return running({ ask, crashWorker }, async () => {
+  return running({ ask, version, crashWorker }, async () => {
     await Promise.all(workers.map((w) => w.stop()));
+    versions.close();
   });
 }

@@ -6,7 +6,7 @@
 
 import { devicesAnswer, latestAnswer, readingsAnswer, seriesAnswer, statsAnswer } from "../query/answers.js";
 import type { Fill } from "../query/fill.js";
-import { type Answer, type CONTENT_TYPES, render, renderBytes } from "../query/format.js";
+import { type Answer, render, type TextFormat } from "../query/format.js";
 import type { ReadingQueries, ReadingsQuery, SeriesQuery, StatsQuery } from "../store/queries.js";
 
 export type Question =
@@ -16,9 +16,6 @@ export type Question =
   | { readonly kind: "stats"; readonly query: StatsQuery & { readonly fill: Fill } }
   | { readonly kind: "series"; readonly query: SeriesQuery };
 
-/** A format HTTP serves. */
-export type HttpFormat = keyof typeof CONTENT_TYPES;
-
 /** A piece of an answer: text, or the same already encoded as UTF-8 (what a query worker hands over). */
 export type Chunk = string | Uint8Array;
 
@@ -26,7 +23,13 @@ export type Chunk = string | Uint8Array;
  * Answers a question in chunks, read on demand: nothing more is read or rendered than the caller pulls, and
  * `return()` ends the query.
  */
-export type Ask = (question: Question, format: HttpFormat) => AsyncGenerator<Chunk>;
+export type Ask = (question: Question, format: TextFormat) => AsyncGenerator<Chunk>;
+
+/** What serve answers from: questions, and the store's version (see {@link ReadingQueries.version}). */
+export interface Answerer {
+  readonly ask: Ask;
+  readonly version: () => Promise<string>;
+}
 
 function answerOf(queries: ReadingQueries, q: Question): Answer | Promise<Answer> {
   switch (q.kind) {
@@ -46,17 +49,8 @@ function answerOf(queries: ReadingQueries, q: Question): Answer | Promise<Answer
 /** Answers on the calling thread, from `queries`. */
 export function askDirectly(
   queries: ReadingQueries,
-): (question: Question, format: HttpFormat) => AsyncGenerator<string> {
+): (question: Question, format: TextFormat) => AsyncGenerator<string> {
   return async function* (question, format) {
     yield* render(await answerOf(queries, question), format);
-  };
-}
-
-/** The same as UTF-8 bytes, each chunk in memory of its own (what a query worker moves to the server's thread). */
-export function askBytes(
-  queries: ReadingQueries,
-): (question: Question, format: HttpFormat) => AsyncGenerator<Uint8Array<ArrayBuffer>> {
-  return async function* (question, format) {
-    yield* renderBytes(await answerOf(queries, question), format);
   };
 }

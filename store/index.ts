@@ -26,7 +26,7 @@ export function storeName(config: StoreConfig): "PostgreSQL" | "SQLite" {
 
 /**
  * Opens the configured store and applies its migrations; rejects with a one-line reason when it cannot be opened.
- * `databaseUrl` selects PostgreSQL (DESIGN.md, "Contract: stores") and `dbPath` is then unused. SQLite runs on a
+ * `databaseUrl` selects PostgreSQL (docs/contract.md, "Stores") and `dbPath` is then unused. SQLite runs on a
  * worker thread, so commits (which wait for fsync) never stall the caller's event loop.
  */
 export async function openStore(config: StoreConfig): Promise<ReadingStore> {

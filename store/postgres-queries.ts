@@ -177,6 +177,14 @@ function postgresQueries(pool: pg.Pool): ReadingQueries {
   };
 
   const queries: Omit<ReadingQueries, "stop" | typeof Symbol.asyncDispose> = {
+    // The server's current snapshot (xmin:xmax:running xids): a transaction that commits in between either got its
+    // xid after the first snapshot (xmax grows) or was running in it (it leaves the list), so two equal snapshots
+    // mean nothing was committed between them. Cluster-wide, so another database's writes change it too (a miss,
+    // never a stale answer); it reads no table.
+    async version() {
+      const { rows } = await pool.query<{ v: string }>("SELECT pg_current_snapshot()::text AS v");
+      return rows[0]?.v ?? "";
+    },
     async devices() {
       const { rows } = await pool.query<{
         device_id: string;

@@ -1,7 +1,7 @@
 /**
- * What analysts ask of the store (DESIGN.md, "Contract: queries"), whatever the backend: the `query` command and
- * `serve` call only {@link ReadingQueries}; store/sqlite-queries.ts answers it from the SQLite file, a PostgreSQL
- * implementation will answer the same. Field names are the contract's, so answers print as they are.
+ * What analysts ask of the store (docs/contract.md, "Queries"), whatever the backend: the `query` command and
+ * `serve` call only {@link ReadingQueries}; store/sqlite/ answers it from the SQLite file, store/postgres-queries.ts
+ * from PostgreSQL, alike. Field names are the contract's, so answers print as they are.
  */
 import type { Running } from "../common/pipeline.js";
 import type { Quality } from "../schemas/index.js";
@@ -88,24 +88,21 @@ export interface ReadingPage {
   readonly kind: readonly number[] | undefined;
 }
 
-/** Row `i` of a page as a {@link ReadingRow}. */
-export function rowOfPage(page: ReadingPage, i: number): ReadingRow {
-  const k = page.kinds[page.kind === undefined ? 0 : (page.kind[i] as number)] as ReadingKind;
-  return [
-    k.device_id,
-    k.sensor,
-    page.ts[i] as number,
-    page.value[i] as number,
-    k.unit,
-    page.seq[i] ?? null,
-    k.quality,
-    k.tags,
-  ];
-}
-
-/** The rows of a page, in order. */
+/** The rows of a page, in order, as {@link ReadingRow}s. */
 export function rowsOfPage(page: ReadingPage): ReadingRow[] {
-  return Array.from({ length: page.length }, (_, i) => rowOfPage(page, i));
+  return Array.from({ length: page.length }, (_, i): ReadingRow => {
+    const k = page.kinds[page.kind === undefined ? 0 : (page.kind[i] as number)] as ReadingKind;
+    return [
+      k.device_id,
+      k.sensor,
+      page.ts[i] as number,
+      page.value[i] as number,
+      k.unit,
+      page.seq[i] ?? null,
+      k.quality,
+      k.tags,
+    ];
+  });
 }
 
 /** `readings` from its pages: the same rows in the same order, one object each. */
@@ -170,25 +167,7 @@ export function pageOfRows(rows: readonly ReadingRow[]): ReadingPage {
   return { length: n, ts, value, seq, kinds, kind: kinds.length > 1 ? kind : undefined };
 }
 
-/** One page of `readings` ({@link pageOfRows}). */
-export function pageOfReadings(readings: readonly StoredReading[]): ReadingPage {
-  return pageOfRows(readings.map(rowOfReading));
-}
-
-/** Rows `[from, to)` of a page. */
-export function slicePage(page: ReadingPage, from: number, to: number): ReadingPage {
-  const { kind } = page;
-  return {
-    length: to - from,
-    ts: page.ts.slice(from, to),
-    value: page.value.slice(from, to),
-    seq: page.seq.slice(from, to),
-    kinds: page.kinds,
-    kind: kind?.slice(from, to),
-  };
-}
-
-/** Pages of `readings` ({@link pageOfReadings}) of at most `size` rows each, none empty. */
+/** Pages of `readings` ({@link pageOfRows}) of at most `size` rows each, none empty. */
 export async function* pagesOfReadings(
   readings: AsyncIterable<StoredReading>,
   size = 4_096,
@@ -222,19 +201,6 @@ export interface DeviceSummary {
 }
 
 /**
- * `devices` in columns, one row per series ordered by device and sensor: row `i`'s device, sensor and unit are
- * those of `kinds[i]` (its quality and tags are not part of the answer), its numbers `first_ts[i]` and so on.
- */
-export interface DevicesPage {
-  readonly length: number;
-  readonly kinds: readonly ReadingKind[];
-  readonly first_ts: readonly number[];
-  readonly last_ts: readonly number[];
-  readonly last_value: readonly number[];
-  readonly count: readonly number[];
-}
-
-/**
  * `devices()` from its `n` series in device order: series `i` belongs to `deviceAt(i)` and is `sensorAt(i)`.
  * Every store's answer is grouped here.
  */
@@ -254,23 +220,6 @@ export function groupDevices(
     device.sensors.push(sensorAt(i));
   }
   return out;
-}
-
-/** The devices a {@link DevicesPage} holds, as `devices()` answers them. */
-export function devicesOfPage(page: DevicesPage): DeviceSummary[] {
-  const kind = (i: number) => page.kinds[i] as ReadingKind;
-  return groupDevices(
-    page.length,
-    (i) => kind(i).device_id,
-    (i) => ({
-      sensor: kind(i).sensor,
-      unit: kind(i).unit,
-      first_ts: page.first_ts[i] as number,
-      last_ts: page.last_ts[i] as number,
-      last_value: page.last_value[i] as number,
-      count: page.count[i] as number,
-    }),
-  );
 }
 
 /**
@@ -342,17 +291,17 @@ export type SeriesPoint = RawPoint | BucketPoint;
  * keeps the writer's log from being checkpointed. `stop()` closes the connection; streams in progress end.
  */
 export interface ReadingQueries extends Running {
+  /**
+   * The store's version: a token that differs from the last one this reader gave whenever anything was committed
+   * in between (it may also change when nothing was), so an answer kept with the version it was asked under is
+   * still the store's answer while the version stays (serve's answer cache). SQLite: the reading connection's
+   * `PRAGMA data_version`; PostgreSQL: the server's current snapshot (store/postgres-queries.ts).
+   */
+  version(): Promise<string>;
   /** Every device with its series, ordered by device and sensor; `count` is exact. */
   devices(): Promise<DeviceSummary[]>;
   /** The newest reading of every series (of `device` alone when given), ordered by device and sensor. */
   latest(device?: string): Promise<StoredReading[]>;
-  /**
-   * `latest()` of every series as one page of columns, from a store that can hand it over so without building a
-   * row (SQLite: store/sqlite-series-cache.ts); the same rows in the same order.
-   */
-  latestPage?(): Promise<ReadingPage>;
-  /** `devices()` in columns, from a store that can hand it over so (SQLite: store/sqlite-series-cache.ts). */
-  devicesPage?(): Promise<DevicesPage>;
   readings(q: ReadingsQuery): AsyncIterable<StoredReading>;
   /**
    * The rows of {@link readings} (the same, in the same order) in pages of columns: for exports, which write a

@@ -11,12 +11,11 @@ const SERIES_COLUMNS =
   "device_id, sensor, unit, first_ts, last_ts, last_value, last_seq, last_quality, last_tags, count";
 
 /**
- * The `series` rollup computed from the rows (one read of every row): what migration 3 fills the table with, and
- * what a reader of a file not yet migrated uses instead. Columns in the table's order; `measurement` stands for
- * the newest row's quality and tags (constants for a version 1 file, which has neither).
+ * The `series` rollup computed from the rows (one read of every row): what migration 3 fills the table with.
+ * Columns in the table's order.
  */
-export function seriesFromReadings(measurement = "r.quality, r.tags"): string {
-  return `SELECT g.device_id, g.sensor, r.unit, g.first_ts, g.last_ts, r.value, r.seq, ${measurement}, g.n
+export function seriesFromReadings(): string {
+  return `SELECT g.device_id, g.sensor, r.unit, g.first_ts, g.last_ts, r.value, r.seq, r.quality, r.tags, g.n
   FROM (SELECT device_id, sensor, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS n
         FROM readings GROUP BY device_id, sensor) AS g
   JOIN readings AS r ON r.device_id = g.device_id AND r.sensor = g.sensor AND r.ts = g.last_ts`;

@@ -236,4 +236,60 @@ describe.each(STORE_KINDS)("the HTTP API on %s, in-process", (kind) => {
     const latest = (await json("/api/latest?device=dev-c")) as { value: number }[];
     expect(latest.map((r) => r.value)).toEqual([7.5]);
   });
+
+  it("keeps an answer for as long as the store's version stays: a client holding it gets 304, a commit makes it one query again", async () => {
+    let asked = 0;
+    const counting: ReadingQueries = {
+      ...queries,
+      latest: (device) => {
+        asked++;
+        return queries.latest(device);
+      },
+    };
+    const cached = createApp(counting);
+    const ask = (path: string, etag?: string) =>
+      cached.request(path, etag === undefined ? {} : { headers: { "if-none-match": etag } });
+    // Cluster-wide, PostgreSQL's version also moves with other databases' writes (other tests): a request expected
+    // to find the version unchanged is checked only when it did.
+    const unchanged = async (path: string, etag?: string) => {
+      const [version, queried] = [await queries.version(), asked];
+      const res = await ask(path, etag);
+      return { res, queries: asked - queried, same: (await queries.version()) === version };
+    };
+
+    const first = await ask("/api/latest?device=dev-e");
+    const etag = first.headers.get("etag") ?? "";
+    expect(first.status).toBe(200);
+    expect(await first.text()).toBe("[]\n");
+    expect(first.headers.get("cache-control")).toBe("no-cache");
+    expect(etag).toMatch(/^"[\w-]+"$/);
+    const again = await unchanged("/api/latest?device=dev-e");
+    if (again.same) {
+      expect(again.res.headers.get("etag")).toBe(etag);
+      expect(await again.res.text()).toBe("[]\n");
+      expect(again.queries, "answered from the cache").toBe(0);
+    }
+    const held = await unchanged("/api/latest?device=dev-e", etag);
+    if (held.same) {
+      expect(held.res.status).toBe(304);
+      expect(await held.res.text()).toBe("");
+      expect(held.queries, "304 without a query").toBe(0);
+    }
+    // An export: not kept, but a client holding it is answered 304 alike.
+    const path = "/api/readings?device=dev-a&limit=3&format=csv";
+    const exportHeld = await unchanged(path, (await ask(path)).headers.get("etag") ?? "");
+    if (exportHeld.same) expect(exportHeld.res.status).toBe(304);
+    // Another format of the same question is another answer, with another tag.
+    const asCsv = await ask("/api/latest?device=dev-e&format=csv");
+    expect(asCsv.headers.get("etag")).not.toBe(etag);
+
+    // A commit: the tag the client holds is stale, the answer is read again, once.
+    await db.write([reading("dev-e", "temperature", T0, 3.25)]);
+    const before = asked;
+    const changed = await ask("/api/latest?device=dev-e", etag);
+    expect(changed.status).toBe(200);
+    expect(((await changed.json()) as { value: number }[]).map((r) => r.value)).toEqual([3.25]);
+    expect(changed.headers.get("etag")).not.toBe(etag);
+    expect(asked).toBe(before + 1);
+  });
 });

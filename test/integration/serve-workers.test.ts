@@ -92,21 +92,27 @@ describe("serve runs its SQLite queries off the event loop", () => {
     );
   }, 120_000);
 
-  it("sends an answer that ends just past one reply (256 KiB) whole, with its length, not as a stream", async () => {
-    // Three pages of 1,024 rows (about 330 KB of json), then the closing "]": the worker reads one chunk ahead, sees
-    // the answer end, and hands it over as one last reply.
-    const res = await fetch(`${serve.url}/api/readings?device=big&limit=3072`);
-    expect(res.status).toBe(200);
-    const body = await res.text();
-    expect(Number(res.headers.get("content-length"))).toBe(Buffer.byteLength(body));
-    expect(Buffer.byteLength(body)).toBeGreaterThan(262_144);
-    expect(res.headers.get("transfer-encoding")).toBeNull();
-    const rows = JSON.parse(body) as { seq: number }[];
-    expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 3_072 }, (_, i) => i));
-    // A longer one still streams, in replies of about 256 KiB.
+  it("sends a dashboard's answer whole with its length, 304 while the file is unchanged, the new answer once the processor commits; an export streams", async () => {
+    const latest = await fetch(`${serve.url}/api/latest?device=small`);
+    const body = await latest.text();
+    const etag = latest.headers.get("etag") ?? "";
+    expect(Number(latest.headers.get("content-length"))).toBe(Buffer.byteLength(body));
+    expect((JSON.parse(body) as { value: number }[]).map((r) => r.value)).toEqual([21.5]);
+    const held = await fetch(`${serve.url}/api/latest?device=small`, { headers: { "if-none-match": etag } });
+    expect(held.status).toBe(304);
+    // Another connection's commit changes the version the server reads (PRAGMA data_version on its own connection).
+    await db.write([reading("small", "temperature", T0 + 1_000, 22.5)]);
+    const changed = await fetch(`${serve.url}/api/latest?device=small`, {
+      headers: { "if-none-match": etag },
+    });
+    expect(changed.status).toBe(200);
+    expect(((await changed.json()) as { value: number }[]).map((r) => r.value)).toEqual([22.5]);
+    // An export streams, in replies of about 256 KiB, with no length.
     const long = await fetch(`${serve.url}/api/readings?device=big&limit=20000`);
     expect(long.headers.get("content-length")).toBeNull();
-    expect((JSON.parse(await long.text()) as unknown[]).length).toBe(20_000);
+    expect((JSON.parse(await long.text()) as { seq: number }[]).map((r) => r.seq)).toEqual(
+      Array.from({ length: 20_000 }, (_, i) => i),
+    );
   });
 
   it("keeps answering while one long statement runs (a chart of 100,000 raw points)", async () => {

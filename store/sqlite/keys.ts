@@ -1,0 +1,21 @@
+/** What the SQLite questions share: the bounds standing for all time, and the sensors of a device. */
+import type Database from "better-sqlite3";
+
+/** Bounds standing for "all time" in statements that always take a range. */
+export const MIN_TIME = Number.MIN_SAFE_INTEGER;
+export const MAX_TIME = Number.MAX_SAFE_INTEGER;
+
+/** The sensors of a device in name order, found by skipping from one key prefix to the next (a seek each). */
+export function sensorsOf(db: Database.Database): (device: string) => string[] {
+  const select = db
+    .prepare<{ device: string }, string>(
+      `WITH RECURSIVE s(sensor) AS (
+         SELECT (SELECT min(sensor) FROM readings WHERE device_id = @device)
+         UNION ALL
+         SELECT (SELECT min(sensor) FROM readings WHERE device_id = @device AND sensor > s.sensor) FROM s
+         WHERE s.sensor IS NOT NULL)
+       SELECT sensor FROM s WHERE sensor IS NOT NULL`,
+    )
+    .pluck();
+  return (device) => select.all({ device });
+}
