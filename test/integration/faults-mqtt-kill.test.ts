@@ -1,9 +1,8 @@
-import { readFileSync } from "node:fs";
 import amqp from "amqplib";
 import mqtt from "mqtt";
 import { describe, expect, it } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
-import { metric, report, startStream, until } from "../helpers/fault-stream.js";
+import { metric, readRecorded, report, startStream, until } from "../helpers/fault-stream.js";
 import { startPrivateBrokers } from "../helpers/private-pipeline.js";
 import { readRows, type Service, type TestNames, untilReady } from "../helpers/services.js";
 
@@ -40,12 +39,6 @@ const PUBLISHES_PER_LOOP = 1;
 const SENSOR_CONNECTIONS = 1;
 const ZERO_LOSS: Setting = "autosave_on_changes true, autosave_interval 1 (after every change)";
 const DEFAULT: Setting = "Mosquitto's default (autosave_interval 1800)";
-
-interface Recorded {
-  deviceId: string;
-  sensor: string;
-  ts: number;
-}
 
 const key = (device: string, sensor: string, ts: number) => `${device}\0${sensor}\0${ts}`;
 
@@ -113,10 +106,7 @@ describe("fault: Mosquitto killed with SIGKILL while it holds readings for the o
       drained(names, gateway, processor),
     );
 
-    const acked = readFileSync(stream.recordPath, "utf8")
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Recorded);
+    const acked = readRecorded(stream.recordPath);
     const stored = new Set(readRows(names.dbPath).map((r) => key(r.device_id, r.sensor, r.ts)));
     const lost = acked.filter((a) => !stored.has(key(a.deviceId, a.sensor, a.ts))).length;
     const figures = {

@@ -1,5 +1,4 @@
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import amqp from "amqplib";
 import mqtt from "mqtt";
 import { afterEach, describe, expect, it } from "vitest";
@@ -9,6 +8,7 @@ import {
   expectStoredExactlyOnce,
   metric,
   metricTotal,
+  readRecorded,
   report,
   startStream,
   until,
@@ -29,14 +29,6 @@ async function deleteQueue(names: TestNames): Promise<number> {
   } finally {
     await conn.close();
   }
-}
-
-/** The readings the simulator recorded as acknowledged by the MQTT broker, in acknowledgement order. */
-function readRecorded(path: string): { deviceId: string; sensor: string; ts: number }[] {
-  return readFileSync(path, "utf8")
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { deviceId: string; sensor: string; ts: number });
 }
 
 function rabbitmqctl(...args: string[]): void {
