@@ -12,6 +12,7 @@ import { afterEach, expect, inject, vi } from "vitest";
 import { type Logger, silentLogger } from "../../common/log.js";
 import type { Delivery } from "../../common/pipeline.js";
 import { type MqttInput, type MqttInputOptions, type MqttMessage, startMqttInput } from "../../mqtt/input.js";
+import { endMqttSession } from "./mqtt-session.js";
 import { type PrivateMosquitto, startPrivateMosquitto } from "./private-brokers.js";
 
 /** MQTT_URL when set, else a testcontainers Mosquitto where Docker answers, else mqtt://127.0.0.1:1883. */
@@ -34,16 +35,7 @@ export function cleanUpAfterEach(): void {
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
     // Persistent sessions left on the shared broker would keep collecting messages: end each with a clean start.
-    for (const { url, clientId } of sessions.splice(0)) {
-      const client = await mqtt.connectAsync(url, {
-        clientId,
-        protocolVersion: 5,
-        clean: true,
-        properties: { sessionExpiryInterval: 0 },
-        reconnectPeriod: 0,
-      });
-      await client.endAsync();
-    }
+    for (const { url, clientId } of sessions.splice(0)) await endMqttSession(url, clientId);
   });
 }
 
@@ -115,6 +107,19 @@ export function range(from: number, to: number): string[] {
   return Array.from({ length: to - from }, (_, i) => `m${from + i}`);
 }
 
+/** Listens on a free port of 127.0.0.1 until the test's clean-up, which destroys `sockets` and closes `server`. */
+async function listenUntilCleanup(server: Server, sockets: Set<Socket>): Promise<number> {
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  cleanups.push(async () => {
+    for (const socket of sockets) socket.destroy();
+    server.close();
+  });
+  const address = server.address();
+  if (address === null || typeof address === "string") throw new Error("a test server has no TCP address");
+  return address.port;
+}
+
 /** A TCP proxy in front of the broker that decodes what goes through, so tests can see PUBACKs on the wire. */
 export interface WireTap {
   readonly url: string;
@@ -164,16 +169,9 @@ export async function startWireTap(target: string): Promise<WireTap> {
       });
     }
   });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  cleanups.push(async () => {
-    for (const socket of sockets) socket.destroy();
-    server.close();
-  });
-  const address = server.address();
-  if (address === null || typeof address === "string") throw new Error("wire tap has no TCP address");
+  const tapPort = await listenUntilCleanup(server, sockets);
   return {
-    url: `mqtt://127.0.0.1:${address.port}`,
+    url: `mqtt://127.0.0.1:${tapPort}`,
     fromClient,
     fromBroker,
     pubacks: () => fromClient.filter((packet) => packet.cmd === "puback").map((packet) => packet.messageId),
@@ -251,17 +249,10 @@ export async function startSilentServer(): Promise<{
     socket.on("error", () => {});
     socket.on("close", () => sockets.delete(socket));
   });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  cleanups.push(async () => {
-    for (const socket of sockets) socket.destroy();
-    server.close();
-  });
-  const address = server.address();
-  if (address === null || typeof address === "string") throw new Error("silent server has no TCP address");
+  const port = await listenUntilCleanup(server, sockets);
   return {
-    url: `mqtt://127.0.0.1:${address.port}`,
-    port: address.port,
+    url: `mqtt://127.0.0.1:${port}`,
+    port,
     connections: () => connections,
     bytesReceived: () => bytes,
   };

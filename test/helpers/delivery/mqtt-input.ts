@@ -6,6 +6,7 @@ import { expect, inject, vi } from "vitest";
 import { silentLogger } from "../../../common/log.js";
 import { type MqttMessage, startMqttInput } from "../../../mqtt/input.js";
 import { type DeliveryAdapter, InputDownstream, type Rig, type Subject } from "../delivery-suite.js";
+import { endMqttSession } from "../mqtt-session.js";
 import { type PrivateMosquitto, startPrivateMosquitto } from "../private-brokers.js";
 import { seqOfBody, uniqueId } from "./shared.js";
 import { type Observer, startTap } from "./tcp-tap.js";
@@ -32,18 +33,6 @@ function pubacks(acked: number[]): { fromClient: Observer; fromBroker: Observer 
     if (seq !== undefined) acked.push(seq);
   });
   return { fromClient: (c) => fromClient.parse(c), fromBroker: (c) => fromBroker.parse(c) };
-}
-
-/** Ends a persistent session left on a broker (a clean start with no expiry). */
-async function endMqttSession(url: string, clientId: string): Promise<void> {
-  const client = await mqtt.connectAsync(url, {
-    clientId,
-    protocolVersion: 5,
-    clean: true,
-    properties: { sessionExpiryInterval: 0 },
-    reconnectPeriod: 0,
-  });
-  await client.endAsync();
 }
 
 /** Broken: SIGTERM to our own broker process (a persistent Mosquitto saves its sessions), and its port closed. */
