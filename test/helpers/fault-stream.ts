@@ -137,6 +137,37 @@ export async function expectDeliveriesAccounted(
   return counts;
 }
 
+/** What `expectStoredThroughReconnect` found: the stream's counts, the processor's and the gateway's. */
+export interface ReconnectCounts extends StreamCounts {
+  readonly duplicates: number;
+  readonly deliveries: number;
+  readonly gatewayPublished: number;
+}
+
+/**
+ * The end of a test whose gateway and processor both lost RabbitMQ and reconnected by themselves: every reading
+ * acknowledged to the simulator stored exactly once (`expectStoredExactlyOnce`), every delivery the processor took
+ * accounted for although a message may have come twice (`expectDeliveriesAccounted`, reconnected), and the gateway
+ * published at least every row (what it published before the fault and again after counts twice).
+ */
+export async function expectStoredThroughReconnect(
+  names: TestNames,
+  stream: Stream,
+  services: { readonly gateway: Service; readonly processor: Service },
+  timeoutMs?: number,
+): Promise<ReconnectCounts> {
+  const counts = await expectStoredExactlyOnce(names, stream, timeoutMs);
+  const { duplicates, deliveries } = await expectDeliveriesAccounted(services.processor, counts.stored, {
+    reconnected: true,
+  });
+  const gatewayPublished = await metric(
+    services.gateway.httpPort,
+    "telemetry_gateway_readings_published_total",
+  );
+  expect(gatewayPublished, "readings the gateway published").toBeGreaterThanOrEqual(counts.stored);
+  return { ...counts, duplicates, deliveries, gatewayPublished };
+}
+
 /** One reading as the simulator recorded it once the MQTT broker acknowledged it. */
 export interface Recorded {
   readonly deviceId: string;
