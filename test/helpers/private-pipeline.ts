@@ -64,10 +64,20 @@ export function startPrivateBrokers(opts: WithPrivateRabbit): Promise<PrivateBro
 export function startPrivateBrokers(opts?: PrivateBrokersOptions): Promise<PrivateBrokers>;
 export async function startPrivateBrokers(opts: PrivateBrokersOptions = {}): Promise<PrivateBrokers> {
   const rabbitOpts = opts.rabbit === true ? {} : opts.rabbit || undefined;
-  const [mosquitto, rabbit] = await Promise.all([
+  const [started, startedRabbit] = await Promise.allSettled([
     startPrivateMosquitto(opts.mosquitto),
     rabbitOpts ? startPrivateRabbit(rabbitOpts) : undefined,
   ]);
+  if (started.status === "rejected" || startedRabbit.status === "rejected") {
+    // The one that did start is not left running.
+    await Promise.allSettled([
+      started.status === "fulfilled" ? started.value.stop() : undefined,
+      startedRabbit.status === "fulfilled" ? startedRabbit.value?.stop() : undefined,
+    ]);
+    throw started.status === "rejected" ? started.reason : (startedRabbit as PromiseRejectedResult).reason;
+  }
+  const mosquitto = started.value;
+  const rabbit = startedRabbit.value;
   if (rabbit) console.log(`[private rabbitmq] node ${rabbit.node} started in ${rabbit.startupMs} ms`);
   return {
     mosquitto,
