@@ -4,10 +4,12 @@
  */
 import type { Reading } from "../../schemas/index.js";
 
-// Reference values computed independently with Apache Avro Java 1.8.2 (Debian 12 package libavro-java 1.8.2-1,
-// OpenJDK 17): SchemaNormalization.toParsingForm / parsingFingerprint64(new Schema.Parser().parse(...)), the
-// long written as 8 bytes little-endian. Messages were written by Java's
-// org.apache.avro.message.BinaryMessageEncoder and read back by Java's GenericDatumReader.
+/**
+ * Reference values computed independently with Apache Avro Java 1.8.2 (Debian 12 package libavro-java 1.8.2-1,
+ * OpenJDK 17): SchemaNormalization.toParsingForm / parsingFingerprint64(new Schema.Parser().parse(...)), the
+ * long written as 8 bytes little-endian. Messages were written by Java's
+ * org.apache.avro.message.BinaryMessageEncoder and read back by Java's GenericDatumReader.
+ */
 export const JAVA = {
   v1Fingerprint: "bc2b1fcf13ae91b0",
   v1Canonical:
