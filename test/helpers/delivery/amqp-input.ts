@@ -8,7 +8,7 @@ import { type PrivateRabbit, startPrivateRabbit } from "../private-brokers.js";
 import { basicAcks } from "./amqp-frames.js";
 import { deleteQueues, through, withConfirmChannel } from "./rabbit.js";
 import { DRAIN_TIMEOUT_MS, STALL_TIMEOUT_MS, seqOfBody, uniqueId } from "./shared.js";
-import { startTap } from "./tcp-tap.js";
+import { startTap, tappedInput } from "./tcp-tap.js";
 
 const PREFETCH = 500;
 
@@ -58,17 +58,11 @@ export function amqpInputAdapter(): DeliveryAdapter<PrivateRabbit> {
             await ch.waitForConfirms();
           });
         },
-        arrived: async () => downstream.arrived,
-        acked: () => tap.acked,
-        refuse: async () => downstream.hold(),
-        accept: async () => downstream.release(),
-        refusalSeen: () => downstream.held > 0,
-        released: async () => tap.open() === 0,
+        ...tappedInput(downstream, tap),
         ...(broker && {
           breakBroker: () => broker.stopApp(),
           healBroker: () => broker.startApp(),
         }),
-        violations: () => [],
         async [Symbol.asyncDispose]() {
           for (const input of started) await input.stop();
           tap.close();

@@ -9,7 +9,7 @@ import { type DeliveryAdapter, InputDownstream, type Rig, type Subject } from ".
 import { endMqttSession } from "../mqtt-session.js";
 import { type PrivateMosquitto, startPrivateMosquitto } from "../private-brokers.js";
 import { seqOfBody, uniqueId } from "./shared.js";
-import { type Observer, startTap } from "./tcp-tap.js";
+import { type Observer, startTap, tappedInput } from "./tcp-tap.js";
 
 const WAIT = { timeout: 20_000, interval: 25 } as const;
 
@@ -95,17 +95,11 @@ export function mqttInputAdapter(): DeliveryAdapter<PrivateMosquitto> {
             await publisher.endAsync();
           }
         },
-        arrived: async () => downstream.arrived,
-        acked: () => tap.acked,
-        refuse: async () => downstream.hold(),
-        accept: async () => downstream.release(),
-        refusalSeen: () => downstream.held > 0,
-        released: async () => tap.open() === 0,
+        ...tappedInput(downstream, tap),
         ...(broker && {
           breakBroker: () => terminate(broker),
           healBroker: () => broker.restart(),
         }),
-        violations: () => [],
         async [Symbol.asyncDispose]() {
           for (const input of started) await input.stop();
           tap.close();

@@ -1,5 +1,6 @@
 /** A TCP proxy in front of a broker that shows a part's traffic: the acknowledgements the broker really got. */
 import { connect, createServer, type Server, type Socket } from "node:net";
+import type { InputDownstream } from "../delivery-suite.js";
 
 /** Reads one direction of a proxied connection. */
 export type Observer = (chunk: Buffer) => void;
@@ -66,5 +67,21 @@ export async function startTap(
       for (const socket of sockets) socket.destroy();
       server.close();
     },
+  };
+}
+
+/**
+ * The part of an input's rig that the suite's downstream and a tap on the input's broker connection answer: what
+ * arrived, what was acknowledged on the wire, refusing and accepting, and whether the input let go of its broker.
+ */
+export function tappedInput<T>(downstream: InputDownstream<T>, tap: Tap) {
+  return {
+    arrived: async () => downstream.arrived,
+    acked: () => tap.acked,
+    refuse: async () => downstream.hold(),
+    accept: async () => downstream.release(),
+    refusalSeen: () => downstream.held > 0,
+    released: async () => tap.open() === 0,
+    violations: (): string[] => [],
   };
 }
