@@ -1,7 +1,8 @@
 /**
  * The fault tests' one fixture: private brokers for a test file, and for each test a pipeline of its own on them
  * (names, gateway, processor), each stopped by `[Symbol.asyncDispose]`, so a test writes
- * `await using run = await brokers().pipeline("label")` and leaves nothing behind when it fails half-way.
+ * `await using run = await brokers().pipeline("label")` and leaves nothing behind when it fails half-way. A test on
+ * the shared brokers writes `await using run = pipelineOn(testNames("label"))`.
  */
 import { rmSync } from "node:fs";
 import { afterAll, beforeAll } from "vitest";
