@@ -4,7 +4,7 @@ import amqp from "amqplib";
 import { pino } from "pino";
 import { expect, vi } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
-import { DEFAULT_SENSORS, NO_FAULTS } from "../../simulators/model.js";
+import { DEFAULT_SENSORS, NO_FAULTS, type SimReading } from "../../simulators/model.js";
 import { type SimulateSummary, simulate } from "../../simulators/publish.js";
 import {
   countRows,
@@ -168,15 +168,8 @@ export async function expectStoredThroughReconnect(
   return { ...counts, duplicates, deliveries, gatewayPublished };
 }
 
-/** One reading as the simulator recorded it once the MQTT broker acknowledged it. */
-export interface Recorded {
-  readonly deviceId: string;
-  readonly sensor: string;
-  readonly ts: number;
-  readonly value: number;
-  readonly unit: string | null;
-  readonly seq: number;
-}
+/** One reading as the simulator recorded it (its `SimReading`, one JSON line) once the MQTT broker acknowledged it. */
+export type Recorded = SimReading;
 
 /** The readings a stream recorded (its `recordPath`), in acknowledgement order. */
 export function readRecorded(recordPath: string): Recorded[] {

@@ -84,6 +84,25 @@ export async function startInput(
   return input;
 }
 
+/**
+ * An input on the shared broker through a wire tap, subscribed to a topic of the test's own (`<unique>/dev-1/temp`),
+ * that collects every delivery in `received` without acking it; `overrides` are further input options.
+ */
+export async function startTappedInput(overrides: Partial<MqttInputOptions> = {}): Promise<{
+  tap: WireTap;
+  topic: string;
+  received: Delivery<MqttMessage>[];
+  input: MqttInput;
+}> {
+  const tap = await startWireTap(MQTT_URL);
+  const topic = `${uniqueName("t")}/dev-1/temp`;
+  const received: Delivery<MqttMessage>[] = [];
+  const input = await startInput({ url: tap.url, clientId: uniqueName("in"), topic, ...overrides }, (d) =>
+    received.push(d),
+  );
+  return { tap, topic, received, input };
+}
+
 /** An MQTT 5 publisher with a clean session on `url` (the shared broker by default), closed after the test. */
 export async function newPublisher(url = MQTT_URL): Promise<mqtt.MqttClient> {
   const client = await mqtt.connectAsync(url, {

@@ -4,7 +4,6 @@ import type { Delivery } from "../../common/pipeline.js";
 import type { MqttMessage } from "../../mqtt/input.js";
 import {
   cleanUpAfterEach,
-  MQTT_URL,
   newPublisher,
   openInput,
   payloads,
@@ -13,7 +12,7 @@ import {
   QUIET_MS,
   range,
   startInput,
-  startWireTap,
+  startTappedInput,
   uniqueName,
   untilConnected,
   WAIT,
@@ -24,12 +23,7 @@ cleanUpAfterEach();
 
 describe("MQTT input: acknowledgements, window and session", () => {
   it("a QoS 1 message is PUBACKed only once ack() is called", async () => {
-    const tap = await startWireTap(MQTT_URL);
-    const topic = `${uniqueName("t")}/dev-1/temp`;
-    const received: Delivery<MqttMessage>[] = [];
-    const input = await startInput({ url: tap.url, clientId: uniqueName("in"), topic }, (d) =>
-      received.push(d),
-    );
+    const { tap, topic, received, input } = await startTappedInput();
     const publisher = await newPublisher();
 
     await publishAll(publisher, topic, ['{"value":1}']);
@@ -53,12 +47,7 @@ describe("MQTT input: acknowledgements, window and session", () => {
   });
 
   it("PUBACKs go out in arrival order when ack() is called in reverse order", async () => {
-    const tap = await startWireTap(MQTT_URL);
-    const topic = `${uniqueName("t")}/dev-1/temp`;
-    const received: Delivery<MqttMessage>[] = [];
-    const input = await startInput({ url: tap.url, clientId: uniqueName("in"), topic }, (d) =>
-      received.push(d),
-    );
+    const { tap, topic, received, input } = await startTappedInput();
     const publisher = await newPublisher();
 
     await publishAll(publisher, topic, range(0, 5));
@@ -169,12 +158,7 @@ describe("MQTT input: acknowledgements, window and session", () => {
   });
 
   it("an ack() from a connection that is gone writes no PUBACK on the next connection", async () => {
-    const tap = await startWireTap(MQTT_URL);
-    const topic = `${uniqueName("t")}/dev-1/temp`;
-    const received: Delivery<MqttMessage>[] = [];
-    const input = await startInput({ url: tap.url, clientId: uniqueName("in"), topic }, (msg) =>
-      received.push(msg),
-    );
+    const { tap, topic, received, input } = await startTappedInput();
     const connected = vi.fn();
     input.on("connected", connected);
     const publisher = await newPublisher();

@@ -1,7 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it, vi } from "vitest";
-import type { Delivery } from "../../common/pipeline.js";
-import type { MqttMessage } from "../../mqtt/input.js";
 import {
   capturedLog,
   cleanUpAfterEach,
@@ -16,6 +14,7 @@ import {
   sessions,
   startInput,
   startSilentServer,
+  startTappedInput,
   startWireTap,
   uniqueName,
   untilConnected,
@@ -66,13 +65,7 @@ describe("MQTT input: broker faults and stop()", () => {
   });
 
   it("keeps the connection up with keepalive 1 s while a message is held unacked for 3 s", async () => {
-    const tap = await startWireTap(MQTT_URL);
-    const topic = `${uniqueName("t")}/dev-1/temp`;
-    const received: Delivery<MqttMessage>[] = [];
-    const input = await startInput(
-      { url: tap.url, clientId: uniqueName("in"), topic, keepaliveSeconds: 1 },
-      (msg) => received.push(msg),
-    );
+    const { tap, topic, received, input } = await startTappedInput({ keepaliveSeconds: 1 });
     const disconnected = vi.fn();
     input.on("disconnected", disconnected);
     const publisher = await newPublisher();
