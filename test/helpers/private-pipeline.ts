@@ -6,15 +6,14 @@
  */
 import { rmSync } from "node:fs";
 import { afterAll, beforeAll } from "vitest";
-import {
-  type PrivateMosquitto,
-  type PrivateMosquittoOptions,
-  type PrivateRabbit,
-  type PrivateRabbitOptions,
-  startPrivateMosquitto,
-  startPrivateRabbit,
-} from "../../scripts/private-brokers.js";
 import { faultNames } from "./fault-stream.js";
+import type {
+  PrivateMosquitto,
+  PrivateMosquittoOptions,
+  PrivateRabbit,
+  PrivateRabbitOptions,
+} from "./private-brokers.js";
+import { startPrivateMosquitto, startPrivateRabbit } from "./private-brokers.js";
 import { cleanup, type Service, startService, type TestNames, untilReady } from "./services.js";
 
 /** A private RabbitMQ node starts in 5-10 s on an idle machine; much longer on a loaded one. */
