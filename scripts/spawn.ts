@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 
 /** The built CLI (`npm run build`), whether this module runs from dist/ or from source under vitest. */
@@ -9,12 +10,46 @@ export const CLI = fileURLToPath(
   ),
 );
 
+/** One line of a service's log: pino writes one JSON object a line on stdout. */
+export type LogEntry = Record<string, unknown>;
+
+/**
+ * Reads a service's stdout line by line as it comes: `onEntry` gets each line that is a JSON object, `onOther`
+ * each line that is not (a crash's stack trace, a message printed before the logger exists), without its newline.
+ * A last line without a newline is not read.
+ */
+export function readJsonLog(
+  stdout: Readable | null,
+  onEntry: (entry: LogEntry) => void,
+  onOther: (line: string) => void = () => undefined,
+): void {
+  let buffered = "";
+  stdout?.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString();
+    let nl = buffered.indexOf("\n");
+    while (nl >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      nl = buffered.indexOf("\n");
+      let entry: unknown;
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        onOther(line);
+        continue;
+      }
+      if (typeof entry === "object" && entry !== null && !Array.isArray(entry)) onEntry(entry as LogEntry);
+      else onOther(line);
+    }
+  });
+}
+
 /** A service running as its own process, exactly as deployed (used by the demo, the benchmark and the tests). */
 export interface Service {
   readonly proc: ChildProcess;
   readonly httpPort: number;
   /** Every JSON log line so far. */
-  readonly logs: Record<string, unknown>[];
+  readonly logs: LogEntry[];
   readonly stderr: () => string;
   /** Sends the signal and resolves with the exit code (null if killed by a signal). */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -36,31 +71,24 @@ export async function startService(
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  const logs: Record<string, unknown>[] = [];
+  const logs: LogEntry[] = [];
   let stderr = "";
-  let buffered = "";
   const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
   const started = new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${command} did not start in 30 s:\n${stderr}`)), 30_000);
-    proc.stdout?.on("data", (chunk: Buffer) => {
-      buffered += chunk.toString();
-      let nl = buffered.indexOf("\n");
-      while (nl >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        nl = buffered.indexOf("\n");
-        try {
-          const entry = JSON.parse(line) as Record<string, unknown>;
-          logs.push(entry);
-          if (entry.msg === `${command} started`) {
-            clearTimeout(timer);
-            resolve(entry.httpPort as number);
-          }
-        } catch {
-          stderr += `${line}\n`;
+    readJsonLog(
+      proc.stdout,
+      (entry) => {
+        logs.push(entry);
+        if (entry.msg === `${command} started`) {
+          clearTimeout(timer);
+          resolve(entry.httpPort as number);
         }
-      }
-    });
+      },
+      (line) => {
+        stderr += `${line}\n`;
+      },
+    );
     proc.stderr?.on("data", (chunk: Buffer) => {
       stderr += chunk.toString();
     });

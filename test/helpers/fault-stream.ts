@@ -4,9 +4,17 @@ import amqp from "amqplib";
 import { pino } from "pino";
 import { expect, vi } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
-import { DEFAULT_SENSORS, NO_FAULTS } from "../../simulators/model.js";
+import { DEFAULT_SENSORS, NO_FAULTS, type SimReading } from "../../simulators/model.js";
 import { type SimulateSummary, simulate } from "../../simulators/publish.js";
-import { countRows, httpGet, readRows, type Service, type TestNames, testNames } from "./services.js";
+import {
+  countRows,
+  httpGet,
+  type Row,
+  readRows,
+  type Service,
+  type TestNames,
+  testNames,
+} from "./services.js";
 
 /** A test's own names, pointed at the brokers given instead of the shared ones. */
 export function faultNames(label: string, brokers: { mqttUrl?: string; amqpUrl?: string }): TestNames {
@@ -129,13 +137,67 @@ export async function expectDeliveriesAccounted(
   return counts;
 }
 
-interface Recorded {
-  deviceId: string;
-  sensor: string;
-  ts: number;
-  value: number;
-  unit: string | null;
-  seq: number;
+/** What `expectStoredThroughReconnect` found: the stream's counts, the processor's and the gateway's. */
+export interface ReconnectCounts extends StreamCounts {
+  readonly duplicates: number;
+  readonly deliveries: number;
+  readonly gatewayPublished: number;
+}
+
+/**
+ * The end of a test whose gateway and processor both lost RabbitMQ and reconnected by themselves: every reading
+ * acknowledged to the simulator stored exactly once (`expectStoredExactlyOnce`), every delivery the processor took
+ * accounted for although a message may have come twice (`expectDeliveriesAccounted`, reconnected), and the gateway
+ * published at least every row (what it published before the fault and again after counts twice).
+ */
+export async function expectStoredThroughReconnect(
+  names: TestNames,
+  stream: Stream,
+  services: { readonly gateway: Service; readonly processor: Service },
+  timeoutMs?: number,
+): Promise<ReconnectCounts> {
+  const counts = await expectStoredExactlyOnce(names, stream, timeoutMs);
+  const { duplicates, deliveries } = await expectDeliveriesAccounted(services.processor, counts.stored, {
+    reconnected: true,
+  });
+  const gatewayPublished = await metric(
+    services.gateway.httpPort,
+    "telemetry_gateway_readings_published_total",
+  );
+  expect(gatewayPublished, "readings the gateway published").toBeGreaterThanOrEqual(counts.stored);
+  return { ...counts, duplicates, deliveries, gatewayPublished };
+}
+
+/** One reading as the simulator recorded it (its `SimReading`, one JSON line) once the MQTT broker acknowledged it. */
+export type Recorded = SimReading;
+
+/** The readings a stream recorded (its `recordPath`), in acknowledgement order. */
+export function readRecorded(recordPath: string): Recorded[] {
+  return readFileSync(recordPath, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Recorded);
+}
+
+/** A stored row as the checks compare it with what was sent. */
+export type StoredReading = Pick<
+  Row,
+  "device_id" | "sensor" | "ts" | "value" | "unit" | "seq" | "gateway_id"
+>;
+
+/** Where a check reads the rows: the test's SQLite file, or another store (PostgreSQL, postgres-stream.ts). */
+export interface StoredReadings {
+  count(): Promise<number>;
+  /** Every row, ts as epoch ms and seq as a number (or null). */
+  rows(): Promise<readonly StoredReading[]>;
+}
+
+/** The rows of the SQLite file at `dbPath` (none while it does not exist yet). */
+export function sqliteReadings(dbPath: string): StoredReadings {
+  return {
+    count: async () => countRows(dbPath),
+    rows: async () => readRows(dbPath),
+  };
 }
 
 export interface StreamCounts {
@@ -160,6 +222,8 @@ export async function expectStoredExactlyOnce(
   timeoutMs = 30_000,
   /** The gateways a row may name (several when gateways share the subscription). */
   gatewayIds: readonly string[] = [names.gatewayId],
+  /** Where the rows are: the test's SQLite file unless given. */
+  store: StoredReadings = sqliteReadings(names.dbPath),
 ): Promise<StreamCounts> {
   const all = Array.isArray(streams) ? streams : [streams as Stream];
   const summaries = await Promise.all(all.map((stream) => stream.done));
@@ -171,10 +235,7 @@ export async function expectStoredExactlyOnce(
   for (const [i, stream] of all.entries()) {
     const done = summaries[i]!;
     expect(done.unacked, "publishes the MQTT broker never acknowledged").toBe(0);
-    const recorded = readFileSync(stream.recordPath, "utf8")
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Recorded);
+    const recorded = readRecorded(stream.recordPath);
     expect(recorded).toHaveLength(done.validAcked);
     sent.push(...recorded);
   }
@@ -183,12 +244,12 @@ export async function expectStoredExactlyOnce(
 
   // On a timeout, go on: the comparison below says which readings are missing.
   await vi
-    .waitFor(() => expect(countRows(names.dbPath)).toBeGreaterThanOrEqual(sent.length), {
+    .waitFor(async () => expect(await store.count()).toBeGreaterThanOrEqual(sent.length), {
       timeout: timeoutMs,
       interval: 250,
     })
     .catch(() => undefined);
-  const rows = readRows(names.dbPath);
+  const rows = await store.rows();
   const byKey = new Map(rows.map((r) => [key(r.device_id, r.sensor, r.ts), r]));
   // The table's key forbids a key stored twice, so this checks the test's own key function (two rows mapped to one
   // key would hide a missing reading below). Redelivery is checked by `expectDeliveriesAccounted`.

@@ -3,12 +3,12 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import amqp from "amqplib";
-import mqtt from "mqtt";
 import { inject } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
 
 import { CLI, type Service } from "../../scripts/spawn.js";
 import type { StoredRow } from "../../store/inspect.js";
+import { endMqttSession } from "./mqtt-session.js";
 
 export { runCli, type Service, startService, untilReady } from "../../scripts/spawn.js";
 
@@ -92,13 +92,6 @@ export async function cleanup(names: TestNames): Promise<void> {
   const ch = await conn.createChannel();
   for (const q of Object.values(queueNames(names.queue))) await ch.deleteQueue(q);
   await conn.close();
-  const client = await mqtt.connectAsync(names.mqttUrl, {
-    clientId: `telemetry-gateway-${names.gatewayId}`,
-    clean: true,
-    protocolVersion: 5,
-    properties: { sessionExpiryInterval: 0 },
-    reconnectPeriod: 0,
-  });
-  await client.endAsync();
+  await endMqttSession(names.mqttUrl, `telemetry-gateway-${names.gatewayId}`);
   rmSync(names.dir, { recursive: true, force: true });
 }

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { freePort } from "../../scripts/private-brokers.js";
-import { CLI } from "../../scripts/spawn.js";
+import { CLI, type LogEntry, readJsonLog } from "../../scripts/spawn.js";
 
 /**
  * A service started as its own process that may never come up (its broker refuses it): unlike `startService`,
@@ -11,7 +11,7 @@ export interface UnstartedService {
   readonly proc: ChildProcess;
   readonly httpPort: number;
   /** Every JSON log line so far. */
-  readonly logs: Record<string, unknown>[];
+  readonly logs: LogEntry[];
   /** Everything written on stdout and stderr, lines that are not JSON included. */
   readonly output: () => string;
   /** Resolves with the exit code (null if killed by a signal). */
@@ -30,24 +30,13 @@ export async function spawnService(
     env: { ...process.env, ...env, HTTP_PORT: String(httpPort) },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  const logs: Record<string, unknown>[] = [];
+  const logs: LogEntry[] = [];
   let output = "";
-  let buffered = "";
   proc.stdout?.on("data", (chunk: Buffer) => {
     output += chunk.toString();
-    buffered += chunk.toString();
-    let nl = buffered.indexOf("\n");
-    while (nl >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      nl = buffered.indexOf("\n");
-      try {
-        logs.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        // not a log line; kept in output
-      }
-    }
   });
+  // Lines that are not JSON stay in `output` only.
+  readJsonLog(proc.stdout, (entry) => logs.push(entry));
   proc.stderr?.on("data", (chunk: Buffer) => {
     output += chunk.toString();
   });

@@ -1,20 +1,12 @@
 import { readFileSync } from "node:fs";
 import amqp from "amqplib";
 import avro from "avsc";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
 import { canonicalForm, crc64Avro } from "../../schemas/index.js";
 import { metric, until } from "../helpers/fault-stream.js";
-import {
-  cleanup,
-  countRows,
-  readRows,
-  type Service,
-  startService,
-  type TestNames,
-  testNames,
-  untilReady,
-} from "../helpers/services.js";
+import { pipelineOn } from "../helpers/private-pipeline.js";
+import { countRows, readRows, type TestNames, testNames, untilReady } from "../helpers/services.js";
 
 const SCHEMA_DIR = new URL("../../schemas/", import.meta.url);
 const TS0 = Date.UTC(2026, 2, 1);
@@ -62,19 +54,10 @@ async function publishAll(names: TestNames, bodies: readonly Buffer[]): Promise<
 }
 
 describe("batch messages on the queue", () => {
-  let names: TestNames | undefined;
-  const services: Service[] = [];
-
-  afterEach(async () => {
-    await Promise.all(services.splice(0).map((s) => s.stop("SIGKILL")));
-    if (names) await cleanup(names);
-    names = undefined;
-  });
-
   it("single-reading messages of versions 1 and 2 and batch messages, mixed on one queue, are all stored exactly; a bad reading in a batch goes to .dead alone", async () => {
-    names = testNames("batch-mixed");
-    const processor = await startService("processor", names.env);
-    services.push(processor);
+    await using run = pipelineOn(testNames("batch-mixed"));
+    const { names } = run;
+    const processor = await run.processor();
     await untilReady(processor);
     const bodies: Buffer[] = [];
     const expected: { device_id: string; ts: number; value: number; quality: string; tags: string }[] = [];
@@ -163,7 +146,8 @@ describe("batch messages on the queue", () => {
   });
 
   it("a processor killed in the middle of a batch of batch messages: after a restart every reading is stored once, redelivered ones counted as duplicates", async () => {
-    names = testNames("batch-kill");
+    await using run = pipelineOn(testNames("batch-kill"));
+    const { names } = run;
     const MESSAGES = 100;
     const PER_MESSAGE = 200;
     const bodies = Array.from({ length: MESSAGES }, (_, m) =>
@@ -174,9 +158,8 @@ describe("batch messages on the queue", () => {
       }),
     );
     // Large, slow transactions that end inside a message (1,500 readings, 200 per message), so that readings are delivered and not yet committed when the kill lands, some of them from a message partly committed.
-    const env = { ...names.env, BATCH_SIZE: "1500", BATCH_DELAY: "2s" };
-    const first = await startService("processor", env);
-    services.push(first);
+    const env = { BATCH_SIZE: "1500", BATCH_DELAY: "2s" };
+    const first = await run.processor(env);
     await untilReady(first);
     await publishAll(names, bodies);
     let openAtKill = 0;
@@ -189,8 +172,7 @@ describe("batch messages on the queue", () => {
     const storedAtKill = countRows(names.dbPath);
     expect(storedAtKill, "the kill must land mid-stream").toBeLessThan(MESSAGES * PER_MESSAGE);
 
-    const second = await startService("processor", env);
-    services.push(second);
+    const second = await run.processor(env);
     const dbPath = names.dbPath;
     await until("every reading is stored", 60_000, async () => countRows(dbPath) >= MESSAGES * PER_MESSAGE);
     const rows = readRows(dbPath);

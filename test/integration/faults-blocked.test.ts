@@ -1,29 +1,16 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import {
   expectDeliveriesAccounted,
   expectStoredExactlyOnce,
-  faultNames,
   metric,
   report,
   rssKiB,
   startStream,
 } from "../helpers/fault-stream.js";
-import {
-  type PrivateMosquitto,
-  type PrivateRabbit,
-  startPrivateMosquitto,
-  startPrivateRabbit,
-} from "../helpers/private-brokers.js";
-import {
-  cleanup,
-  httpGet,
-  type Service,
-  startService,
-  type TestNames,
-  untilReady,
-} from "../helpers/services.js";
+import { privateBrokersPerFile } from "../helpers/private-pipeline.js";
+import { httpGet } from "../helpers/services.js";
 
 const execFileAsync = promisify(execFile);
 const INFLIGHT = 200;
@@ -41,28 +28,13 @@ const BLOCKED_RATE = 4_000;
 const RSS_GROWTH_BOUND_KIB = 20 * 1024;
 
 describe("fault: RabbitMQ blocks publishers (memory alarm)", () => {
-  let rabbit: PrivateRabbit;
-  let mosquitto: PrivateMosquitto;
-  let names: TestNames;
-  let gateway: Service | undefined;
-  let processor: Service | undefined;
-
-  beforeAll(async () => {
-    [rabbit, mosquitto] = await Promise.all([startPrivateRabbit(), startPrivateMosquitto()]);
-    names = faultNames("blocked", { amqpUrl: rabbit.url, mqttUrl: mosquitto.url });
-  }, 90_000);
-
-  afterAll(async () => {
-    await Promise.all([gateway?.stop("SIGKILL"), processor?.stop("SIGKILL")]);
-    await cleanup(names).catch(() => undefined);
-    await Promise.all([rabbit?.stop(), mosquitto?.stop()]);
-  });
+  const brokers = privateBrokersPerFile({ rabbit: true });
 
   it("the gateway holds PUBACKs while blocked, keeps memory bounded, and resumes with nothing lost", async () => {
-    const env = { ...names.env, GATEWAY_INFLIGHT: String(INFLIGHT) };
-    [processor, gateway] = await Promise.all([startService("processor", env), startService("gateway", env)]);
-    await untilReady(processor, gateway);
-    const gw = gateway;
+    await using run = await brokers().pipeline("blocked");
+    const { names } = run;
+    const { rabbit } = brokers();
+    const { gateway: gw, processor } = await run.start({ GATEWAY_INFLIGHT: String(INFLIGHT) });
     // Long enough that the gateway is still publishing when the alarm is raised (rabbitmqctl is slow under load).
     const stream = startStream(names, { count: READINGS, rate: RATE, seed: 5 });
     await vi.waitFor(

@@ -2,14 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { faultNames, metric, report, startStream, until } from "../helpers/fault-stream.js";
 import { createDatabase, type PgDatabase } from "../helpers/postgres.js";
 import { expectStoredExactlyOnceInPostgres } from "../helpers/postgres-stream.js";
-import {
-  cleanup,
-  httpGet,
-  type Service,
-  startService,
-  type TestNames,
-  untilReady,
-} from "../helpers/services.js";
+import { pipelineOn } from "../helpers/private-pipeline.js";
+import { httpGet, untilReady } from "../helpers/services.js";
 
 const READINGS = 10_000;
 const RATE = 1_500;
@@ -17,31 +11,23 @@ const RATE = 1_500;
 const PROCESSOR_ENV = { BATCH_SIZE: "1000", BATCH_DELAY: "1s", PREFETCH: "2000" };
 
 describe("competing processors on one queue writing one PostgreSQL database", () => {
-  let names: TestNames;
   let db: PgDatabase;
-  let gateway: Service | undefined;
-  const processors: Service[] = [];
 
   beforeAll(async () => {
-    names = faultNames("competing", {});
     db = await createDatabase("competing");
   });
 
   afterAll(async () => {
-    await Promise.all([gateway?.stop("SIGKILL"), ...processors.map((p) => p.stop("SIGKILL"))]);
-    await cleanup(names);
     await db?.dispose();
   });
 
   it("every reading is stored exactly once when one of two processors is killed with SIGKILL mid-stream and never restarted", async () => {
-    const env = { ...names.env, ...PROCESSOR_ENV, DATABASE_URL: db.url };
-    gateway = await startService("gateway", env);
+    await using run = pipelineOn(faultNames("competing", {}));
+    const { names } = run;
+    const env = { ...PROCESSOR_ENV, DATABASE_URL: db.url };
+    const gateway = await run.gateway(env);
     // Started together: both run the migrations, the advisory lock makes one of them do it.
-    const [victim, survivor] = await Promise.all([
-      startService("processor", env),
-      startService("processor", env),
-    ]);
-    processors.push(victim, survivor);
+    const [victim, survivor] = await Promise.all([run.processor(env), run.processor(env)]);
     await untilReady(gateway, victim, survivor);
     const stream = startStream(names, { count: READINGS, rate: RATE, seed: 171 });
 

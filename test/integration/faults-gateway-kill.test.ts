@@ -1,15 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   expectDeliveriesAccounted,
   expectStoredExactlyOnce,
-  faultNames,
   metric,
   report,
   startStream,
   until,
 } from "../helpers/fault-stream.js";
-import { type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
-import { cleanup, type Service, startService, type TestNames, untilReady } from "../helpers/services.js";
+import { privateBrokersPerFile } from "../helpers/private-pipeline.js";
 
 const READINGS = 6_000;
 const RATE = 1_000;
@@ -17,32 +15,15 @@ const RATE = 1_000;
 const READINGS_WHILE_DOWN = 1_500;
 
 describe("fault: kill -9 of the gateway mid-stream", () => {
-  let mosquitto: PrivateMosquitto;
-  let names: TestNames;
-  let gateway: Service | undefined;
-  let processor: Service | undefined;
-
-  beforeAll(async () => {
-    // max_queued_messages 0: the broker keeps every QoS 1 message for the gateway's session while it is away.
-    mosquitto = await startPrivateMosquitto({ maxQueued: 0 });
-    names = faultNames("fault-gw-kill", { mqttUrl: mosquitto.url });
-  });
-
-  afterAll(async () => {
-    await Promise.all([gateway?.stop("SIGKILL"), processor?.stop("SIGKILL")]);
-    await cleanup(names);
-    await mosquitto.stop();
-  });
+  // max_queued_messages 0: the broker keeps every QoS 1 message for the gateway's session while it is away.
+  const brokers = privateBrokersPerFile({ mosquitto: { maxQueued: 0 } });
 
   it("readings published while the gateway is dead are kept by its MQTT session and stored once after a restart with the same GATEWAY_ID", async () => {
-    [gateway, processor] = await Promise.all([
-      startService("gateway", names.env),
-      startService("processor", names.env),
-    ]);
-    await untilReady(gateway, processor);
+    await using run = await brokers().pipeline("fault-gw-kill");
+    const { names } = run;
+    const { gateway: first, processor } = await run.start();
     const stream = startStream(names, { count: READINGS, rate: RATE, seed: 202 });
 
-    const first = gateway;
     let publishedAtKill = 0;
     let inflightAtKill = 0;
     await until("the gateway has published the first readings", 20_000, async () => {
@@ -60,13 +41,12 @@ describe("fault: kill -9 of the gateway mid-stream", () => {
     });
     const ackedWhileDown = stream.acked() - ackedAtKill;
     expect(ackedWhileDown, "the simulator went on publishing while the gateway was dead").toBeGreaterThan(0);
-    gateway = await startService("gateway", names.env);
     // "started" comes before the MQTT session is up.
-    const second = gateway;
+    const second = await run.gateway();
     await until("the restarted gateway is subscribed", 20_000, async () =>
       second.logs.some((l) => l.msg === "MQTT connected and subscribed"),
     );
-    const session = gateway.logs.find((l) => l.msg === "MQTT connected and subscribed");
+    const session = second.logs.find((l) => l.msg === "MQTT connected and subscribed");
     expect(session?.sessionPresent, "the restarted gateway resumed its persistent session").toBe(true);
 
     const counts = await expectStoredExactlyOnce(names, stream);

@@ -1,23 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PrivateMosquitto, startPrivateMosquitto } from "../../scripts/private-brokers.js";
-import {
-  expectStoredExactlyOnce,
-  faultNames,
-  metric,
-  report,
-  startStream,
-  until,
-} from "../helpers/fault-stream.js";
+import { describe, expect, it } from "vitest";
+import { expectStoredExactlyOnce, metric, report, startStream, until } from "../helpers/fault-stream.js";
+import { privateBrokersPerFile } from "../helpers/private-pipeline.js";
 import { watchReadiness } from "../helpers/readiness.js";
-import {
-  cleanup,
-  countRows,
-  type Service,
-  startService,
-  type TestNames,
-  untilReady,
-} from "../helpers/services.js";
+import { countRows } from "../helpers/services.js";
 
 /** How long the broker stays stopped, as issue 18 asks. */
 const HANG_MS = 30_000;
@@ -35,43 +21,19 @@ const TEST_TIMEOUT_MS = 240_000;
 const LOCALHOST = "127.0.0.1";
 
 describe("fault: the MQTT broker hangs (SIGSTOP for 30 s, then SIGCONT) with the whole pipeline running", () => {
-  let mosquitto: PrivateMosquitto | undefined;
-  let names: TestNames | undefined;
-  let gateway: Service | undefined;
-  let processor: Service | undefined;
-
-  beforeAll(async () => {
-    mosquitto = await startPrivateMosquitto({ maxQueued: 0, persistence: true });
-    names = faultNames("fault-mqtt-hang", { mqttUrl: mosquitto.url });
-  });
-
-  afterAll(async () => {
-    // A stopped process cannot act on SIGTERM: let it run again before it is stopped.
-    if (mosquitto && mosquitto.pid > 0) {
-      try {
-        process.kill(mosquitto.pid, "SIGCONT");
-      } catch {
-        // already gone
-      }
-    }
-    await Promise.all([gateway?.stop("SIGKILL"), processor?.stop("SIGKILL")]);
-    if (names) await cleanup(names);
-    await mosquitto?.stop();
-  });
+  // The test's own `finally` resumes the broker; a broker still stopped at the end is SIGKILLed by its stop().
+  const brokers = privateBrokersPerFile({ mosquitto: { maxQueued: 0, persistence: true } });
 
   it(
     "the gateway's /readyz says the MQTT broker is gone within two keepalives, and after SIGCONT every acknowledged reading is stored once without a restart",
     async () => {
-      if (!mosquitto || !names) throw new Error("beforeAll did not finish");
-      const env = { ...names.env, MQTT_KEEPALIVE: String(KEEPALIVE_S) };
-      [gateway, processor] = await Promise.all([
-        startService("gateway", env),
-        startService("processor", env),
-      ]);
-      const gw = gateway;
+      await using run = await brokers().pipeline("fault-mqtt-hang");
+      const { names } = run;
+      const { mosquitto } = brokers();
       const db = names.dbPath;
-      // Subscribed first: the broker acknowledges and drops a reading published before any subscription.
-      await untilReady(gateway, processor);
+      // Subscribed first (start() waits for /readyz): the broker acknowledges and drops a reading published before
+      // any subscription.
+      const { gateway: gw, processor } = await run.start({ MQTT_KEEPALIVE: String(KEEPALIVE_S) });
       const stream = startStream(names, { count: READINGS, rate: RATE, seed: 1_818 });
       await until("a quarter of the stream is stored", 60_000, async () => countRows(db) >= READINGS / 4);
 

@@ -1,18 +1,10 @@
-import { readFileSync } from "node:fs";
 import amqp from "amqplib";
 import mqtt from "mqtt";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
-import { type PrivateMosquitto, startPrivateMosquitto } from "../../scripts/private-brokers.js";
-import { faultNames, metric, report, startStream, until } from "../helpers/fault-stream.js";
-import {
-  cleanup,
-  readRows,
-  type Service,
-  startService,
-  type TestNames,
-  untilReady,
-} from "../helpers/services.js";
+import { metric, readRecorded, report, startStream, until } from "../helpers/fault-stream.js";
+import { startPrivateBrokers } from "../helpers/private-pipeline.js";
+import { readRows, type Service, type TestNames, untilReady } from "../helpers/services.js";
 
 /** Readings the sensors publish while the gateway is down, all PUBACKed before the broker is killed. */
 const READINGS = 3_000;
@@ -48,12 +40,6 @@ const SENSOR_CONNECTIONS = 1;
 const ZERO_LOSS: Setting = "autosave_on_changes true, autosave_interval 1 (after every change)";
 const DEFAULT: Setting = "Mosquitto's default (autosave_interval 1800)";
 
-interface Recorded {
-  deviceId: string;
-  sensor: string;
-  ts: number;
-}
-
 const key = (device: string, sensor: string, ts: number) => `${device}\0${sensor}\0${ts}`;
 
 /** Waits until the queue of `names` is empty and neither service holds anything in flight. */
@@ -72,16 +58,6 @@ async function drained(names: TestNames, gateway: Service, processor: Service): 
 }
 
 describe("fault: Mosquitto killed with SIGKILL while it holds readings for the offline gateway", () => {
-  const brokers: PrivateMosquitto[] = [];
-  const services: Service[] = [];
-  const allNames: TestNames[] = [];
-
-  afterAll(async () => {
-    await Promise.all(services.map((s) => s.stop("SIGKILL")));
-    for (const names of allNames) await cleanup(names).catch(() => undefined);
-    await Promise.all(brokers.map((b) => b.stop()));
-  });
-
   /**
    * The gateway subscribes once (its persistent session) and goes down; the broker is restarted cleanly so that the
    * session is on disk; the sensors publish READINGS, all PUBACKed and queued for the gateway; the broker is killed
@@ -89,17 +65,15 @@ describe("fault: Mosquitto killed with SIGKILL while it holds readings for the o
    * sentinel published after the restart, behind everything queued, says when that is all delivered.
    */
   async function killWithQueuedReadings(setting: Setting, seed: number, when: KillMoment) {
-    const mosquitto = await startPrivateMosquitto({
-      maxQueued: 0,
-      persistence: true,
-      extraConfig: SETTINGS[setting],
+    // A broker of its own for each setting, gone with everything else when this function returns or throws.
+    await using brokers = await startPrivateBrokers({
+      mosquitto: { maxQueued: 0, persistence: true, extraConfig: SETTINGS[setting] },
     });
-    brokers.push(mosquitto);
-    const names = faultNames(`mqtt-kill-${seed}`, { mqttUrl: mosquitto.url });
-    allNames.push(names);
+    await using run = await brokers.pipeline(`mqtt-kill-${seed}`);
+    const { mosquitto } = brokers;
+    const { names } = run;
 
-    const first = await startService("gateway", names.env);
-    services.push(first);
+    const first = await run.gateway();
     // Subscribed (ready) before it goes: only then does the broker hold a session that queues for it.
     await untilReady(first);
     expect(await first.stop(), "the gateway stopped cleanly").toBe(0);
@@ -116,11 +90,7 @@ describe("fault: Mosquitto killed with SIGKILL while it holds readings for the o
     // Mid-stream, the simulator reconnects by itself and publishes again what had no PUBACK.
     const summary = await stream.done;
 
-    const [gateway, processor] = await Promise.all([
-      startService("gateway", names.env),
-      startService("processor", names.env),
-    ]);
-    services.push(gateway, processor);
+    const [gateway, processor] = await Promise.all([run.gateway(), run.processor()]);
     const sentinel = { device: "sentinel", sensor: "probe", ts: Date.now() };
     const client = await mqtt.connectAsync(mosquitto.url, { reconnectPeriod: 0 });
     await client.publishAsync(
@@ -136,10 +106,7 @@ describe("fault: Mosquitto killed with SIGKILL while it holds readings for the o
       drained(names, gateway, processor),
     );
 
-    const acked = readFileSync(stream.recordPath, "utf8")
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Recorded);
+    const acked = readRecorded(stream.recordPath);
     const stored = new Set(readRows(names.dbPath).map((r) => key(r.device_id, r.sensor, r.ts)));
     const lost = acked.filter((a) => !stored.has(key(a.deviceId, a.sensor, a.ts))).length;
     const figures = {
@@ -153,7 +120,6 @@ describe("fault: Mosquitto killed with SIGKILL while it holds readings for the o
     };
     report(`mosquitto SIGKILL ${when}, gateway offline, ${setting}`, figures);
     await Promise.all([gateway.stop(), processor.stop()]);
-    await mosquitto.stop();
     return figures;
   }
 

@@ -1,15 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  type PrivateMosquitto,
-  type PrivateRabbit,
-  startPrivateMosquitto,
-  startPrivateRabbit,
-} from "../../scripts/private-brokers.js";
+import type { PrivateRabbit } from "../../scripts/private-brokers.js";
 import { expectStoredExactlyOnce, faultNames, report, startStream, until } from "../helpers/fault-stream.js";
 import { type Netns, requireNetns, startNetns } from "../helpers/netns.js";
+import { type PrivateBrokers, pipelineOn, startPrivateBrokers } from "../helpers/private-pipeline.js";
 import { httpAt, metricAt, type ReadinessWatch, watchReadiness } from "../helpers/readiness.js";
-import { cleanup, countRows, type Service, startService, type TestNames } from "../helpers/services.js";
+import { countRows, type Service } from "../helpers/services.js";
 
 /** How long each link stays cut, as issue 18 asks: long enough that only heartbeats and keepalives can tell. */
 const CUT_MS = 30_000;
@@ -44,25 +40,23 @@ const DETECTION_BOUND_MS: Record<Link, number> = {
 };
 
 describe("fault: a network cut (packets dropped, no RST) between a service in its own namespace and a broker", () => {
-  let rabbit: PrivateRabbit | undefined;
-  let mosquitto: PrivateMosquitto | undefined;
+  let brokers: PrivateBrokers<PrivateRabbit> | undefined;
   /** The gateway's namespace; the brokers listen on its host end, which every namespace here can route to. */
   let gatewayNs: Netns | undefined;
   let processorNs: Netns | undefined;
   let amqpUrl = "";
-  const services: Service[] = [];
   const watches: ReadinessWatch[] = [];
-  const allNames: TestNames[] = [];
 
   beforeAll(async () => {
     await requireNetns();
     gatewayNs = await startNetns("gw");
     processorNs = await startNetns("proc");
     const host = gatewayNs.hostAddress;
-    [rabbit, mosquitto] = await Promise.all([
-      startPrivateRabbit({ host }),
-      startPrivateMosquitto({ host, maxQueued: 0, persistence: true }),
-    ]);
+    brokers = await startPrivateBrokers({
+      rabbit: { host },
+      mosquitto: { host, maxQueued: 0, persistence: true },
+    });
+    const { rabbit } = brokers;
     await rabbit.ctl("add_user", AMQP_USER, AMQP_PASSWORD);
     await rabbit.ctl("set_permissions", "-p", "/", AMQP_USER, ".*", ".*", ".*");
     amqpUrl = `amqp://${AMQP_USER}:${AMQP_PASSWORD}@${host}:${rabbit.port}?heartbeat=${HEARTBEAT_S}`;
@@ -70,14 +64,11 @@ describe("fault: a network cut (packets dropped, no RST) between a service in it
 
   afterAll(async () => {
     await Promise.all(watches.map((w) => w.stop()));
-    await Promise.all(services.map((s) => s.stop("SIGKILL")));
-    for (const names of allNames) await cleanup(names).catch(() => undefined);
     // Each teardown runs even when another one fails.
     const results = await Promise.allSettled([
       gatewayNs?.stop(),
       processorNs?.stop(),
-      mosquitto?.stop(),
-      rabbit?.stop(),
+      brokers?.[Symbol.asyncDispose](),
     ]);
     const failed = results.filter((r) => r.status === "rejected");
     if (failed.length > 0)
@@ -93,19 +84,19 @@ describe("fault: a network cut (packets dropped, no RST) between a service in it
    * cut and is ready again afterwards, and every reading the sensors got a PUBACK for is stored exactly once.
    */
   async function cutAndHeal(link: Link, seed: number) {
-    if (!gatewayNs || !processorNs || !rabbit || !mosquitto) throw new Error("beforeAll did not finish");
-    const names = faultNames(`netcut-${link}`, { mqttUrl: mosquitto.url, amqpUrl });
-    allNames.push(names);
-    const env = { ...names.env, MQTT_KEEPALIVE: String(KEEPALIVE_S) };
+    if (!gatewayNs || !processorNs || !brokers) throw new Error("beforeAll did not finish");
+    const { rabbit, mosquitto } = brokers;
+    await using run = pipelineOn(faultNames(`netcut-${link}`, { mqttUrl: mosquitto.url, amqpUrl }));
+    const { names } = run;
+    const env = { MQTT_KEEPALIVE: String(KEEPALIVE_S) };
     const inNs = { ...env, HTTP_HOST: "0.0.0.0" };
     const processorCut = link === "processor-rabbitmq";
     const ns = processorCut ? processorNs : gatewayNs;
 
     const [gateway, processor] = await Promise.all([
-      processorCut ? startService("gateway", env) : startService("gateway", inNs, [], gatewayNs.exec),
-      processorCut ? startService("processor", inNs, [], processorNs.exec) : startService("processor", env),
+      processorCut ? run.gateway(env) : run.gateway(inNs, gatewayNs.exec),
+      processorCut ? run.processor(inNs, processorNs.exec) : run.processor(env),
     ]);
-    services.push(gateway, processor);
     const cutService = processorCut ? processor : gateway;
     const cutHost = ns.address;
     const gatewayHost = processorCut ? LOCALHOST : gatewayNs.address;

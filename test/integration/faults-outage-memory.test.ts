@@ -1,27 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import {
   expectDeliveriesAccounted,
   expectStoredExactlyOnce,
-  faultNames,
   metric,
   report,
   rssKiB,
   startStream,
 } from "../helpers/fault-stream.js";
-import {
-  type PrivateMosquitto,
-  type PrivateRabbit,
-  startPrivateMosquitto,
-  startPrivateRabbit,
-} from "../helpers/private-brokers.js";
-import {
-  cleanup,
-  httpGet,
-  type Service,
-  startService,
-  type TestNames,
-  untilReady,
-} from "../helpers/services.js";
+import { privateBrokersPerFile } from "../helpers/private-pipeline.js";
+import { httpGet, untilReady } from "../helpers/services.js";
 
 /** Length of the outage; `OUTAGE_MS=180000` gives the minutes-long run quoted in README. */
 const OUTAGE_MS = Number(process.env.OUTAGE_MS ?? 15_000);
@@ -40,33 +27,15 @@ const SAMPLE_MS = 1_000;
 const RSS_GROWTH_BOUND_KIB = 16 * 1024;
 
 describe("fault: RabbitMQ is down while sensors keep publishing", () => {
-  let rabbit: PrivateRabbit;
-  let mosquitto: PrivateMosquitto;
-  let names: TestNames;
-  let gateway: Service | undefined;
-  let processor: Service | undefined;
-
-  beforeAll(async () => {
-    [rabbit, mosquitto] = await Promise.all([startPrivateRabbit(), startPrivateMosquitto()]);
-    names = faultNames("outage", { amqpUrl: rabbit.url, mqttUrl: mosquitto.url });
-  }, 90_000);
-
-  afterAll(async () => {
-    await Promise.all([gateway?.stop("SIGKILL"), processor?.stop("SIGKILL")]);
-    await cleanup(names).catch(() => undefined);
-    await Promise.all([rabbit?.stop(), mosquitto?.stop()]);
-  });
+  const brokers = privateBrokersPerFile({ rabbit: true });
 
   it(
     "the gateway's memory stays flat through the outage and every reading arrives afterwards",
     async () => {
-      const env = { ...names.env, GATEWAY_INFLIGHT: String(INFLIGHT) };
-      [processor, gateway] = await Promise.all([
-        startService("processor", env),
-        startService("gateway", env),
-      ]);
-      await untilReady(processor, gateway);
-      const gw = gateway;
+      await using run = await brokers().pipeline("outage");
+      const { names } = run;
+      const { rabbit } = brokers();
+      const { gateway: gw, processor } = await run.start({ GATEWAY_INFLIGHT: String(INFLIGHT) });
       const count = Math.round(((OUTAGE_MS + 10_000) * RATE) / 1_000);
       const stream = startStream(names, { count, rate: RATE, seed: 11 });
       await vi.waitFor(
@@ -100,7 +69,7 @@ describe("fault: RabbitMQ is down while sensors keep publishing", () => {
       const outageMs = Date.now() - started;
       await rabbit.startApp();
       // Both come back by themselves (a failure here is a recovery problem, not a lost reading).
-      await untilReady(gateway, processor);
+      await untilReady(gw, processor);
 
       const counts = await expectStoredExactlyOnce(names, [stream, burst], 90_000);
       // The processor lost its connection with the node: a message may come twice.

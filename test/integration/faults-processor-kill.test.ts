@@ -1,22 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   expectDeliveriesAccounted,
   expectStoredExactlyOnce,
-  faultNames,
   metric,
   report,
   startStream,
   until,
 } from "../helpers/fault-stream.js";
-import { type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
-import {
-  cleanup,
-  countRows,
-  type Service,
-  startService,
-  type TestNames,
-  untilReady,
-} from "../helpers/services.js";
+import { privateBrokersPerFile } from "../helpers/private-pipeline.js";
+import { countRows } from "../helpers/services.js";
 
 const READINGS = 6_000;
 const RATE = 1_500;
@@ -24,30 +16,15 @@ const RATE = 1_500;
 const PROCESSOR_ENV = { BATCH_SIZE: "2000", BATCH_DELAY: "2s", PREFETCH: "4000" };
 
 describe("fault: kill -9 of the processor in the middle of a batch", () => {
-  let mosquitto: PrivateMosquitto;
-  let names: TestNames;
-  let gateway: Service | undefined;
-  let processor: Service | undefined;
-
-  beforeAll(async () => {
-    mosquitto = await startPrivateMosquitto();
-    names = faultNames("fault-proc-kill", { mqttUrl: mosquitto.url });
-  });
-
-  afterAll(async () => {
-    await Promise.all([gateway?.stop("SIGKILL"), processor?.stop("SIGKILL")]);
-    await cleanup(names);
-    await mosquitto.stop();
-  });
+  const brokers = privateBrokersPerFile();
 
   it("a reading is stored once after the processor is killed mid-batch and restarted on the same database and queue", async () => {
-    const env = { ...names.env, ...PROCESSOR_ENV };
-    [gateway, processor] = await Promise.all([startService("gateway", env), startService("processor", env)]);
-    await untilReady(gateway, processor);
+    await using run = await brokers().pipeline("fault-proc-kill");
+    const { names } = run;
+    const { gateway: gw, processor: first } = await run.start(PROCESSOR_ENV);
     const stream = startStream(names, { count: READINGS, rate: RATE, seed: 101 });
 
     // Mid-stream and mid-batch: one batch already committed, the next one holding deliveries it has not acked.
-    const first = processor;
     let heldAtKill = 0;
     await until("a batch is committed and the next one is open", 20_000, async () => {
       const stored = await metric(first.httpPort, "telemetry_processor_readings_stored_total");
@@ -63,14 +40,13 @@ describe("fault: kill -9 of the processor in the middle of a batch", () => {
     const rowsAtKill = countRows(names.dbPath);
 
     // Readings keep arriving on the queue while no processor runs.
-    const gw = gateway;
     const publishedAtKill = await metric(gw.httpPort, "telemetry_gateway_readings_published_total");
     await until("the gateway has queued more readings while no processor runs", 20_000, async () => {
       return (
         (await metric(gw.httpPort, "telemetry_gateway_readings_published_total")) >= publishedAtKill + 300
       );
     });
-    processor = await startService("processor", env);
+    const processor = await run.processor(PROCESSOR_ENV);
     const counts = await expectStoredExactlyOnce(names, stream);
     // The restarted processor took what the first one held (redelivered) and what queued up meanwhile: every one
     // of those deliveries is a new row or, when its batch had committed before the kill, a counted duplicate.

@@ -1,5 +1,4 @@
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import amqp from "amqplib";
 import mqtt from "mqtt";
 import { afterEach, describe, expect, it } from "vitest";
@@ -9,21 +8,13 @@ import {
   expectStoredExactlyOnce,
   metric,
   metricTotal,
+  readRecorded,
   report,
   startStream,
   until,
 } from "../helpers/fault-stream.js";
-import {
-  cleanup,
-  countRows,
-  httpGet,
-  readRows,
-  type Service,
-  startService,
-  type TestNames,
-  testNames,
-  untilReady,
-} from "../helpers/services.js";
+import { pipelineOn } from "../helpers/private-pipeline.js";
+import { countRows, httpGet, readRows, type TestNames, testNames, untilReady } from "../helpers/services.js";
 
 /** How long an operator's queue-length policy stays on in the length-limit scenarios. */
 const POLICY_MS = 10_000;
@@ -40,35 +31,22 @@ async function deleteQueue(names: TestNames): Promise<number> {
   }
 }
 
-/** The readings the simulator recorded as acknowledged by the MQTT broker, in acknowledgement order. */
-function readRecorded(path: string): { deviceId: string; sensor: string; ts: number }[] {
-  return readFileSync(path, "utf8")
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { deviceId: string; sensor: string; ts: number });
-}
-
 function rabbitmqctl(...args: string[]): void {
   execFileSync("rabbitmqctl", args, { stdio: "ignore" });
 }
 
 describe("fault: the queue goes away or fills up under a running gateway (operator mistakes, policies)", () => {
-  let names: TestNames | undefined;
-  const services: Service[] = [];
   let policy: string | undefined;
 
-  afterEach(async () => {
+  afterEach(() => {
     if (policy) rabbitmqctl("clear_policy", policy);
     policy = undefined;
-    await Promise.all(services.splice(0).map((s) => s.stop("SIGKILL")));
-    if (names) await cleanup(names);
-    names = undefined;
   });
 
   it("readings published after the queue was deleted (no processor running) are all stored once a processor starts", async () => {
-    names = testNames("queue-deleted");
-    const gateway = await startService("gateway", names.env);
-    services.push(gateway);
+    await using run = pipelineOn(testNames("queue-deleted"));
+    const { names } = run;
+    const gateway = await run.gateway();
     await untilReady(gateway);
     await deleteQueue(names);
     const deletedAt = Date.now();
@@ -80,8 +58,7 @@ describe("fault: the queue goes away or fills up under a running gateway (operat
     );
     const returned = await metricTotal(gateway.httpPort, "telemetry_gateway_publishes_refused_total");
     expect(returned).toBeGreaterThan(0);
-    const processor = await startService("processor", names.env);
-    services.push(processor);
+    const processor = await run.processor();
     const counts = await expectStoredExactlyOnce(names, stream);
     const { duplicates } = await expectDeliveriesAccounted(processor, counts.stored);
     report("queue deleted, then 500 readings, then a processor", {
@@ -95,13 +72,9 @@ describe("fault: the queue goes away or fills up under a running gateway (operat
   it("the queue deleted mid-stream with the processor running: every reading acknowledged after the deletion is stored once", {
     timeout: 120_000,
   }, async () => {
-    names = testNames("queue-deleted-live");
-    const [gateway, processor] = await Promise.all([
-      startService("gateway", names.env),
-      startService("processor", names.env),
-    ]);
-    services.push(gateway, processor);
-    await untilReady(gateway, processor);
+    await using run = pipelineOn(testNames("queue-deleted-live"));
+    const { names } = run;
+    const { gateway, processor } = await run.start();
     const stream = startStream(names, { count: 3_000, rate: 500, seed: 1802 });
     await until("a third of the stream is acknowledged", 20_000, async () => stream.acked() >= 1_000);
     // What the queue held when it was deleted is gone with it, including messages on their way to the consumer
@@ -113,8 +86,7 @@ describe("fault: the queue goes away or fills up under a running gateway (operat
     const summary = await stream.done;
     const sent = readRecorded(stream.recordPath);
     const key = (r: { deviceId: string; sensor: string; ts: number }) => `${r.deviceId}/${r.sensor}/${r.ts}`;
-    const storedKeys = () =>
-      new Set(readRows(names!.dbPath).map((r) => `${r.device_id}/${r.sensor}/${r.ts}`));
+    const storedKeys = () => new Set(readRows(names.dbPath).map((r) => `${r.device_id}/${r.sensor}/${r.ts}`));
     const after = sent.slice(ackedAtDeletion);
     await until("every reading acknowledged after the deletion is stored", 60_000, async () => {
       const stored = storedKeys();
@@ -141,10 +113,10 @@ describe("fault: the queue goes away or fills up under a running gateway (operat
 
   for (const queueType of ["classic", "quorum"] as const) {
     it(`a ${queueType} queue limited by an operator's max-length policy: the gateway holds, says so, and resumes when the limit goes; nothing is dropped`, async () => {
-      names = testNames(`queue-full-${queueType}`);
-      const env = { ...names.env, QUEUE_TYPE: queueType };
-      const gateway = await startService("gateway", env);
-      services.push(gateway);
+      await using run = pipelineOn(testNames(`queue-full-${queueType}`));
+      const { names } = run;
+      const env = { QUEUE_TYPE: queueType };
+      const gateway = await run.gateway(env);
       await untilReady(gateway);
       policy = `test-max-length-${names.id}`;
       rabbitmqctl(
@@ -172,8 +144,7 @@ describe("fault: the queue goes away or fills up under a running gateway (operat
       await until("the gateway is ready again", 30_000, async () => {
         return (await httpGet(g.httpPort, "/readyz")).status === 200;
       });
-      const processor = await startService("processor", env);
-      services.push(processor);
+      const processor = await run.processor(env);
       const counts = await expectStoredExactlyOnce(names, stream);
       const { duplicates } = await expectDeliveriesAccounted(processor, counts.stored);
       report(`${queueType} queue with max-length ${POLICY_MAX_LENGTH} for ${POLICY_MS / 1000} s`, {
@@ -187,13 +158,9 @@ describe("fault: the queue goes away or fills up under a running gateway (operat
   }
 
   it("a conflicting reading (same device, sensor and ts, another value) keeps the first value and goes to .dead as a conflict; a plain resend is a duplicate", async () => {
-    names = testNames("conflict");
-    const [gateway, processor] = await Promise.all([
-      startService("gateway", names.env),
-      startService("processor", names.env),
-    ]);
-    services.push(gateway, processor);
-    await untilReady(gateway, processor);
+    await using run = pipelineOn(testNames("conflict"));
+    const { names } = run;
+    const { processor } = await run.start();
     const client = await mqtt.connectAsync(names.mqttUrl, { clean: true, reconnectPeriod: 0 });
     const topic = `${names.topicPrefix}/dev-1/temperature`;
     const ts = Date.UTC(2026, 10, 1);

@@ -1,23 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   expectDeliveriesAccounted,
   expectStoredExactlyOnce,
-  faultNames,
   metric,
   report,
   startStream,
   until,
 } from "../helpers/fault-stream.js";
-import { type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
-import {
-  cleanup,
-  countRows,
-  type Service,
-  settleMs,
-  startService,
-  type TestNames,
-  untilReady,
-} from "../helpers/services.js";
+import { privateBrokersPerFile } from "../helpers/private-pipeline.js";
+import { countRows, settleMs } from "../helpers/services.js";
 
 const READINGS = 12_000;
 /** More than the pipeline takes on these machines, so work is in flight everywhere and a backlog waits in the MQTT broker. */
@@ -31,28 +22,14 @@ const DRAIN_TIMEOUT_MS = 10_000;
 const SETTLE_BOUND_MS = DRAIN_TIMEOUT_MS + 3_000;
 
 describe("fault: SIGTERM to both services under full load", () => {
-  let mosquitto: PrivateMosquitto;
-  let names: TestNames;
-  let gateway: Service | undefined;
-  let processor: Service | undefined;
-
-  beforeAll(async () => {
-    mosquitto = await startPrivateMosquitto({ maxQueued: 0 });
-    names = faultNames("fault-sigterm", { mqttUrl: mosquitto.url });
-  });
-
-  afterAll(async () => {
-    await Promise.all([gateway?.stop("SIGKILL"), processor?.stop("SIGKILL")]);
-    await cleanup(names);
-    await mosquitto.stop();
-  });
+  const brokers = privateBrokersPerFile({ mosquitto: { maxQueued: 0 } });
 
   it("both exit 0 within the drain timeout, and after a restart nothing is lost or stored twice", async () => {
-    const env = { ...names.env, DRAIN_TIMEOUT: `${DRAIN_TIMEOUT_MS}ms` };
-    [gateway, processor] = await Promise.all([startService("gateway", env), startService("processor", env)]);
-    await untilReady(gateway, processor);
+    await using run = await brokers().pipeline("fault-sigterm");
+    const { names } = run;
+    const env = { DRAIN_TIMEOUT: `${DRAIN_TIMEOUT_MS}ms` };
+    const { gateway: gw, processor: proc } = await run.start(env);
     const stream = startStream(names, { count: READINGS, rate: RATE, seed: 707 });
-    const [gw, proc] = [gateway, processor];
     let inflightAtStop = 0;
     let heldAtStop = 0;
     await until("a quarter of the stream is stored and work is in flight", 20_000, async () => {
@@ -85,7 +62,7 @@ describe("fault: SIGTERM to both services under full load", () => {
     expect(storedBeforeStop, "the services must stop mid-stream").toBeLessThan(READINGS);
     const rowsAfterStop = countRows(names.dbPath);
 
-    [gateway, processor] = await Promise.all([startService("gateway", env), startService("processor", env)]);
+    const [, processor] = await Promise.all([run.gateway(env), run.processor(env)]);
     const counts = await expectStoredExactlyOnce(names, stream);
     const { duplicates: duplicatesAfterRestart } = await expectDeliveriesAccounted(
       processor,

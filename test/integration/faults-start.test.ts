@@ -51,17 +51,18 @@ async function deleteQueues(names: TestNames): Promise<void> {
   }
 }
 
+/** The one service and names of the running test, killed and cleaned up after it. */
+let service: UnstartedService | undefined;
+let names: TestNames | undefined;
+
+afterEach(async () => {
+  await service?.kill("SIGKILL");
+  service = undefined;
+  if (names) await cleanup(names);
+  names = undefined;
+});
+
 describe("fault: RabbitMQ refuses a service at start (wrong password, closed port), then SIGTERM", () => {
-  let service: UnstartedService | undefined;
-  let names: TestNames | undefined;
-
-  afterEach(async () => {
-    await service?.kill("SIGKILL");
-    service = undefined;
-    if (names) await cleanup(names);
-    names = undefined;
-  });
-
   const faults = [
     {
       label: "refuses the login (wrong password)",
@@ -122,16 +123,6 @@ describe("fault: RabbitMQ refuses a service at start (wrong password, closed por
 });
 
 describe("mistake at start: the queues exist with the other queue type", () => {
-  let service: UnstartedService | undefined;
-  let names: TestNames | undefined;
-
-  afterEach(async () => {
-    await service?.kill("SIGKILL");
-    service = undefined;
-    if (names) await cleanup(names);
-    names = undefined;
-  });
-
   const cases: { command: Command; existing: QueueType; configured: QueueType }[] = [
     { command: "processor", existing: "classic", configured: "quorum" },
     { command: "gateway", existing: "quorum", configured: "classic" },

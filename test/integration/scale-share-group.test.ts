@@ -1,22 +1,7 @@
-import { rmSync } from "node:fs";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type PrivateMosquitto, startPrivateMosquitto } from "../../scripts/private-brokers.js";
-import {
-  expectStoredExactlyOnce,
-  faultNames,
-  metric,
-  report,
-  startStream,
-  until,
-} from "../helpers/fault-stream.js";
-import {
-  cleanup,
-  countRows,
-  type Service,
-  startService,
-  type TestNames,
-  untilReady,
-} from "../helpers/services.js";
+import { describe, expect, it } from "vitest";
+import { expectStoredExactlyOnce, metric, report, startStream, until } from "../helpers/fault-stream.js";
+import { type PrivatePipeline, privateBrokersPerFile } from "../helpers/private-pipeline.js";
+import { countRows, untilReady } from "../helpers/services.js";
 
 const READINGS = 6_000;
 const RATE = 1_000;
@@ -27,45 +12,19 @@ const RECEIVED = "telemetry_gateway_messages_received_total";
 const SETTLED_MS = 3_000;
 
 describe("gateways sharing the MQTT subscription (GATEWAY_SHARE_GROUP) on Mosquitto 2.0", () => {
-  let mosquitto: PrivateMosquitto;
-  let names: TestNames | undefined;
-  const services: Service[] = [];
-
-  beforeAll(async () => {
-    mosquitto = await startPrivateMosquitto({ maxQueued: 0 });
-  }, 30_000);
-
-  afterEach(async () => {
-    await Promise.all(services.splice(0).map((s) => s.stop("SIGKILL")));
-    const done = names;
-    names = undefined;
-    if (done) await cleanup(done).catch(() => rmSync(done.dir, { recursive: true, force: true }));
-  });
-
-  afterAll(async () => {
-    await mosquitto?.stop();
-  });
+  const brokers = privateBrokersPerFile({ mosquitto: { maxQueued: 0 } });
 
   /** A gateway of the share group with its own GATEWAY_ID (its own MQTT session). */
-  const startGateway = async (n: TestNames, id: string, extra: Record<string, string> = {}) => {
-    const gateway = await startService("gateway", {
-      ...n.env,
-      GATEWAY_ID: id,
-      GATEWAY_SHARE_GROUP: SHARE_GROUP,
-      ...extra,
-    });
-    services.push(gateway);
-    return gateway;
-  };
+  const startGateway = (run: PrivatePipeline, id: string, extra: Record<string, string> = {}) =>
+    run.gateway({ GATEWAY_ID: id, GATEWAY_SHARE_GROUP: SHARE_GROUP, ...extra });
 
   it("every reading is stored exactly once and both gateways work when one is killed with SIGKILL mid-stream and restarted", async () => {
-    const n = faultNames("scale-share", { mqttUrl: mosquitto.url });
-    names = n;
+    await using run = await brokers().pipeline("scale-share");
+    const n = run.names;
     const idA = `${n.gatewayId}-a`;
     const idB = `${n.gatewayId}-b`;
-    const processor = await startService("processor", n.env);
-    services.push(processor);
-    const [a, b] = await Promise.all([startGateway(n, idA), startGateway(n, idB)]);
+    const processor = await run.processor();
+    const [a, b] = await Promise.all([startGateway(run, idA), startGateway(run, idB)]);
     await untilReady(processor, a, b);
 
     const stream = startStream(n, { count: READINGS, rate: RATE, seed: 1_701 });
@@ -83,7 +42,7 @@ describe("gateways sharing the MQTT subscription (GATEWAY_SHARE_GROUP) on Mosqui
     expect(await a.stop("SIGKILL")).toBeNull();
     const ackedAtKill = stream.acked();
     expect(ackedAtKill, "the gateway must die mid-stream").toBeLessThan(READINGS);
-    const restarted = await startGateway(n, idA);
+    const restarted = await startGateway(run, idA);
     await untilReady(restarted);
 
     const counts = await expectStoredExactlyOnce(n, stream, 60_000, [idA, idB]);
@@ -101,13 +60,12 @@ describe("gateways sharing the MQTT subscription (GATEWAY_SHARE_GROUP) on Mosqui
   }, 180_000);
 
   it("readings in flight to a member that dies and does not come back wait in its session until a gateway with its GATEWAY_ID returns", async () => {
-    const n = faultNames("scale-share-dead", { mqttUrl: mosquitto.url });
-    names = n;
+    await using run = await brokers().pipeline("scale-share-dead");
+    const n = run.names;
     const idA = `${n.gatewayId}-a`;
     const idB = `${n.gatewayId}-b`;
-    const processor = await startService("processor", n.env);
-    services.push(processor);
-    const [a, b] = await Promise.all([startGateway(n, idA), startGateway(n, idB)]);
+    const processor = await run.processor();
+    const [a, b] = await Promise.all([startGateway(run, idA), startGateway(run, idB)]);
     await untilReady(processor, a, b);
 
     const stream = startStream(n, { count: READINGS, rate: RATE, seed: 1_702 });
@@ -143,7 +101,7 @@ describe("gateways sharing the MQTT subscription (GATEWAY_SHARE_GROUP) on Mosqui
     // that session: the surviving member never gets them.
     expect(missingWhileDead, "readings held for the dead member's session").toBeGreaterThan(0);
 
-    const returned = await startGateway(n, idA);
+    const returned = await startGateway(run, idA);
     const returnedAt = Date.now();
     const counts = await expectStoredExactlyOnce(n, stream, 60_000, [idA, idB]);
     report("a share-group gateway killed -9 and not restarted, then one with its GATEWAY_ID started", {

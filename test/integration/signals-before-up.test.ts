@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { CLI } from "../../scripts/spawn.js";
+import { CLI, type LogEntry, readJsonLog } from "../../scripts/spawn.js";
 
 /** dist/common/, next to the built CLI (`npm run build`). */
 const COMMON = new URL("../common/", pathToFileURL(CLI));
@@ -55,7 +55,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** Starts the script, sends SIGTERM once the start is under way, and returns the exit code, its log and timing. */
 async function signalWhileStarting(mode: string) {
   const proc = spawn(process.execPath, [script, mode], { stdio: ["ignore", "pipe", "pipe"] });
-  const logs: Record<string, unknown>[] = [];
+  const logs: LogEntry[] = [];
   let output = "";
   let sentAt = 0;
   proc.stderr.on("data", (c: Buffer) => {
@@ -63,15 +63,19 @@ async function signalWhileStarting(mode: string) {
   });
   proc.stdout.on("data", (c: Buffer) => {
     output += c.toString();
-    for (const line of c.toString().split("\n").filter(Boolean)) {
-      const entry = JSON.parse(line) as Record<string, unknown>;
+  });
+  readJsonLog(
+    proc.stdout,
+    (entry) => {
       logs.push(entry);
       if (entry.msg === "starting") {
         sentAt = Date.now();
         proc.kill("SIGTERM");
       }
-    }
-  });
+    },
+    // Every line must be a log line: one that is not shows up among the messages the tests compare.
+    (line) => logs.push({ msg: `not a JSON log line: ${line}` }),
+  );
   const code = await Promise.race([
     new Promise<number | null>((resolve) => proc.once("exit", (c) => resolve(c))),
     new Promise<"still running">((resolve) =>
