@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 import { type CliCommand, commandList } from "../common/command.js";
-import { gatewayCommand } from "../gateway/index.js";
+import { gatewayCommand } from "../gateway/command.js";
 import { backupCommand, checkCommand, replayCommand, statusCommand } from "../ops/index.js";
-import { processorCommand } from "../processor/index.js";
+import { processorCommand } from "../processor/command.js";
 import { queryCommand } from "../query/command.js";
 import { schemasCommand } from "../schemas/command.js";
-import { serveCommand } from "../serve/index.js";
-import { simulateCommand } from "../simulators/index.js";
+import { serveCommand } from "../serve/command.js";
+import { simulateCommand } from "../simulators/command.js";
 import { spoolCommand } from "../spool/command.js";
 
 /** The long-running services `telemetry check` validates. */
