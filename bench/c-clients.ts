@@ -13,7 +13,7 @@ import type { Load } from "./pipeline.js";
 import { type UsageReport, UsageSampler } from "./proc.js";
 import type { PublisherResult } from "./publisher.js";
 import { deviceName, readingValue, sensorName } from "./publisher.js";
-import { round } from "./stats.js";
+import { round } from "./util.js";
 
 const execFileAsync = promisify(execFile);
 

@@ -5,11 +5,9 @@
  */
 import { join } from "node:path";
 import type { QueueType } from "../amqp/topology.js";
-import { queueNames } from "../amqp/topology.js";
 import { startService, untilReady } from "../scripts/spawn.js";
 import { inspectStore } from "../store/inspect.js";
 import { forkWorker, type Worker } from "./ipc.js";
-import { histogramBound, histogramMean, type Samples, scrape, total } from "./metrics.js";
 import type { NaiveGatewayConfig, NaiveProcessorConfig } from "./naive.js";
 import { type ProcessUsage, type UsageReport, UsageSampler, type Watched } from "./proc.js";
 import {
@@ -20,17 +18,24 @@ import {
   type PublisherResult,
   sensorName,
 } from "./publisher.js";
-import { deleteQueues } from "./raw.js";
 import {
+  type Commit,
+  deleteQueues,
+  histogramBound,
+  histogramMean,
   type Percentiles,
   percentiles,
   readingsOfKey,
   round,
+  type Samples,
   type SteadyRate,
+  say,
+  scrape,
   steadyRate,
   type Timeline,
   timeline,
-} from "./stats.js";
+  total,
+} from "./util.js";
 
 const POLL_MS = 250;
 /** Preload that profiles a service like `node --cpu-prof` does (see cpu-profile.ts). */
@@ -113,41 +118,32 @@ export async function startProduct(
     if (p === undefined) throw new Error("service without a pid");
     return p;
   };
-  let gw: Samples = new Map();
-  let pr: Samples = new Map();
+  const scrapeBoth = () => Promise.all([scrape(gateway.httpPort), scrape(processor.httpPort)]);
+  const stageCounts = (gw: Samples, pr: Samples): StageCounts => ({
+    gatewayReceived: total(gw, "telemetry_gateway_messages_received_total"),
+    gatewayPublished: total(gw, "telemetry_gateway_readings_published_total"),
+    deliveries: total(pr, "telemetry_processor_deliveries_total"),
+    stored: total(pr, "telemetry_processor_readings_stored_total"),
+    gatewayInflight: total(gw, "telemetry_gateway_inflight_messages"),
+  });
+  const ms = (seconds: number | undefined, digits: number) => round((seconds ?? 0) * 1_000, digits);
   return {
     pids: { gateway: pid(gateway.proc.pid), processor: pid(processor.proc.pid) },
-    async progress() {
-      [gw, pr] = await Promise.all([scrape(gateway.httpPort), scrape(processor.httpPort)]);
-      return {
-        gatewayReceived: total(gw, "telemetry_gateway_messages_received_total"),
-        gatewayPublished: total(gw, "telemetry_gateway_readings_published_total"),
-        deliveries: total(pr, "telemetry_processor_deliveries_total"),
-        stored: total(pr, "telemetry_processor_readings_stored_total"),
-        gatewayInflight: total(gw, "telemetry_gateway_inflight_messages"),
-      };
-    },
+    progress: async () => stageCounts(...(await scrapeBoth())),
     async counters() {
-      [gw, pr] = await Promise.all([scrape(gateway.httpPort), scrape(processor.httpPort)]);
+      const [gw, pr] = await scrapeBoth();
+      const { gatewayInflight: _, ...counts } = stageCounts(gw, pr);
       return {
-        gatewayReceived: total(gw, "telemetry_gateway_messages_received_total"),
-        gatewayPublished: total(gw, "telemetry_gateway_readings_published_total"),
+        ...counts,
         gatewayRejected: total(gw, "telemetry_gateway_rejected_total"),
-        deliveries: total(pr, "telemetry_processor_deliveries_total"),
-        stored: total(pr, "telemetry_processor_readings_stored_total"),
         duplicates: total(pr, "telemetry_processor_duplicates_total"),
         deadLettered: total(pr, "telemetry_processor_dead_lettered_total"),
         storeErrors: total(pr, "telemetry_processor_store_errors_total"),
-        commitMeanMs: round((histogramMean(pr, "telemetry_processor_commit_seconds") ?? 0) * 1_000, 2),
+        commitMeanMs: ms(histogramMean(pr, "telemetry_processor_commit_seconds"), 2),
         batchMean: round(histogramMean(pr, "telemetry_processor_batch_size") ?? 0, 1),
-        receiveToCommitP99BoundMs:
-          (histogramBound(pr, "telemetry_processor_latency_seconds", 0.99) ?? 0) * 1_000,
-        confirmP99BoundMs:
-          (histogramBound(gw, "telemetry_gateway_confirm_latency_seconds", 0.99) ?? 0) * 1_000,
-        confirmMeanMs: round(
-          (histogramMean(gw, "telemetry_gateway_confirm_latency_seconds") ?? 0) * 1_000,
-          1,
-        ),
+        receiveToCommitP99BoundMs: ms(histogramBound(pr, "telemetry_processor_latency_seconds", 0.99), 9),
+        confirmP99BoundMs: ms(histogramBound(gw, "telemetry_gateway_confirm_latency_seconds", 0.99), 9),
+        confirmMeanMs: ms(histogramMean(gw, "telemetry_gateway_confirm_latency_seconds"), 1),
       };
     },
     async stop() {
@@ -225,7 +221,7 @@ export interface RowAnalysis {
   /** Problems found by the exactly-once check (empty: every reading sent is stored exactly once). */
   readonly problems: string[];
   /** (epoch ms, rows) of every commit, for the steady-state windows. */
-  readonly commits: { t: number; n: number }[];
+  readonly commits: Commit[];
 }
 
 /**
@@ -443,10 +439,6 @@ function stageSeries(samples: readonly Sample[], t0: number): Record<string, num
   return out;
 }
 
-function say(line: string): void {
-  process.stderr.write(`bench: ${line}\n`);
-}
-
 /** Runs one phase end to end and deletes its queues afterwards. */
 export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
   const e = o.endpoints;
@@ -562,8 +554,7 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
     throw err;
   } finally {
     await publisher?.kill();
-    const names = queueNames(e.queue);
-    await deleteQueues(e.amqpUrl, [names.readings, names.rejected, names.dead]).catch((err: unknown) =>
+    await deleteQueues(e.amqpUrl, e.queue).catch((err: unknown) =>
       say(`could not delete the queues of ${e.queue}: ${String(err)}`),
     );
   }

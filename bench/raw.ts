@@ -3,9 +3,9 @@
  */
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import amqp, { type Channel } from "amqplib";
+import amqp from "amqplib";
 import { connect as mqttConnect } from "mqtt";
-import type { QueueType } from "../amqp/topology.js";
+import { declareTopology, type QueueType } from "../amqp/topology.js";
 import { AVRO_CONTENT_TYPE } from "../gateway/encode.js";
 import { type Reading, SchemaRegistry } from "../schemas/index.js";
 import { prepareInsertOne } from "../store/bench-helpers.js";
@@ -13,7 +13,7 @@ import { openDatabase, SqliteStore } from "../store/sqlite.js";
 import { forkWorker, heard, tell } from "./ipc.js";
 import { cpuMeter } from "./proc.js";
 import { deviceName, forkPublisher, sensorName } from "./publisher.js";
-import { round } from "./stats.js";
+import { deleteQueues, round } from "./util.js";
 
 /** One measured ceiling: `count` items in `seconds`. */
 export interface Ceiling {
@@ -140,10 +140,11 @@ function benchReading(i: number): Reading {
   };
 }
 
-/** Avro bodies the size of the pipeline's, so the raw AMQP figures move the same bytes. */
-function bodies(): Buffer[] {
+/** `count` Avro bodies the size of the pipeline's (BODY_VARIANTS distinct ones), so raw AMQP moves the same bytes. */
+function avroBodies(count: number): Buffer[] {
   const registry = SchemaRegistry.load();
-  return Array.from({ length: BODY_VARIANTS }, (_, i) => registry.encode(benchReading(i)));
+  const variants = Array.from({ length: BODY_VARIANTS }, (_, i) => registry.encode(benchReading(i)));
+  return Array.from({ length: count }, (_, i) => variants[i % BODY_VARIANTS]!);
 }
 
 async function declareQueue(url: string, queue: string, type: QueueType): Promise<void> {
@@ -156,35 +157,25 @@ async function declareQueue(url: string, queue: string, type: QueueType): Promis
   }
 }
 
-/** Deletes queues, ignoring those already gone. */
-export async function deleteQueues(url: string, queues: readonly string[]): Promise<void> {
-  const conn = await amqp.connect(url);
-  try {
-    for (const q of queues) {
-      const ch: Channel = await conn.createChannel();
-      ch.on("error", () => undefined);
-      await ch.deleteQueue(q).catch(() => undefined);
-      await ch.close().catch(() => undefined);
-    }
-  } finally {
-    await conn.close().catch(() => undefined);
-  }
-}
-
 /**
- * Persistent messages, publisher confirms, up to `window` unconfirmed at once (pipelined), to `queue`. Resolves
- * with the time from the first publish to the last confirm. Used in this process and in the "amqp-publisher" child.
+ * `bodies` as persistent Avro messages with publisher confirms, up to `window` unconfirmed at once (pipelined), to
+ * `queue`; with `declare`, the contract's queues of `queue` are declared first, of that type. Resolves with the time
+ * from the first publish to the last confirm; rejects if a message is nacked or no confirm comes for STALL_MS.
+ * Used by the raw ceiling (here and in the "amqp-publisher" child) and to fill queues for the stores and
+ * retention figures.
  */
 export async function publishConfirmed(
   url: string,
   queue: string,
-  count: number,
+  bodies: readonly Buffer[],
   window: number,
+  declare?: QueueType,
 ): Promise<{ firstAt: number; ms: number }> {
-  const body = bodies();
+  const count = bodies.length;
   const conn = await amqp.connect(url);
   try {
     const ch = await conn.createConfirmChannel();
+    if (declare) await declareTopology(ch, queue, declare);
     let sent = 0;
     let settled = 0;
     let failed = 0;
@@ -201,7 +192,7 @@ export async function publishConfirmed(
               const i = sent++;
               const writable = ch.sendToQueue(
                 queue,
-                body[i % BODY_VARIANTS]!,
+                bodies[i]!,
                 {
                   persistent: true,
                   contentType: AVRO_CONTENT_TYPE,
@@ -300,7 +291,7 @@ export async function amqpCeilings(opts: {
   await declareQueue(opts.url, queue2, opts.type);
   try {
     let cpu = cpuMeter({ client: process.pid, rabbitmq: opts.rabbitPid });
-    const pub = await publishConfirmed(opts.url, queue, opts.count, AMQP_WINDOW);
+    const pub = await publishConfirmed(opts.url, queue, avroBodies(opts.count), AMQP_WINDOW);
     const pubCpu = cpu();
     cpu = cpuMeter({ client: process.pid, rabbitmq: opts.rabbitPid });
     const con = await consumeAll(opts.url, queue, opts.count);
@@ -351,7 +342,7 @@ export async function runAmqpPublisher(c: {
 }): Promise<void> {
   await tell({ type: "ready" });
   await heard("start");
-  const r = await publishConfirmed(c.url, c.queue, c.count, c.window);
+  const r = await publishConfirmed(c.url, c.queue, avroBodies(c.count), c.window);
   await tell({ type: "done", firstAt: r.firstAt, ms: r.ms });
 }
 

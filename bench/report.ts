@@ -3,6 +3,7 @@ import type { PhaseResult } from "./pipeline.js";
 import type { UsageReport } from "./proc.js";
 import type { ProfileSummary } from "./profile.js";
 import type { AmqpCeilings, Ceiling, SqliteCeilings } from "./raw.js";
+import { fmt, table } from "./util.js";
 
 export interface RawResults {
   readonly mqtt: Ceiling;
@@ -47,20 +48,8 @@ export interface ReportInput {
   readonly profiles: Record<string, ProfileSummary[]>;
 }
 
-const n = (x: number) => Math.round(x).toLocaleString("en-US");
+const n = fmt;
 const ratio = (x: number, base: number | undefined) => (base ? (x / base).toFixed(2) : "-");
-
-function table(rows: string[][], align: ("l" | "r")[]): string {
-  const widths = align.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
-  return rows
-    .map((r) =>
-      r
-        .map((cell, c) => (align[c] === "r" ? cell.padStart(widths[c] ?? 0) : cell.padEnd(widths[c] ?? 0)))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
-}
 
 function ms(p: { p50: number; p95: number; p99: number; max: number; n: number }): string {
   return `p50 ${n(p.p50)}  p95 ${n(p.p95)}  p99 ${n(p.p99)}  max ${n(p.max)} ms (${n(p.n)} readings)`;

@@ -15,13 +15,16 @@ import {
   writeReadingFiles,
 } from "./c-clients.js";
 import { type BenchOptions, parseOptions, USAGE } from "./options.js";
+import { type PayloadRssResult, payloadRssComplete, payloadRssReport, runPayloadRss } from "./payload-rss.js";
 import { type Endpoints, type PhaseResult, runPhase, startNaive, startProduct } from "./pipeline.js";
 import { pidListeningOn } from "./proc.js";
 import { type ProfileSummary, summarizeDir } from "./profile.js";
+import type { PublisherConfig } from "./publisher.js";
 import { amqpCeilings, mqttCeiling, sqliteCeilings } from "./raw.js";
 import { type CClientResults, formatReport, type RawResults, type Target } from "./report.js";
 import { runSpoolBench, type SpoolBenchResult, spoolReport } from "./spool.js";
 import { runStoresBench, type StoresBenchResult, storesReport } from "./stores.js";
+import { fmt, say } from "./util.js";
 
 /** The gateway's default MQTT window (GATEWAY_INFLIGHT), given to the raw subscriber too. */
 const GATEWAY_INFLIGHT = 1_000;
@@ -46,12 +49,6 @@ const MIN_STEADY_SECONDS = 20;
 const AUTO_TOTAL_SECONDS = 30;
 const AUTO_TOTAL_SHARE = 0.6;
 const AUTO_TOTAL_MAX = 2_000_000;
-
-function say(line: string): void {
-  process.stderr.write(`bench: ${line}\n`);
-}
-
-const fmt = (x: number) => Math.round(x).toLocaleString("en-US");
 
 function tryExec(cmd: string, args: string[]): string | undefined {
   try {
@@ -81,10 +78,8 @@ function endpoints(
   runId: string,
   phase: string,
   workDir: string,
-  mqttUrl: string,
-): Endpoints {
+): Omit<Endpoints, "mqttUrl"> {
   return {
-    mqttUrl,
     amqpUrl: o.amqpUrl,
     queue: `bench-${runId}-${phase}`,
     queueType: o.queueType,
@@ -124,6 +119,7 @@ async function main(argv: string[]): Promise<number> {
   let c: CClientResults | undefined;
   let spool: SpoolBenchResult | undefined;
   let stores: StoresBenchResult | undefined;
+  let payloadRss: PayloadRssResult | undefined;
   const baseTs = Date.now() - 3_600_000;
   const latencyWarmup = 0.1;
 
@@ -133,6 +129,30 @@ async function main(argv: string[]): Promise<number> {
     await using broker = await startPrivateMosquitto({ maxQueued: 0, maxInflight: 0 });
     return await fn(broker.url, broker.pid);
   };
+  /** One measured run of the product (or, `naive`, the reference) driven by the lean MQTT.js publisher. */
+  const measure = (
+    phase: string,
+    publisher: Pick<PublisherConfig, "total" | "rate">,
+    extra: { naive?: boolean; limitMs?: number; latencyWarmup?: number } = {},
+  ) =>
+    withBroker((mqttUrl, pid) => {
+      const e = { ...endpoints(o, runId, phase, workDir), mqttUrl };
+      return runPhase({
+        label: phase,
+        endpoints: e,
+        start: () =>
+          extra.naive ? startNaive(e) : startProduct(e, profileDir && join(profileDir, phase), o.serviceEnv),
+        publisher: {
+          ...{ devicePrefix: "dev", devices: o.devices, sensors: o.sensors, window: o.window, baseTs },
+          ...publisher,
+          clientId: `bench-pub-${runId}-${phase}`,
+        },
+        watch: { mosquitto: pid, rabbitmq: rabbitPid },
+        latencyWarmup: extra.latencyWarmup ?? 0,
+        cpus: info.cpus,
+        ...(extra.limitMs === undefined ? {} : { limitMs: extra.limitMs }),
+      });
+    });
 
   try {
     if (!o.skipBaselines) {
@@ -197,29 +217,7 @@ async function main(argv: string[]): Promise<number> {
     say(
       `pipeline: ${fmt(total)} readings from ${fmt(o.devices)} devices x ${o.sensors} sensors, as fast as it goes`,
     );
-    const pipeEndpoints = endpoints(o, runId, "pipeline", workDir, "");
-    pipeline = await withBroker((url, pid) => {
-      const e = { ...pipeEndpoints, mqttUrl: url };
-      return runPhase({
-        label: "pipeline",
-        endpoints: e,
-        start: () =>
-          startProduct(e, profileDir === undefined ? undefined : join(profileDir, "pipeline"), o.serviceEnv),
-        publisher: {
-          devicePrefix: "dev",
-          devices: o.devices,
-          sensors: o.sensors,
-          total,
-          window: o.window,
-          rate: 0,
-          baseTs,
-          clientId: `bench-pub-${runId}-pipeline`,
-        },
-        watch: { mosquitto: pid, rabbitmq: rabbitPid },
-        latencyWarmup: 0,
-        cpus: info.cpus,
-      });
-    });
+    pipeline = await measure("pipeline", { total, rate: 0 });
     say(`  sustained ${fmt(pipeline.steady.perSecond)}/s over ${pipeline.steady.seconds} s`);
     if (!o.short && pipeline.steady.seconds < MIN_STEADY_SECONDS) {
       say(`  note: the steady window is under ${MIN_STEADY_SECONDS} s; raise --total for a longer one`);
@@ -227,29 +225,11 @@ async function main(argv: string[]): Promise<number> {
 
     if (!o.skipNaive) {
       say(`reference: ${fmt(o.naiveCount)} readings offered, measured for at most ${o.naiveSeconds} s`);
-      const naiveEndpoints = endpoints(o, runId, "reference", workDir, "");
-      naive = await withBroker((url, pid) => {
-        const e = { ...naiveEndpoints, mqttUrl: url };
-        return runPhase({
-          label: "reference",
-          endpoints: e,
-          start: () => startNaive(e),
-          publisher: {
-            devicePrefix: "dev",
-            devices: o.devices,
-            sensors: o.sensors,
-            total: o.naiveCount,
-            window: o.window,
-            rate: 0,
-            baseTs,
-            clientId: `bench-pub-${runId}-reference`,
-          },
-          watch: { mosquitto: pid, rabbitmq: rabbitPid },
-          limitMs: o.naiveSeconds * 1_000,
-          latencyWarmup: 0,
-          cpus: info.cpus,
-        });
-      });
+      naive = await measure(
+        "reference",
+        { total: o.naiveCount, rate: 0 },
+        { naive: true, limitMs: o.naiveSeconds * 1_000 },
+      );
       say(`  ${fmt(naive.steady.perSecond)}/s`);
     }
 
@@ -258,29 +238,7 @@ async function main(argv: string[]): Promise<number> {
       const offered = o.latencyRate ?? Math.max(1, Math.round(sustained / 2));
       const total = Math.max(1_000, Math.round(offered * o.latencySeconds));
       say(`latency: ${fmt(offered)} readings/s offered for ${o.latencySeconds} s (${fmt(total)} readings)`);
-      const latEndpoints = endpoints(o, runId, "latency", workDir, "");
-      const run = await withBroker((url, pid) => {
-        const e = { ...latEndpoints, mqttUrl: url };
-        return runPhase({
-          label: "latency",
-          endpoints: e,
-          start: () =>
-            startProduct(e, profileDir === undefined ? undefined : join(profileDir, "latency"), o.serviceEnv),
-          publisher: {
-            devicePrefix: "dev",
-            devices: o.devices,
-            sensors: o.sensors,
-            total,
-            window: o.window,
-            rate: offered,
-            baseTs,
-            clientId: `bench-pub-${runId}-latency`,
-          },
-          watch: { mosquitto: pid, rabbitmq: rabbitPid },
-          latencyWarmup,
-          cpus: info.cpus,
-        });
-      });
+      const run = await measure("latency", { total, rate: offered }, { latencyWarmup });
       latency = { ...run, offered };
       say(`  p99 publish -> commit ${fmt(latency.publishToCommitMs.p99)} ms`);
     }
@@ -293,14 +251,11 @@ async function main(argv: string[]): Promise<number> {
     }
     if (!o.skipStores) {
       say("stores: the processor draining one queue into SQLite (rollups on, off) and PostgreSQL (x1, x2)");
-      stores = await runStoresBench({
-        amqpUrl: o.amqpUrl,
-        databaseUrl: o.databaseUrl,
-        workDir,
-        runId,
-        short: o.short,
-        say,
-      });
+      stores = await runStoresBench({ ...o, workDir, runId, say });
+    }
+    if (!o.skipPayloadRss) {
+      say("payload sizes: the gateway's peak RSS while a private RabbitMQ node blocks publishers");
+      payloadRss = await runPayloadRss({ ...o, workDir, say });
     }
   } finally {
     if (!o.keep) rmSync(workDir, { recursive: true, force: true });
@@ -405,6 +360,7 @@ async function main(argv: string[]): Promise<number> {
   process.stdout.write(`\n${report}\n`);
   if (spool) process.stdout.write(`\n${spoolReport(spool)}\n`);
   if (stores) process.stdout.write(`\n${storesReport(stores)}\n`);
+  if (payloadRss) process.stdout.write(`\n${payloadRssReport(payloadRss)}\n`);
 
   const finishedAt = new Date();
   const out = resolve(o.out ?? join("bench-results", `${runId}.json`));
@@ -425,6 +381,7 @@ async function main(argv: string[]): Promise<number> {
     cClients: c,
     spool,
     stores,
+    payloadRss,
     ratios: {
       pipelineToSlowestRaw: share,
       pipelineToReference: factor,
@@ -441,10 +398,12 @@ async function main(argv: string[]): Promise<number> {
   const broken = checked.some((r) => r?.exactlyOnce.checked && !r.exactlyOnce.ok);
   const unclean = checked.some((r) => r && Object.values(r.exitCodes).some((code) => code !== 0));
   const storesWrong = stores?.phases.some((p) => p.drains.some((d) => d.rows !== stores?.readings)) ?? false;
+  const payloadWrong = payloadRss !== undefined && !payloadRssComplete(payloadRss);
   if (storesWrong) say("FAILED: a store phase did not hold exactly the readings queued");
+  if (payloadWrong) say("FAILED: a payload-size phase did not store every reading");
   if (broken) say("FAILED: a reading was lost or stored twice");
   if (unclean) say("FAILED: a service did not exit 0 after SIGTERM");
-  return broken || unclean || storesWrong ? 1 : 0;
+  return broken || unclean || storesWrong || payloadWrong ? 1 : 0;
 }
 
 /** CPU microseconds per reading stored of the gateway, the processor, RabbitMQ and their sum, in one run. */
@@ -514,7 +473,7 @@ async function runCClients(
   say(`  ${fmt(baseline.perSecond)}/s first to last message`);
   const pipelineRun = async (phase: string, extraEnv: Readonly<Record<string, string>>) => {
     await using broker = await startPrivateMosquitto({ maxQueued: 0, maxInflight: 0 });
-    const e = { ...endpoints(o, runId, phase, workDir, ""), mqttUrl: broker.url };
+    const e = { ...endpoints(o, runId, phase, workDir), mqttUrl: broker.url };
     return await runPhase({
       label: phase,
       endpoints: e,

@@ -20,9 +20,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import amqp from "amqplib";
 import { AmqpSink, type OutgoingBatch } from "../amqp/sink.js";
-import { queueNames } from "../amqp/topology.js";
 import { silentLogger } from "../common/log.js";
 import type { Delivery, Sink } from "../common/pipeline.js";
 import { SchemaRegistry } from "../schemas/index.js";
@@ -32,15 +30,25 @@ import { DEFAULT_SENSORS, NO_FAULTS } from "../simulators/model.js";
 import { simulate } from "../simulators/publish.js";
 import { DRAIN_WINDOW, startSpoolInput } from "../spool/input.js";
 import { SpoolStore } from "../spool/store.js";
-import { parseMetrics, total } from "./metrics.js";
 import { readProc } from "./proc.js";
+import {
+  deleteQueues,
+  markdownTable,
+  median,
+  metric,
+  fmt as n,
+  round,
+  scrape,
+  total,
+  until,
+} from "./util.js";
 
 /** Sizes of a full run and of a short one (`--short`, CI: under a minute). */
 const SIZES = {
   full: { readings: 100_000, backlog: 200_000, openMiB: 1_024 },
   short: { readings: 5_000, backlog: 20_000, openMiB: 64 },
 } as const;
-const POLL_MS = 20;
+const POLL = { pollMs: 20 } as const;
 /** Ingest and drain are measured this many times each, alternating, in a full run. */
 const REPEATS = 3;
 /** Live readings arrive at this share of the gateway's no-spool rate while the backlog drains. */
@@ -119,32 +127,6 @@ export interface SpoolBenchResult {
   };
 }
 
-async function metricOf(port: number, name: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
-  return total(parseMetrics(await res.text()), name);
-}
-
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 600_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
-
-async function deleteQueues(amqpUrl: string, queue: string): Promise<void> {
-  const conn = await amqp.connect(amqpUrl);
-  try {
-    conn.on("error", () => undefined);
-    const ch = await conn.createChannel();
-    for (const q of Object.values(queueNames(queue))) await ch.deleteQueue(q);
-  } finally {
-    await conn.close().catch(() => undefined);
-  }
-}
-
-const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
-
 /**
  * Runs the spool's figures on this machine: a private Mosquitto, the RabbitMQ at `amqpUrl`, real gateway processes
  * (`npm run build` first). Every queue it declares is named after `runId` and deleted; its files go under `workDir`
@@ -211,7 +193,7 @@ export async function runSpoolBench(opts: SpoolBenchOptions): Promise<SpoolBench
       mode === "no-spool"
         ? "telemetry_gateway_readings_published_total"
         : "telemetry_gateway_spool_depth_readings";
-    await waitFor(async () => (await metricOf(g.httpPort, doneMetric)) >= readings, `${mode}: all taken`);
+    await until(`${mode}: all taken`, async () => (await metric(g.httpPort, doneMetric)) >= readings, POLL);
     const rate = Math.round(readings / ((performance.now() - started) / 1_000));
     // The gateway's own CPU (start-up included, alike in both modes): less sensitive to a loaded machine than time.
     const cpuUs = Math.round(((readProc(g.proc.pid ?? 0)?.cpuMs ?? Number.NaN) * 1_000) / readings);
@@ -224,18 +206,22 @@ export async function runSpoolBench(opts: SpoolBenchOptions): Promise<SpoolBench
     }
     runs.spool.push(rate);
     runs.cpuUsSpool.push(cpuUs);
-    runs.bytes.push(Math.round((await metricOf(g.httpPort, "telemetry_gateway_spool_bytes")) / readings));
+    runs.bytes.push(Math.round((await metric(g.httpPort, "telemetry_gateway_spool_bytes")) / readings));
     await g.stop("SIGTERM");
     const d = await startService("gateway", { ...env, AMQP_URL: amqpUrl });
     services.push(d);
     // From the first confirmed reading to the empty spool: start-up and RabbitMQ's connect left out.
     let firstDrained: { at: number; drained: number } | undefined;
-    await waitFor(async () => {
-      const samples = parseMetrics(await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`)).text());
-      const drained = total(samples, "telemetry_gateway_spool_drained_total");
-      if (firstDrained === undefined && drained > 0) firstDrained = { at: performance.now(), drained };
-      return total(samples, "telemetry_gateway_spool_depth_readings") === 0;
-    }, "drained");
+    await until(
+      "drained",
+      async () => {
+        const samples = await scrape(d.httpPort);
+        const drained = total(samples, "telemetry_gateway_spool_drained_total");
+        if (firstDrained === undefined && drained > 0) firstDrained = { at: performance.now(), drained };
+        return total(samples, "telemetry_gateway_spool_depth_readings") === 0;
+      },
+      POLL,
+    );
     const from = firstDrained ?? { at: performance.now(), drained: readings };
     const drain = Math.round((readings - from.drained) / (Math.max(1, performance.now() - from.at) / 1_000));
     runs.drain.push(drain);
@@ -269,7 +255,7 @@ export async function runSpoolBench(opts: SpoolBenchOptions): Promise<SpoolBench
       ingest: {
         noSpoolPerSecond: noSpool,
         spoolUplinkDownPerSecond: spooled,
-        ratio: round(spooled / noSpool),
+        ratio: round(spooled / noSpool, 2),
       },
       bytesPerReading: median(runs.bytes),
       drainAfterOutage: { readings, perSecond: median(runs.drain) },
@@ -279,15 +265,9 @@ export async function runSpoolBench(opts: SpoolBenchOptions): Promise<SpoolBench
   } finally {
     await Promise.all(services.map((s) => s.stop("SIGKILL")));
     await mosquitto.stop();
-    for (const q of queues) await deleteQueues(amqpUrl, q).catch(() => undefined);
+    for (const q of queues) await deleteQueues(amqpUrl, q);
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length === 0 ? 0 : s.length % 2 === 1 ? s[mid]! : Math.round((s[mid - 1]! + s[mid]!) / 2);
 }
 
 /** Step 4: the drain rate of a backlog and the delay of live readings appended while it drains into RabbitMQ. */
@@ -371,10 +351,10 @@ async function drainWhileLive(
     }
   }, LIVE_TICK_MS);
   try {
-    await waitFor(async () => backlogDone >= backlog, "backlog drained");
+    await until("backlog drained", () => backlogDone >= backlog, POLL);
     const drainMs = performance.now() - started;
     clearInterval(ticker);
-    await waitFor(async () => delays.length >= live, "live readings confirmed", 60_000);
+    await until("live readings confirmed", () => delays.length >= live, { ...POLL, stallMs: 60_000 });
     delays.sort((a, b) => a - b);
     const q = (p: number) =>
       Math.round(delays[Math.min(delays.length - 1, Math.floor(p * delays.length))] ?? 0);
@@ -453,8 +433,6 @@ async function openLarge(
     },
   };
 }
-
-const n = (x: number) => Math.round(x).toLocaleString("en-US");
 
 /**
  * The spool's figures as markdown: each figure with its target, the ratio and a one-line verdict. A short run
@@ -551,14 +529,11 @@ export function spoolReport(r: SpoolBenchResult): string {
       "figure",
     ],
   ];
-  const lines = [
+  return [
     "## Spool (issue 16)",
     "",
-    "| figure | measured | target | ratio | verdict |",
-    "| --- | ---: | --- | ---: | --- |",
-    ...rows.map((row) => `| ${row.join(" | ")} |`),
-  ];
-  return lines.join("\n");
+    ...markdownTable(["figure", ">measured", "target", ">ratio", "verdict"], rows),
+  ].join("\n");
 }
 
 async function cli(): Promise<void> {

@@ -9,18 +9,16 @@ import { rmSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import amqp from "amqplib";
 import Database from "better-sqlite3";
 import pg from "pg";
-import { declareTopology, queueNames } from "../amqp/topology.js";
 import { splitUrlList } from "../common/config.js";
-import { AVRO_CONTENT_TYPE } from "../gateway/encode.js";
 import { type Reading, SchemaRegistry } from "../schemas/index.js";
 import { type Service, startService } from "../scripts/spawn.js";
 import { readRollup } from "../store/sqlite-rollup.js";
 import { readProc } from "./proc.js";
 import { deviceName, readingValue, sensorName } from "./publisher.js";
-import { round } from "./stats.js";
+import { publishConfirmed } from "./raw.js";
+import { deleteQueues, fmt, markdownTable, median, metric, round } from "./util.js";
 
 const SENSORS = 4;
 const DEVICES = 1_000;
@@ -128,55 +126,6 @@ export function batchBodies(readings: readonly Reading[], schemas: SchemaRegistr
   return bodies;
 }
 
-/** Declares the contract's queues for `queue` (quorum, as the services do) and publishes `bodies` with confirms. */
-export async function fillQueue(amqpUrl: string, queue: string, bodies: readonly Buffer[]): Promise<void> {
-  const conn = await amqp.connect(splitUrlList(amqpUrl)[0] ?? amqpUrl);
-  try {
-    const ch = await conn.createConfirmChannel();
-    await declareTopology(ch, queue, "quorum");
-    let next = 0;
-    const publishOne = (): Promise<void> =>
-      new Promise((resolve, reject) => {
-        const i = next++;
-        ch.sendToQueue(
-          queue,
-          bodies[i] as Buffer,
-          {
-            persistent: true,
-            mandatory: true,
-            contentType: AVRO_CONTENT_TYPE,
-            messageId: `${queue}-${i}`,
-            timestamp: Math.floor(T0 / 1_000),
-          },
-          (err) => (err ? reject(err) : resolve()),
-        );
-      });
-    const lane = async () => {
-      while (next < bodies.length) await publishOne();
-    };
-    await Promise.all(Array.from({ length: FILL_WINDOW }, lane));
-    await ch.close();
-  } finally {
-    await conn.close();
-  }
-}
-
-async function deleteQueues(amqpUrl: string, queue: string): Promise<void> {
-  const conn = await amqp.connect(splitUrlList(amqpUrl)[0] ?? amqpUrl);
-  try {
-    const ch = await conn.createChannel();
-    for (const q of Object.values(queueNames(queue))) await ch.deleteQueue(q);
-  } finally {
-    await conn.close();
-  }
-}
-
-async function storedBy(service: Service): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${service.httpPort}/metrics`);
-  const line = (await res.text()).split("\n").find((l) => l.startsWith(`${STORED} `));
-  return line ? Number(line.slice(STORED.length + 1)) : 0;
-}
-
 /** Pids of the server processes serving `database` (one per connection), asked on `admin`. */
 async function backendsOf(admin: pg.Client, database: string): Promise<number[]> {
   const { rows } = await admin.query<{ pid: number }>(
@@ -210,7 +159,7 @@ export async function drainOnce(
   readings: number,
   target: DrainTarget,
 ): Promise<Drain> {
-  await fillQueue(amqpUrl, queue, bodies);
+  await publishConfirmed(splitUrlList(amqpUrl)[0] ?? amqpUrl, queue, bodies, FILL_WINDOW, "quorum");
   let services: Service[] = [];
   try {
     services = await target.start(queue);
@@ -226,7 +175,10 @@ export async function drainOnce(
     let lastChange = Date.now();
     let pgPids: number[] = [];
     for (;;) {
-      stored = (await Promise.all(services.map(storedBy))).reduce((a, b) => a + b, 0);
+      stored = (await Promise.all(services.map((s) => metric(s.httpPort, STORED)))).reduce(
+        (a, b) => a + b,
+        0,
+      );
       if (target.postgres) pgPids = await backendsOf(target.postgres.admin, target.postgres.database);
       if (stored >= readings) break;
       if (stored !== last) {
@@ -258,7 +210,7 @@ export async function drainOnce(
     };
   } finally {
     await Promise.all(services.map((s) => s.stop("SIGKILL")));
-    await deleteQueues(amqpUrl, queue).catch(() => undefined);
+    await deleteQueues(splitUrlList(amqpUrl)[0] ?? amqpUrl, queue).catch(() => undefined);
   }
 }
 
@@ -330,12 +282,6 @@ function postgresTarget(
     },
   };
 }
-
-const median = (xs: readonly number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-};
 
 const PHASES: readonly {
   id: PhaseId;
@@ -415,8 +361,6 @@ export async function runStoresBench(opts: StoresBenchOptions): Promise<StoresBe
   };
 }
 
-const fmt = (n: number) => n.toLocaleString("en-US");
-
 /** The figures as a markdown section: one row per phase, ratios to the product (phase a) of the same run. */
 export function storesReport(r: StoresBenchResult): string {
   const product = r.phases.find((p) => p.id === "a");
@@ -430,16 +374,25 @@ export function storesReport(r: StoresBenchResult): string {
       "included) and of the PostgreSQL backends serving the phase's database, from the first consume to the last " +
       "commit; PostgreSQL's WAL writer, checkpointer and background writer are shared with the machine and not counted.",
     "",
-    "| phase | readings/s | x (a) | processor CPU µs/reading | PostgreSQL backends CPU µs/reading | rounds (readings/s) |",
-    "| --- | ---: | ---: | ---: | ---: | --- |",
+    ...markdownTable(
+      [
+        "phase",
+        ">readings/s",
+        ">x (a)",
+        ">processor CPU µs/reading",
+        ">PostgreSQL backends CPU µs/reading",
+        "rounds (readings/s)",
+      ],
+      r.phases.map((p) => [
+        `(${p.id}) ${p.label}`,
+        fmt(p.perSecond),
+        product ? String(round(p.perSecond / product.perSecond, 2)) : "-",
+        String(p.processorCpuUs),
+        String(p.postgresCpuUs ?? "not applicable"),
+        p.drains.map((d) => fmt(d.perSecond)).join(", "),
+      ]),
+    ),
   ];
-  for (const p of r.phases) {
-    const ratio = product ? round(p.perSecond / product.perSecond, 2) : undefined;
-    lines.push(
-      `| (${p.id}) ${p.label} | ${fmt(p.perSecond)} | ${ratio ?? "-"} | ${p.processorCpuUs} | ` +
-        `${p.postgresCpuUs ?? "not applicable"} | ${p.drains.map((d) => fmt(d.perSecond)).join(", ")} |`,
-    );
-  }
   const pct = round(r.rollupThroughputCost * 100, 1);
   const cpu = round(r.rollupCpuCost * 100, 1);
   lines.push(
