@@ -325,6 +325,9 @@ export async function mqttJsLoad(config: PublisherConfig): Promise<Load> {
   };
 }
 
+/** Starts a load against the phase's broker and topic prefix. */
+export type MakeLoad = (mqttUrl: string, topicPrefix: string) => Load | Promise<Load>;
+
 export interface PhaseOptions {
   readonly label: string;
   readonly endpoints: Endpoints;
@@ -332,7 +335,7 @@ export interface PhaseOptions {
   /** The readings sent (for the exactly-once check) and, without `load`, the lean publisher's settings. */
   readonly publisher: Omit<PublisherConfig, "mqttUrl" | "topicPrefix">;
   /** Another load than the lean publisher, sending the readings `publisher` describes. */
-  readonly load?: (mqttUrl: string, topicPrefix: string) => Promise<Load>;
+  readonly load?: MakeLoad;
   /** Other processes whose CPU and memory are sampled (the brokers). */
   readonly watch: Record<string, number | undefined>;
   /** Stop measuring this long after the first reading is stored, even if not all are (the reference). */
