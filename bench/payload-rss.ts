@@ -13,8 +13,9 @@ import { connect } from "mqtt";
 import { startPrivateMosquitto, startPrivateRabbit } from "../scripts/private-brokers.js";
 import { type Service, startService, untilReady } from "../scripts/spawn.js";
 import { inspectStore } from "../store/inspect.js";
+import { metric } from "./metrics.js";
 import { readProc } from "./proc.js";
-import { fmt, markdownTable, metric, round, sleep, until } from "./util.js";
+import { fmt, markdownTable, round, sleep, until } from "./util.js";
 
 /** Readings per payload, and payloads per size (full run; a short one sends SHORT_PAYLOADS of each). */
 const SIZES = [1, 100, 1_000, 8_000] as const;

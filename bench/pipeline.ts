@@ -7,6 +7,7 @@ import { join } from "node:path";
 import type { QueueType } from "../amqp/topology.js";
 import { startService, untilReady } from "../scripts/spawn.js";
 import { inspectStore } from "../store/inspect.js";
+import * as m from "./metrics.js";
 import { type UsageReport, UsageSampler, type Watched } from "./proc.js";
 import * as pub from "./publisher.js";
 import * as u from "./util.js";
@@ -82,13 +83,13 @@ export async function startProduct(
     await Promise.all([processor.stop("SIGKILL"), gateway.stop("SIGKILL")]);
     throw err;
   });
-  const scrapeBoth = () => Promise.all([u.scrape(gateway.httpPort), u.scrape(processor.httpPort)]);
-  const stageCounts = (gw: u.Samples, pr: u.Samples): StageCounts => ({
-    gatewayReceived: u.total(gw, "telemetry_gateway_messages_received_total"),
-    gatewayPublished: u.total(gw, "telemetry_gateway_readings_published_total"),
-    deliveries: u.total(pr, "telemetry_processor_deliveries_total"),
-    stored: u.total(pr, "telemetry_processor_readings_stored_total"),
-    gatewayInflight: u.total(gw, "telemetry_gateway_inflight_messages"),
+  const scrapeBoth = () => Promise.all([m.scrape(gateway.httpPort), m.scrape(processor.httpPort)]);
+  const stageCounts = (gw: m.Samples, pr: m.Samples): StageCounts => ({
+    gatewayReceived: m.total(gw, "telemetry_gateway_messages_received_total"),
+    gatewayPublished: m.total(gw, "telemetry_gateway_readings_published_total"),
+    deliveries: m.total(pr, "telemetry_processor_deliveries_total"),
+    stored: m.total(pr, "telemetry_processor_readings_stored_total"),
+    gatewayInflight: m.total(gw, "telemetry_gateway_inflight_messages"),
   });
   const ms = (seconds: number | undefined, digits = 9) => u.round((seconds ?? 0) * 1_000, digits);
   return {
@@ -99,15 +100,15 @@ export async function startProduct(
       const { gatewayInflight: _, ...counts } = stageCounts(gw, pr);
       return {
         ...counts,
-        gatewayRejected: u.total(gw, "telemetry_gateway_rejected_total"),
-        duplicates: u.total(pr, "telemetry_processor_duplicates_total"),
-        deadLettered: u.total(pr, "telemetry_processor_dead_lettered_total"),
-        storeErrors: u.total(pr, "telemetry_processor_store_errors_total"),
-        commitMeanMs: ms(u.histogramMean(pr, "telemetry_processor_commit_seconds"), 2),
-        batchMean: u.round(u.histogramMean(pr, "telemetry_processor_batch_size") ?? 0, 1),
-        receiveToCommitP99BoundMs: ms(u.histogramBound(pr, "telemetry_processor_latency_seconds", 0.99)),
-        confirmP99BoundMs: ms(u.histogramBound(gw, "telemetry_gateway_confirm_latency_seconds", 0.99)),
-        confirmMeanMs: ms(u.histogramMean(gw, "telemetry_gateway_confirm_latency_seconds"), 1),
+        gatewayRejected: m.total(gw, "telemetry_gateway_rejected_total"),
+        duplicates: m.total(pr, "telemetry_processor_duplicates_total"),
+        deadLettered: m.total(pr, "telemetry_processor_dead_lettered_total"),
+        storeErrors: m.total(pr, "telemetry_processor_store_errors_total"),
+        commitMeanMs: ms(m.histogramMean(pr, "telemetry_processor_commit_seconds"), 2),
+        batchMean: u.round(m.histogramMean(pr, "telemetry_processor_batch_size") ?? 0, 1),
+        receiveToCommitP99BoundMs: ms(m.histogramBound(pr, "telemetry_processor_latency_seconds", 0.99)),
+        confirmP99BoundMs: ms(m.histogramBound(gw, "telemetry_gateway_confirm_latency_seconds", 0.99)),
+        confirmMeanMs: ms(m.histogramMean(gw, "telemetry_gateway_confirm_latency_seconds"), 1),
       };
     },
     async stop() {

@@ -13,8 +13,9 @@ import { parseArgs } from "node:util";
 import { type Reading, SchemaRegistry } from "../schemas/index.js";
 import { startService } from "../scripts/spawn.js";
 import { SqliteStore } from "../store/sqlite.js";
+import { scrape, total } from "./metrics.js";
 import { publishConfirmed } from "./raw.js";
-import { deleteQueues, fmt, scrape, total } from "./util.js";
+import { deleteQueues, fmt } from "./util.js";
 
 const DAY_MS = 86_400_000;
 const RETENTION = "30d";
@@ -71,7 +72,7 @@ async function publish(url: string, queue: string, count: number): Promise<void>
   const bodies = Array.from({ length: count }, (_, i) =>
     schemas.encode(reading(i, now + Math.floor(i / (DEVICES * SENSORS.length)))),
   );
-  await publishConfirmed(url, queue, bodies, PUBLISH_WINDOW, "quorum");
+  await publishConfirmed(url, queue, bodies, PUBLISH_WINDOW, "quorum", true);
 }
 
 async function metrics(port: number): Promise<{ stored: number; deleted: number }> {

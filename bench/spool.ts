@@ -30,19 +30,9 @@ import { DEFAULT_SENSORS, NO_FAULTS } from "../simulators/model.js";
 import { simulate } from "../simulators/publish.js";
 import { DRAIN_WINDOW, startSpoolInput } from "../spool/input.js";
 import { SpoolStore } from "../spool/store.js";
+import { metric, scrape, total } from "./metrics.js";
 import { readProc } from "./proc.js";
-import {
-  deleteQueues,
-  markdownTable,
-  median,
-  metric,
-  fmt as n,
-  percentiles,
-  round,
-  scrape,
-  total,
-  until,
-} from "./util.js";
+import { deleteQueues, markdownTable, median, fmt as n, percentiles, round, until } from "./util.js";
 
 /** Sizes of a full run and of a short one (`--short`, CI: under a minute). */
 const SIZES = {

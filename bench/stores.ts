@@ -15,10 +15,11 @@ import { splitUrlList } from "../common/config.js";
 import { type Reading, SchemaRegistry } from "../schemas/index.js";
 import { type Service, startService } from "../scripts/spawn.js";
 import { readRollup } from "../store/sqlite-rollup.js";
+import { metric } from "./metrics.js";
 import { readProc } from "./proc.js";
 import { deviceName, readingValue, sensorName } from "./publisher.js";
 import { publishConfirmed } from "./raw.js";
-import { deleteQueues, fmt, markdownTable, median, metric, round } from "./util.js";
+import { deleteQueues, fmt, markdownTable, median, round } from "./util.js";
 
 const SENSORS = 4;
 const DEVICES = 1_000;
@@ -159,7 +160,7 @@ export async function drainOnce(
   readings: number,
   target: DrainTarget,
 ): Promise<Drain> {
-  await publishConfirmed(splitUrlList(amqpUrl)[0] ?? amqpUrl, queue, bodies, FILL_WINDOW, "quorum");
+  await publishConfirmed(splitUrlList(amqpUrl)[0] ?? amqpUrl, queue, bodies, FILL_WINDOW, "quorum", true);
   let services: Service[] = [];
   try {
     services = await target.start(queue);
