@@ -1,50 +1,6 @@
 import { parseArgs } from "node:util";
 import type { QueueType } from "../amqp/topology.js";
 
-/** Everything one `npm run bench` invocation does, parsed once from its flags. */
-export interface BenchOptions {
-  readonly short: boolean;
-  readonly devices: number;
-  readonly sensors: number;
-  /** Readings the throughput run publishes; undefined: sized from the slowest raw ceiling (see run.ts). */
-  readonly total: number | undefined;
-  /** QoS 1 publishes the lean publisher keeps awaiting their PUBACK. */
-  readonly window: number;
-  readonly queueType: QueueType;
-  readonly amqpUrl: string;
-  /** Messages (or rows) each raw ceiling measures. */
-  readonly rawCount: number;
-  /** Readings published for the straightforward reference pipeline, and the longest it is measured. */
-  readonly naiveCount: number;
-  readonly naiveSeconds: number;
-  /** Offered load of the latency run; undefined: half the sustained throughput measured in the same run. */
-  readonly latencyRate: number | undefined;
-  readonly latencySeconds: number;
-  /** Readings the C clients (mosquitto_pub, mosquitto_sub) send in each of their phases, and their layout. */
-  readonly cReadings: number;
-  readonly cDevices: number;
-  readonly cSensors: number;
-  /** Skip the broker-only baseline and the pipeline runs driven by the C clients. */
-  readonly skipCClients: boolean;
-  readonly skipBaselines: boolean;
-  readonly skipNaive: boolean;
-  readonly skipLatency: boolean;
-  /** Skip the gateway's spool figures (issue 16) and the processor's store figures (issues 14 and 17). */
-  readonly skipSpool: boolean;
-  readonly skipStores: boolean;
-  /** Skip the gateway's peak RSS against payload size while RabbitMQ blocks (issue 31; a private RabbitMQ node). */
-  readonly skipPayloadRss: boolean;
-  /** PostgreSQL server for the store phases; each phase creates and drops a database of its own there. */
-  readonly databaseUrl: string;
-  /** Directory for `node --cpu-prof` profiles of the gateway and the processor; none when undefined. */
-  readonly profileDir: string | undefined;
-  readonly out: string | undefined;
-  /** Extra environment for the gateway and processor (e.g. GATEWAY_INFLIGHT=4000), to try settings. */
-  readonly serviceEnv: Readonly<Record<string, string>>;
-  /** Keep the work directory (databases, broker config) instead of deleting it. */
-  readonly keep: boolean;
-}
-
 /** One mosquitto_pub process per device and sensor: beyond this many, the load generator itself is the test. */
 const MAX_C_PUBLISHERS = 200;
 
@@ -105,8 +61,11 @@ const INTS = {
 } as const;
 const FLAGS = ["c-clients", "baselines", "naive", "latency", "spool", "stores", "payload-rss"] as const;
 
-/** Parses the flags; throws an Error naming the bad flag. Returns undefined for `--help`. */
-export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions | undefined {
+/**
+ * Parses the flags once into everything one `npm run bench` invocation does (USAGE says what each means); throws
+ * an Error naming the bad flag. Returns undefined for `--help`.
+ */
+export function parseOptions(argv: string[], env: NodeJS.ProcessEnv) {
   const strings = ["queue-type", "amqp-url", "database-url", "profile", "out", ...Object.keys(INTS)];
   const { values } = parseArgs({
     args: argv,
@@ -160,7 +119,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     sensors: int("sensors"),
     total: text("total") === undefined && !short ? undefined : int("total"),
     window: int("window"),
-    queueType,
+    queueType: queueType as QueueType,
     amqpUrl: text("amqp-url") ?? env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672",
     rawCount: int("raw-count"),
     naiveCount: int("naive-count"),
@@ -187,3 +146,5 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     keep: values.keep === true,
   };
 }
+
+export type BenchOptions = NonNullable<ReturnType<typeof parseOptions>>;
