@@ -144,7 +144,7 @@ export class UsageSampler {
             : { ...now, hwmKiB: Math.max(previous?.hwmKiB ?? 0, now.rssKiB) };
       this.#first[name] ??= r;
       this.#last[name] = r;
-      (this.#series[name] ??= []).push(MiB(r.rssKiB));
+      this.#series[name] = [...(this.#series[name] ?? []), MiB(r.rssKiB)];
     }
   }
 
