@@ -17,14 +17,14 @@ import { metric } from "./metrics.js";
 import { readProc } from "./proc.js";
 import { fmt, markdownTable, round, sleep, until } from "./util.js";
 
-/** Readings per payload, and payloads per size (full run; a short one sends SHORT_PAYLOADS of each). */
+/** Readings per payload, and payloads per size (a full run; a short one sends `short` of each). */
 const SIZES = [1, 100, 1_000, 8_000] as const;
-const PAYLOADS = 300;
-const SHORT_PAYLOADS = 20;
-const SAMPLE_MS = 100;
-/** The gateway has taken all it will while blocked once its received count has not moved for this long. */
-const SETTLE_MS = 3_000;
-const IDLE_SETTLE_MS = 1_000;
+const PAYLOADS = { full: 300, short: 20 } as const;
+/**
+ * Sampling while blocked, ms; the gateway has taken all it will once its received count has not moved for
+ * `settle`; it is idle `idle` after it is ready.
+ */
+const WAIT_MS = { sample: 100, settle: 3_000, idle: 1_000 } as const;
 const T0 = Date.UTC(2026, 0, 1);
 const MiB = (kib: number) => round(kib / 1_024, 1);
 
@@ -62,7 +62,7 @@ export async function runPayloadRss(o: {
   readonly serviceEnv: Readonly<Record<string, string>>;
   readonly say: (line: string) => void;
 }): Promise<PayloadRssResult> {
-  const payloads = o.short ? SHORT_PAYLOADS : PAYLOADS;
+  const payloads = o.short ? PAYLOADS.short : PAYLOADS.full;
   const inflightBytes = o.serviceEnv.GATEWAY_INFLIGHT_BYTES ?? process.env.GATEWAY_INFLIGHT_BYTES;
   await using rabbit = await startPrivateRabbit();
   await using mosquitto = await startPrivateMosquitto({ maxQueued: 0, maxInflight: 0 });
@@ -90,7 +90,7 @@ export async function runPayloadRss(o: {
       services.push(gateway);
       await untilReady(...services);
       const pid = gateway.proc.pid ?? 0;
-      await sleep(IDLE_SETTLE_MS);
+      await sleep(WAIT_MS.idle);
       const idle = readProc(pid)?.rssKiB ?? 0;
       await rabbit.ctl("set_vm_memory_high_watermark", "0.0000001");
       // One small payload makes the gateway publish, so RabbitMQ blocks it before the measured ones arrive.
@@ -116,9 +116,9 @@ export async function runPayloadRss(o: {
         async () => {
           const now = await metric(gateway.httpPort, "telemetry_gateway_messages_received_total");
           if (now !== taken) [taken, movedAt] = [now, Date.now()];
-          return Date.now() - movedAt >= SETTLE_MS;
+          return Date.now() - movedAt >= WAIT_MS.settle;
         },
-        { pollMs: SAMPLE_MS },
+        { pollMs: WAIT_MS.sample },
       );
       const peak = readProc(pid)?.hwmKiB ?? 0;
       await rabbit.ctl("set_vm_memory_high_watermark", "0.4");

@@ -26,11 +26,10 @@ export interface Ceiling {
 }
 
 const STALL = { pollMs: 20, stallMs: 20_000 } as const;
-const AMQP_WINDOW = 2_000;
-const AMQP_PREFETCH = 2_000;
-const AMQP_ACK_EVERY = 500;
-const SQLITE_BATCH = 500;
-const SQLITE_PER_ROW_COUNT = 3_000;
+/** Unconfirmed publishes at most, prefetch, one multiple ack every `ackEvery` deliveries. */
+const AMQP = { window: 2_000, prefetch: 2_000, ackEvery: 500 } as const;
+/** Rows a transaction, and rows of the one-transaction-per-row ceiling. */
+const SQLITE = { batch: 500, perRowCount: 3_000 } as const;
 const BODY_VARIANTS = 1_024;
 
 function ceiling(count: number, ms: number, cpuMs: Record<string, number> = {}): Ceiling {
@@ -168,17 +167,17 @@ export async function publishConfirmed(
   }
 }
 
-/** Consumes `count` messages with a prefetch and one multiple ack every AMQP_ACK_EVERY; returns first-to-last ms. */
+/** Consumes `count` messages with a prefetch and one multiple ack every AMQP.ackEvery; returns first-to-last ms. */
 async function consumeAll(url: string, queue: string, count: number, started?: () => void) {
   const conn = await amqp.connect(url);
   try {
     const ch = await conn.createChannel();
-    await ch.prefetch(AMQP_PREFETCH);
+    await ch.prefetch(AMQP.prefetch);
     let [n, first, last, lastAt] = [0, 0, 0, 0];
     await ch.consume(queue, (msg) => {
       if (msg === null) return;
       if (n++ === 0) first = performance.now();
-      if (n % AMQP_ACK_EVERY === 0 || n === count) ch.ack(msg, true);
+      if (n % AMQP.ackEvery === 0 || n === count) ch.ack(msg, true);
       if (n === count) [last, lastAt] = [performance.now(), Date.now()];
     });
     started?.();
@@ -209,7 +208,7 @@ export async function amqpCeilings(o: {
   const conn = await amqp.connect(o.url);
   try {
     let cpu = cpuMeter({ client: process.pid, rabbitmq: o.rabbitPid });
-    const pub = await publishConfirmed(o.url, queue, avroBodies(o.count), AMQP_WINDOW, o.type);
+    const pub = await publishConfirmed(o.url, queue, avroBodies(o.count), AMQP.window, o.type);
     const publish = ceiling(o.count, pub.ms, cpu());
     cpu = cpuMeter({ client: process.pid, rabbitmq: o.rabbitPid });
     const con = await consumeAll(o.url, queue, o.count);
@@ -226,7 +225,7 @@ export async function amqpCeilings(o: {
       return r;
     });
     await up;
-    const config = { url: o.url, queue: queue2, count: o.count, window: AMQP_WINDOW, type: o.type };
+    const config = { url: o.url, queue: queue2, count: o.count, window: AMQP.window, type: o.type };
     const publisher = forkWorker<{ type: "done"; firstAt: number; ms: number }>("amqp-publisher", config);
     try {
       await publisher.ready;
@@ -259,9 +258,9 @@ export async function runAmqpPublisher(c: {
 }
 
 export interface SqliteCeilings {
-  /** better-sqlite3 alone: one prepared single-row INSERT, transactions of SQLITE_BATCH rows. */
+  /** better-sqlite3 alone: one prepared single-row INSERT, transactions of SQLITE.batch rows. */
   readonly batched: Ceiling;
-  /** The product's SqliteStore.writeBatch (multi-row INSERTs), batches of SQLITE_BATCH. */
+  /** The product's SqliteStore.writeBatch (multi-row INSERTs), batches of SQLITE.batch. */
   readonly store: Ceiling;
   /** One transaction per row, the straightforward way. */
   readonly perRow: Ceiling;
@@ -282,7 +281,7 @@ export function sqliteCeilings(dir: string, count: number): SqliteCeilings {
     return ceiling(items, performance.now() - t0, cpu());
   };
   const inBatches = (write: (rows: Reading[]) => void) => () => {
-    for (let i = 0; i < count; i += SQLITE_BATCH) write(readings.slice(i, i + SQLITE_BATCH));
+    for (let i = 0; i < count; i += SQLITE.batch) write(readings.slice(i, i + SQLITE.batch));
   };
 
   const db = openDatabase(fresh("raw-batched"));
@@ -306,7 +305,7 @@ export function sqliteCeilings(dir: string, count: number): SqliteCeilings {
   const one = openDatabase(fresh("raw-per-row"));
   const insertOne = prepareInsertOne(one);
   const writeOne = one.transaction((r: Reading) => insertOne(r, Date.now()));
-  const perRowCount = Math.min(count, SQLITE_PER_ROW_COUNT);
+  const perRowCount = Math.min(count, SQLITE.perRowCount);
   const perRow = timed(perRowCount, () => {
     for (let i = 0; i < perRowCount; i++) writeOne.immediate(readings[i]!);
   });

@@ -10,17 +10,20 @@ import { type SpoolBenchResult, spoolReport } from "./spool.js";
 import { type StoresBenchResult, storesReport } from "./stores.js";
 import { fmt as n, type Percentiles, table } from "./util.js";
 
-/** Issue 13's targets: end to end against the broker alone with the same C publishers, CPU, latency, flat RSS. */
-const BROKER_SHARE_TARGET = 0.5;
-const BROKER_SHARE_AIM = 0.7;
-const SERVICES_CPU_US_TARGET = 60;
-const LATENCY_TARGET_MS = 100;
-const FLAT_RSS_READINGS = 1_000_000;
-const FLAT_RSS_SLACK = 1.1;
-const FLAT_RSS_SLACK_MIB = 8;
-/** Earlier targets (issue 1): against the slowest raw stage and the straightforward reference. */
-const THROUGHPUT_SHARE_TARGET = 0.7;
-const REFERENCE_FACTOR_TARGET = 10;
+/**
+ * Issue 13's targets (end to end against the broker alone with the same C publishers, CPU, latency, RSS flat over
+ * `flatRssReadings`) and the earlier ones of issue 1 (against the slowest raw stage and the reference).
+ */
+const TARGET = {
+  ...{ brokerShare: 0.5, brokerShareAim: 0.7, servicesCpuUs: 60, latencyMs: 100 },
+  ...{
+    flatRssReadings: 1_000_000,
+    flatRssSlack: 1.1,
+    flatRssSlackMiB: 8,
+    throughputShare: 0.7,
+    referenceFactor: 10,
+  },
+} as const;
 
 export interface RawResults {
   readonly mqtt: Ceiling;
@@ -92,45 +95,45 @@ export function targets(r: Results) {
   const flat = flatRss(p);
   const list: Target[] = [
     {
-      name: `issue 13: end to end >= ${BROKER_SHARE_TARGET} of the broker alone, same C publishers (aim ${BROKER_SHARE_AIM})`,
+      name: `issue 13: end to end >= ${TARGET.brokerShare} of the broker alone, same C publishers (aim ${TARGET.brokerShareAim})`,
       measured:
         c === undefined || brokerShare === undefined
           ? "no C-client phases"
-          : `${brokerShare.toFixed(2)} (${n(c.batched.firstToLastPerSecond)} of ${n(c.baseline.perSecond)}/s; aim ${brokerShare >= BROKER_SHARE_AIM ? "met" : "missed"}; batching off: ${(c.unbatched.firstToLastPerSecond / Math.max(1, c.baseline.perSecond)).toFixed(2)})`,
-      met: judge(brokerShare === undefined ? undefined : brokerShare >= BROKER_SHARE_TARGET),
+          : `${brokerShare.toFixed(2)} (${n(c.batched.firstToLastPerSecond)} of ${n(c.baseline.perSecond)}/s; aim ${brokerShare >= TARGET.brokerShareAim ? "met" : "missed"}; batching off: ${(c.unbatched.firstToLastPerSecond / Math.max(1, c.baseline.perSecond)).toFixed(2)})`,
+      met: judge(brokerShare === undefined ? undefined : brokerShare >= TARGET.brokerShare),
     },
     {
-      name: `issue 13: gateway + processor + RabbitMQ <= ${SERVICES_CPU_US_TARGET} us CPU per reading`,
+      name: `issue 13: gateway + processor + RabbitMQ <= ${TARGET.servicesCpuUs} us CPU per reading`,
       measured:
         c === undefined || cpu === undefined
           ? "no C-client phases"
           : `${n(cpu.total)} us (gateway ${n(cpu.gateway)}, processor ${n(cpu.processor)}, RabbitMQ ${n(cpu.rabbitmq)}; batching off: ${n(servicesCpuUs(c.unbatched)?.total ?? 0)})`,
-      met: judge(cpu === undefined ? undefined : cpu.total <= SERVICES_CPU_US_TARGET),
+      met: judge(cpu === undefined ? undefined : cpu.total <= TARGET.servicesCpuUs),
     },
     {
-      name: `issue 13: p99 publish -> commit < ${LATENCY_TARGET_MS} ms at half the sustained rate`,
+      name: `issue 13: p99 publish -> commit < ${TARGET.latencyMs} ms at half the sustained rate`,
       measured: r.latency
         ? `${n(r.latency.publishToCommitMs.p99)} ms at ${n(r.latency.offered)}/s`
         : "no latency run",
-      met: judge(r.latency ? r.latency.publishToCommitMs.p99 < LATENCY_TARGET_MS : undefined),
+      met: judge(r.latency ? r.latency.publishToCommitMs.p99 < TARGET.latencyMs : undefined),
     },
     {
-      name: `issue 13: RSS flat over ${n(FLAT_RSS_READINGS)} readings (max of 2nd half <= ${FLAT_RSS_SLACK} x 1st + ${FLAT_RSS_SLACK_MIB} MiB)`,
+      name: `issue 13: RSS flat over ${n(TARGET.flatRssReadings)} readings (max of 2nd half <= ${TARGET.flatRssSlack} x 1st + ${TARGET.flatRssSlackMiB} MiB)`,
       measured: `${flat.text} over ${n(p.rows)} readings`,
-      met: judge(p.rows >= FLAT_RSS_READINGS ? flat.ok : undefined),
+      met: judge(p.rows >= TARGET.flatRssReadings ? flat.ok : undefined),
     },
     {
-      name: `end to end >= ${THROUGHPUT_SHARE_TARGET * 100}% of the slowest raw stage`,
+      name: `end to end >= ${TARGET.throughputShare * 100}% of the slowest raw stage`,
       measured:
         share === undefined
           ? "no baselines"
           : `${(share * 100).toFixed(0)}% (${n(p.steady.perSecond)} of ${n(slowest?.perSecond ?? 0)}/s, ${slowest?.stage})`,
-      met: judge(share === undefined ? undefined : share >= THROUGHPUT_SHARE_TARGET),
+      met: judge(share === undefined ? undefined : share >= TARGET.throughputShare),
     },
     {
-      name: `end to end >= ${REFERENCE_FACTOR_TARGET}x the straightforward reference`,
+      name: `end to end >= ${TARGET.referenceFactor}x the straightforward reference`,
       measured: factor === undefined ? "no reference" : `${factor.toFixed(1)}x`,
-      met: judge(factor === undefined ? undefined : factor >= REFERENCE_FACTOR_TARGET),
+      met: judge(factor === undefined ? undefined : factor >= TARGET.referenceFactor),
     },
     {
       name: "flat memory (compare peak RSS across --total)",
@@ -179,7 +182,7 @@ function flatRss(run: PhaseResult): { ok: boolean; text: string } {
     const half = Math.floor(series.length / 2);
     const [first, second] = [Math.max(0, ...series.slice(0, half)), Math.max(0, ...series.slice(half))];
     return {
-      ok: second <= first * FLAT_RSS_SLACK + FLAT_RSS_SLACK_MIB,
+      ok: second <= first * TARGET.flatRssSlack + TARGET.flatRssSlackMiB,
       text: `${name} ${first.toFixed(0)} -> ${second.toFixed(0)} MiB`,
     };
   });
@@ -279,20 +282,11 @@ function throughputSection(
     n(phaseCpu(p)),
     `steady ${p.steady.seconds} s of ${n(p.rows)} rows`,
   );
-  if (p.whilePublishing)
-    row(
-      "  while the publisher runs on the same box",
-      p.whilePublishing.perSecond,
-      "",
-      `${p.whilePublishing.seconds} s`,
-    );
-  if (p.afterPublishing)
-    row(
-      "  after it, draining the MQTT broker's queue",
-      p.afterPublishing.perSecond,
-      "",
-      `${p.afterPublishing.seconds} s`,
-    );
+  const split = [
+    ["  while the publisher runs on the same box", p.whilePublishing],
+    ["  after it, draining the MQTT broker's queue", p.afterPublishing],
+  ] as const;
+  for (const [label, w] of split) if (w) row(label, w.perSecond, "", `${w.seconds} s`);
   row("  publisher offered (PUBACKed by Mosquitto)", p.offeredPerSecond, "");
   if (r.naive) {
     const cpu = r.naive.cutShort ? "-" : n(phaseCpu(r.naive));

@@ -30,10 +30,7 @@ const MIN_STEADY_SECONDS = 20;
  * Default size of the throughput run: this long at this share of the slowest raw ceiling, within these bounds; at
  * least the 1,000,000 readings over which issue 13 wants RSS flat, so a full run judges it.
  */
-const AUTO_TOTAL_SECONDS = 30;
-const AUTO_TOTAL_SHARE = 0.6;
-const AUTO_TOTAL_MIN = 1_000_000;
-const AUTO_TOTAL_MAX = 2_000_000;
+const AUTO_TOTAL = { seconds: 30, share: 0.6, min: 1_000_000, max: 2_000_000 } as const;
 /** Share of the latency run's publish span left out of its figures (warm-up). */
 const LATENCY_WARMUP = 0.1;
 
@@ -205,9 +202,9 @@ async function runPhases(o: BenchOptions, r: Results, runId: string, workDir: st
     : undefined;
   const sized =
     slowest === undefined
-      ? AUTO_TOTAL_MIN
-      : Math.round((slowest * AUTO_TOTAL_SHARE * AUTO_TOTAL_SECONDS) / 1_000) * 1_000;
-  const total = o.total ?? Math.min(AUTO_TOTAL_MAX, Math.max(AUTO_TOTAL_MIN, sized));
+      ? AUTO_TOTAL.min
+      : Math.round((slowest * AUTO_TOTAL.share * AUTO_TOTAL.seconds) / 1_000) * 1_000;
+  const total = o.total ?? Math.min(AUTO_TOTAL.max, Math.max(AUTO_TOTAL.min, sized));
   say(
     `pipeline: ${fmt(total)} readings from ${fmt(o.devices)} devices x ${o.sensors} sensors, as fast as it goes`,
   );

@@ -42,10 +42,8 @@ const SIZES = {
 const POLL = { pollMs: 20 } as const;
 /** Ingest and drain are measured this many times each, alternating, in a full run. */
 const REPEATS = 3;
-/** Live readings arrive at this share of the gateway's no-spool rate while the backlog drains. */
-const LIVE_SHARE = 0.25;
-const LIVE_RATE_MIN = 500;
-const LIVE_TICK_MS = 10;
+/** Live readings arrive at this share of the gateway's no-spool rate (at least `rateMin`) while the backlog drains. */
+const LIVE = { share: 0.25, rateMin: 500, tickMs: 10 } as const;
 /** A 100-byte datum: the gateway's Avro readings are about that size. */
 const DATUM_BYTES = 100;
 /** Appends in flight at once while writing a spool (the gateway has at most GATEWAY_INFLIGHT). */
@@ -53,12 +51,11 @@ const APPEND_CHUNK = 5_000;
 const MIB = 1_048_576;
 const DAY_MS = 86_400_000;
 
-/** Issue 16's targets; a live reading must never wait behind hours of backlog (no number given: one second). */
-const INGEST_RATIO_TARGET = 0.9;
-const DRAIN_RATIO_TARGET = 3;
-const LIVE_P99_TARGET_MS = 1_000;
-/** Bounded memory: opening takes at most this over a bare node whatever the size (a segment is at most 64 MiB). */
-const OPEN_RSS_OVER_TARGET_MIB = 64;
+/**
+ * Issue 16's targets. A live reading must never wait behind hours of backlog (no number given: one second);
+ * opening takes at most `openRssOverMiB` over a bare node whatever the size (a segment is at most 64 MiB).
+ */
+const TARGET = { ingestRatio: 0.9, drainRatio: 3, liveP99Ms: 1_000, openRssOverMiB: 64 } as const;
 
 export interface SpoolBenchOptions {
   readonly amqpUrl: string;
@@ -192,7 +189,7 @@ export async function runSpoolBench(opts: SpoolBenchOptions) {
       await ingest(true, rep);
     }
     const noSpool = median(runs.noSpool);
-    const liveRate = Math.max(LIVE_RATE_MIN, Math.round(noSpool * LIVE_SHARE));
+    const liveRate = Math.max(LIVE.rateMin, Math.round(noSpool * LIVE.share));
     say(`  drain of a ${n(size.backlog)} backlog while ${liveRate}/s live readings arrive`);
     const liveQueue = `bench-${opts.runId}-spool-live`;
     queues.push(liveQueue);
@@ -294,7 +291,7 @@ async function drainWhileLive(
       const id = `live-${live++}`;
       void appendOne(store, datum, id).then((t) => durableAt.set(id, t));
     }
-  }, LIVE_TICK_MS);
+  }, LIVE.tickMs);
   try {
     await until("backlog drained", () => backlogDone >= backlog, POLL);
     const drainMs = performance.now() - started;
@@ -375,10 +372,10 @@ export function spoolReport(r: SpoolBenchResult): string {
     [
       `readings/s into the spool, uplink down (${n(r.readings)} queued, start-up included${of(r.runs.spool)})`,
       n(r.ingest.spoolUplinkDownPerSecond),
-      `>= ${INGEST_RATIO_TARGET} x the gateway without spool (${n(r.ingest.noSpoolPerSecond)}/s${of(r.runs.noSpool)})`,
+      `>= ${TARGET.ingestRatio} x the gateway without spool (${n(r.ingest.noSpoolPerSecond)}/s${of(r.runs.noSpool)})`,
       r.ingest.ratio.toFixed(2),
       verdict(
-        r.ingest.ratio >= INGEST_RATIO_TARGET,
+        r.ingest.ratio >= TARGET.ingestRatio,
         "the spool takes readings as fast as RabbitMQ would",
         "the spool slows intake",
       ),
@@ -393,10 +390,10 @@ export function spoolReport(r: SpoolBenchResult): string {
     [
       `drain readings/s of a ${n(w.backlog)} backlog WHILE ${n(w.liveRate)} live readings/s arrive (in-process AMQP sink)`,
       n(w.perSecond),
-      `>= ${DRAIN_RATIO_TARGET} x the live rate`,
+      `>= ${TARGET.drainRatio} x the live rate`,
       w.ratioToLive.toFixed(1),
       verdict(
-        w.ratioToLive >= DRAIN_RATIO_TARGET,
+        w.ratioToLive >= TARGET.drainRatio,
         "a backlog shrinks while live readings keep arriving",
         "a backlog shrinks too slowly under live load",
       ),
@@ -404,10 +401,10 @@ export function spoolReport(r: SpoolBenchResult): string {
     [
       `drain readings/s after the outage, restarted gateway, no live load (${n(r.drainAfterOutage.readings)}, first confirm to empty${of(r.runs.drain)})`,
       n(r.drainAfterOutage.perSecond),
-      `>= ${DRAIN_RATIO_TARGET} x the live rate above`,
+      `>= ${TARGET.drainRatio} x the live rate above`,
       drainRatio.toFixed(1),
       verdict(
-        drainRatio >= DRAIN_RATIO_TARGET,
+        drainRatio >= TARGET.drainRatio,
         "the gateway process drains fast enough",
         "the gateway process drains too slowly",
       ),
@@ -415,10 +412,10 @@ export function spoolReport(r: SpoolBenchResult): string {
     [
       `p99 delay of live readings while the backlog drains, ms (durable in the spool -> RabbitMQ confirm; p50 ${w.liveDelayMs.p50}, max ${w.liveDelayMs.max}, ${n(w.liveReadings)} readings)`,
       String(w.liveDelayMs.p99),
-      `<= ${n(LIVE_P99_TARGET_MS)} ms (at most ${n(DRAIN_WINDOW)} records ahead of a live one)`,
-      (w.liveDelayMs.p99 / LIVE_P99_TARGET_MS).toFixed(2),
+      `<= ${n(TARGET.liveP99Ms)} ms (at most ${n(DRAIN_WINDOW)} records ahead of a live one)`,
+      (w.liveDelayMs.p99 / TARGET.liveP99Ms).toFixed(2),
       verdict(
-        w.liveDelayMs.p99 <= LIVE_P99_TARGET_MS,
+        w.liveDelayMs.p99 <= TARGET.liveP99Ms,
         "live readings are not stuck behind the backlog",
         "live readings wait too long behind the backlog",
       ),
@@ -440,10 +437,10 @@ export function spoolReport(r: SpoolBenchResult): string {
     [
       `RSS MiB after opening it (a bare node: ${r.open.bareRssMiB})`,
       String(r.open.rssMiB),
-      `bounded: <= ${OPEN_RSS_OVER_TARGET_MIB} MiB over a bare node, whatever the spool's size`,
-      (openOver / OPEN_RSS_OVER_TARGET_MIB).toFixed(2),
+      `bounded: <= ${TARGET.openRssOverMiB} MiB over a bare node, whatever the spool's size`,
+      (openOver / TARGET.openRssOverMiB).toFixed(2),
       verdict(
-        openOver <= OPEN_RSS_OVER_TARGET_MIB,
+        openOver <= TARGET.openRssOverMiB,
         "memory does not grow with the spool",
         "opening takes memory in proportion to the spool",
       ),
