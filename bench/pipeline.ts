@@ -381,9 +381,7 @@ export async function runPhase(o: PhaseOptions) {
     throw err;
   } finally {
     await load?.kill();
-    await u
-      .deleteQueues(e.amqpUrl, e.queue)
-      .catch((err: unknown) => u.say(`could not delete the queues of ${e.queue}: ${String(err)}`));
+    await u.deleteQueues(e.amqpUrl, e.queue);
   }
 }
 

@@ -50,19 +50,26 @@ export async function until(
   }
 }
 
-/** Deletes queues (or, given one name, the contract's three queues of it), ignoring those already gone. */
+/**
+ * Deletes queues (or, given one name, the contract's three queues of it), ignoring those already gone. Clean-up:
+ * never throws; a failure is said on stderr.
+ */
 export async function deleteQueues(url: string, queues: string | readonly string[]): Promise<void> {
-  const conn = await amqp.connect(url);
-  conn.on("error", () => undefined);
   try {
-    for (const q of typeof queues === "string" ? Object.values(queueNames(queues)) : queues) {
-      const ch = await conn.createChannel();
-      ch.on("error", () => undefined);
-      await ch.deleteQueue(q).catch(() => undefined);
-      await ch.close().catch(() => undefined);
+    const conn = await amqp.connect(url);
+    conn.on("error", () => undefined);
+    try {
+      for (const q of typeof queues === "string" ? Object.values(queueNames(queues)) : queues) {
+        const ch = await conn.createChannel();
+        ch.on("error", () => undefined);
+        await ch.deleteQueue(q).catch(() => undefined);
+        await ch.close().catch(() => undefined);
+      }
+    } finally {
+      await conn.close().catch(() => undefined);
     }
-  } finally {
-    await conn.close().catch(() => undefined);
+  } catch (err) {
+    say(`could not delete the queues ${String(queues)}: ${String(err)}`);
   }
 }
 
