@@ -55,6 +55,7 @@ export async function mqttCeiling(o: {
   brokerPid: number;
 }): Promise<Ceiling> {
   const topicPrefix = `bench-raw-${o.runId}`;
+  let cpu = () => ({}) as Record<string, number>;
   const properties = { receiveMaximum: o.receiveMaximum };
   const sub = mqttConnect(o.mqttUrl, {
     clientId: `bench-raw-sub-${o.runId}`,
@@ -65,9 +66,11 @@ export async function mqttCeiling(o: {
   await new Promise<void>((resolve) => sub.once("connect", () => resolve()));
   await sub.subscribeAsync(`${topicPrefix}/+/+`, { qos: 1 });
   let [received, first, last] = [0, 0, 0];
+  let cpuMs: Record<string, number> = {};
   sub.on("message", () => {
     if (received++ === 0) first = performance.now();
-    if (received === o.count) last = performance.now();
+    // CPU is read at the last message, before the publisher process exits and takes its figures with it.
+    if (received === o.count) [last, cpuMs] = [performance.now(), cpu()];
   });
   const publisher = await forkPublisher({
     ...{ mqttUrl: o.mqttUrl, topicPrefix, devicePrefix: "raw", devices: o.devices, sensors: o.sensors },
@@ -79,11 +82,10 @@ export async function mqttCeiling(o: {
       clientId: `bench-raw-pub-${o.runId}`,
     },
   });
-  const cpu = cpuMeter({ subscriber: process.pid, publisher: publisher.pid, mosquitto: o.brokerPid });
+  cpu = cpuMeter({ subscriber: process.pid, publisher: publisher.pid, mosquitto: o.brokerPid });
   try {
     publisher.send({ type: "start" });
     await until("raw MQTT", () => received >= o.count, { ...STALL, progress: () => received });
-    const cpuMs = cpu();
     await publisher.done;
     return ceiling(received, last - first, cpuMs);
   } finally {
@@ -168,7 +170,13 @@ export async function publishConfirmed(
 }
 
 /** Consumes `count` messages with a prefetch and one multiple ack every AMQP.ackEvery; returns first-to-last ms. */
-async function consumeAll(url: string, queue: string, count: number, started?: () => void) {
+async function consumeAll(
+  url: string,
+  queue: string,
+  count: number,
+  started?: () => void,
+  atLast?: () => void,
+) {
   const conn = await amqp.connect(url);
   try {
     const ch = await conn.createChannel();
@@ -178,7 +186,10 @@ async function consumeAll(url: string, queue: string, count: number, started?: (
       if (msg === null) return;
       if (n++ === 0) first = performance.now();
       if (n % AMQP.ackEvery === 0 || n === count) ch.ack(msg, true);
-      if (n === count) [last, lastAt] = [performance.now(), Date.now()];
+      if (n === count) {
+        [last, lastAt] = [performance.now(), Date.now()];
+        atLast?.();
+      }
     });
     started?.();
     await until("raw AMQP consume", () => n >= count, { ...STALL, progress: () => n });
@@ -220,9 +231,9 @@ export async function amqpCeilings(o: {
       consumerUp = resolve;
     });
     let throughCpu: Record<string, number> = {};
-    const consuming = consumeAll(o.url, queue2, o.count, consumerUp).then((r) => {
+    // CPU is read at the last delivery, before the publisher process exits and takes its figures with it.
+    const consuming = consumeAll(o.url, queue2, o.count, consumerUp, () => {
       throughCpu = cpu();
-      return r;
     });
     await up;
     const config = { url: o.url, queue: queue2, count: o.count, window: AMQP.window, type: o.type };
