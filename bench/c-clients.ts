@@ -10,28 +10,15 @@ import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Load } from "./pipeline.js";
-import { type UsageReport, UsageSampler } from "./proc.js";
-import type { PublisherResult } from "./publisher.js";
-import { deviceName, readingValue, sensorName } from "./publisher.js";
-import { round } from "./stats.js";
+import { childrenOf, type UsageReport, UsageSampler } from "./proc.js";
+import { deviceName, type PublisherConfig, readingValue, sensorName } from "./publisher.js";
+import { round, until } from "./util.js";
 
 const execFileAsync = promisify(execFile);
-
-const PUB = "mosquitto_pub";
-const SUB = "mosquitto_sub";
-const STALL_MS = 30_000;
-const POLL_MS = 250;
+const [PUB, SUB] = ["mosquitto_pub", "mosquitto_sub"];
+const WAIT = { pollMs: 250, stallMs: 30_000 } as const;
 const SUBSCRIBE_TIMEOUT_MS = 10_000;
 const STDERR_KEPT = 4_096;
-
-/** The readings the C publishers send: the lean publisher's layout (publisher.ts), `seq` = the reading's index. */
-export interface CReadings {
-  readonly devicePrefix: string;
-  readonly devices: number;
-  readonly sensors: number;
-  readonly total: number;
-  readonly baseTs: number;
-}
 
 /** One publisher's input: the topic under the phase's prefix (`<prefix>/<suffix>`) and the file of its lines. */
 export interface CPublisherInput {
@@ -41,12 +28,10 @@ export interface CPublisherInput {
 
 /** True when `mosquitto_pub` and `mosquitto_sub` can be run (Debian: `apt-get install mosquitto-clients`). */
 export async function haveCClients(): Promise<boolean> {
-  try {
-    await execFileAsync("bash", ["-c", `command -v ${PUB} && command -v ${SUB}`]);
-    return true;
-  } catch {
-    return false;
-  }
+  return execFileAsync("bash", ["-c", `command -v ${PUB} && command -v ${SUB}`]).then(
+    () => true,
+    () => false,
+  );
 }
 
 /**
@@ -55,70 +40,56 @@ export async function haveCClients(): Promise<boolean> {
  * the exactly-once check of pipeline.ts applies unchanged. `seq` is the reading's index: the C publisher cannot
  * write its publish time, so these runs give no publish-to-commit latency.
  */
-export function writeReadingFiles(dir: string, r: CReadings): CPublisherInput[] {
+export function writeReadingFiles(
+  dir: string,
+  r: Pick<PublisherConfig, "devicePrefix" | "devices" | "sensors" | "total" | "baseTs">,
+): CPublisherInput[] {
   const keys = r.devices * r.sensors;
-  const inputs: CPublisherInput[] = [];
-  for (let j = 0; j < keys; j++) {
+  return Array.from({ length: keys }, (_, j) => {
     const lines: string[] = [];
     for (let i = j; i < r.total; i += keys) {
       lines.push(
         `{"ts":${r.baseTs + Math.floor(i / keys)},"value":${readingValue(i)},"unit":"u","seq":${i}}\n`,
       );
     }
-    const topicSuffix = `${deviceName(r.devicePrefix, Math.floor(j / r.sensors))}/${sensorName(j % r.sensors)}`;
     const path = join(dir, `c-publisher-${j}.lines`);
     writeFileSync(path, lines.join(""));
-    inputs.push({ topicSuffix, path });
-  }
-  return inputs;
+    return {
+      topicSuffix: `${deviceName(r.devicePrefix, Math.floor(j / r.sensors))}/${sensorName(j % r.sensors)}`,
+      path,
+    };
+  });
 }
 
 const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
-interface Command {
-  readonly argv: readonly string[];
-  readonly stdin?: string;
-  readonly stdout?: string;
-}
+/** A command of a group: its argv, and files for its stdin and stdout. */
+type Command = { readonly argv: readonly string[]; readonly stdin?: string; readonly stdout?: string };
 
 /**
- * A bash process that starts `commands` when told to, waits for all of them and then stays alive until released,
- * so its children's CPU time (added to its own when it waits for them) can still be read from /proc (see
- * proc.ts `readGroup`).
+ * A bash process that starts `commands` when told to (`go`), waits for all of them (`done`: how many exited with a
+ * code other than 0) and then stays alive until released, so its children's CPU time (added to its own when it
+ * waits for them) can still be read from /proc (see proc.ts). `release` kills (SIGKILL, by pid) any command still
+ * running and lets the shell exit.
  */
-interface Group {
-  readonly pid: number;
-  /** Starts the commands. */
-  go(): void;
-  /** Resolves with the number of commands that exited with a code other than 0, once all have exited. */
-  readonly done: Promise<number>;
-  /** Lets the shell exit; kills (SIGKILL, by pid) any command still running. */
-  release(): Promise<void>;
-  stderr(): string;
-}
-
-function startGroup(commands: readonly Command[]): Group {
+function startGroup(commands: readonly Command[]) {
   const lines = ["read -r _ || exit 0"];
   commands.forEach((c, k) => {
     const redirect = `${c.stdin ? ` < ${quote(c.stdin)}` : " < /dev/null"}${c.stdout ? ` > ${quote(c.stdout)}` : ""}`;
     lines.push(`${c.argv.map(quote).join(" ")}${redirect} &`, `p${k}=$!`);
   });
-  lines.push("failed=0");
-  commands.forEach((_, k) => {
-    lines.push(`wait "$p${k}" || failed=$((failed+1))`);
-  });
+  lines.push("failed=0", ...commands.map((_, k) => `wait "$p${k}" || failed=$((failed+1))`));
   lines.push('echo "done $failed"', "read -r _");
   const shell = spawn("bash", ["-c", lines.join("\n")], { stdio: ["pipe", "pipe", "pipe"] });
   const pid = shell.pid;
   if (pid === undefined) throw new Error("could not start bash for the C clients");
-  let stderr = "";
+  let [stderr, out] = ["", ""];
   shell.stderr.on("data", (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-STDERR_KEPT);
   });
   shell.stdin.on("error", () => undefined);
   const exited = new Promise<void>((resolve) => shell.once("exit", () => resolve()));
   const done = new Promise<number>((resolve, reject) => {
-    let out = "";
     shell.stdout.on("data", (chunk: Buffer) => {
       out += chunk.toString();
       const m = /done (\d+)/.exec(out);
@@ -132,12 +103,7 @@ function startGroup(commands: readonly Command[]): Group {
     go: () => shell.stdin.write("go\n"),
     done,
     async release() {
-      try {
-        const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
-        for (const child of children.split(/\s+/).filter(Boolean)) process.kill(Number(child), "SIGKILL");
-      } catch {
-        // The shell is gone already, and its children with it or on their own.
-      }
+      for (const child of childrenOf(pid)) process.kill(child, "SIGKILL");
       shell.stdin.end();
       const timer = setTimeout(() => shell.kill("SIGKILL"), 5_000);
       await exited;
@@ -147,19 +113,30 @@ function startGroup(commands: readonly Command[]): Group {
   };
 }
 
-function hostPort(mqttUrl: string): [string, string] {
+/** Host and port of an MQTT URL, as the C clients' -h and -p. */
+function hostPort(mqttUrl: string): string[] {
   const u = new URL(mqttUrl);
-  return [u.hostname, u.port || "1883"];
+  return ["-h", u.hostname, "-p", u.port || "1883"];
 }
 
-function publishers(mqttUrl: string, topicPrefix: string, clientIdPrefix: string, inputs: CPublisherInput[]) {
-  const [host, port] = hostPort(mqttUrl);
+function publishers(
+  mqttUrl: string,
+  topicPrefix: string,
+  clientIdPrefix: string,
+  inputs: readonly CPublisherInput[],
+) {
   return startGroup(
     inputs.map((input, k) => ({
       argv: [
         PUB,
-        ...["-h", host, "-p", port, "-q", "1", "-i", `${clientIdPrefix}-${k}`],
-        ...["-t", `${topicPrefix}/${input.topicSuffix}`, "-l"],
+        ...hostPort(mqttUrl),
+        "-q",
+        "1",
+        "-i",
+        `${clientIdPrefix}-${k}`,
+        "-t",
+        `${topicPrefix}/${input.topicSuffix}`,
+        "-l",
       ],
       stdin: input.path,
     })),
@@ -180,13 +157,14 @@ export function cPublisherLoad(o: {
 }): Load {
   const group = publishers(o.mqttUrl, o.topicPrefix, o.clientIdPrefix, o.inputs);
   let firstPublishAt = 0;
-  const done = group.done.then((failed): PublisherResult => {
+  const done = group.done.then((failed) => {
     const now = Date.now();
     if (failed > 0) process.stderr.write(`bench: ${failed} mosquitto_pub failed: ${group.stderr().trim()}\n`);
+    const acked = failed > 0 ? 0 : o.total;
     return {
-      type: "done",
+      type: "done" as const,
       sent: o.total,
-      acked: failed > 0 ? 0 : o.total,
+      acked,
       failed,
       valueSum: 0,
       firstPublishAt,
@@ -234,14 +212,19 @@ export async function brokerBaseline(o: {
   workDir: string;
   cpus: number;
 }): Promise<BrokerBaseline> {
-  const [host, port] = hostPort(o.mqttUrl);
-  const session = ["-h", host, "-p", port, "-q", "1", "-c", "-i", `bench-c-sub-${o.runId}`];
-  const filter = ["-t", `${o.topicPrefix}/+/+`];
-  await execFileAsync(SUB, [...session, ...filter, "-E"], { timeout: SUBSCRIBE_TIMEOUT_MS });
+  const session = [
+    ...hostPort(o.mqttUrl),
+    "-q",
+    "1",
+    "-c",
+    "-i",
+    `bench-c-sub-${o.runId}`,
+    "-t",
+    `${o.topicPrefix}/+/+`,
+  ];
+  await execFileAsync(SUB, [...session, "-E"], { timeout: SUBSCRIBE_TIMEOUT_MS });
   const outFile = join(o.workDir, "c-subscriber.out");
-  const sub = startGroup([
-    { argv: [SUB, ...session, ...filter, "-C", String(o.total), "-F", "%U"], stdout: outFile },
-  ]);
+  const sub = startGroup([{ argv: [SUB, ...session, "-C", String(o.total), "-F", "%U"], stdout: outFile }]);
   const pubs = publishers(o.mqttUrl, o.topicPrefix, `bench-c-pub-${o.runId}`, o.inputs);
   const sampler = new UsageSampler({
     publisher: { group: pubs.pid },
@@ -252,44 +235,30 @@ export async function brokerBaseline(o: {
   try {
     sub.go();
     pubs.go();
-    let lastSize = -1;
-    let lastChange = Date.now();
     let finished = false;
     void Promise.all([sub.done, pubs.done]).then(() => {
       finished = true;
     });
-    while (!finished) {
-      await Promise.race([
-        Promise.all([sub.done, pubs.done]),
-        new Promise((resolve) => setTimeout(resolve, POLL_MS)),
-      ]);
-      const size = existsSync(outFile) ? statSync(outFile).size : 0;
-      if (size !== lastSize) {
-        lastSize = size;
-        lastChange = Date.now();
-      } else if (!finished && Date.now() - lastChange > STALL_MS) {
-        throw new Error(
-          `broker-only baseline: no message for ${STALL_MS / 1_000} s: ${sub.stderr()} ${pubs.stderr()}`.trim(),
-        );
-      }
-    }
+    const size = () => (existsSync(outFile) ? statSync(outFile).size : 0);
+    await until(`broker-only baseline (${sub.stderr()} ${pubs.stderr()})`, () => finished, {
+      ...WAIT,
+      progress: size,
+    });
     usage = sampler.stop(o.cpus);
   } finally {
     usage ??= sampler.stop(o.cpus);
     await Promise.all([sub.release(), pubs.release()]);
   }
   const failedPublishers = await pubs.done;
-  const failedSubscriber = await sub.done;
-  if (failedSubscriber > 0) throw new Error(`mosquitto_sub failed: ${sub.stderr().trim()}`);
+  if ((await sub.done) > 0) throw new Error(`mosquitto_sub failed: ${sub.stderr().trim()}`);
   const stamps = readFileSync(outFile, "utf8").split("\n").filter(Boolean).map(Number);
-  const first = stamps[0] ?? 0;
-  const last = stamps[stamps.length - 1] ?? 0;
-  const seconds = Math.max(0.001, last - first);
+  const seconds = Math.max(0.001, (stamps.at(-1) ?? 0) - (stamps[0] ?? 0));
+  const perSecond = Math.round(stamps.length / seconds);
   return {
     label: "broker only",
     received: stamps.length,
     seconds: round(seconds, 3),
-    perSecond: Math.round(stamps.length / seconds),
+    perSecond,
     failedPublishers,
     usage,
   };

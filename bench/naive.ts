@@ -6,32 +6,20 @@
  */
 import amqp from "amqplib";
 import { type MqttClient, connect as mqttConnect } from "mqtt";
-import { declareTopology, type QueueType, queueNames } from "../amqp/topology.js";
+import { declareTopology, queueNames } from "../amqp/topology.js";
 import { AVRO_CONTENT_TYPE, messageIdOf } from "../gateway/encode.js";
 import { parsePayload } from "../gateway/validate.js";
 import { SchemaRegistry } from "../schemas/index.js";
 import { prepareInsertOne } from "../store/bench-helpers.js";
 import { openDatabase } from "../store/sqlite.js";
-import { heard, tell } from "./ipc.js";
+import { forkWorker, heard, tell, type Worker } from "./ipc.js";
+import type { Endpoints, SystemUnderTest } from "./pipeline.js";
 
 const PROGRESS_INTERVAL_MS = 250;
 const NAIVE_PREFETCH = 100;
 
-export interface NaiveGatewayConfig {
-  readonly mqttUrl: string;
-  readonly amqpUrl: string;
-  readonly queue: string;
-  readonly queueType: QueueType;
-  readonly topicPrefix: string;
-  readonly gatewayId: string;
-}
-
-export interface NaiveProcessorConfig {
-  readonly amqpUrl: string;
-  readonly queue: string;
-  readonly queueType: QueueType;
-  readonly dbPath: string;
-}
+export type NaiveGatewayConfig = Omit<Endpoints, "dbPath">;
+export type NaiveProcessorConfig = Pick<Endpoints, "amqpUrl" | "queue" | "queueType" | "dbPath">;
 
 function logError(who: string) {
   return (err: Error) => process.stderr.write(`bench ${who}: ${err.message}\n`);
@@ -130,4 +118,33 @@ export async function runNaiveProcessor(c: NaiveProcessorConfig): Promise<void> 
   await conn.close().catch(() => undefined);
   db.close();
   await tell({ type: "done", stored });
+}
+
+/** Parent side: the naive processor, then the naive gateway, each its own process, ready to measure. */
+export async function startNaive(e: Endpoints): Promise<SystemUnderTest> {
+  const processor = forkWorker<{ type: "done" }>("naive-processor", e satisfies NaiveProcessorConfig);
+  await processor.ready;
+  const gateway = forkWorker<{ type: "done" }>("naive-gateway", e satisfies NaiveGatewayConfig);
+  await gateway.ready.catch(async (err: unknown) => {
+    await processor.kill();
+    throw err;
+  });
+  const stopOne = async (w: Worker<unknown>) => {
+    w.send({ type: "stop" });
+    const timeout = new Promise<number>((resolve) => setTimeout(() => resolve(1), 10_000));
+    const code = await Promise.race([w.done.then(() => 0), timeout]).catch(() => 1);
+    await w.kill();
+    return code;
+  };
+  const counts = () => {
+    const [g, p] = [gateway.latest(), processor.latest()];
+    const stored = Number(p?.stored ?? 0);
+    return { gatewayReceived: Number(g?.received ?? 0), gatewayPublished: Number(g?.published ?? 0), stored };
+  };
+  return {
+    pids: { gateway: gateway.pid, processor: processor.pid },
+    progress: async () => ({ ...counts(), deliveries: counts().stored, gatewayInflight: 1 }),
+    counters: async () => counts(),
+    stop: async () => ({ gateway: await stopOne(gateway), processor: await stopOne(processor) }),
+  };
 }

@@ -1,48 +1,6 @@
 import { parseArgs } from "node:util";
 import type { QueueType } from "../amqp/topology.js";
 
-/** Everything one `npm run bench` invocation does, parsed once from its flags. */
-export interface BenchOptions {
-  readonly short: boolean;
-  readonly devices: number;
-  readonly sensors: number;
-  /** Readings the throughput run publishes; undefined: sized from the slowest raw ceiling (see run.ts). */
-  readonly total: number | undefined;
-  /** QoS 1 publishes the lean publisher keeps awaiting their PUBACK. */
-  readonly window: number;
-  readonly queueType: QueueType;
-  readonly amqpUrl: string;
-  /** Messages (or rows) each raw ceiling measures. */
-  readonly rawCount: number;
-  /** Readings published for the straightforward reference pipeline, and the longest it is measured. */
-  readonly naiveCount: number;
-  readonly naiveSeconds: number;
-  /** Offered load of the latency run; undefined: half the sustained throughput measured in the same run. */
-  readonly latencyRate: number | undefined;
-  readonly latencySeconds: number;
-  /** Readings the C clients (mosquitto_pub, mosquitto_sub) send in each of their phases, and their layout. */
-  readonly cReadings: number;
-  readonly cDevices: number;
-  readonly cSensors: number;
-  /** Skip the broker-only baseline and the pipeline runs driven by the C clients. */
-  readonly skipCClients: boolean;
-  readonly skipBaselines: boolean;
-  readonly skipNaive: boolean;
-  readonly skipLatency: boolean;
-  /** Skip the gateway's spool figures (issue 16) and the processor's store figures (issues 14 and 17). */
-  readonly skipSpool: boolean;
-  readonly skipStores: boolean;
-  /** PostgreSQL server for the store phases; each phase creates and drops a database of its own there. */
-  readonly databaseUrl: string;
-  /** Directory for `node --cpu-prof` profiles of the gateway and the processor; none when undefined. */
-  readonly profileDir: string | undefined;
-  readonly out: string | undefined;
-  /** Extra environment for the gateway and processor (e.g. GATEWAY_INFLIGHT=4000), to try settings. */
-  readonly serviceEnv: Readonly<Record<string, string>>;
-  /** Keep the work directory (databases, broker config) instead of deleting it. */
-  readonly keep: boolean;
-}
-
 /** One mosquitto_pub process per device and sensor: beyond this many, the load generator itself is the test. */
 const MAX_C_PUBLISHERS = 200;
 
@@ -74,6 +32,8 @@ ceilings of each stage and a straightforward reference implementation measured i
   --skip-latency       skip the fixed-load latency run
   --skip-spool         skip the spool figures (into the spool with the uplink down, drain, live delay, open)
   --skip-stores        skip the processor's store figures (SQLite with and without rollups, PostgreSQL x1, x2)
+  --skip-payload-rss   skip the gateway's peak RSS against payload size while a private RabbitMQ node blocks
+                       publishers (GATEWAY_INFLIGHT_BYTES passed on when set)
   --database-url URL   PostgreSQL for the store figures (default DATABASE_URL when it is postgres://, else
                        postgres://postgres@127.0.0.1:5432/postgres); a database per phase is created and dropped
   --profile DIR        run gateway and processor with node --cpu-prof, profiles in DIR, top functions printed
@@ -84,59 +44,61 @@ ceilings of each stage and a straightforward reference implementation measured i
   --help               this text
 `;
 
-function int(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw new Error(`--${name}: must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-  }
-  return n;
-}
+/** Integer flags: [default, default with --short, min, max]. */
+const INTS = {
+  devices: [100, 100, 10, 10_000],
+  sensors: [3, 3, 1, 16],
+  total: [20_000, 20_000, 1_000, 100_000_000],
+  window: [500, 500, 1, 65_000],
+  "raw-count": [100_000, 10_000, 1_000, 10_000_000],
+  "naive-count": [30_000, 2_000, 100, 10_000_000],
+  "naive-seconds": [15, 3, 1, 600],
+  "latency-rate": [0, 0, 1, 10_000_000],
+  "latency-seconds": [20, 3, 1, 600],
+  "c-readings": [200_000, 10_000, 1_000, 100_000_000],
+  "c-devices": [20, 20, 1, 500],
+  "c-sensors": [2, 2, 1, 16],
+} as const;
+const FLAGS = ["c-clients", "baselines", "naive", "latency", "spool", "stores", "payload-rss"] as const;
 
-/** Parses the flags; throws an Error naming the bad flag. Returns undefined for `--help`. */
-export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions | undefined {
+/**
+ * Parses the flags once into everything one `npm run bench` invocation does (USAGE says what each means); throws
+ * an Error naming the bad flag. Returns undefined for `--help`.
+ */
+export function parseOptions(argv: string[], env: NodeJS.ProcessEnv) {
+  const strings = ["queue-type", "amqp-url", "database-url", "profile", "out", ...Object.keys(INTS)];
   const { values } = parseArgs({
     args: argv,
     strict: true,
     options: {
-      devices: { type: "string" },
-      sensors: { type: "string" },
-      total: { type: "string" },
-      window: { type: "string" },
-      "queue-type": { type: "string" },
-      "amqp-url": { type: "string" },
-      "raw-count": { type: "string" },
-      "naive-count": { type: "string" },
-      "naive-seconds": { type: "string" },
-      "latency-rate": { type: "string" },
-      "latency-seconds": { type: "string" },
-      "c-readings": { type: "string" },
-      "c-devices": { type: "string" },
-      "c-sensors": { type: "string" },
-      "skip-c-clients": { type: "boolean", default: false },
-      "skip-baselines": { type: "boolean", default: false },
-      "skip-naive": { type: "boolean", default: false },
-      "skip-latency": { type: "boolean", default: false },
-      "skip-spool": { type: "boolean", default: false },
-      "skip-stores": { type: "boolean", default: false },
-      "database-url": { type: "string" },
-      profile: { type: "string" },
-      out: { type: "string" },
+      ...Object.fromEntries(strings.map((name) => [name, { type: "string" as const }])),
+      ...Object.fromEntries(FLAGS.map((name) => [`skip-${name}`, { type: "boolean" as const }])),
       set: { type: "string", multiple: true },
-      short: { type: "boolean", default: false },
-      keep: { type: "boolean", default: false },
-      help: { type: "boolean", default: false },
+      short: { type: "boolean" },
+      keep: { type: "boolean" },
+      help: { type: "boolean" },
     },
   });
   if (values.help) return undefined;
   const short = values.short === true;
-  const queueType = values["queue-type"] ?? "quorum";
+  const all = values as Record<string, string | boolean | string[] | undefined>;
+  const text = (name: string) => all[name] as string | undefined;
+  const skip = (name: (typeof FLAGS)[number]) => all[`skip-${name}`] === true;
+  const int = (name: keyof typeof INTS): number => {
+    const [full, small, min, max] = INTS[name];
+    const raw = text(name);
+    const n = raw === undefined ? (short ? small : full) : Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new Error(`--${name}: must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+    }
+    return n;
+  };
+  const queueType = text("queue-type") ?? "quorum";
   if (queueType !== "quorum" && queueType !== "classic") {
     throw new Error(`--queue-type: must be quorum or classic, got ${JSON.stringify(queueType)}`);
   }
-  const latencyRate = values["latency-rate"];
   const serviceEnv: Record<string, string> = {};
-  for (const pair of values.set ?? []) {
+  for (const pair of (values.set as string[] | undefined) ?? []) {
     const eq = pair.indexOf("=");
     if (eq <= 0 || !/^[A-Z_][A-Z0-9_]*$/.test(pair.slice(0, eq))) {
       throw new Error(
@@ -145,8 +107,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     }
     serviceEnv[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
-  const cDevices = int("c-devices", values["c-devices"], 20, 1, 500);
-  const cSensors = int("c-sensors", values["c-sensors"], 2, 1, 16);
+  const [cDevices, cSensors] = [int("c-devices"), int("c-sensors")];
   if (cDevices * cSensors > MAX_C_PUBLISHERS) {
     throw new Error(
       `--c-devices x --c-sensors: at most ${MAX_C_PUBLISHERS} mosquitto_pub processes, got ${cDevices * cSensors}`,
@@ -154,36 +115,36 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
   }
   return {
     short,
-    devices: int("devices", values.devices, 100, 10, 10_000),
-    sensors: int("sensors", values.sensors, 3, 1, 16),
-    total:
-      values.total === undefined && !short
-        ? undefined
-        : int("total", values.total, 20_000, 1_000, 100_000_000),
-    window: int("window", values.window, 500, 1, 65_000),
-    queueType,
-    amqpUrl: values["amqp-url"] ?? env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672",
-    rawCount: int("raw-count", values["raw-count"], short ? 10_000 : 100_000, 1_000, 10_000_000),
-    naiveCount: int("naive-count", values["naive-count"], short ? 2_000 : 30_000, 100, 10_000_000),
-    naiveSeconds: int("naive-seconds", values["naive-seconds"], short ? 3 : 15, 1, 600),
-    latencyRate: latencyRate === undefined ? undefined : int("latency-rate", latencyRate, 0, 1, 10_000_000),
-    latencySeconds: int("latency-seconds", values["latency-seconds"], short ? 3 : 20, 1, 600),
-    cReadings: int("c-readings", values["c-readings"], short ? 10_000 : 200_000, 1_000, 100_000_000),
+    devices: int("devices"),
+    sensors: int("sensors"),
+    total: text("total") === undefined && !short ? undefined : int("total"),
+    window: int("window"),
+    queueType: queueType as QueueType,
+    amqpUrl: text("amqp-url") ?? env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672",
+    rawCount: int("raw-count"),
+    naiveCount: int("naive-count"),
+    naiveSeconds: int("naive-seconds"),
+    latencyRate: text("latency-rate") === undefined ? undefined : int("latency-rate"),
+    latencySeconds: int("latency-seconds"),
+    cReadings: int("c-readings"),
     cDevices,
     cSensors,
-    skipCClients: values["skip-c-clients"] === true,
-    skipBaselines: values["skip-baselines"] === true,
-    skipNaive: values["skip-naive"] === true || values["skip-baselines"] === true,
-    skipLatency: values["skip-latency"] === true,
-    skipSpool: values["skip-spool"] === true,
-    skipStores: values["skip-stores"] === true,
+    skipCClients: skip("c-clients"),
+    skipBaselines: skip("baselines"),
+    skipNaive: skip("naive") || skip("baselines"),
+    skipLatency: skip("latency"),
+    skipSpool: skip("spool"),
+    skipStores: skip("stores"),
+    skipPayloadRss: skip("payload-rss"),
     databaseUrl:
-      values["database-url"] ??
+      text("database-url") ??
       (env.DATABASE_URL?.startsWith("postgres") ? env.DATABASE_URL : undefined) ??
       "postgres://postgres@127.0.0.1:5432/postgres",
-    profileDir: values.profile,
-    out: values.out,
+    profileDir: text("profile"),
+    out: text("out"),
     serviceEnv,
     keep: values.keep === true,
   };
 }
+
+export type BenchOptions = NonNullable<ReturnType<typeof parseOptions>>;

@@ -1,49 +1,27 @@
 /**
- * One measured run of a pipeline (the product's gateway and processor, or the straightforward reference): a lean
- * publisher drives it through a private Mosquitto, resources are sampled, and afterwards the SQLite rows give
- * throughput, latency and the exactly-once check.
+ * One measured run of a pipeline (the product's gateway and processor, or the straightforward reference in
+ * naive.ts): a load drives it through a private Mosquitto, resources are sampled, and afterwards the SQLite rows
+ * give throughput, latency and the exactly-once check.
  */
 import { join } from "node:path";
 import type { QueueType } from "../amqp/topology.js";
-import { queueNames } from "../amqp/topology.js";
 import { startService, untilReady } from "../scripts/spawn.js";
 import { inspectStore } from "../store/inspect.js";
-import { forkWorker, type Worker } from "./ipc.js";
-import { histogramBound, histogramMean, type Samples, scrape, total } from "./metrics.js";
-import type { NaiveGatewayConfig, NaiveProcessorConfig } from "./naive.js";
-import { type ProcessUsage, type UsageReport, UsageSampler, type Watched } from "./proc.js";
-import {
-  deviceName,
-  expectedValueSum,
-  forkPublisher,
-  type PublisherConfig,
-  type PublisherResult,
-  sensorName,
-} from "./publisher.js";
-import { deleteQueues } from "./raw.js";
-import {
-  type Percentiles,
-  percentiles,
-  readingsOfKey,
-  round,
-  type SteadyRate,
-  steadyRate,
-  type Timeline,
-  timeline,
-} from "./stats.js";
+import * as m from "./metrics.js";
+import { type UsageReport, UsageSampler, type Watched } from "./proc.js";
+import * as pub from "./publisher.js";
+import * as u from "./util.js";
 
 const POLL_MS = 250;
+const STALL_MS = 30_000;
 /** Preload that profiles a service like `node --cpu-prof` does (see cpu-profile.ts). */
 const CPU_PROFILE_PRELOAD = new URL("./cpu-profile.js", import.meta.url).href;
-const STALL_MS = 30_000;
 
 /** Cumulative counts of each stage at one moment (the product's /metrics, or the reference's own counters). */
 export interface StageCounts {
-  /** MQTT messages the gateway took in. */
+  /** MQTT messages the gateway took in; readings RabbitMQ confirmed to it; deliveries the processor got. */
   readonly gatewayReceived: number;
-  /** Readings RabbitMQ confirmed to the gateway. */
   readonly gatewayPublished: number;
-  /** Deliveries the processor got from the queue. */
   readonly deliveries: number;
   /** Rows committed. */
   readonly stored: number;
@@ -78,29 +56,25 @@ export async function startProduct(
   profileDir?: string,
   extraEnv: Readonly<Record<string, string>> = {},
 ): Promise<SystemUnderTest> {
-  const env: Record<string, string> = {
-    AMQP_URL: e.amqpUrl,
-    MQTT_URL: e.mqttUrl,
-    QUEUE: e.queue,
-    QUEUE_TYPE: e.queueType,
-    TOPIC_PREFIX: e.topicPrefix,
-    GATEWAY_ID: e.gatewayId,
-    DB_PATH: e.dbPath,
-    HTTP_PORT: "0",
-    LOG_LEVEL: "info",
+  const env = (service: string): Record<string, string> => ({
+    ...{ AMQP_URL: e.amqpUrl, MQTT_URL: e.mqttUrl, QUEUE: e.queue, QUEUE_TYPE: e.queueType },
+    ...{
+      TOPIC_PREFIX: e.topicPrefix,
+      GATEWAY_ID: e.gatewayId,
+      DB_PATH: e.dbPath,
+      HTTP_PORT: "0",
+      LOG_LEVEL: "info",
+    },
     ...extraEnv,
-  };
-  const profiled = (service: string): Record<string, string> => {
-    if (profileDir === undefined) return env;
-    const inherited = process.env.NODE_OPTIONS ?? "";
-    return {
-      ...env,
-      NODE_OPTIONS: `${inherited} --import=${CPU_PROFILE_PRELOAD}`.trim(),
-      BENCH_CPU_PROFILE_DIR: join(profileDir, service),
-    };
-  };
-  const processor = await startService("processor", profiled("processor"));
-  const gateway = await startService("gateway", profiled("gateway")).catch(async (err: unknown) => {
+    ...(profileDir === undefined
+      ? {}
+      : {
+          NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import=${CPU_PROFILE_PRELOAD}`.trim(),
+          BENCH_CPU_PROFILE_DIR: join(profileDir, service),
+        }),
+  });
+  const processor = await startService("processor", env("processor"));
+  const gateway = await startService("gateway", env("gateway")).catch(async (err: unknown) => {
     await processor.stop("SIGKILL");
     throw err;
   });
@@ -109,193 +83,100 @@ export async function startProduct(
     await Promise.all([processor.stop("SIGKILL"), gateway.stop("SIGKILL")]);
     throw err;
   });
-  const pid = (p: number | undefined) => {
-    if (p === undefined) throw new Error("service without a pid");
-    return p;
-  };
-  let gw: Samples = new Map();
-  let pr: Samples = new Map();
-  return {
-    pids: { gateway: pid(gateway.proc.pid), processor: pid(processor.proc.pid) },
-    async progress() {
-      [gw, pr] = await Promise.all([scrape(gateway.httpPort), scrape(processor.httpPort)]);
-      return {
-        gatewayReceived: total(gw, "telemetry_gateway_messages_received_total"),
-        gatewayPublished: total(gw, "telemetry_gateway_readings_published_total"),
-        deliveries: total(pr, "telemetry_processor_deliveries_total"),
-        stored: total(pr, "telemetry_processor_readings_stored_total"),
-        gatewayInflight: total(gw, "telemetry_gateway_inflight_messages"),
-      };
-    },
-    async counters() {
-      [gw, pr] = await Promise.all([scrape(gateway.httpPort), scrape(processor.httpPort)]);
-      return {
-        gatewayReceived: total(gw, "telemetry_gateway_messages_received_total"),
-        gatewayPublished: total(gw, "telemetry_gateway_readings_published_total"),
-        gatewayRejected: total(gw, "telemetry_gateway_rejected_total"),
-        deliveries: total(pr, "telemetry_processor_deliveries_total"),
-        stored: total(pr, "telemetry_processor_readings_stored_total"),
-        duplicates: total(pr, "telemetry_processor_duplicates_total"),
-        deadLettered: total(pr, "telemetry_processor_dead_lettered_total"),
-        storeErrors: total(pr, "telemetry_processor_store_errors_total"),
-        commitMeanMs: round((histogramMean(pr, "telemetry_processor_commit_seconds") ?? 0) * 1_000, 2),
-        batchMean: round(histogramMean(pr, "telemetry_processor_batch_size") ?? 0, 1),
-        receiveToCommitP99BoundMs:
-          (histogramBound(pr, "telemetry_processor_latency_seconds", 0.99) ?? 0) * 1_000,
-        confirmP99BoundMs:
-          (histogramBound(gw, "telemetry_gateway_confirm_latency_seconds", 0.99) ?? 0) * 1_000,
-        confirmMeanMs: round(
-          (histogramMean(gw, "telemetry_gateway_confirm_latency_seconds") ?? 0) * 1_000,
-          1,
-        ),
-      };
-    },
-    async stop() {
-      const [g, p] = [await gateway.stop(), await processor.stop()];
-      const warnings = [...gateway.logs, ...processor.logs].filter((l) => Number(l.level) >= 40);
-      for (const w of warnings.slice(0, 5))
-        process.stderr.write(`bench: service said: ${JSON.stringify(w)}\n`);
-      return { gateway: g, processor: p };
-    },
-  };
-}
-
-/** The straightforward reference: naive gateway and naive processor, each its own process. */
-export async function startNaive(e: Endpoints): Promise<SystemUnderTest> {
-  const processor = forkWorker<{ type: "done"; stored: number }>("naive-processor", {
-    amqpUrl: e.amqpUrl,
-    queue: e.queue,
-    queueType: e.queueType,
-    dbPath: e.dbPath,
-  } satisfies NaiveProcessorConfig);
-  await processor.ready;
-  const gateway = forkWorker<{ type: "done"; received: number; published: number }>("naive-gateway", {
-    mqttUrl: e.mqttUrl,
-    amqpUrl: e.amqpUrl,
-    queue: e.queue,
-    queueType: e.queueType,
-    topicPrefix: e.topicPrefix,
-    gatewayId: e.gatewayId,
-  } satisfies NaiveGatewayConfig);
-  await gateway.ready.catch(async (err: unknown) => {
-    await processor.kill();
-    throw err;
+  const scrapeBoth = () => Promise.all([m.scrape(gateway.httpPort), m.scrape(processor.httpPort)]);
+  const stageCounts = (gw: m.Samples, pr: m.Samples): StageCounts => ({
+    gatewayReceived: m.total(gw, "telemetry_gateway_messages_received_total"),
+    gatewayPublished: m.total(gw, "telemetry_gateway_readings_published_total"),
+    deliveries: m.total(pr, "telemetry_processor_deliveries_total"),
+    stored: m.total(pr, "telemetry_processor_readings_stored_total"),
+    gatewayInflight: m.total(gw, "telemetry_gateway_inflight_messages"),
   });
-  const stopOne = async (w: Worker<unknown>) => {
-    w.send({ type: "stop" });
-    const ok = await Promise.race([
-      w.done.then(() => 0),
-      new Promise<number>((resolve) => setTimeout(() => resolve(1), 10_000)),
-    ]).catch(() => 1);
-    await w.kill();
-    return ok;
-  };
+  const ms = (seconds: number | undefined, digits = 9) => u.round((seconds ?? 0) * 1_000, digits);
   return {
-    pids: { gateway: gateway.pid, processor: processor.pid },
-    progress: async () => {
-      const stored = Number(processor.latest()?.stored ?? 0);
-      const published = Number(gateway.latest()?.published ?? 0);
+    pids: { gateway: gateway.proc.pid ?? 0, processor: processor.proc.pid ?? 0 },
+    progress: async () => stageCounts(...(await scrapeBoth())),
+    async counters() {
+      const [gw, pr] = await scrapeBoth();
+      const { gatewayInflight: _, ...counts } = stageCounts(gw, pr);
       return {
-        gatewayReceived: Number(gateway.latest()?.received ?? 0),
-        gatewayPublished: published,
-        deliveries: stored,
-        stored,
-        gatewayInflight: 1,
+        ...counts,
+        gatewayRejected: m.total(gw, "telemetry_gateway_rejected_total"),
+        duplicates: m.total(pr, "telemetry_processor_duplicates_total"),
+        deadLettered: m.total(pr, "telemetry_processor_dead_lettered_total"),
+        storeErrors: m.total(pr, "telemetry_processor_store_errors_total"),
+        commitMeanMs: ms(m.histogramMean(pr, "telemetry_processor_commit_seconds"), 2),
+        batchMean: u.round(m.histogramMean(pr, "telemetry_processor_batch_size") ?? 0, 1),
+        receiveToCommitP99BoundMs: ms(m.histogramBound(pr, "telemetry_processor_latency_seconds", 0.99)),
+        confirmP99BoundMs: ms(m.histogramBound(gw, "telemetry_gateway_confirm_latency_seconds", 0.99)),
+        confirmMeanMs: ms(m.histogramMean(gw, "telemetry_gateway_confirm_latency_seconds"), 1),
       };
     },
-    counters: async () => ({
-      gatewayReceived: Number(gateway.latest()?.received ?? 0),
-      gatewayPublished: Number(gateway.latest()?.published ?? 0),
-      stored: Number(processor.latest()?.stored ?? 0),
-    }),
     async stop() {
-      return { gateway: await stopOne(gateway), processor: await stopOne(processor) };
+      const codes = { gateway: await gateway.stop(), processor: await processor.stop() };
+      const warnings = [...gateway.logs, ...processor.logs].filter((l) => Number(l.level) >= 40);
+      for (const w of warnings.slice(0, 5)) u.say(`service said: ${JSON.stringify(w)}`);
+      return codes;
     },
   };
 }
 
-export interface RowAnalysis {
-  readonly rows: number;
-  readonly valueSum: number;
-  readonly timeline: Timeline;
-  /** Publish (seq) to stored_at, publish to gateway receive, gateway receive to stored_at; ms. */
-  readonly publishToCommitMs: Percentiles;
-  readonly publishToReceiveMs: Percentiles;
-  readonly receiveToCommitMs: Percentiles;
-  /** Problems found by the exactly-once check (empty: every reading sent is stored exactly once). */
-  readonly problems: string[];
-  /** (epoch ms, rows) of every commit, for the steady-state windows. */
-  readonly commits: { t: number; n: number }[];
-}
+/** What the readings sent must be found as in the database (the lean publisher's layout, publisher.ts). */
+type Expected = Pick<pub.PublisherConfig, "devices" | "sensors" | "devicePrefix" | "baseTs"> & {
+  sent: number;
+};
 
 /**
- * Reads the database after a run. Latency counts readings published from `latencyFrom` (epoch ms) on. With
- * `expect`, checks every key holds exactly the readings the publisher sent for it (count, first and last ts;
- * the key is unique, so count plus range proves each ts is there once) and the value sum.
+ * Reads the database after a run: the commits' timeline and, for readings published from `latencyFrom` (epoch ms)
+ * on, publish -> commit, publish -> gateway and gateway -> commit in ms. With `expect`, checks every key holds
+ * exactly the readings sent for it (count, first and last ts: the key is unique, so count plus range proves each ts
+ * is there once) and the value sum; the problems found are listed (none: every reading is stored exactly once).
  */
-export function analyzeRows(
-  dbPath: string,
-  latencyFrom: number,
-  expect?: { sent: number; devices: number; sensors: number; devicePrefix: string; baseTs: number },
-): RowAnalysis {
-  const store = inspectStore(dbPath);
-  try {
-    const commitsByTime = new Map<number, number>();
-    const lat: number[] = [];
-    const toRecv: number[] = [];
-    const toCommit: number[] = [];
-    for (const [seq, receivedAt, storedAt] of store.times()) {
-      commitsByTime.set(storedAt, (commitsByTime.get(storedAt) ?? 0) + 1);
-      if (seq !== null && seq >= latencyFrom) {
-        lat.push(storedAt - seq);
-        toRecv.push(receivedAt - seq);
-        toCommit.push(storedAt - receivedAt);
-      }
+export function analyzeRows(dbPath: string, latencyFrom: number, expect?: Expected) {
+  using store = inspectStore(dbPath);
+  const byTime = new Map<number, number>();
+  const [lat, toRecv, toCommit]: [number[], number[], number[]] = [[], [], []];
+  for (const [seq, receivedAt, storedAt] of store.times()) {
+    byTime.set(storedAt, (byTime.get(storedAt) ?? 0) + 1);
+    if (seq !== null && seq >= latencyFrom) {
+      lat.push(storedAt - seq);
+      toRecv.push(receivedAt - seq);
+      toCommit.push(storedAt - receivedAt);
     }
-    const commits = [...commitsByTime].map(([t, n]) => ({ t, n }));
-    const totals = store.totals();
-    const sums = { n: totals.rows, v: totals.valueSum };
-    const problems: string[] = [];
-    if (expect) {
-      const keys = expect.devices * expect.sensors;
-      if (sums.n !== expect.sent) problems.push(`${sums.n} rows for ${expect.sent} readings sent`);
-      const want = expectedValueSum(expect.sent);
-      if (sums.v !== want) problems.push(`sum of values ${sums.v}, expected ${want}`);
-      const perKey = store
-        .series()
-        .map((k) => ({ d: k.device_id, s: k.sensor, n: k.rows, lo: k.firstTs, hi: k.lastTs }));
-      const found = new Map(perKey.map((k) => [`${k.d}/${k.s}`, k]));
-      let bad = 0;
-      for (let j = 0; j < keys; j++) {
-        const name = `${deviceName(expect.devicePrefix, Math.floor(j / expect.sensors))}/${sensorName(j % expect.sensors)}`;
-        const n = readingsOfKey(expect.sent, keys, j);
-        const k = found.get(name);
-        found.delete(name);
-        const ok =
-          n === 0
-            ? k === undefined
-            : k !== undefined && k.n === n && k.lo === expect.baseTs && k.hi === expect.baseTs + n - 1;
-        if (!ok && bad++ < 3)
-          problems.push(
-            `key ${name}: expected ${n} readings, found ${k ? `${k.n} (ts ${k.lo}..${k.hi})` : "none"}`,
-          );
-      }
-      if (bad > 3) problems.push(`... ${bad} keys wrong in all`);
-      if (found.size > 0) problems.push(`${found.size} keys that were never sent`);
-    }
-    return {
-      rows: sums.n,
-      valueSum: sums.v,
-      timeline: timeline(commits),
-      publishToCommitMs: percentiles(Float64Array.from(lat)),
-      publishToReceiveMs: percentiles(Float64Array.from(toRecv)),
-      receiveToCommitMs: percentiles(Float64Array.from(toCommit)),
-      problems,
-      commits,
-    };
-  } finally {
-    store.close();
   }
+  const { rows, valueSum } = store.totals();
+  const problems: string[] = [];
+  if (expect) {
+    if (rows !== expect.sent) problems.push(`${rows} rows for ${expect.sent} readings sent`);
+    const want = pub.expectedValueSum(expect.sent);
+    if (valueSum !== want) problems.push(`sum of values ${valueSum}, expected ${want}`);
+    const found = new Map(store.series().map((k) => [`${k.device_id}/${k.sensor}`, k]));
+    const keys = expect.devices * expect.sensors;
+    let bad = 0;
+    for (let j = 0; j < keys; j++) {
+      const name = `${pub.deviceName(expect.devicePrefix, Math.floor(j / expect.sensors))}/${pub.sensorName(j % expect.sensors)}`;
+      const n = u.readingsOfKey(expect.sent, keys, j);
+      const k = found.get(name);
+      found.delete(name);
+      const ok =
+        n === 0 ? !k : k?.rows === n && k.firstTs === expect.baseTs && k.lastTs === expect.baseTs + n - 1;
+      const what = k ? `${k.rows} (ts ${k.firstTs}..${k.lastTs})` : "none";
+      if (!ok && bad++ < 3) problems.push(`key ${name}: expected ${n} readings, found ${what}`);
+    }
+    if (bad > 3) problems.push(`... ${bad} keys wrong in all`);
+    if (found.size > 0) problems.push(`${found.size} keys that were never sent`);
+  }
+  const commits = [...byTime].map(([t, n]) => ({ t, n }));
+  const ms = (xs: number[]) => u.percentiles(Float64Array.from(xs));
+  return {
+    rows,
+    valueSum,
+    timeline: u.timeline(commits),
+    publishToCommitMs: ms(lat),
+    publishToReceiveMs: ms(toRecv),
+    receiveToCommitMs: ms(toCommit),
+    problems,
+    commits,
+  };
 }
 
 /** What drives a phase: the lean MQTT.js publisher (the default) or the C clients (c-clients.ts). */
@@ -308,16 +189,19 @@ export interface Load {
   /** Readings PUBACKed so far, or undefined when the load cannot tell while it runs. */
   acked(): number | undefined;
   /** Resolves once everything was published (or the load gave up). */
-  readonly done: Promise<PublisherResult>;
+  readonly done: Promise<pub.PublisherResult>;
   /** Asks it to stop publishing. */
   stop(): void;
   /** Ends its processes, by pid; call after the last usage sample. */
   kill(): Promise<void>;
 }
 
+/** Starts a load against the phase's broker and topic prefix. */
+export type MakeLoad = (mqttUrl: string, topicPrefix: string) => Load | Promise<Load>;
+
 /** The lean MQTT.js publisher (publisher.ts) in its own process, as a {@link Load}. */
-export async function mqttJsLoad(config: PublisherConfig): Promise<Load> {
-  const worker = await forkPublisher(config);
+async function mqttJsLoad(config: pub.PublisherConfig): Promise<Load> {
+  const worker = await pub.forkPublisher(config);
   return {
     watch: { publisher: worker.pid },
     seqIsPublishTime: true,
@@ -334,9 +218,9 @@ export interface PhaseOptions {
   readonly endpoints: Endpoints;
   readonly start: () => Promise<SystemUnderTest>;
   /** The readings sent (for the exactly-once check) and, without `load`, the lean publisher's settings. */
-  readonly publisher: Omit<PublisherConfig, "mqttUrl" | "topicPrefix">;
+  readonly publisher: Omit<pub.PublisherConfig, "mqttUrl" | "topicPrefix">;
   /** Another load than the lean publisher, sending the readings `publisher` describes. */
-  readonly load?: (mqttUrl: string, topicPrefix: string) => Promise<Load>;
+  readonly load?: MakeLoad;
   /** Other processes whose CPU and memory are sampled (the brokers). */
   readonly watch: Record<string, number | undefined>;
   /** Stop measuring this long after the first reading is stored, even if not all are (the reference). */
@@ -344,42 +228,6 @@ export interface PhaseOptions {
   /** Share of the publish span whose readings are left out of the latency figures (warm-up). */
   readonly latencyWarmup: number;
   readonly cpus: number;
-}
-
-export interface PhaseResult {
-  readonly label: string;
-  readonly publisher: PublisherResult;
-  /** Publisher: acknowledged readings a second from its first publish to its last PUBACK. */
-  readonly offeredPerSecond: number;
-  /** Rows a second committed in the steady window (first 10% and last 5% of the commit span left out). */
-  readonly steady: SteadyRate;
-  /** The same while the publisher was still publishing, and after it (draining what the MQTT broker queued). */
-  readonly whilePublishing: SteadyRate | undefined;
-  readonly afterPublishing: SteadyRate | undefined;
-  /** All rows over first publish to last commit. */
-  readonly overallPerSecond: number;
-  /** All rows over first commit to last commit (compared with the broker alone's first to last message). */
-  readonly firstToLastPerSecond: number;
-  readonly cutShort: boolean;
-  readonly rows: number;
-  readonly perSecond: number[];
-  /** Where readings waited during the steady window (see {@link Backlog}); undefined when the load cannot tell. */
-  readonly backlog: Backlog | undefined;
-  /** Cumulative stage counts about once a second; `t` in s from the first publish. */
-  readonly stages: Record<string, number[]>;
-  readonly publishToCommitMs: Percentiles;
-  readonly publishToReceiveMs: Percentiles;
-  readonly receiveToCommitMs: Percentiles;
-  readonly counters: Record<string, number | undefined>;
-  readonly exitCodes: Record<string, number | null>;
-  readonly usage: UsageReport;
-  readonly exactlyOnce: { readonly checked: boolean; readonly ok: boolean; readonly problems: string[] };
-}
-
-interface Sample extends StageCounts {
-  readonly t: number;
-  /** Readings the publisher got its PUBACK for (from Mosquitto, which queues them for the gateway). */
-  readonly acked: number;
 }
 
 /** Mean and maximum of a quantity over the samples of the steady window. */
@@ -405,139 +253,114 @@ export interface Backlog {
   readonly gatewayInflight: Spread;
 }
 
-function spread(values: number[]): Spread {
-  if (values.length === 0) return { mean: 0, max: 0 };
-  return { mean: Math.round(values.reduce((a, b) => a + b, 0) / values.length), max: Math.max(...values) };
-}
+/** One sample of the stages, with the readings the load got its PUBACK for (from Mosquitto). */
+type Sample = StageCounts & { readonly t: number; readonly acked: number };
 
 function backlog(samples: readonly Sample[], from: number, to: number): Backlog {
   const inWindow = samples.filter((s) => s.t >= from && s.t <= to);
+  const spread = (f: (s: Sample) => number): Spread => {
+    const values = inWindow.map(f);
+    const mean = values.length === 0 ? 0 : Math.round(values.reduce((a, b) => a + b, 0) / values.length);
+    return { mean, max: Math.max(0, ...values) };
+  };
   return {
-    beforeConfirm: spread(inWindow.map((s) => Math.max(0, s.acked - s.gatewayPublished))),
-    afterConfirm: spread(inWindow.map((s) => Math.max(0, s.gatewayPublished - s.stored))),
-    gatewayInflight: spread(inWindow.map((s) => s.gatewayInflight)),
+    beforeConfirm: spread((s) => Math.max(0, s.acked - s.gatewayPublished)),
+    afterConfirm: spread((s) => Math.max(0, s.gatewayPublished - s.stored)),
+    gatewayInflight: spread((s) => s.gatewayInflight),
   };
 }
 
+/** Cumulative stage counts about once a second; `t` in s from `t0`. */
 function stageSeries(samples: readonly Sample[], t0: number): Record<string, number[]> {
-  const out: Record<string, number[]> = {
-    t: [],
-    acked: [],
-    gatewayReceived: [],
-    gatewayPublished: [],
-    deliveries: [],
-    stored: [],
-  };
+  const names = ["acked", "gatewayReceived", "gatewayPublished", "deliveries", "stored"] as const;
+  const out: Record<string, number[]> = Object.fromEntries(["t", ...names].map((k) => [k, []]));
   let next = 0;
   for (const s of samples) {
     const t = (s.t - t0) / 1_000;
     if (t < next) continue;
     next = Math.floor(t) + 1;
-    out.t?.push(round(t, 1));
-    out.acked?.push(s.acked);
-    out.gatewayReceived?.push(s.gatewayReceived);
-    out.gatewayPublished?.push(s.gatewayPublished);
-    out.deliveries?.push(s.deliveries);
-    out.stored?.push(s.stored);
+    out.t?.push(u.round(t, 1));
+    for (const k of names) out[k]?.push(s[k]);
   }
   return out;
 }
 
-function say(line: string): void {
-  process.stderr.write(`bench: ${line}\n`);
-}
-
 /** Runs one phase end to end and deletes its queues afterwards. */
-export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
+export async function runPhase(o: PhaseOptions) {
   const e = o.endpoints;
   const sut = await o.start();
-  let publisher: Load | undefined;
-  let ackCounted = true;
+  let load: Load | undefined;
   try {
-    const pubConfig: PublisherConfig = { ...o.publisher, mqttUrl: e.mqttUrl, topicPrefix: e.topicPrefix };
-    publisher = await (o.load ? o.load(e.mqttUrl, e.topicPrefix) : mqttJsLoad(pubConfig));
-    const sampler = new UsageSampler({ ...sut.pids, ...o.watch, ...publisher.watch });
-    let published: PublisherResult | undefined;
-    void publisher.done.then((r) => {
+    const config = { ...o.publisher, mqttUrl: e.mqttUrl, topicPrefix: e.topicPrefix };
+    load = await (o.load ? o.load(e.mqttUrl, e.topicPrefix) : mqttJsLoad(config));
+    const sampler = new UsageSampler({ ...sut.pids, ...o.watch, ...load.watch });
+    let published: pub.PublisherResult | undefined;
+    void load.done.then((r) => {
       published = r;
     });
-    publisher.start();
-    let stored = 0;
-    let firstStoredAt: number | undefined;
-    let lastChange = Date.now();
-    let lastSeen = -1;
-    let cutShort = false;
-    let lastLog = Date.now();
+    load.start();
+    let [firstStoredAt, lastLog, ackCounted, cutShort] = [0, Date.now(), true, false];
     const samples: Sample[] = [];
-    for (;;) {
-      await new Promise((r) => setTimeout(r, POLL_MS));
-      const counts = await sut.progress();
-      // The final count once the load is done: its last progress report may predate its last PUBACKs.
-      const ackedNow = published?.acked ?? publisher.acked();
-      if (ackedNow === undefined) ackCounted = false;
-      const acked = ackedNow ?? 0;
-      samples.push({ t: Date.now(), acked, ...counts });
-      stored = counts.stored;
-      const progress = stored + acked;
-      if (progress !== lastSeen) {
-        lastSeen = progress;
-        lastChange = Date.now();
-      }
-      if (stored > 0) firstStoredAt ??= Date.now();
-      if (published && stored >= published.acked) break;
-      if (o.limitMs !== undefined && firstStoredAt !== undefined && Date.now() - firstStoredAt >= o.limitMs) {
-        cutShort = !published || stored < published.acked;
-        break;
-      }
-      if (Date.now() - lastChange > STALL_MS) {
-        throw new Error(
-          `${o.label}: no progress for ${STALL_MS / 1_000} s (${stored} stored, ${acked} acked)`,
-        );
-      }
-      if (Date.now() - lastLog >= 5_000) {
-        lastLog = Date.now();
-        const what = ackedNow === undefined ? "publishing" : `${acked.toLocaleString("en-US")} published`;
-        say(
-          `  ${o.label}: ${what}, ${counts.gatewayPublished.toLocaleString("en-US")} confirmed to the gateway, ${stored.toLocaleString("en-US")} stored`,
-        );
-      }
-    }
-    publisher.stop();
-    const usage = sampler.stop(o.cpus);
+    const progress = () => (samples.at(-1)?.stored ?? 0) + (samples.at(-1)?.acked ?? 0);
+    await u.until(
+      o.label,
+      async () => {
+        const counts = await sut.progress();
+        // The final count once the load is done: its last progress report may predate its last PUBACKs.
+        const ackedNow = published?.acked ?? load?.acked();
+        if (ackedNow === undefined) ackCounted = false;
+        const acked = ackedNow ?? 0;
+        samples.push({ t: Date.now(), acked, ...counts });
+        if (counts.stored > 0 && firstStoredAt === 0) firstStoredAt = Date.now();
+        if (published && counts.stored >= published.acked) return true;
+        if (o.limitMs !== undefined && firstStoredAt > 0 && Date.now() - firstStoredAt >= o.limitMs) {
+          cutShort = !published || counts.stored < published.acked;
+          return true;
+        }
+        if (Date.now() - lastLog >= 5_000) {
+          lastLog = Date.now();
+          const what = ackedNow === undefined ? "publishing" : `${u.fmt(acked)} published`;
+          u.say(
+            `  ${o.label}: ${what}, ${u.fmt(counts.gatewayPublished)} confirmed to the gateway, ${u.fmt(counts.stored)} stored`,
+          );
+        }
+        return false;
+      },
+      { pollMs: POLL_MS, stallMs: STALL_MS, progress },
+    );
+    load.stop();
+    const usage: UsageReport = sampler.stop(o.cpus);
     const counters = await sut.counters();
     const exitCodes = await sut.stop();
-    const result = published ?? (await publisher.done);
+    const result = published ?? (await load.done);
 
     const span = result.lastPublishAt - result.firstPublishAt;
-    const latencyFrom = publisher.seqIsPublishTime
+    const latencyFrom = load.seqIsPublishTime
       ? result.firstPublishAt + span * o.latencyWarmup
       : Number.POSITIVE_INFINITY;
+    const checked = !cutShort && result.failed === 0;
     const rows = analyzeRows(
       e.dbPath,
       latencyFrom,
-      cutShort || result.failed > 0
-        ? undefined
-        : {
-            sent: result.sent,
-            devices: o.publisher.devices,
-            sensors: o.publisher.sensors,
-            devicePrefix: o.publisher.devicePrefix,
-            baseTs: o.publisher.baseTs,
-          },
+      checked ? { ...o.publisher, sent: result.sent } : undefined,
     );
     const { first, last } = rows.timeline;
-    const steady = steadyRate(rows.commits, first, last);
+    const steady = u.steadyRate(rows.commits, first, last);
     const split = (from: number, to: number) =>
-      to - from > 2_000 ? steadyRate(rows.commits, from, to, 0, 0) : undefined;
-    const ackedSeconds = Math.max(1, result.lastAckAt - result.firstPublishAt) / 1_000;
-    const exactlyOnceChecked = !cutShort && result.failed === 0;
+      to - from > 2_000 ? u.steadyRate(rows.commits, from, to, 0, 0) : undefined;
     return {
       label: o.label,
       publisher: result,
-      offeredPerSecond: Math.round(result.acked / ackedSeconds),
+      /** Acknowledged readings a second from the load's first publish to its last PUBACK. */
+      offeredPerSecond: Math.round(
+        result.acked / (Math.max(1, result.lastAckAt - result.firstPublishAt) / 1_000),
+      ),
+      /** Rows a second committed in the steady window (first 10% and last 5% of the commit span left out). */
       steady,
+      /** The same while the publisher was still publishing, and after it (draining what the MQTT broker queued). */
       whilePublishing: split(steady.from, Math.min(steady.to, result.lastAckAt)),
       afterPublishing: split(Math.max(steady.from, result.lastAckAt), steady.to),
+      /** All rows over first publish to last commit, and over first to last commit (like the broker alone's). */
       overallPerSecond: Math.round(rows.rows / (Math.max(1, last - result.firstPublishAt) / 1_000)),
       firstToLastPerSecond: Math.round(rows.rows / (Math.max(1, last - first) / 1_000)),
       cutShort,
@@ -551,22 +374,16 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
       counters,
       exitCodes,
       usage,
-      exactlyOnce: {
-        checked: exactlyOnceChecked,
-        ok: exactlyOnceChecked && rows.problems.length === 0,
-        problems: rows.problems,
-      },
+      exactlyOnce: { checked, ok: checked && rows.problems.length === 0, problems: rows.problems },
     };
   } catch (err) {
     await sut.stop().catch(() => undefined);
     throw err;
   } finally {
-    await publisher?.kill();
-    const names = queueNames(e.queue);
-    await deleteQueues(e.amqpUrl, [names.readings, names.rejected, names.dead]).catch((err: unknown) =>
-      say(`could not delete the queues of ${e.queue}: ${String(err)}`),
-    );
+    await load?.kill();
+    await u.deleteQueues(e.amqpUrl, e.queue);
   }
 }
 
-export type { ProcessUsage };
+/** What one phase measured. */
+export type PhaseResult = Awaited<ReturnType<typeof runPhase>>;

@@ -1,3 +1,4 @@
+/** Memory and CPU time of processes from /proc: one reading, a meter over an interval, a sampler over a phase. */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 
@@ -11,9 +12,8 @@ const CLK_TCK = (() => {
 })();
 
 export interface ProcReading {
-  /** Resident set size now, KiB (VmRSS). */
+  /** Resident set size now (VmRSS) and its peak since the process started (VmHWM), KiB. */
   readonly rssKiB: number;
-  /** Peak resident set size since the process started, KiB (VmHWM). */
   readonly hwmKiB: number;
   /** User plus system CPU time since the process started, ms. */
   readonly cpuMs: number;
@@ -28,28 +28,21 @@ export function readProc(pid: number): ProcReading | undefined {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0);
     // Fields after the parenthesised command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    const childTicks = Number(fields[13]) + Number(fields[14]);
-    return {
-      rssKiB: kib("VmRSS"),
-      hwmKiB: kib("VmHWM"),
-      cpuMs: (ticks * 1_000) / CLK_TCK,
-      childrenCpuMs: (childTicks * 1_000) / CLK_TCK,
-    };
+    const f = stat
+      .slice(stat.lastIndexOf(")") + 2)
+      .split(" ")
+      .map(Number);
+    const ms = (a: number, b: number) => (((f[a] ?? 0) + (f[b] ?? 0)) * 1_000) / CLK_TCK;
+    return { rssKiB: kib("VmRSS"), hwmKiB: kib("VmHWM"), cpuMs: ms(11, 12), childrenCpuMs: ms(13, 14) };
   } catch {
     return undefined;
   }
 }
 
 /** Pids of a process's live children (/proc/<pid>/task/<pid>/children, Linux 3.5 on). */
-function childrenOf(pid: number): number[] {
+export function childrenOf(pid: number): number[] {
   try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").split(/\s+/).filter(Boolean).map(Number);
   } catch {
     return [];
   }
@@ -61,41 +54,35 @@ function childrenOf(pid: number): number[] {
  * for) plus what its live children used so far; RSS is the sum over the shell and its live children. The shell
  * must stay alive until the last sample, or the children's CPU time is lost with it.
  */
-export function readGroup(pid: number): ProcReading | undefined {
+function readGroup(pid: number): ProcReading | undefined {
   const shell = readProc(pid);
   if (!shell) return undefined;
-  let rssKiB = shell.rssKiB;
-  let cpuMs = shell.cpuMs + shell.childrenCpuMs;
-  for (const child of childrenOf(pid)) {
-    const r = readProc(child);
-    if (!r) continue;
-    rssKiB += r.rssKiB;
-    cpuMs += r.cpuMs;
-  }
+  const children = childrenOf(pid).flatMap((child) => readProc(child) ?? []);
+  const rssKiB = children.reduce((sum, r) => sum + r.rssKiB, shell.rssKiB);
+  const cpuMs = children.reduce((sum, r) => sum + r.cpuMs, shell.cpuMs + shell.childrenCpuMs);
   return { rssKiB, hwmKiB: rssKiB, cpuMs, childrenCpuMs: 0 };
 }
 
 /** A process to watch: its pid, or a group (see {@link readGroup}). */
 export type Watched = number | { readonly group: number };
 
-function read(w: Watched): ProcReading | undefined {
-  return typeof w === "number" ? readProc(w) : readGroup(w.group);
-}
+const read = (w: Watched) => (typeof w === "number" ? readProc(w) : readGroup(w.group));
 
 /** Busy and total jiffies of all CPUs together, from the first line of /proc/stat. */
 function readSystemCpu(): { busy: number; total: number } {
-  const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0] ?? "";
-  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const v = (readFileSync("/proc/stat", "utf8").split("\n", 1)[0] ?? "")
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
   const total = v.reduce((a, b) => a + b, 0);
-  const idle = (v[3] ?? 0) + (v[4] ?? 0);
-  return { busy: total - idle, total };
+  return { busy: total - (v[3] ?? 0) - (v[4] ?? 0), total };
 }
 
 /** The pid listening on a local TCP port (to watch RabbitMQ's CPU), when `ss` can tell. */
 export function pidListeningOn(port: number): number | undefined {
   try {
-    const out = execFileSync("ss", ["-ltnpH", `sport = :${port}`], { encoding: "utf8" });
-    const m = /pid=(\d+)/.exec(out);
+    const m = /pid=(\d+)/.exec(execFileSync("ss", ["-ltnpH", `sport = :${port}`], { encoding: "utf8" }));
     return m ? Number(m[1]) : undefined;
   } catch {
     return undefined;
@@ -103,16 +90,12 @@ export function pidListeningOn(port: number): number | undefined {
 }
 
 export interface ProcessUsage {
-  /**
-   * Peak RSS over the run, MiB (VmHWM at the end, the kernel's own high-water mark; for a group, the highest sum
-   * sampled).
-   */
+  /** Peak RSS over the run, MiB (VmHWM at the end, the kernel's own; for a group, the highest sum sampled). */
   readonly peakRssMiB: number;
   /** RSS at the last sample, MiB. */
   readonly lastRssMiB: number;
-  /** CPU time used during the sampled interval, s. */
+  /** CPU time used during the sampled interval, s; over the wall time of the interval (1.0: one core busy). */
   readonly cpuSeconds: number;
-  /** cpuSeconds over the wall time of the interval: 1.0 is one core busy all the time. */
   readonly cores: number;
   /** RSS samples, MiB, one per sampling interval. */
   readonly rssSeriesMiB: number[];
@@ -130,40 +113,38 @@ const MiB = (kib: number) => Math.round((kib / 1_024) * 10) / 10;
 
 /** Samples RSS and CPU time of named processes (or groups) every `intervalMs` until `stop()`. */
 export class UsageSampler {
-  readonly #pids: Record<string, Watched>;
+  readonly #watched: [string, Watched][];
   readonly #first: Record<string, ProcReading> = {};
   readonly #last: Record<string, ProcReading> = {};
   readonly #series: Record<string, number[]> = {};
-  readonly #groupPeakKiB: Record<string, number> = {};
   readonly #timer: NodeJS.Timeout;
   readonly #t0 = performance.now();
   readonly #cpu0 = readSystemCpu();
 
   constructor(pids: Record<string, Watched | undefined>, intervalMs = 500) {
-    this.#pids = {};
-    for (const [name, pid] of Object.entries(pids)) if (pid !== undefined) this.#pids[name] = pid;
+    this.#watched = Object.entries(pids).flatMap(([name, w]): [string, Watched][] =>
+      w === undefined ? [] : [[name, w]],
+    );
     this.#sample();
     this.#timer = setInterval(() => this.#sample(), intervalMs);
   }
 
   #sample(): void {
-    for (const [name, watched] of Object.entries(this.#pids)) {
+    for (const [name, watched] of this.#watched) {
       const now = read(watched);
       if (!now) continue;
-      // A process that has exited but is not yet reaped has no memory figures left: keep the last ones.
       const previous = this.#last[name];
-      let r =
-        now.hwmKiB === 0 && previous ? { ...now, rssKiB: previous.rssKiB, hwmKiB: previous.hwmKiB } : now;
-      if (typeof watched !== "number") {
-        const peak = Math.max(this.#groupPeakKiB[name] ?? 0, r.rssKiB);
-        this.#groupPeakKiB[name] = peak;
-        r = { ...r, hwmKiB: peak };
-      }
+      // A process that has exited but is not yet reaped has no memory figures left: keep the last ones. A group's
+      // peak is the highest sum sampled.
+      const r =
+        now.hwmKiB === 0 && previous
+          ? { ...now, rssKiB: previous.rssKiB, hwmKiB: previous.hwmKiB }
+          : typeof watched === "number"
+            ? now
+            : { ...now, hwmKiB: Math.max(previous?.hwmKiB ?? 0, now.rssKiB) };
       this.#first[name] ??= r;
       this.#last[name] = r;
-      const series = this.#series[name] ?? [];
-      series.push(MiB(r.rssKiB));
-      this.#series[name] = series;
+      this.#series[name] = [...(this.#series[name] ?? []), MiB(r.rssKiB)];
     }
   }
 
@@ -174,9 +155,8 @@ export class UsageSampler {
     const seconds = (performance.now() - this.#t0) / 1_000;
     const cpu1 = readSystemCpu();
     const processes: Record<string, ProcessUsage> = {};
-    for (const name of Object.keys(this.#pids)) {
-      const first = this.#first[name];
-      const last = this.#last[name];
+    for (const [name] of this.#watched) {
+      const [first, last] = [this.#first[name], this.#last[name]];
       if (!first || !last) continue;
       const cpuSeconds = (last.cpuMs - first.cpuMs) / 1_000;
       processes[name] = {
@@ -197,17 +177,15 @@ export class UsageSampler {
  * (processes already gone are left out). Granularity: one clock tick (10 ms).
  */
 export function cpuMeter(pids: Record<string, number | undefined>): () => Record<string, number> {
-  const start: Record<string, { pid: number; cpuMs: number }> = {};
-  for (const [name, pid] of Object.entries(pids)) {
+  const start = Object.entries(pids).flatMap(([name, pid]) => {
     const r = pid === undefined ? undefined : readProc(pid);
-    if (pid !== undefined && r) start[name] = { pid, cpuMs: r.cpuMs };
-  }
-  return () => {
-    const out: Record<string, number> = {};
-    for (const [name, s] of Object.entries(start)) {
-      const r = readProc(s.pid);
-      if (r) out[name] = r.cpuMs - s.cpuMs;
-    }
-    return out;
-  };
+    return r && pid !== undefined ? [{ name, pid, cpuMs: r.cpuMs }] : [];
+  });
+  return () =>
+    Object.fromEntries(
+      start.flatMap((s) => {
+        const r = readProc(s.pid);
+        return r ? [[s.name, r.cpuMs - s.cpuMs]] : [];
+      }),
+    );
 }

@@ -95,12 +95,7 @@ export async function runPublisher(config: PublisherConfig): Promise<void> {
   });
   await heard("start");
 
-  let sent = 0;
-  let acked = 0;
-  let failed = 0;
-  let inFlight = 0;
-  let valueSum = 0;
-  let lastAckAt = 0;
+  let [sent, acked, failed, inFlight, valueSum, lastAckAt] = [0, 0, 0, 0, 0, 0];
   const firstPublishAt = Date.now();
   let lastPublishAt = firstPublishAt;
   let waker: (() => void) | undefined;

@@ -1,8 +1,29 @@
+/** The one report of `npm run bench`: every phase's figures, the targets judged on them, and what failed. */
 import type { BrokerBaseline } from "./c-clients.js";
+import type { BenchOptions } from "./options.js";
+import { type PayloadRssResult, payloadRssComplete, payloadRssReport } from "./payload-rss.js";
 import type { PhaseResult } from "./pipeline.js";
 import type { UsageReport } from "./proc.js";
 import type { ProfileSummary } from "./profile.js";
 import type { AmqpCeilings, Ceiling, SqliteCeilings } from "./raw.js";
+import { type SpoolBenchResult, spoolReport } from "./spool.js";
+import { type StoresBenchResult, storesReport } from "./stores.js";
+import { fmt as n, type Percentiles, table } from "./util.js";
+
+/**
+ * Issue 13's targets (end to end against the broker alone with the same C publishers, CPU, latency, RSS flat over
+ * `flatRssReadings`) and the earlier ones of issue 1 (against the slowest raw stage and the reference).
+ */
+const TARGET = {
+  ...{ brokerShare: 0.5, brokerShareAim: 0.7, servicesCpuUs: 60, latencyMs: 100 },
+  ...{
+    flatRssReadings: 1_000_000,
+    flatRssSlack: 1.1,
+    flatRssSlackMiB: 8,
+    throughputShare: 0.7,
+    referenceFactor: 10,
+  },
+} as const;
 
 export interface RawResults {
   readonly mqtt: Ceiling;
@@ -18,10 +39,25 @@ export interface CClientResults {
   /** PUBLISH_BATCH of the "batched" run, as set. */
   readonly batchSetting: string;
   readonly baseline: BrokerBaseline;
-  /** The pipeline with its defaults (batch messages). */
+  /** The pipeline with its defaults (batch messages), and with PUBLISH_BATCH=1 (one reading a message). */
   readonly batched: PhaseResult;
-  /** The same with PUBLISH_BATCH=1 (one reading a message). */
   readonly unbatched: PhaseResult;
+}
+
+/** Everything one invocation measured; a phase left out or skipped is undefined. */
+export interface Results {
+  readonly short: boolean;
+  readonly options: BenchOptions;
+  readonly cpus: number;
+  raw?: RawResults;
+  c?: CClientResults;
+  pipeline?: PhaseResult;
+  naive?: PhaseResult;
+  latency?: PhaseResult & { readonly offered: number };
+  spool?: SpoolBenchResult;
+  stores?: StoresBenchResult;
+  payloadRss?: PayloadRssResult;
+  readonly profiles: Record<string, ProfileSummary[]>;
 }
 
 export interface Target {
@@ -31,167 +67,233 @@ export interface Target {
   readonly met: boolean | undefined;
 }
 
-export interface ReportInput {
-  readonly cpus: number;
-  readonly window: number;
-  readonly queueType: string;
-  readonly devices: number;
-  readonly sensors: number;
-  readonly raw: RawResults | undefined;
-  readonly slowest: { readonly stage: string; readonly perSecond: number } | undefined;
-  readonly pipeline: PhaseResult;
-  readonly naive: PhaseResult | undefined;
-  readonly latency: (PhaseResult & { readonly offered: number }) | undefined;
-  readonly c: CClientResults | undefined;
-  readonly targets: readonly Target[];
-  readonly profiles: Record<string, ProfileSummary[]>;
+/** The slowest raw stage, the ratios between phases and the targets judged on them (none in a short run). */
+export function targets(r: Results) {
+  const p = r.pipeline;
+  if (!p) throw new Error("the pipeline phase did not run");
+  const raw = r.raw;
+  const stages = raw
+    ? {
+        mqtt: raw.mqtt,
+        "amqp-publish": raw.amqp.publish,
+        "amqp-consume": raw.amqp.consume,
+        sqlite: raw.sqlite.batched,
+      }
+    : {};
+  const slowest = Object.entries(stages)
+    .map(([stage, c]) => ({ stage, perSecond: c.perSecond }))
+    .reduce<{ stage: string; perSecond: number } | undefined>(
+      (a, b) => (a && a.perSecond <= b.perSecond ? a : b),
+      undefined,
+    );
+  const judge = (ok: boolean | undefined) => (r.short ? undefined : ok);
+  const c = r.c;
+  const share = slowest && p.steady.perSecond / slowest.perSecond;
+  const factor = r.naive && p.steady.perSecond / Math.max(1, r.naive.steady.perSecond);
+  const brokerShare = c && c.batched.firstToLastPerSecond / Math.max(1, c.baseline.perSecond);
+  const cpu = c && servicesCpuUs(c.batched);
+  const flat = flatRss(p);
+  const list: Target[] = [
+    {
+      name: `issue 13: end to end >= ${TARGET.brokerShare} of the broker alone, same C publishers (aim ${TARGET.brokerShareAim})`,
+      measured:
+        c === undefined || brokerShare === undefined
+          ? "no C-client phases"
+          : `${brokerShare.toFixed(2)} (${n(c.batched.firstToLastPerSecond)} of ${n(c.baseline.perSecond)}/s; aim ${brokerShare >= TARGET.brokerShareAim ? "met" : "missed"}; batching off: ${(c.unbatched.firstToLastPerSecond / Math.max(1, c.baseline.perSecond)).toFixed(2)})`,
+      met: judge(brokerShare === undefined ? undefined : brokerShare >= TARGET.brokerShare),
+    },
+    {
+      name: `issue 13: gateway + processor + RabbitMQ <= ${TARGET.servicesCpuUs} us CPU per reading`,
+      measured:
+        c === undefined || cpu === undefined
+          ? "no C-client phases"
+          : `${n(cpu.total)} us (gateway ${n(cpu.gateway)}, processor ${n(cpu.processor)}, RabbitMQ ${n(cpu.rabbitmq)}; batching off: ${n(servicesCpuUs(c.unbatched)?.total ?? 0)})`,
+      met: judge(cpu === undefined ? undefined : cpu.total <= TARGET.servicesCpuUs),
+    },
+    {
+      name: `issue 13: p99 publish -> commit < ${TARGET.latencyMs} ms at half the sustained rate`,
+      measured: r.latency
+        ? `${n(r.latency.publishToCommitMs.p99)} ms at ${n(r.latency.offered)}/s`
+        : "no latency run",
+      met: judge(r.latency ? r.latency.publishToCommitMs.p99 < TARGET.latencyMs : undefined),
+    },
+    {
+      name: `issue 13: RSS flat over ${n(TARGET.flatRssReadings)} readings (max of 2nd half <= ${TARGET.flatRssSlack} x 1st + ${TARGET.flatRssSlackMiB} MiB)`,
+      measured: `${flat.text} over ${n(p.rows)} readings`,
+      met: judge(p.rows >= TARGET.flatRssReadings ? flat.ok : undefined),
+    },
+    {
+      name: `end to end >= ${TARGET.throughputShare * 100}% of the slowest raw stage`,
+      measured:
+        share === undefined
+          ? "no baselines"
+          : `${(share * 100).toFixed(0)}% (${n(p.steady.perSecond)} of ${n(slowest?.perSecond ?? 0)}/s, ${slowest?.stage})`,
+      met: judge(share === undefined ? undefined : share >= TARGET.throughputShare),
+    },
+    {
+      name: `end to end >= ${TARGET.referenceFactor}x the straightforward reference`,
+      measured: factor === undefined ? "no reference" : `${factor.toFixed(1)}x`,
+      met: judge(factor === undefined ? undefined : factor >= TARGET.referenceFactor),
+    },
+    {
+      name: "flat memory (compare peak RSS across --total)",
+      measured: `gateway ${p.usage.processes.gateway?.peakRssMiB ?? "-"} MiB, processor ${p.usage.processes.processor?.peakRssMiB ?? "-"} MiB peak after ${n(p.rows)} readings`,
+      met: undefined,
+    },
+    {
+      name: "throughput within 20% from 10 to 10,000 devices (compare --devices runs)",
+      measured: `${n(p.steady.perSecond)}/s at ${n(r.options.devices)} devices`,
+      met: undefined,
+    },
+  ];
+  const ratios = {
+    pipelineToSlowestRaw: share,
+    pipelineToReference: factor,
+    endToEndToBrokerAlone: brokerShare,
+  };
+  return { slowest, ratios, targets: list };
 }
 
-const n = (x: number) => Math.round(x).toLocaleString("en-US");
+/** What makes the run fail (exit 1): a reading lost or stored twice, a service not exiting 0 after SIGTERM. */
+export function failures(r: Results): string[] {
+  const checked = [r.c?.batched, r.c?.unbatched, r.pipeline, r.latency];
+  return [
+    checked.some((x) => x?.exactlyOnce.checked && !x.exactlyOnce.ok) && "a reading was lost or stored twice",
+    checked.some((x) => x && Object.values(x.exitCodes).some((code) => code !== 0)) &&
+      "a service did not exit 0 after SIGTERM",
+    r.stores?.phases.some((p) => p.drains.some((d) => d.rows !== r.stores?.readings)) &&
+      "a store phase did not hold exactly the readings queued",
+    r.payloadRss && !payloadRssComplete(r.payloadRss) && "a payload-size phase did not store every reading",
+  ].filter((x): x is string => typeof x === "string");
+}
+
+/** CPU microseconds per reading stored of the gateway, the processor, RabbitMQ and their sum, in one run. */
+function servicesCpuUs(run: PhaseResult) {
+  const us = (name: string) => ((run.usage.processes[name]?.cpuSeconds ?? 0) * 1e6) / Math.max(1, run.rows);
+  if (run.rows === 0) return undefined;
+  const [gateway, processor, rabbitmq] = [us("gateway"), us("processor"), us("rabbitmq")];
+  return { gateway, processor, rabbitmq, total: gateway + processor + rabbitmq };
+}
+
+/** Gateway's and processor's highest RSS in the second half of the run's samples against the first half. */
+function flatRss(run: PhaseResult): { ok: boolean; text: string } {
+  const parts = ["gateway", "processor"].map((name) => {
+    const series = run.usage.processes[name]?.rssSeriesMiB ?? [];
+    const half = Math.floor(series.length / 2);
+    const [first, second] = [Math.max(0, ...series.slice(0, half)), Math.max(0, ...series.slice(half))];
+    return {
+      ok: second <= first * TARGET.flatRssSlack + TARGET.flatRssSlackMiB,
+      text: `${name} ${first.toFixed(0)} -> ${second.toFixed(0)} MiB`,
+    };
+  });
+  return { ok: parts.every((x) => x.ok), text: parts.map((x) => x.text).join(", ") };
+}
+
 const ratio = (x: number, base: number | undefined) => (base ? (x / base).toFixed(2) : "-");
-
-function table(rows: string[][], align: ("l" | "r")[]): string {
-  const widths = align.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
-  return rows
-    .map((r) =>
-      r
-        .map((cell, c) => (align[c] === "r" ? cell.padStart(widths[c] ?? 0) : cell.padEnd(widths[c] ?? 0)))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
-}
-
-function ms(p: { p50: number; p95: number; p99: number; max: number; n: number }): string {
-  return `p50 ${n(p.p50)}  p95 ${n(p.p95)}  p99 ${n(p.p99)}  max ${n(p.max)} ms (${n(p.n)} readings)`;
-}
+const ms = (p: Percentiles) =>
+  `p50 ${n(p.p50)}  p95 ${n(p.p95)}  p99 ${n(p.p99)}  max ${n(p.max)} ms (${n(p.n)} readings)`;
+/** CPU µs per reading of every process of a run together. */
+const phaseCpu = (run: PhaseResult) =>
+  (Object.values(run.usage.processes).reduce((a, u) => a + u.cpuSeconds, 0) * 1e6) / Math.max(1, run.rows);
 
 /** The broker alone against the pipeline with and without batching: rates and CPU per reading of each process. */
 function cClientSection(c: CClientResults): string[] {
   const base = c.baseline.perSecond;
   const procs = ["publisher", "mosquitto", "subscriber", "gateway", "rabbitmq", "processor"];
-  const rows: string[][] = [["", "readings/s", "x broker", "steady/s", ...procs, "gw+rmq+pr", "all"]];
   const cpu = (usage: UsageReport, count: number) => {
     const us = (name: string) => {
       const u = usage.processes[name];
       return u === undefined ? undefined : (u.cpuSeconds * 1e6) / Math.max(1, count);
     };
-    const services = ["gateway", "rabbitmq", "processor"].map(us);
-    const all = Object.keys(usage.processes).map(us);
     const sum = (xs: (number | undefined)[]) => xs.reduce<number>((a, x) => a + (x ?? 0), 0);
+    const services = ["gateway", "rabbitmq", "processor"].map(us);
     return [
-      ...procs.map((name) => {
-        const v = us(name);
-        return v === undefined ? "-" : n(v);
-      }),
+      ...procs.map((name) => (us(name) === undefined ? "-" : n(us(name) ?? 0))),
       services.every((x) => x === undefined) ? "-" : n(sum(services)),
-      n(sum(all)),
+      n(sum(Object.keys(usage.processes).map(us))),
     ];
   };
-  rows.push([
-    "broker alone: mosquitto_pub -> Mosquitto -> mosquitto_sub",
-    n(base),
-    "1.00",
-    "-",
-    ...cpu(c.baseline.usage, c.baseline.received),
-  ]);
-  const run = (label: string, p: PhaseResult) =>
-    rows.push([
-      label,
-      n(p.firstToLastPerSecond),
-      ratio(p.firstToLastPerSecond, base),
-      n(p.steady.perSecond),
-      ...cpu(p.usage, p.rows),
-    ]);
-  run(`pipeline, PUBLISH_BATCH ${c.batchSetting}`, c.batched);
-  run("pipeline, PUBLISH_BATCH=1 (batching off)", c.unbatched);
+  const run = (label: string, p: PhaseResult) => [
+    label,
+    n(p.firstToLastPerSecond),
+    ratio(p.firstToLastPerSecond, base),
+    n(p.steady.perSecond),
+    ...cpu(p.usage, p.rows),
+  ];
+  const rows = [
+    ["", "readings/s", "x broker", "steady/s", ...procs, "gw+rmq+pr", "all"],
+    [
+      "broker alone: mosquitto_pub -> Mosquitto -> mosquitto_sub",
+      n(base),
+      "1.00",
+      "-",
+      ...cpu(c.baseline.usage, c.baseline.received),
+    ],
+    run(`pipeline, PUBLISH_BATCH ${c.batchSetting}`, c.batched),
+    run("pipeline, PUBLISH_BATCH=1 (batching off)", c.unbatched),
+  ];
   const gain = c.batched.firstToLastPerSecond / Math.max(1, c.unbatched.firstToLastPerSecond);
+  const [b, u] = [c.batched.counters, c.unbatched.counters];
   return [
     `Against the broker alone: the same ${c.publishers} C publishers (mosquitto_pub -q 1 -l, one per device and sensor, ${n(c.readings)} readings from files), one run`,
     "(readings/s: first to last message received, or first to last commit; steady/s: the pipeline's steady window;",
     " CPU us per reading of each process; rabbitmq is the shared broker's whole CPU, anyone's queues included)",
-    table(rows, ["l", "r", "r", "r", ...procs.map((): "r" => "r"), "r", "r"]),
-    `  batching gain: ${gain.toFixed(2)}x readings/s; mean batch on the processor ${c.batched.counters.batchMean ?? "-"} (batching off ${c.unbatched.counters.batchMean ?? "-"}); gateway confirm mean ${c.batched.counters.confirmMeanMs ?? "-"} ms (off ${c.unbatched.counters.confirmMeanMs ?? "-"} ms)`,
+    table(rows, ["l", ...rows[0]!.slice(1).map((): "r" => "r")]),
+    `  batching gain: ${gain.toFixed(2)}x readings/s; mean batch on the processor ${b.batchMean ?? "-"} (batching off ${u.batchMean ?? "-"}); gateway confirm mean ${b.confirmMeanMs ?? "-"} ms (off ${u.confirmMeanMs ?? "-"} ms)`,
     `  failed mosquitto_pub: broker alone ${c.baseline.failedPublishers}, pipeline ${c.batched.publisher.failed}, batching off ${c.unbatched.publisher.failed}; mosquitto_sub received ${n(c.baseline.received)} of ${n(c.readings)}`,
+    "",
   ];
 }
 
-/** The human-readable report: throughput table with ratios, latency, resources, targets, profiles. */
-export function formatReport(r: ReportInput): string {
-  const base = r.slowest?.perSecond;
-  const out: string[] = [];
+/** Throughput of every raw stage and of the pipeline and the reference, with ratios to the slowest stage. */
+function throughputSection(
+  r: Results,
+  p: PhaseResult,
+  slowest: { stage: string; perSecond: number } | undefined,
+) {
   const rows: string[][] = [["", "readings/s", "x slowest raw", "CPU us/reading", ""]];
-  const mark = (stage: string) => (r.slowest?.stage === stage ? "<- slowest raw stage" : "");
-  const cpuSum = (c: Ceiling) => Object.values(c.cpuUsPerItem).reduce((a, b) => a + b, 0);
-  const cpuOf = (c: Ceiling) => `${n(cpuSum(c))}`;
-  const row = (label: string, perSecond: number, cpu: string, note: string) =>
-    rows.push([label, n(perSecond), ratio(perSecond, base), cpu, note]);
+  const row = (label: string, perSecond: number, cpu: string, note = "") =>
+    rows.push([label, n(perSecond), ratio(perSecond, slowest?.perSecond), cpu, note]);
+  const ceiling = (label: string, c: Ceiling, stage?: string, note = "") =>
+    row(
+      label,
+      c.perSecond,
+      n(Object.values(c.cpuUsPerItem).reduce((a, b) => a + b, 0)),
+      slowest?.stage === stage ? "<- slowest raw stage" : note,
+    );
   if (r.raw) {
     const { mqtt, amqp, sqlite } = r.raw;
-    row(
-      `raw  MQTT QoS 1 publish -> subscriber (window ${r.window})`,
-      mqtt.perSecond,
-      cpuOf(mqtt),
-      mark("mqtt"),
+    ceiling(`raw  MQTT QoS 1 publish -> subscriber (window ${r.options.window})`, mqtt, "mqtt");
+    ceiling(
+      `raw  AMQP publish, persistent + confirms (${r.options.queueType})`,
+      amqp.publish,
+      "amqp-publish",
     );
-    row(
-      `raw  AMQP publish, persistent + confirms (${r.queueType})`,
-      amqp.publish.perSecond,
-      cpuOf(amqp.publish),
-      mark("amqp-publish"),
-    );
-    row(
-      "raw  AMQP consume, prefetch 2000, multiple acks",
-      amqp.consume.perSecond,
-      cpuOf(amqp.consume),
-      mark("amqp-consume"),
-    );
-    row(
-      "raw  SQLite insert, 500 rows/txn, WAL, sync=FULL",
-      sqlite.batched.perSecond,
-      cpuOf(sqlite.batched),
-      mark("sqlite"),
-    );
-    row(
-      "info AMQP publish and consume at once",
-      amqp.through.perSecond,
-      cpuOf(amqp.through),
-      "(not a stage ceiling)",
-    );
-    row("info SQLite via SqliteStore.writeBatch(500)", sqlite.store.perSecond, cpuOf(sqlite.store), "");
-    row("info SQLite, one transaction per row", sqlite.perRow.perSecond, cpuOf(sqlite.perRow), "");
+    ceiling("raw  AMQP consume, prefetch 2000, multiple acks", amqp.consume, "amqp-consume");
+    ceiling("raw  SQLite insert, 500 rows/txn, WAL, sync=FULL", sqlite.batched, "sqlite");
+    ceiling("info AMQP publish and consume at once", amqp.through, undefined, "(not a stage ceiling)");
+    ceiling("info SQLite via SqliteStore.writeBatch(500)", sqlite.store);
+    ceiling("info SQLite, one transaction per row", sqlite.perRow);
   }
-  const p = r.pipeline;
-  const phaseCpu = (run: PhaseResult) =>
-    (Object.values(run.usage.processes).reduce((a, u) => a + u.cpuSeconds, 0) * 1e6) / Math.max(1, run.rows);
+  const o = r.options;
   row(
-    `PIPELINE sustained end to end (${n(r.devices)} devices x ${r.sensors})`,
+    `PIPELINE sustained end to end (${n(o.devices)} devices x ${o.sensors})`,
     p.steady.perSecond,
     n(phaseCpu(p)),
     `steady ${p.steady.seconds} s of ${n(p.rows)} rows`,
   );
-  if (p.whilePublishing) {
-    row(
-      "  while the publisher runs on the same box",
-      p.whilePublishing.perSecond,
-      "",
-      `${p.whilePublishing.seconds} s`,
-    );
-  }
-  if (p.afterPublishing) {
-    row(
-      "  after it, draining the MQTT broker's queue",
-      p.afterPublishing.perSecond,
-      "",
-      `${p.afterPublishing.seconds} s`,
-    );
-  }
-  row("  publisher offered (PUBACKed by Mosquitto)", p.offeredPerSecond, "", "");
+  const split = [
+    ["  while the publisher runs on the same box", p.whilePublishing],
+    ["  after it, draining the MQTT broker's queue", p.afterPublishing],
+  ] as const;
+  for (const [label, w] of split) if (w) row(label, w.perSecond, "", `${w.seconds} s`);
+  row("  publisher offered (PUBACKed by Mosquitto)", p.offeredPerSecond, "");
   if (r.naive) {
+    const cpu = r.naive.cutShort ? "-" : n(phaseCpu(r.naive));
     row(
       "REFERENCE straightforward (await confirm, 1 txn/row)",
       r.naive.steady.perSecond,
-      r.naive.cutShort ? "-" : n(phaseCpu(r.naive)),
+      cpu,
       `steady ${r.naive.steady.seconds} s`,
     );
     rows.push([
@@ -202,15 +304,63 @@ export function formatReport(r: ReportInput): string {
       "",
     ]);
   }
-  out.push(
+  return [
     "Throughput (CPU us/reading: CPU time of every process taking part, brokers and load generator included, per item)",
     table(rows, ["l", "r", "r", "r", "l"]),
     `  CPU budget: ${r.cpus} CPUs / ${n(phaseCpu(p))} us per reading = at most ${n((r.cpus * 1e6) / Math.max(1, phaseCpu(p)))} readings/s end to end on this machine, even with nothing else running`,
     "",
-  );
+  ];
+}
 
-  if (r.c) out.push(...cClientSection(r.c), "");
+/** Peak and last RSS, CPU seconds and cores, CPU per reading of every process of every run. */
+function resourcesSection(r: Results, p: PhaseResult): string[] {
+  const res: string[][] = [["process", "peak RSS MiB", "RSS at end MiB", "CPU s", "cores", "CPU us/reading"]];
+  const add = (label: string, run: { usage: UsageReport; rows: number; cutShort: boolean } | undefined) => {
+    if (!run) return;
+    // A run cut short stored fewer readings than were published: CPU per reading stored would mislead.
+    const perReading = (s: number) => (run.cutShort ? "-" : n((s * 1e6) / Math.max(1, run.rows)));
+    let ours = 0;
+    for (const [name, u] of Object.entries(run.usage.processes)) {
+      ours += u.cpuSeconds;
+      const cells = [
+        u.peakRssMiB.toFixed(1),
+        u.lastRssMiB.toFixed(1),
+        u.cpuSeconds.toFixed(1),
+        u.cores.toFixed(2),
+      ];
+      res.push([`${label} ${name}`, ...cells, perReading(u.cpuSeconds)]);
+    }
+    res.push([
+      `${label} all of the above`,
+      "",
+      "",
+      ours.toFixed(1),
+      (ours / run.usage.seconds).toFixed(2),
+      perReading(ours),
+    ]);
+    const busy = `${(run.usage.machineBusy * run.usage.cpus).toFixed(2)} of ${run.usage.cpus}`;
+    res.push([`${label} machine busy (anyone's processes)`, "", "", "", busy, ""]);
+  };
+  if (r.c) {
+    add("C broker only", { usage: r.c.baseline.usage, rows: r.c.baseline.received, cutShort: false });
+    add("C pipeline", r.c.batched);
+    add("C pipeline batch=1", r.c.unbatched);
+  }
+  add("pipeline", p);
+  add("reference", r.naive);
+  add("latency", r.latency);
+  return [
+    "Resources (/proc, sampled every 0.5 s; CPU over the phase; per reading stored in it)",
+    table(res, ["l", "r", "r", "r", "r", "r"]),
+    "",
+  ];
+}
 
+/** The human-readable report: throughput with ratios, latency, resources, exactly once, targets, profiles. */
+export function formatReport(r: Results, judged: ReturnType<typeof targets>): string {
+  const p = r.pipeline;
+  if (!p) throw new Error("the pipeline phase did not run");
+  const out = [...throughputSection(r, p, judged.slowest), ...(r.c ? cClientSection(r.c) : [])];
   const b = p.backlog;
   const sp = (x: { mean: number; max: number }) => `${n(x.mean)} / ${n(x.max)}`;
   if (b)
@@ -222,116 +372,54 @@ export function formatReport(r: ReportInput): string {
       `  gateway confirm latency mean ${p.counters.confirmMeanMs ?? "-"} ms; processor commit mean ${p.counters.commitMeanMs ?? "-"} ms, mean batch ${p.counters.batchMean ?? "-"}`,
       "",
     );
-
   out.push(
     "Latency, publish -> stored_at (the publisher's clock = the processor's clock; stored_at is taken just before the commit)",
   );
-  if (r.latency) {
+  const l = r.latency;
+  if (l)
     out.push(
-      `  at ${n(r.latency.offered)}/s offered (achieved ${n(r.latency.steady.perSecond)}/s):`,
-      `    publish -> commit   ${ms(r.latency.publishToCommitMs)}`,
-      `    publish -> gateway  ${ms(r.latency.publishToReceiveMs)}`,
-      `    gateway -> commit   ${ms(r.latency.receiveToCommitMs)}`,
-      `    processor commit mean ${r.latency.counters.commitMeanMs ?? "-"} ms, mean batch ${r.latency.counters.batchMean ?? "-"}; receive->commit p99 <= ${r.latency.counters.receiveToCommitP99BoundMs ?? "-"} ms (metrics buckets)`,
+      `  at ${n(l.offered)}/s offered (achieved ${n(l.steady.perSecond)}/s):`,
+      `    publish -> commit   ${ms(l.publishToCommitMs)}`,
+      `    publish -> gateway  ${ms(l.publishToReceiveMs)}`,
+      `    gateway -> commit   ${ms(l.receiveToCommitMs)}`,
+      `    processor commit mean ${l.counters.commitMeanMs ?? "-"} ms, mean batch ${l.counters.batchMean ?? "-"}; receive->commit p99 <= ${l.counters.receiveToCommitP99BoundMs ?? "-"} ms (metrics buckets)`,
     );
-  }
   out.push(`  throughput run, saturated (includes time queued in Mosquitto): ${ms(p.publishToCommitMs)}`, "");
-
-  const res: string[][] = [["process", "peak RSS MiB", "RSS at end MiB", "CPU s", "cores", "CPU us/reading"]];
-  const addUsage = (
-    label: string,
-    run: { usage: UsageReport; rows: number; cutShort: boolean } | undefined,
-  ) => {
-    if (!run) return;
-    // A run cut short stored fewer readings than were published: CPU per reading stored would mislead.
-    const perReading = (cpuSeconds: number) =>
-      run.cutShort ? "-" : n((cpuSeconds * 1e6) / Math.max(1, run.rows));
-    let ours = 0;
-    for (const [name, u] of Object.entries(run.usage.processes)) {
-      ours += u.cpuSeconds;
-      res.push([
-        `${label} ${name}`,
-        u.peakRssMiB.toFixed(1),
-        u.lastRssMiB.toFixed(1),
-        u.cpuSeconds.toFixed(1),
-        u.cores.toFixed(2),
-        perReading(u.cpuSeconds),
-      ]);
-    }
-    res.push([
-      `${label} all of the above`,
-      "",
-      "",
-      ours.toFixed(1),
-      (ours / run.usage.seconds).toFixed(2),
-      perReading(ours),
-    ]);
-    const busy = run.usage.machineBusy * run.usage.cpus;
-    res.push([
-      `${label} machine busy (anyone's processes)`,
-      "",
-      "",
-      "",
-      `${busy.toFixed(2)} of ${run.usage.cpus}`,
-      "",
-    ]);
-  };
-  if (r.c) {
-    addUsage("C broker only", { usage: r.c.baseline.usage, rows: r.c.baseline.received, cutShort: false });
-    addUsage("C pipeline", r.c.batched);
-    addUsage("C pipeline batch=1", r.c.unbatched);
-  }
-  addUsage("pipeline", p);
-  addUsage("reference", r.naive);
-  addUsage("latency", r.latency);
   out.push(
-    "Resources (/proc, sampled every 0.5 s; CPU over the phase; per reading stored in it)",
-    table(res, ["l", "r", "r", "r", "r", "r"]),
-    "",
+    ...resourcesSection(r, p),
+    "Exactly once (rows vs readings sent, per key count and ts range, value sum)",
   );
-
-  const checks = [r.c?.batched, r.c?.unbatched, p, r.latency].filter(
-    (x): x is NonNullable<typeof x> => x !== undefined,
-  );
-  out.push("Exactly once (rows vs readings sent, per key count and ts range, value sum)");
-  for (const c of checks) {
+  for (const c of [r.c?.batched, r.c?.unbatched, p, r.latency]) {
+    if (!c) continue;
     const verdict = !c.exactlyOnce.checked ? "not checked" : c.exactlyOnce.ok ? "OK" : "FAILED";
     out.push(
       `  ${c.label}: ${verdict}: ${n(c.rows)} rows for ${n(c.publisher.sent)} sent; duplicates counter ${c.counters.duplicates ?? "-"}, rejected ${c.counters.gatewayRejected ?? "-"}, dead-lettered ${c.counters.deadLettered ?? "-"}; exit codes ${JSON.stringify(c.exitCodes)}`,
+      ...c.exactlyOnce.problems.map((problem) => `    ${problem}`),
     );
-    for (const problem of c.exactlyOnce.problems) out.push(`    ${problem}`);
   }
-  out.push("");
-
-  out.push("Targets");
-  out.push(
-    table(
-      r.targets.map((t) => [
-        t.name,
-        t.measured,
-        t.met === undefined ? "not judged" : t.met ? "met" : "MISSED",
-      ]),
-      ["l", "l", "l"],
-    ),
-  );
-
+  const verdicts = judged.targets.map((t) => [
+    t.name,
+    t.measured,
+    t.met === undefined ? "not judged" : t.met ? "met" : "MISSED",
+  ]);
+  out.push("", "Targets", table(verdicts, ["l", "l", "l"]));
   for (const [service, summaries] of Object.entries(r.profiles)) {
     for (const s of summaries) {
-      out.push("", `CPU profile: ${service} (${n(s.totalMs)} ms sampled, ${n(s.idleMs)} ms idle) ${s.file}`);
+      const share = (x: { busyShare: number; name: string }) => [
+        `  ${(x.busyShare * 100).toFixed(1)}%`,
+        x.name,
+      ];
       out.push(
-        table(
-          s.modules.map((m) => [`  ${(m.busyShare * 100).toFixed(1)}%`, m.name]),
-          ["r", "l"],
-        ),
-      );
-      out.push("  top functions by self time:");
-      out.push(
-        table(
-          s.functions.map((f) => [`  ${(f.busyShare * 100).toFixed(1)}%`, f.name]),
-          ["r", "l"],
-        ),
+        "",
+        `CPU profile: ${service} (${n(s.totalMs)} ms sampled, ${n(s.idleMs)} ms idle) ${s.file}`,
+        table(s.modules.map(share), ["r", "l"]),
+        "  top functions by self time:",
+        table(s.functions.map(share), ["r", "l"]),
       );
     }
   }
+  if (r.spool) out.push("", spoolReport(r.spool));
+  if (r.stores) out.push("", storesReport(r.stores));
+  if (r.payloadRss) out.push("", payloadRssReport(r.payloadRss));
   return out.join("\n");
 }

@@ -10,11 +10,12 @@ import { copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
-import amqp from "amqplib";
-import { declareTopology, queueNames } from "../amqp/topology.js";
 import { type Reading, SchemaRegistry } from "../schemas/index.js";
 import { startService } from "../scripts/spawn.js";
 import { SqliteStore } from "../store/sqlite.js";
+import { scrape, total } from "./metrics.js";
+import { publishConfirmed } from "./raw.js";
+import { deleteQueues, fmt } from "./util.js";
 
 const DAY_MS = 86_400_000;
 const RETENTION = "30d";
@@ -22,7 +23,7 @@ const OLD_AGE_MS = 60 * DAY_MS;
 const DEVICES = 1_000;
 const SENSORS = ["temperature", "humidity", "pressure", "co2"] as const;
 const FILL_BATCH = 100_000;
-const CONFIRM_EVERY = 5_000;
+const PUBLISH_WINDOW = 5_000;
 const SAMPLE_MS = 250;
 
 const { values: args } = parseArgs({
@@ -35,7 +36,6 @@ const { values: args } = parseArgs({
   },
 });
 const say = (line: string) => process.stderr.write(`bench retention: ${line}\n`);
-const fmt = (x: number) => Math.round(x).toLocaleString("en-US");
 
 const reading = (i: number, ts: number): Reading => ({
   device_id: `dev-${String(i % DEVICES).padStart(4, "0")}`,
@@ -65,35 +65,21 @@ function fill(path: string, old: number): void {
   store.close();
 }
 
+/** `count` current readings, one a message, on a fresh quorum queue. */
 async function publish(url: string, queue: string, count: number): Promise<void> {
   const schemas = SchemaRegistry.load();
-  const conn = await amqp.connect(url);
-  const ch = await conn.createConfirmChannel();
-  await declareTopology(ch, queue, "quorum");
   const now = Date.now();
-  for (let i = 0; i < count; i++) {
-    ch.sendToQueue(queue, schemas.encode(reading(i, now + Math.floor(i / (DEVICES * SENSORS.length)))), {
-      persistent: true,
-    });
-    if (i % CONFIRM_EVERY === CONFIRM_EVERY - 1) await ch.waitForConfirms();
-  }
-  await ch.waitForConfirms();
-  await conn.close();
-}
-
-async function deleteQueues(url: string, queue: string): Promise<void> {
-  const conn = await amqp.connect(url);
-  const ch = await conn.createChannel();
-  for (const q of Object.values(queueNames(queue))) await ch.deleteQueue(q);
-  await conn.close();
+  const bodies = Array.from({ length: count }, (_, i) =>
+    schemas.encode(reading(i, now + Math.floor(i / (DEVICES * SENSORS.length)))),
+  );
+  await publishConfirmed(url, queue, bodies, PUBLISH_WINDOW, "quorum", true);
 }
 
 async function metrics(port: number): Promise<{ stored: number; deleted: number }> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
+  const m = await scrape(port);
   return {
-    stored: value("telemetry_processor_readings_stored_total"),
-    deleted: value("telemetry_processor_retention_deleted_total"),
+    stored: total(m, "telemetry_processor_readings_stored_total"),
+    deleted: total(m, "telemetry_processor_retention_deleted_total"),
   };
 }
 

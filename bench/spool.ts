@@ -1,5 +1,5 @@
 /**
- * Figures for the gateway's spool (issue 16). Part of `npm run bench` (`runSpoolBench`, `spoolReport`), or alone:
+ * Figures for the gateway's spool (issue 16). Part of `npm run bench`, or alone:
  * `npm run build && node dist/bench/spool.js [READINGS]` (SPOOL_BENCH_SHORT=1 for the small sizes).
  *
  * Steps 1-3 run three times, alternating, in a full run (once in a short one); their medians are reported.
@@ -20,11 +20,9 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import amqp from "amqplib";
 import { AmqpSink, type OutgoingBatch } from "../amqp/sink.js";
-import { queueNames } from "../amqp/topology.js";
 import { silentLogger } from "../common/log.js";
-import type { Delivery, Sink } from "../common/pipeline.js";
+import type { Sink } from "../common/pipeline.js";
 import { SchemaRegistry } from "../schemas/index.js";
 import { freePort, startPrivateMosquitto } from "../scripts/private-brokers.js";
 import { type Service, startService, untilReady } from "../scripts/spawn.js";
@@ -32,34 +30,32 @@ import { DEFAULT_SENSORS, NO_FAULTS } from "../simulators/model.js";
 import { simulate } from "../simulators/publish.js";
 import { DRAIN_WINDOW, startSpoolInput } from "../spool/input.js";
 import { SpoolStore } from "../spool/store.js";
-import { parseMetrics, total } from "./metrics.js";
+import { metric, scrape, total } from "./metrics.js";
 import { readProc } from "./proc.js";
+import { deleteQueues, markdownTable, median, fmt as n, percentiles, round, until } from "./util.js";
 
 /** Sizes of a full run and of a short one (`--short`, CI: under a minute). */
 const SIZES = {
   full: { readings: 100_000, backlog: 200_000, openMiB: 1_024 },
   short: { readings: 5_000, backlog: 20_000, openMiB: 64 },
 } as const;
-const POLL_MS = 20;
+const POLL = { pollMs: 20 } as const;
 /** Ingest and drain are measured this many times each, alternating, in a full run. */
 const REPEATS = 3;
-/** Live readings arrive at this share of the gateway's no-spool rate while the backlog drains. */
-const LIVE_SHARE = 0.25;
-const LIVE_RATE_MIN = 500;
-const LIVE_TICK_MS = 10;
+/** Live readings arrive at this share of the gateway's no-spool rate (at least `rateMin`) while the backlog drains. */
+const LIVE = { share: 0.25, rateMin: 500, tickMs: 10 } as const;
 /** A 100-byte datum: the gateway's Avro readings are about that size. */
 const DATUM_BYTES = 100;
-/** Appends in flight at once while writing the large spool (the gateway has at most GATEWAY_INFLIGHT). */
+/** Appends in flight at once while writing a spool (the gateway has at most GATEWAY_INFLIGHT). */
 const APPEND_CHUNK = 5_000;
 const MIB = 1_048_576;
+const DAY_MS = 86_400_000;
 
-/** Issue 16's targets. */
-const INGEST_RATIO_TARGET = 0.9;
-const DRAIN_RATIO_TARGET = 3;
-/** No number in the issue: a live reading must never wait behind hours of backlog; we hold it to a second. */
-const LIVE_P99_TARGET_MS = 1_000;
-/** Bounded memory: opening takes at most this over a bare node whatever the size (a segment is at most 64 MiB). */
-const OPEN_RSS_OVER_TARGET_MIB = 64;
+/**
+ * Issue 16's targets. A live reading must never wait behind hours of backlog (no number given: one second);
+ * opening takes at most `openRssOverMiB` over a bare node whatever the size (a segment is at most 64 MiB).
+ */
+const TARGET = { ingestRatio: 0.9, drainRatio: 3, liveP99Ms: 1_000, openRssOverMiB: 64 } as const;
 
 export interface SpoolBenchOptions {
   readonly amqpUrl: string;
@@ -70,87 +66,34 @@ export interface SpoolBenchOptions {
   readonly short: boolean;
   readonly say: (line: string) => void;
   /** Readings queued for the ingest and drain phases (default 100,000, so start-up weighs little; short 5,000). */
-  readonly readings?: number;
+  readonly readings?: number | undefined;
 }
 
-export interface SpoolBenchResult {
-  readonly short: boolean;
-  readonly readings: number;
-  /** Each repetition's figure (three alternating runs in a full bench, one in a short one); the medians below. */
-  readonly runs: {
-    readonly noSpool: readonly number[];
-    readonly spool: readonly number[];
-    readonly drain: readonly number[];
-    readonly bytes: readonly number[];
-    /** The gateway process's CPU per reading taken, µs (start-up included). */
-    readonly cpuUsNoSpool: readonly number[];
-    readonly cpuUsSpool: readonly number[];
-  };
-  readonly ingest: {
-    /** The gateway without spool, RabbitMQ up (PUBACK after the confirm), start-up included. */
-    readonly noSpoolPerSecond: number;
-    /** The gateway with a spool, uplink refusing connections (PUBACK after the fsync), start-up included. */
-    readonly spoolUplinkDownPerSecond: number;
-    readonly ratio: number;
-  };
-  readonly bytesPerReading: number;
-  /**
-   * A restarted gateway draining the spool of step 1 with RabbitMQ back, no live load: from its first confirmed
-   * reading to the empty spool (its start-up left out).
-   */
-  readonly drainAfterOutage: { readonly readings: number; readonly perSecond: number };
-  /** A backlog drained through the AMQP sink while live readings arrive (in-process, no MQTT). */
-  readonly drainWhileLive: {
-    readonly backlog: number;
-    readonly liveRate: number;
-    readonly liveReadings: number;
-    readonly perSecond: number;
-    readonly ratioToLive: number;
-    readonly liveDelayMs: { readonly p50: number; readonly p99: number; readonly max: number };
-  };
-  /** Spool appends alone (100-byte datums, group commit), while the large spool is written. */
-  readonly directAppendPerSecond: number;
-  readonly open: {
-    readonly mib: number;
-    readonly records: number;
-    readonly ms: number;
-    readonly rssMiB: number;
-    readonly bareRssMiB: number;
-  };
-}
-
-async function metricOf(port: number, name: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
-  return total(parseMetrics(await res.text()), name);
-}
-
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 600_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
+/** Appends `count` records of `datum` with ids `<prefix>-<i>`, APPEND_CHUNK at a time; each resolves once durable. */
+async function appendMany(store: SpoolStore, count: number, datum: Buffer, prefix?: string): Promise<void> {
+  for (let i = 0; i < count; i += APPEND_CHUNK) {
+    const ids = Array.from(
+      { length: Math.min(APPEND_CHUNK, count - i) },
+      (_, j) => prefix && `${prefix}-${i + j}`,
+    );
+    await Promise.all(ids.map((messageId) => appendOne(store, datum, messageId)));
   }
 }
 
-async function deleteQueues(amqpUrl: string, queue: string): Promise<void> {
-  const conn = await amqp.connect(amqpUrl);
-  try {
-    conn.on("error", () => undefined);
-    const ch = await conn.createChannel();
-    for (const q of Object.values(queueNames(queue))) await ch.deleteQueue(q);
-  } finally {
-    await conn.close().catch(() => undefined);
-  }
-}
-
-const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
+/** Resolves with the time the record is durable. */
+const appendOne = (store: SpoolStore, datum: Buffer, messageId: string | undefined) =>
+  new Promise<number>((resolve) =>
+    store.append([{ route: "readings", datum, messageId, receivedAt: Date.now() }], () =>
+      resolve(performance.now()),
+    ),
+  );
 
 /**
  * Runs the spool's figures on this machine: a private Mosquitto, the RabbitMQ at `amqpUrl`, real gateway processes
  * (`npm run build` first). Every queue it declares is named after `runId` and deleted; its files go under `workDir`
  * and are deleted. Short: about 40 s (a 64 MiB spool opened); full: a few minutes (1 GiB).
  */
-export async function runSpoolBench(opts: SpoolBenchOptions): Promise<SpoolBenchResult> {
+export async function runSpoolBench(opts: SpoolBenchOptions) {
   const size = opts.short ? SIZES.short : SIZES.full;
   const readings = opts.readings ?? size.readings;
   const { amqpUrl, say } = opts;
@@ -160,105 +103,98 @@ export async function runSpoolBench(opts: SpoolBenchOptions): Promise<SpoolBench
   const dead = `amqp://guest:guest@127.0.0.1:${await freePort()}`;
   const services: Service[] = [];
   const queues: string[] = [];
+  /** Each repetition's figure (three alternating runs in a full bench, one in a short one); medians are reported. */
+  const list = (): number[] => [];
   const runs = {
-    noSpool: [] as number[],
-    spool: [] as number[],
-    drain: [] as number[],
-    bytes: [] as number[],
-    cpuUsNoSpool: [] as number[],
-    cpuUsSpool: [] as number[],
+    noSpool: list(),
+    spool: list(),
+    drain: list(),
+    bytes: list(),
+    cpuUsNoSpool: list(),
+    cpuUsSpool: list(),
+  };
+  const gateway = async (env: Record<string, string>) => {
+    const s = await startService("gateway", env);
+    services.push(s);
+    return s;
   };
 
   /** One timed intake of `readings` queued in the gateway's session; with a spool, then its drain. */
-  const ingest = async (mode: "no-spool" | "spool-uplink-down", rep: number): Promise<void> => {
+  const ingest = async (spooled: boolean, rep: number): Promise<void> => {
+    const mode = spooled ? "spool-uplink-down" : "no-spool";
     const id = `bench-${opts.runId}-spool-${mode}-${rep}`;
     queues.push(id);
     const env = {
-      MQTT_URL: mosquitto.url,
-      AMQP_URL: mode === "no-spool" ? amqpUrl : dead,
-      QUEUE: id,
-      TOPIC_PREFIX: id,
-      GATEWAY_ID: id,
-      HTTP_PORT: "0",
-      LOG_LEVEL: "info",
-      ...(mode === "no-spool" ? {} : { SPOOL_PATH: join(dir, `spool-${rep}`) }),
+      ...{
+        MQTT_URL: mosquitto.url,
+        AMQP_URL: spooled ? dead : amqpUrl,
+        QUEUE: id,
+        TOPIC_PREFIX: id,
+        GATEWAY_ID: id,
+      },
+      ...{ HTTP_PORT: "0", LOG_LEVEL: "info", ...(spooled ? { SPOOL_PATH: join(dir, `spool-${rep}`) } : {}) },
     };
     // The session first (a gateway subscribes once), then the stream queued in it while no gateway runs.
-    const first = await startService("gateway", env);
-    services.push(first);
+    const first = await gateway(env);
     await untilReady(first);
     await first.stop("SIGTERM");
-    await simulate(
-      {
-        mqttUrl: mosquitto.url,
-        topicPrefix: id,
-        devices: 50,
-        sensors: DEFAULT_SENSORS,
-        devicePrefix: "dev",
-        rate: 0,
-        count: readings,
-        window: 1_000,
-        faults: NO_FAULTS,
-        batchSize: 1,
-        seed: 16,
-      },
-      { log: silentLogger() },
-    );
+    const stream = {
+      mqttUrl: mosquitto.url,
+      topicPrefix: id,
+      devices: 50,
+      sensors: DEFAULT_SENSORS,
+      devicePrefix: "dev",
+    };
+    const pace = { rate: 0, count: readings, window: 1_000, faults: NO_FAULTS, batchSize: 1, seed: 16 };
+    await simulate({ ...stream, ...pace }, { log: silentLogger() });
     const started = performance.now();
-    const g = await startService("gateway", env);
-    services.push(g);
-    const doneMetric =
-      mode === "no-spool"
-        ? "telemetry_gateway_readings_published_total"
-        : "telemetry_gateway_spool_depth_readings";
-    await waitFor(async () => (await metricOf(g.httpPort, doneMetric)) >= readings, `${mode}: all taken`);
+    const g = await gateway(env);
+    const done = spooled
+      ? "telemetry_gateway_spool_depth_readings"
+      : "telemetry_gateway_readings_published_total";
+    await until(`${mode}: all taken`, async () => (await metric(g.httpPort, done)) >= readings, POLL);
     const rate = Math.round(readings / ((performance.now() - started) / 1_000));
     // The gateway's own CPU (start-up included, alike in both modes): less sensitive to a loaded machine than time.
     const cpuUs = Math.round(((readProc(g.proc.pid ?? 0)?.cpuMs ?? Number.NaN) * 1_000) / readings);
-    say(`  ${mode} (${rep + 1}): ${rate.toLocaleString("en-US")} readings/s taken, ${cpuUs} µs CPU each`);
-    if (mode === "no-spool") {
-      runs.noSpool.push(rate);
-      runs.cpuUsNoSpool.push(cpuUs);
-      await g.stop("SIGTERM");
-      return;
-    }
-    runs.spool.push(rate);
-    runs.cpuUsSpool.push(cpuUs);
-    runs.bytes.push(Math.round((await metricOf(g.httpPort, "telemetry_gateway_spool_bytes")) / readings));
+    say(`  ${mode} (${rep + 1}): ${n(rate)} readings/s taken, ${cpuUs} µs CPU each`);
+    (spooled ? runs.spool : runs.noSpool).push(rate);
+    (spooled ? runs.cpuUsSpool : runs.cpuUsNoSpool).push(cpuUs);
+    if (spooled)
+      runs.bytes.push(Math.round((await metric(g.httpPort, "telemetry_gateway_spool_bytes")) / readings));
     await g.stop("SIGTERM");
-    const d = await startService("gateway", { ...env, AMQP_URL: amqpUrl });
-    services.push(d);
+    if (!spooled) return;
+    const d = await gateway({ ...env, AMQP_URL: amqpUrl });
     // From the first confirmed reading to the empty spool: start-up and RabbitMQ's connect left out.
-    let firstDrained: { at: number; drained: number } | undefined;
-    await waitFor(async () => {
-      const samples = parseMetrics(await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`)).text());
+    let from: { at: number; drained: number } | undefined;
+    const empty = async () => {
+      const samples = await scrape(d.httpPort);
       const drained = total(samples, "telemetry_gateway_spool_drained_total");
-      if (firstDrained === undefined && drained > 0) firstDrained = { at: performance.now(), drained };
+      if (from === undefined && drained > 0) from = { at: performance.now(), drained };
       return total(samples, "telemetry_gateway_spool_depth_readings") === 0;
-    }, "drained");
-    const from = firstDrained ?? { at: performance.now(), drained: readings };
-    const drain = Math.round((readings - from.drained) / (Math.max(1, performance.now() - from.at) / 1_000));
+    };
+    await until("drained", empty, POLL);
+    const start = from ?? { at: performance.now(), drained: readings };
+    const drain = Math.round(
+      (readings - start.drained) / (Math.max(1, performance.now() - start.at) / 1_000),
+    );
     runs.drain.push(drain);
-    say(`  drain after the outage (${rep + 1}, no live load): ${drain.toLocaleString("en-US")} readings/s`);
+    say(`  drain after the outage (${rep + 1}, no live load): ${n(drain)} readings/s`);
     await d.stop("SIGTERM");
   };
 
   try {
     // Alternating, so a burst of load from elsewhere on the machine hits both alike; the medians are reported.
     for (let rep = 0; rep < (opts.short ? 1 : REPEATS); rep++) {
-      await ingest("no-spool", rep);
-      await ingest("spool-uplink-down", rep);
+      await ingest(false, rep);
+      await ingest(true, rep);
     }
     const noSpool = median(runs.noSpool);
-    const spooled = median(runs.spool);
-    const liveRate = Math.max(LIVE_RATE_MIN, Math.round(noSpool * LIVE_SHARE));
-    say(
-      `  drain of a ${size.backlog.toLocaleString("en-US")} backlog while ${liveRate}/s live readings arrive`,
-    );
+    const liveRate = Math.max(LIVE.rateMin, Math.round(noSpool * LIVE.share));
+    say(`  drain of a ${n(size.backlog)} backlog while ${liveRate}/s live readings arrive`);
     const liveQueue = `bench-${opts.runId}-spool-live`;
     queues.push(liveQueue);
     const live = await drainWhileLive(join(dir, "live"), amqpUrl, liveQueue, size.backlog, liveRate);
-    say(`  ${live.perSecond.toLocaleString("en-US")} readings/s, live p99 ${live.liveDelayMs.p99} ms`);
+    say(`  ${n(live.perSecond)} readings/s, live p99 ${live.liveDelayMs.p99} ms`);
     say(`  opening a ${size.openMiB} MiB spool`);
     const opened = await openLarge(join(dir, "big"), size.openMiB);
     say(`  ${opened.open.ms} ms, RSS ${opened.open.rssMiB} MiB`);
@@ -267,11 +203,14 @@ export async function runSpoolBench(opts: SpoolBenchOptions): Promise<SpoolBench
       readings,
       runs,
       ingest: {
+        /** The gateway without spool, RabbitMQ up (PUBACK after the confirm), start-up included. */
         noSpoolPerSecond: noSpool,
-        spoolUplinkDownPerSecond: spooled,
-        ratio: round(spooled / noSpool),
+        /** The gateway with a spool, uplink refusing connections (PUBACK after the fsync), start-up included. */
+        spoolUplinkDownPerSecond: median(runs.spool),
+        ratio: round(median(runs.spool) / noSpool, 2),
       },
       bytesPerReading: median(runs.bytes),
+      /** A restarted gateway draining the spool of step 1, RabbitMQ back, no live load, start-up left out. */
       drainAfterOutage: { readings, perSecond: median(runs.drain) },
       drainWhileLive: live,
       ...opened,
@@ -279,16 +218,12 @@ export async function runSpoolBench(opts: SpoolBenchOptions): Promise<SpoolBench
   } finally {
     await Promise.all(services.map((s) => s.stop("SIGKILL")));
     await mosquitto.stop();
-    for (const q of queues) await deleteQueues(amqpUrl, q).catch(() => undefined);
+    for (const q of queues) await deleteQueues(amqpUrl, q);
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length === 0 ? 0 : s.length % 2 === 1 ? s[mid]! : Math.round((s[mid - 1]! + s[mid]!) / 2);
-}
+export type SpoolBenchResult = Awaited<ReturnType<typeof runSpoolBench>>;
 
 /** Step 4: the drain rate of a backlog and the delay of live readings appended while it drains into RabbitMQ. */
 async function drainWhileLive(
@@ -297,37 +232,27 @@ async function drainWhileLive(
   queue: string,
   backlog: number,
   liveRate: number,
-): Promise<SpoolBenchResult["drainWhileLive"]> {
+) {
   const schemas = SchemaRegistry.load();
   const store = SpoolStore.open({
     dir,
     maxBytes: 4_294_967_296,
-    maxAgeMs: 86_400_000,
+    maxAgeMs: DAY_MS,
     full: "block",
     log: silentLogger(),
   });
   const datum = Buffer.alloc(DATUM_BYTES, 1);
-  const put = (id: string) =>
-    new Promise<number>((resolve) =>
-      store.append([{ route: "readings", datum, messageId: id, receivedAt: Date.now() }], () =>
-        resolve(performance.now()),
-      ),
-    );
-  for (let i = 0; i < backlog; i += APPEND_CHUNK) {
-    const n = Math.min(APPEND_CHUNK, backlog - i);
-    await Promise.all(Array.from({ length: n }, (_, j) => put(`backlog-${i + j}`)));
-  }
+  await appendMany(store, backlog, datum, "backlog");
   const amqpSink = new AmqpSink({
-    url: amqpUrl,
-    queue,
-    queueType: "quorum",
-    name: "spool bench",
-    log: silentLogger(),
-    stallTimeoutMs: 60_000,
-    framing: {
-      single: (d) => schemas.frameSingle(d),
-      batch: (d, bytes) => schemas.frameBatch(d, bytes),
+    ...{
+      url: amqpUrl,
+      queue,
+      queueType: "quorum",
+      name: "spool bench",
+      log: silentLogger(),
+      stallTimeoutMs: 60_000,
     },
+    framing: { single: (d) => schemas.frameSingle(d), batch: (d, bytes) => schemas.frameBatch(d, bytes) },
     batching: { maxReadings: 500, maxBytes: 262_144, window: 8 },
     messageIdPrefix: queue,
   });
@@ -336,13 +261,12 @@ async function drainWhileLive(
   const delays: number[] = [];
   let backlogDone = 0;
   const timing: Sink<OutgoingBatch> = {
-    write: (d: Delivery<OutgoingBatch>) =>
+    write: (d) =>
       amqpSink.write({
         item: d.item,
         ack: () => {
           const m = d.item[0];
-          const id = m?.route === "readings" ? (m.messageId ?? "") : "";
-          const at = durableAt.get(id);
+          const at = durableAt.get(m?.route === "readings" ? (m.messageId ?? "") : "");
           if (at !== undefined) delays.push(performance.now() - at);
           else backlogDone++;
           d.ack();
@@ -357,9 +281,7 @@ async function drainWhileLive(
   };
   const started = performance.now();
   const input = startSpoolInput(store, timing, { log: silentLogger(), drainTimeoutMs: 5_000 });
-  let live = 0;
-  let owed = 0;
-  let last = performance.now();
+  let [live, owed, last] = [0, 0, performance.now()];
   const ticker = setInterval(() => {
     // Paced by the clock, not by the ticks: a late tick sends what the rate owes.
     const now = performance.now();
@@ -367,25 +289,24 @@ async function drainWhileLive(
     last = now;
     for (; owed >= 1; owed--) {
       const id = `live-${live++}`;
-      void put(id).then((t) => durableAt.set(id, t));
+      void appendOne(store, datum, id).then((t) => durableAt.set(id, t));
     }
-  }, LIVE_TICK_MS);
+  }, LIVE.tickMs);
   try {
-    await waitFor(async () => backlogDone >= backlog, "backlog drained");
+    await until("backlog drained", () => backlogDone >= backlog, POLL);
     const drainMs = performance.now() - started;
     clearInterval(ticker);
-    await waitFor(async () => delays.length >= live, "live readings confirmed", 60_000);
-    delays.sort((a, b) => a - b);
-    const q = (p: number) =>
-      Math.round(delays[Math.min(delays.length - 1, Math.floor(p * delays.length))] ?? 0);
+    await until("live readings confirmed", () => delays.length >= live, { ...POLL, stallMs: 60_000 });
+    const p = percentiles(Float64Array.from(delays));
     const perSecond = Math.round(backlog / (drainMs / 1_000));
+    const liveDelayMs = { p50: Math.round(p.p50), p99: Math.round(p.p99), max: Math.round(p.max) };
     return {
       backlog,
       liveRate,
       liveReadings: live,
       perSecond,
       ratioToLive: round(perSecond / liveRate, 1),
-      liveDelayMs: { p50: q(0.5), p99: q(0.99), max: q(1) },
+      liveDelayMs,
     };
   } finally {
     clearInterval(ticker);
@@ -395,54 +316,35 @@ async function drainWhileLive(
   }
 }
 
-/** Step 5: writes a spool of `mib` MiB directly, then times a fresh process opening it. */
-async function openLarge(
-  dir: string,
-  mib: number,
-): Promise<Pick<SpoolBenchResult, "directAppendPerSecond" | "open">> {
+/** Step 5: writes a spool of `mib` MiB directly (timing the appends alone), then times a fresh process opening it. */
+async function openLarge(dir: string, mib: number) {
   const maxBytes = (mib + 64) * MIB;
-  const store = SpoolStore.open({ dir, maxBytes, maxAgeMs: 86_400_000, full: "block", log: silentLogger() });
-  const datum = Buffer.alloc(DATUM_BYTES, 7);
+  const store = SpoolStore.open({ dir, maxBytes, maxAgeMs: DAY_MS, full: "block", log: silentLogger() });
   // Record header 32, batch framing 4 + 9 + 6, the datum.
-  const perRecord = 32 + 4 + 9 + 6 + DATUM_BYTES;
-  const records = Math.floor((mib * MIB) / perRecord);
+  const records = Math.floor((mib * MIB) / (32 + 4 + 9 + 6 + DATUM_BYTES));
   const writeStart = performance.now();
-  for (let i = 0; i < records; i += APPEND_CHUNK) {
-    const n = Math.min(APPEND_CHUNK, records - i);
-    await Promise.all(
-      Array.from(
-        { length: n },
-        () =>
-          new Promise((r) =>
-            store.append([{ route: "readings", datum, messageId: undefined, receivedAt: Date.now() }], r),
-          ),
-      ),
-    );
-  }
+  await appendMany(store, records, Buffer.alloc(DATUM_BYTES, 7));
   const directAppendPerSecond = Math.round(records / ((performance.now() - writeStart) / 1_000));
   store.close();
   const script = `
     const { SpoolStore } = await import(${JSON.stringify(new URL("../spool/store.js", import.meta.url).href)});
     const log = { info() {}, warn() {}, error() {}, debug() {} };
     const t = performance.now();
-    const s = SpoolStore.open({ dir: ${JSON.stringify(dir)}, maxBytes: ${maxBytes}, maxAgeMs: 86400000, full: "block", log });
+    const s = SpoolStore.open({ dir: ${JSON.stringify(dir)}, maxBytes: ${maxBytes}, maxAgeMs: ${DAY_MS}, full: "block", log });
     const ms = performance.now() - t;
     const d = s.depth();
     s.close();
     console.log(JSON.stringify({ ms, rssMiB: process.memoryUsage().rss / 1048576, records: d.records, bytes: d.bytes }));
   `;
-  const bare = JSON.parse(
-    execFileSync(process.execPath, [
-      "--input-type=module",
-      "-e",
-      "console.log(JSON.stringify({rssMiB: process.memoryUsage().rss/1048576}))",
-    ]).toString(),
-  ) as { rssMiB: number };
+  const node = (code: string) =>
+    JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", code]).toString());
+  const bare = node("console.log(JSON.stringify({rssMiB: process.memoryUsage().rss/1048576}))") as {
+    rssMiB: number;
+  };
   // Warm page cache: dropping it needs root. Opening reads each sealed segment's trailer and scans the newest.
-  const opened = JSON.parse(
-    execFileSync(process.execPath, ["--input-type=module", "-e", script]).toString(),
-  ) as { ms: number; rssMiB: number; records: number; bytes: number };
+  const opened = node(script) as { ms: number; rssMiB: number; records: number; bytes: number };
   return {
+    /** Spool appends alone (100-byte datums, group commit), while the large spool is written. */
     directAppendPerSecond,
     open: {
       mib: Math.round(opened.bytes / MIB),
@@ -454,8 +356,6 @@ async function openLarge(
   };
 }
 
-const n = (x: number) => Math.round(x).toLocaleString("en-US");
-
 /**
  * The spool's figures as markdown: each figure with its target, the ratio and a one-line verdict. A short run
  * judges nothing (its sizes are too small to hold a target to).
@@ -466,32 +366,34 @@ export function spoolReport(r: SpoolBenchResult): string {
   const w = r.drainWhileLive;
   const openOver = Math.max(0, r.open.rssMiB - r.open.bareRssMiB);
   const of = (xs: readonly number[]) => (xs.length > 1 ? `, median of ${xs.map(n).join(" / ")}` : "");
+  const [cpuSpool, cpuNoSpool] = [median(r.runs.cpuUsSpool), median(r.runs.cpuUsNoSpool)];
+  const drainRatio = r.drainAfterOutage.perSecond / w.liveRate;
   const rows: string[][] = [
     [
       `readings/s into the spool, uplink down (${n(r.readings)} queued, start-up included${of(r.runs.spool)})`,
       n(r.ingest.spoolUplinkDownPerSecond),
-      `>= ${INGEST_RATIO_TARGET} x the gateway without spool (${n(r.ingest.noSpoolPerSecond)}/s${of(r.runs.noSpool)})`,
+      `>= ${TARGET.ingestRatio} x the gateway without spool (${n(r.ingest.noSpoolPerSecond)}/s${of(r.runs.noSpool)})`,
       r.ingest.ratio.toFixed(2),
       verdict(
-        r.ingest.ratio >= INGEST_RATIO_TARGET,
+        r.ingest.ratio >= TARGET.ingestRatio,
         "the spool takes readings as fast as RabbitMQ would",
         "the spool slows intake",
       ),
     ],
     [
       `gateway CPU µs per reading taken, with spool (uplink down) / without (start-up included${of(r.runs.cpuUsSpool)})`,
-      n(median(r.runs.cpuUsSpool)),
-      `none (without spool: ${n(median(r.runs.cpuUsNoSpool))} µs${of(r.runs.cpuUsNoSpool)})`,
-      (median(r.runs.cpuUsSpool) / Math.max(1, median(r.runs.cpuUsNoSpool))).toFixed(2),
+      n(cpuSpool),
+      `none (without spool: ${n(cpuNoSpool)} µs${of(r.runs.cpuUsNoSpool)})`,
+      (cpuSpool / Math.max(1, cpuNoSpool)).toFixed(2),
       "figure: what the spool costs the gateway, whatever the machine's load",
     ],
     [
       `drain readings/s of a ${n(w.backlog)} backlog WHILE ${n(w.liveRate)} live readings/s arrive (in-process AMQP sink)`,
       n(w.perSecond),
-      `>= ${DRAIN_RATIO_TARGET} x the live rate`,
+      `>= ${TARGET.drainRatio} x the live rate`,
       w.ratioToLive.toFixed(1),
       verdict(
-        w.ratioToLive >= DRAIN_RATIO_TARGET,
+        w.ratioToLive >= TARGET.drainRatio,
         "a backlog shrinks while live readings keep arriving",
         "a backlog shrinks too slowly under live load",
       ),
@@ -499,10 +401,10 @@ export function spoolReport(r: SpoolBenchResult): string {
     [
       `drain readings/s after the outage, restarted gateway, no live load (${n(r.drainAfterOutage.readings)}, first confirm to empty${of(r.runs.drain)})`,
       n(r.drainAfterOutage.perSecond),
-      `>= ${DRAIN_RATIO_TARGET} x the live rate above`,
-      (r.drainAfterOutage.perSecond / w.liveRate).toFixed(1),
+      `>= ${TARGET.drainRatio} x the live rate above`,
+      drainRatio.toFixed(1),
       verdict(
-        r.drainAfterOutage.perSecond >= DRAIN_RATIO_TARGET * w.liveRate,
+        drainRatio >= TARGET.drainRatio,
         "the gateway process drains fast enough",
         "the gateway process drains too slowly",
       ),
@@ -510,10 +412,10 @@ export function spoolReport(r: SpoolBenchResult): string {
     [
       `p99 delay of live readings while the backlog drains, ms (durable in the spool -> RabbitMQ confirm; p50 ${w.liveDelayMs.p50}, max ${w.liveDelayMs.max}, ${n(w.liveReadings)} readings)`,
       String(w.liveDelayMs.p99),
-      `<= ${n(LIVE_P99_TARGET_MS)} ms (at most ${n(DRAIN_WINDOW)} records ahead of a live one)`,
-      (w.liveDelayMs.p99 / LIVE_P99_TARGET_MS).toFixed(2),
+      `<= ${n(TARGET.liveP99Ms)} ms (at most ${n(DRAIN_WINDOW)} records ahead of a live one)`,
+      (w.liveDelayMs.p99 / TARGET.liveP99Ms).toFixed(2),
       verdict(
-        w.liveDelayMs.p99 <= LIVE_P99_TARGET_MS,
+        w.liveDelayMs.p99 <= TARGET.liveP99Ms,
         "live readings are not stuck behind the backlog",
         "live readings wait too long behind the backlog",
       ),
@@ -535,10 +437,10 @@ export function spoolReport(r: SpoolBenchResult): string {
     [
       `RSS MiB after opening it (a bare node: ${r.open.bareRssMiB})`,
       String(r.open.rssMiB),
-      `bounded: <= ${OPEN_RSS_OVER_TARGET_MIB} MiB over a bare node, whatever the spool's size`,
-      (openOver / OPEN_RSS_OVER_TARGET_MIB).toFixed(2),
+      `bounded: <= ${TARGET.openRssOverMiB} MiB over a bare node, whatever the spool's size`,
+      (openOver / TARGET.openRssOverMiB).toFixed(2),
       verdict(
-        openOver <= OPEN_RSS_OVER_TARGET_MIB,
+        openOver <= TARGET.openRssOverMiB,
         "memory does not grow with the spool",
         "opening takes memory in proportion to the spool",
       ),
@@ -551,38 +453,25 @@ export function spoolReport(r: SpoolBenchResult): string {
       "figure",
     ],
   ];
-  const lines = [
-    "## Spool (issue 16)",
-    "",
-    "| figure | measured | target | ratio | verdict |",
-    "| --- | ---: | --- | ---: | --- |",
-    ...rows.map((row) => `| ${row.join(" | ")} |`),
-  ];
-  return lines.join("\n");
+  const head = ["figure", ">measured", "target", ">ratio", "verdict"];
+  return ["## Spool (issue 16)", "", ...markdownTable(head, rows)].join("\n");
 }
 
-async function cli(): Promise<void> {
-  const runId = `${Date.now().toString(36)}-${process.pid}`;
-  const workDir = mkdtempSync(join(tmpdir(), "telemetry-spool-bench-"));
-  const short = process.env.SPOOL_BENCH_SHORT === "1";
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const readings = process.argv[2] === undefined ? undefined : Number(process.argv[2]);
   if (readings !== undefined && !(Number.isSafeInteger(readings) && readings > 0)) {
     process.stderr.write("usage: node dist/bench/spool.js [READINGS]\n");
     process.exit(2);
   }
+  const workDir = mkdtempSync(join(tmpdir(), "telemetry-spool-bench-"));
   try {
     const r = await runSpoolBench({
-      amqpUrl: process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672",
-      workDir,
-      runId,
-      short,
+      ...{ amqpUrl: process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672", workDir, readings },
+      ...{ runId: `${Date.now().toString(36)}-${process.pid}`, short: process.env.SPOOL_BENCH_SHORT === "1" },
       say: (line) => process.stderr.write(`spool bench: ${line}\n`),
-      ...(readings === undefined ? {} : { readings }),
     });
     process.stdout.write(`${spoolReport(r)}\n\n${JSON.stringify(r, null, 2)}\n`);
   } finally {
     rmSync(workDir, { recursive: true, force: true });
   }
 }
-
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await cli();

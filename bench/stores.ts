@@ -9,18 +9,17 @@ import { rmSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import amqp from "amqplib";
 import Database from "better-sqlite3";
 import pg from "pg";
-import { declareTopology, queueNames } from "../amqp/topology.js";
 import { splitUrlList } from "../common/config.js";
-import { AVRO_CONTENT_TYPE } from "../gateway/encode.js";
 import { type Reading, SchemaRegistry } from "../schemas/index.js";
 import { type Service, startService } from "../scripts/spawn.js";
 import { readRollup } from "../store/sqlite-rollup.js";
+import { metric } from "./metrics.js";
 import { readProc } from "./proc.js";
 import { deviceName, readingValue, sensorName } from "./publisher.js";
-import { round } from "./stats.js";
+import { publishConfirmed } from "./raw.js";
+import { deleteQueues, fmt, markdownTable, median, round, until } from "./util.js";
 
 const SENSORS = 4;
 const DEVICES = 1_000;
@@ -28,11 +27,9 @@ const DEVICES = 1_000;
 const MESSAGE_READINGS = 500;
 /** Publishes awaiting their confirm at once while filling the queue. */
 const FILL_WINDOW = 64;
-const POLL_MS = 100;
-const STALL_MS = 60_000;
+const WAIT = { pollMs: 100, stallMs: 60_000 } as const;
 const T0 = Date.UTC(2026, 0, 1);
 const INTERVAL_MS = 10_000;
-const STORED = "telemetry_processor_readings_stored_total";
 const CHILD = fileURLToPath(new URL("./processor-child.js", import.meta.url));
 
 export interface StoresBenchOptions {
@@ -45,76 +42,29 @@ export interface StoresBenchOptions {
   readonly say: (line: string) => void;
 }
 
-export type PhaseId = "a" | "b" | "c" | "d";
-
-/** One drain of a full queue. */
-export interface Drain {
-  readonly seconds: number;
-  readonly perSecond: number;
-  /** CPU of the processor process(es) from their start of consuming to the last commit, µs per reading. */
-  readonly processorCpuUs: number;
-  /** CPU of the PostgreSQL backends serving the phase's database over the same interval, µs per reading. */
-  readonly postgresCpuUs: number | undefined;
-  /** Rows in the table afterwards (must equal the readings queued). */
-  readonly rows: number;
-}
-
-export interface StoresPhase {
-  readonly id: PhaseId;
-  readonly label: string;
-  readonly store: "SQLite" | "PostgreSQL";
-  readonly processors: number;
-  /** Every round, in the order run. */
-  readonly drains: readonly Drain[];
-  /** Medians over the rounds. */
-  readonly perSecond: number;
-  readonly processorCpuUs: number;
-  readonly postgresCpuUs: number | undefined;
-}
-
-export interface StoresBenchResult {
-  readonly readings: number;
-  readonly devices: number;
-  readonly sensors: number;
-  readonly messageReadings: number;
-  readonly rounds: number;
-  readonly phases: readonly StoresPhase[];
-  /**
-   * 1 - (a)/(b), the median over rounds of each round's pair: the throughput the `series` rollup costs (issue 14:
-   * at most 0.15).
-   */
-  readonly rollupThroughputCost: number;
-  /** (a)/(b) - 1 of the processor's CPU µs per reading, median over rounds: what the rollup adds to each reading. */
-  readonly rollupCpuCost: number;
-  readonly loadAverage: { readonly start: readonly number[]; readonly end: readonly number[] };
-}
-
-/** The readings of the run, time by time across every series, as a live fleet sends them. */
-export function benchReadings(devices: number, perSeries: number): Reading[] {
-  const out: Reading[] = [];
-  let i = 0;
+/** Batch message bodies of `perSeries` readings of every series, time by time, as a live fleet sends them. */
+function batchBodies(perSeries: number): Buffer[] {
+  const schemas = SchemaRegistry.load();
+  const readings: Reading[] = [];
   for (let k = 0; k < perSeries; k++) {
     const ts = T0 + k * INTERVAL_MS;
-    for (let d = 0; d < devices; d++) {
-      for (let s = 0; s < SENSORS; s++) {
-        out.push({
-          device_id: deviceName("bench", d),
-          sensor: sensorName(s),
-          ts,
-          value: readingValue(i++),
-          unit: "C",
-          seq: k,
-          gateway_id: "bench-gateway",
-          received_at: ts + 5,
-        });
-      }
+    for (let j = 0; j < DEVICES * SENSORS; j++) {
+      const where = {
+        device_id: deviceName("bench", Math.floor(j / SENSORS)),
+        sensor: sensorName(j % SENSORS),
+      };
+      const value = readingValue(readings.length);
+      readings.push({
+        ...where,
+        ts,
+        value,
+        unit: "C",
+        seq: k,
+        gateway_id: "bench-gateway",
+        received_at: ts + 5,
+      });
     }
   }
-  return out;
-}
-
-/** Batch message bodies as the gateway's AMQP sink frames them (current batch schema, `MESSAGE_READINGS` each). */
-export function batchBodies(readings: readonly Reading[], schemas: SchemaRegistry): Buffer[] {
   const bodies: Buffer[] = [];
   for (let i = 0; i < readings.length; i += MESSAGE_READINGS) {
     const datums = readings.slice(i, i + MESSAGE_READINGS).map((r) => schemas.encodeDatum(r));
@@ -128,123 +78,55 @@ export function batchBodies(readings: readonly Reading[], schemas: SchemaRegistr
   return bodies;
 }
 
-/** Declares the contract's queues for `queue` (quorum, as the services do) and publishes `bodies` with confirms. */
-export async function fillQueue(amqpUrl: string, queue: string, bodies: readonly Buffer[]): Promise<void> {
-  const conn = await amqp.connect(splitUrlList(amqpUrl)[0] ?? amqpUrl);
-  try {
-    const ch = await conn.createConfirmChannel();
-    await declareTopology(ch, queue, "quorum");
-    let next = 0;
-    const publishOne = (): Promise<void> =>
-      new Promise((resolve, reject) => {
-        const i = next++;
-        ch.sendToQueue(
-          queue,
-          bodies[i] as Buffer,
-          {
-            persistent: true,
-            mandatory: true,
-            contentType: AVRO_CONTENT_TYPE,
-            messageId: `${queue}-${i}`,
-            timestamp: Math.floor(T0 / 1_000),
-          },
-          (err) => (err ? reject(err) : resolve()),
-        );
-      });
-    const lane = async () => {
-      while (next < bodies.length) await publishOne();
-    };
-    await Promise.all(Array.from({ length: FILL_WINDOW }, lane));
-    await ch.close();
-  } finally {
-    await conn.close();
-  }
-}
-
-async function deleteQueues(amqpUrl: string, queue: string): Promise<void> {
-  const conn = await amqp.connect(splitUrlList(amqpUrl)[0] ?? amqpUrl);
-  try {
-    const ch = await conn.createChannel();
-    for (const q of Object.values(queueNames(queue))) await ch.deleteQueue(q);
-  } finally {
-    await conn.close();
-  }
-}
-
-async function storedBy(service: Service): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${service.httpPort}/metrics`);
-  const line = (await res.text()).split("\n").find((l) => l.startsWith(`${STORED} `));
-  return line ? Number(line.slice(STORED.length + 1)) : 0;
-}
-
-/** Pids of the server processes serving `database` (one per connection), asked on `admin`. */
-async function backendsOf(admin: pg.Client, database: string): Promise<number[]> {
-  const { rows } = await admin.query<{ pid: number }>(
-    "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'",
-    [database],
-  );
-  return rows.map((r) => r.pid);
-}
-
-const cpuMsOf = (pid: number | undefined) => (pid === undefined ? 0 : (readProc(pid)?.cpuMs ?? 0));
-
 /** What a phase needs to run one drain: the processes to start, and how to count the rows afterwards. */
-export interface DrainTarget {
+interface DrainTarget {
   /** Starts the processors on `queue` (resolving once each logged "processor started"). */
   start(queue: string): Promise<Service[]>;
   /** Rows stored, read once the processors have stopped. */
   rows(): Promise<number>;
-  /** Where the server processes of a PostgreSQL phase are found. */
-  readonly postgres?: { readonly admin: pg.Client; readonly database: string };
+  /** Pids of the PostgreSQL server processes serving the phase's database (one per connection). */
+  backends?(): Promise<number[]>;
 }
+
+const cpuMsOf = (pid: number | undefined) => (pid === undefined ? 0 : (readProc(pid)?.cpuMs ?? 0));
 
 /**
  * Fills a fresh queue with `bodies` (holding `readings` readings), starts the processors, and times the drain from
  * the moment the first one consumes to the poll that sees every reading committed; then stops them (SIGTERM, exit 0
  * expected) and checks the row count. Throws when a reading is missing, stored twice, or progress stops.
  */
-export async function drainOnce(
+async function drainOnce(
   amqpUrl: string,
   queue: string,
-  bodies: readonly Buffer[],
+  bodies: Buffer[],
   readings: number,
   target: DrainTarget,
-): Promise<Drain> {
-  await fillQueue(amqpUrl, queue, bodies);
+) {
+  await publishConfirmed(amqpUrl, queue, bodies, FILL_WINDOW, "quorum", true);
   let services: Service[] = [];
   try {
     services = await target.start(queue);
     const startedAt = performance.now();
     const cpu0 = services.map((s) => cpuMsOf(s.proc.pid));
-    const pg0 = new Map<number, number>();
-    if (target.postgres) {
-      for (const pid of await backendsOf(target.postgres.admin, target.postgres.database))
-        pg0.set(pid, cpuMsOf(pid));
-    }
-    let stored = 0;
-    let last = -1;
-    let lastChange = Date.now();
-    let pgPids: number[] = [];
-    for (;;) {
-      stored = (await Promise.all(services.map(storedBy))).reduce((a, b) => a + b, 0);
-      if (target.postgres) pgPids = await backendsOf(target.postgres.admin, target.postgres.database);
-      if (stored >= readings) break;
-      if (stored !== last) {
-        last = stored;
-        lastChange = Date.now();
-      } else if (Date.now() - lastChange > STALL_MS) {
-        throw new Error(`${queue}: no commit for ${STALL_MS / 1_000} s at ${stored} of ${readings} readings`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-    }
+    const pg0 = new Map((await target.backends?.())?.map((pid) => [pid, cpuMsOf(pid)]));
+    let [stored, pgPids] = [0, [] as number[]];
+    const committed = async () => {
+      stored = (
+        await Promise.all(
+          services.map((s) => metric(s.httpPort, "telemetry_processor_readings_stored_total")),
+        )
+      ).reduce((a, b) => a + b, 0);
+      pgPids = (await target.backends?.()) ?? [];
+      return stored >= readings;
+    };
+    await until(`${queue}: every reading committed`, committed, { ...WAIT, progress: () => stored });
     const seconds = (performance.now() - startedAt) / 1_000;
     const cpuMs = services.reduce((sum, s, i) => sum + cpuMsOf(s.proc.pid) - (cpu0[i] ?? 0), 0);
     // A backend opened during the drain counts whole: all its CPU was spent for this phase.
-    const pgCpuMs = target.postgres
+    const pgCpuMs = target.backends
       ? pgPids.reduce((sum, pid) => sum + cpuMsOf(pid) - (pg0.get(pid) ?? 0), 0)
       : undefined;
-    const codes = await Promise.all(services.map((s) => s.stop("SIGTERM")));
-    services = [];
+    const codes = await Promise.all(services.splice(0).map((s) => s.stop("SIGTERM")));
     if (codes.some((c) => c !== 0)) throw new Error(`${queue}: a processor exited with ${codes.join(", ")}`);
     const rows = await target.rows();
     if (rows !== readings) throw new Error(`${queue}: ${rows} rows stored for ${readings} readings queued`);
@@ -252,28 +134,31 @@ export async function drainOnce(
     return {
       seconds: round(seconds, 2),
       perSecond: Math.round(readings / seconds),
+      /** CPU of the processor process(es) from their start of consuming to the last commit, µs per reading. */
       processorCpuUs: round((cpuMs * 1_000) / readings, 1),
+      /** CPU of the PostgreSQL backends serving the phase's database over the same interval, µs per reading. */
       postgresCpuUs: pgCpuMs === undefined ? undefined : round((pgCpuMs * 1_000) / readings, 1),
       rows,
     };
   } finally {
     await Promise.all(services.map((s) => s.stop("SIGKILL")));
-    await deleteQueues(amqpUrl, queue).catch(() => undefined);
+    await deleteQueues(amqpUrl, queue);
   }
-}
-
-function processorEnv(amqpUrl: string, queue: string): Record<string, string> {
-  return { AMQP_URL: amqpUrl, QUEUE: queue, HTTP_PORT: "0", LOG_LEVEL: "info" };
 }
 
 /** A SQLite phase: the product's processor, or (`rollups: false`) the bench child without the `series` rollup. */
 function sqliteTarget(amqpUrl: string, dbPath: string, rollups: boolean): DrainTarget {
   return {
     async start(queue) {
-      rmSync(dbPath, { force: true });
-      rmSync(`${dbPath}-wal`, { force: true });
-      rmSync(`${dbPath}-shm`, { force: true });
-      const env = { ...processorEnv(amqpUrl, queue), DB_PATH: dbPath, DATABASE_URL: "" };
+      for (const suffix of ["", "-wal", "-shm"]) rmSync(`${dbPath}${suffix}`, { force: true });
+      const env = {
+        AMQP_URL: amqpUrl,
+        QUEUE: queue,
+        HTTP_PORT: "0",
+        LOG_LEVEL: "info",
+        DB_PATH: dbPath,
+        DATABASE_URL: "",
+      };
       const prefix = rollups ? [] : [process.execPath, CHILD, JSON.stringify({ rollups: false })];
       return [await startService("processor", env, [], prefix)];
     },
@@ -295,12 +180,6 @@ function sqliteTarget(amqpUrl: string, dbPath: string, rollups: boolean): DrainT
   };
 }
 
-function databaseUrlOf(server: string, database: string): string {
-  const u = new URL(server);
-  u.pathname = `/${database}`;
-  return u.toString();
-}
-
 /** A PostgreSQL phase: `processors` product processors on one queue, a fresh database each drain. */
 function postgresTarget(
   amqpUrl: string,
@@ -308,14 +187,15 @@ function postgresTarget(
   admin: pg.Client,
   database: string,
   processors: number,
-): DrainTarget {
-  const url = databaseUrlOf(server, database);
+) {
+  const u = new URL(server);
+  u.pathname = `/${database}`;
+  const url = u.toString();
   return {
-    postgres: { admin, database },
     async start(queue) {
       await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
       await admin.query(`CREATE DATABASE "${database}"`);
-      const env = { ...processorEnv(amqpUrl, queue), DATABASE_URL: url };
+      const env = { AMQP_URL: amqpUrl, QUEUE: queue, HTTP_PORT: "0", LOG_LEVEL: "info", DATABASE_URL: url };
       return Promise.all(Array.from({ length: processors }, () => startService("processor", env)));
     },
     async rows() {
@@ -328,59 +208,57 @@ function postgresTarget(
         await client.end();
       }
     },
-  };
+    async backends() {
+      const sql = "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'";
+      return (await admin.query<{ pid: number }>(sql, [database])).rows.map((r) => r.pid);
+    },
+  } satisfies DrainTarget;
 }
 
-const median = (xs: readonly number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-};
-
-const PHASES: readonly {
-  id: PhaseId;
-  label: string;
-  store: "SQLite" | "PostgreSQL";
-  processors: number;
-}[] = [
+const PHASES = [
   { id: "a", label: "SQLite, the product (series rollup on)", store: "SQLite", processors: 1 },
   { id: "b", label: "SQLite, series rollup off", store: "SQLite", processors: 1 },
   { id: "c", label: "PostgreSQL, one processor", store: "PostgreSQL", processors: 1 },
   { id: "d", label: "PostgreSQL, two processors on one queue", store: "PostgreSQL", processors: 2 },
-];
+] as const;
 
 /**
  * Runs the four phases, round after round (phases interleaved, so a burst of load elsewhere on the machine falls
  * on every phase alike), and gives each phase's medians. Short: 40,000 readings, one round; full: 160,000, five.
  */
-export async function runStoresBench(opts: StoresBenchOptions): Promise<StoresBenchResult> {
-  const perSeries = opts.short ? 10 : 40;
+export async function runStoresBench(opts: StoresBenchOptions) {
   const rounds = opts.short ? 1 : 5;
   const start = loadavg();
-  const readings = benchReadings(DEVICES, perSeries);
-  const bodies = batchBodies(readings, SchemaRegistry.load());
+  const readings = DEVICES * SENSORS * (opts.short ? 10 : 40);
+  const bodies = batchBodies(readings / (DEVICES * SENSORS));
   const admin = new pg.Client({ connectionString: opts.databaseUrl });
   admin.on("error", () => undefined);
   await admin.connect();
   const database = `bench_${opts.runId.replace(/[^a-z0-9]/gi, "_").toLowerCase()}_stores`;
   const dbPath = join(opts.workDir, `stores-${opts.runId}.db`);
-  const targets: Record<PhaseId, DrainTarget> = {
-    a: sqliteTarget(opts.amqpUrl, dbPath, true),
-    b: sqliteTarget(opts.amqpUrl, dbPath, false),
-    c: postgresTarget(opts.amqpUrl, opts.databaseUrl, admin, database, 1),
-    d: postgresTarget(opts.amqpUrl, opts.databaseUrl, admin, database, 2),
+  const amqpUrl = splitUrlList(opts.amqpUrl)[0] ?? opts.amqpUrl;
+  const targets = {
+    a: sqliteTarget(amqpUrl, dbPath, true),
+    b: sqliteTarget(amqpUrl, dbPath, false),
+    c: postgresTarget(amqpUrl, opts.databaseUrl, admin, database, 1),
+    d: postgresTarget(amqpUrl, opts.databaseUrl, admin, database, 2),
   };
-  const drains: Record<PhaseId, Drain[]> = { a: [], b: [], c: [], d: [] };
+  type Drain = Awaited<ReturnType<typeof drainOnce>>;
+  const drains: Record<string, Drain[]> = { a: [], b: [], c: [], d: [] };
   try {
     for (let r = 0; r < rounds; r++) {
       for (const p of PHASES) {
-        const queue = `bench-${opts.runId}-stores-${p.id}${r}`;
-        const d = await drainOnce(opts.amqpUrl, queue, bodies, readings.length, targets[p.id]);
-        drains[p.id].push(d);
+        const d = await drainOnce(
+          amqpUrl,
+          `bench-${opts.runId}-stores-${p.id}${r}`,
+          bodies,
+          readings,
+          targets[p.id],
+        );
+        drains[p.id]?.push(d);
+        const pgCpu = d.postgresCpuUs === undefined ? "" : `, PostgreSQL ${d.postgresCpuUs} µs/reading`;
         opts.say(
-          `  (${p.id}) ${p.label}, round ${r + 1}/${rounds}: ${d.perSecond.toLocaleString("en-US")} readings/s, ` +
-            `processor ${d.processorCpuUs} µs/reading` +
-            (d.postgresCpuUs === undefined ? "" : `, PostgreSQL ${d.postgresCpuUs} µs/reading`),
+          `  (${p.id}) ${p.label}, round ${r + 1}/${rounds}: ${fmt(d.perSecond)} readings/s, processor ${d.processorCpuUs} µs/reading${pgCpu}`,
         );
       }
     }
@@ -389,11 +267,12 @@ export async function runStoresBench(opts: StoresBenchOptions): Promise<StoresBe
     await admin.end().catch(() => undefined);
     for (const suffix of ["", "-wal", "-shm"]) rmSync(`${dbPath}${suffix}`, { force: true });
   }
-  const phases = PHASES.map((p): StoresPhase => {
-    const ds = drains[p.id];
+  const phases = PHASES.map((p) => {
+    const ds = drains[p.id] ?? [];
     const pgCpu = ds.flatMap((d) => (d.postgresCpuUs === undefined ? [] : [d.postgresCpuUs]));
     return {
       ...p,
+      /** Every round, in the order run, and the medians over the rounds. */
       drains: ds,
       perSecond: Math.round(median(ds.map((d) => d.perSecond))),
       processorCpuUs: round(median(ds.map((d) => d.processorCpuUs)), 1),
@@ -401,26 +280,36 @@ export async function runStoresBench(opts: StoresBenchOptions): Promise<StoresBe
     };
   });
   const paired = (f: (a: Drain, b: Drain) => number) =>
-    round(median(drains.a.map((a, i) => f(a, drains.b[i] as Drain))), 3);
+    round(median((drains.a ?? []).map((a, i) => f(a, drains.b?.[i] ?? a))), 3);
   return {
-    readings: readings.length,
+    readings,
     devices: DEVICES,
     sensors: SENSORS,
     messageReadings: MESSAGE_READINGS,
     rounds,
     phases,
+    /** 1 - (a)/(b), median over rounds of each round's pair: the throughput the rollup costs (issue 14: <= 0.15). */
     rollupThroughputCost: paired((a, b) => 1 - a.perSecond / b.perSecond),
+    /** (a)/(b) - 1 of the processor's CPU µs per reading, median over rounds: what the rollup adds to each reading. */
     rollupCpuCost: paired((a, b) => a.processorCpuUs / b.processorCpuUs - 1),
     loadAverage: { start: start.map((x) => round(x, 2)), end: loadavg().map((x) => round(x, 2)) },
   };
 }
 
-const fmt = (n: number) => n.toLocaleString("en-US");
+export type StoresBenchResult = Awaited<ReturnType<typeof runStoresBench>>;
 
 /** The figures as a markdown section: one row per phase, ratios to the product (phase a) of the same run. */
 export function storesReport(r: StoresBenchResult): string {
   const product = r.phases.find((p) => p.id === "a");
-  const lines = [
+  const pct = round(r.rollupThroughputCost * 100, 1);
+  const head = [
+    "phase",
+    ">readings/s",
+    ">x (a)",
+    ">processor CPU µs/reading",
+    ">PostgreSQL backends CPU µs/reading",
+  ];
+  return [
     "## Stores: the processor draining one queue",
     "",
     `${fmt(r.readings)} readings (${fmt(r.devices)} devices x ${r.sensors} sensors), queued before the processor ` +
@@ -430,23 +319,20 @@ export function storesReport(r: StoresBenchResult): string {
       "included) and of the PostgreSQL backends serving the phase's database, from the first consume to the last " +
       "commit; PostgreSQL's WAL writer, checkpointer and background writer are shared with the machine and not counted.",
     "",
-    "| phase | readings/s | x (a) | processor CPU µs/reading | PostgreSQL backends CPU µs/reading | rounds (readings/s) |",
-    "| --- | ---: | ---: | ---: | ---: | --- |",
-  ];
-  for (const p of r.phases) {
-    const ratio = product ? round(p.perSecond / product.perSecond, 2) : undefined;
-    lines.push(
-      `| (${p.id}) ${p.label} | ${fmt(p.perSecond)} | ${ratio ?? "-"} | ${p.processorCpuUs} | ` +
-        `${p.postgresCpuUs ?? "not applicable"} | ${p.drains.map((d) => fmt(d.perSecond)).join(", ")} |`,
-    );
-  }
-  const pct = round(r.rollupThroughputCost * 100, 1);
-  const cpu = round(r.rollupCpuCost * 100, 1);
-  lines.push(
+    ...markdownTable(
+      [...head, "rounds (readings/s)"],
+      r.phases.map((p) => [
+        `(${p.id}) ${p.label}`,
+        fmt(p.perSecond),
+        product ? String(round(p.perSecond / product.perSecond, 2)) : "-",
+        String(p.processorCpuUs),
+        String(p.postgresCpuUs ?? "not applicable"),
+        p.drains.map((d) => fmt(d.perSecond)).join(", "),
+      ]),
+    ),
     "",
     `Rollup cost (issue 14: at most 15%), median of the rounds' pairs: (a) is ${Math.abs(pct)}% ` +
-      `${pct >= 0 ? "below" : "above"} (b) in readings/s, and its processor spends ${cpu}% more CPU per reading.` +
+      `${pct >= 0 ? "below" : "above"} (b) in readings/s, and its processor spends ${round(r.rollupCpuCost * 100, 1)}% more CPU per reading.` +
       ` Load average ${r.loadAverage.start.join(" ")} at the start, ${r.loadAverage.end.join(" ")} at the end.`,
-  );
-  return lines.join("\n");
+  ].join("\n");
 }
