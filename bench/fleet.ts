@@ -1,5 +1,6 @@
 /**
- * What a big fleet costs the processor: `node dist/bench/fleet.js [--short] [--series N,N,...] [--amqp-url URL]`.
+ * What a big fleet costs the processor: a phase of `npm run bench` (`--skip-fleet` leaves it out), or on its own
+ * `node dist/bench/fleet.js [--short] [--series N,N,...] [--amqp-url URL]`.
  *
  * For each fleet size N (default 1,000, 10,000 and 300,000 series; `--short`: 1,000 and 10,000), on a SQLite file
  * and a queue of its own (`bench-fleet-<run>-<N>`, deleted afterwards), with the processor's defaults:
@@ -15,6 +16,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import amqp from "amqplib";
 import Database from "better-sqlite3";
 import { declareTopology, queueNames } from "../amqp/topology.js";
@@ -45,7 +47,7 @@ interface Burst {
   readonly hwmKiB: number;
 }
 
-interface FleetFigures {
+export interface FleetFigures {
   readonly series: number;
   readonly empty: Start;
   readonly create: Burst;
@@ -196,14 +198,16 @@ async function measure(url: string, run: string, series: number): Promise<FleetF
 const mib = (kib: number) => (kib / 1_024).toFixed(0);
 const s = (ms: number) => (ms / 1_000).toFixed(2);
 
-function print(figures: readonly FleetFigures[]): void {
-  console.log(
+/** The phase's table and the RSS per series, as text. */
+export function fleetReport(figures: readonly FleetFigures[]): string {
+  const out = ["Processor against fleet size (series = device x sensor)"];
+  out.push(
     "series    | start empty | idle RSS | create: time  RSS  peak | restart: start  idle RSS | again: time  RSS  peak | file MiB | B/series on disk",
   );
   for (const f of figures) {
     // Everything but the rows: the rollup's tables and index, per series.
     const perSeriesDisk = (f.fileBytes - (f.bytesByTable.readings ?? 0)) / f.series;
-    console.log(
+    out.push(
       [
         String(f.series).padStart(9),
         `${s(f.empty.startMs)} s`.padStart(11),
@@ -221,12 +225,24 @@ function print(figures: readonly FleetFigures[]): void {
     const perSeries = ((big.again.rssKiB - small.again.rssKiB) * 1_024) / (big.series - small.series);
     const restartPerSeries =
       ((big.restart.idleRssKiB - small.restart.idleRssKiB) * 1_024) / (big.series - small.series);
-    console.log(
+    out.push(
       `RSS per series (${small.series} to ${big.series} series): ${perSeries.toFixed(0)} B after a burst over every ` +
         `series, ${restartPerSeries.toFixed(0)} B idle after a restart`,
     );
   }
-  console.log(JSON.stringify({ fleet: figures }));
+  return out.join("\n");
+}
+
+/** Measures each fleet size in turn (`short`: 1,000 and 10,000 series, else also 300,000). */
+export async function runFleetBench(o: {
+  readonly amqpUrl: string;
+  readonly short: boolean;
+  readonly series?: readonly number[];
+}): Promise<FleetFigures[]> {
+  const run = Date.now().toString(36);
+  const figures: FleetFigures[] = [];
+  for (const n of o.series ?? (o.short ? SHORT : FULL)) figures.push(await measure(o.amqpUrl, run, n));
+  return figures;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -242,16 +258,16 @@ async function main(argv: string[]): Promise<void> {
   const list = at("--series")
     ?.split(",")
     .map((n) => Number(n));
-  const sizes = list ?? (argv.includes("--short") ? SHORT : FULL);
-  if (sizes.some((n) => !Number.isInteger(n) || n < SENSORS))
+  if (list?.some((n) => !Number.isInteger(n) || n < SENSORS))
     throw new Error("--series: integers >= 4, comma separated");
-  const run = Date.now().toString(36);
-  const figures: FleetFigures[] = [];
-  for (const n of sizes) figures.push(await measure(url, run, n));
-  print(figures);
+  const figures = await runFleetBench({ amqpUrl: url, short: argv.includes("--short"), series: list });
+  console.log(fleetReport(figures));
+  console.log(JSON.stringify({ fleet: figures }));
 }
 
-main(process.argv.slice(2)).catch((err: unknown) => {
-  console.error(`fleet: ${err instanceof Error ? err.message : String(err)}`);
-  process.exitCode = 1;
-});
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main(process.argv.slice(2)).catch((err: unknown) => {
+    console.error(`fleet: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 1;
+  });
+}

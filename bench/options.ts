@@ -32,6 +32,8 @@ ceilings of each stage and a straightforward reference implementation measured i
   --skip-latency       skip the fixed-load latency run
   --skip-spool         skip the spool figures (into the spool with the uplink down, drain, live delay, open)
   --skip-stores        skip the processor's store figures (SQLite with and without rollups, PostgreSQL x1, x2)
+  --skip-fleet         skip the processor's RSS and start time at 1,000, 10,000 and 300,000 series
+                       (--short: 1,000 and 10,000)
   --skip-payload-rss   skip the gateway's peak RSS against payload size while a private RabbitMQ node blocks
                        publishers (GATEWAY_INFLIGHT_BYTES passed on when set)
   --database-url URL   PostgreSQL for the store figures (default DATABASE_URL when it is postgres://, else
@@ -59,7 +61,16 @@ const INTS = {
   "c-devices": [20, 20, 1, 500],
   "c-sensors": [2, 2, 1, 16],
 } as const;
-const FLAGS = ["c-clients", "baselines", "naive", "latency", "spool", "stores", "payload-rss"] as const;
+const FLAGS = [
+  "c-clients",
+  "baselines",
+  "naive",
+  "latency",
+  "spool",
+  "stores",
+  "payload-rss",
+  "fleet",
+] as const;
 
 /**
  * Parses the flags once into everything one `npm run bench` invocation does (USAGE says what each means); throws
@@ -136,6 +147,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv) {
     skipSpool: skip("spool"),
     skipStores: skip("stores"),
     skipPayloadRss: skip("payload-rss"),
+    skipFleet: skip("fleet"),
     databaseUrl:
       text("database-url") ??
       (env.DATABASE_URL?.startsWith("postgres") ? env.DATABASE_URL : undefined) ??

@@ -1,5 +1,6 @@
 /** The one report of `npm run bench`: every phase's figures, the targets judged on them, and what failed. */
 import type { BrokerBaseline } from "./c-clients.js";
+import { type FleetFigures, fleetReport } from "./fleet.js";
 import type { BenchOptions } from "./options.js";
 import { type PayloadRssResult, payloadRssComplete, payloadRssReport } from "./payload-rss.js";
 import type { PhaseResult } from "./pipeline.js";
@@ -57,6 +58,7 @@ export interface Results {
   spool?: SpoolBenchResult;
   stores?: StoresBenchResult;
   payloadRss?: PayloadRssResult;
+  fleet?: FleetFigures[];
   readonly profiles: Record<string, ProfileSummary[]>;
 }
 
@@ -421,5 +423,6 @@ export function formatReport(r: Results, judged: ReturnType<typeof targets>): st
   if (r.spool) out.push("", spoolReport(r.spool));
   if (r.stores) out.push("", storesReport(r.stores));
   if (r.payloadRss) out.push("", payloadRssReport(r.payloadRss));
+  if (r.fleet) out.push("", fleetReport(r.fleet));
   return out.join("\n");
 }

@@ -10,6 +10,7 @@ import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { startPrivateMosquitto } from "../scripts/private-brokers.js";
 import { brokerBaseline, cPublisherLoad, haveCClients, writeReadingFiles } from "./c-clients.js";
+import { runFleetBench } from "./fleet.js";
 import { startNaive } from "./naive.js";
 import { type BenchOptions, parseOptions, USAGE } from "./options.js";
 import { runPayloadRss } from "./payload-rss.js";
@@ -245,6 +246,10 @@ async function runPhases(o: BenchOptions, r: Results, runId: string, workDir: st
   if (!o.skipPayloadRss) {
     say("payload sizes: the gateway's peak RSS while a private RabbitMQ node blocks publishers");
     r.payloadRss = await runPayloadRss({ ...o, workDir, say });
+  }
+  if (!o.skipFleet) {
+    say("fleet: the processor's RSS and start time against the number of series");
+    r.fleet = await runFleetBench({ amqpUrl: o.amqpUrl, short: o.short });
   }
   if (profileDir) {
     for (const phase of ["c-pipeline", "c-pipeline-batch-1", "pipeline", "latency"]) {
