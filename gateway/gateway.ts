@@ -1,11 +1,11 @@
 import { Registry } from "prom-client";
-import { heldBytes } from "../amqp/held-bytes.js";
 import { AmqpSink, type OutgoingBatch } from "../amqp/sink.js";
 import type { QueueType } from "../amqp/topology.js";
 import { sleep } from "../common/backoff.js";
 import { ByteBudget } from "../common/byte-budget.js";
 import { startHttp } from "../common/http.js";
 import type { Logger } from "../common/log.js";
+import { heldBytes } from "../common/outgoing.js";
 import { type Delivery, firstUnhealthy, type Health, type Running, running } from "../common/pipeline.js";
 import { RateLimitedLog } from "../common/rate-limited-log.js";
 import { readTls, type TlsMaterial } from "../common/tls.js";

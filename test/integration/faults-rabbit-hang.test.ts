@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { hangRabbit, type RabbitVm, rabbitVm, resumeRabbit } from "../../scripts/private-brokers.js";
+import { hangRabbit, type RabbitVm, rabbitVm, resumeRabbit } from "../../scripts/rabbit-faults.js";
 import {
   expectStoredExactlyOnce,
   expectStoredThroughReconnect,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { killRabbit, type PrivateRabbit, rabbitVm, restartRabbit } from "../../scripts/private-brokers.js";
+import type { PrivateRabbit } from "../../scripts/private-brokers.js";
+import { killRabbit, rabbitVm, restartRabbit } from "../../scripts/rabbit-faults.js";
 import {
   expectDeliveriesAccounted,
   expectStoredExactlyOnce,

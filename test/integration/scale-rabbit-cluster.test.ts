@@ -2,13 +2,9 @@ import { rmSync } from "node:fs";
 import amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { declareTopology } from "../../amqp/topology.js";
-import {
-  killRabbit,
-  type PrivateRabbit,
-  type PrivateRabbitCluster,
-  rabbitVm,
-  startPrivateRabbitCluster,
-} from "../../scripts/private-brokers.js";
+import type { PrivateRabbit } from "../../scripts/private-brokers.js";
+import { type PrivateRabbitCluster, startPrivateRabbitCluster } from "../../scripts/rabbit-cluster.js";
+import { killRabbit, rabbitVm } from "../../scripts/rabbit-faults.js";
 import {
   expectDeliveriesAccounted,
   expectStoredExactlyOnce,

@@ -6,8 +6,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { OutgoingBatch } from "../../amqp/sink.js";
 import { silentLogger } from "../../common/log.js";
+import type { OutgoingBatch } from "../../common/outgoing.js";
 import { type Delivery, HEALTHY, type Sink } from "../../common/pipeline.js";
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from "../../spool/format.js";
 import { startSpoolInput } from "../../spool/input.js";
