@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import { parsers, type Setting, setting } from "./config.js";
+import { type ConfigOf, parsers, type Setting, setting } from "./config.js";
 import { ID_PATTERN, ID_RULE, idFrom, MAX_ID_LENGTH } from "./ids.js";
 import { type BrokerKind, parsePemFile, type TlsFiles, tlsMismatch } from "./tls.js";
 
@@ -162,17 +162,14 @@ export const mqttSecurity = {
  */
 export const amqpSecurity = brokerTls("AMQP", "RabbitMQ", "amqp");
 
-/** The TLS settings of a parsed configuration that has both groups or either. */
-type SecurityConfig = {
-  readonly mqttUrl?: string;
-  readonly mqttCaFile?: string | undefined;
-  readonly mqttCertFile?: string | undefined;
-  readonly mqttKeyFile?: string | undefined;
-  readonly amqpUrl?: string;
-  readonly amqpCaFile?: string | undefined;
-  readonly amqpCertFile?: string | undefined;
-  readonly amqpKeyFile?: string | undefined;
-};
+/** The MQTT broker's TLS files and credentials as a service's configuration holds them, each optional. */
+export type MqttSecurityConfig = Partial<ConfigOf<typeof mqttSecurity>>;
+/** RabbitMQ's TLS files as a service's configuration holds them, each optional. */
+export type AmqpSecurityConfig = Partial<ConfigOf<typeof amqpSecurity>>;
+
+/** The broker settings of a parsed configuration that has both groups or either. */
+type SecurityConfig = MqttSecurityConfig &
+  AmqpSecurityConfig & { readonly mqttUrl?: string; readonly amqpUrl?: string };
 
 /**
  * A certificate set without its key or the reverse, for the group whose variables start with `env` (`MQTT`,
