@@ -221,3 +221,12 @@ export const stallTimeout = setting({
     "Work waiting with no progress (nothing confirmed, nothing committed) for this long makes /readyz report 503.",
   parse: parsers.duration(1_000, 3_600_000),
 });
+
+/** `--format` of an operator's report (`status`, `replay`): a table on a terminal, JSON when piped. */
+export const reportFormat = setting({
+  flag: "format",
+  default: (process.stdout.isTTY ? "table" : "json") as "table" | "json",
+  defaultLabel: "table on a terminal, else json",
+  description: "table or json.",
+  parse: parsers.oneOf("table", "json"),
+});
