@@ -27,6 +27,8 @@ import {
   faultNames,
   metric,
   report,
+  type Stream,
+  type StreamCounts,
   startStream,
   until,
 } from "../helpers/fault-stream.js";
@@ -191,6 +193,19 @@ describe("gateway spool on a failing disk", () => {
     return held;
   }
 
+  /** Once the disk is back: every reading stored exactly once, the gateway ready again, never exited, none dropped. */
+  async function expectHealed(g: Service, names: TestNames, stream: Stream): Promise<StreamCounts> {
+    const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
+    await until(
+      "the gateway ready again",
+      60_000,
+      async () => (await httpGet(g.httpPort, "/readyz")).status === 200,
+    );
+    expect(g.proc.exitCode).toBeNull();
+    expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
+    return counts;
+  }
+
   it(
     "a full spool tmpfs (ENOSPC): /readyz 503 naming it, PUBACKs held, no exit; space back: ready, every reading stored exactly once",
     async () => {
@@ -205,14 +220,7 @@ describe("gateway spool on a failing disk", () => {
       expect(await metric(g.httpPort, "telemetry_gateway_inflight_messages")).toBeGreaterThan(0);
 
       rmSync(filler);
-      const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
-      await until(
-        "the gateway ready again",
-        60_000,
-        async () => (await httpGet(g.httpPort, "/readyz")).status === 200,
-      );
-      expect(g.proc.exitCode).toBeNull();
-      expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
+      const counts = await expectHealed(g, names, stream);
       report("spool: disk full (tmpfs)", { ...counts, takenWhileFull: held });
     },
     TEST_TIMEOUT_MS,
@@ -232,14 +240,7 @@ describe("gateway spool on a failing disk", () => {
       expect(held).toBeLessThan(READINGS);
 
       execFileSync("mount", ["-o", "remount,rw", disk]);
-      const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
-      await until(
-        "the gateway ready again",
-        60_000,
-        async () => (await httpGet(g.httpPort, "/readyz")).status === 200,
-      );
-      expect(g.proc.exitCode).toBeNull();
-      expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
+      const counts = await expectHealed(g, names, stream);
       report("spool: disk read-only (EROFS)", { ...counts, takenWhileReadOnly: held });
     },
     TEST_TIMEOUT_MS,
@@ -268,14 +269,7 @@ describe("gateway spool on a failing disk", () => {
       expect(held).toBeLessThan(READINGS);
 
       chmodSync(spool, 0o755);
-      const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
-      await until(
-        "the gateway ready again",
-        60_000,
-        async () => (await httpGet(g.httpPort, "/readyz")).status === 200,
-      );
-      expect(g.proc.exitCode).toBeNull();
-      expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
+      const counts = await expectHealed(g, names, stream);
       report("spool: directory unwritable (EACCES)", { ...counts, takenWhileUnwritable: held });
     },
     TEST_TIMEOUT_MS,
