@@ -13,10 +13,10 @@ import {
   type Row,
   readRows,
   type Service,
+  startPipeline,
   startService,
   type TestNames,
   testNames,
-  untilReady,
 } from "../helpers/services.js";
 
 const SCHEMA_DIR = new URL("../../schemas/", import.meta.url);
@@ -54,11 +54,7 @@ describe("schema versions: a processor stores the messages of every gateway vers
 
   beforeAll(async () => {
     names = testNames("schemaver");
-    [gateway, processor] = await Promise.all([
-      startService("gateway", names.env),
-      startService("processor", names.env),
-    ]);
-    await untilReady(gateway, processor);
+    ({ gateway, processor } = await startPipeline(names));
     publisher = await mqtt.connectAsync(names.mqttUrl, { clean: true, reconnectPeriod: 0 });
     conn = await amqp.connect(names.amqpUrl);
     ch = await conn.createConfirmChannel();
