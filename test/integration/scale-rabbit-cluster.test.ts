@@ -13,6 +13,7 @@ import {
   report,
   startStream,
   until,
+  untilStored,
 } from "../helpers/fault-stream.js";
 import {
   cleanup,
@@ -177,9 +178,7 @@ describe("fault: the RabbitMQ node leading the quorum queue is killed (SIGKILL) 
     const nodesBefore = { gateway: connectedNode(gateway), processor: connectedNode(processor) };
 
     const stream = startStream(n, { count: READINGS, rate: RATE, seed: 1_717 });
-    await until("the first readings are stored", 30_000, async () => {
-      return (await metric(processor.httpPort, STORED)) >= READINGS / 8;
-    });
+    await untilStored(processor.httpPort, READINGS / 8);
     const vm = await rabbitVm(leader);
     const ackedAtKill = stream.acked();
     expect(ackedAtKill, "the node must die mid-stream").toBeLessThan(READINGS);
