@@ -196,16 +196,11 @@ describe("schema versions: a processor stores the messages of every gateway vers
     ch.ack(message);
 
     await vi.waitFor(() => expect(countRows(names.dbPath)).toBe(2 * PER_VERSION + 1), { timeout: 10_000 });
+    // Stored as sent (storedRows leaves the times out; battery, new in v3, has no column), tags as JSON text.
+    const { received_at: _received, battery: _battery, tags, ...stored } = reading;
     expect(storedRows(names.dbPath).find((r) => r.device_id === "dev-v3")).toEqual({
-      device_id: "dev-v3",
-      sensor: "pressure",
-      ts: TS0,
-      value: 1013.25,
-      unit: "hPa",
-      seq: 1,
-      gateway_id: "gateway-v3",
-      quality: "uncertain",
-      tags: '{"site":"north"}',
+      ...stored,
+      tags: JSON.stringify(tags),
     });
     expect((await ch.checkQueue(dead)).messageCount).toBe(0);
     expect((await ch.checkQueue(names.queue)).messageCount).toBe(0);
