@@ -213,16 +213,17 @@ describe("the per-series rollup", () => {
       .all();
   const summariesOf = (devices: Awaited<ReturnType<ReadingQueries["devices"]>>) =>
     devices.flatMap((d) => d.sensors.map((s) => ({ device_id: d.device_id, ...s })));
-  const expectedSummaries = (db: Database.Database) =>
-    recomputed(db).map(({ device_id, sensor, unit, first_ts, last_ts, last_value, count }) => ({
-      device_id,
-      sensor,
-      unit,
-      first_ts,
-      last_ts,
-      last_value,
-      count,
-    }));
+  /** What `devices` answers for one rollup row. */
+  const toSummary = ({ device_id, sensor, unit, first_ts, last_ts, last_value, count }: SeriesRow) => ({
+    device_id,
+    sensor,
+    unit,
+    first_ts,
+    last_ts,
+    last_value,
+    count,
+  });
+  const expectedSummaries = (db: Database.Database) => recomputed(db).map(toSummary);
 
   it("devices and latest answer from the rollup exactly what the rows say", async () => {
     const path = dbPath();
@@ -386,17 +387,7 @@ describe("the per-series rollup", () => {
     expect(expected).toHaveLength(180);
 
     const before = await queries(path); // migrates the file to version 5
-    expect(summariesOf(await before.devices())).toEqual(
-      expected.map(({ device_id, sensor, unit, first_ts, last_ts, last_value, count }) => ({
-        device_id,
-        sensor,
-        unit,
-        first_ts,
-        last_ts,
-        last_value,
-        count,
-      })),
-    );
+    expect(summariesOf(await before.devices())).toEqual(expected.map(toSummary));
     expect((await before.latest("dev-3")).map((r) => [r.sensor, r.ts, r.value])).toEqual(
       expected.filter((s) => s.device_id === "dev-3").map((s) => [s.sensor, s.last_ts, s.last_value]),
     );
