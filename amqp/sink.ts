@@ -1,35 +1,15 @@
 import type { ChannelModel, ConfirmChannel, Options } from "amqplib";
 import { backoffDelay, sleep } from "../common/backoff.js";
 import type { Logger } from "../common/log.js";
+import type { OutgoingBatch, OutgoingMessage } from "../common/outgoing.js";
 import { type Delivery, HEALTHY, type Health, type Sink } from "../common/pipeline.js";
 import { ProgressWatch } from "../common/progress-watch.js";
 import type { TlsMaterial } from "../common/tls.js";
 import { AmqpSession } from "./session.js";
 import { declareTopologyOn, type QueueType, queueNames, warnLegacyQueues } from "./topology.js";
 
-/**
- * What the sink publishes, encoded before it so that whatever sits in front of it (a spool) keeps it as it is: a
- * reading as its Avro datum (the sink frames datums into batch or single-reading messages), or a refused payload as
- * the whole message for `<QUEUE>.rejected`. The sink adds `persistent` and `mandatory`.
- */
-export type OutgoingMessage =
-  | {
-      readonly route: "readings";
-      readonly datum: Buffer;
-      /** The reading's stable message id, for single-reading messages (unbatched); batches get their own. */
-      readonly messageId: string | undefined;
-      /** Gateway receive time, epoch ms, for the latency metric. */
-      readonly receivedAt: number;
-    }
-  | {
-      readonly route: "rejected";
-      readonly body: Buffer;
-      readonly properties: Options.Publish;
-      readonly receivedAt: number;
-    };
-
-/** What the sink takes per delivery: every reading (or the refused payload) of one upstream item. */
-export type OutgoingBatch = readonly OutgoingMessage[];
+/** What the sink takes, declared in `common/outgoing.ts` for the spool too; named here for the sink's callers. */
+export type { OutgoingBatch, OutgoingMessage };
 
 /** How reading datums become message bodies: the current schemas' single-object framing. */
 export interface ReadingFraming {

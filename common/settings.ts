@@ -1,12 +1,10 @@
 import { hostname } from "node:os";
-import { ID_PATTERN, ID_RULE, idFrom, MAX_ID_LENGTH } from "../schemas/rules.js";
-import { parsers, setting } from "./config.js";
-import { parsePemFile, tlsMismatch } from "./tls.js";
+import { type ConfigOf, parsers, type Setting, setting } from "./config.js";
+import { ID_PATTERN, ID_RULE, idFrom, MAX_ID_LENGTH } from "./ids.js";
+import { type BrokerKind, parsePemFile, type TlsFiles, tlsMismatch } from "./tls.js";
 
-/** Ids in topics and in GATEWAY_ID; defined with the contract's other reading rules in `schemas/rules.ts`. */
-export { ID_PATTERN };
-
-const idParser = parsers.string({ max: MAX_ID_LENGTH, pattern: ID_PATTERN, what: ID_RULE });
+/** Parses a device, sensor or gateway id setting or parameter by the id rule of `ids.ts`. */
+export const idParser = parsers.string({ max: MAX_ID_LENGTH, pattern: ID_PATTERN, what: ID_RULE });
 
 /** Settings several commands share, so flag, variable, default and wording agree everywhere. */
 export const common = {
@@ -83,15 +81,54 @@ export const common = {
   }),
 } as const;
 
-/** A PEM file setting (unset by default): checked readable when parsed, read by the service at start. */
-const pemFile = (flag: string, env: string, description: string) =>
-  setting<string | undefined>({
-    flag,
-    env,
-    default: undefined,
-    defaultLabel: "unset",
-    description,
-    parse: parsePemFile,
+/** The TLS files a group can hold: the authorities to trust, a certificate and its private key. */
+type TlsFileKind = "ca" | "cert" | "key";
+const FILE_WORD = { ca: "Ca", cert: "Cert", key: "Key" } as const;
+
+/** The settings {@link tlsFileSettings} makes: `<prefix>CaFile`, `<prefix>CertFile`, `<prefix>KeyFile`, as asked. */
+export type TlsFileSettings<P extends string, K extends TlsFileKind> = {
+  readonly [F in K as `${P}${(typeof FILE_WORD)[F]}File`]: Setting<string | undefined>;
+};
+
+/**
+ * A group of PEM file settings for one TLS endpoint, named from a camel-case prefix: `tlsFileSettings("mqtt", ...)`
+ * makes `mqttCaFile` (`--mqtt-ca-file`, `MQTT_CA_FILE`), `mqttCertFile` and `mqttKeyFile`; `"serveTls"` makes
+ * `serveTlsCertFile` (`SERVE_TLS_CERT_FILE`) and so on. Only the kinds given a description are made. Each is unset
+ * by default and checked readable and PEM when parsed; the service reads the files at start (`readTls`).
+ */
+export function tlsFileSettings<P extends string, K extends TlsFileKind>(
+  prefix: P,
+  descriptions: Readonly<Record<K, string>>,
+): TlsFileSettings<P, K> {
+  const words = prefix.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  const group: Record<string, Setting<string | undefined>> = {};
+  for (const kind of Object.keys(descriptions) as K[]) {
+    const flag = `${words}-${kind}-file`;
+    group[`${prefix}${FILE_WORD[kind]}File`] = setting<string | undefined>({
+      flag,
+      env: flag.toUpperCase().replaceAll("-", "_"),
+      default: undefined,
+      defaultLabel: "unset",
+      description: descriptions[kind],
+      parse: parsePemFile,
+    });
+  }
+  return group as TlsFileSettings<P, K>;
+}
+
+/** The three files of a broker's group, as a parsed configuration holds them. */
+function brokerFiles(kind: BrokerKind, c: SecurityConfig): TlsFiles {
+  return kind === "MQTT"
+    ? { caFile: c.mqttCaFile, certFile: c.mqttCertFile, keyFile: c.mqttKeyFile }
+    : { caFile: c.amqpCaFile, certFile: c.amqpCertFile, keyFile: c.amqpKeyFile };
+}
+
+/** The client TLS files of a broker, worded for `kind` (MQTT_CA_FILE, ...). */
+const brokerTls = (kind: BrokerKind, broker: string, prefix: "mqtt" | "amqp") =>
+  tlsFileSettings(prefix, {
+    ca: `PEM certificates of the authorities trusted to sign ${broker}'s certificate (${prefix}s://; unset: the system's).`,
+    cert: `PEM client certificate presented to ${broker} (mutual TLS), with ${kind}_KEY_FILE.`,
+    key: `PEM private key of ${kind}_CERT_FILE.`,
   });
 
 /**
@@ -99,17 +136,7 @@ const pemFile = (flag: string, env: string, description: string) =>
  * command's spec. The TLS files need an `mqtts://` URL; MQTT_USERNAME and MQTT_PASSWORD override the URL's.
  */
 export const mqttSecurity = {
-  mqttCaFile: pemFile(
-    "mqtt-ca-file",
-    "MQTT_CA_FILE",
-    "PEM certificates of the authorities trusted to sign the MQTT broker's certificate (mqtts://; unset: the system's).",
-  ),
-  mqttCertFile: pemFile(
-    "mqtt-cert-file",
-    "MQTT_CERT_FILE",
-    "PEM client certificate presented to the MQTT broker (mutual TLS), with MQTT_KEY_FILE.",
-  ),
-  mqttKeyFile: pemFile("mqtt-key-file", "MQTT_KEY_FILE", "PEM private key of MQTT_CERT_FILE."),
+  ...brokerTls("MQTT", "the MQTT broker", "mqtt"),
   mqttUsername: setting<string | undefined>({
     flag: "mqtt-username",
     env: "MQTT_USERNAME",
@@ -133,48 +160,38 @@ export const mqttSecurity = {
  * RabbitMQ's TLS files (gateway and processor), next to `common.amqpUrl`: spread them into a command's spec. They
  * need an `amqps://` URL; the password is AMQP_URL's (AMQP_URL_FILE keeps it out of the environment).
  */
-export const amqpSecurity = {
-  amqpCaFile: pemFile(
-    "amqp-ca-file",
-    "AMQP_CA_FILE",
-    "PEM certificates of the authorities trusted to sign RabbitMQ's certificate (amqps://; unset: the system's).",
-  ),
-  amqpCertFile: pemFile(
-    "amqp-cert-file",
-    "AMQP_CERT_FILE",
-    "PEM client certificate presented to RabbitMQ (mutual TLS), with AMQP_KEY_FILE.",
-  ),
-  amqpKeyFile: pemFile("amqp-key-file", "AMQP_KEY_FILE", "PEM private key of AMQP_CERT_FILE."),
-} as const;
+export const amqpSecurity = brokerTls("AMQP", "RabbitMQ", "amqp");
 
-/** The TLS settings of a parsed configuration that has both groups or either. */
-type SecurityConfig = {
-  readonly mqttUrl?: string;
-  readonly mqttCaFile?: string | undefined;
-  readonly mqttCertFile?: string | undefined;
-  readonly mqttKeyFile?: string | undefined;
-  readonly amqpUrl?: string;
-  readonly amqpCaFile?: string | undefined;
-  readonly amqpCertFile?: string | undefined;
-  readonly amqpKeyFile?: string | undefined;
-};
+/** The MQTT broker's TLS files and credentials as a service's configuration holds them, each optional. */
+export type MqttSecurityConfig = Partial<ConfigOf<typeof mqttSecurity>>;
+/** RabbitMQ's TLS files as a service's configuration holds them, each optional. */
+export type AmqpSecurityConfig = Partial<ConfigOf<typeof amqpSecurity>>;
+
+/** The broker settings of a parsed configuration that has both groups or either. */
+type SecurityConfig = MqttSecurityConfig &
+  AmqpSecurityConfig & { readonly mqttUrl?: string; readonly amqpUrl?: string };
 
 /**
- * A command's `check` across the security settings: TLS files with a plain URL (they would go unused and the
- * connection unencrypted), or a client certificate without its key or the reverse. One line, or undefined.
+ * A certificate set without its key or the reverse, for the group whose variables start with `env` (`MQTT`,
+ * `SERVE_TLS`) and whose certificate is a `role` one: one line, or undefined when both or neither are set.
+ */
+export function certKeyProblem(env: string, files: TlsFiles, role: "client" | "server"): string | undefined {
+  if ((files.certFile === undefined) === (files.keyFile === undefined)) return undefined;
+  return `${env}_CERT_FILE and ${env}_KEY_FILE go together: set both for a ${role} certificate, or neither`;
+}
+
+/**
+ * A command's `check` across the broker security settings: TLS files with a plain URL (they would go unused and
+ * the connection unencrypted), or a client certificate without its key or the reverse. One line, or undefined.
  */
 export function securityProblem(c: SecurityConfig): string | undefined {
   for (const kind of ["MQTT", "AMQP"] as const) {
-    const files =
-      kind === "MQTT"
-        ? { caFile: c.mqttCaFile, certFile: c.mqttCertFile, keyFile: c.mqttKeyFile }
-        : { caFile: c.amqpCaFile, certFile: c.amqpCertFile, keyFile: c.amqpKeyFile };
+    const files = brokerFiles(kind, c);
     const url = kind === "MQTT" ? c.mqttUrl : c.amqpUrl;
-    if ((files.certFile === undefined) !== (files.keyFile === undefined)) {
-      return `${kind}_CERT_FILE and ${kind}_KEY_FILE go together: set both for a client certificate, or neither`;
-    }
-    const mismatch = url === undefined ? undefined : tlsMismatch(kind, url, files);
-    if (mismatch) return mismatch;
+    const problem =
+      certKeyProblem(kind, files, "client") ??
+      (url === undefined ? undefined : tlsMismatch(kind, url, files));
+    if (problem) return problem;
   }
   return undefined;
 }
@@ -203,4 +220,13 @@ export const stallTimeout = setting({
   description:
     "Work waiting with no progress (nothing confirmed, nothing committed) for this long makes /readyz report 503.",
   parse: parsers.duration(1_000, 3_600_000),
+});
+
+/** `--format` of an operator's report (`status`, `replay`): a table on a terminal, JSON when piped. */
+export const reportFormat = setting({
+  flag: "format",
+  default: (process.stdout.isTTY ? "table" : "json") as "table" | "json",
+  defaultLabel: "table on a terminal, else json",
+  description: "table or json.",
+  parse: parsers.oneOf("table", "json"),
 });

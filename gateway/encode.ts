@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { OutgoingBatch, OutgoingMessage } from "../amqp/sink.js";
+import type { OutgoingBatch, OutgoingMessage } from "../common/outgoing.js";
 import type { Reading, SchemaRegistry } from "../schemas/index.js";
 
 /** Content type of every message on `<QUEUE>`: Avro single-object encoding. */

@@ -1,13 +1,14 @@
 import { Registry } from "prom-client";
-import { heldBytes } from "../amqp/held-bytes.js";
 import { AmqpSink, type OutgoingBatch } from "../amqp/sink.js";
 import type { QueueType } from "../amqp/topology.js";
 import { sleep } from "../common/backoff.js";
 import { ByteBudget } from "../common/byte-budget.js";
 import { startHttp } from "../common/http.js";
 import type { Logger } from "../common/log.js";
+import { heldBytes } from "../common/outgoing.js";
 import { type Delivery, firstUnhealthy, type Health, type Running, running } from "../common/pipeline.js";
 import { RateLimitedLog } from "../common/rate-limited-log.js";
+import type { AmqpSecurityConfig, MqttSecurityConfig } from "../common/settings.js";
 import { readTls, type TlsMaterial } from "../common/tls.js";
 import { type MqttInput, type MqttMessage, startMqttInput } from "../mqtt/input.js";
 import { SchemaRegistry } from "../schemas/index.js";
@@ -18,19 +19,11 @@ import { type GatewayMetrics, gatewayMetrics } from "./metrics.js";
 import { parsePayload } from "./validate.js";
 
 /** Everything the gateway needs, parsed and checked by the CLI (or built by a test). */
-export interface GatewayConfig {
+export interface GatewayConfig extends MqttSecurityConfig, AmqpSecurityConfig {
+  /** With the TLS files (for `mqtts://`) and credentials, which override the URL's. */
   readonly mqttUrl: string;
-  /** MQTT TLS files (for `mqtts://`) and credentials; the credentials override the URL's. */
-  readonly mqttCaFile?: string | undefined;
-  readonly mqttCertFile?: string | undefined;
-  readonly mqttKeyFile?: string | undefined;
-  readonly mqttUsername?: string | undefined;
-  readonly mqttPassword?: string | undefined;
+  /** With the TLS files (for `amqps://`). */
   readonly amqpUrl: string;
-  /** RabbitMQ TLS files (for `amqps://`). */
-  readonly amqpCaFile?: string | undefined;
-  readonly amqpCertFile?: string | undefined;
-  readonly amqpKeyFile?: string | undefined;
   readonly queue: string;
   readonly queueType: QueueType;
   readonly topicPrefix: string;

@@ -2,7 +2,7 @@ import amqp, { type ConfirmChannel, type GetMessage, type Options } from "amqpli
 import { queueNames } from "../amqp/topology.js";
 import { defineCommand } from "../common/command.js";
 import { parsers, redactUrl, setting, splitUrlList } from "../common/config.js";
-import { amqpSecurity, common, securityProblem } from "../common/settings.js";
+import { amqpSecurity, common, reportFormat, securityProblem } from "../common/settings.js";
 import { readTls, type TlsMaterial } from "../common/tls.js";
 import { AVRO_CONTENT_TYPE, encodeEnvelope } from "../gateway/encode.js";
 import { parsePayload } from "../gateway/validate.js";
@@ -229,13 +229,7 @@ export const replayCommand = defineCommand({
         "A message already replayed this many times is left where it is (and reported), not looped.",
       parse: parsers.int(1, 1_000),
     }),
-    format: setting({
-      flag: "format",
-      default: (process.stdout.isTTY ? "table" : "json") as "table" | "json",
-      defaultLabel: "table on a terminal, else json",
-      description: "table or json.",
-      parse: parsers.oneOf("table", "json"),
-    }),
+    format: reportFormat,
     amqpUrl: common.amqpUrl,
     ...amqpSecurity,
     queue: common.queue,

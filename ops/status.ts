@@ -2,7 +2,7 @@ import amqp from "amqplib";
 import { queueNames } from "../amqp/topology.js";
 import { defineCommand } from "../common/command.js";
 import { parsers, redactUrl, setting, splitUrlList } from "../common/config.js";
-import { amqpSecurity, common, securityProblem } from "../common/settings.js";
+import { amqpSecurity, common, reportFormat, securityProblem } from "../common/settings.js";
 import { readTls, type TlsMaterial } from "../common/tls.js";
 import { postgresStatus } from "../store/postgres-status.js";
 import { storeStatus } from "../store/status.js";
@@ -300,13 +300,7 @@ export const statusCommand = defineCommand({
       description: "Time between the two samples of each service's /metrics the rates come from.",
       parse: parsers.duration(100, 60_000),
     }),
-    format: setting({
-      flag: "format",
-      default: (process.stdout.isTTY ? "table" : "json") as "table" | "json",
-      defaultLabel: "table on a terminal, else json",
-      description: "table or json.",
-      parse: parsers.oneOf("table", "json"),
-    }),
+    format: reportFormat,
   },
   run: async (config) => {
     const s = await gatherStatus(config);

@@ -11,6 +11,7 @@ import {
   type Running,
   running,
 } from "../common/pipeline.js";
+import type { AmqpSecurityConfig } from "../common/settings.js";
 import { readTls } from "../common/tls.js";
 import { SchemaRegistry } from "../schemas/index.js";
 import type { ReadingStore } from "../store/index.js";
@@ -20,12 +21,9 @@ import { PrefetchWindow } from "./prefetch.js";
 import { type RetentionConfig, startRetention } from "./retention.js";
 import { StoreSink } from "./store-sink.js";
 
-export interface ProcessorConfig extends RetentionConfig {
+/** Everything the processor needs, parsed and checked by the CLI (or built by a test); TLS files for `amqps://`. */
+export interface ProcessorConfig extends RetentionConfig, AmqpSecurityConfig {
   readonly amqpUrl: string;
-  /** RabbitMQ TLS files (for `amqps://`). */
-  readonly amqpCaFile?: string | undefined;
-  readonly amqpCertFile?: string | undefined;
-  readonly amqpKeyFile?: string | undefined;
   readonly queue: string;
   readonly queueType: QueueType;
   /** Unacknowledged deliveries RabbitMQ may send ahead; at least `batchSize`. */

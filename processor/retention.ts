@@ -1,6 +1,6 @@
 /**
- * Retention (`RETENTION`, DESIGN.md "Contract: operations"): the processor deletes readings older than the
- * retention period in small transactions on the store's own thread, so ingestion goes on beside a long deletion.
+ * Retention (`RETENTION`; docs/operations.md, "Retention: `RETENTION`"): the processor deletes readings older than
+ * the retention period in small transactions on the store's own thread, so ingestion goes on beside a long deletion.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { Counter, type Registry } from "prom-client";

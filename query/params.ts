@@ -3,12 +3,11 @@
  * (`--device D`), `serve` as URL parameters of the same names (`?device=D`), parsed by the same functions.
  */
 import { parsers, setting } from "../common/config.js";
-import { ID_PATTERN, ID_RULE } from "../schemas/index.js";
+import { idParser as id } from "../common/settings.js";
 import { FILLS, type Fill } from "./fill.js";
 import { FORMATS, type Format } from "./format.js";
 import { parseBucket, parseTime, rangeProblem } from "./time.js";
 
-const id = parsers.string({ max: 128, pattern: ID_PATTERN, what: ID_RULE });
 /** Enough for any chart: a point per pixel of a wide screen, several times over. */
 const MAX_POINTS = 100_000;
 

@@ -1,30 +1,14 @@
 /**
- * The contract's rules for a reading that neither JSON nor Avro can check (docs/contract.md, "Contract: MQTT input"),
+ * The contract's rules for a reading that neither JSON nor Avro can check (docs/contract.md, "MQTT input"),
  * written once: the gateway applies them to what devices send, the simulator's settings and the CLI's id settings
  * use them, and the processor applies {@link readingProblem} to every decoded reading, from whichever writer.
- * No imports beyond types, so a settings module can use them without loading the Avro codec.
+ * The id rule lives in `common/ids.ts`, below the settings that use it too; it is exported here with the others.
+ * No imports beyond that and types, so nothing here loads the Avro codec.
  */
+import { ID_PATTERN, ID_RULE, idFrom, MAX_ID_LENGTH } from "../common/ids.js";
 import type { Reading } from "./reading.js";
 
-/** Longest device, sensor or gateway id, in characters. */
-export const MAX_ID_LENGTH = 128;
-/** The characters of an id, as the inside of a regular expression's character class. */
-const ID_CHARACTERS = "A-Za-z0-9._:-";
-
-/** Device, sensor and gateway ids: 1 to 128 characters of letters, digits, `.`, `_`, `-`, `:`. */
-export const ID_PATTERN = new RegExp(`^[${ID_CHARACTERS}]{1,${MAX_ID_LENGTH}}$`);
-const NOT_ID_CHARACTER = new RegExp(`[^${ID_CHARACTERS}]`, "g");
-
-/** {@link ID_PATTERN} in words, for the reason or error that names an id breaking it. */
-export const ID_RULE = `1-${MAX_ID_LENGTH} of letters, digits, . _ - :`;
-
-/**
- * The id nearest to a free text such as a host name: each character the id rules do not allow becomes `-`, and
- * the result is cut to {@link MAX_ID_LENGTH}. Empty for an empty text (the caller picks a fallback).
- */
-export function idFrom(text: string): string {
-  return text.replace(NOT_ID_CHARACTER, "-").slice(0, MAX_ID_LENGTH);
-}
+export { ID_PATTERN, ID_RULE, idFrom, MAX_ID_LENGTH };
 
 /** Earliest measurement time accepted, 2000-01-01T00:00:00Z: anything before is a device clock never set. */
 export const MIN_TS = Date.UTC(2000, 0, 1);

@@ -7,6 +7,7 @@
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import type { SimReading } from "../simulators/model.js";
 import { inspectStore } from "../store/inspect.js";
 import { CLI, startService, untilReady } from "./spawn.js";
 
@@ -17,15 +18,6 @@ const RATE = Number(process.env.DEMO_RATE ?? 2_500);
 const WAIT_MS = 120_000;
 /** Series printed at the end, as a glimpse of what was stored. */
 const SERIES_SHOWN = 5;
-
-interface Recorded {
-  deviceId: string;
-  sensor: string;
-  ts: number;
-  value: number;
-  unit: string | null;
-  seq: number;
-}
 
 function say(line: string): void {
   process.stderr.write(`demo: ${line}\n`);
@@ -76,16 +68,16 @@ async function main(): Promise<number> {
     return 1;
   }
 
-  const sent: Recorded[] = readFileSync(record, "utf8")
+  const sent: SimReading[] = readFileSync(record, "utf8")
     .split("\n")
     .filter(Boolean)
-    .map((l) => JSON.parse(l) as Recorded);
+    .map((l) => JSON.parse(l) as SimReading);
   const store = inspectStore(dbPath);
   let missing = sent;
   let mismatched = 0;
   const deadline = Date.now() + WAIT_MS;
   while (missing.length > 0 && Date.now() < deadline) {
-    const still: Recorded[] = [];
+    const still: SimReading[] = [];
     for (const r of missing) {
       const row = store.row({ device_id: r.deviceId, sensor: r.sensor, ts: r.ts });
       if (!row) still.push(r);

@@ -1,10 +1,11 @@
 /**
  * Brokers of a test's or benchmark's own, which it may stop, kill, restart or block without touching the shared
- * brokers on this machine (DESIGN.md, "Brokers in development and tests"), and the one free-port helper.
- * Lives in scripts/ so that it is compiled into dist/ and usable from bench/ as well as from test/.
+ * brokers on this machine (docs/architecture.md, "Private brokers"), and the one free-port helper. Lives in
+ * scripts/ so that it is compiled into dist/ and usable from bench/ as well as from test/. Faults of a private
+ * RabbitMQ node (hang, kill, restart) are in `rabbit-faults.ts`, clusters of them in `rabbit-cluster.ts`.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,7 +19,8 @@ const execFileAsync = promisify(execFile);
 export const DEFAULT_HOST = "127.0.0.1";
 const MOSQUITTO_START_TIMEOUT_MS = 10_000;
 const MOSQUITTO_STOP_TIMEOUT_MS = 10_000;
-const RABBIT_START_TIMEOUT_S = 60;
+/** How long a private RabbitMQ node may take to start, in seconds (`rabbitmqctl ... --timeout` takes seconds). */
+export const RABBIT_START_TIMEOUT_S = 60;
 /** Erlang distribution port of a private node: its AMQP port plus this. */
 const RABBIT_DIST_OFFSET = 20_000;
 const RABBIT_PORT_MIN = 20_000;
@@ -27,7 +29,7 @@ const STDERR_KEPT = 16_384;
 const POLL_MS = 50;
 
 /** True when something accepts TCP connections on host:port. */
-function portOpen(host: string, port: number): Promise<boolean> {
+export function portOpen(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ host, port });
     socket.once("connect", () => {
@@ -63,7 +65,8 @@ export function freePort(host: string = DEFAULT_HOST): Promise<number> {
   });
 }
 
-async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+/** Polls `check` every 50 ms until it is true; rejects with `what` after `timeoutMs`. */
+export async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`${what} within ${timeoutMs} ms`);
@@ -258,8 +261,8 @@ async function freeRabbitPort(host: string): Promise<number> {
 }
 
 /**
- * Starts a RabbitMQ node of its own as DESIGN.md describes ("Brokers in development and tests"): a directory owned
- * by the `rabbitmq` user holding `rabbitmq.conf` (`listeners.tcp.local = HOST:PORT`, then the options' lines), then
+ * Starts a RabbitMQ node of its own (docs/architecture.md, "Private brokers"): a directory owned by the
+ * `rabbitmq` user holding `rabbitmq.conf` (`listeners.tcp.local = HOST:PORT`, then the options' lines), then
  * `rabbitmq-server -detached` with RABBITMQ_NODENAME=tPORT@localhost and the node's ports and files in that
  * directory. The Debian wrapper runs the server and `rabbitmqctl` as the `rabbitmq` user when called as root, so
  * both use that user's Erlang cookie. Resolves once the rabbit application runs and the port accepts connections
@@ -343,172 +346,4 @@ export async function startPrivateRabbit(opts: PrivateRabbitOptions = {}): Promi
     },
   };
   return running(node_, halt);
-}
-
-/** The operating-system process of a private RabbitMQ node's Erlang VM, and what starting that node again needs. */
-export interface RabbitVm {
-  readonly pid: number;
-  /** The node's RABBITMQ_* environment (name, ports, config, data directory, pid file), read from the VM itself. */
-  readonly env: Readonly<Record<string, string>>;
-}
-
-/** How long a SIGKILLed VM may take to be gone and its listener closed. */
-const RABBIT_KILL_TIMEOUT_MS = 10_000;
-
-/**
- * The Erlang VM of a running private node (`rabbitmqctl eval 'os:getpid().'`), to hang or kill it as a fault
- * would. Its environment comes from /proc, so `restartRabbit` can start the node again on the same directory.
- */
-export async function rabbitVm(rabbit: PrivateRabbit): Promise<RabbitVm> {
-  const pid = Number(JSON.parse((await rabbit.ctl("eval", "os:getpid().")).trim()));
-  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`no Erlang VM pid for ${rabbit.node}`);
-  const env: Record<string, string> = {};
-  for (const entry of readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")) {
-    const eq = entry.indexOf("=");
-    if (entry.startsWith("RABBITMQ_") && eq > 0) env[entry.slice(0, eq)] = entry.slice(eq + 1);
-  }
-  if (env.RABBITMQ_NODENAME !== rabbit.node)
-    throw new Error(`process ${pid} is not the VM of ${rabbit.node}`);
-  return { pid, env };
-}
-
-/**
- * SIGSTOP: the node hangs without dying. Its sockets stay open and the kernel still completes new TCP connections
- * into the listener's backlog, but nothing answers: only heartbeats and timeouts can tell. `resumeRabbit` undoes it.
- */
-export function hangRabbit(vm: RabbitVm): void {
-  process.kill(vm.pid, "SIGSTOP");
-}
-
-/** SIGCONT: a node hung by `hangRabbit` runs on from where it stopped. */
-export function resumeRabbit(vm: RabbitVm): void {
-  process.kill(vm.pid, "SIGCONT");
-}
-
-/**
- * SIGKILL the VM, as a crash or the OOM killer would: no clean shutdown, connections reset by the kernel. Resolves
- * once the process is gone and the node's port refuses connections.
- */
-export async function killRabbit(rabbit: PrivateRabbit, vm: RabbitVm): Promise<void> {
-  process.kill(vm.pid, "SIGKILL");
-  await waitFor(`the VM of ${rabbit.node} (pid ${vm.pid}) did not go`, RABBIT_KILL_TIMEOUT_MS, async () => {
-    return !existsSync(`/proc/${vm.pid}`) && !(await portOpen(rabbit.host, rabbit.port));
-  });
-}
-
-/**
- * Starts a node killed by `killRabbit` again on the same directory (its durable queues and their messages on disk
- * come back) with the same name and ports; resolves with the new VM once the rabbit application runs and the port
- * accepts connections. `rabbit.stop()` still halts it and deletes the directory.
- */
-export async function restartRabbit(rabbit: PrivateRabbit, vm: RabbitVm): Promise<RabbitVm> {
-  const env = { ...process.env, ...vm.env };
-  const pidFile = vm.env.RABBITMQ_PID_FILE;
-  if (!pidFile) throw new Error(`no RABBITMQ_PID_FILE in the environment of ${rabbit.node}`);
-  // The killed VM left its pid file behind; `rabbitmqctl wait` would wait on that dead pid.
-  rmSync(pidFile, { force: true });
-  await execFileAsync("rabbitmq-server", ["-detached"], { env, timeout: 60_000 });
-  await execFileAsync(
-    "rabbitmqctl",
-    ["-n", rabbit.node, "wait", pidFile, "--timeout", String(RABBIT_START_TIMEOUT_S)],
-    { env, timeout: 90_000 },
-  );
-  await rabbit.ctl("await_startup", "--timeout", String(RABBIT_START_TIMEOUT_S));
-  await waitFor(
-    `RabbitMQ ${rabbit.node} did not open ${rabbit.host}:${rabbit.port}`,
-    RABBIT_START_TIMEOUT_S * 1_000,
-    () => portOpen(rabbit.host, rabbit.port),
-  );
-  return rabbitVm(rabbit);
-}
-
-/** Three nodes: the smallest cluster whose quorum queues survive the loss of any one node. */
-const DEFAULT_CLUSTER_SIZE = 3;
-
-/** One quorum queue as `rabbitmqctl list_queues name type leader members` reports it. */
-export interface QuorumPlacement {
-  readonly name: string;
-  readonly type: string;
-  /** Erlang node name of the replica that leads the queue. */
-  readonly leader: string;
-  /** Erlang node names of every replica. */
-  readonly members: readonly string[];
-}
-
-/** Private RabbitMQ nodes joined into one cluster; only this object ever stops them. */
-export interface PrivateRabbitCluster extends Running {
-  /** The nodes, the first being the one the others joined. */
-  readonly nodes: readonly PrivateRabbit[];
-  /** Every node's `amqp://guest:guest@host:port`, separated by commas: AMQP_URL's node list. */
-  readonly url: string;
-  /** From the first `rabbitmq-server -detached` to the last node running as a member of the cluster. */
-  readonly formationMs: number;
-  /**
-   * Where `queue`'s replicas are and which one leads, asked of `via` (default the first node; ask a node that
-   * runs). Throws when the queue does not exist.
-   */
-  placement(queue: string, via?: PrivateRabbit): Promise<QuorumPlacement>;
-  /** The node of this cluster whose Erlang node name is `name`. */
-  byName(name: string): PrivateRabbit;
-  /** Halts every node (a node killed earlier is only cleaned up) and deletes their directories. */
-  stop(): Promise<void>;
-}
-
-/**
- * Starts `size` (3) private nodes as `startPrivateRabbit` does, at once, then joins every node after the first to
- * it with `stop_app`, `join_cluster <first>`, `start_app` (DESIGN.md, "Brokers in development and tests"). The
- * nodes can cluster because the Debian wrapper runs each as the `rabbitmq` user, so they share that user's Erlang
- * cookie (/var/lib/rabbitmq/.erlang.cookie), as `rabbitmqctl` does. Resolves once `cluster_status` of the first
- * node lists every node running; rejects (after halting every node) otherwise.
- */
-export async function startPrivateRabbitCluster(
-  size: number = DEFAULT_CLUSTER_SIZE,
-  opts: PrivateRabbitOptions = {},
-): Promise<PrivateRabbitCluster> {
-  const started = Date.now();
-  const attempts = await Promise.allSettled(Array.from({ length: size }, () => startPrivateRabbit(opts)));
-  const nodes = attempts.flatMap((a) => (a.status === "fulfilled" ? [a.value] : []));
-  const haltAll = async () => {
-    await Promise.allSettled(nodes.map((n) => n.stop()));
-  };
-  try {
-    const failed = attempts.find((a): a is PromiseRejectedResult => a.status === "rejected");
-    if (failed) throw failed.reason;
-    const [first, ...others] = nodes as [PrivateRabbit, ...PrivateRabbit[]];
-    // One at a time: two nodes joining the same node at once can race on its schema (mnesia) transaction.
-    for (const node of others) {
-      await node.stopApp();
-      await node.ctl("join_cluster", first.node);
-      await node.startApp();
-    }
-    const status = JSON.parse(await first.ctl("cluster_status", "--formatter", "json")) as {
-      running_nodes?: string[];
-    };
-    const missing = nodes.filter((n) => !status.running_nodes?.includes(n.node)).map((n) => n.node);
-    if (missing.length > 0)
-      throw new Error(`nodes not running in the cluster of ${first.node}: ${missing.join(", ")}`);
-  } catch (err) {
-    await haltAll();
-    throw err;
-  }
-  const formationMs = Date.now() - started;
-  const cluster = {
-    nodes,
-    url: nodes.map((n) => n.url).join(","),
-    formationMs,
-    async placement(queue: string, via: PrivateRabbit = nodes[0] as PrivateRabbit): Promise<QuorumPlacement> {
-      const rows = JSON.parse(
-        await via.ctl("list_queues", "name", "type", "leader", "members", "--formatter", "json"),
-      ) as QuorumPlacement[];
-      const row = rows.find((r) => r.name === queue);
-      if (!row) throw new Error(`no queue ${queue} on the cluster of ${via.node}`);
-      return row;
-    },
-    byName(name: string): PrivateRabbit {
-      const node = nodes.find((n) => n.node === name);
-      if (!node) throw new Error(`${name} is not a node of this cluster`);
-      return node;
-    },
-  };
-  return running(cluster, haltAll);
 }

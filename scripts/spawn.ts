@@ -104,11 +104,18 @@ export async function startService(
     logs,
     stderr: () => stderr,
     exited,
-    stop(signal = "SIGTERM") {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-      return exited;
-    },
+    stop: (signal = "SIGTERM") => signalIfRunning(proc, exited, signal),
   };
+}
+
+/** Sends `signal` to `proc` unless it has already exited; resolves with its exit code once it has. */
+export function signalIfRunning<C>(
+  proc: ChildProcess,
+  exited: Promise<C>,
+  signal: NodeJS.Signals,
+): Promise<C> {
+  if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+  return exited;
 }
 
 const READY_TIMEOUT_MS = 30_000;

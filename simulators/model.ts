@@ -1,4 +1,4 @@
-import { ID_PATTERN } from "../common/settings.js";
+import { ID_PATTERN } from "../common/ids.js";
 
 /** One valid reading as a simulated device sends it; (deviceId, sensor, ts) is its natural key downstream. */
 export interface SimReading {

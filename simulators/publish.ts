@@ -5,6 +5,7 @@ import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { connect, type IClientOptions, type MqttClient } from "mqtt";
 import { redactUrl } from "../common/config.js";
 import { type Logger, silentLogger } from "../common/log.js";
+import type { MqttSecurityConfig } from "../common/settings.js";
 import { describeTlsError, readTls } from "../common/tls.js";
 import { defaultIntervalMs, type FaultRates, type SimMessage, Simulation } from "./model.js";
 
@@ -24,15 +25,9 @@ const END_TIMEOUT_MS = 2_000;
  * stall, so a long outage is not followed by a long burst. */
 const MAX_CATCH_UP_MS = 1_000;
 
-export interface SimulateConfig {
+export interface SimulateConfig extends MqttSecurityConfig {
+  /** With TLS files (read once when `simulate` connects) and credentials, which override the URL's. */
   readonly mqttUrl: string;
-  /** TLS files for an `mqtts://` URL, read once when `simulate` connects. */
-  readonly mqttCaFile?: string | undefined;
-  readonly mqttCertFile?: string | undefined;
-  readonly mqttKeyFile?: string | undefined;
-  /** Credentials sent in CONNECT; they override the URL's. */
-  readonly mqttUsername?: string | undefined;
-  readonly mqttPassword?: string | undefined;
   readonly topicPrefix: string;
   readonly devices: number;
   readonly sensors: readonly string[];

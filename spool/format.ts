@@ -13,7 +13,7 @@
  */
 import { crc32 } from "node:zlib";
 import type { Options } from "amqplib";
-import type { OutgoingBatch, OutgoingMessage } from "../amqp/sink.js";
+import type { OutgoingBatch, OutgoingMessage } from "../common/outgoing.js";
 
 export const SEGMENT_MAGIC = Buffer.from("TSPOOLS1", "latin1");
 export const SEGMENT_HEADER_BYTES = 16;

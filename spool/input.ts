@@ -1,8 +1,7 @@
-import { heldBytes } from "../amqp/held-bytes.js";
-import type { OutgoingBatch } from "../amqp/sink.js";
 import { sleep } from "../common/backoff.js";
 import type { ByteBudget } from "../common/byte-budget.js";
 import type { Logger } from "../common/log.js";
+import { heldBytes, type OutgoingBatch } from "../common/outgoing.js";
 import { HEALTHY, type Health, type Input, running, type Sink } from "../common/pipeline.js";
 import type { SpoolReader, SpoolStore } from "./store.js";
 

@@ -1,7 +1,6 @@
 /** Reading spooled records back in seq order, for the spool's input (the drain) and its offline commands. */
 import { type FileHandle, open } from "node:fs/promises";
-import { HELD_BYTES_PER_MESSAGE } from "../amqp/held-bytes.js";
-import type { OutgoingBatch } from "../amqp/sink.js";
+import { HELD_BYTES_PER_MESSAGE, type OutgoingBatch } from "../common/outgoing.js";
 import {
   decodeBatch,
   parseRecordHeader,
@@ -52,7 +51,7 @@ export class SpoolReader {
 
   /**
    * Up to `max` durable records with seq in [`from`, `to`), in order, and no more than about `maxHeldBytes` once
-   * decoded (`heldBytes` of amqp/held-bytes.ts, estimated from each record's header; the first record always comes).
+   * decoded (`heldBytes` of common/outgoing.ts, estimated from each record's header; the first record always comes).
    * `next` is where to read on: past the last record returned, or past records that no longer exist (dropped) or
    * cannot be read (counted as dropped).
    */

@@ -8,7 +8,7 @@ const DEFAULT_SPOOL_BYTES = 1_073_741_824;
 /** `1GiB`, `500MiB`, `64k`, or plain bytes; printed back as MiB or GiB. */
 export const parseBytes = parsers.bytes(MIN_SPOOL_BYTES, MAX_SPOOL_BYTES);
 
-/** The gateway's spool settings (docs/contract.md, "Contract: edge spool"): spread them into the gateway's spec. */
+/** The gateway's spool settings (docs/contract.md, "Edge spool"): spread them into the gateway's spec. */
 export const spoolSettings = {
   spoolPath: setting<string | undefined>({
     flag: "spool-path",

@@ -1,5 +1,5 @@
-import type { OutgoingBatch } from "../amqp/sink.js";
 import { sleep } from "../common/backoff.js";
+import type { OutgoingBatch } from "../common/outgoing.js";
 import type { Delivery, Health, Sink } from "../common/pipeline.js";
 import type { SpoolStore } from "./store.js";
 

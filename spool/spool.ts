@@ -1,7 +1,7 @@
 import type { Registry } from "prom-client";
-import type { OutgoingBatch } from "../amqp/sink.js";
 import type { ByteBudget } from "../common/byte-budget.js";
 import type { Logger } from "../common/log.js";
+import type { OutgoingBatch } from "../common/outgoing.js";
 import { firstUnhealthy, type Health, type Running, running, type Sink } from "../common/pipeline.js";
 import { type SpoolInput, startSpoolInput } from "./input.js";
 import { spoolMetrics } from "./metrics.js";

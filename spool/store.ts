@@ -1,5 +1,5 @@
 import { mkdirSync } from "node:fs";
-import type { OutgoingBatch } from "../amqp/sink.js";
+import type { OutgoingBatch } from "../common/outgoing.js";
 import { HEALTHY, type Health } from "../common/pipeline.js";
 import { DiskFaults } from "./disk-faults.js";
 import { SpoolEvents } from "./events.js";

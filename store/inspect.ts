@@ -5,25 +5,20 @@
  * is not part of the product's write path.
  */
 import Database from "better-sqlite3";
+import type { StoredReading } from "./queries.js";
 
-/** One stored row, every column of the `readings` table (store/sqlite.ts, migrations 1 and 2). */
-export interface StoredRow {
-  readonly device_id: string;
-  readonly sensor: string;
-  /** Time of measurement, epoch ms UTC. */
-  readonly ts: number;
-  readonly value: number;
-  readonly unit: string | null;
-  readonly seq: number | null;
+/**
+ * One stored row, every column of the `readings` table (store/sqlite.ts, migrations 1 and 2): the fields of a
+ * {@link StoredReading} (quality `good` for version 1 readings), its tags as JSON text (`{}` when none), and when
+ * and by which gateway it came.
+ */
+export interface StoredRow extends Omit<StoredReading, "tags"> {
+  readonly tags: string;
   readonly gateway_id: string;
   /** Gateway receive time, epoch ms UTC. */
   readonly received_at: number;
   /** Commit time, epoch ms UTC. */
   readonly stored_at: number;
-  /** `good`, `uncertain` or `bad` (schema version 2 on; `good` for version 1 readings). */
-  readonly quality: string;
-  /** JSON text of the reading's tags, `{}` when none. */
-  readonly tags: string;
 }
 
 /** The key of a row: one row per (device_id, sensor, ts). */

@@ -329,6 +329,16 @@ export async function until(what: string, timeoutMs: number, check: () => Promis
   }
 }
 
+/**
+ * Resolves once the processor on `port` has stored at least `readings` (its stored counter), so a fault lands
+ * mid-stream; `timeoutMs` 30 s unless given.
+ */
+export function untilStored(port: number, readings: number, timeoutMs = 30_000): Promise<void> {
+  return until("the first readings are stored", timeoutMs, async () => {
+    return (await metric(port, "telemetry_processor_readings_stored_total")) >= readings;
+  });
+}
+
 /** Prints one test's counts, so the note on the issue can quote them. */
 export function report(test: string, counts: Record<string, unknown>): void {
   console.log(`[fault counts] ${test}: ${JSON.stringify(counts)}`);

@@ -6,7 +6,7 @@ import amqp from "amqplib";
 import { inject } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
 
-import { CLI, type Service } from "../../scripts/spawn.js";
+import { CLI, type Service, startService, untilReady } from "../../scripts/spawn.js";
 import type { StoredRow } from "../../store/inspect.js";
 import { endMqttSession } from "./mqtt-session.js";
 
@@ -57,6 +57,28 @@ export function testNames(label: string): TestNames {
       LOG_LEVEL: "info",
     },
   };
+}
+
+/**
+ * Starts `telemetry gateway` and `telemetry processor` on `names` and resolves once both answer 200 on /readyz. If
+ * either fails to start or to get ready, both are SIGKILLed before the error is passed on.
+ */
+export async function startPipeline(names: TestNames): Promise<{ gateway: Service; processor: Service }> {
+  const started = await Promise.allSettled([
+    startService("gateway", names.env),
+    startService("processor", names.env),
+  ]);
+  try {
+    const [gateway, processor] = started.map((s) => {
+      if (s.status === "rejected") throw s.reason;
+      return s.value;
+    }) as [Service, Service];
+    await untilReady(gateway, processor);
+    return { gateway, processor };
+  } catch (err) {
+    await Promise.all(started.map((s) => (s.status === "fulfilled" ? s.value.stop("SIGKILL") : undefined)));
+    throw err;
+  }
 }
 
 export async function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {

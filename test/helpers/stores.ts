@@ -4,7 +4,7 @@ import { PostgresStore } from "../../store/postgres.js";
 import { createDatabase, missingDatabaseUrl } from "./postgres.js";
 import { queryDb } from "./query-db.js";
 
-/** The backends every query test runs against (DESIGN.md, "Contract: stores": the queries answer the same). */
+/** The backends every query test runs against (docs/contract.md, "Stores": the queries answer the same). */
 export const STORE_KINDS = ["SQLite", "PostgreSQL"] as const;
 export type StoreKind = (typeof STORE_KINDS)[number];
 

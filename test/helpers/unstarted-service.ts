@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { freePort } from "../../scripts/private-brokers.js";
-import { CLI, type LogEntry, readJsonLog } from "../../scripts/spawn.js";
+import { CLI, type LogEntry, readJsonLog, signalIfRunning } from "../../scripts/spawn.js";
 
 /**
  * A service started as its own process that may never come up (its broker refuses it): unlike `startService`,
@@ -47,9 +47,6 @@ export async function spawnService(
     logs,
     output: () => output,
     exited,
-    kill(signal = "SIGTERM") {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-      return exited;
-    },
+    kill: (signal = "SIGTERM") => signalIfRunning(proc, exited, signal),
   };
 }

@@ -11,10 +11,9 @@ import {
   httpGet,
   readRows,
   type Service,
-  startService,
+  startPipeline,
   type TestNames,
   testNames,
-  untilReady,
 } from "../helpers/services.js";
 
 const TS0 = Date.UTC(2026, 0, 1);
@@ -27,11 +26,7 @@ describe("bad input is kept and explained, and the flow goes on", () => {
 
   beforeAll(async () => {
     names = testNames("badinput");
-    [gateway, processor] = await Promise.all([
-      startService("gateway", names.env),
-      startService("processor", names.env),
-    ]);
-    await untilReady(gateway, processor);
+    ({ gateway, processor } = await startPipeline(names));
     publisher = await mqtt.connectAsync(names.mqttUrl, { clean: true, reconnectPeriod: 0 });
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { hangRabbit, type RabbitVm, rabbitVm, resumeRabbit } from "../../scripts/private-brokers.js";
+import { hangRabbit, type RabbitVm, rabbitVm, resumeRabbit } from "../../scripts/rabbit-faults.js";
 import {
   expectStoredExactlyOnce,
   expectStoredThroughReconnect,
@@ -7,6 +7,7 @@ import {
   report,
   startStream,
   until,
+  untilStored,
 } from "../helpers/fault-stream.js";
 import { privateBrokersPerFile } from "../helpers/private-pipeline.js";
 import { httpGet } from "../helpers/services.js";
@@ -56,9 +57,7 @@ describe("fault: RabbitMQ hangs (its Erlang VM stopped with SIGSTOP for 30 s, th
     const services = await run.start();
     const { gateway, processor } = services;
     const stream = startStream(names, { count: READINGS, rate: RATE, seed: 1_807 });
-    await until("the first readings are stored", 30_000, async () => {
-      return (await metric(processor.httpPort, "telemetry_processor_readings_stored_total")) >= READINGS / 12;
-    });
+    await untilStored(processor.httpPort, READINGS / 12);
 
     const hungVm = await rabbitVm(rabbit);
     const ackedAtHang = stream.acked();
@@ -146,12 +145,7 @@ describe("fault: RabbitMQ hangs (its Erlang VM stopped with SIGSTOP for 30 s, th
     const services = await run.start(env);
     const { gateway } = services;
     const stream = startStream(n, { count: SIGTERM_READINGS, rate: RATE, seed: 1_808 });
-    await until("the first readings are stored", 30_000, async () => {
-      return (
-        (await metric(services.processor.httpPort, "telemetry_processor_readings_stored_total")) >=
-        SIGTERM_READINGS / 10
-      );
-    });
+    await untilStored(services.processor.httpPort, SIGTERM_READINGS / 10);
 
     const hungVm = await rabbitVm(brokers().rabbit);
     hangRabbit(hungVm);

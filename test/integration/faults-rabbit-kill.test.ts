@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { killRabbit, type PrivateRabbit, rabbitVm, restartRabbit } from "../../scripts/private-brokers.js";
+import type { PrivateRabbit } from "../../scripts/private-brokers.js";
+import { killRabbit, rabbitVm, restartRabbit } from "../../scripts/rabbit-faults.js";
 import {
   expectDeliveriesAccounted,
   expectStoredExactlyOnce,
@@ -8,6 +9,7 @@ import {
   report,
   startStream,
   until,
+  untilStored,
 } from "../helpers/fault-stream.js";
 import { privateBrokersPerFile } from "../helpers/private-pipeline.js";
 import { httpGet, type Service, untilReady } from "../helpers/services.js";
@@ -107,9 +109,7 @@ describe("fault: RabbitMQ killed hard (SIGKILL of its Erlang VM) and started aga
     const services = await run.start();
     const { gateway, processor } = services;
     const stream = startStream(n, { count: READINGS, rate: RATE, seed: 4_402 });
-    await until("the first readings are stored", 30_000, async () => {
-      return (await metric(processor.httpPort, "telemetry_processor_readings_stored_total")) >= READINGS / 8;
-    });
+    await untilStored(processor.httpPort, READINGS / 8);
 
     const vm = await rabbitVm(rabbit);
     const ackedAtKill = stream.acked();

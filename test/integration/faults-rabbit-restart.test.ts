@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { expectStoredThroughReconnect, metric, report, startStream, until } from "../helpers/fault-stream.js";
+import {
+  expectStoredThroughReconnect,
+  metric,
+  report,
+  startStream,
+  until,
+  untilStored,
+} from "../helpers/fault-stream.js";
 import { privateBrokersPerFile } from "../helpers/private-pipeline.js";
 import { httpGet } from "../helpers/services.js";
 
@@ -18,9 +25,7 @@ describe("fault: RabbitMQ stops and starts again mid-stream (rabbitmqctl stop_ap
     const services = await run.start();
     const { gateway, processor } = services;
     const stream = startStream(names, { count: READINGS, rate: RATE, seed: 303 });
-    await until("the first readings are stored", 20_000, async () => {
-      return (await metric(processor.httpPort, "telemetry_processor_readings_stored_total")) >= READINGS / 16;
-    });
+    await untilStored(processor.httpPort, READINGS / 16, 20_000);
 
     const ackedAtStop = stream.acked();
     expect(ackedAtStop, "RabbitMQ must stop mid-stream").toBeLessThan(READINGS);

@@ -5,10 +5,9 @@ import {
   countRows,
   httpGet,
   type Service,
-  startService,
+  startPipeline,
   type TestNames,
   testNames,
-  untilReady,
 } from "../helpers/services.js";
 
 const DEVICES = ["lbl-dev-alpha", "lbl-dev-beta", "lbl-dev-gamma"];
@@ -40,12 +39,8 @@ describe("metrics of a fleet: no label per device or sensor", () => {
   });
 
   it("after good and bad readings from several devices and sensors, no label value of gateway or processor names one", async () => {
-    const [gateway, processor] = await Promise.all([
-      startService("gateway", names.env),
-      startService("processor", names.env),
-    ]);
+    const { gateway, processor } = await startPipeline(names);
     services.push(gateway, processor);
-    await untilReady(gateway, processor);
 
     const client = await mqtt.connectAsync(names.mqttUrl, { clean: true, reconnectPeriod: 0 });
     const sent: Promise<unknown>[] = [];

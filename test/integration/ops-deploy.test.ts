@@ -1,69 +1,14 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parsers } from "../../common/config.js";
-import { CLI } from "../../scripts/spawn.js";
 import { simulateCommand } from "../../simulators/index.js";
+import { type ComposeService, cleanCli, composeConfig, ports, ROOT, volumes } from "../helpers/compose.js";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const DEPLOY = `${ROOT}deploy/`;
 const duration = parsers.duration(0, 86_400_000);
 /** The services `telemetry check` knows (and so whose whole configuration it can read). */
 const CHECKED = ["gateway", "processor", "serve"];
-
-interface ComposeService {
-  build?: unknown;
-  image?: string;
-  command?: string[];
-  environment?: Record<string, string>;
-  ports?: { target: number; published: string | number }[] | string[];
-  healthcheck?: { test: string[] };
-  restart?: string;
-  stop_grace_period?: string;
-  stop_signal?: string;
-  volumes?: ({ source?: string; target: string } | string)[];
-}
-
-/** Compose v1 writes a volume as "source:target:mode", the Compose specification as {source, target}. */
-function volumes(s: ComposeService | undefined): { source?: string; target: string }[] {
-  return (s?.volumes ?? []).map((v) => {
-    if (typeof v !== "string") return v;
-    const [source, target = ""] = v.split(":");
-    return source === undefined ? { target } : { source, target };
-  });
-}
-
-/** The file as Docker Compose reads it (`docker-compose config`, Debian's package), as JSON. */
-function composeConfig(): { services: Record<string, ComposeService> } {
-  const yaml = execFileSync("docker-compose", ["-f", `${ROOT}docker-compose.yml`, "config"], {
-    encoding: "utf8",
-  });
-  const json = execFileSync(
-    "python3",
-    ["-c", "import sys, yaml, json; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"],
-    { input: yaml, encoding: "utf8" },
-  );
-  return JSON.parse(json);
-}
-
-/** Runs the built CLI with exactly `env` (no variables of the test's own) and returns its output. */
-function cli(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [CLI, ...args], {
-    env: { PATH: process.env.PATH ?? "", ...env },
-    encoding: "utf8",
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** `docker-compose config` writes "9464:9464" as {target, published}. */
-function ports(s: ComposeService): { target: number; published: number }[] {
-  return (s.ports ?? []).map((p) =>
-    typeof p === "string"
-      ? { target: Number(p.split(":")[1]), published: Number(p.split(":")[0]) }
-      : { target: Number(p.target), published: Number(p.published) },
-  );
-}
 
 /** The effective settings `telemetry check <service>` prints for a configuration: variable -> value. */
 function effective(stdout: string): Record<string, string> {
@@ -73,7 +18,7 @@ function effective(stdout: string): Record<string, string> {
 }
 
 describe("docker-compose.yml agrees with the code", () => {
-  const compose = composeConfig();
+  const compose = composeConfig("docker-compose.yml");
   const ours = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
 
   it("runs RabbitMQ, Mosquitto with deploy/mosquitto.conf, gateway, processor, simulator and the dashboard", () => {
@@ -91,7 +36,7 @@ describe("docker-compose.yml agrees with the code", () => {
     const svc = s as ComposeService;
     const env = svc.environment ?? {};
     // Every variable is one of the command's (its --help lists each as [NAME]).
-    const help = cli([command, "--help"]);
+    const help = cleanCli([command, "--help"]);
     expect(help.code).toBe(0);
     const known = new Set([...help.stdout.matchAll(/\[([A-Z_]+)\]/g)].map((m) => m[1] as string));
     for (const variable of Object.keys(env)) {
@@ -101,7 +46,7 @@ describe("docker-compose.yml agrees with the code", () => {
       ).toBe(true);
     }
     // The whole configuration is valid, as the service in the container would read it.
-    const check = cli(["check", command, ...(svc.command ?? []).slice(1)], env);
+    const check = cleanCli(["check", command, ...(svc.command ?? []).slice(1)], env);
     expect(check.code, check.stdout + check.stderr).toBe(0);
     const settings = effective(check.stdout);
     // Published ports and the healthcheck use the port the service listens on, on all interfaces.
@@ -171,7 +116,7 @@ describe("systemd units", () => {
       const drain = /^Environment=DRAIN_TIMEOUT=(\S+)$/m.exec(text)?.[1] ?? "10s"; // the services' default
       expect(stop).toBeGreaterThan(duration(drain));
       const env = [...text.matchAll(/^Environment=([A-Z_]+)=/gm)].map((m) => m[1] as string);
-      const known = cli([command, "--help"]).stdout;
+      const known = cleanCli([command, "--help"]).stdout;
       for (const variable of env) expect(known).toContain(`[${variable.replace(/_FILE$/, "")}]`);
     },
   );

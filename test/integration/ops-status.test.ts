@@ -11,6 +11,7 @@ import {
   httpGet,
   runCli,
   type Service,
+  startPipeline,
   startService,
   type TestNames,
   testNames,
@@ -46,10 +47,7 @@ describe("telemetry status", () => {
 
   beforeAll(async () => {
     names = testNames("opsstatus");
-    [gateway, processor] = await Promise.all([
-      startService("gateway", names.env),
-      startService("processor", names.env),
-    ]);
+    ({ gateway, processor } = await startPipeline(names));
     publisher = await mqtt.connectAsync(names.mqttUrl, { clean: true, reconnectPeriod: 0 });
     flags = [
       "--format",

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
+import type { SimReading } from "../../simulators/model.js";
 import { expectDeliveriesAccounted } from "../helpers/fault-stream.js";
 import {
   cleanup,
@@ -24,15 +25,6 @@ const READINGS = 10_000;
  */
 const DRAIN_TIMEOUT_MS = 120_000;
 const IDLE_SETTLE_BOUND_MS = DRAIN_TIMEOUT_MS / 2;
-
-interface Sent {
-  deviceId: string;
-  sensor: string;
-  ts: number;
-  value: number;
-  unit: string | null;
-  seq: number;
-}
 
 describe("the pipeline end to end: simulated sensors -> gateway -> RabbitMQ -> processor -> SQLite", () => {
   let names: TestNames;
@@ -91,7 +83,7 @@ describe("the pipeline end to end: simulated sensors -> gateway -> RabbitMQ -> p
     const sent = readFileSync(record, "utf8")
       .split("\n")
       .filter(Boolean)
-      .map((l) => JSON.parse(l) as Sent);
+      .map((l) => JSON.parse(l) as SimReading);
     expect(sent).toHaveLength(READINGS);
 
     await vi.waitFor(() => expect(countRows(names.dbPath)).toBe(READINGS), {

@@ -1,51 +1,15 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { splitUrlList } from "../../common/config.js";
-import { CLI } from "../../scripts/spawn.js";
+import { type ComposeService, cleanCli, composeConfig, ports, ROOT } from "../helpers/compose.js";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 /** Values for the variables the file requires, as an operator would give them. */
 const SECRETS = { RABBITMQ_ERLANG_COOKIE: "test-cookie-7f3a", POSTGRES_PASSWORD: "test-pg-91c2" };
 const RABBIT_NODES = ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"];
 
-interface ComposeService {
-  build?: unknown;
-  command?: string[];
-  environment?: Record<string, string>;
-  ports?: { target: number; published: string | number }[];
-  healthcheck?: { test: string[] };
-  restart?: string;
-  hostname?: string;
-  depends_on?: Record<string, unknown>;
-  volumes?: ({ source?: string; target: string } | string)[];
-}
-
-/** docker-compose.cluster.yml as Docker Compose reads it (`docker-compose config`, Debian's package), as JSON. */
-function composeConfig(env: Record<string, string>): { services: Record<string, ComposeService> } {
-  const yaml = execFileSync("docker-compose", ["-f", `${ROOT}docker-compose.cluster.yml`, "config"], {
-    encoding: "utf8",
-    env: { PATH: process.env.PATH ?? "", ...env },
-  });
-  const json = execFileSync(
-    "python3",
-    ["-c", "import sys, yaml, json; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"],
-    { input: yaml, encoding: "utf8" },
-  );
-  return JSON.parse(json);
-}
-
-function cli(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [CLI, ...args], {
-    env: { PATH: process.env.PATH ?? "", ...env },
-    encoding: "utf8",
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
 describe("docker-compose.cluster.yml agrees with the code", () => {
-  const compose = composeConfig(SECRETS);
+  const compose = composeConfig("docker-compose.cluster.yml", SECRETS);
   const s = compose.services;
   const running = (command: string) =>
     Object.entries(s).filter(([, svc]) => svc.build !== undefined && svc.command?.[0] === command);
@@ -92,7 +56,7 @@ describe("docker-compose.cluster.yml agrees with the code", () => {
     (command) => {
       for (const [name, svc] of running(command)) {
         const env = svc.environment ?? {};
-        const check = cli(["check", command], env);
+        const check = cleanCli(["check", command], env);
         expect(check.code, `${name}: ${check.stdout}${check.stderr}`).toBe(0);
         expect(check.stdout, `${name} prints no password`).not.toContain(SECRETS.POSTGRES_PASSWORD);
         if (command !== "serve") {
@@ -105,7 +69,7 @@ describe("docker-compose.cluster.yml agrees with the code", () => {
           expect(env.DATABASE_URL).toBe(s.dashboard?.environment?.DATABASE_URL);
         }
         const port = Number(env.HTTP_PORT ?? env.SERVE_PORT);
-        expect((svc.ports ?? []).map((p) => Number(p.target))).toEqual([port]);
+        expect(ports(svc).map((p) => p.target)).toEqual([port]);
         expect(svc.healthcheck?.test.join(" ")).toContain(`http://127.0.0.1:${port}/`);
         expect(svc.restart).toBe("unless-stopped");
       }
@@ -113,7 +77,7 @@ describe("docker-compose.cluster.yml agrees with the code", () => {
   );
 
   it("no two services publish the same host port", () => {
-    const published = Object.values(s).flatMap((svc) => (svc.ports ?? []).map((p) => Number(p.published)));
+    const published = Object.values(s).flatMap((svc) => ports(svc).map((p) => p.published));
     expect(new Set(published).size).toBe(published.length);
   });
 });

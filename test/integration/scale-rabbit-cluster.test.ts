@@ -2,13 +2,9 @@ import { rmSync } from "node:fs";
 import amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { declareTopology } from "../../amqp/topology.js";
-import {
-  killRabbit,
-  type PrivateRabbit,
-  type PrivateRabbitCluster,
-  rabbitVm,
-  startPrivateRabbitCluster,
-} from "../../scripts/private-brokers.js";
+import type { PrivateRabbit } from "../../scripts/private-brokers.js";
+import { type PrivateRabbitCluster, startPrivateRabbitCluster } from "../../scripts/rabbit-cluster.js";
+import { killRabbit, rabbitVm } from "../../scripts/rabbit-faults.js";
 import {
   expectDeliveriesAccounted,
   expectStoredExactlyOnce,
@@ -17,6 +13,7 @@ import {
   report,
   startStream,
   until,
+  untilStored,
 } from "../helpers/fault-stream.js";
 import {
   cleanup,
@@ -181,9 +178,7 @@ describe("fault: the RabbitMQ node leading the quorum queue is killed (SIGKILL) 
     const nodesBefore = { gateway: connectedNode(gateway), processor: connectedNode(processor) };
 
     const stream = startStream(n, { count: READINGS, rate: RATE, seed: 1_717 });
-    await until("the first readings are stored", 30_000, async () => {
-      return (await metric(processor.httpPort, STORED)) >= READINGS / 8;
-    });
+    await untilStored(processor.httpPort, READINGS / 8);
     const vm = await rabbitVm(leader);
     const ackedAtKill = stream.acked();
     expect(ackedAtKill, "the node must die mid-stream").toBeLessThan(READINGS);

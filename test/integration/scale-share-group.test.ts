@@ -18,14 +18,20 @@ describe("gateways sharing the MQTT subscription (GATEWAY_SHARE_GROUP) on Mosqui
   const startGateway = (run: PrivatePipeline, id: string, extra: Record<string, string> = {}) =>
     run.gateway({ GATEWAY_ID: id, GATEWAY_SHARE_GROUP: SHARE_GROUP, ...extra });
 
-  it("every reading is stored exactly once and both gateways work when one is killed with SIGKILL mid-stream and restarted", async () => {
-    await using run = await brokers().pipeline("scale-share");
-    const n = run.names;
-    const idA = `${n.gatewayId}-a`;
-    const idB = `${n.gatewayId}-b`;
+  /** A processor and two gateways of one share group, ids `<gatewayId>-a` and `-b`, all ready. */
+  const startMembers = async (run: PrivatePipeline) => {
+    const idA = `${run.names.gatewayId}-a`;
+    const idB = `${run.names.gatewayId}-b`;
     const processor = await run.processor();
     const [a, b] = await Promise.all([startGateway(run, idA), startGateway(run, idB)]);
     await untilReady(processor, a, b);
+    return { idA, idB, processor, a, b };
+  };
+
+  it("every reading is stored exactly once and both gateways work when one is killed with SIGKILL mid-stream and restarted", async () => {
+    await using run = await brokers().pipeline("scale-share");
+    const n = run.names;
+    const { idA, idB, a, b } = await startMembers(run);
 
     const stream = startStream(n, { count: READINGS, rate: RATE, seed: 1_701 });
     let publishedByA = 0;
@@ -62,11 +68,7 @@ describe("gateways sharing the MQTT subscription (GATEWAY_SHARE_GROUP) on Mosqui
   it("readings in flight to a member that dies and does not come back wait in its session until a gateway with its GATEWAY_ID returns", async () => {
     await using run = await brokers().pipeline("scale-share-dead");
     const n = run.names;
-    const idA = `${n.gatewayId}-a`;
-    const idB = `${n.gatewayId}-b`;
-    const processor = await run.processor();
-    const [a, b] = await Promise.all([startGateway(run, idA), startGateway(run, idB)]);
-    await untilReady(processor, a, b);
+    const { idA, idB, a, b } = await startMembers(run);
 
     const stream = startStream(n, { count: READINGS, rate: RATE, seed: 1_702 });
     await until("a third of the stream is acknowledged and both gateways publish", 30_000, async () => {

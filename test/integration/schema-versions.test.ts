@@ -13,10 +13,10 @@ import {
   type Row,
   readRows,
   type Service,
+  startPipeline,
   startService,
   type TestNames,
   testNames,
-  untilReady,
 } from "../helpers/services.js";
 
 const SCHEMA_DIR = new URL("../../schemas/", import.meta.url);
@@ -54,11 +54,7 @@ describe("schema versions: a processor stores the messages of every gateway vers
 
   beforeAll(async () => {
     names = testNames("schemaver");
-    [gateway, processor] = await Promise.all([
-      startService("gateway", names.env),
-      startService("processor", names.env),
-    ]);
-    await untilReady(gateway, processor);
+    ({ gateway, processor } = await startPipeline(names));
     publisher = await mqtt.connectAsync(names.mqttUrl, { clean: true, reconnectPeriod: 0 });
     conn = await amqp.connect(names.amqpUrl);
     ch = await conn.createConfirmChannel();
@@ -200,16 +196,11 @@ describe("schema versions: a processor stores the messages of every gateway vers
     ch.ack(message);
 
     await vi.waitFor(() => expect(countRows(names.dbPath)).toBe(2 * PER_VERSION + 1), { timeout: 10_000 });
+    // Stored as sent (storedRows leaves the times out; battery, new in v3, has no column), tags as JSON text.
+    const { received_at: _received, battery: _battery, tags, ...stored } = reading;
     expect(storedRows(names.dbPath).find((r) => r.device_id === "dev-v3")).toEqual({
-      device_id: "dev-v3",
-      sensor: "pressure",
-      ts: TS0,
-      value: 1013.25,
-      unit: "hPa",
-      seq: 1,
-      gateway_id: "gateway-v3",
-      quality: "uncertain",
-      tags: '{"site":"north"}',
+      ...stored,
+      tags: JSON.stringify(tags),
     });
     expect((await ch.checkQueue(dead)).messageCount).toBe(0);
     expect((await ch.checkQueue(names.queue)).messageCount).toBe(0);

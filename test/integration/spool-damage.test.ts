@@ -7,7 +7,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from "../../spool/format.js";
+import { RECORD_HEADER_BYTES } from "../../spool/format.js";
 import { listSegments } from "../../spool/store.js";
 import { faultNames, metric, report, startStream, until } from "../helpers/fault-stream.js";
 import { freePort, type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
@@ -21,24 +21,13 @@ import {
   type TestNames,
   untilReady,
 } from "../helpers/services.js";
+import { recordOffsets } from "../helpers/spool-files.js";
 
 const READINGS = 10_000;
 const RATE = 3_000;
 /** 256 KiB segments: 10,000 readings fill several. */
 const SPOOL_MAX_BYTES = "4MiB";
 const STORED_TIMEOUT_MS = 90_000;
-
-/** The byte offset of each record in a segment file, in order. */
-function recordOffsets(path: string): number[] {
-  const bytes = readFileSync(path);
-  const out: number[] = [];
-  for (let at = SEGMENT_HEADER_BYTES; at + RECORD_HEADER_BYTES <= bytes.length; ) {
-    if (bytes.readUInt32BE(at) !== 0x5350_5231) break;
-    out.push(at);
-    at += RECORD_HEADER_BYTES + bytes.readUInt32BE(at + 4);
-  }
-  return out;
-}
 
 describe("spool: flipped bytes in an older segment", () => {
   let mosquitto: PrivateMosquitto;

@@ -18,27 +18,21 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { silentLogger } from "../../common/log.js";
 import { HEALTHY } from "../../common/pipeline.js";
 import { SpoolStore } from "../../spool/store.js";
 import {
   expectStoredExactlyOnce,
-  faultNames,
   metric,
   report,
+  type Stream,
+  type StreamCounts,
   startStream,
   until,
 } from "../helpers/fault-stream.js";
-import { type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
-import {
-  cleanup,
-  httpGet,
-  type Service,
-  startService,
-  type TestNames,
-  untilReady,
-} from "../helpers/services.js";
+import { type PrivatePipeline, privateBrokersPerFile } from "../helpers/private-pipeline.js";
+import { httpGet, type Service, type TestNames, untilReady } from "../helpers/services.js";
 
 const TMPFS_BYTES = "2m";
 const READINGS = 3_000;
@@ -135,38 +129,26 @@ describe("spool store on a full tmpfs", () => {
 });
 
 describe("gateway spool on a failing disk", () => {
-  let mosquitto: PrivateMosquitto;
-  const used: TestNames[] = [];
-  const services: Service[] = [];
+  // max_queued_messages 0: what the gateway does not take stays queued in its session.
+  const brokers = privateBrokersPerFile({ mosquitto: { maxQueued: 0 } });
 
-  beforeAll(async () => {
-    // max_queued_messages 0: what the gateway does not take stays queued in its session.
-    mosquitto = await startPrivateMosquitto({ maxQueued: 0 });
-  });
-
-  afterAll(async () => {
-    await Promise.all(services.map((s) => s.stop("SIGKILL")));
-    for (const n of used) await cleanup(n).catch(() => undefined);
-    await mosquitto?.stop();
-  });
-
-  /** Starts a gateway spooling into `spool` and a processor; returns the gateway. */
-  async function pipeline(names: TestNames, spool: string, prefix: readonly string[] = []): Promise<Service> {
-    const g = await startService(
-      "gateway",
+  /** Starts a gateway spooling into `spool` and a processor on `run`; returns the gateway. */
+  async function pipeline(
+    run: PrivatePipeline,
+    spool: string,
+    prefix: readonly string[] = [],
+  ): Promise<Service> {
+    const g = await run.gateway(
       {
-        ...names.env,
         SPOOL_PATH: spool,
         SPOOL_MAX_BYTES: "1MiB", // 64 KiB segments: a new segment file every ~400 readings
         GATEWAY_INFLIGHT: String(INFLIGHT),
         DRAIN_TIMEOUT: "1s",
       },
-      [],
       prefix,
     );
-    services.push(g);
     await untilReady(g);
-    services.push(await startService("processor", names.env));
+    await run.processor();
     return g;
   }
 
@@ -191,13 +173,26 @@ describe("gateway spool on a failing disk", () => {
     return held;
   }
 
+  /** Once the disk is back: every reading stored exactly once, the gateway ready again, never exited, none dropped. */
+  async function expectHealed(g: Service, names: TestNames, stream: Stream): Promise<StreamCounts> {
+    const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
+    await until(
+      "the gateway ready again",
+      60_000,
+      async () => (await httpGet(g.httpPort, "/readyz")).status === 200,
+    );
+    expect(g.proc.exitCode).toBeNull();
+    expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
+    return counts;
+  }
+
   it(
     "a full spool tmpfs (ENOSPC): /readyz 503 naming it, PUBACKs held, no exit; space back: ready, every reading stored exactly once",
     async () => {
-      const names = faultNames("spool-disk-enospc", { mqttUrl: mosquitto.url });
-      used.push(names);
+      await using run = await brokers().pipeline("spool-disk-enospc");
+      const { names } = run;
       const disk = tmpfs(TMPFS_BYTES);
-      const g = await pipeline(names, join(disk, "spool"));
+      const g = await pipeline(run, join(disk, "spool"));
       const filler = fill(disk);
       const stream = startStream(names, { count: READINGS, rate: RATE, seed: 3_101 });
       const held = await expectHeld(g, "ENOSPC");
@@ -205,14 +200,7 @@ describe("gateway spool on a failing disk", () => {
       expect(await metric(g.httpPort, "telemetry_gateway_inflight_messages")).toBeGreaterThan(0);
 
       rmSync(filler);
-      const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
-      await until(
-        "the gateway ready again",
-        60_000,
-        async () => (await httpGet(g.httpPort, "/readyz")).status === 200,
-      );
-      expect(g.proc.exitCode).toBeNull();
-      expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
+      const counts = await expectHealed(g, names, stream);
       report("spool: disk full (tmpfs)", { ...counts, takenWhileFull: held });
     },
     TEST_TIMEOUT_MS,
@@ -221,10 +209,10 @@ describe("gateway spool on a failing disk", () => {
   it(
     "a spool tmpfs remounted read-only (EROFS): /readyz 503 naming it, PUBACKs held, no exit; read-write again: every reading stored exactly once",
     async () => {
-      const names = faultNames("spool-disk-erofs", { mqttUrl: mosquitto.url });
-      used.push(names);
+      await using run = await brokers().pipeline("spool-disk-erofs");
+      const { names } = run;
       const disk = tmpfs(TMPFS_BYTES);
-      const g = await pipeline(names, join(disk, "spool"));
+      const g = await pipeline(run, join(disk, "spool"));
       // Before any reading: the gateway holds no file open for writing yet, so the kernel lets the remount happen.
       execFileSync("mount", ["-o", "remount,ro", disk]);
       const stream = startStream(names, { count: READINGS, rate: RATE, seed: 3_103 });
@@ -232,14 +220,7 @@ describe("gateway spool on a failing disk", () => {
       expect(held).toBeLessThan(READINGS);
 
       execFileSync("mount", ["-o", "remount,rw", disk]);
-      const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
-      await until(
-        "the gateway ready again",
-        60_000,
-        async () => (await httpGet(g.httpPort, "/readyz")).status === 200,
-      );
-      expect(g.proc.exitCode).toBeNull();
-      expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
+      const counts = await expectHealed(g, names, stream);
       report("spool: disk read-only (EROFS)", { ...counts, takenWhileReadOnly: held });
     },
     TEST_TIMEOUT_MS,
@@ -248,15 +229,15 @@ describe("gateway spool on a failing disk", () => {
   it(
     "a spool directory made unwritable under an unprivileged gateway (EACCES): /readyz 503 naming it, no exit; writable again: every reading stored exactly once",
     async () => {
-      const names = faultNames("spool-disk-eacces", { mqttUrl: mosquitto.url });
-      used.push(names);
+      await using run = await brokers().pipeline("spool-disk-eacces");
+      const { names } = run;
       const parent = mkdtempSync(join(tmpdir(), "telemetry-spool-eacces-"));
       dirs.push(parent);
       chmodSync(parent, 0o755);
       const spool = join(parent, "spool");
       mkdirSync(spool);
       chownSync(spool, NOBODY, NOBODY);
-      const g = await pipeline(names, spool, UNPRIVILEGED);
+      const g = await pipeline(run, spool, UNPRIVILEGED);
       const stream = startStream(names, { count: READINGS, rate: RATE, seed: 3_102 });
       await until("some readings taken", 30_000, async () => {
         return (await metric(g.httpPort, "telemetry_gateway_messages_received_total")) > 100;
@@ -268,14 +249,7 @@ describe("gateway spool on a failing disk", () => {
       expect(held).toBeLessThan(READINGS);
 
       chmodSync(spool, 0o755);
-      const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
-      await until(
-        "the gateway ready again",
-        60_000,
-        async () => (await httpGet(g.httpPort, "/readyz")).status === 200,
-      );
-      expect(g.proc.exitCode).toBeNull();
-      expect(await metric(g.httpPort, "telemetry_gateway_spool_dropped_total")).toBe(0);
+      const counts = await expectHealed(g, names, stream);
       report("spool: directory unwritable (EACCES)", { ...counts, takenWhileUnwritable: held });
     },
     TEST_TIMEOUT_MS,

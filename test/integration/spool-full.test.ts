@@ -5,31 +5,11 @@
  */
 import { join } from "node:path";
 import mqtt from "mqtt";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  expectStoredExactlyOnce,
-  faultNames,
-  metric,
-  report,
-  startStream,
-  until,
-} from "../helpers/fault-stream.js";
-import {
-  freePort,
-  type PrivateMosquitto,
-  type PrivateRabbit,
-  startPrivateMosquitto,
-  startPrivateRabbit,
-} from "../helpers/private-brokers.js";
-import {
-  cleanup,
-  countRows,
-  httpGet,
-  type Service,
-  startService,
-  type TestNames,
-  untilReady,
-} from "../helpers/services.js";
+import { describe, expect, it } from "vitest";
+import { expectStoredExactlyOnce, metric, report, startStream, until } from "../helpers/fault-stream.js";
+import { freePort } from "../helpers/private-brokers.js";
+import { type PrivatePipeline, privateBrokersPerFile } from "../helpers/private-pipeline.js";
+import { countRows, httpGet, type Service, untilReady } from "../helpers/services.js";
 
 /** The smallest spool allowed: about 7,000 readings of the simulator's. */
 const SPOOL_MAX_BYTES = 1_048_576;
@@ -51,52 +31,38 @@ async function series(port: number, name: string, label: string): Promise<number
 }
 
 describe("spool full, uplink down", () => {
-  let mosquitto: PrivateMosquitto;
-  const namesList: TestNames[] = [];
-  const services: Service[] = [];
+  // max_queued_messages 0: what the gateway does not take stays queued in its session.
+  const mosquittoOnly = { mosquitto: { maxQueued: 0 } };
+  const brokers = privateBrokersPerFile(mosquittoOnly);
 
-  beforeAll(async () => {
-    // max_queued_messages 0: what the gateway does not take stays queued in its session.
-    mosquitto = await startPrivateMosquitto({ maxQueued: 0 });
-  });
-
-  afterAll(async () => {
-    await Promise.all(services.map((s) => s.stop("SIGKILL")));
-    for (const names of namesList) await cleanup(names).catch(() => undefined);
-    await mosquitto?.stop();
-  });
-
-  const gateway = async (names: TestNames, full: string): Promise<Service> => {
-    const g = await startService("gateway", {
-      ...names.env,
-      SPOOL_PATH: join(names.dir, "spool"),
+  /** Starts a gateway on `run` whose spool is full by `full`'s rule, with `env` on top; resolves once it is ready. */
+  const gateway = async (
+    run: PrivatePipeline,
+    full: string,
+    env: Record<string, string> = {},
+  ): Promise<Service> => {
+    const g = await run.gateway({
+      SPOOL_PATH: join(run.names.dir, "spool"),
       SPOOL_MAX_BYTES: String(SPOOL_MAX_BYTES),
       SPOOL_FULL: full,
       GATEWAY_INFLIGHT: String(INFLIGHT),
       DRAIN_TIMEOUT: "1s",
+      ...env,
     });
-    services.push(g);
     await untilReady(g);
     return g;
   };
 
   describe("SPOOL_FULL=block", () => {
-    let rabbit: PrivateRabbit;
-
-    beforeAll(async () => {
-      rabbit = await startPrivateRabbit();
-    });
-
-    afterAll(async () => {
-      await rabbit?.stop();
-    });
+    const withRabbit = privateBrokersPerFile({ ...mosquittoOnly, rabbit: true });
 
     it("a full spool makes /readyz 503 naming the spool and stops PUBACKs (the broker keeps the readings); with the uplink back every reading is stored exactly once", async () => {
-      const names = faultNames("spool-full-block", { mqttUrl: mosquitto.url, amqpUrl: rabbit.url });
-      namesList.push(names);
+      await using run = await withRabbit().pipeline("spool-full-block");
+      const { names } = run;
+      const { rabbit } = withRabbit();
       // The uplink goes away: RabbitMQ closes its listener, connections are refused.
       await rabbit.stopApp();
-      const g = await gateway(names, "block");
+      const g = await gateway(run, "block");
       const stream = startStream(names, { count: BLOCK_READINGS, rate: RATE, seed: 1_603 });
 
       await until("the gateway reports the spool full on /readyz", 60_000, async () => {
@@ -127,7 +93,7 @@ describe("spool full, uplink down", () => {
 
       // The uplink is back: the same gateway drains, takes the rest from the broker, and is ready again.
       await rabbit.startApp();
-      services.push(await startService("processor", names.env));
+      await run.processor();
       const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
       await until("the spool is empty and the gateway ready", 30_000, async () => {
         return (
@@ -148,21 +114,14 @@ describe("spool full, uplink down", () => {
   });
 
   describe("a record larger than the whole spool", () => {
-    let rabbit: PrivateRabbit;
-
-    beforeAll(async () => {
-      rabbit = await startPrivateRabbit();
-    });
-
-    afterAll(async () => {
-      await rabbit?.stop();
-    });
+    const withRabbit = privateBrokersPerFile({ ...mosquittoOnly, rabbit: true });
 
     it("SPOOL_MAX_BYTES=1MiB, block, uplink down, one valid payload of 7,000 readings with 120-character ids: not PUBACKed and /readyz says why; with the uplink back all 7,000 are stored", async () => {
-      const names = faultNames("spool-full-huge", { mqttUrl: mosquitto.url, amqpUrl: rabbit.url });
-      namesList.push(names);
+      await using run = await withRabbit().pipeline("spool-full-huge");
+      const { names } = run;
+      const { rabbit } = withRabbit();
       await rabbit.stopApp();
-      const g = await gateway(names, "block");
+      const g = await gateway(run, "block");
       const t0 = Date.now() - BIG_READINGS;
       const payload = JSON.stringify(
         Array.from({ length: BIG_READINGS }, (_, i) => ({ ts: t0 + i, value: i % 100 })),
@@ -190,7 +149,7 @@ describe("spool full, uplink down", () => {
       ).toBe(true);
 
       await rabbit.startApp();
-      services.push(await startService("processor", names.env));
+      await run.processor();
       await until(
         "all 7,000 readings stored",
         STORED_TIMEOUT_MS,
@@ -209,10 +168,10 @@ describe("spool full, uplink down", () => {
   it.each(["drop-newest", "drop-oldest"] as const)(
     "SPOOL_FULL=%s keeps the gateway ready and taking every reading, with each drop counted in /metrics and logged",
     async (policy) => {
-      const names = faultNames(`spool-full-${policy}`, { mqttUrl: mosquitto.url });
-      namesList.push(names);
+      await using run = await brokers().pipeline(`spool-full-${policy}`);
+      const { names } = run;
       const refused = `amqp://guest:guest@127.0.0.1:${await freePort()}`;
-      const g = await gateway({ ...names, env: { ...names.env, AMQP_URL: refused } }, policy);
+      const g = await gateway(run, policy, { AMQP_URL: refused });
       const stream = startStream(names, { count: DROP_READINGS, rate: RATE, seed: 1_604 });
       const notReady: string[] = [];
       await until("the gateway took every reading", 60_000, async () => {

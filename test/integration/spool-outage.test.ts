@@ -5,25 +5,18 @@
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import {
   expectStoredExactlyOnce,
-  faultNames,
   metric,
   report,
   type Stream,
   startStream,
   until,
 } from "../helpers/fault-stream.js";
-import { freePort, type PrivateMosquitto, startPrivateMosquitto } from "../helpers/private-brokers.js";
-import {
-  cleanup,
-  httpGet,
-  type Service,
-  startService,
-  type TestNames,
-  untilReady,
-} from "../helpers/services.js";
+import { freePort } from "../helpers/private-brokers.js";
+import { type PrivatePipeline, privateBrokersPerFile } from "../helpers/private-pipeline.js";
+import { httpGet, type Service, untilReady } from "../helpers/services.js";
 
 const OUTAGE_READINGS = 6_000;
 const OUTAGE_RATE = 1_000;
@@ -35,44 +28,29 @@ const LOOP_KILLS = 20;
 const STORED_TIMEOUT_MS = 90_000;
 
 describe("spool: uplink outage with the gateway killed", () => {
-  let mosquitto: PrivateMosquitto;
-  let names: TestNames;
-  /** Every test's names, each cleaned up (queues deleted) at the end. */
-  const used: TestNames[] = [];
+  // max_queued_messages 0: while the gateway is dead between kills the broker keeps its session's readings.
+  const brokers = privateBrokersPerFile({ mosquitto: { maxQueued: 0 } });
   let deadUplink: string;
-  const services: Service[] = [];
 
   beforeAll(async () => {
-    // max_queued_messages 0: while the gateway is dead between kills the broker keeps its session's readings.
-    mosquitto = await startPrivateMosquitto({ maxQueued: 0 });
     // A port nothing listens on: every connection to the uplink is refused.
     deadUplink = `amqp://guest:guest@127.0.0.1:${await freePort()}`;
   });
 
-  afterAll(async () => {
-    await Promise.all(services.map((s) => s.stop("SIGKILL")));
-    for (const n of used) await cleanup(n);
-    await mosquitto.stop();
-  });
-
-  const gatewayEnv = (amqpUrl: string) => ({
-    ...names.env,
+  const gatewayEnv = (run: PrivatePipeline, amqpUrl: string) => ({
     AMQP_URL: amqpUrl,
-    SPOOL_PATH: join(names.dir, "spool"),
+    SPOOL_PATH: join(run.names.dir, "spool"),
     // One kill must not cost a 10 s settle: SIGKILL leaves nothing to settle anyway.
     DRAIN_TIMEOUT: "1s",
   });
 
-  const start = async (amqpUrl: string): Promise<Service> => {
-    const s = await startService("gateway", gatewayEnv(amqpUrl));
-    services.push(s);
-    return s;
-  };
+  const start = (run: PrivatePipeline, amqpUrl: string): Promise<Service> =>
+    run.gateway(gatewayEnv(run, amqpUrl));
 
   it("readings spooled while RabbitMQ is unreachable, across three kill -9 of the gateway, are stored exactly once when it is back", async () => {
-    names = faultNames("spool-outage", { mqttUrl: mosquitto.url });
-    used.push(names);
-    let gateway = await start(deadUplink);
+    await using run = await brokers().pipeline("spool-outage");
+    const { names } = run;
+    let gateway = await start(run, deadUplink);
     // The gateway is doing its job while the uplink is down: ready, with the outage in its own metric.
     await untilReady(gateway);
     expect(await metric(gateway.httpPort, "telemetry_gateway_uplink_up")).toBe(0);
@@ -86,7 +64,7 @@ describe("spool: uplink outage with the gateway killed", () => {
       });
       depths.push(await metric(g.httpPort, "telemetry_gateway_spool_depth_readings"));
       expect(await g.stop("SIGKILL")).toBeNull();
-      gateway = await start(deadUplink);
+      gateway = await start(run, deadUplink);
       await untilReady(gateway);
     }
     await stream.done;
@@ -101,8 +79,7 @@ describe("spool: uplink outage with the gateway killed", () => {
 
     // A SIGTERM while the uplink is down does not wait out DRAIN_TIMEOUT for confirms that cannot come: what is in
     // flight is durable in the spool. (It used to take the whole timeout, 10 s by default.)
-    const patient = await startService("gateway", { ...gatewayEnv(deadUplink), DRAIN_TIMEOUT: "60s" });
-    services.push(patient);
+    const patient = await run.gateway({ ...gatewayEnv(run, deadUplink), DRAIN_TIMEOUT: "60s" });
     await untilReady(patient);
     await until("the restarted gateway hands the backlog to its sink", 30_000, async () => {
       return (await metric(patient.httpPort, "telemetry_gateway_publish_backlog")) > 0;
@@ -113,8 +90,8 @@ describe("spool: uplink outage with the gateway killed", () => {
     expect(stopMs).toBeLessThan(30_000);
 
     // The uplink is back: the next gateway drains the spool into RabbitMQ and the processor stores it.
-    gateway = await start(names.amqpUrl);
-    services.push(await startService("processor", names.env));
+    gateway = await start(run, names.amqpUrl);
+    await run.processor();
     const counts = await expectStoredExactlyOnce(names, stream, STORED_TIMEOUT_MS);
     const drained = gateway;
     await until("the spool is empty", 30_000, async () => {
@@ -131,10 +108,10 @@ describe("spool: uplink outage with the gateway killed", () => {
   });
 
   it("twenty kill -9 while the gateway spools and drains (uplink down and up in turns) lose nothing PUBACKed", async () => {
-    names = faultNames("spool-kill-loop", { mqttUrl: mosquitto.url });
-    used.push(names);
-    services.push(await startService("processor", names.env));
-    let gateway = await start(names.amqpUrl);
+    await using run = await brokers().pipeline("spool-kill-loop");
+    const { names } = run;
+    await run.processor();
+    let gateway = await start(run, names.amqpUrl);
     await untilReady(gateway);
     // Streams one after another until the last kill: twenty restarts take 30-60 s on a loaded 2-core machine, and
     // every kill must land while readings arrive.
@@ -166,13 +143,13 @@ describe("spool: uplink outage with the gateway killed", () => {
       kills++;
       ackedAtKills.push(acked());
       // Odd restarts find the uplink down (they spool), even ones find it up (they drain what is spooled).
-      gateway = await start(kills % 2 === 1 ? deadUplink : names.amqpUrl);
+      gateway = await start(run, kills % 2 === 1 ? deadUplink : names.amqpUrl);
     }
     killing = false;
     await chain;
     const last = gateway;
     await last.stop("SIGKILL");
-    gateway = await start(names.amqpUrl);
+    gateway = await start(run, names.amqpUrl);
     const counts = await expectStoredExactlyOnce(names, streams, STORED_TIMEOUT_MS);
     const segments = readdirSync(join(names.dir, "spool")).filter((f) => f.endsWith(".seg")).length;
     report("spool: kill loop", {

@@ -1,48 +1,24 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import Database from "better-sqlite3";
-import mqtt from "mqtt";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   cleanup,
   countRows,
   httpGet,
-  readRows,
   type Service,
   startService,
   type TestNames,
   testNames,
   untilReady,
 } from "../helpers/services.js";
-
-const TS0 = Date.UTC(2026, 0, 1);
+import { expectNumbered, lockSqlite, publishNumbered, untilLockedOut } from "../helpers/store-faults.js";
 
 /**
  * Publishes `count` readings of one device at QoS 1 in paced chunks (a broker with Mosquitto's default
  * `max_queued_messages 1000` drops a burst larger than the gateway's window plus that queue) and resolves when
  * the broker acknowledged them all.
  */
-async function publishReadings(names: TestNames, count: number, first = 0): Promise<void> {
-  const client = await mqtt.connectAsync(names.mqttUrl, { clean: true, reconnectPeriod: 0 });
-  const topic = `${names.topicPrefix}/dev-1/temperature`;
-  for (let start = first; start < first + count; start += 250) {
-    const chunk: Promise<unknown>[] = [];
-    for (let i = start; i < Math.min(start + 250, first + count); i++) {
-      chunk.push(client.publishAsync(topic, JSON.stringify({ value: i, ts: TS0 + i, seq: i }), { qos: 1 }));
-    }
-    await Promise.all(chunk);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  await client.endAsync();
-}
-
-function expectExactly(dbPath: string, count: number): void {
-  const rows = readRows(dbPath);
-  expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: count }, (_, i) => i));
-  expect(rows.every((r) => r.value === r.seq && r.ts === TS0 + (r.seq ?? -1))).toBe(true);
-}
-
 describe("the processor does not ack what it could not store", () => {
   let names: TestNames | undefined;
   const services: Service[] = [];
@@ -59,20 +35,12 @@ describe("the processor does not ack what it could not store", () => {
     services.push(await startService("processor", env), await startService("gateway", env));
     const processor = services[0]!;
     await untilReady(...services);
-    await publishReadings(names, 100);
+    await publishNumbered(names, 0, 100);
     await vi.waitFor(() => expect(countRows(names!.dbPath)).toBe(100), { timeout: 15_000 });
 
-    const analyst = new Database(names.dbPath);
-    analyst.exec("BEGIN IMMEDIATE");
-    await publishReadings(names, 200, 100);
-    await vi.waitFor(
-      async () => {
-        const r = await httpGet(processor.httpPort, "/readyz");
-        expect(r.status).toBe(503);
-        expect(r.body).toMatch(/cannot commit to SQLite: database is locked/);
-      },
-      { timeout: 10_000 },
-    );
+    const unlock = lockSqlite(names.dbPath);
+    await publishNumbered(names, 100, 200);
+    await untilLockedOut(processor.httpPort, 10_000);
     const metrics = (await httpGet(processor.httpPort, "/metrics")).body;
     expect(Number(/^telemetry_processor_store_errors_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
     expect(processor.logs.some((l) => String(l.msg).startsWith("could not commit batch to SQLite"))).toBe(
@@ -80,10 +48,9 @@ describe("the processor does not ack what it could not store", () => {
     );
     expect(countRows(names.dbPath)).toBe(100);
 
-    analyst.exec("ROLLBACK");
-    analyst.close();
+    unlock();
     await vi.waitFor(() => expect(countRows(names!.dbPath)).toBe(300), { timeout: 15_000 });
-    expectExactly(names.dbPath, 300);
+    expectNumbered(names.dbPath, 300);
     await vi.waitFor(async () => expect((await httpGet(processor.httpPort, "/readyz")).status).toBe(200), {
       timeout: 10_000,
     });
@@ -107,7 +74,7 @@ describe("the processor does not ack what it could not store", () => {
       services.push(await startService("processor", env), await startService("gateway", env));
       const processor = services[0]!;
       await untilReady(...services);
-      await publishReadings(names, 3_000);
+      await publishNumbered(names, 0, 3_000);
       await vi.waitFor(
         async () =>
           expect((await httpGet(processor.httpPort, "/readyz")).body).toMatch(/database or disk is full/),
@@ -118,7 +85,7 @@ describe("the processor does not ack what it could not store", () => {
 
       execFileSync("mount", ["-o", "remount,size=64m", mount]);
       await vi.waitFor(() => expect(countRows(dbPath)).toBe(3_000), { timeout: 30_000 });
-      expectExactly(dbPath, 3_000);
+      expectNumbered(dbPath, 3_000);
       await vi.waitFor(async () => expect((await httpGet(processor.httpPort, "/readyz")).status).toBe(200), {
         timeout: 10_000,
       });

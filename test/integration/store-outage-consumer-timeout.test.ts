@@ -1,6 +1,4 @@
 import amqp from "amqplib";
-import Database from "better-sqlite3";
-import mqtt from "mqtt";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
@@ -11,14 +9,13 @@ import {
   cleanup,
   countRows,
   httpGet,
-  readRows,
   type Service,
   startService,
   type TestNames,
   untilReady,
 } from "../helpers/services.js";
+import { expectNumbered, lockSqlite, publishNumbered, untilLockedOut } from "../helpers/store-faults.js";
 
-const TS0 = Date.UTC(2026, 0, 1);
 /** RabbitMQ's consumer_timeout on the private node: a held delivery older than this closes its channel. */
 const CONSUMER_TIMEOUT_MS = 3_000;
 /**
@@ -31,17 +28,6 @@ const OUTAGE_HALF_MS = 15_000;
 const PROCESSOR_ENV = { BATCH_SIZE: "50", BATCH_DELAY: "20ms", GATEWAY_INFLIGHT: "5000" };
 
 /** Publishes readings `first` .. `first + count - 1` of one device at QoS 1; resolves once all are PUBACKed. */
-async function publishReadings(names: TestNames, first: number, count: number): Promise<void> {
-  const client = await mqtt.connectAsync(names.mqttUrl, { clean: true, reconnectPeriod: 0 });
-  const topic = `${names.topicPrefix}/dev-1/temperature`;
-  const sent: Promise<unknown>[] = [];
-  for (let i = first; i < first + count; i++) {
-    sent.push(client.publishAsync(topic, JSON.stringify({ value: i, ts: TS0 + i, seq: i }), { qos: 1 }));
-  }
-  await Promise.all(sent);
-  await client.endAsync();
-}
-
 /** Messages on `<QUEUE>.dead` of the private node. */
 async function deadCount(rabbit: PrivateRabbit, names: TestNames): Promise<number> {
   const conn = await amqp.connect(rabbit.url);
@@ -90,21 +76,13 @@ describe("fault: a store outage many times longer than RabbitMQ's consumer_timeo
     ]);
     services.push(gateway, first);
     await untilReady(gateway, first);
-    await publishReadings(names, 0, 100);
+    await publishNumbered(names, 0, 100);
     const dbPath = names.dbPath;
     await vi.waitFor(() => expect(countRows(dbPath)).toBe(100), { timeout: 15_000 });
 
-    const analyst = new Database(dbPath);
-    analyst.exec("BEGIN IMMEDIATE");
-    await publishReadings(names, 100, 300);
-    await vi.waitFor(
-      async () => {
-        const r = await httpGet(first.httpPort, "/readyz");
-        expect(r.status).toBe(503);
-        expect(r.body).toMatch(/cannot commit to SQLite: database is locked/);
-      },
-      { timeout: 15_000 },
-    );
+    const unlock = lockSqlite(dbPath);
+    await publishNumbered(names, 100, 300);
+    await untilLockedOut(first.httpPort, 15_000);
     await new Promise((r) => setTimeout(r, OUTAGE_HALF_MS));
     expect(timedOut(first)).toEqual([]);
     expect(await metric(first.httpPort, "telemetry_processor_handed_back_total")).toBeGreaterThan(0);
@@ -121,15 +99,12 @@ describe("fault: a store outage many times longer than RabbitMQ's consumer_timeo
     expect(timedOut(second)).toEqual([]);
     expect(countRows(dbPath)).toBe(100);
 
-    analyst.exec("ROLLBACK");
-    analyst.close();
+    unlock();
     await vi.waitFor(() => expect(countRows(dbPath)).toBe(400), { timeout: 30_000 });
     await vi.waitFor(async () => expect((await httpGet(second.httpPort, "/readyz")).status).toBe(200), {
       timeout: 15_000,
     });
-    const rows = readRows(dbPath);
-    expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 400 }, (_, i) => i));
-    expect(rows.every((r) => r.value === r.seq && r.ts === TS0 + (r.seq ?? -1))).toBe(true);
+    expectNumbered(dbPath, 400);
     expect(await deadCount(rabbit, names)).toBe(0);
     expect(timedOut(second)).toEqual([]);
   });
@@ -148,7 +123,7 @@ describe("fault: a store outage many times longer than RabbitMQ's consumer_timeo
     const db = database;
     const count = async () =>
       Number((await db.query<{ n: string }>("SELECT count(*) AS n FROM readings"))[0]?.n);
-    await publishReadings(names, 0, 100);
+    await publishNumbered(names, 0, 100);
     await vi.waitFor(async () => expect(await count()).toBe(100), { timeout: 15_000 });
 
     // EXCLUSIVE: readers go on, every INSERT waits for the lock, without an error.
@@ -156,7 +131,7 @@ describe("fault: a store outage many times longer than RabbitMQ's consumer_timeo
     await locker.connect();
     await locker.query("BEGIN");
     await locker.query("LOCK TABLE readings IN EXCLUSIVE MODE");
-    await publishReadings(names, 100, 300);
+    await publishNumbered(names, 100, 300);
     await vi.waitFor(
       async () =>
         expect((await httpGet(processor.httpPort, "/readyz")).body).toMatch(

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, collectConfig, parseConfig, parsers, setting } from "../../common/config.js";
+import { count, delay } from "../helpers/config-spec.js";
 
 const spec = {
   amqpUrl: setting({
@@ -12,14 +13,8 @@ const spec = {
     description: "a",
     parse: parsers.url("amqp:"),
   }),
-  count: setting({ flag: "count", env: "COUNT", default: 10, description: "c", parse: parsers.int(1, 100) }),
-  delay: setting({
-    flag: "delay",
-    env: "DELAY",
-    default: 50,
-    description: "d",
-    parse: parsers.duration(0, 60_000),
-  }),
+  count,
+  delay,
 };
 
 function file(content: string): string {

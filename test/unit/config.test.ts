@@ -3,6 +3,7 @@ import { backoffDelay } from "../../common/backoff.js";
 import { ConfigError, helpText, parseConfig, parsers, setting } from "../../common/config.js";
 import { gatewayCommand } from "../../gateway/index.js";
 import { processorCommand } from "../../processor/index.js";
+import { count, delay } from "../helpers/config-spec.js";
 
 const spec = {
   url: setting({
@@ -12,14 +13,8 @@ const spec = {
     description: "u",
     parse: parsers.url("mqtt:"),
   }),
-  count: setting({ flag: "count", env: "COUNT", default: 10, description: "c", parse: parsers.int(1, 100) }),
-  delay: setting({
-    flag: "delay",
-    env: "DELAY",
-    default: 50,
-    description: "d",
-    parse: parsers.duration(0, 60_000),
-  }),
+  count,
+  delay,
   mode: setting({
     flag: "mode",
     default: "a" as "a" | "b",

@@ -45,8 +45,8 @@ function take(sim: Iterator<SimMessage>, n: number): SimMessage[] {
 }
 
 /**
- * The MQTT input contract of DESIGN.md, written out independently of the gateway (only the ISO-8601 pattern is the
- * contract's own, from schemas/): why a payload is refused.
+ * The MQTT input contract (docs/contract.md, "MQTT input"), written out independently of the gateway (only the
+ * ISO-8601 pattern is the contract's own, from schemas/): why a payload is refused.
  */
 function contractViolation(payload: Buffer): string | undefined {
   let text: string;

@@ -6,13 +6,14 @@ import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { OutgoingBatch } from "../../amqp/sink.js";
 import { silentLogger } from "../../common/log.js";
+import type { OutgoingBatch } from "../../common/outgoing.js";
 import { type Delivery, HEALTHY, type Sink } from "../../common/pipeline.js";
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from "../../spool/format.js";
 import { startSpoolInput } from "../../spool/input.js";
 import { scanSegment } from "../../spool/segments.js";
 import { type DropReason, type FullPolicy, listSegments, SpoolStore } from "../../spool/store.js";
+import { recordOffsets } from "../helpers/spool-files.js";
 
 const READINGS_PER_RECORD = 10;
 const RECORDS = 1_000;
@@ -55,18 +56,6 @@ async function spoolOf(records: number): Promise<string> {
   await Promise.all(Array.from({ length: records }, (_, n) => append(store, record(n))));
   store.close();
   return dir;
-}
-
-/** The byte offset of each record in a segment file, in order. */
-function recordOffsets(path: string): number[] {
-  const bytes = readFileSync(path);
-  const out: number[] = [];
-  for (let at = SEGMENT_HEADER_BYTES; at + RECORD_HEADER_BYTES <= bytes.length; ) {
-    if (bytes.readUInt32BE(at) !== 0x5350_5231) break;
-    out.push(at);
-    at += RECORD_HEADER_BYTES + bytes.readUInt32BE(at + 4);
-  }
-  return out;
 }
 
 function flip(path: string, offsets: readonly number[]): void {

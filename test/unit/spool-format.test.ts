@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { OutgoingBatch } from "../../amqp/sink.js";
+import type { OutgoingBatch } from "../../common/outgoing.js";
 import {
   decodeBatch,
   encodeBatch,

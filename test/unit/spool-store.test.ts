@@ -12,8 +12,8 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { OutgoingBatch } from "../../amqp/sink.js";
 import { silentLogger } from "../../common/log.js";
+import type { OutgoingBatch } from "../../common/outgoing.js";
 import type { Delivery, Sink } from "../../common/pipeline.js";
 import { HEALTHY } from "../../common/pipeline.js";
 import { startSpoolInput } from "../../spool/input.js";

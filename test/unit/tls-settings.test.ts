@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { describeAmqpError } from "../../amqp/session.js";
-import { securityProblem } from "../../common/settings.js";
+import { amqpSecurity, certKeyProblem, securityProblem, tlsFileSettings } from "../../common/settings.js";
 import { describeTlsError, parsePemFile, readTls } from "../../common/tls.js";
 import { parseBrokerUrl } from "../../mqtt/url.js";
 
@@ -83,6 +83,22 @@ describe("TLS settings", () => {
       }),
     ).toBeUndefined();
     expect(securityProblem({ mqttUrl: "mqtt://h", amqpUrl: "amqp://h" })).toBeUndefined();
+  });
+
+  it("one helper names a group's file settings from its prefix, for a broker's client files or a server's own", () => {
+    const serve = tlsFileSettings("serveTls", { cert: "the certificate", key: "its key" });
+    expect(Object.keys(serve)).toEqual(["serveTlsCertFile", "serveTlsKeyFile"]);
+    expect(serve.serveTlsCertFile).toMatchObject({ flag: "serve-tls-cert-file", env: "SERVE_TLS_CERT_FILE" });
+    expect(serve.serveTlsKeyFile).toMatchObject({ flag: "serve-tls-key-file", env: "SERVE_TLS_KEY_FILE" });
+    expect(Object.values(amqpSecurity).map((s) => s.env)).toEqual([
+      "AMQP_CA_FILE",
+      "AMQP_CERT_FILE",
+      "AMQP_KEY_FILE",
+    ]);
+    expect(certKeyProblem("SERVE_TLS", { keyFile: "/k.pem" }, "server")).toBe(
+      "SERVE_TLS_CERT_FILE and SERVE_TLS_KEY_FILE go together: set both for a server certificate, or neither",
+    );
+    expect(certKeyProblem("SERVE_TLS", { certFile: "/c.pem", keyFile: "/k.pem" }, "server")).toBeUndefined();
   });
 
   it("a PEM file setting must be readable and hold a PEM block, and is read once into Buffers", () => {

@@ -20,7 +20,7 @@ export function amqpInputAdapter(): DeliveryAdapter<PrivateRabbit> {
   return {
     name: "AMQP input",
     role: "input",
-    skip: {
+    notRun: {
       "acks in arrival order":
         "RabbitMQ takes acks by delivery tag in any order, and the contract promises none (the processor acks by batch)",
     },

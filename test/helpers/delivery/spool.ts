@@ -2,8 +2,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { OutgoingBatch } from "../../../amqp/sink.js";
 import { silentLogger } from "../../../common/log.js";
+import type { OutgoingBatch } from "../../../common/outgoing.js";
 import { type Delivery, HEALTHY, running, type Sink } from "../../../common/pipeline.js";
 import { decodeBatch } from "../../../spool/format.js";
 import { startSpoolInput } from "../../../spool/input.js";
@@ -53,7 +53,7 @@ export function spoolSinkAdapter(): DeliveryAdapter {
   return {
     name: "spool sink",
     role: "sink",
-    skip: {
+    notRun: {
       "acks in arrival order":
         "a sink acks each delivery once durable; a full spool holds what comes after, so nothing is handed on to hold",
       "broker lost and back":
@@ -153,7 +153,7 @@ export function spoolInputAdapter(): DeliveryAdapter {
   return {
     name: "spool input",
     role: "input",
-    skip: {
+    notRun: {
       "broker lost and back":
         "the spool is a local directory, there is no broker to lose (its crash safety is tested in spool-outage)",
     },

@@ -33,7 +33,7 @@ export function sqliteStoreAdapter(): DeliveryAdapter {
   return {
     name: "SQLite store sink",
     role: "sink",
-    skip: {
+    notRun: {
       "in order":
         "a table has no arrival order: rows are keyed by (device, sensor, ts) and batches commit whole",
       "acks in arrival order":
