@@ -7,15 +7,15 @@ import { ByteBudget } from "../common/byte-budget.js";
 import { startHttp } from "../common/http.js";
 import type { Logger } from "../common/log.js";
 import { type Delivery, firstUnhealthy, type Health, type Running, running } from "../common/pipeline.js";
-import { RateLimitedLog } from "../common/rate-limited-log.js";
 import { readTls, type TlsMaterial } from "../common/tls.js";
 import { type MqttInput, type MqttMessage, startMqttInput } from "../mqtt/input.js";
 import { SchemaRegistry } from "../schemas/index.js";
 import { type FullPolicy, type RunningSpool, startSpool } from "../spool/index.js";
 import { watchBrokerDrops } from "./broker-drops.js";
-import { type Envelope, encodeEnvelope } from "./encode.js";
+import { encodeEnvelope } from "./encode.js";
+import { validator } from "./formats.js";
 import { type GatewayMetrics, gatewayMetrics } from "./metrics.js";
-import { parsePayload } from "./validate.js";
+import { sparkplugFilters } from "./sparkplug.js";
 
 /** Everything the gateway needs, parsed and checked by the CLI (or built by a test). */
 export interface GatewayConfig {
@@ -37,6 +37,8 @@ export interface GatewayConfig {
   readonly gatewayId: string;
   /** MQTT 5 share name: gateways with the same one share `$share/<group>/<topicPrefix>/+/+` (unset: a plain subscription). */
   readonly shareGroup?: string | undefined;
+  /** Sparkplug B group ids whose nodes and devices the gateway also reads (empty: Sparkplug off). */
+  readonly sparkplugGroups?: readonly string[] | undefined;
   /** MQTT messages in flight at once (the Receive Maximum the gateway asks the broker for). */
   readonly inflight: number;
   /**
@@ -89,20 +91,18 @@ export async function startGateway(
   const schemas = SchemaRegistry.load();
   const registry = new Registry();
   const m = gatewayMetrics(registry);
-  const rejectLog = new RateLimitedLog(log, "rejected invalid input");
   const budget = new ByteBudget(config.inflightBytes);
   let stopping = false;
 
-  const validate = (msg: MqttMessage): Envelope => {
-    const parsed = parsePayload(msg.topic, msg.payload, {
-      topicPrefix: config.topicPrefix,
-      gatewayId: config.gatewayId,
-      receivedAt: msg.receivedAt,
-    });
-    if (parsed.ok) return { kind: "readings", readings: parsed.readings };
-    rejectLog.warn({ topic: msg.topic, reason: parsed.reason, bytes: msg.payload.length });
-    return { kind: "rejected", ...msg, reason: parsed.reason };
-  };
+  const sparkplugGroups = config.sparkplugGroups ?? [];
+  const validate = validator({
+    topicPrefix: config.topicPrefix,
+    gatewayId: config.gatewayId,
+    sparkplug: sparkplugGroups.length > 0,
+    metrics: m,
+    log,
+    publish: (topic, payload) => input?.publish(topic, payload) ?? false,
+  });
 
   const sink = new AmqpSink({
     url: config.amqpUrl,
@@ -154,6 +154,11 @@ export async function startGateway(
     if (stopping) return; // not acknowledged: the broker redelivers it to the next session
     m.received.inc();
     const encoded: OutgoingBatch = encodeEnvelope(validate(d.item), schemas, config.gatewayId, single);
+    // A Sparkplug death, or a message of values that are not readings: nothing to confirm downstream.
+    if (encoded.length === 0) {
+      d.ack();
+      return;
+    }
     // The encoded readings weigh far more than the payload (objects around each datum): the budget counts them.
     const release = budget.hold(heldBytes(encoded));
     downstream.write({
@@ -215,6 +220,7 @@ export async function startGateway(
         tls: mqttTls,
         clientId: `telemetry-gateway-${config.gatewayId}`,
         topic: `${config.topicPrefix}/+/+`,
+        extraTopics: sparkplugFilters(sparkplugGroups),
         shareGroup: config.shareGroup,
         receiveMaximum: config.inflight,
         budget,
@@ -243,6 +249,7 @@ export async function startGateway(
   log.info(
     {
       topic: `${config.topicPrefix}/+/+`,
+      sparkplugGroups,
       queue: config.queue,
       inflight: config.inflight,
       inflightBytes: config.inflightBytes,
@@ -265,7 +272,6 @@ export async function startGateway(
     await mqtt.stop();
     await spool?.stop();
     await sink.stop();
-    rejectLog.flush();
     await http.close();
     log.info("gateway stopped");
   });

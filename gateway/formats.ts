@@ -1,0 +1,66 @@
+import type { Logger } from "../common/log.js";
+import { RateLimitedLog } from "../common/rate-limited-log.js";
+import type { MqttMessage } from "../mqtt/input.js";
+import type { Envelope } from "./encode.js";
+import type { GatewayMetrics } from "./metrics.js";
+import { parseSenml, SENML_SENSOR } from "./senml.js";
+import { SparkplugDecoder } from "./sparkplug.js";
+import { encodeRebirthRequest } from "./sparkplug-payload.js";
+import { parsePayload, parseTopic } from "./validate.js";
+
+export interface FormatOptions {
+  readonly topicPrefix: string;
+  readonly gatewayId: string;
+  /** Sparkplug B is read only when some groups are configured. */
+  readonly sparkplug: boolean;
+  readonly metrics: GatewayMetrics;
+  readonly log: Logger;
+  /** Publishes at QoS 0 on the gateway's MQTT session; false when it is not connected. */
+  readonly publish: (topic: string, payload: Buffer) => boolean;
+}
+
+/**
+ * The gateway's validate step for every format it reads: Sparkplug B on `spBv1.0/...`, SenML JSON on
+ * `<TOPIC_PREFIX>/<deviceId>/senml`, our JSON on every other `<TOPIC_PREFIX>/<deviceId>/<sensor>`. Each MQTT message
+ * becomes an envelope (its readings, possibly none, or its payload refused with the reason); metrics that are not
+ * readings are counted, and Sparkplug rebirth requests are published on the way (see docs/contract.md).
+ */
+export function validator(opts: FormatOptions): (msg: MqttMessage) => Envelope {
+  const { topicPrefix, gatewayId, metrics: m, log } = opts;
+  const rejectLog = new RateLimitedLog(log, "rejected invalid input");
+  const sparkplug = opts.sparkplug ? new SparkplugDecoder(gatewayId) : undefined;
+
+  const refuse = (msg: MqttMessage, reason: string): Envelope => {
+    rejectLog.warn({ topic: msg.topic, reason, bytes: msg.payload.length });
+    return { kind: "rejected", ...msg, reason };
+  };
+
+  const fromSparkplug = (decoder: SparkplugDecoder, msg: MqttMessage): Envelope => {
+    const r = decoder.decode(msg.topic, msg.payload, msg.receivedAt);
+    if (r.seqGap) m.sparkplugSeqGaps.inc();
+    if (r.notStored > 0) m.notStored.inc({ format: "sparkplug" }, r.notStored);
+    if (r.rebirthTopic !== undefined) {
+      const sent = opts.publish(r.rebirthTopic, encodeRebirthRequest(Date.now()));
+      if (sent) m.sparkplugRebirths.inc();
+      log.info({ topic: r.rebirthTopic, sent, why: r.reason ?? "seq gap" }, "Sparkplug rebirth requested");
+    }
+    return r.reason === undefined ? { kind: "readings", readings: r.readings } : refuse(msg, r.reason);
+  };
+
+  return (msg) => {
+    if (sparkplug && SparkplugDecoder.owns(msg.topic)) return fromSparkplug(sparkplug, msg);
+    const where = parseTopic(msg.topic, topicPrefix);
+    if (!("reason" in where) && where.sensor === SENML_SENSOR) {
+      const r = parseSenml(where.deviceId, msg.payload, { gatewayId, receivedAt: msg.receivedAt });
+      if (!r.ok) return refuse(msg, r.reason);
+      if (r.notStored > 0) m.notStored.inc({ format: "senml" }, r.notStored);
+      return { kind: "readings", readings: r.readings };
+    }
+    const parsed = parsePayload(msg.topic, msg.payload, {
+      topicPrefix,
+      gatewayId,
+      receivedAt: msg.receivedAt,
+    });
+    return parsed.ok ? { kind: "readings", readings: parsed.readings } : refuse(msg, parsed.reason);
+  };
+}
