@@ -154,6 +154,27 @@ export function decodeSparkplug(bytes: Uint8Array): SparkplugPayload {
   return PayloadType.decode(bytes) as unknown as SparkplugPayload;
 }
 
+/** A metric to encode: a name and/or alias, a datatype, and its value in the field the datatype uses. */
+export interface SparkplugMetricOut {
+  readonly name?: string;
+  readonly alias?: number;
+  readonly timestamp?: number;
+  readonly datatype: number;
+  readonly isNull?: boolean;
+  readonly doubleValue?: number;
+  readonly booleanValue?: boolean;
+  readonly properties?: { readonly keys: string[]; readonly values: { type: number; stringValue: string }[] };
+}
+
+/** Encodes a Sparkplug B payload (for the rebirth request, and for the simulator that plays an edge node). */
+export function encodeSparkplug(payload: {
+  readonly timestamp: number;
+  readonly seq?: number;
+  readonly metrics: readonly SparkplugMetricOut[];
+}): Buffer {
+  return Buffer.from(PayloadType.encode(PayloadType.fromObject(payload)).finish());
+}
+
 /** The metric a rebirth request sets. */
 const REBIRTH_METRIC = "Node Control/Rebirth";
 
@@ -162,9 +183,8 @@ const REBIRTH_METRIC = "Node Control/Rebirth";
  * Boolean metric `Node Control/Rebirth` = true, stamped with `now`.
  */
 export function encodeRebirthRequest(now: number): Buffer {
-  const message = PayloadType.fromObject({
+  return encodeSparkplug({
     timestamp: now,
     metrics: [{ name: REBIRTH_METRIC, timestamp: now, datatype: DataType.Boolean, booleanValue: true }],
   });
-  return Buffer.from(PayloadType.encode(message).finish());
 }
