@@ -25,7 +25,11 @@ export interface FormatOptions {
  * becomes an envelope (its readings, possibly none, or its payload refused with the reason); metrics that are not
  * readings are counted, and Sparkplug rebirth requests are published on the way (see docs/contract.md).
  */
-export function validator(opts: FormatOptions): (msg: MqttMessage) => Envelope {
+export function validator(opts: FormatOptions): {
+  validate: (msg: MqttMessage) => Envelope;
+  /** Logs how many refusals the rate limit kept out of the log (at stop). */
+  flush: () => void;
+} {
   const { topicPrefix, gatewayId, metrics: m, log } = opts;
   const rejectLog = new RateLimitedLog(log, "rejected invalid input");
   const sparkplug = opts.sparkplug ? new SparkplugDecoder(gatewayId) : undefined;
@@ -47,7 +51,7 @@ export function validator(opts: FormatOptions): (msg: MqttMessage) => Envelope {
     return r.reason === undefined ? { kind: "readings", readings: r.readings } : refuse(msg, r.reason);
   };
 
-  return (msg) => {
+  const validate = (msg: MqttMessage): Envelope => {
     if (sparkplug && SparkplugDecoder.owns(msg.topic)) return fromSparkplug(sparkplug, msg);
     const where = parseTopic(msg.topic, topicPrefix);
     if (!("reason" in where) && where.sensor === SENML_SENSOR) {
@@ -63,4 +67,5 @@ export function validator(opts: FormatOptions): (msg: MqttMessage) => Envelope {
     });
     return parsed.ok ? { kind: "readings", readings: parsed.readings } : refuse(msg, parsed.reason);
   };
+  return { validate, flush: () => rejectLog.flush() };
 }

@@ -95,7 +95,7 @@ export async function startGateway(
   let stopping = false;
 
   const sparkplugGroups = config.sparkplugGroups ?? [];
-  const validate = validator({
+  const formats = validator({
     topicPrefix: config.topicPrefix,
     gatewayId: config.gatewayId,
     sparkplug: sparkplugGroups.length > 0,
@@ -153,7 +153,12 @@ export async function startGateway(
   const onMessage = (d: Delivery<MqttMessage>) => {
     if (stopping) return; // not acknowledged: the broker redelivers it to the next session
     m.received.inc();
-    const encoded: OutgoingBatch = encodeEnvelope(validate(d.item), schemas, config.gatewayId, single);
+    const encoded: OutgoingBatch = encodeEnvelope(
+      formats.validate(d.item),
+      schemas,
+      config.gatewayId,
+      single,
+    );
     // A Sparkplug death, or a message of values that are not readings: nothing to confirm downstream.
     if (encoded.length === 0) {
       d.ack();
@@ -272,6 +277,7 @@ export async function startGateway(
     await mqtt.stop();
     await spool?.stop();
     await sink.stop();
+    formats.flush();
     await http.close();
     log.info("gateway stopped");
   });
