@@ -1,3 +1,4 @@
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import type { Logger } from "../common/log.js";
 import { RateLimitedLog } from "../common/rate-limited-log.js";
 import type { MqttMessage } from "../mqtt/input.js";
@@ -15,6 +16,11 @@ export interface FormatOptions {
   readonly sparkplug: boolean;
   readonly metrics: GatewayMetrics;
   readonly log: Logger;
+  /**
+   * Where the Sparkplug alias maps are kept across restarts (beside the spool); unset: in memory only, rebuilt by
+   * rebirth requests after a restart.
+   */
+  readonly aliasFile?: string | undefined;
   /** Publishes at QoS 0 on the gateway's MQTT session; false when it is not connected. */
   readonly publish: (topic: string, payload: Buffer) => boolean;
 }
@@ -27,12 +33,14 @@ export interface FormatOptions {
  */
 export function validator(opts: FormatOptions): {
   validate: (msg: MqttMessage) => Envelope;
-  /** Logs how many refusals the rate limit kept out of the log (at stop). */
+  /** At stop: logs how many refusals the rate limit kept out of the log, and saves the alias maps. */
   flush: () => void;
 } {
   const { topicPrefix, gatewayId, metrics: m, log } = opts;
   const rejectLog = new RateLimitedLog(log, "rejected invalid input");
-  const sparkplug = opts.sparkplug ? new SparkplugDecoder(gatewayId) : undefined;
+  const aliases = opts.sparkplug && opts.aliasFile ? new AliasFile(opts.aliasFile, log) : undefined;
+  const sparkplug = opts.sparkplug ? new SparkplugDecoder(gatewayId, () => aliases?.changed()) : undefined;
+  if (sparkplug && aliases) aliases.attach(sparkplug);
 
   const refuse = (msg: MqttMessage, reason: string): Envelope => {
     rejectLog.warn({ topic: msg.topic, reason, bytes: msg.payload.length });
@@ -67,5 +75,63 @@ export function validator(opts: FormatOptions): {
     });
     return parsed.ok ? { kind: "readings", readings: parsed.readings } : refuse(msg, parsed.reason);
   };
-  return { validate, flush: () => rejectLog.flush() };
+  return {
+    validate,
+    flush: () => {
+      rejectLog.flush();
+      aliases?.save();
+    },
+  };
+}
+
+/** Births are rare but may come in bursts (every node at once after a broker restart): one write a second at most. */
+const SAVE_DELAY_MS = 1_000;
+
+/**
+ * The alias maps on disk: loaded at start, saved (write to a temporary file, then rename) a second after births
+ * change them and at stop. A cache, never a source of truth: a missing, damaged or stale file costs rebirth requests.
+ */
+class AliasFile {
+  private decoder: SparkplugDecoder | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly path: string,
+    private readonly log: Logger,
+  ) {}
+
+  attach(decoder: SparkplugDecoder): void {
+    this.decoder = decoder;
+    let text: string;
+    try {
+      text = readFileSync(this.path, "utf8");
+    } catch {
+      return; // none yet
+    }
+    try {
+      decoder.restore(JSON.parse(text));
+      this.log.info({ path: this.path }, "Sparkplug alias maps restored");
+    } catch (err) {
+      this.log.warn(
+        { path: this.path, err: (err as Error).message },
+        "Sparkplug alias maps unreadable; rebirths rebuild them",
+      );
+    }
+  }
+
+  changed(): void {
+    this.timer ??= setTimeout(() => this.save(), SAVE_DELAY_MS).unref();
+  }
+
+  save(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.decoder) return;
+    try {
+      writeFileSync(`${this.path}.tmp`, JSON.stringify(this.decoder.snapshot()));
+      renameSync(`${this.path}.tmp`, this.path);
+    } catch (err) {
+      this.log.warn({ path: this.path, err: (err as Error).message }, "Sparkplug alias maps not saved");
+    }
+  }
 }

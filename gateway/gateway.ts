@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { Registry } from "prom-client";
 import { heldBytes } from "../amqp/held-bytes.js";
 import { AmqpSink, type OutgoingBatch } from "../amqp/sink.js";
@@ -75,6 +76,8 @@ export interface RunningGateway extends Running {
 }
 
 const DRAIN_POLL_MS = 20;
+/** The Sparkplug alias maps' file in the spool's directory (the spool reads only its own segment files). */
+const SPARKPLUG_ALIAS_FILE = "sparkplug-aliases.json";
 
 /**
  * Starts the gateway: MQTT input -> validate -> encode -> AMQP sink. Each MQTT message travels with its PUBACK,
@@ -99,6 +102,7 @@ export async function startGateway(
     topicPrefix: config.topicPrefix,
     gatewayId: config.gatewayId,
     sparkplug: sparkplugGroups.length > 0,
+    aliasFile: config.spoolPath ? join(config.spoolPath, SPARKPLUG_ALIAS_FILE) : undefined,
     metrics: m,
     log,
     publish: (topic, payload) => input?.publish(topic, payload) ?? false,

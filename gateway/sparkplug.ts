@@ -44,6 +44,20 @@ interface NodeState {
   seq: number | undefined;
   /** When a rebirth was last asked for (0: never). */
   rebirthAskedAt: number;
+  /** Loaded from a snapshot, no message seen since: the next one must continue the saved `seq`. */
+  restored?: boolean;
+}
+
+/** A metric definition as saved: alias (null: none), name, datatype (null: unknown), unit. */
+type SavedDef = [number | null, string, number | null, string | null];
+
+/**
+ * The alias maps and last `seq` of every node, as JSON can hold them, so that a restarted gateway resolves data by
+ * alias without a rebirth (see `SparkplugDecoder.snapshot`).
+ */
+export interface AliasSnapshot {
+  readonly version: 1;
+  readonly nodes: Record<string, { seq: number | null; scopes: Record<string, SavedDef[]> }>;
 }
 
 interface Scope {
@@ -74,7 +88,54 @@ export interface SparkplugResult {
 export class SparkplugDecoder {
   private readonly nodes = new Map<string, NodeState>();
 
-  constructor(private readonly gatewayId: string) {}
+  /** `onLearned` is called after every birth or device death, when a snapshot would differ. */
+  constructor(
+    private readonly gatewayId: string,
+    private readonly onLearned: () => void = () => {},
+  ) {}
+
+  /**
+   * What the decoder knows, for `restore` after a restart. The saved `seq` is a node's latest only if the snapshot
+   * was taken after its last message (at a clean stop); otherwise the restored node's next message does not follow
+   * it and is refused with a rebirth request, so maps a node changed while the gateway was away are never used.
+   */
+  snapshot(): AliasSnapshot {
+    const nodes: AliasSnapshot["nodes"] = {};
+    for (const [key, state] of this.nodes) {
+      if (state.scopes.size === 0) continue;
+      const scopes: Record<string, SavedDef[]> = {};
+      for (const [scopeKey, scope] of state.scopes) {
+        const aliasOf = new Map([...scope.byAlias].map(([alias, def]) => [def, alias]));
+        scopes[scopeKey] = [...scope.byName.values()].map((d) => [
+          aliasOf.get(d) ?? null,
+          d.name,
+          d.datatype ?? null,
+          d.unit,
+        ]);
+      }
+      nodes[key] = { seq: state.seq ?? null, scopes };
+    }
+    return { version: 1, nodes };
+  }
+
+  /** Takes up the maps of a snapshot (one of another version, or not one at all, is ignored: rebirths rebuild them). */
+  restore(snapshot: unknown): void {
+    const nodes =
+      (snapshot as Partial<AliasSnapshot> | null)?.version === 1 ? (snapshot as AliasSnapshot).nodes : {};
+    for (const [key, saved] of Object.entries(nodes)) {
+      const scopes = new Map<string, Scope>();
+      for (const [scopeKey, defs] of Object.entries(saved.scopes)) {
+        const scope: Scope = { byAlias: new Map(), byName: new Map() };
+        for (const [alias, name, datatype, unit] of defs) {
+          const def: MetricDef = { name, datatype: datatype ?? undefined, unit };
+          scope.byName.set(name, def);
+          if (alias !== null) scope.byAlias.set(alias, def);
+        }
+        scopes.set(scopeKey, scope);
+      }
+      this.nodes.set(key, { scopes, seq: saved.seq ?? undefined, rebirthAskedAt: 0, restored: true });
+    }
+  }
 
   /** True for a topic in Sparkplug B's namespace (the caller routes it here rather than to JSON). */
   static owns(topic: string): boolean {
@@ -110,6 +171,16 @@ export class SparkplugDecoder {
     let state = this.nodes.get(key);
     const seq = has(payload, "seq") && payload.seq !== undefined ? u64(payload.seq) : undefined;
     let seqGap = false;
+    if (state?.restored && type !== "NBIRTH") {
+      state.restored = false;
+      if (seq === undefined || state.seq === undefined || seq !== (state.seq + 1) % SEQ_MODULO) {
+        state.scopes.clear();
+        state.seq = seq;
+        const why =
+          "seq does not follow the one kept before the gateway restarted: its aliases may have changed";
+        return this.unresolved(key, ncmd, receivedAt, why);
+      }
+    }
     if (type === "NBIRTH") {
       state = { scopes: new Map(), seq, rebirthAskedAt: state?.rebirthAskedAt ?? 0 };
       this.nodes.set(key, state);
@@ -121,10 +192,12 @@ export class SparkplugDecoder {
     if (type === "NBIRTH" || type === "DBIRTH") {
       if (!state) return this.unresolved(key, ncmd, receivedAt, "DBIRTH before its node's NBIRTH");
       state.scopes.set(scopeKey, learn(payload.metrics));
+      this.onLearned();
     }
     const rebirth = (why: string) => this.unresolved(key, ncmd, receivedAt, why, seqGap);
     if (type === "DDEATH") {
       state?.scopes.delete(scopeKey);
+      this.onLearned();
       return { readings: [], notStored: 0, seqGap, ...this.askRebirth(key, ncmd, receivedAt, seqGap) };
     }
     const scope = state?.scopes.get(scopeKey);

@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import amqp from "amqplib";
 import mqtt from "mqtt";
 import sparkplugPayload from "sparkplug-payload";
@@ -196,6 +197,32 @@ describe("industrial sensors as they publish: Sparkplug B and SenML", () => {
     expect(refused.map((m) => m.properties.headers?.reason)).toEqual([
       expect.stringMatching(/NBIRTH this gateway has not seen/),
     ]);
+  });
+
+  it("with a spool, the alias maps survive a clean restart: data by alias is stored with no rebirth", async () => {
+    const env = { ...names.env, SPARKPLUG_GROUPS: group, SPOOL_PATH: join(names.dir, "spool") };
+    await gateway.stop();
+    gateway = await startService("gateway", env);
+    await untilReady(gateway);
+    await births(T0 + 2_000);
+    await vi.waitFor(() => expect(rowsOf("edge-1").some((r) => r.ts === T0 + 2_000)).toBe(true), WAIT);
+    await gateway.stop();
+    gateway = await startService("gateway", env);
+    await untilReady(gateway);
+    const before = commands.length;
+    await send("NDATA", {
+      timestamp: T0 + 2_001,
+      seq: seq++,
+      metrics: [{ alias: 1, type: "Float", value: 40.5 }],
+    });
+    await vi.waitFor(() => expect(rowsOf("edge-1").some((r) => r.ts === T0 + 2_001)).toBe(true), WAIT);
+    expect(rowsOf("edge-1").find((r) => r.ts === T0 + 2_001)).toMatchObject({
+      sensor: "Inputs_Temperature",
+      value: 40.5,
+      unit: "°C",
+    });
+    expect(commands.length).toBe(before);
+    expect(await rejected()).toEqual([]);
   });
 
   it("RFC 8428's SenML examples are stored as the RFC reads them: names, times, units", async () => {

@@ -175,3 +175,41 @@ describe("what the gateway cannot resolve is refused and asks the node for a reb
     ]);
   });
 });
+
+describe("the alias maps survive a restart through a snapshot", () => {
+  const data = (seq: number) =>
+    encode({ timestamp: T0, seq, metrics: [{ alias: 1, type: "Float", value: 3 }] });
+  const restarted = (before: SparkplugDecoder) => {
+    const after = new SparkplugDecoder("gw-1");
+    after.restore(JSON.parse(JSON.stringify(before.snapshot())));
+    return after;
+  };
+
+  it("a restored decoder resolves data by alias when its seq follows the saved one", () => {
+    const before = new SparkplugDecoder("gw-1");
+    before.decode(topic("NBIRTH"), birth(0), NOW);
+    before.decode(topic("NDATA"), data(1), NOW);
+    const r = restarted(before).decode(topic("NDATA"), data(2), NOW);
+    expect(r.reason).toBeUndefined();
+    expect(r.rebirthTopic).toBeUndefined();
+    expect(r.readings.map((x) => [x.sensor, x.value, x.unit])).toEqual([["Inputs_Temperature", 3, "°C"]]);
+  });
+
+  it("a seq that does not follow the saved one (messages missed while away) refuses and asks for a rebirth", () => {
+    const before = new SparkplugDecoder("gw-1");
+    before.decode(topic("NBIRTH"), birth(0), NOW);
+    const after = restarted(before);
+    const r = after.decode(topic("NDATA"), data(7), NOW);
+    expect(r.reason).toMatch(/seq does not follow/);
+    expect(r.rebirthTopic).toBe("spBv1.0/plant-1/NCMD/edge-7");
+    after.decode(topic("NBIRTH"), birth(0), NOW);
+    expect(after.decode(topic("NDATA"), data(1), NOW).readings).toHaveLength(1);
+  });
+
+  it("a snapshot of another shape is ignored", () => {
+    const d = new SparkplugDecoder("gw-1");
+    d.restore({ version: 99, nodes: { "plant-1/edge-7": {} } });
+    d.restore(null);
+    expect(d.decode(topic("NDATA"), data(1), NOW).reason).toMatch(/NBIRTH this gateway has not seen/);
+  });
+});
