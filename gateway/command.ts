@@ -71,6 +71,27 @@ export const gatewayCommand = defineCommand({
         what: "an MQTT share name without / + or #",
       }),
     }),
+    sparkplugGroups: setting<readonly string[]>({
+      flag: "sparkplug-groups",
+      env: "SPARKPLUG_GROUPS",
+      default: [],
+      defaultLabel: "unset: Sparkplug B off",
+      description:
+        "Comma list of Sparkplug B group ids: the gateway also reads spBv1.0/<group>/NBIRTH|NDATA|NDEATH/<node> and " +
+        "DBIRTH|DDATA|DDEATH/<node>/<device>, stores each numeric metric as a reading of <node> or <node>.<device>, " +
+        "and publishes a rebirth request (NCMD) to a node whose aliases it does not know. See docs/industrial.md.",
+      parse: (raw: string): readonly string[] => {
+        const groups = raw
+          .split(",")
+          .map((g) => g.trim())
+          .filter((g) => g !== "");
+        for (const g of groups) {
+          if (!/^[^/+#\0]{1,128}$/.test(g))
+            throw new Error(`group id ${JSON.stringify(g)} must be 1-128 characters without / + or #`);
+        }
+        return groups;
+      },
+    }),
     inflight: setting({
       flag: "inflight",
       env: "GATEWAY_INFLIGHT",

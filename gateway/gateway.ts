@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { Registry } from "prom-client";
 import { AmqpSink, type OutgoingBatch } from "../amqp/sink.js";
 import type { QueueType } from "../amqp/topology.js";
@@ -7,16 +8,16 @@ import { startHttp } from "../common/http.js";
 import type { Logger } from "../common/log.js";
 import { heldBytes } from "../common/outgoing.js";
 import { type Delivery, firstUnhealthy, type Health, type Running, running } from "../common/pipeline.js";
-import { RateLimitedLog } from "../common/rate-limited-log.js";
 import type { AmqpSecurityConfig, MqttSecurityConfig } from "../common/settings.js";
 import { readTls, type TlsMaterial } from "../common/tls.js";
 import { type MqttInput, type MqttMessage, startMqttInput } from "../mqtt/input.js";
 import { SchemaRegistry } from "../schemas/index.js";
 import { type FullPolicy, type RunningSpool, startSpool } from "../spool/index.js";
 import { watchBrokerDrops } from "./broker-drops.js";
-import { type Envelope, encodeEnvelope } from "./encode.js";
+import { encodeEnvelope } from "./encode.js";
+import { validator } from "./formats.js";
 import { type GatewayMetrics, gatewayMetrics } from "./metrics.js";
-import { parsePayload } from "./validate.js";
+import { sparkplugFilters } from "./sparkplug.js";
 
 /** Everything the gateway needs, parsed and checked by the CLI (or built by a test). */
 export interface GatewayConfig extends MqttSecurityConfig, AmqpSecurityConfig {
@@ -30,6 +31,8 @@ export interface GatewayConfig extends MqttSecurityConfig, AmqpSecurityConfig {
   readonly gatewayId: string;
   /** MQTT 5 share name: gateways with the same one share `$share/<group>/<topicPrefix>/+/+` (unset: a plain subscription). */
   readonly shareGroup?: string | undefined;
+  /** Sparkplug B group ids whose nodes and devices the gateway also reads (empty: Sparkplug off). */
+  readonly sparkplugGroups?: readonly string[] | undefined;
   /** MQTT messages in flight at once (the Receive Maximum the gateway asks the broker for). */
   readonly inflight: number;
   /**
@@ -66,6 +69,8 @@ export interface RunningGateway extends Running {
 }
 
 const DRAIN_POLL_MS = 20;
+/** The Sparkplug alias maps' file in the spool's directory (the spool reads only its own segment files). */
+const SPARKPLUG_ALIAS_FILE = "sparkplug-aliases.json";
 
 /**
  * Starts the gateway: MQTT input -> validate -> encode -> AMQP sink. Each MQTT message travels with its PUBACK,
@@ -82,20 +87,19 @@ export async function startGateway(
   const schemas = SchemaRegistry.load();
   const registry = new Registry();
   const m = gatewayMetrics(registry);
-  const rejectLog = new RateLimitedLog(log, "rejected invalid input");
   const budget = new ByteBudget(config.inflightBytes);
   let stopping = false;
 
-  const validate = (msg: MqttMessage): Envelope => {
-    const parsed = parsePayload(msg.topic, msg.payload, {
-      topicPrefix: config.topicPrefix,
-      gatewayId: config.gatewayId,
-      receivedAt: msg.receivedAt,
-    });
-    if (parsed.ok) return { kind: "readings", readings: parsed.readings };
-    rejectLog.warn({ topic: msg.topic, reason: parsed.reason, bytes: msg.payload.length });
-    return { kind: "rejected", ...msg, reason: parsed.reason };
-  };
+  const sparkplugGroups = config.sparkplugGroups ?? [];
+  const formats = validator({
+    topicPrefix: config.topicPrefix,
+    gatewayId: config.gatewayId,
+    sparkplug: sparkplugGroups.length > 0,
+    aliasFile: config.spoolPath ? join(config.spoolPath, SPARKPLUG_ALIAS_FILE) : undefined,
+    metrics: m,
+    log,
+    publish: (topic, payload) => input?.publish(topic, payload) ?? false,
+  });
 
   const sink = new AmqpSink({
     url: config.amqpUrl,
@@ -146,7 +150,17 @@ export async function startGateway(
   const onMessage = (d: Delivery<MqttMessage>) => {
     if (stopping) return; // not acknowledged: the broker redelivers it to the next session
     m.received.inc();
-    const encoded: OutgoingBatch = encodeEnvelope(validate(d.item), schemas, config.gatewayId, single);
+    const encoded: OutgoingBatch = encodeEnvelope(
+      formats.validate(d.item),
+      schemas,
+      config.gatewayId,
+      single,
+    );
+    // A Sparkplug death, or a message of values that are not readings: nothing to confirm downstream.
+    if (encoded.length === 0) {
+      d.ack();
+      return;
+    }
     // The encoded readings weigh far more than the payload (objects around each datum): the budget counts them.
     const release = budget.hold(heldBytes(encoded));
     downstream.write({
@@ -208,6 +222,7 @@ export async function startGateway(
         tls: mqttTls,
         clientId: `telemetry-gateway-${config.gatewayId}`,
         topic: `${config.topicPrefix}/+/+`,
+        extraTopics: sparkplugFilters(sparkplugGroups),
         shareGroup: config.shareGroup,
         receiveMaximum: config.inflight,
         budget,
@@ -236,6 +251,7 @@ export async function startGateway(
   log.info(
     {
       topic: `${config.topicPrefix}/+/+`,
+      sparkplugGroups,
       queue: config.queue,
       inflight: config.inflight,
       inflightBytes: config.inflightBytes,
@@ -258,7 +274,7 @@ export async function startGateway(
     await mqtt.stop();
     await spool?.stop();
     await sink.stop();
-    rejectLog.flush();
+    formats.flush();
     await http.close();
     log.info("gateway stopped");
   });

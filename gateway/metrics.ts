@@ -19,6 +19,24 @@ export function gatewayMetrics(registry: Registry) {
       help: "MQTT messages refused as invalid and confirmed on <QUEUE>.rejected",
       ...opts,
     }),
+    notStored: new Counter({
+      name: "telemetry_gateway_values_not_stored_total",
+      help:
+        "Values that are not readings, counted and not stored: Sparkplug String, DateTime, Bytes, DataSet, " +
+        "Template or null metrics; SenML vs, vd or sum-only records",
+      labelNames: ["format"] as const,
+      ...opts,
+    }),
+    sparkplugSeqGaps: new Counter({
+      name: "telemetry_gateway_sparkplug_seq_gaps_total",
+      help: "Sparkplug messages whose seq did not follow the node's previous one (messages lost on the way)",
+      ...opts,
+    }),
+    sparkplugRebirths: new Counter({
+      name: "telemetry_gateway_sparkplug_rebirth_requests_total",
+      help: "Rebirth requests published to Sparkplug edge nodes (NCMD Node Control/Rebirth)",
+      ...opts,
+    }),
     inflight: new Gauge({
       name: "telemetry_gateway_inflight_messages",
       help: "MQTT messages taken in and not yet confirmed downstream",

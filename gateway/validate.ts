@@ -2,6 +2,7 @@ import {
   DEFAULT_QUALITY,
   ID_PATTERN,
   ID_RULE,
+  MAX_ID_LENGTH,
   MIN_TS,
   parseTimestamp,
   QUALITIES,
@@ -20,6 +21,16 @@ export const MAX_TAGS = 16;
 export const TAG_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 /** Longest tag value, in characters (UTF-16 code units, as for `unit`). */
 export const MAX_TAG_VALUE_LENGTH = 256;
+
+const NOT_ID_CHARACTER = /[^A-Za-z0-9._:-]/g;
+
+/**
+ * The sensor id of a name a device gives a value (a Sparkplug metric, a SenML record): each character the id rule
+ * does not allow becomes `_` (`Inputs/Temperature` -> `Inputs_Temperature`), cut to the longest id.
+ */
+export function sensorFromName(name: string): string {
+  return name.replace(NOT_ID_CHARACTER, "_").slice(0, MAX_ID_LENGTH);
+}
 
 export type ParseResult =
   | { readonly ok: true; readonly readings: Reading[] }

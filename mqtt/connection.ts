@@ -193,6 +193,16 @@ export class Connection {
     }
   }
 
+  /**
+   * Publishes at QoS 0 on this connection when it is subscribed; returns false (nothing sent) otherwise. For small
+   * commands back to devices (a Sparkplug rebirth request), which the caller asks again for if they are lost.
+   */
+  publish(topic: string, payload: Buffer): boolean {
+    if (this.phase !== "ready") return false;
+    this.write({ cmd: "publish", topic, payload, qos: 0, dup: false, retain: false });
+    return true;
+  }
+
   private onPacket(packet: Packet): void {
     if (this.phase === "closing" || this.phase === "closed") return;
     switch (packet.cmd) {
@@ -209,7 +219,7 @@ export class Connection {
         );
         return;
       case "suback":
-        this.onSuback(packet.messageId, packet.granted[0]);
+        this.onSuback(packet.messageId, packet.granted);
         return;
       case "disconnect": {
         const subscribing = this.connackReceived && !this.subscribed ? this.settings.topic : undefined;
@@ -242,16 +252,21 @@ export class Connection {
     this.write({
       cmd: "subscribe",
       messageId: SUBSCRIBE_PACKET_ID,
-      subscriptions: [{ topic: this.settings.topic, qos: 1, rh: RETAIN_HANDLING_NEW_ONLY }],
+      subscriptions: [this.settings.topic, ...this.settings.extraTopics].map((topic) => ({
+        topic,
+        qos: 1,
+        rh: RETAIN_HANDLING_NEW_ONLY,
+      })),
     });
   }
 
-  private onSuback(messageId: number | undefined, granted: unknown): void {
+  private onSuback(messageId: number | undefined, granted: readonly unknown[]): void {
     if (this.subscribed || messageId !== SUBSCRIBE_PACKET_ID) {
       this.abort(RC_PROTOCOL_ERROR, new Error(`unexpected SUBACK for packet id ${messageId}`));
       return;
     }
-    const failure = subackFailure(granted, this.settings.topic);
+    const filters = [this.settings.topic, ...this.settings.extraTopics];
+    const failure = filters.map((f, i) => subackFailure(granted[i], f)).find((f) => f !== undefined);
     if (failure !== undefined) {
       this.error ??= new Error(failure);
       this.closeWith(RC_SUCCESS);
@@ -263,7 +278,7 @@ export class Connection {
     this.log.info(
       {
         sessionPresent: this.sessionPresent,
-        grantedQos: granted,
+        grantedQos: granted.length === 1 ? granted[0] : granted,
         receiveMaximum: this.settings.receiveMaximum,
       },
       "MQTT connected and subscribed",

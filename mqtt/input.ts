@@ -15,6 +15,11 @@ export interface MqttInput extends Input {
   readonly unacked: number;
   /** Messages the broker sent beyond the Receive Maximum, waiting to be handed on. */
   readonly held: number;
+  /**
+   * Publishes `payload` at QoS 0 on the session's connection (e.g. a Sparkplug rebirth request). Returns false,
+   * sending nothing, while no connection is subscribed; QoS 0 may be lost, so callers that care ask again later.
+   */
+  publish(topic: string, payload: Buffer): boolean;
   on<E extends keyof MqttInputEvents>(event: E, listener: (...args: MqttInputEvents[E]) => void): this;
   once<E extends keyof MqttInputEvents>(event: E, listener: (...args: MqttInputEvents[E]) => void): this;
   off<E extends keyof MqttInputEvents>(event: E, listener: (...args: MqttInputEvents[E]) => void): this;

@@ -51,12 +51,13 @@ export function resolveOptions(opts: MqttInputOptions): SessionSettings {
   requireInteger("reconnectMaxMs", reconnectMaxMs, reconnectMinMs, MAX_TIMER_MS);
   // A persistent session needs a client id of our own; an empty topic filter is a protocol error.
   if (opts.clientId === "") throw new RangeError("clientId must not be empty");
-  if (opts.topic === "") throw new RangeError("topic must not be empty");
+  if (opts.topic === "" || opts.extraTopics?.includes("")) throw new RangeError("topic must not be empty");
   return Object.freeze({
     broker: withCredentials(parseBrokerUrl(opts.url), opts.username, opts.password),
     tls: opts.tls ?? {},
     clientId: opts.clientId,
     topic: subscriptionFilter(opts.topic, opts.shareGroup),
+    extraTopics: (opts.extraTopics ?? []).map((t) => subscriptionFilter(t, opts.shareGroup)),
     receiveMaximum: opts.receiveMaximum,
     keepaliveSeconds: opts.keepaliveSeconds,
     sessionExpirySeconds: opts.sessionExpirySeconds,

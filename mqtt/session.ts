@@ -51,6 +51,11 @@ export class MqttSession extends EventEmitter<MqttInputEvents> {
     return { ready: false, reason: `mqtt not connected: ${why}` };
   }
 
+  /** Publishes at QoS 0 on the current connection; false when there is none subscribed (see Connection.publish). */
+  publish(topic: string, payload: Buffer): boolean {
+    return this.conn?.publish(topic, payload) ?? false;
+  }
+
   /** Opens the next connection (the first one from `startMqttInput`). */
   connect(): void {
     if (this.stopping) return;

@@ -23,6 +23,8 @@ export interface MqttInputOptions {
   readonly clientId: string;
   /** Subscription filter, e.g. `sensors/+/+`, subscribed at QoS 1. */
   readonly topic: string;
+  /** More filters subscribed beside `topic`, alike (QoS 1, the same share group), e.g. Sparkplug B's topics. */
+  readonly extraTopics?: readonly string[] | undefined;
   /**
    * MQTT 5 share name: when given, the session subscribes to `$share/<shareGroup>/<topic>` and the broker gives
    * each message to one of the sessions sharing that name (1 to 128 characters, no `/`, `+` or `#`).
@@ -80,6 +82,8 @@ export interface SessionSettings {
   readonly clientId: string;
   /** The filter SUBSCRIBE sends: the options' topic, or `$share/<shareGroup>/<topic>` with a share group. */
   readonly topic: string;
+  /** Further filters, each as SUBSCRIBE sends it (share group applied). */
+  readonly extraTopics: readonly string[];
   readonly receiveMaximum: number;
   readonly keepaliveSeconds: number;
   readonly sessionExpirySeconds: number;

@@ -4,6 +4,7 @@ import { type ConfigOf, parsers, setting } from "../common/config.js";
 import { createLogger } from "../common/log.js";
 import { common, mqttSecurity, securityProblem } from "../common/settings.js";
 import { ID_PATTERN, MIN_TS, parseTimestamp } from "../schemas/index.js";
+import { SIM_FORMATS, type SimFormat } from "./formats.js";
 import { DEFAULT_SENSORS, NO_FAULTS, parseFaults, parseSensors } from "./model.js";
 import {
   BrokerUnreachableError,
@@ -110,6 +111,22 @@ const spec = {
     default: 1,
     description: `Readings of one device and sensor per message (1 to ${MAX_BATCH}); above 1 the payload is a JSON array.`,
     parse: parsers.int(1, MAX_BATCH),
+  }),
+  format: setting<SimFormat>({
+    flag: "format",
+    env: "SIM_FORMAT",
+    default: "json",
+    description:
+      "How devices publish: json (ours, on <TOPIC_PREFIX>/<deviceId>/<sensor>), senml (RFC 8428 packs on <TOPIC_PREFIX>/<deviceId>/senml) or sparkplug (each device a Sparkplug B edge node of --sparkplug-group: NBIRTH, then NDATA by alias; it answers rebirth requests).",
+    parse: parsers.oneOf(...SIM_FORMATS),
+  }),
+  sparkplugGroup: setting({
+    flag: "sparkplug-group",
+    env: "SIM_SPARKPLUG_GROUP",
+    default: "telemetry-sim",
+    description:
+      "Sparkplug B group id of the simulated edge nodes (--format sparkplug); the gateway needs it in SPARKPLUG_GROUPS.",
+    parse: parsers.string({ max: 128, pattern: /^[^/+#]+$/, what: "a group id without / + or #" }),
   }),
   seed: setting({
     flag: "seed",

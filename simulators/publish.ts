@@ -7,6 +7,7 @@ import { redactUrl } from "../common/config.js";
 import { type Logger, silentLogger } from "../common/log.js";
 import type { MqttSecurityConfig } from "../common/settings.js";
 import { describeTlsError, readTls } from "../common/tls.js";
+import { FormatShaper, type SimFormat } from "./formats.js";
 import { defaultIntervalMs, type FaultRates, type SimMessage, Simulation } from "./model.js";
 
 /** Unacknowledged QoS 1 publishes allowed at once unless configured. */
@@ -42,6 +43,9 @@ export interface SimulateConfig extends MqttSecurityConfig {
   readonly window: number;
   readonly faults: FaultRates;
   readonly batchSize: number;
+  /** How devices publish: our JSON (default), SenML, or Sparkplug B as edge nodes of `sparkplugGroup`. */
+  readonly format?: SimFormat | undefined;
+  readonly sparkplugGroup?: string | undefined;
   readonly seed: number;
   /** Epoch ms of the first reading; the time `simulate` connects when absent. */
   readonly startTs?: number | undefined;
@@ -240,6 +244,7 @@ export async function simulate(config: SimulateConfig, opts: SimulateOptions = {
     limit: config.count,
   });
   log.info({ clientId, seed: config.seed, startTs, intervalMs }, "connected; publishing");
+  const shaper = FormatShaper.attach(client, config, log);
 
   let connected = true;
   client.on("connect", () => {
@@ -352,7 +357,7 @@ export async function simulate(config: SimulateConfig, opts: SimulateOptions = {
       }
       const next = source.next();
       if (next.done) return;
-      publish(next.value);
+      for (const message of shaper.shape(next.value)) publish(message);
       if (++sinceYield >= YIELD_EVERY) {
         sinceYield = 0;
         await yieldToEventLoop();

@@ -66,6 +66,15 @@ describe("MQTT input options", () => {
     });
   });
 
+  it("subscribes further filters alike, shared when the topic is", () => {
+    const extraTopics = ["spBv1.0/g/NDATA/+"];
+    expect(resolveOptions({ ...VALID, extraTopics }).extraTopics).toEqual(["spBv1.0/g/NDATA/+"]);
+    expect(resolveOptions({ ...VALID, extraTopics, shareGroup: "gw" })).toMatchObject({
+      topic: "$share/gw/sensors/+/+",
+      extraTopics: ["$share/gw/spBv1.0/g/NDATA/+"],
+    });
+  });
+
   it.each([
     [{ receiveMaximum: 0 }, "receiveMaximum must be an integer from 1 to 65535, got 0"],
     [{ receiveMaximum: 65_536 }, "receiveMaximum must be an integer from 1 to 65535, got 65536"],
@@ -74,6 +83,7 @@ describe("MQTT input options", () => {
     [{ reconnectMinMs: 500, reconnectMaxMs: 100 }, "reconnectMaxMs must be an integer from 500"],
     [{ clientId: "" }, "clientId must not be empty"],
     [{ topic: "" }, "topic must not be empty"],
+    [{ extraTopics: ["spBv1.0/g/NDATA/+", ""] }, "topic must not be empty"],
   ])("refuses %o, naming the option", (override, message) => {
     expect(() => resolveOptions({ ...VALID, ...override })).toThrow(message);
   });
