@@ -7,7 +7,7 @@ import type { GatewayMetrics } from "./metrics.js";
 import { parseSenml, SENML_SENSOR } from "./senml.js";
 import { SparkplugDecoder } from "./sparkplug.js";
 import { encodeRebirthRequest } from "./sparkplug-payload.js";
-import { parsePayload, parseTopic } from "./validate.js";
+import { parsePayload, parseTopic, payloadSizeProblem } from "./validate.js";
 
 export interface FormatOptions {
   readonly topicPrefix: string;
@@ -48,6 +48,8 @@ export function validator(opts: FormatOptions): {
   };
 
   const fromSparkplug = (decoder: SparkplugDecoder, msg: MqttMessage): Envelope => {
+    const tooLarge = payloadSizeProblem(msg.payload);
+    if (tooLarge) return refuse(msg, tooLarge);
     const r = decoder.decode(msg.topic, msg.payload, msg.receivedAt);
     if (r.seqGap) m.sparkplugSeqGaps.inc();
     if (r.notStored > 0) m.notStored.inc({ format: "sparkplug" }, r.notStored);

@@ -1,5 +1,5 @@
 import { MIN_TS, type Reading } from "../schemas/index.js";
-import { MAX_FUTURE_MS, MAX_PAYLOAD_BYTES, sensorFromName } from "./validate.js";
+import { MAX_FUTURE_MS, payloadSizeProblem, sensorFromName } from "./validate.js";
 
 /** The sensor segment of the topic that carries SenML: `<TOPIC_PREFIX>/<deviceId>/senml`. */
 export const SENML_SENSOR = "senml";
@@ -56,12 +56,8 @@ export function parseSenml(
   payload: Buffer,
   opts: { gatewayId: string; receivedAt: number },
 ): SenmlResult {
-  if (payload.length > MAX_PAYLOAD_BYTES) {
-    return {
-      ok: false,
-      reason: `payload of ${payload.length} bytes is over the ${MAX_PAYLOAD_BYTES} byte limit`,
-    };
-  }
+  const tooLarge = payloadSizeProblem(payload);
+  if (tooLarge) return { ok: false, reason: tooLarge };
   let doc: unknown;
   try {
     doc = JSON.parse(utf8.decode(payload));

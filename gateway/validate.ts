@@ -158,6 +158,13 @@ function parseReading(
   };
 }
 
+/** The contract's size limit for a payload in any format: the reason it is refused, or undefined. */
+export function payloadSizeProblem(payload: Buffer): string | undefined {
+  return payload.length > MAX_PAYLOAD_BYTES
+    ? `payload of ${payload.length} bytes is over the ${MAX_PAYLOAD_BYTES} byte limit`
+    : undefined;
+}
+
 /**
  * Parses and validates one MQTT message by the input contract: UTF-8 JSON of one reading or a non-empty array of
  * them, at most 256 KiB. All or nothing: if any reading breaks a rule the whole payload is refused with a reason
@@ -170,12 +177,8 @@ export function parsePayload(
 ): ParseResult {
   const where = parseTopic(topic, opts.topicPrefix);
   if ("reason" in where) return { ok: false, reason: where.reason };
-  if (payload.length > MAX_PAYLOAD_BYTES) {
-    return {
-      ok: false,
-      reason: `payload of ${payload.length} bytes is over the ${MAX_PAYLOAD_BYTES} byte limit`,
-    };
-  }
+  const tooLarge = payloadSizeProblem(payload);
+  if (tooLarge) return { ok: false, reason: tooLarge };
   let text: string;
   try {
     text = utf8.decode(payload);
