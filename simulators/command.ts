@@ -4,16 +4,17 @@ import { type ConfigOf, parsers, setting } from "../common/config.js";
 import { createLogger } from "../common/log.js";
 import { common, mqttSecurity, securityProblem } from "../common/settings.js";
 import { ID_PATTERN, MIN_TS, parseTimestamp } from "../schemas/index.js";
+import { BrokerUnreachableError } from "./connect.js";
 import { SIM_FORMATS, type SimFormat } from "./formats.js";
-import { DEFAULT_SENSORS, NO_FAULTS, parseFaults, parseSensors } from "./model.js";
+import { NO_FAULTS, parseFaults, parseSensors } from "./model.js";
 import {
-  BrokerUnreachableError,
   DEFAULT_WINDOW,
   DRAIN_TIMEOUT_MS,
   type SimulateProgress,
   type SimulateSummary,
   simulate,
 } from "./publish.js";
+import { DEFAULT_SENSORS } from "./sensors.js";
 
 const MAX_DEVICES = 100_000;
 const MAX_WINDOW = 65_000;

@@ -6,7 +6,8 @@ import {
   encodeSparkplug,
   type SparkplugMetricOut,
 } from "../gateway/sparkplug-payload.js";
-import { type SimMessage, type SimReading, sensorModel } from "./model.js";
+import type { SimMessage, SimReading } from "./model.js";
+import { sensorModel } from "./sensors.js";
 
 /** How simulated devices publish: our JSON, SenML JSON (RFC 8428), or Sparkplug B. */
 export type SimFormat = "json" | "senml" | "sparkplug";

@@ -1,4 +1,6 @@
 import { ID_PATTERN } from "../common/ids.js";
+import { MALFORMED_KINDS, type MalformedKind, malformedPayload, payloadOf } from "./malformed.js";
+import { type SensorModel, sensorModel } from "./sensors.js";
 
 /** One valid reading as a simulated device sends it; (deviceId, sensor, ts) is its natural key downstream. */
 export interface SimReading {
@@ -21,25 +23,6 @@ export interface SimReading {
  * - `malformed`: breaks the MQTT input contract; its readings never reach a valid message.
  */
 export type MessageKind = "reading" | "duplicate" | "reordered" | "malformed";
-
-export const MALFORMED_KINDS = [
-  "truncated-json",
-  "not-utf8",
-  "value-nan-literal",
-  "value-overflow",
-  "value-string",
-  "value-null",
-  "value-missing",
-  "ts-garbage",
-  "ts-no-offset",
-  "ts-impossible-date",
-  "ts-fraction",
-  "seq-negative",
-  "unit-too-long",
-  "not-an-object",
-  "empty-array",
-] as const;
-export type MalformedKind = (typeof MALFORMED_KINDS)[number];
 
 /** One MQTT publish the simulation asks for. */
 export interface SimMessage {
@@ -80,97 +63,6 @@ export interface ModelOptions {
   readonly limit?: number;
 }
 
-/** How one kind of sensor behaves: a base level with a daily cycle, device offset, drift, noise and rare spikes. */
-export interface SensorModel {
-  readonly unit: string | null;
-  readonly base: number;
-  /** Standard deviation of each device's constant offset from `base`. */
-  readonly offsetSd: number;
-  /** Half the daily swing, peaking at `peakHour` UTC. */
-  readonly amplitude: number;
-  readonly peakHour: number;
-  readonly noiseSd: number;
-  /** Step of the slow mean-reverting random walk of each device. */
-  readonly driftSd: number;
-  /** Range of ordinary values; only spikes leave it. */
-  readonly normal: readonly [number, number];
-  /** Range of every value, spikes included. */
-  readonly limits: readonly [number, number];
-  readonly spike: number;
-  readonly decimals: number;
-}
-
-export const SENSOR_MODELS: Readonly<Record<string, SensorModel>> = Object.freeze({
-  temperature: {
-    unit: "°C",
-    base: 18,
-    offsetSd: 1.5,
-    amplitude: 3,
-    peakHour: 15,
-    noiseSd: 0.15,
-    driftSd: 0.05,
-    normal: [12, 24],
-    limits: [-10, 50],
-    spike: 12,
-    decimals: 2,
-  },
-  humidity: {
-    unit: "%",
-    base: 60,
-    offsetSd: 8,
-    amplitude: 10,
-    peakHour: 4,
-    noiseSd: 1,
-    driftSd: 0.3,
-    normal: [30, 90],
-    limits: [0, 100],
-    spike: 25,
-    decimals: 1,
-  },
-  pressure: {
-    unit: "hPa",
-    base: 1013,
-    offsetSd: 3,
-    amplitude: 1,
-    peakHour: 10,
-    noiseSd: 0.2,
-    driftSd: 0.1,
-    normal: [998, 1028],
-    limits: [950, 1060],
-    spike: 30,
-    decimals: 2,
-  },
-  co2: {
-    unit: "ppm",
-    base: 700,
-    offsetSd: 100,
-    amplitude: 300,
-    peakHour: 14,
-    noiseSd: 15,
-    driftSd: 5,
-    normal: [400, 2000],
-    limits: [350, 5000],
-    spike: 1500,
-    decimals: 0,
-  },
-});
-
-/** Any sensor name without a model of its own: unit-less values from 0 to 100. */
-export const GENERIC_MODEL: SensorModel = Object.freeze<SensorModel>({
-  unit: null,
-  base: 50,
-  offsetSd: 5,
-  amplitude: 15,
-  peakHour: 12,
-  noiseSd: 2,
-  driftSd: 0.5,
-  normal: [0, 100],
-  limits: [0, 100],
-  spike: 40,
-  decimals: 2,
-});
-
-export const DEFAULT_SENSORS = Object.freeze(["temperature", "humidity", "pressure"]);
 /** Chance that one reading is a spike. */
 export const SPIKE_RATE = 0.000_5;
 /** Readings after which a device's drift has mostly returned to zero. */
@@ -178,11 +70,6 @@ const DRIFT_REVERSION = 1_000;
 /** A duplicate goes out after 0 to this many further messages, as a device resending after a timeout would. */
 const MAX_DUPLICATE_DELAY = 3;
 const DAY_MS = 86_400_000;
-const UNIT_TOO_LONG = "degrees Celsius, measured carefully indoors";
-
-export function sensorModel(sensor: string): SensorModel {
-  return Object.hasOwn(SENSOR_MODELS, sensor) ? SENSOR_MODELS[sensor]! : GENERIC_MODEL;
-}
 
 /** `sim-0001` for index 0: ids sort in device order up to 9,999 devices. */
 export function deviceId(prefix: string, index: number): string {
@@ -256,56 +143,6 @@ export function parseSensors(raw: string): readonly string[] {
   }
   if (new Set(names).size !== names.length) throw new Error("must not name a sensor twice");
   return Object.freeze(names);
-}
-
-function payloadOf(readings: readonly SimReading[]): Buffer {
-  const objects = readings.map(({ value, ts, unit, seq }) =>
-    unit === null ? { value, ts, seq } : { value, ts, unit, seq },
-  );
-  return Buffer.from(JSON.stringify(objects.length === 1 ? objects[0] : objects));
-}
-
-function malformedPayload(kind: MalformedKind, readings: readonly SimReading[], rand: () => number): Buffer {
-  const valid = payloadOf(readings).toString();
-  const each = (f: (r: SimReading) => string) => {
-    const items = readings.map(f);
-    return Buffer.from(items.length === 1 ? items[0]! : `[${items.join(",")}]`);
-  };
-  const unit = (r: SimReading) => (r.unit === null ? "" : `,"unit":${JSON.stringify(r.unit)}`);
-  switch (kind) {
-    case "truncated-json":
-      return Buffer.from(valid.slice(0, Math.floor(rand() * (valid.length - 1))));
-    case "not-utf8":
-      return Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(valid)]);
-    case "value-nan-literal":
-      return each((r) => `{"value":NaN,"ts":${r.ts}${unit(r)},"seq":${r.seq}}`);
-    case "value-overflow":
-      return each((r) => `{"value":1e999,"ts":${r.ts}${unit(r)},"seq":${r.seq}}`);
-    case "value-string":
-      return each((r) => `{"value":"${r.value}","ts":${r.ts}${unit(r)},"seq":${r.seq}}`);
-    case "value-null":
-      return each((r) => `{"value":null,"ts":${r.ts}${unit(r)},"seq":${r.seq}}`);
-    case "value-missing":
-      return each((r) => `{"ts":${r.ts}${unit(r)},"seq":${r.seq}}`);
-    case "ts-garbage":
-      return each((r) => `{"value":${r.value},"ts":"yesterday-ish"${unit(r)},"seq":${r.seq}}`);
-    case "ts-no-offset":
-      return each(
-        (r) => `{"value":${r.value},"ts":"${new Date(r.ts).toISOString().slice(0, 19)}","seq":${r.seq}}`,
-      );
-    case "ts-impossible-date":
-      return each((r) => `{"value":${r.value},"ts":"2025-13-45T25:61:00Z"${unit(r)},"seq":${r.seq}}`);
-    case "ts-fraction":
-      return each((r) => `{"value":${r.value},"ts":${r.ts}.5${unit(r)},"seq":${r.seq}}`);
-    case "seq-negative":
-      return each((r) => `{"value":${r.value},"ts":${r.ts}${unit(r)},"seq":-${r.seq + 1}}`);
-    case "unit-too-long":
-      return each((r) => `{"value":${r.value},"ts":${r.ts},"unit":"${UNIT_TOO_LONG}","seq":${r.seq}}`);
-    case "not-an-object":
-      return Buffer.from(rand() < 0.5 ? String(readings[0]?.value ?? 0) : `"${readings[0]?.value ?? 0}"`);
-    case "empty-array":
-      return Buffer.from("[]");
-  }
 }
 
 interface KeyState {

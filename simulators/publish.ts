@@ -2,11 +2,11 @@ import { randomBytes } from "node:crypto";
 import { type FileHandle, open, writeFile } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
-import { connect, type IClientOptions, type MqttClient } from "mqtt";
+import type { MqttClient } from "mqtt";
 import { redactUrl } from "../common/config.js";
 import { type Logger, silentLogger } from "../common/log.js";
 import type { MqttSecurityConfig } from "../common/settings.js";
-import { describeTlsError, readTls } from "../common/tls.js";
+import { connectOnce, endClient, securityOptions } from "./connect.js";
 import { FormatShaper, type SimFormat } from "./formats.js";
 import { defaultIntervalMs, type FaultRates, type SimMessage, Simulation } from "./model.js";
 
@@ -14,14 +14,9 @@ import { defaultIntervalMs, type FaultRates, type SimMessage, Simulation } from 
 export const DEFAULT_WINDOW = 500;
 /** How long a stop by signal waits for outstanding PUBACKs. */
 export const DRAIN_TIMEOUT_MS = 10_000;
-/** How long the first connection may take before the broker counts as unreachable. */
-export const CONNECT_TIMEOUT_MS = 10_000;
-const RECONNECT_PERIOD_MS = 1_000;
-const KEEPALIVE_S = 30;
 const PROGRESS_INTERVAL_MS = 1_000;
 /** Publishes between two turns of the event loop, so acks, timers and signals are seen at unlimited rate. */
 const YIELD_EVERY = 256;
-const END_TIMEOUT_MS = 2_000;
 /** After a stall (broker away, window full) the rate catches up on at most this much lost time, not the whole
  * stall, so a long outage is not followed by a long burst. */
 const MAX_CATCH_UP_MS = 1_000;
@@ -99,87 +94,6 @@ export interface SimulateOptions {
   readonly onProgress?: (progress: SimulateProgress) => void;
   /** Called for each acknowledged message, in the order the PUBACKs arrive. */
   readonly onAck?: (message: SimMessage) => void;
-}
-
-/**
- * The broker did not accept the first connection; nothing was published. The message names the broker (the URL's
- * password masked) and the reason, a TLS refusal naming the setting to check.
- */
-export class BrokerUnreachableError extends Error {
-  override readonly name = "BrokerUnreachableError";
-  /** The broker's URL, its password masked. */
-  readonly url: string;
-
-  constructor(url: string, options?: { cause?: unknown }) {
-    const cause = options?.cause;
-    const why =
-      describeTlsError(cause, "MQTT") ??
-      (cause instanceof Error ? cause.message : String(cause ?? "no answer"));
-    const shown = redactUrl(url);
-    super(`cannot reach the MQTT broker at ${shown}: ${why}`, options);
-    this.url = shown;
-  }
-}
-
-/** MQTT.js's options for the broker's TLS files and credentials (the files read once, here). */
-function securityOptions(config: SimulateConfig): IClientOptions {
-  const tls = readTls({
-    caFile: config.mqttCaFile,
-    certFile: config.mqttCertFile,
-    keyFile: config.mqttKeyFile,
-  });
-  return {
-    ...tls,
-    ...(config.mqttUsername === undefined ? {} : { username: config.mqttUsername }),
-    ...(config.mqttPassword === undefined ? {} : { password: config.mqttPassword }),
-  };
-}
-
-function connectOnce(
-  url: string,
-  security: IClientOptions,
-  clientId: string,
-  signal: AbortSignal | undefined,
-): Promise<MqttClient> {
-  const client = connect(url, {
-    ...security,
-    clientId,
-    clean: true,
-    protocolVersion: 4,
-    keepalive: KEEPALIVE_S,
-    reconnectPeriod: RECONNECT_PERIOD_MS,
-    connectTimeout: CONNECT_TIMEOUT_MS,
-  });
-  return new Promise<MqttClient>((resolve, reject) => {
-    const fail = (cause: unknown) => {
-      cleanup();
-      client.on("error", () => {});
-      client.end(true);
-      reject(new BrokerUnreachableError(url, { cause }));
-    };
-    const onConnect = () => {
-      cleanup();
-      resolve(client);
-    };
-    const onError = (err: Error) => fail(err);
-    const onClose = () => fail(new Error("connection closed before CONNACK"));
-    const onAbort = () => fail(new Error("stopped by signal"));
-    const timer = setTimeout(
-      () => fail(new Error(`no CONNACK within ${CONNECT_TIMEOUT_MS} ms`)),
-      CONNECT_TIMEOUT_MS,
-    );
-    const cleanup = () => {
-      clearTimeout(timer);
-      client.off("connect", onConnect);
-      client.off("error", onError);
-      client.off("close", onClose);
-      signal?.removeEventListener("abort", onAbort);
-    };
-    client.once("connect", onConnect);
-    client.once("error", onError);
-    client.once("close", onClose);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 /**
@@ -424,17 +338,4 @@ export async function simulate(config: SimulateConfig, opts: SimulateOptions = {
     await writeFile(config.summaryJsonPath, `${JSON.stringify(summary, null, 2)}\n`);
   log.info(summary, "simulation finished");
   return summary;
-}
-
-function endClient(client: MqttClient, graceful: boolean): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      client.end(true);
-      resolve();
-    }, END_TIMEOUT_MS);
-    client.end(!graceful, () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
 }

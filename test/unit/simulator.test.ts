@@ -2,20 +2,18 @@ import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../common/config.js";
 import { ISO_WITH_OFFSET } from "../../schemas/index.js";
 import { formatProgress, simulateCommand } from "../../simulators/index.js";
+import { MALFORMED_KINDS } from "../../simulators/malformed.js";
 import {
   defaultIntervalMs,
-  GENERIC_MODEL,
-  MALFORMED_KINDS,
   type ModelOptions,
   NO_FAULTS,
   parseFaults,
   parseSensors,
-  SENSOR_MODELS,
   type SimMessage,
   type SimReading,
   Simulation,
-  sensorModel,
 } from "../../simulators/model.js";
+import { GENERIC_MODEL, SENSOR_MODELS, sensorModel } from "../../simulators/sensors.js";
 
 const START = Date.UTC(2026, 0, 15, 0, 0, 0);
 
