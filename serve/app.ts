@@ -79,14 +79,15 @@ export interface AppOptions extends GuardOptions {
 export function createApp(source: ReadingQueries | Answerer, opts: AppOptions = {}): Hono {
   const answerer: Answerer =
     "ask" in source ? source : { ask: askDirectly(source), version: () => source.version() };
+  const log = opts.log ?? silentLogger();
   const answer = responder({
     source: answerer,
     cache: new AnswerCache(),
     timeoutMs: opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS,
     maxExports: opts.maxExports ?? MAX_EXPORTS,
+    log,
   });
   const limit = opts.maxBuckets ?? MAX_BUCKETS;
-  const log = opts.log ?? silentLogger();
   const app = new Hono();
 
   app.use("*", guard(opts));

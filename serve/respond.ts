@@ -3,7 +3,9 @@
  * ETag and 304, HEAD answered without running anything, a deadline after which the question is cancelled in its
  * worker, and a bound on the exports streaming at once.
  */
+import type { HttpBindings } from "@hono/node-server";
 import type { Context } from "hono";
+import type { Logger } from "../common/log.js";
 import { CONTENT_TYPES, type TextFormat } from "../query/format.js";
 import { AnswerCache } from "./answer-cache.js";
 import type { Answerer, Chunk, Question } from "./questions.js";
@@ -32,6 +34,8 @@ export interface Responder {
   readonly cache: AnswerCache;
   readonly timeoutMs: number;
   readonly maxExports: number;
+  /** Where a cancelled question is reported. */
+  readonly log: Logger;
 }
 
 /** A timer that rejects `expired` once `ms` have passed (never unhandled), until `clear()`. */
@@ -100,6 +104,12 @@ export function responder(
     }
     const chunks = r.source.ask(question, as);
     const time = deadline(r.timeoutMs);
+    time.onExpiry(() =>
+      r.log.warn(
+        { path: c.req.path, kind: question.kind },
+        "question cancelled: it ran longer than SERVE_QUERY_TIMEOUT",
+      ),
+    );
     if (kept) {
       try {
         const parts: Uint8Array[] = [];
@@ -138,8 +148,12 @@ export function responder(
       start(controller) {
         time.onExpiry(() => {
           finish();
-          // Headers are out: the answer can only be cut off, which the client sees as a broken transfer.
-          controller.error(new Refusal(503, "query timeout"));
+          // Headers are out: the answer can only be cut off. A reset, not a close: a client that reads slowly or
+          // not at all would otherwise see the end only after the data queued in the socket, and take it for a
+          // whole answer. Resetting the socket cancels this stream too; in-process (tests) there is no socket.
+          const socket = (c.env as Partial<HttpBindings> | undefined)?.outgoing?.socket;
+          if (socket) socket.resetAndDestroy();
+          else controller.error(new Refusal(503, "query timeout"));
         });
       },
       async pull(controller) {

@@ -75,7 +75,12 @@ let tokenAsked: Promise<string> | undefined;
  */
 function askToken(wrong: boolean): Promise<string> {
   tokenAsked ??= new Promise<string>((resolve) => {
-    const input = el("input", { type: "password", name: "token", autocomplete: "current-password", required: "" });
+    const input = el("input", {
+      type: "password",
+      name: "token",
+      autocomplete: "current-password",
+      required: "",
+    });
     const form = el("form", { id: "token-form", class: "token-form" }, [
       el("p", { text: wrong ? "That token was refused. Token:" : "This server needs a token:" }),
       input,
