@@ -3,6 +3,7 @@
  * build first): tokens, never open by accident, the Host check, CORS, HTTPS, bucket limits, HEAD, the export
  * bound, server timeouts and 500 answers. The abuses with memory figures are serve-security-abuse.test.ts.
  */
+import { spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
@@ -119,7 +120,10 @@ describe("serve security, against a real serve process", () => {
       SERVE_TOKEN: TOKEN_A,
     });
     expect(s.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
-    const r = await ask(`${s.url}/api/devices`, { headers: bearer(TOKEN_A), ca: readFileSync(certs.ca, "utf8") });
+    const r = await ask(`${s.url}/api/devices`, {
+      headers: bearer(TOKEN_A),
+      ca: readFileSync(certs.ca, "utf8"),
+    });
     expect(r.status, r.body).toBe(200);
     expect(JSON.parse(r.body)).toHaveLength(2);
     // Not trusted by the rogue authority's clients, and no plain HTTP on the same port.
@@ -186,6 +190,42 @@ describe("serve security, against a real serve process", () => {
     slow.on("error", () => {});
     idle.on("error", () => {});
     await Promise.all([once(slow, "close"), once(idle, "close")]);
+  });
+
+  it("telemetry check warns about serve beyond loopback without TLS; query stats has --max-buckets", () => {
+    const cli = (args: string[], env: Record<string, string>) =>
+      spawnSync(process.execPath, ["dist/cli/telemetry.js", ...args], {
+        encoding: "utf8",
+        env: { ...process.env, DB_PATH: db.path, ...env },
+      });
+    const check = cli(["check", "serve"], { HTTP_HOST: "0.0.0.0", SERVE_TOKEN: TOKEN_A });
+    expect(check.status, check.stdout + check.stderr).toBe(0);
+    expect(check.stdout).toMatch(/^serve: warning: serve listens on 0\.0\.0\.0 without TLS/m);
+    expect(check.stdout).not.toContain(TOKEN_A);
+    const open = cli(["check", "serve"], { HTTP_HOST: "0.0.0.0" });
+    expect(open.status).toBe(1);
+    expect(open.stdout).toMatch(/SERVE_TOKEN/);
+    const century = cli(["query", "stats", "--device", "dev-a", "--every", "1m", "--from", "-1400000w"], {});
+    expect(century.status).toBe(2);
+    expect(century.stderr).toMatch(/limit of 100,000 \(--max-buckets\)/);
+    const allowed = cli(
+      [
+        "query",
+        "stats",
+        "--device",
+        "dev-a",
+        "--every",
+        "1h",
+        "--from",
+        "-5w",
+        "--max-buckets",
+        "1000",
+        "--format",
+        "json",
+      ],
+      {},
+    );
+    expect(allowed.status, allowed.stderr).toBe(0);
   });
 
   it("answers a failure with 500 {error: internal error, id}, the details only in its log under that id", async () => {
