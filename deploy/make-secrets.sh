@@ -19,6 +19,8 @@ amqp=$(rand)
 gateway=$(rand)
 simulator=$(rand)
 printf 'amqp://telemetry:%s@rabbitmq:5672\n' "$amqp" >"$dir/amqp_url"
+# docker-compose.cluster.yml: every node of the cluster.
+printf 'amqp://telemetry:%s@rabbitmq-%s:5672,' "$amqp" 1 "$amqp" 2 "$amqp" 3 | sed 's/,$/\n/' >"$dir/amqp_url_cluster"
 # RabbitMQ creates this user instead of guest on its first start (an empty volume).
 printf 'default_user = telemetry\ndefault_pass = %s\n' "$amqp" >"$dir/rabbitmq.conf"
 printf '%s\n' "$gateway" >"$dir/mqtt_gateway_password"

@@ -1,12 +1,12 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parsers } from "../../common/config.js";
 import { CLI } from "../../scripts/spawn.js";
 import { simulateCommand } from "../../simulators/index.js";
+import { makeComposeSecrets, withSecrets as mapSecrets, secretPath } from "../helpers/compose-secrets.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const DEPLOY = `${ROOT}deploy/`;
@@ -15,8 +15,7 @@ const duration = parsers.duration(0, 86_400_000);
 const CHECKED = ["gateway", "processor", "serve"];
 
 /** The secrets deploy/make-secrets.sh writes, made once for these tests, as a user does before the first start. */
-const SECRETS = join(mkdtempSync(join(tmpdir(), "ops-deploy-")), "secrets");
-execFileSync("sh", [`${DEPLOY}make-secrets.sh`, SECRETS], { encoding: "utf8" });
+const SECRETS = makeComposeSecrets();
 
 interface ComposeService {
   build?: unknown;
@@ -86,27 +85,7 @@ function effective(stdout: string): Record<string, string> {
 describe("docker-compose.yml agrees with the code", () => {
   const compose = composeConfig();
   const ours = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
-  /** Where a service's secret `name` is mounted in its container. */
-  const secretPath = (ref: { source: string; target?: string } | string) => {
-    const { source, target } = typeof ref === "string" ? { source: ref, target: undefined } : ref;
-    return target?.startsWith("/") ? target : `/run/secrets/${target ?? source}`;
-  };
-  /** A service's environment with each `/run/secrets/...` path replaced by the secret's file made for the test. */
-  const withSecrets = (svc: ComposeService): Record<string, string> => {
-    const mounted = new Map(
-      (svc.secrets ?? []).map((ref) => {
-        const source = typeof ref === "string" ? ref : ref.source;
-        const file = compose.secrets?.[source]?.file ?? "";
-        return [secretPath(ref), join(SECRETS, basename(file))];
-      }),
-    );
-    return Object.fromEntries(
-      Object.entries(svc.environment ?? {}).map(([k, v]) => [
-        k,
-        v.startsWith("/run/secrets/") ? (mounted.get(v) ?? v) : v,
-      ]),
-    );
-  };
+  const withSecrets = (svc: ComposeService) => mapSecrets(svc, compose.secrets, SECRETS);
 
   it("runs RabbitMQ, Mosquitto with deploy/mosquitto.conf, gateway, processor, simulator and the dashboard", () => {
     expect(Object.keys(compose.services).sort()).toEqual(

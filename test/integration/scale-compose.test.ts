@@ -4,11 +4,14 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { splitUrlList } from "../../common/config.js";
 import { CLI } from "../../scripts/spawn.js";
+import { makeComposeSecrets, type SecretRef, withSecrets } from "../helpers/compose-secrets.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 /** Values for the variables the file requires, as an operator would give them. */
 const SECRETS = { RABBITMQ_ERLANG_COOKIE: "test-cookie-7f3a", POSTGRES_PASSWORD: "test-pg-91c2" };
 const RABBIT_NODES = ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"];
+/** The files deploy/make-secrets.sh writes, which the services read as Compose secrets. */
+const SECRET_FILES = makeComposeSecrets();
 
 interface ComposeService {
   build?: unknown;
@@ -20,10 +23,14 @@ interface ComposeService {
   hostname?: string;
   depends_on?: Record<string, unknown>;
   volumes?: ({ source?: string; target: string } | string)[];
+  secrets?: SecretRef[];
 }
 
 /** docker-compose.cluster.yml as Docker Compose reads it (`docker-compose config`, Debian's package), as JSON. */
-function composeConfig(env: Record<string, string>): { services: Record<string, ComposeService> } {
+function composeConfig(env: Record<string, string>): {
+  services: Record<string, ComposeService>;
+  secrets?: Record<string, { file: string }>;
+} {
   const yaml = execFileSync("docker-compose", ["-f", `${ROOT}docker-compose.cluster.yml`, "config"], {
     encoding: "utf8",
     env: { PATH: process.env.PATH ?? "", ...env },
@@ -91,12 +98,13 @@ describe("docker-compose.cluster.yml agrees with the code", () => {
     "each %s: a valid configuration, every node in AMQP_URL, the shared database, ports that match",
     (command) => {
       for (const [name, svc] of running(command)) {
-        const env = svc.environment ?? {};
+        const env = withSecrets(svc, compose.secrets, SECRET_FILES);
         const check = cli(["check", command], env);
         expect(check.code, `${name}: ${check.stdout}${check.stderr}`).toBe(0);
         expect(check.stdout, `${name} prints no password`).not.toContain(SECRETS.POSTGRES_PASSWORD);
         if (command !== "serve") {
-          const hosts = splitUrlList(env.AMQP_URL ?? "").map((u) => new URL(u).hostname);
+          const amqpUrl = readFileSync(env.AMQP_URL_FILE ?? "", "utf8").trim();
+          const hosts = splitUrlList(amqpUrl).map((u) => new URL(u).hostname);
           expect(hosts.sort(), `${name}: AMQP_URL`).toEqual(RABBIT_NODES);
           for (const node of RABBIT_NODES) expect(Object.keys(svc.depends_on ?? {})).toContain(node);
         }
