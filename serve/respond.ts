@@ -38,34 +38,48 @@ export interface Responder {
   readonly log: Logger;
 }
 
-/** A timer that rejects `expired` once `ms` have passed (never unhandled), until `clear()`. */
-function deadline(ms: number): {
-  readonly expired: Promise<never>;
-  clear(): void;
-  onExpiry(f: () => void): void;
-} {
-  let timer: NodeJS.Timeout | undefined;
+/**
+ * A question's deadline: `race(p)` is `p`, or the refusal once `ms` have passed; `onExpiry` listeners run then,
+ * until `clear()`. Each race lets go of its promise once settled: racing every chunk against one long-lived
+ * promise would keep every chunk of a long export reachable until the deadline.
+ */
+function deadline(ms: number) {
+  const refusal = new Refusal(
+    503,
+    `the question ran longer than SERVE_QUERY_TIMEOUT (${ms / 1000}s) and was cancelled`,
+  );
+  let expired = false;
+  const waiting = new Set<(err: Error) => void>();
   const listeners: (() => void)[] = [];
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(
-        new Refusal(
-          503,
-          `the question ran longer than SERVE_QUERY_TIMEOUT (${ms / 1000}s) and was cancelled`,
-        ),
-      );
-      for (const f of listeners) f();
-    }, ms);
-  });
-  expired.catch(() => {});
-  return { expired, clear: () => clearTimeout(timer), onExpiry: (f) => listeners.push(f) };
-}
-
-/** The next chunk, or the deadline's refusal; a chunk that arrives after the deadline is dropped, not unhandled. */
-function nextBefore(chunks: AsyncGenerator<Chunk>, expired: Promise<never>): Promise<IteratorResult<Chunk>> {
-  const next = chunks.next();
-  next.catch(() => {});
-  return Promise.race([next, expired]);
+  const timer = setTimeout(() => {
+    expired = true;
+    for (const reject of waiting) reject(refusal);
+    waiting.clear();
+    for (const f of listeners) f();
+  }, ms);
+  return {
+    race<T>(p: Promise<T>): Promise<T> {
+      if (expired) {
+        p.catch(() => {});
+        return Promise.reject(refusal);
+      }
+      return new Promise<T>((resolve, reject) => {
+        waiting.add(reject);
+        p.then(
+          (v) => {
+            waiting.delete(reject);
+            resolve(v);
+          },
+          (err: unknown) => {
+            waiting.delete(reject);
+            reject(err);
+          },
+        );
+      });
+    },
+    clear: () => clearTimeout(timer),
+    onExpiry: (f: () => void) => listeners.push(f),
+  };
 }
 
 /**
@@ -113,9 +127,9 @@ export function responder(
     if (kept) {
       try {
         const parts: Uint8Array[] = [];
-        for (let next = await nextBefore(chunks, time.expired); !next.done; ) {
+        for (let next = await time.race(chunks.next()); !next.done; ) {
           parts.push(bytes(next.value));
-          next = await nextBefore(chunks, time.expired);
+          next = await time.race(chunks.next());
         }
         const body = Buffer.concat(parts);
         r.cache.set(key, body);
@@ -139,7 +153,7 @@ export function responder(
     };
     let pending: IteratorResult<Chunk> | undefined;
     try {
-      pending = await nextBefore(chunks, time.expired);
+      pending = await time.race(chunks.next());
     } catch (err) {
       finish();
       throw err;
@@ -158,7 +172,7 @@ export function responder(
       },
       async pull(controller) {
         try {
-          const next = pending ?? (await nextBefore(chunks, time.expired));
+          const next = pending ?? (await time.race(chunks.next()));
           pending = undefined;
           if (finished) return;
           if (next.done) {
