@@ -56,7 +56,7 @@ function deadline(ms: number) {
     for (const reject of waiting) reject(refusal);
     waiting.clear();
     for (const f of listeners) f();
-  }, ms);
+  }, ms).unref();
   return {
     race<T>(p: Promise<T>): Promise<T> {
       if (expired) {

@@ -192,7 +192,7 @@ describe("serve security, against a real serve process", () => {
     await Promise.all([once(slow, "close"), once(idle, "close")]);
   });
 
-  it("telemetry check warns about serve beyond loopback without TLS; query stats has --max-buckets", () => {
+  it("telemetry check warns about serve beyond loopback without TLS and an MQTT broker that takes anonymous clients; query stats has --max-buckets", () => {
     const cli = (args: string[], env: Record<string, string>) =>
       spawnSync(process.execPath, ["dist/cli/telemetry.js", ...args], {
         encoding: "utf8",
@@ -205,6 +205,16 @@ describe("serve security, against a real serve process", () => {
     const open = cli(["check", "serve"], { HTTP_HOST: "0.0.0.0" });
     expect(open.status).toBe(1);
     expect(open.stdout).toMatch(/SERVE_TOKEN/);
+    // With credentials configured, --connect also tries without them: the shared test Mosquitto lets anyone in.
+    const gateway = cli(["check", "gateway", "--connect"], {
+      AMQP_URL: process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672",
+      MQTT_URL: process.env.MQTT_URL ?? "mqtt://127.0.0.1:1883",
+      MQTT_USERNAME: "check-user",
+      MQTT_PASSWORD: "check-password-0123",
+    });
+    expect(gateway.stdout, gateway.stderr).toMatch(
+      /without credentials: ok, warning: the broker accepts anonymous clients/,
+    );
     const century = cli(["query", "stats", "--device", "dev-a", "--every", "1m", "--from", "-1400000w"], {});
     expect(century.status).toBe(2);
     expect(century.stderr).toMatch(/limit of 100,000 \(--max-buckets\)/);
