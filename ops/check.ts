@@ -3,6 +3,7 @@ import { redactUrl, splitUrlList } from "../common/config.js";
 import { describeTlsError, readTls, type TlsMaterial } from "../common/tls.js";
 import { probePostgres } from "../store/postgres-status.js";
 import { probeSqlite } from "../store/status.js";
+import { securityWarnings } from "./check-warnings.js";
 import { probeAmqp, probeMqtt, reasonOf } from "./probe.js";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -68,6 +69,18 @@ async function reach(service: string, config: Readonly<Record<string, unknown>>)
       );
       return "connected";
     });
+    if (username || str(config.mqttCertFile)) {
+      // Credentials are configured; a broker that lets a client in without them is open all the same.
+      attempt(`MQTT ${redactUrl(mqttUrl)} without credentials`, async () => {
+        const anonymous = mqttUrl.replace(/\/\/[^@/]*@/, "//");
+        const tls = tlsOf(config, "mqtt");
+        const accepted = await probeMqtt(anonymous, {}, { ...(tls.ca ? { ca: tls.ca } : {}) }).then(
+          () => true,
+          () => false,
+        );
+        return accepted ? "warning: the broker accepts anonymous clients" : "refused, as it should be";
+      });
+    }
   }
   const databaseUrl = str(config.databaseUrl);
   if (databaseUrl) {
@@ -85,6 +98,7 @@ function report(name: string, v: Validation, out: string[]): void {
   for (const p of v.problems) out.push(`${name}: ${p}`);
   if (v.problems.length > 0 || !v.effective) return;
   out.push(`${name}: configuration OK`);
+  for (const w of securityWarnings(name, v.config ?? {})) out.push(`${name}: warning: ${w}`);
   const width = Math.max(...Object.keys(v.effective).map((k) => k.length));
   for (const [k, value] of Object.entries(v.effective)) out.push(`  ${k.padEnd(width)}  ${value}`);
 }

@@ -10,7 +10,7 @@ import { openQueries } from "../store/index.js";
 import type { ReadingQueries } from "../store/queries.js";
 import { devicesAnswer, latestAnswer, readingsAnswer, statsAnswer } from "./answers.js";
 import { type Answer, type Format, render, writeTo } from "./format.js";
-import { params, questionProblem, questions } from "./params.js";
+import { bucketProblem, maxBuckets, params, questionProblem, questions, statsBuckets } from "./params.js";
 
 const TIME_HELP =
   "Times: ISO-8601 with offset (2026-01-31T12:00:00Z), a UTC date (2026-01-31), epoch ms, now, or relative\n" +
@@ -43,6 +43,8 @@ function subcommand<S extends Spec & { dbPath: typeof common.dbPath; format: typ
   summary: string;
   spec: S;
   ask: (q: ReadingQueries, config: ConfigOf<S>) => Answer | Promise<Answer>;
+  /** A problem of this question beyond its required parameters and range. */
+  check?: (config: ConfigOf<S>) => string | undefined;
 }): CliCommand {
   const { required } = questions[c.name];
   return defineCommand({
@@ -51,7 +53,8 @@ function subcommand<S extends Spec & { dbPath: typeof common.dbPath; format: typ
     summary: c.summary,
     spec: c.spec,
     extraHelp: TIME_HELP,
-    check: (config) => questionProblem(required, config as Record<string, unknown>, (k) => `--${k}`),
+    check: (config) =>
+      questionProblem(required, config as Record<string, unknown>, (k) => `--${k}`) ?? c.check?.(config),
     run: (config) =>
       answerWith(c.name, config as { dbPath: string; databaseUrl?: string; format: Format }, (q) =>
         c.ask(q, config),
@@ -91,11 +94,13 @@ export const queryCommand = defineGroup({
     subcommand({
       name: "stats",
       usage:
-        "telemetry query stats --device D [--sensor S] --every 1m|5m|15m|1h|1d [--from T] [--to T] [--fill none|null|prev|linear] [--format F]",
+        "telemetry query stats --device D [--sensor S] --every 1m|5m|15m|1h|1d [--from T] [--to T] [--fill none|null|prev|linear] [--max-buckets N] [--format F]",
       summary:
         "Per sensor and time bucket: start, count, min, max, mean, last; empty buckets filled with --fill.",
-      spec: { ...store, ...questions.stats.spec, format: params.format },
+      spec: { ...store, ...questions.stats.spec, format: params.format, maxBuckets },
       ask: (q, c) => statsAnswer(q, { ...c, device: c.device ?? "", every: c.every ?? 0 }),
+      check: (c) =>
+        bucketProblem(statsBuckets({ ...c, every: c.every ?? 1 }, Date.now()), c.maxBuckets, "--max-buckets"),
     }),
   ],
 });

@@ -136,3 +136,39 @@ export function questionProblem(
   if (missing !== undefined) return `${name(missing)} is required`;
   return rangeProblem(values.from as number | undefined, values.to as number | undefined);
 }
+
+/** The default of `--max-buckets` and `SERVE_MAX_BUCKETS`: far more than a chart or a spreadsheet needs. */
+export const MAX_BUCKETS = 100_000;
+
+/** `--max-buckets` of `query stats` (serve's `SERVE_MAX_BUCKETS` is declared by serve, with the same parser). */
+export const maxBuckets = setting({
+  flag: "max-buckets",
+  default: MAX_BUCKETS,
+  description: "Refuse a stats question whose range holds more buckets than this, per series.",
+  parse: parsers.int(1, 100_000_000),
+});
+
+/**
+ * How many buckets a `stats` question asks for, per series: the buckets of width `every` from the one holding
+ * `from` to the one holding `to - 1` (`to` unset: now). Without `from` the range starts at each series' first
+ * reading, which the question does not say: 0 (not counted; the query timeout bounds it).
+ */
+export function statsBuckets(
+  q: { from?: number | undefined; to?: number | undefined; every: number },
+  now: number,
+): number {
+  if (q.from === undefined) return 0;
+  const to = q.to ?? now;
+  if (to <= q.from) return 0;
+  return Math.floor((to - 1) / q.every) - Math.floor(q.from / q.every) + 1;
+}
+
+/**
+ * The one-line refusal of a question of `buckets` buckets when that is over `limit`, naming the limit as the caller
+ * spells it (`--max-buckets`, `SERVE_MAX_BUCKETS`), or undefined.
+ */
+export function bucketProblem(buckets: number, limit: number, limitName: string): string | undefined {
+  if (buckets <= limit) return undefined;
+  const n = (x: number) => x.toLocaleString("en-US");
+  return `the question asks for ${n(buckets)} buckets, more than the limit of ${n(limit)} (${limitName}): ask a shorter range or wider buckets`;
+}

@@ -5,15 +5,19 @@
  * `{"error": "..."}`. Testable in-process with `app.request(...)`.
  */
 
+import { randomUUID } from "node:crypto";
 import type { Context } from "hono";
 import { Hono } from "hono";
 import { ConfigError, type ConfigOf, parseConfig, parsers, type Spec, setting } from "../common/config.js";
-import { CONTENT_TYPES, type TextFormat } from "../query/format.js";
-import { questionProblem, questions } from "../query/params.js";
+import { type Logger, silentLogger } from "../common/log.js";
+import type { TextFormat } from "../query/format.js";
+import { bucketProblem, MAX_BUCKETS, questionProblem, questions, statsBuckets } from "../query/params.js";
 import type { ReadingQueries } from "../store/queries.js";
 import { AnswerCache } from "./answer-cache.js";
 import { dashboardRoutes } from "./dashboard.js";
-import { type Answerer, askDirectly, type Chunk, type Question } from "./questions.js";
+import { type GuardOptions, guard } from "./guard.js";
+import { type Answerer, askDirectly } from "./questions.js";
+import { MAX_EXPORTS, QUERY_TIMEOUT_MS, Refusal, responder } from "./respond.js";
 
 const format = setting({
   flag: "format",
@@ -23,8 +27,10 @@ const format = setting({
 });
 
 /** A bad request: answered 400 with `{"error": message}`. */
-class BadRequest extends Error {
-  override readonly name = "BadRequest";
+class BadRequest extends Refusal {
+  constructor(message: string) {
+    super(400, message);
+  }
 }
 
 /**
@@ -51,76 +57,40 @@ function parseQuery<S extends Spec>(
   return config;
 }
 
-/** Questions whose answers are kept whole: the bounded ones a dashboard polls. Exports stream. */
-const KEPT: ReadonlySet<Question["kind"]> = new Set(["devices", "latest", "series"]);
-
-/**
- * Answers `question` in `format`: 304 when the client holds the answer of this question under the store's current
- * version (If-None-Match), else from the cache, else from the store. Every answer carries that ETag. A kept kind is
- * read whole (and sent with its length); an export streams, its first chunk read before the response starts (so a
- * failing query is a 500, not a cut-off 200), the rest as the client reads, and a client gone ends the query.
- */
-async function respond(
-  c: Context,
-  source: Answerer,
-  cache: AnswerCache,
-  question: Question,
-  as: TextFormat,
-): Promise<Response> {
-  const key = `${JSON.stringify(question)}\n${as}\n${await source.version()}`;
-  const etag = AnswerCache.etag(key);
-  // no-cache: a browser keeps the answer but asks again each time, with If-None-Match.
-  const headers = { "content-type": CONTENT_TYPES[as], "cache-control": "no-cache", etag };
-  const held = c.req.header("if-none-match");
-  if (held?.split(",").some((t) => t.trim().replace(/^W\//, "") === etag))
-    return c.body(null, 304, { etag, "cache-control": "no-cache" });
-  const encoder = new TextEncoder();
-  const bytes = (chunk: Chunk) => (typeof chunk === "string" ? encoder.encode(chunk) : chunk);
-  if (KEPT.has(question.kind)) {
-    let body = cache.get(key);
-    if (body === undefined) {
-      const parts: Uint8Array[] = [];
-      for await (const chunk of source.ask(question, as)) parts.push(bytes(chunk));
-      body = Buffer.concat(parts);
-      cache.set(key, body);
-    }
-    return c.body(body as Uint8Array<ArrayBuffer>, 200, headers);
-  }
-  const chunks = source.ask(question, as);
-  let pending: IteratorResult<Chunk> | undefined = await chunks.next();
-  const stream = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const next = pending ?? (await chunks.next());
-        pending = undefined;
-        if (next.done) controller.close();
-        else controller.enqueue(bytes(next.value));
-      } catch (err) {
-        controller.error(err);
-      }
-    },
-    async cancel() {
-      await chunks.return(undefined);
-    },
-  });
-  return c.body(stream, 200, headers);
+/** What the app enforces; every field has a default that suits a test of the API in-process. */
+export interface AppOptions extends GuardOptions {
+  /** false leaves out `/` and its assets (an API-only deployment, or tests of the API alone). */
+  readonly dashboard?: boolean | undefined;
+  /** Buckets a `stats` or `series` question may ask for (`SERVE_MAX_BUCKETS`). */
+  readonly maxBuckets?: number | undefined;
+  /** A question running longer is cancelled (`SERVE_QUERY_TIMEOUT`). */
+  readonly queryTimeoutMs?: number | undefined;
+  /** Exports streaming at once; more are 429 (`SERVE_MAX_EXPORTS`). */
+  readonly maxExports?: number | undefined;
+  /** Where a 500's details go, under the id its answer shows. */
+  readonly log?: Logger | undefined;
 }
 
 /**
  * The app over `source`, which it never closes: a {@link ReadingQueries} answers on the server's thread (tests,
- * PostgreSQL, whose driver does not block it), a query pool (serve/query-pool.ts) in its worker threads.
- * `dashboard: false` leaves out `/` and its assets (for an API-only deployment, or tests of the API alone).
+ * PostgreSQL, whose driver does not block it), a query pool (serve/query-pool.ts) in its worker threads. Without
+ * `tokens` the API is open; serve/command.ts decides when that is allowed.
  */
-export function createApp(
-  source: ReadingQueries | Answerer,
-  opts: { readonly dashboard?: boolean } = {},
-): Hono {
+export function createApp(source: ReadingQueries | Answerer, opts: AppOptions = {}): Hono {
   const answerer: Answerer =
     "ask" in source ? source : { ask: askDirectly(source), version: () => source.version() };
-  const cache = new AnswerCache();
-  const answer = (c: Context, question: Question, as: TextFormat) =>
-    respond(c, answerer, cache, question, as);
+  const log = opts.log ?? silentLogger();
+  const answer = responder({
+    source: answerer,
+    cache: new AnswerCache(),
+    timeoutMs: opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS,
+    maxExports: opts.maxExports ?? MAX_EXPORTS,
+    log,
+  });
+  const limit = opts.maxBuckets ?? MAX_BUCKETS;
   const app = new Hono();
+
+  app.use("*", guard(opts));
 
   app.get("/healthz", (c) => c.text("ok\n"));
   app.get("/api/devices", (c) => answer(c, { kind: "devices" }, parseQuery(c, questions.devices).format));
@@ -134,10 +104,18 @@ export function createApp(
   });
   app.get("/api/stats", (c) => {
     const { format: as, ...q } = parseQuery(c, questions.stats);
+    const problem = bucketProblem(
+      statsBuckets({ ...q, every: q.every ?? 1 }, Date.now()),
+      limit,
+      "SERVE_MAX_BUCKETS",
+    );
+    if (problem !== undefined) throw new BadRequest(problem);
     return answer(c, { kind: "stats", query: { ...q, device: q.device ?? "", every: q.every ?? 0 } }, as);
   });
   app.get("/api/series", (c) => {
     const { format: as, ...q } = parseQuery(c, questions.series);
+    const problem = bucketProblem(q.points ?? 0, limit, "SERVE_MAX_BUCKETS");
+    if (problem !== undefined) throw new BadRequest(problem);
     const query = { ...q, device: q.device ?? "", sensor: q.sensor ?? "", points: q.points ?? 0 };
     return answer(c, { kind: "series", query }, as);
   });
@@ -149,8 +127,11 @@ export function createApp(
   );
   app.notFound((c) => c.json({ error: `not found: ${new URL(c.req.url).pathname}` }, 404));
   app.onError((err, c) => {
-    if (err instanceof BadRequest) return c.json({ error: err.message }, 400);
-    return c.json({ error: err.message }, 500);
+    if (err instanceof Refusal) return c.json({ error: err.message }, err.status);
+    // The message may name files, hosts and ports of the store: the client gets an id to quote, the log the rest.
+    const id = randomUUID();
+    log.error({ id, err, path: c.req.path }, "request failed");
+    return c.json({ error: "internal error", id }, 500);
   });
   return app;
 }

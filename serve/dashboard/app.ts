@@ -65,14 +65,59 @@ function child<E extends Element = HTMLElement>(parent: ParentNode, selector: st
   return parent.querySelector<E>(selector)!;
 }
 
+/** Where the token lives: this tab's session only, so closing the tab forgets it. */
+const TOKEN_KEY = "telemetry-token";
+let tokenAsked: Promise<string> | undefined;
+
+/**
+ * Asks for the API's token once (every request that got 401 meanwhile waits for the same answer), with a form over
+ * the page; `wrong` says the last one was refused.
+ */
+function askToken(wrong: boolean): Promise<string> {
+  tokenAsked ??= new Promise<string>((resolve) => {
+    const input = el("input", {
+      type: "password",
+      name: "token",
+      autocomplete: "current-password",
+      required: "",
+    });
+    const form = el("form", { id: "token-form", class: "token-form" }, [
+      el("p", { text: wrong ? "That token was refused. Token:" : "This server needs a token:" }),
+      input,
+      el("button", { type: "submit", text: "Sign in" }),
+    ]);
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const token = input.value.trim();
+      if (token === "") return;
+      sessionStorage.setItem(TOKEN_KEY, token);
+      form.remove();
+      tokenAsked = undefined;
+      resolve(token);
+    });
+    document.body.append(form);
+    input.focus();
+  });
+  return tokenAsked;
+}
+
 async function api<T>(path: string, params: Params = {}): Promise<T> {
   const q = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)]));
-  const r = await fetch(`/api/${path}?${q.toString()}`);
-  if (!r.ok) {
-    const body = (await r.json()) as { error?: string };
-    throw new Error(body.error || r.statusText);
+  let token = sessionStorage.getItem(TOKEN_KEY);
+  for (;;) {
+    const headers: Record<string, string> = token === null ? {} : { authorization: `Bearer ${token}` };
+    const r = await fetch(`/api/${path}?${q.toString()}`, { headers });
+    if (r.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      token = await askToken(token !== null);
+      continue;
+    }
+    if (!r.ok) {
+      const body = (await r.json()) as { error?: string };
+      throw new Error(body.error || r.statusText);
+    }
+    return (await r.json()) as T;
   }
-  return (await r.json()) as T;
 }
 
 function num(v: number | null | undefined): string {

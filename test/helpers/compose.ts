@@ -6,6 +6,9 @@ import { CLI } from "../../scripts/spawn.js";
 /** The repository's root, where the Compose files are. */
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
+/** A service's secrets as `docker-compose config` writes them. */
+export type SecretRef = { source: string; target?: string } | string;
+
 /** The fields of a Compose service the tests read. */
 export interface ComposeService {
   build?: unknown;
@@ -20,6 +23,14 @@ export interface ComposeService {
   stop_grace_period?: string;
   stop_signal?: string;
   volumes?: ({ source?: string; target: string } | string)[];
+  secrets?: SecretRef[];
+  expose?: (string | number)[];
+}
+
+/** A Compose file as `docker-compose config` writes it: its services and the secrets they may mount. */
+export interface ComposeFile {
+  services: Record<string, ComposeService>;
+  secrets?: Record<string, { file: string }>;
 }
 
 /** Compose v1 writes a volume as "source:target:mode", the Compose specification as {source, target}. */
@@ -44,10 +55,7 @@ export function ports(s: ComposeService): { target: number; published: number }[
  * `file` (relative to the root) as Docker Compose reads it (`docker-compose config`, Debian's package), as JSON.
  * With `env`, Compose sees only PATH and those variables; without, the test's whole environment.
  */
-export function composeConfig(
-  file: string,
-  env?: Record<string, string>,
-): { services: Record<string, ComposeService> } {
+export function composeConfig(file: string, env?: Record<string, string>): ComposeFile {
   const yaml = execFileSync("docker-compose", ["-f", `${ROOT}${file}`, "config"], {
     encoding: "utf8",
     ...(env === undefined ? {} : { env: { PATH: process.env.PATH ?? "", ...env } }),

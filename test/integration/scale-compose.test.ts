@@ -3,10 +3,13 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { splitUrlList } from "../../common/config.js";
 import { type ComposeService, cleanCli, composeConfig, ports, ROOT } from "../helpers/compose.js";
+import { makeComposeSecrets, withSecrets } from "../helpers/compose-secrets.js";
 
 /** Values for the variables the file requires, as an operator would give them. */
 const SECRETS = { RABBITMQ_ERLANG_COOKIE: "test-cookie-7f3a", POSTGRES_PASSWORD: "test-pg-91c2" };
 const RABBIT_NODES = ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"];
+/** The files deploy/make-secrets.sh writes, which the services read as Compose secrets. */
+const SECRET_FILES = makeComposeSecrets();
 
 describe("docker-compose.cluster.yml agrees with the code", () => {
   const compose = composeConfig("docker-compose.cluster.yml", SECRETS);
@@ -55,12 +58,13 @@ describe("docker-compose.cluster.yml agrees with the code", () => {
     "each %s: a valid configuration, every node in AMQP_URL, the shared database, ports that match",
     (command) => {
       for (const [name, svc] of running(command)) {
-        const env = svc.environment ?? {};
+        const env = withSecrets(svc, compose.secrets, SECRET_FILES);
         const check = cleanCli(["check", command], env);
         expect(check.code, `${name}: ${check.stdout}${check.stderr}`).toBe(0);
         expect(check.stdout, `${name} prints no password`).not.toContain(SECRETS.POSTGRES_PASSWORD);
         if (command !== "serve") {
-          const hosts = splitUrlList(env.AMQP_URL ?? "").map((u) => new URL(u).hostname);
+          const amqpUrl = readFileSync(env.AMQP_URL_FILE ?? "", "utf8").trim();
+          const hosts = splitUrlList(amqpUrl).map((u) => new URL(u).hostname);
           expect(hosts.sort(), `${name}: AMQP_URL`).toEqual(RABBIT_NODES);
           for (const node of RABBIT_NODES) expect(Object.keys(svc.depends_on ?? {})).toContain(node);
         }
