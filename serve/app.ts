@@ -10,7 +10,8 @@ import { Hono } from "hono";
 import { ConfigError, type ConfigOf, parseConfig, parsers, type Spec, setting } from "../common/config.js";
 import { CONTENT_TYPES, type TextFormat } from "../query/format.js";
 import { questionProblem, questions } from "../query/params.js";
-import type { ReadingQueries } from "../store/queries.js";
+import { SILENT_MIN_MS, silenceClock } from "../query/silent.js";
+import type { DevicePage, ReadingQueries } from "../store/queries.js";
 import { AnswerCache } from "./answer-cache.js";
 import { dashboardRoutes } from "./dashboard.js";
 import { type Answerer, askDirectly, type Chunk, type Question } from "./questions.js";
@@ -109,24 +110,64 @@ async function respond(
 /**
  * The app over `source`, which it never closes: a {@link ReadingQueries} answers on the server's thread (tests,
  * PostgreSQL, whose driver does not block it), a query pool (serve/query-pool.ts) in its worker threads.
- * `dashboard: false` leaves out `/` and its assets (for an API-only deployment, or tests of the API alone).
+ * `dashboard: false` leaves out `/` and its assets (for an API-only deployment, or tests of the API alone);
+ * `silentMin` is `SILENT_MIN` in ms (default 60 s).
  */
 export function createApp(
   source: ReadingQueries | Answerer,
-  opts: { readonly dashboard?: boolean } = {},
+  opts: { readonly dashboard?: boolean; readonly silentMin?: number } = {},
 ): Hono {
   const answerer: Answerer =
     "ask" in source ? source : { ask: askDirectly(source), version: () => source.version() };
   const cache = new AnswerCache();
   const answer = (c: Context, question: Question, as: TextFormat) =>
     respond(c, answerer, cache, question, as);
+  const silentMin = opts.silentMin ?? SILENT_MIN_MS;
+  /**
+   * Where the page after `page` starts, asked as a question of its own (kept like the page, under the same
+   * version), so the answer's text stays the same JSON array whether more follow or not.
+   */
+  const nextAfter = async (device: string | undefined, page: DevicePage): Promise<string | undefined> => {
+    if (page.limit === undefined) return undefined;
+    const question: Question = { kind: "next", device, page };
+    const key = `${JSON.stringify(question)}\njson\n${await answerer.version()}`;
+    let body = cache.get(key);
+    if (body === undefined) {
+      let text = "";
+      const decoder = new TextDecoder();
+      for await (const chunk of answerer.ask(question, "json"))
+        text += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
+      body = new TextEncoder().encode(text);
+      cache.set(key, body);
+    }
+    return (JSON.parse(new TextDecoder().decode(body)) as { after: string }[])[0]?.after;
+  };
+  /** A page of devices or latest, with `Link: <...>; rel="next"` when more devices follow. */
+  const paged = async (c: Context, question: Question & { kind: "devices" | "latest" }, as: TextFormat) => {
+    const page = question.page ?? {};
+    const [response, after] = await Promise.all([
+      answer(c, question, as),
+      nextAfter(question.kind === "latest" ? question.device : undefined, page),
+    ]);
+    if (after !== undefined) {
+      const url = new URL(c.req.url);
+      url.searchParams.set("after", after);
+      response.headers.set("link", `<${url.pathname}${url.search}>; rel="next"`);
+    }
+    return response;
+  };
   const app = new Hono();
 
   app.get("/healthz", (c) => c.text("ok\n"));
-  app.get("/api/devices", (c) => answer(c, { kind: "devices" }, parseQuery(c, questions.devices).format));
+  app.get("/api/devices", (c) => {
+    const { format: as, ...page } = parseQuery(c, questions.devices);
+    // Part of the question, so a kept answer is handed out again only until the clock moves on.
+    const silence = { min: silentMin, at: silenceClock(Date.now(), silentMin) };
+    return paged(c, { kind: "devices", page, silence }, as);
+  });
   app.get("/api/latest", (c) => {
-    const q = parseQuery(c, questions.latest);
-    return answer(c, { kind: "latest", device: q.device }, q.format);
+    const { format: as, device, ...page } = parseQuery(c, questions.latest);
+    return paged(c, { kind: "latest", device, page }, as);
   });
   app.get("/api/readings", (c) => {
     const { format: as, ...q } = parseQuery(c, questions.readings);

@@ -4,6 +4,7 @@ import { parsers, redactUrl, setting } from "../common/config.js";
 import { createLogger } from "../common/log.js";
 import { runUntilSignal } from "../common/service.js";
 import { common } from "../common/settings.js";
+import { params } from "../query/params.js";
 import { SERVE_PORT, startServe } from "./serve.js";
 
 export const serveCommand = defineCommand({
@@ -30,6 +31,7 @@ export const serveCommand = defineCommand({
       description: "Port of the API and dashboard (0 picks a free port).",
       parse: parsers.int(0, 65_535),
     }),
+    silentMin: params.silentMin,
     logLevel: common.logLevel,
   },
   run: (config) => {

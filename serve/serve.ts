@@ -16,6 +16,8 @@ export const SERVE_PORT = 8_080;
 /** What `startServe` needs: the store (the SQLite file, or `databaseUrl`), and where to listen. */
 export interface ServeConfig {
   readonly dbPath: string;
+  /** `SILENT_MIN` in ms (query/silent.ts); default 60 s. */
+  readonly silentMin?: number;
   readonly databaseUrl?: string | undefined;
   readonly host: string;
   /** 0 picks a free port; the running server reports the one bound. */
@@ -39,7 +41,7 @@ export async function startServe(config: ServeConfig): Promise<RunningServe> {
     : await startQueryPool(config.dbPath);
   let app: ReturnType<typeof createApp>;
   try {
-    app = createApp(queries); // reads the dashboard's files, which a partial build lacks
+    app = createApp(queries, { silentMin: config.silentMin }); // reads the dashboard's files, which a partial build lacks
   } catch (err) {
     await queries.stop();
     throw err;
