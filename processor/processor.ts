@@ -18,6 +18,7 @@ import { decodeMessage } from "./decode.js";
 import { processorMetrics } from "./metrics.js";
 import { PrefetchWindow } from "./prefetch.js";
 import { type RetentionConfig, startRetention } from "./retention.js";
+import { startSilenceGauge } from "./silence.js";
 import { StoreSink } from "./store-sink.js";
 
 export interface ProcessorConfig extends RetentionConfig {
@@ -44,6 +45,9 @@ export interface ProcessorConfig extends RetentionConfig {
   readonly schemasDir?: string | undefined;
   /** Set when the store is PostgreSQL (`DATABASE_URL`): /readyz and the logs name the backend. */
   readonly databaseUrl?: string | undefined;
+  /** The SQLite file, and `SILENT_MIN`: with both, the processor exports its silent-devices gauge (silence.ts). */
+  readonly dbPath?: string | undefined;
+  readonly silentMin?: number | undefined;
 }
 
 export interface RunningProcessor extends Running {
@@ -173,8 +177,17 @@ export async function startProcessor(
   );
 
   const retention = startRetention(config, store, log, registry);
+  const silence =
+    config.silentMin === undefined || config.dbPath === undefined
+      ? undefined
+      : await startSilenceGauge(
+          { ...config, dbPath: config.dbPath, silentMin: config.silentMin },
+          registry,
+          log,
+        );
   return running({ httpPort: http.port, registry, health }, async () => {
     stopping = true;
+    await silence?.stop();
     await retention.stop();
     await input.stop();
     await sink.stop();
