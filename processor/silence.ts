@@ -14,7 +14,7 @@ import { openQueries, type StoreConfig } from "../store/index.js";
 export const SILENCE_CHECK_MS = 15_000;
 
 /**
- * Starts the gauge `telemetry_processor_silent_devices` on `registry`: computed at once, then every
+ * Starts the gauge `telemetry_processor_silent_devices` on `registry`: computed before it resolves, then every
  * {@link SILENCE_CHECK_MS}, from a read-only connection of its own (on SQLite a read of the per-series rollup; on
  * PostgreSQL `devices` reads every row, see docs/querying.md). A failed check is logged and leaves the last value.
  * `stop()` ends the checks and closes the connection.
@@ -41,6 +41,7 @@ export async function startSilenceGauge(
     }
   };
   checking = check();
+  await checking;
   const timer = setInterval(() => {
     checking = checking.then(check);
   }, checkMs);
