@@ -84,6 +84,25 @@ describe.each(STORE_KINDS)("silent devices on %s", (kind) => {
     const patient = telemetry(["query", "devices", "--silent-min", "10m", ...db.cliArgs]);
     expect((JSON.parse(patient.stdout) as DeviceEntry[]).filter((d) => d.silent)).toEqual([]);
   });
+
+  it("telemetry status counts the silent devices and names them", () => {
+    // No services on these ports: status says so and exits 1, and still reports the store.
+    const r = telemetry(
+      [
+        "status",
+        "--format",
+        "json",
+        "--gateway",
+        "http://127.0.0.1:9",
+        "--processor",
+        "http://127.0.0.1:9",
+        ...db.cliArgs,
+      ],
+      { SILENT_MIN: "60s" },
+    );
+    const store = (JSON.parse(r.stdout) as { store: Record<string, unknown> }).store;
+    expect(store).toMatchObject({ devices: 4, silent_devices: 2, silent_first: ["once", "quiet"] });
+  });
 });
 
 describe.each(STORE_KINDS)("paging a fleet of 3,000 devices on %s", (kind) => {
