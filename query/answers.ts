@@ -59,7 +59,21 @@ export async function devicesAnswer(q: ReadingQueries, page: DevicePage, silence
     silent: isSilent({ last_seen, interval_ms }, silence.at, silence.min),
     sensors,
   }));
-  const flat = devices.flatMap(({ sensors, ...d }) => sensors.map((s) => ({ ...d, ...s })));
+  // Written out: object rest and spread here cost 20 ms for 4,000 series where the whole answer's target is 5.
+  const flat = devices.flatMap((d) =>
+    d.sensors.map((s) => ({
+      device_id: d.device_id,
+      last_seen: d.last_seen,
+      interval_ms: d.interval_ms,
+      silent: d.silent,
+      sensor: s.sensor,
+      unit: s.unit,
+      first_ts: s.first_ts,
+      last_ts: s.last_ts,
+      last_value: s.last_value,
+      count: s.count,
+    })),
+  );
   return { rows: devices, flat, columns: DEVICE_COLUMNS };
 }
 
