@@ -45,7 +45,7 @@ export interface ProcessorConfig extends RetentionConfig {
   readonly schemasDir?: string | undefined;
   /** Set when the store is PostgreSQL (`DATABASE_URL`): /readyz and the logs name the backend. */
   readonly databaseUrl?: string | undefined;
-  /** The SQLite file, and `SILENT_MIN`: with both, the processor exports its silent-devices gauge (silence.ts). */
+  /** The SQLite file and `SILENT_MIN`: with both (and SQLite), the processor exports its silent-devices gauge. */
   readonly dbPath?: string | undefined;
   readonly silentMin?: number | undefined;
 }
@@ -177,8 +177,11 @@ export async function startProcessor(
   );
 
   const retention = startRetention(config, store, log, registry);
+  // On PostgreSQL, counting silent devices reads every row (there is no per-series rollup there yet): not every 15 s.
+  if (config.databaseUrl)
+    log.info("no silent-devices gauge on PostgreSQL: ask telemetry status or query devices");
   const silence =
-    config.silentMin === undefined || config.dbPath === undefined
+    config.silentMin === undefined || config.dbPath === undefined || config.databaseUrl
       ? undefined
       : await startSilenceGauge(
           { ...config, dbPath: config.dbPath, silentMin: config.silentMin },
