@@ -67,7 +67,8 @@ export const queryCommand = defineGroup({
   commands: [
     subcommand({
       name: "devices",
-      usage: "telemetry query devices [--limit N] [--after DEVICE] [--match PREFIX] [--format F]",
+      usage:
+        "telemetry query devices [--limit N] [--after DEVICE] [--match PREFIX] [--silent-min D] [--format F]",
       summary:
         "Each device, when it was last seen, its usual interval and whether it is silent, with its sensors: unit,\n" +
         "first and last time, last value and count (on PostgreSQL counting reads every row). Pages in device order.",

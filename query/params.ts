@@ -50,7 +50,7 @@ export const params = {
     description: "At most this many readings.",
     parse: parsers.int(0, Number.MAX_SAFE_INTEGER),
   }),
-  devices: setting({
+  deviceLimit: setting({
     flag: "limit",
     default: undefined as number | undefined,
     defaultLabel: "no limit",
@@ -122,11 +122,11 @@ export const params = {
  */
 export const questions = {
   devices: {
-    spec: { limit: params.devices, after: params.after, match: params.match },
+    spec: { limit: params.deviceLimit, after: params.after, match: params.match },
     required: [],
   },
   latest: {
-    spec: { device: params.device, limit: params.devices, after: params.after, match: params.match },
+    spec: { device: params.device, limit: params.deviceLimit, after: params.after, match: params.match },
     required: [],
   },
   readings: {
