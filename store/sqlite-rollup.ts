@@ -95,16 +95,6 @@ export function readNumberRows(db: Database.Database, numbers = NUMBERS): Float6
   return rows;
 }
 
-/** The same as a function with its statement prepared once, for a reader that asks at every question. */
-export function numberRowsReader(db: Database.Database): () => Float64Array[] {
-  const select = db.prepare<[], [number, Buffer]>("SELECT chunk, data FROM series_numbers").raw();
-  return () => {
-    const rows: Float64Array[] = [];
-    for (const [chunk, data] of select.all()) rows[chunk] = floatsOf(data);
-    return rows;
-  };
-}
-
 /** The numbers of series `id` in `rows` (from {@link readNumberRows}). */
 export function numbersOf(rows: readonly (Float64Array | undefined)[], id: number): SeriesNumbers {
   const f = rows[id >> SHIFT];
