@@ -4,6 +4,9 @@ import { defineCommand } from "../common/command.js";
 import { parsers, redactUrl, setting, splitUrlList } from "../common/config.js";
 import { amqpSecurity, common, reportFormat, securityProblem } from "../common/settings.js";
 import { readTls, type TlsMaterial } from "../common/tls.js";
+import { params } from "../query/params.js";
+import { isSilent } from "../query/silent.js";
+import { openQueries } from "../store/index.js";
 import { postgresStatus } from "../store/postgres-status.js";
 import { storeStatus } from "../store/status.js";
 import { PROBE_TIMEOUT_MS, type Readiness, readiness, reasonOf, scrape } from "./probe.js";
@@ -72,6 +75,10 @@ export interface Status {
         readonly newest_ts: string | null;
         readonly newest_stored_at: string | null;
         readonly bytes: number;
+        readonly devices: number;
+        /** Devices silent now (query/silent.ts, with `SILENT_MIN`), and the first few of them in device order. */
+        readonly silent_devices: number;
+        readonly silent_first: readonly string[];
       }
     | { readonly path: string; readonly error: string };
   readonly services: Readonly<Record<ServiceName, ServiceStatus>>;
@@ -172,6 +179,25 @@ async function service(name: ServiceName, url: string, intervalMs: number): Prom
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+/** Silent devices `status` names; the rest are counted (`telemetry query devices` lists them all). */
+const SILENT_NAMED = 5;
+
+/** How many devices the store holds and which are silent now. */
+async function silentDevices(c: { dbPath: string; databaseUrl?: string | undefined; silentMin: number }) {
+  const queries = await openQueries(c);
+  try {
+    const devices = await queries.devices();
+    const now = Date.now();
+    const silent = devices.filter((d) => isSilent(d, now, c.silentMin)).map((d) => d.device_id);
+    return {
+      devices: devices.length,
+      silent_devices: silent.length,
+      silent_first: silent.slice(0, SILENT_NAMED),
+    };
+  } finally {
+    await queries.stop();
+  }
+}
 
 /** Gathers the whole status; never throws for a broker, store or service it cannot reach (it says so instead). */
 export async function gatherStatus(c: {
@@ -185,6 +211,7 @@ export async function gatherStatus(c: {
   gateway: string;
   processor: string;
   intervalMs: number;
+  silentMin: number;
 }): Promise<Status> {
   const store = async (): Promise<Status["store"]> => {
     try {
@@ -195,6 +222,7 @@ export async function gatherStatus(c: {
         newest_ts: iso(s.newestTs),
         newest_stored_at: iso(s.newestStoredAt),
         bytes: s.bytes,
+        ...(await silentDevices(c)),
       };
     } catch (err) {
       return { path: c.databaseUrl ? redactUrl(c.databaseUrl) : c.dbPath, error: redactUrl(reasonOf(err)) };
@@ -247,6 +275,11 @@ function table(s: Status): string {
       `  ${s.store.path}: ${s.store.rows} rows, newest reading ${s.store.newest_ts ?? "none"}, ` +
         `last stored ${s.store.newest_stored_at ?? "never"}`,
     );
+    const { devices, silent_devices: n, silent_first: first } = s.store;
+    lines.push(
+      `  ${devices} devices, ${n} silent` +
+        (n === 0 ? "" : `: ${first.join(", ")}${n > first.length ? `, and ${n - first.length} more` : ""}`),
+    );
   }
   lines.push("", `SERVICE     STATE        URL                      RATES (per s, over ${s.interval_ms} ms)`);
   for (const [name, svc] of Object.entries(s.services)) {
@@ -274,7 +307,8 @@ export const statusCommand = defineCommand({
   usage: "telemetry status [options]",
   summary:
     "Queue depths and consumers of <QUEUE>, <QUEUE>.rejected and <QUEUE>.dead, rows stored and the newest " +
-    "reading, and each running service's readiness with its rates (from two samples of its /metrics).",
+    "reading, silent devices, and each running service's readiness with its rates (from two samples of its\n" +
+    "/metrics).",
   check: securityProblem,
   spec: {
     amqpUrl: common.amqpUrl,
@@ -300,6 +334,7 @@ export const statusCommand = defineCommand({
       description: "Time between the two samples of each service's /metrics the rates come from.",
       parse: parsers.duration(100, 60_000),
     }),
+    silentMin: params.silentMin,
     format: reportFormat,
   },
   run: async (config) => {

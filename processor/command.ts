@@ -10,6 +10,7 @@ import {
   securityProblem,
   stallTimeout,
 } from "../common/settings.js";
+import { params } from "../query/params.js";
 import { SchemaRegistry } from "../schemas/index.js";
 import { openStore } from "../store/index.js";
 import { startProcessor } from "./processor.js";
@@ -64,6 +65,7 @@ export const processorCommand = defineCommand({
       parse: parsers.duration(0, 600_000),
     }),
     stallTimeoutMs: stallTimeout,
+    silentMin: params.silentMin,
     retentionMs: setting({
       flag: "retention",
       env: "RETENTION",

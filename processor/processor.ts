@@ -19,6 +19,7 @@ import { decodeMessage } from "./decode.js";
 import { processorMetrics } from "./metrics.js";
 import { PrefetchWindow } from "./prefetch.js";
 import { type RetentionConfig, startRetention } from "./retention.js";
+import { startSilenceGauge } from "./silence.js";
 import { StoreSink } from "./store-sink.js";
 
 /** Everything the processor needs, parsed and checked by the CLI (or built by a test); TLS files for `amqps://`. */
@@ -42,6 +43,9 @@ export interface ProcessorConfig extends RetentionConfig, AmqpSecurityConfig {
   readonly schemasDir?: string | undefined;
   /** Set when the store is PostgreSQL (`DATABASE_URL`): /readyz and the logs name the backend. */
   readonly databaseUrl?: string | undefined;
+  /** The SQLite file and `SILENT_MIN`: with both (and SQLite), the processor exports its silent-devices gauge. */
+  readonly dbPath?: string | undefined;
+  readonly silentMin?: number | undefined;
 }
 
 export interface RunningProcessor extends Running {
@@ -171,8 +175,20 @@ export async function startProcessor(
   );
 
   const retention = startRetention(config, store, log, registry);
+  // On PostgreSQL, counting silent devices reads every row (there is no per-series rollup there yet): not every 15 s.
+  if (config.databaseUrl)
+    log.info("no silent-devices gauge on PostgreSQL: ask telemetry status or query devices");
+  const silence =
+    config.silentMin === undefined || config.dbPath === undefined || config.databaseUrl
+      ? undefined
+      : await startSilenceGauge(
+          { ...config, dbPath: config.dbPath, silentMin: config.silentMin },
+          registry,
+          log,
+        );
   return running({ httpPort: http.port, registry, health }, async () => {
     stopping = true;
+    await silence?.stop();
     await retention.stop();
     await input.stop();
     await sink.stop();

@@ -70,18 +70,21 @@ export const queryCommand = defineGroup({
   commands: [
     subcommand({
       name: "devices",
-      usage: "telemetry query devices [--format F]",
+      usage:
+        "telemetry query devices [--limit N] [--after DEVICE] [--match PREFIX] [--silent-min D] [--format F]",
       summary:
-        "Each device with its sensors: unit, first and last time, last value and count (counting reads every row).",
-      spec: { ...store, ...questions.devices.spec, format: params.format },
-      ask: (q) => devicesAnswer(q),
+        "Each device, when it was last seen, its usual interval and whether it is silent, with its sensors: unit,\n" +
+        "first and last time, last value and count (on PostgreSQL counting reads every row). Pages in device order.",
+      spec: { ...store, ...questions.devices.spec, silentMin: params.silentMin, format: params.format },
+      ask: (q, c) => devicesAnswer(q, c, { min: c.silentMin, at: Date.now() }),
     }),
     subcommand({
       name: "latest",
-      usage: "telemetry query latest [--device D] [--format F]",
-      summary: "The newest reading of every series (of one device with --device).",
+      usage: "telemetry query latest [--device D] [--limit N] [--after DEVICE] [--match PREFIX] [--format F]",
+      summary:
+        "The newest reading of every series (of one device with --device); pages of devices in device order.",
       spec: { ...store, ...questions.latest.spec, format: params.format },
-      ask: (q, c) => latestAnswer(q, c.device),
+      ask: (q, c) => latestAnswer(q, c, c.device),
     }),
     subcommand({
       name: "readings",

@@ -36,7 +36,7 @@ export interface Answer {
 /** Text is handed on in chunks of about this size: one write per row would cost more than the row. */
 const CHUNK_CHARS = 65_536;
 /** Columns a table prints as ISO-8601 times rather than epoch ms. */
-const TIME_COLUMNS = new Set(["ts", "start", "first_ts", "last_ts"]);
+const TIME_COLUMNS = new Set(["ts", "start", "first_ts", "last_ts", "last_seen"]);
 
 function csvCell(v: unknown): string {
   if (v === null || v === undefined) return "";

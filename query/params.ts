@@ -6,6 +6,7 @@ import { parsers, setting } from "../common/config.js";
 import { idParser as id } from "../common/settings.js";
 import { FILLS, type Fill } from "./fill.js";
 import { FORMATS, type Format } from "./format.js";
+import { SILENT_MIN_MS } from "./silent.js";
 import { parseBucket, parseTime, rangeProblem } from "./time.js";
 
 /** Enough for any chart: a point per pixel of a wide screen, several times over. */
@@ -47,6 +48,35 @@ export const params = {
     defaultLabel: "no limit",
     description: "At most this many readings.",
     parse: parsers.int(0, Number.MAX_SAFE_INTEGER),
+  }),
+  deviceLimit: setting({
+    flag: "limit",
+    default: undefined as number | undefined,
+    defaultLabel: "no limit",
+    description: "At most this many devices (latest: every series of each); the rest follow with --after.",
+    parse: parsers.int(1, Number.MAX_SAFE_INTEGER),
+  }),
+  after: setting({
+    flag: "after",
+    default: undefined as string | undefined,
+    defaultLabel: "from the first device",
+    description: "Only devices after this id in device order: the last device of the page before.",
+    parse: id,
+  }),
+  match: setting({
+    flag: "match",
+    default: undefined as string | undefined,
+    defaultLabel: "every device",
+    description: "Only devices whose id starts with this prefix.",
+    parse: id,
+  }),
+  silentMin: setting({
+    flag: "silent-min",
+    env: "SILENT_MIN",
+    default: SILENT_MIN_MS,
+    description:
+      "A device is silent when nothing came for more than three of its usual intervals and at least this long.",
+    parse: parsers.duration(1, 365 * 86_400_000),
   }),
   order: setting({
     flag: "order",
@@ -90,8 +120,14 @@ export const params = {
  * URL parameters; `required` are those without which the question is a bad one.
  */
 export const questions = {
-  devices: { spec: {}, required: [] },
-  latest: { spec: { device: params.device }, required: [] },
+  devices: {
+    spec: { limit: params.deviceLimit, after: params.after, match: params.match },
+    required: [],
+  },
+  latest: {
+    spec: { device: params.device, limit: params.deviceLimit, after: params.after, match: params.match },
+    required: [],
+  },
   readings: {
     spec: {
       device: params.device,

@@ -12,11 +12,12 @@ import { ConfigError, type ConfigOf, parseConfig, parsers, type Spec, setting } 
 import { type Logger, silentLogger } from "../common/log.js";
 import type { TextFormat } from "../query/format.js";
 import { bucketProblem, MAX_BUCKETS, questionProblem, questions, statsBuckets } from "../query/params.js";
-import type { ReadingQueries } from "../store/queries.js";
+import { SILENT_MIN_MS, silenceClock } from "../query/silent.js";
+import type { DevicePage, ReadingQueries } from "../store/queries.js";
 import { AnswerCache } from "./answer-cache.js";
 import { dashboardRoutes } from "./dashboard.js";
 import { type GuardOptions, guard } from "./guard.js";
-import { type Answerer, askDirectly } from "./questions.js";
+import { type Answerer, askDirectly, type Question } from "./questions.js";
 import { MAX_EXPORTS, QUERY_TIMEOUT_MS, Refusal, responder } from "./respond.js";
 
 const format = setting({
@@ -67,6 +68,8 @@ export interface AppOptions extends GuardOptions {
   readonly queryTimeoutMs?: number | undefined;
   /** Exports streaming at once; more are 429 (`SERVE_MAX_EXPORTS`). */
   readonly maxExports?: number | undefined;
+  /** `SILENT_MIN` in ms (query/silent.ts): a device quiet this long is silent; default 60 s. */
+  readonly silentMin?: number | undefined;
   /** Where a 500's details go, under the id its answer shows. */
   readonly log?: Logger | undefined;
 }
@@ -80,23 +83,68 @@ export function createApp(source: ReadingQueries | Answerer, opts: AppOptions = 
   const answerer: Answerer =
     "ask" in source ? source : { ask: askDirectly(source), version: () => source.version() };
   const log = opts.log ?? silentLogger();
+  const cache = new AnswerCache();
   const answer = responder({
     source: answerer,
-    cache: new AnswerCache(),
+    cache,
     timeoutMs: opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS,
     maxExports: opts.maxExports ?? MAX_EXPORTS,
     log,
   });
   const limit = opts.maxBuckets ?? MAX_BUCKETS;
+  const silentMin = opts.silentMin ?? SILENT_MIN_MS;
+  /**
+   * Where the page after `page` starts, asked as a question of its own (kept like the page, under the same
+   * version), so the answer's text stays the same JSON array whether more follow or not.
+   */
+  const nextAfter = async (device: string | undefined, page: DevicePage): Promise<string | undefined> => {
+    if (page.limit === undefined) return undefined;
+    const question: Question = { kind: "next", device, page };
+    const key = `${JSON.stringify(question)}\njson\n${await answerer.version()}`;
+    let body = cache.get(key);
+    if (body === undefined) {
+      let text = "";
+      const decoder = new TextDecoder();
+      for await (const chunk of answerer.ask(question, "json"))
+        text += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
+      body = new TextEncoder().encode(text);
+      cache.set(key, body);
+    }
+    return (JSON.parse(new TextDecoder().decode(body)) as { after: string }[])[0]?.after;
+  };
+  /**
+   * A page of devices or latest, with `Link: <...>; rel="next"` when more devices follow. HEAD runs no query, so it
+   * gets no `Link`. The link names the same `/api` path, so following it needs the same token.
+   */
+  const paged = async (c: Context, question: Question & { kind: "devices" | "latest" }, as: TextFormat) => {
+    const page = question.page ?? {};
+    const [response, after] = await Promise.all([
+      answer(c, question, as),
+      c.req.method === "HEAD"
+        ? undefined
+        : nextAfter(question.kind === "latest" ? question.device : undefined, page),
+    ]);
+    if (after !== undefined) {
+      const url = new URL(c.req.url);
+      url.searchParams.set("after", after);
+      response.headers.set("link", `<${url.pathname}${url.search}>; rel="next"`);
+    }
+    return response;
+  };
   const app = new Hono();
 
   app.use("*", guard(opts));
 
   app.get("/healthz", (c) => c.text("ok\n"));
-  app.get("/api/devices", (c) => answer(c, { kind: "devices" }, parseQuery(c, questions.devices).format));
+  app.get("/api/devices", (c) => {
+    const { format: as, ...page } = parseQuery(c, questions.devices);
+    // Part of the question, so a kept answer is handed out again only until the clock moves on.
+    const silence = { min: silentMin, at: silenceClock(Date.now(), silentMin) };
+    return paged(c, { kind: "devices", page, silence }, as);
+  });
   app.get("/api/latest", (c) => {
-    const q = parseQuery(c, questions.latest);
-    return answer(c, { kind: "latest", device: q.device }, q.format);
+    const { format: as, device, ...page } = parseQuery(c, questions.latest);
+    return paged(c, { kind: "latest", device, page }, as);
   });
   app.get("/api/readings", (c) => {
     const { format: as, ...q } = parseQuery(c, questions.readings);

@@ -5,7 +5,7 @@ import { createLogger } from "../common/log.js";
 import { runUntilSignal } from "../common/service.js";
 import { common } from "../common/settings.js";
 import { parsePemFile } from "../common/tls.js";
-import { MAX_BUCKETS } from "../query/params.js";
+import { MAX_BUCKETS, params } from "../query/params.js";
 import { isLoopback, parseTokens } from "./guard.js";
 import { MAX_EXPORTS, QUERY_TIMEOUT_MS } from "./respond.js";
 import { IDLE_TIMEOUT_MS, SERVE_PORT, startServe } from "./serve.js";
@@ -103,6 +103,7 @@ const spec = {
     description: "A connection on which nothing moves this long (idle, or a client not reading) is closed.",
     parse: parsers.duration(1_000, 3_600_000),
   }),
+  silentMin: params.silentMin,
   logLevel: common.logLevel,
 } as const;
 

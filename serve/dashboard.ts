@@ -2,10 +2,11 @@
  * The dashboard `telemetry serve` shows at `/`: one page, its styles, a small browser script and uPlot, all served
  * from the package (never a CDN: these machines are often offline).
  *
- * Its files are in serve/dashboard/: `index.html`, `app.css`, and `app.ts`, the browser script, checked and compiled
- * by its own tsconfig (DOM, uPlot's types). `npm run build` writes the script to dist/serve/dashboard/app.js and
- * copies the page and styles next to it, so dist/ alone serves the dashboard (the Docker image copies dist/ and
- * node_modules/ only). uPlot's files are read from the installed uplot package.
+ * Its files are in serve/dashboard/: `index.html`, `app.css`, and the browser script, `app.ts` with `api.ts` (its
+ * requests, with the token), checked and compiled by their own tsconfig (DOM, uPlot's types). `npm run build` writes
+ * them to dist/serve/dashboard/app.js and api.js and copies the page and styles next to them, so dist/ alone serves
+ * the dashboard (the Docker image copies dist/ and node_modules/ only). uPlot's files are read from the installed
+ * uplot package.
  */
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -32,6 +33,7 @@ const FILES: readonly (readonly [path: string, file: URL | string, type: string]
   ["/", new URL("index.html", BUILT), HTML],
   ["/assets/app.css", new URL("app.css", BUILT), CSS],
   ["/assets/app.js", new URL("app.js", BUILT), JS],
+  ["/assets/api.js", new URL("api.js", BUILT), JS],
   ["/assets/uPlot.min.css", require.resolve("uplot/dist/uPlot.min.css"), CSS],
   ["/assets/uPlot.iife.min.js", require.resolve("uplot/dist/uPlot.iife.min.js"), JS],
 ];

@@ -4,14 +4,24 @@
  * (query/answers.ts, query/format.ts) write the answer, so both print alike.
  */
 
-import { devicesAnswer, latestAnswer, readingsAnswer, seriesAnswer, statsAnswer } from "../query/answers.js";
+import {
+  devicesAnswer,
+  latestAnswer,
+  nextAfter,
+  readingsAnswer,
+  type Silence,
+  seriesAnswer,
+  statsAnswer,
+} from "../query/answers.js";
 import type { Fill } from "../query/fill.js";
 import { type Answer, render, type TextFormat } from "../query/format.js";
-import type { ReadingQueries, ReadingsQuery, SeriesQuery, StatsQuery } from "../store/queries.js";
+import type { DevicePage, ReadingQueries, ReadingsQuery, SeriesQuery, StatsQuery } from "../store/queries.js";
 
 export type Question =
-  | { readonly kind: "devices" }
-  | { readonly kind: "latest"; readonly device?: string | undefined }
+  | { readonly kind: "devices"; readonly page?: DevicePage; readonly silence: Silence }
+  | { readonly kind: "latest"; readonly device?: string | undefined; readonly page?: DevicePage }
+  /** Where the page after a page of `devices` or `latest` starts: `[{"after": id}]`, or `[]` at the end. */
+  | { readonly kind: "next"; readonly device?: string | undefined; readonly page: DevicePage }
   | { readonly kind: "readings"; readonly query: ReadingsQuery }
   | { readonly kind: "stats"; readonly query: StatsQuery & { readonly fill: Fill } }
   | { readonly kind: "series"; readonly query: SeriesQuery };
@@ -34,9 +44,14 @@ export interface Answerer {
 function answerOf(queries: ReadingQueries, q: Question): Answer | Promise<Answer> {
   switch (q.kind) {
     case "devices":
-      return devicesAnswer(queries);
+      return devicesAnswer(queries, q.page ?? {}, q.silence);
     case "latest":
-      return latestAnswer(queries, q.device);
+      return latestAnswer(queries, q.page ?? {}, q.device);
+    case "next":
+      return nextAfter(queries, q.page, q.device).then((after) => ({
+        rows: after === undefined ? [] : [{ after }],
+        columns: ["after"],
+      }));
     case "readings":
       return readingsAnswer(queries, q.query);
     case "stats":

@@ -14,6 +14,7 @@ import {
   type BucketPoint,
   chartBucketWidth,
   groupDevices,
+  pageRange,
   pagesOfReadings,
   type RawPoint,
   type ReadingQueries,
@@ -34,6 +35,8 @@ const MAX_PAGE = 8_192;
 const BUCKETS_PER_PAGE = 4_096;
 /** A server answers several requests at once; a CLI query uses one connection. */
 const POOL_SIZE = 4;
+/** A page's limit when it has none. */
+const NO_LIMIT = Number.MAX_SAFE_INTEGER;
 const EMPTY_TAGS: Readonly<Record<string, string>> = Object.freeze({});
 
 /** A stored row without its key, as the statements below select it. */
@@ -100,22 +103,43 @@ const PAGE_ASC = `SELECT ${ROW} FROM readings WHERE device_id = $1 AND sensor = 
   ORDER BY ts ASC LIMIT $5`;
 const PAGE_DESC = `SELECT ${ROW} FROM readings WHERE device_id = $1 AND sensor = $2 AND ts >= $3 AND ts < $4
   ORDER BY ts DESC LIMIT $5`;
-/** The series (of one device when `$1` is given) by skipping along the key, then each one's newest row. */
-const LATEST = `WITH RECURSIVE s(device_id, sensor) AS (
-    (SELECT device_id, sensor FROM readings WHERE $1::text IS NULL OR device_id = $1
+/**
+ * The series (of one device when `$1` is given) by skipping along the key from `$2` (`$3`: inclusive) up to `$4`
+ * (exclusive; null: no end), while at most `$5` devices are seen, then each one's newest row.
+ */
+const LATEST = `WITH RECURSIVE s(device_id, sensor, k) AS (
+    (SELECT device_id, sensor, 1 FROM readings
+     WHERE ($1::text IS NULL OR device_id = $1) AND device_id >= $2 AND (device_id > $2 OR $3::boolean)
+       AND ($4::text IS NULL OR device_id < $4)
      ORDER BY device_id, sensor LIMIT 1)
     UNION ALL
-    SELECT n.device_id, n.sensor FROM s CROSS JOIN LATERAL (
+    SELECT n.device_id, n.sensor, s.k + (n.device_id <> s.device_id)::int FROM s CROSS JOIN LATERAL (
       SELECT device_id, sensor FROM readings
       WHERE (device_id, sensor) > (s.device_id, s.sensor) AND ($1::text IS NULL OR device_id = $1)
-      ORDER BY device_id, sensor LIMIT 1) AS n)
+        AND ($4::text IS NULL OR device_id < $4)
+      ORDER BY device_id, sensor LIMIT 1) AS n
+    WHERE s.k < $5::bigint OR n.device_id = s.device_id)
   SELECT s.device_id, s.sensor, r.* FROM s CROSS JOIN LATERAL (
     SELECT ${ROW} FROM readings WHERE device_id = s.device_id AND sensor = s.sensor ORDER BY ts DESC LIMIT 1) AS r
   ORDER BY s.device_id, s.sensor`;
-/** Counting is a read of every row: the table has no per-series totals to look up. */
-const SUMMARIES = `SELECT g.device_id, g.sensor, g.n, g.first_ts, g.last_ts, r.value, r.unit
-  FROM (SELECT device_id, sensor, count(*) AS n, min(ts) AS first_ts, max(ts) AS last_ts
-        FROM readings GROUP BY device_id, sensor) AS g
+/**
+ * The devices of a page (bounds as in LATEST) by skipping along the key, then their series summed: counting is a
+ * read of every row of them, the table having no per-series totals to look up. The interval is migration 3's
+ * aggregate.
+ */
+const SUMMARIES = `WITH RECURSIVE d(device_id, k) AS (
+    (SELECT device_id, 1 FROM readings
+     WHERE device_id >= $1 AND (device_id > $1 OR $2::boolean) AND ($3::text IS NULL OR device_id < $3)
+     ORDER BY device_id LIMIT 1)
+    UNION ALL
+    SELECT n.device_id, d.k + 1 FROM d CROSS JOIN LATERAL (
+      SELECT device_id FROM readings WHERE device_id > d.device_id AND ($3::text IS NULL OR device_id < $3)
+      ORDER BY device_id LIMIT 1) AS n
+    WHERE d.k < $4::bigint)
+  SELECT g.device_id, g.sensor, g.n, g.first_ts, g.last_ts, g.last_seen, g.interval, r.value, r.unit
+  FROM (SELECT device_id, sensor, count(*) AS n, min(ts) AS first_ts, max(ts) AS last_ts,
+          max(received_at) AS last_seen, telemetry_interval(received_at ORDER BY received_at) AS interval
+        FROM readings WHERE device_id IN (SELECT device_id FROM d) GROUP BY device_id, sensor) AS g
   JOIN readings AS r ON r.device_id = g.device_id AND r.sensor = g.sensor AND r.ts = g.last_ts
   ORDER BY g.device_id, g.sensor`;
 const SPAN = `SELECT min(ts) AS lo, max(ts) AS hi FROM readings
@@ -185,16 +209,19 @@ function postgresQueries(pool: pg.Pool): ReadingQueries {
       const { rows } = await pool.query<{ v: string }>("SELECT pg_current_snapshot()::text AS v");
       return rows[0]?.v ?? "";
     },
-    async devices() {
+    async devices(page = {}) {
+      const range = pageRange(page);
       const { rows } = await pool.query<{
         device_id: string;
         sensor: string;
         n: number;
         first_ts: number;
         last_ts: number;
+        last_seen: number;
+        interval: number;
         value: number;
         unit: string | null;
-      }>(SUMMARIES);
+      }>(SUMMARIES, [range.from, !range.fromExclusive, range.to ?? null, page.limit ?? NO_LIMIT]);
       const row = (i: number) => rows[i] as (typeof rows)[number];
       return groupDevices(
         rows.length,
@@ -210,11 +237,19 @@ function postgresQueries(pool: pg.Pool): ReadingQueries {
             count: r.n,
           };
         },
+        (i) => ({ last_seen: row(i).last_seen, interval: row(i).interval }),
       );
     },
 
-    async latest(device) {
-      const { rows } = await pool.query<KeyedRow>(LATEST, [device ?? null]);
+    async latest(device, page = {}) {
+      const range = pageRange(page);
+      const { rows } = await pool.query<KeyedRow>(LATEST, [
+        device ?? null,
+        range.from,
+        !range.fromExclusive,
+        range.to ?? null,
+        page.limit ?? NO_LIMIT,
+      ]);
       return rows.map((r) => toReading(r.device_id, r.sensor, r));
     },
 

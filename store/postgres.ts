@@ -39,6 +39,24 @@ export const PG_MIGRATIONS: readonly { readonly version: number; readonly sql: s
       ADD COLUMN quality text NOT NULL DEFAULT 'good', -- good, uncertain or bad
       ADD COLUMN tags    text NOT NULL DEFAULT '{}'    -- JSON object of string values, as SQLite stores it`,
   },
+  {
+    // A series' usual reporting interval for silent devices: the exponentially weighted mean of the gaps between
+    // its successive receive times, over rows ordered by received_at; the same steps in float8 as SQLite's rollup
+    // (nextInterval in store/sqlite-rollup.ts), so both stores answer the same. State: [last receive time, mean].
+    version: 3,
+    sql: `CREATE FUNCTION telemetry_interval_step(state float8[], at bigint) RETURNS float8[]
+      LANGUAGE sql IMMUTABLE AS $$
+        SELECT CASE
+          WHEN state IS NULL THEN ARRAY[at::float8, 0::float8]
+          WHEN at::float8 <= state[1] THEN state
+          WHEN state[2] = 0 THEN ARRAY[at::float8, at::float8 - state[1]]
+          ELSE ARRAY[at::float8, state[2] + ((at::float8 - state[1]) - state[2]) * 0.25::float8]
+        END $$;
+      CREATE FUNCTION telemetry_interval_final(state float8[]) RETURNS float8
+        LANGUAGE sql IMMUTABLE AS $$ SELECT state[2] $$;
+      CREATE AGGREGATE telemetry_interval(bigint) (
+        SFUNC = telemetry_interval_step, STYPE = float8[], FINALFUNC = telemetry_interval_final)`,
+  },
 ];
 
 const INT8_OID = 20;

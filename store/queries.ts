@@ -194,32 +194,83 @@ export interface SensorSummary {
   readonly count: number;
 }
 
-/** A device and its series, sensors ordered by name. */
+/**
+ * A device and its series, sensors ordered by name. `last_seen` is the latest gateway receive time of any of its
+ * readings (epoch ms); `interval_ms` its usual reporting interval (the shortest of its series' learned intervals,
+ * rounded to the ms), null while none is known (a single receive time so far).
+ */
 export interface DeviceSummary {
   readonly device_id: string;
+  readonly last_seen: number;
+  readonly interval_ms: number | null;
   readonly sensors: readonly SensorSummary[];
 }
 
+/** When a series was last seen and its learned interval (0: not known yet), as a store keeps them. */
+export interface SeriesSeen {
+  readonly last_seen: number;
+  readonly interval: number;
+}
+
 /**
- * `devices()` from its `n` series in device order: series `i` belongs to `deviceAt(i)` and is `sensorAt(i)`.
- * Every store's answer is grouped here.
+ * `devices()` from its `n` series in device order: series `i` belongs to `deviceAt(i)`, is `sensorAt(i)` and was
+ * seen as `seenAt(i)` says. Every store's answer is grouped here.
  */
 export function groupDevices(
   n: number,
   deviceAt: (i: number) => string,
   sensorAt: (i: number) => SensorSummary,
+  seenAt: (i: number) => SeriesSeen,
 ): DeviceSummary[] {
-  const out: { device_id: string; sensors: SensorSummary[] }[] = [];
+  const out: {
+    device_id: string;
+    last_seen: number;
+    interval_ms: number | null;
+    sensors: SensorSummary[];
+  }[] = [];
   for (let i = 0; i < n; i++) {
     const device_id = deviceAt(i);
     let device = out.at(-1);
     if (device?.device_id !== device_id) {
-      device = { device_id, sensors: [] };
+      device = { device_id, last_seen: Number.NEGATIVE_INFINITY, interval_ms: null, sensors: [] };
       out.push(device);
     }
     device.sensors.push(sensorAt(i));
+    const { last_seen, interval } = seenAt(i);
+    if (last_seen > device.last_seen) device.last_seen = last_seen;
+    const ms = Math.round(interval);
+    if (ms > 0 && (device.interval_ms === null || ms < device.interval_ms)) device.interval_ms = ms;
   }
   return out;
+}
+
+/**
+ * A page of devices in device order (`devices`, `latest`): those after `after` (exclusive) whose id starts with
+ * `match`, at most `limit` of them (`latest`: every series of each). Each field left out does not narrow.
+ */
+export interface DevicePage {
+  readonly limit?: number | undefined;
+  readonly after?: string | undefined;
+  readonly match?: string | undefined;
+}
+
+/**
+ * The ids a page may hold as a range: from `from` (inclusive, or exclusive when `fromExclusive`) up to `to`
+ * (exclusive; undefined: no end). Ids are ASCII (schemas/rules.ts), so string order is the stores' byte order, and
+ * the ids starting with a prefix are those from it up to the prefix with its last character stepped.
+ */
+export function pageRange(page: DevicePage): { from: string; fromExclusive: boolean; to?: string } {
+  const match = page.match ?? "";
+  const to =
+    match === ""
+      ? undefined
+      : match.slice(0, -1) + String.fromCharCode(match.charCodeAt(match.length - 1) + 1);
+  const afterWins = page.after !== undefined && page.after >= match;
+  return {
+    from: afterWins ? (page.after as string) : match,
+    fromExclusive: afterWins,
+    ...(to === undefined ? {} : { to }),
+  };
 }
 
 /**
@@ -298,10 +349,13 @@ export interface ReadingQueries extends Running {
    * `PRAGMA data_version`; PostgreSQL: the server's current snapshot (store/postgres-queries.ts).
    */
   version(): Promise<string>;
-  /** Every device with its series, ordered by device and sensor; `count` is exact. */
-  devices(): Promise<DeviceSummary[]>;
-  /** The newest reading of every series (of `device` alone when given), ordered by device and sensor. */
-  latest(device?: string): Promise<StoredReading[]>;
+  /** Every device of `page` with its series, ordered by device and sensor; `count` is exact. */
+  devices(page?: DevicePage): Promise<DeviceSummary[]>;
+  /**
+   * The newest reading of every series (of `device` alone when given) of the devices of `page`, ordered by device
+   * and sensor.
+   */
+  latest(device?: string, page?: DevicePage): Promise<StoredReading[]>;
   readings(q: ReadingsQuery): AsyncIterable<StoredReading>;
   /**
    * The rows of {@link readings} (the same, in the same order) in pages of columns: for exports, which write a

@@ -66,8 +66,8 @@ export async function openSqliteQueries(
     return running(
       {
         version: async () => String(dataVersion.get()),
-        devices: async () => summary.devices(),
-        latest: async (device?: string) => summary.latest(device),
+        devices: async (page) => summary.devices(page),
+        latest: async (device, page) => summary.latest(device, page),
         readings: (q) => readingsOfPages(readingPages(q)),
         readingPages,
         stats: buckets.stats,

@@ -1,8 +1,15 @@
 /**
  * The per-series rollup of a SQLite file from schema version 5 on: what `devices` and `latest` read instead of the
  * rows. Each series has a row in `series` (its key, a numeric `id`, and the text of its newest reading: unit,
- * quality, tags) and five numbers (first_ts, last_ts, last_value, last_seq, count) kept in `series_numbers`, 64
- * series to a row, as float64 in one BLOB (a slot of `id`: row `id >> 6`, offset `(id & 63) * 5`).
+ * quality, tags) and seven numbers (first_ts, last_ts, last_value, last_seq, count, last_seen, interval) kept in
+ * `series_numbers`, 64 series to a row, as float64 in one BLOB (a slot of `id`: row `id >> 6`, offset
+ * `(id & 63) * 7`; files of schema version 5 had the first five, migration 6 widened them).
+ *
+ * `last_seen` is the latest gateway receive time (`received_at`) of the series' readings, and `interval` its usual
+ * reporting interval: an exponentially weighted mean of the gaps between successive receive times, each new gap
+ * weighing {@link INTERVAL_WEIGHT}. A gap of 0 (readings of one batch message) and a reading received before
+ * `last_seen` (late, or from another processor's older batch) leave it as it is; 0 means not known yet (one
+ * receive time so far). PostgreSQL computes the same mean from the rows at the question (store/postgres-queries.ts).
  *
  * Why not a row of numbers per series (versions 3 and 4): a batch of a whole fleet touches one series per reading,
  * and rewriting one SQLite row per series cost the processor about a fifth of its rate, whatever the statement's
@@ -28,7 +35,11 @@ const LAST = 1;
 const VALUE = 2;
 const SEQ = 3;
 const COUNT = 4;
-const NUMBERS = 5;
+const SEEN = 5;
+const INTERVAL = 6;
+const NUMBERS = 7;
+/** How much a new gap weighs in the interval's mean: after a change of rate, 4 gaps move it most of the way. */
+export const INTERVAL_WEIGHT = 0.25;
 const ROW_FLOATS = SERIES_PER_ROW * NUMBERS;
 
 export function assertLittleEndian(): void {
@@ -43,13 +54,28 @@ export interface SeriesNumbers {
   readonly last_value: number;
   readonly last_seq: number | null;
   readonly count: number;
+  /** Latest receive time of the series' readings, epoch ms. */
+  readonly last_seen: number;
+  /** Its usual reporting interval in ms; 0 when not known yet. */
+  readonly interval: number;
 }
 
-/** A row of `series_numbers` as floats (a copy when SQLite's buffer is not 8-byte aligned). */
-export function floatsOf(data: Buffer): Float64Array {
-  if (data.length !== ROW_FLOATS * 8)
-    throw new Error(`series_numbers row of ${data.length} bytes, not ${ROW_FLOATS * 8}`);
-  if (data.byteOffset % 8 === 0) return new Float64Array(data.buffer, data.byteOffset, ROW_FLOATS);
+/** The interval after a reading received at `at` of a series last seen at `seen` whose interval was `interval`. */
+export function nextInterval(interval: number, seen: number, at: number): number {
+  const gap = at - seen;
+  if (!(gap > 0)) return interval;
+  return interval === 0 ? gap : interval + (gap - interval) * INTERVAL_WEIGHT;
+}
+
+/**
+ * A row of `series_numbers` as floats (a copy when SQLite's buffer is not 8-byte aligned); `numbers` per series
+ * other than the current ones only for migration 6, which reads version 5's rows.
+ */
+export function floatsOf(data: Buffer, numbers = NUMBERS): Float64Array {
+  const floats = SERIES_PER_ROW * numbers;
+  if (data.length !== floats * 8)
+    throw new Error(`series_numbers row of ${data.length} bytes, not ${floats * 8}: is the file migrated?`);
+  if (data.byteOffset % 8 === 0) return new Float64Array(data.buffer, data.byteOffset, floats);
   return new Float64Array(Uint8Array.from(data).buffer);
 }
 
@@ -59,18 +85,14 @@ function bytesOf(f: Float64Array): Buffer {
 }
 
 /** Reads every row of `series_numbers` into floats, by row number (rows never written stay undefined). */
-export function readNumberRows(db: Database.Database): Float64Array[] {
-  return numberRowsReader(db)();
-}
-
-/** The same as a function with its statement prepared once, for a reader that asks at every question. */
-export function numberRowsReader(db: Database.Database): () => Float64Array[] {
-  const select = db.prepare<[], [number, Buffer]>("SELECT chunk, data FROM series_numbers").raw();
-  return () => {
-    const rows: Float64Array[] = [];
-    for (const [chunk, data] of select.all()) rows[chunk] = floatsOf(data);
-    return rows;
-  };
+export function readNumberRows(db: Database.Database, numbers = NUMBERS): Float64Array[] {
+  const rows: Float64Array[] = [];
+  for (const [chunk, data] of db
+    .prepare<[], [number, Buffer]>("SELECT chunk, data FROM series_numbers")
+    .raw()
+    .all())
+    rows[chunk] = floatsOf(data, numbers);
+  return rows;
 }
 
 /** The numbers of series `id` in `rows` (from {@link readNumberRows}). */
@@ -86,6 +108,8 @@ export function numbersOf(rows: readonly (Float64Array | undefined)[], id: numbe
     last_value: f[o + VALUE] as number,
     last_seq: Number.isNaN(seq) ? null : seq,
     count: f[o + COUNT] as number,
+    last_seen: f[o + SEEN] as number,
+    interval: f[o + INTERVAL] as number,
   };
 }
 
@@ -93,15 +117,19 @@ export function numbersOf(rows: readonly (Float64Array | undefined)[], id: numbe
 export function slotOf(id: number): { row: number; at: number } {
   return { row: id >> SHIFT, at: (id & (SERIES_PER_ROW - 1)) * NUMBERS };
 }
-export const SLOT = { FIRST, LAST, VALUE, SEQ, COUNT } as const;
+export const SLOT = { FIRST, LAST, VALUE, SEQ, COUNT, SEEN, INTERVAL } as const;
 
-/** Writes the number rows of the given series (migration 5): [id, first_ts, last_ts, last_value, last_seq, count]. */
+/**
+ * Writes the number rows of the given series (migrations 5 and 6): [id, first_ts, last_ts, last_value, last_seq,
+ * count, last_seen, interval], replacing every row there was.
+ */
 export function fillNumberRows(
   db: Database.Database,
-  series: readonly (readonly [number, number, number, number, number | null, number])[],
+  series: readonly (readonly [number, number, number, number, number | null, number, number, number])[],
 ): void {
+  db.exec("DELETE FROM series_numbers");
   const rows: Float64Array[] = [];
-  for (const [id, first, last, value, seq, count] of series) {
+  for (const [id, first, last, value, seq, count, seen, interval] of series) {
     const f = rows[id >> SHIFT] ?? new Float64Array(ROW_FLOATS);
     rows[id >> SHIFT] = f;
     const o = (id & (SERIES_PER_ROW - 1)) * NUMBERS;
@@ -110,6 +138,8 @@ export function fillNumberRows(
     f[o + VALUE] = value;
     f[o + SEQ] = seq ?? Number.NaN;
     f[o + COUNT] = count;
+    f[o + SEEN] = seen;
+    f[o + INTERVAL] = interval;
   }
   const insert = db.prepare("INSERT INTO series_numbers (chunk, data) VALUES (?, ?)");
   rows.forEach((f, n) => {
@@ -150,8 +180,8 @@ interface SeriesText {
   tags: string;
 }
 
-/** What an inserted row adds: its key and time, and the measurement as the row holds it. */
-export type RollupInput = Pick<Reading, "device_id" | "sensor" | "ts"> & StoredMeasurement;
+/** What an inserted row adds: its key, time and receive time, and the measurement as the row holds it. */
+export type RollupInput = Pick<Reading, "device_id" | "sensor" | "ts" | "received_at"> & StoredMeasurement;
 
 /**
  * The writer's side: every series' id, text and numbers in memory, read from the file when first needed and again
@@ -224,6 +254,8 @@ export class RollupWriter {
       f[o + VALUE] = r.value;
       f[o + SEQ] = r.seq ?? Number.NaN;
       f[o + COUNT] = 1;
+      f[o + SEEN] = r.received_at;
+      f[o + INTERVAL] = 0;
     } else {
       f = s.row(id >> SHIFT);
       o = (id & (SERIES_PER_ROW - 1)) * NUMBERS;
@@ -242,6 +274,11 @@ export class RollupWriter {
       }
       if (r.ts < (f[o + FIRST] as number)) f[o + FIRST] = r.ts;
       f[o + COUNT] = (f[o + COUNT] as number) + 1;
+      const seen = f[o + SEEN] as number;
+      if (r.received_at > seen) {
+        f[o + INTERVAL] = nextInterval(f[o + INTERVAL] as number, seen, r.received_at);
+        f[o + SEEN] = r.received_at;
+      }
     }
     s.touched.add(id >> SHIFT);
   }

@@ -3,7 +3,13 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import type { Reading } from "../schemas/index.js";
 import { conflictOf, measurementOf, type StoredMeasurement, sameMeasurement } from "./measurement.js";
-import { fillNumberRows, RollupWriter } from "./sqlite-rollup.js";
+import {
+  fillNumberRows,
+  nextInterval,
+  RollupWriter,
+  readNumberRows,
+  SERIES_PER_ROW,
+} from "./sqlite-rollup.js";
 import type { Conflict, WriteResult } from "./store.js";
 
 /** Version 3's rollup columns, in the order {@link seriesFromReadings} gives them. */
@@ -134,12 +140,62 @@ export const MIGRATIONS: readonly {
       fillNumberRows(
         db,
         old.map(
-          ([, , , , , , first, last, value, seq, count], id) => [id, first, last, value, seq, count] as const,
+          ([, , , , , , first, last, value, seq, count], id) =>
+            [id, first, last, value, seq, count, 0, 0] as const,
         ),
       );
     },
   },
+  {
+    // Each series' number slot gains last_seen and interval (store/sqlite-rollup.ts), for silent devices. Learned
+    // here from each series' newest rows by ts (a key range each), as the writer would have learned them.
+    version: 6,
+    sql: "",
+    run: (db) => {
+      const recent = db
+        .prepare<[string, string, number], number>(
+          "SELECT received_at FROM readings WHERE device_id = ? AND sensor = ? ORDER BY ts DESC LIMIT ?",
+        )
+        .pluck();
+      const texts = db
+        .prepare<[], [string, string, number]>("SELECT device_id, sensor, id FROM series")
+        .raw()
+        .all();
+      // Five numbers a series, unless migration 5 ran just now and wrote today's width.
+      const bytes = db.prepare<[], number>("SELECT length(data) FROM series_numbers LIMIT 1").pluck().get();
+      const width = bytes === undefined ? 5 : bytes / 8 / SERIES_PER_ROW;
+      const rows = readNumberRows(db, width);
+      fillNumberRows(
+        db,
+        texts.map(([device, sensor, id]) => {
+          const o = (id & (SERIES_PER_ROW - 1)) * width;
+          const f = rows[id >> 6] ?? new Float64Array(SERIES_PER_ROW * width);
+          const seq = f[o + 3] as number;
+          const times = recent.all(device, sensor, MIGRATION_GAPS + 1).sort((a, b) => a - b);
+          let seen = times[0] ?? 0;
+          let interval = 0;
+          for (const at of times) {
+            interval = nextInterval(interval, seen, at);
+            seen = Math.max(seen, at);
+          }
+          return [
+            id,
+            f[o] as number,
+            f[o + 1] as number,
+            f[o + 2] as number,
+            Number.isNaN(seq) ? null : seq,
+            f[o + 4] as number,
+            seen,
+            interval,
+          ] as const;
+        }),
+      );
+    },
+  },
 ];
+
+/** Receive-time gaps per series migration 6 learns the interval from. */
+const MIGRATION_GAPS = 16;
 
 /**
  * How long a write waits for another connection's write lock. Short, because better-sqlite3 waits synchronously:
@@ -247,7 +303,13 @@ export class SqliteStore {
         ).changes;
         if (changes > 0) {
           inserted++;
-          rollup?.add({ device_id: r.device_id, sensor: r.sensor, ts: r.ts, ...m });
+          rollup?.add({
+            device_id: r.device_id,
+            sensor: r.sensor,
+            ts: r.ts,
+            received_at: r.received_at,
+            ...m,
+          });
           return;
         }
         // Only resends reach here, so the extra lookup costs nothing on the fast path.

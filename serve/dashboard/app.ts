@@ -1,9 +1,11 @@
 /**
  * The dashboard's browser script (an ES module, loaded by index.html after uPlot's iife, which defines the global
- * `uPlot`). Two views, chosen by the URL's hash: every device with its sensors' latest values and a sparkline of the
- * last day (`#/`), and one device with a chart per sensor over a chosen range (`#/device/<id>`). Both ask the API
- * again every `?refresh=<seconds>` (default 5).
+ * `uPlot`). Two views, chosen by the URL's hash: a page of devices (`/api/devices?limit=&match=`, searched on the
+ * server, silent ones marked) with their sensors' latest values and a sparkline of the last day (`#/`), and one
+ * device with a chart per sensor over a chosen range (`#/device/<id>`). Both ask again every `?refresh=<s>` (5).
  */
+
+import { api, apiPage, type Params } from "./api.js";
 
 /** A row of `/api/latest`. */
 interface Latest {
@@ -19,12 +21,20 @@ type Point =
   | { readonly ts: number; readonly value: number }
   | { readonly ts: number; readonly min: number; readonly max: number; readonly mean: number };
 
-type Params = Record<string, string | number>;
+/** An entry of `/api/devices`. */
+interface Device {
+  readonly device_id: string;
+  readonly last_seen: number;
+  readonly silent: boolean;
+  readonly sensors: readonly { sensor: string; unit: string | null; last_ts: number; last_value: number }[];
+}
+
 type RangeKey = "1h" | "24h" | "7d" | "30d" | "custom";
 
 const query = new URLSearchParams(location.search);
 const REFRESH_MS = Math.max(0.2, Number(query.get("refresh") || 5)) * 1000;
-const PAGE = 60;
+const PAGE = 60; // cards a page adds: the overview holds the pages asked for, whatever the fleet's size
+const SEARCH_DELAY_MS = 200; // a search is asked once typing pauses this long
 const SPARK_POINTS = 60;
 const SPARK_TTL_MS = 60_000;
 const CHART_HEIGHT = 220;
@@ -65,65 +75,8 @@ function child<E extends Element = HTMLElement>(parent: ParentNode, selector: st
   return parent.querySelector<E>(selector)!;
 }
 
-/** Where the token lives: this tab's session only, so closing the tab forgets it. */
-const TOKEN_KEY = "telemetry-token";
-let tokenAsked: Promise<string> | undefined;
-
-/**
- * Asks for the API's token once (every request that got 401 meanwhile waits for the same answer), with a form over
- * the page; `wrong` says the last one was refused.
- */
-function askToken(wrong: boolean): Promise<string> {
-  tokenAsked ??= new Promise<string>((resolve) => {
-    const input = el("input", {
-      type: "password",
-      name: "token",
-      autocomplete: "current-password",
-      required: "",
-    });
-    const form = el("form", { id: "token-form", class: "token-form" }, [
-      el("p", { text: wrong ? "That token was refused. Token:" : "This server needs a token:" }),
-      input,
-      el("button", { type: "submit", text: "Sign in" }),
-    ]);
-    form.addEventListener("submit", (e) => {
-      e.preventDefault();
-      const token = input.value.trim();
-      if (token === "") return;
-      sessionStorage.setItem(TOKEN_KEY, token);
-      form.remove();
-      tokenAsked = undefined;
-      resolve(token);
-    });
-    document.body.append(form);
-    input.focus();
-  });
-  return tokenAsked;
-}
-
-async function api<T>(path: string, params: Params = {}): Promise<T> {
-  const q = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)]));
-  let token = sessionStorage.getItem(TOKEN_KEY);
-  for (;;) {
-    const headers: Record<string, string> = token === null ? {} : { authorization: `Bearer ${token}` };
-    const r = await fetch(`/api/${path}?${q.toString()}`, { headers });
-    if (r.status === 401) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      token = await askToken(token !== null);
-      continue;
-    }
-    if (!r.ok) {
-      const body = (await r.json()) as { error?: string };
-      throw new Error(body.error || r.statusText);
-    }
-    return (await r.json()) as T;
-  }
-}
-
-function num(v: number | null | undefined): string {
-  if (v === null || v === undefined) return "";
-  return String(Number(Number(v).toPrecision(6)));
-}
+const num = (v: number | null | undefined) =>
+  v === null || v === undefined ? "" : String(Number(Number(v).toPrecision(6)));
 
 function ago(ts: number): string {
   const s = Math.max(0, Math.round((Date.now() - ts) / 1000));
@@ -136,16 +89,6 @@ function ago(ts: number): string {
 function setStatus(text: string, stale: boolean): void {
   status.textContent = text;
   status.className = stale ? "status stale" : "status";
-}
-
-function byDevice(rows: readonly Latest[]): Map<string, Latest[]> {
-  const devices = new Map<string, Latest[]>();
-  for (const r of rows) {
-    const list = devices.get(r.device_id);
-    if (list) list.push(r);
-    else devices.set(r.device_id, [r]);
-  }
-  return devices;
 }
 
 /** Calls `fn` again REFRESH_MS after its last call settled, whether it succeeded or not. */
@@ -163,14 +106,14 @@ function fail(err: Error): void {
   setStatus(`error: ${err.message} (retrying)`, true);
 }
 
-// Overview: every device, its sensors' latest values and a sparkline of the last day.
+// Overview: a page of devices, their sensors' latest values and a sparkline of the last day, silent ones marked.
 function overview(): void {
   main.textContent = "";
   const search = el("input", {
     type: "search",
-    placeholder: "filter devices",
+    placeholder: "devices starting with",
     value: state.filter,
-    "aria-label": "filter devices",
+    "aria-label": "devices starting with",
   });
   const count = el("span", { class: "count" });
   const grid = el("div", { class: "grid", id: "devices" });
@@ -183,69 +126,77 @@ function overview(): void {
     for (const e of entries) if (e.isIntersecting) spark(e.target as HTMLElement);
   });
   observer = sparkObserver;
-  let rows: readonly Latest[] = [];
+  let asked = 0; // answers to an older question (the search changed since) are dropped
 
-  function draw(): void {
-    const devices = byDevice(rows);
-    const ids = Array.from(devices.keys()).filter((id) => id.indexOf(state.filter) !== -1);
-    count.textContent = `${ids.length} of ${devices.size} devices`;
-    const wanted = ids.slice(0, state.shown);
+  function draw(devices: readonly Device[], hasMore: boolean): void {
+    const silent = devices.filter((d) => d.silent).length;
+    count.textContent = `${devices.length}${hasMore ? "+" : ""} devices${silent > 0 ? `, ${silent} silent` : ""}`;
     const cards = new Map<string | undefined, HTMLElement>();
     for (const c of Array.from(grid.children) as HTMLElement[]) cards.set(c.dataset.device, c);
-    wanted.forEach((id, i) => {
-      const card = cards.get(id) ?? newCard(id);
-      cards.delete(id);
-      for (const r of devices.get(id) ?? []) updateSensor(card, r);
+    devices.forEach((d, i) => {
+      const card = cards.get(d.device_id) ?? newCard(d.device_id);
+      cards.delete(d.device_id);
+      card.classList.toggle("silent", d.silent);
+      child(card, ".silence").textContent = d.silent ? `silent, last seen ${ago(d.last_seen)}` : "";
+      for (const s of d.sensors) updateSensor(card, d.device_id, s);
       if (grid.children[i] !== card) grid.insertBefore(card, grid.children[i] ?? null);
     });
     for (const c of cards.values()) c.remove();
-    more.style.display = ids.length > state.shown ? "" : "none";
-    if (devices.size === 0)
-      grid.replaceChildren(el("p", { class: "empty", text: "No readings stored yet." }));
+    more.style.display = hasMore ? "" : "none";
+    if (devices.length === 0) grid.replaceChildren(el("p", { class: "empty", text: "No devices." }));
   }
   function newCard(id: string): HTMLElement {
     const link = el("a", { href: `#/device/${encodeURIComponent(id)}`, text: id });
     return el("section", { class: "card", "data-device": id }, [
       el("h2", {}, [link]),
+      el("p", { class: "silence" }),
       el("div", { class: "sensors" }),
     ]);
   }
-  function updateSensor(card: HTMLElement, r: Latest): void {
+  function updateSensor(card: HTMLElement, device: string, s: Device["sensors"][number]): void {
     const list = child(card, ".sensors");
-    let row = list.querySelector<HTMLElement>(`[data-sensor="${r.sensor}"]`);
+    let row = list.querySelector<HTMLElement>(`[data-sensor="${s.sensor}"]`);
     if (!row) {
       const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
       svg.setAttribute("class", "spark");
       svg.setAttribute("preserveAspectRatio", "none");
-      row = el("div", { class: "sensor", "data-sensor": r.sensor }, [
-        el("span", { class: "name", text: r.sensor }),
+      row = el("div", { class: "sensor", "data-sensor": s.sensor }, [
+        el("span", { class: "name", text: s.sensor }),
         el("span", { class: "value" }),
         svg,
         el("span", { class: "age" }),
       ]);
-      row.dataset.device = r.device_id;
+      row.dataset.device = device;
       list.appendChild(row);
       sparkObserver.observe(row);
     }
-    child(row, ".value").textContent = num(r.value) + (r.unit ? ` ${r.unit}` : "");
-    child(row, ".age").textContent = ago(r.ts);
-    row.dataset.ts = String(r.ts);
+    child(row, ".value").textContent = num(s.last_value) + (s.unit ? ` ${s.unit}` : "");
+    child(row, ".age").textContent = ago(s.last_ts);
+    row.dataset.ts = String(s.last_ts);
   }
+  /** The first `state.shown` devices starting with the search, in one question. */
   function refresh(): Promise<void> {
-    return api<Latest[]>("latest").then((r) => {
-      rows = r;
-      draw();
+    const mine = ++asked;
+    const params: Params = { limit: state.shown };
+    if (state.filter) params.match = state.filter;
+    return apiPage<Device[]>("devices", params).then(({ body, more }) => {
+      if (mine !== asked) return;
+      draw(body, more);
       setStatus(`updated ${new Date().toLocaleTimeString()}`, false);
     }, fail);
   }
+  let typing: ReturnType<typeof setTimeout> | undefined;
   search.addEventListener("input", () => {
-    state.filter = search.value.trim();
-    state.shown = PAGE;
-    draw();
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      state.filter = search.value.trim();
+      state.shown = PAGE;
+      void refresh();
+    }, SEARCH_DELAY_MS);
   });
   more.addEventListener("click", () => {
     state.shown += PAGE;
-    draw();
+    void refresh();
   });
   refresh();
   schedule(refresh);

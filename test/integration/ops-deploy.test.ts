@@ -174,7 +174,7 @@ describe("Prometheus alert rules", () => {
       encoding: "utf8",
     });
     expect(check.status, check.stdout + check.stderr).toBe(0);
-    expect(check.stdout).toMatch(/SUCCESS: 9 rules found/);
+    expect(check.stdout).toMatch(/SUCCESS: 10 rules found/);
     const test = spawnSync("promtool", ["test", "rules", "prometheus-alerts.test.yml"], {
       cwd: DEPLOY,
       encoding: "utf8",

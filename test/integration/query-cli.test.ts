@@ -36,6 +36,9 @@ describe.each(STORE_KINDS)("telemetry query on %s", (kind) => {
     expect(JSON.parse(r.stdout)).toEqual([
       {
         device_id: "dev-a",
+        last_seen: T0 + 119 * MIN + 5,
+        interval_ms: MIN,
+        silent: true,
         sensors: [
           {
             sensor: "humidity",

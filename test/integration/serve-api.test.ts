@@ -51,6 +51,9 @@ describe.each(STORE_KINDS)("the HTTP API on %s, in-process", (kind) => {
     expect(await json("/api/devices")).toEqual([
       {
         device_id: "dev-a",
+        last_seen: T0 + 179 * MIN + 5,
+        interval_ms: MIN,
+        silent: true,
         sensors: [
           {
             sensor: "humidity",
@@ -72,6 +75,9 @@ describe.each(STORE_KINDS)("the HTTP API on %s, in-process", (kind) => {
       },
       {
         device_id: "dev-b",
+        last_seen: T0 + 5,
+        interval_ms: null,
+        silent: true,
         sensors: [
           { sensor: "pressure", unit: "hPa", first_ts: T0, last_ts: T0, last_value: 1_000, count: 1 },
         ],

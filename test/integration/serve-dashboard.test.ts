@@ -32,6 +32,7 @@ const FILES = {
   "/": { file: new URL("index.html", BUILT), type: "text/html; charset=utf-8" },
   "/assets/app.css": { file: new URL("app.css", BUILT), type: "text/css; charset=utf-8" },
   "/assets/app.js": { file: new URL("app.js", BUILT), type: "text/javascript; charset=utf-8" },
+  "/assets/api.js": { file: new URL("api.js", BUILT), type: "text/javascript; charset=utf-8" },
   "/assets/uPlot.min.css": { file: UPLOT("uPlot.min.css"), type: "text/css; charset=utf-8" },
   "/assets/uPlot.iife.min.js": { file: UPLOT("uPlot.iife.min.js"), type: "text/javascript; charset=utf-8" },
 } as const;
@@ -223,6 +224,7 @@ describe("the dashboard in Chromium", () => {
         "dist/serve/dashboard/index.html",
         "dist/serve/dashboard/app.css",
         "dist/serve/dashboard/app.js",
+        "dist/serve/dashboard/api.js",
       ]),
     );
   });
