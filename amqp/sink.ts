@@ -8,9 +8,6 @@ import type { TlsMaterial } from "../common/tls.js";
 import { AmqpSession } from "./session.js";
 import { declareTopologyOn, type QueueType, queueNames, warnLegacyQueues } from "./topology.js";
 
-/** What the sink takes, declared in `common/outgoing.ts` for the spool too; named here for the sink's callers. */
-export type { OutgoingBatch, OutgoingMessage };
-
 /** How reading datums become message bodies: the current schemas' single-object framing. */
 export interface ReadingFraming {
   /** A single-reading message body. */
@@ -395,11 +392,4 @@ export class AmqpSink implements Sink<OutgoingBatch> {
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop();
   }
-}
-
-/** Starts an AMQP sink: connects (retrying until RabbitMQ answers) and declares the contract's queues. */
-export async function startAmqpSink(opts: AmqpSinkOptions): Promise<AmqpSink> {
-  const sink = new AmqpSink(opts);
-  await sink.start();
-  return sink;
 }

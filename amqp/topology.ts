@@ -1,6 +1,6 @@
 import type { Channel, ChannelModel, Options } from "amqplib";
 import type { Logger } from "../common/log.js";
-import { AmqpConfigurationError } from "./session.js";
+import { AmqpConfigurationError } from "./problems.js";
 
 export type QueueType = "quorum" | "classic";
 

@@ -1,11 +1,12 @@
 import { join } from "node:path";
 import { Registry } from "prom-client";
-import { AmqpSink, type OutgoingBatch } from "../amqp/sink.js";
+import { AmqpSink } from "../amqp/sink.js";
 import type { QueueType } from "../amqp/topology.js";
 import { sleep } from "../common/backoff.js";
 import { ByteBudget } from "../common/byte-budget.js";
 import { startHttp } from "../common/http.js";
 import type { Logger } from "../common/log.js";
+import type { OutgoingBatch } from "../common/outgoing.js";
 import { heldBytes } from "../common/outgoing.js";
 import { type Delivery, firstUnhealthy, type Health, type Running, running } from "../common/pipeline.js";
 import type { AmqpSecurityConfig, MqttSecurityConfig } from "../common/settings.js";

@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { AmqpConfigurationError } from "../../amqp/session.js";
+import { AmqpConfigurationError } from "../../amqp/problems.js";
 import { DELIVERY_LIMIT, declareTopology, declareTopologyOn, queueNames } from "../../amqp/topology.js";
 import { cleanup, type TestNames, testNames } from "../helpers/services.js";
 

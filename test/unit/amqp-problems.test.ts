@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { AmqpConfigurationError, brokerAddress, describeAmqpError } from "../../amqp/session.js";
+import { AmqpConfigurationError, brokerAddress, describeAmqpError } from "../../amqp/problems.js";
 import { describeQueueMismatch } from "../../amqp/topology.js";
 
 /** amqplib's messages, as it words them (seen against RabbitMQ 3.10). */

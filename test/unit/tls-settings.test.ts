@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { describeAmqpError } from "../../amqp/session.js";
+import { describeAmqpError } from "../../amqp/problems.js";
 import { amqpSecurity, certKeyProblem, securityProblem, tlsFileSettings } from "../../common/settings.js";
 import { describeTlsError, parsePemFile, readTls } from "../../common/tls.js";
 import { parseBrokerUrl } from "../../mqtt/url.js";

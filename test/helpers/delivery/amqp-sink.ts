@@ -1,9 +1,10 @@
 /** The delivery suite's adapter for the AMQP sink (amqp/sink.ts). */
 import amqp, { type ChannelModel } from "amqplib";
 import { inject } from "vitest";
-import { type OutgoingBatch, startAmqpSink } from "../../../amqp/sink.js";
+import { AmqpSink } from "../../../amqp/sink.js";
 import { declareTopology } from "../../../amqp/topology.js";
 import { silentLogger } from "../../../common/log.js";
+import type { OutgoingBatch } from "../../../common/outgoing.js";
 import { SchemaRegistry } from "../../../schemas/index.js";
 import type { DeliveryAdapter, Rig, Subject } from "../delivery-suite.js";
 import { type PrivateRabbit, startPrivateRabbit } from "../private-brokers.js";
@@ -70,11 +71,11 @@ export function amqpSinkAdapter(): DeliveryAdapter<PrivateRabbit> {
       const observer = new QueueObserver(url, queue, schemas);
       await observer.resume();
       const upstream = new SinkUpstream();
-      let sink: Awaited<ReturnType<typeof startAmqpSink>> | undefined;
+      let sink: AmqpSink | undefined;
       const started: Subject[] = [];
       return {
         async start() {
-          sink = await startAmqpSink({
+          sink = new AmqpSink({
             url,
             queue,
             queueType: "quorum",
@@ -88,6 +89,7 @@ export function amqpSinkAdapter(): DeliveryAdapter<PrivateRabbit> {
             batching: PUBLISH_BATCH,
             messageIdPrefix: queue,
           });
+          await sink.start();
           started.push(sink);
           return sink;
         },
