@@ -7,7 +7,7 @@
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { SimReading } from "../simulators/model.js";
+import type { SimReading } from "../simulators/sensors.js";
 import { inspectStore } from "../store/inspect.js";
 import { CLI, startService, untilReady } from "./spawn.js";
 

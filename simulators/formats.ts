@@ -6,7 +6,8 @@ import {
   encodeSparkplug,
   type SparkplugMetricOut,
 } from "../gateway/sparkplug-payload.js";
-import type { SimMessage, SimReading } from "./model.js";
+import type { SimMessage } from "./model.js";
+import type { SimReading } from "./sensors.js";
 import { sensorModel } from "./sensors.js";
 
 /** How simulated devices publish: our JSON, SenML JSON (RFC 8428), or Sparkplug B. */

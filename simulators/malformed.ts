@@ -1,5 +1,5 @@
 // The payloads of simulated messages: valid ones, and the malformed kinds that break the MQTT input contract.
-import type { SimReading } from "./model.js";
+import type { SimReading } from "./sensors.js";
 
 /** Every way a malformed message breaks the contract; each malformed message is one of them, drawn uniformly. */
 export const MALFORMED_KINDS = [

@@ -1,19 +1,6 @@
 import { ID_PATTERN } from "../common/ids.js";
 import { MALFORMED_KINDS, type MalformedKind, malformedPayload, payloadOf } from "./malformed.js";
-import { type SensorModel, sensorModel } from "./sensors.js";
-
-/** One valid reading as a simulated device sends it; (deviceId, sensor, ts) is its natural key downstream. */
-export interface SimReading {
-  readonly deviceId: string;
-  readonly sensor: string;
-  /** Scheduled time of the reading, epoch ms; strictly increasing per device and sensor. */
-  readonly ts: number;
-  readonly value: number;
-  /** `null` for sensors without a unit; the payload then has no `unit` field. */
-  readonly unit: string | null;
-  /** The device's sequence number: 0 for its first reading, one more for each reading it makes. */
-  readonly seq: number;
-}
+import { type SensorModel, type SimReading, sensorModel } from "./sensors.js";
 
 /**
  * - `reading`: a valid message, in order.

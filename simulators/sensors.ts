@@ -1,4 +1,18 @@
-// The sensor models of the simulator: how each kind of sensor's values behave, and the sensors simulated by default.
+// The sensor models of the simulator: how each kind of sensor's values behave, the sensors simulated by default, and
+// the reading a simulated sensor makes.
+
+/** One valid reading as a simulated device sends it; (deviceId, sensor, ts) is its natural key downstream. */
+export interface SimReading {
+  readonly deviceId: string;
+  readonly sensor: string;
+  /** Scheduled time of the reading, epoch ms; strictly increasing per device and sensor. */
+  readonly ts: number;
+  readonly value: number;
+  /** `null` for sensors without a unit; the payload then has no `unit` field. */
+  readonly unit: string | null;
+  /** The device's sequence number: 0 for its first reading, one more for each reading it makes. */
+  readonly seq: number;
+}
 
 /** How one kind of sensor behaves: a base level with a daily cycle, device offset, drift, noise and rare spikes. */
 export interface SensorModel {

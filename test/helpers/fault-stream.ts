@@ -4,8 +4,9 @@ import amqp from "amqplib";
 import { pino } from "pino";
 import { expect, vi } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
-import { NO_FAULTS, type SimReading } from "../../simulators/model.js";
+import { NO_FAULTS } from "../../simulators/model.js";
 import { type SimulateSummary, simulate } from "../../simulators/publish.js";
+import type { SimReading } from "../../simulators/sensors.js";
 import { DEFAULT_SENSORS } from "../../simulators/sensors.js";
 import {
   countRows,

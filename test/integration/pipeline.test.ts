@@ -3,7 +3,7 @@ import { join } from "node:path";
 import amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { queueNames } from "../../amqp/topology.js";
-import type { SimReading } from "../../simulators/model.js";
+import type { SimReading } from "../../simulators/sensors.js";
 import { expectDeliveriesAccounted } from "../helpers/fault-stream.js";
 import {
   cleanup,

@@ -4,7 +4,8 @@ import { parseSenml } from "../../gateway/senml.js";
 import { SparkplugDecoder } from "../../gateway/sparkplug.js";
 import { encodeRebirthRequest } from "../../gateway/sparkplug-payload.js";
 import { FormatShaper } from "../../simulators/formats.js";
-import type { SimMessage, SimReading } from "../../simulators/model.js";
+import type { SimMessage } from "../../simulators/model.js";
+import type { SimReading } from "../../simulators/sensors.js";
 
 const tahu = sparkplugPayload.get("spBv1.0");
 if (!tahu) throw new Error("sparkplug-payload has no spBv1.0 codec");

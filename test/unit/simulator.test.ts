@@ -10,10 +10,9 @@ import {
   parseFaults,
   parseSensors,
   type SimMessage,
-  type SimReading,
   Simulation,
 } from "../../simulators/model.js";
-import { GENERIC_MODEL, SENSOR_MODELS, sensorModel } from "../../simulators/sensors.js";
+import { GENERIC_MODEL, SENSOR_MODELS, type SimReading, sensorModel } from "../../simulators/sensors.js";
 
 const START = Date.UTC(2026, 0, 15, 0, 0, 0);
 
