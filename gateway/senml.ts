@@ -46,7 +46,8 @@ function wrongType(r: Record<string, unknown>): string | undefined {
 
 /**
  * Parses a SenML JSON pack (RFC 8428) for `deviceId`: each record's base name, base time, base unit and base value
- * resolved as the RFC says, the resolved name made a sensor id, `t` in seconds (below 2^28: relative to
+ * resolved as the RFC says, the resolved name made a sensor id (with `_<unit>` added where the pack gives one name
+ * several units), `t` in seconds (below 2^28: relative to
  * `receivedAt`), `v` plus the base value, `vb` as 0 or 1, `u` or the base unit. Records with `vs`, `vd` or only a
  * sum are counted as not stored. All or nothing, as for our JSON: a record that breaks a rule, or two records for
  * the same sensor and time, refuse the whole pack.
@@ -67,8 +68,7 @@ export function parseSenml(
   if (!Array.isArray(doc) || doc.length === 0)
     return { ok: false, reason: "a SenML pack is a non-empty JSON array" };
   const base: Base = { bn: "", bt: 0, bu: undefined, bv: 0 };
-  const readings: Reading[] = [];
-  const seen = new Map<string, number>();
+  const resolved: { readonly reading: Reading; readonly record: number }[] = [];
   let notStored = 0;
   for (let i = 0; i < doc.length; i++) {
     const r = record(doc[i], base, deviceId, opts);
@@ -78,6 +78,22 @@ export function parseSenml(
       notStored++;
       continue;
     }
+    resolved.push({ reading: r, record: i });
+  }
+  // RFC 8428's own examples give one name several units (a humidity sensor's %RH beside its position's lat and
+  // lon): those are different series, so such a name's records are kept apart by their unit.
+  const units = new Map<string, Set<string | null>>();
+  for (const { reading } of resolved) {
+    const seen = units.get(reading.sensor) ?? new Set();
+    units.set(reading.sensor, seen.add(reading.unit));
+  }
+  const readings: Reading[] = [];
+  const seen = new Map<string, number>();
+  for (const { reading, record: i } of resolved) {
+    const r =
+      (units.get(reading.sensor)?.size ?? 0) > 1
+        ? { ...reading, sensor: sensorFromName(`${reading.sensor}_${reading.unit ?? ""}`) }
+        : reading;
     const key = `${r.sensor}\0${r.ts}`;
     const earlier = seen.get(key);
     if (earlier !== undefined)

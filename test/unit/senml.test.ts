@@ -40,6 +40,27 @@ describe("RFC 8428's examples are read as the RFC reads them", () => {
     ]);
   });
 
+  it("one name in several units (humidity, its position, battery) is one series per unit, each at its time", () => {
+    const bt = 1_320_067_464_000;
+    const name = "urn:dev:ow:10e2073a01080063:";
+    const at = (s: number) => bt + s * 1000;
+    expect(rows(RFC8428.humidityAndPosition)).toEqual([
+      [`${name}__RH`, at(0), 20, "%RH"],
+      [`${name}_lon`, at(0), 24.30621, "lon"],
+      [`${name}_lat`, at(0), 60.07965, "lat"],
+      [`${name}__RH`, at(60), 20.3, "%RH"],
+      [`${name}_lon`, at(60), 24.30622, "lon"],
+      [`${name}_lat`, at(60), 60.07965, "lat"],
+      [`${name}__RH`, at(120), 20.7, "%RH"],
+      [`${name}_lon`, at(120), 24.30623, "lon"],
+      [`${name}_lat`, at(120), 60.07966, "lat"],
+      [`${name}__EL`, at(150), 98, "%EL"],
+      [`${name}__RH`, at(180), 21.2, "%RH"],
+      [`${name}_lon`, at(180), 24.30628, "lon"],
+      [`${name}_lat`, at(180), 60.07967, "lat"],
+    ]);
+  });
+
   it("a boolean is 0 or 1; string and data values are counted, not stored", () => {
     const r = parse(RFC8428.multipleDataTypes);
     if (!r.ok) throw new Error(r.reason);
