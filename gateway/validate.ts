@@ -4,6 +4,7 @@ import {
   ID_RULE,
   MAX_ID_LENGTH,
   MIN_TS,
+  nulProblem,
   parseTimestamp,
   QUALITIES,
   type Quality,
@@ -94,6 +95,8 @@ function parseTags(raw: unknown): Field<Record<string, string>> {
         reason: `tag ${name} must be a string of at most ${MAX_TAG_VALUE_LENGTH} characters`,
       };
     }
+    const nul = nulProblem(`tag ${name}`, value);
+    if (nul) return { ok: false, reason: nul };
   }
   // fromEntries defines own properties, so even a name like "constructor" stays an ordinary tag.
   return { ok: true, value: Object.fromEntries(entries.sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) };
@@ -123,6 +126,8 @@ function parseReading(
     if (typeof r.unit !== "string" || r.unit.length > MAX_UNIT_LENGTH) {
       return `unit must be a string of at most ${MAX_UNIT_LENGTH} characters`;
     }
+    const nul = nulProblem("unit", r.unit);
+    if (nul) return nul;
     unit = r.unit;
   }
   let seq: number | null = null;

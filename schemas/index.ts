@@ -20,6 +20,7 @@ export {
   idFrom,
   MAX_ID_LENGTH,
   MIN_TS,
+  nulProblem,
   parseTimestamp,
   readingProblem,
 } from "./rules.js";

@@ -79,12 +79,32 @@ export function parseTimestamp(raw: unknown): number | string {
 /**
  * What the contract forbids in a decoded reading and Avro's types cannot express: `device_id` and `sensor` must
  * match {@link ID_PATTERN} and `value` must be finite. Returns the reason (`device_id breaks the id rules`,
- * `sensor breaks the id rules`, `value is not a finite number`, the first that applies), or undefined when the
+ * `sensor breaks the id rules`, `value is not a finite number`, a NUL in `unit` or a tag value, the first that
+ * applies), or undefined when the
  * reading keeps these rules. Meant for readings from any writer, not only this project's gateway.
  */
 export function readingProblem(r: Reading): string | undefined {
   if (!ID_PATTERN.test(r.device_id)) return "device_id breaks the id rules";
   if (!ID_PATTERN.test(r.sensor)) return "sensor breaks the id rules";
   if (!Number.isFinite(r.value)) return "value is not a finite number";
+  if (r.unit !== null) {
+    const nul = nulProblem("unit", r.unit);
+    if (nul) return nul;
+  }
+  for (const [name, value] of Object.entries(r.tags ?? {})) {
+    const nul = nulProblem(`tag ${name}`, value);
+    if (nul) return nul;
+  }
   return undefined;
+}
+
+/**
+ * Text every store can keep: PostgreSQL's `text` refuses U+0000, and a batch it refuses for its data would be held
+ * and retried, never stored. So a unit or tag value holding it is refused where it arrives (gateway) and set aside
+ * where it is decoded (processor). Returns the reason, or undefined.
+ */
+export function nulProblem(field: string, text: string): string | undefined {
+  return text.includes("\u0000")
+    ? `${field} contains a NUL character (U+0000), which the stores cannot keep`
+    : undefined;
 }

@@ -39,6 +39,16 @@ describe("a decoded reading the contract forbids", () => {
     ["a NaN value", { value: Number.NaN }, "value is not a finite number"],
     ["an infinite value", { value: Number.POSITIVE_INFINITY }, "value is not a finite number"],
     ["a negative infinite value", { value: Number.NEGATIVE_INFINITY }, "value is not a finite number"],
+    [
+      "a unit holding a NUL",
+      { unit: "C\u0000" },
+      "unit contains a NUL character (U+0000), which the stores cannot keep",
+    ],
+    [
+      "a tag value holding a NUL",
+      { tags: { site: "a\u0000b" } },
+      "tag site contains a NUL character (U+0000), which the stores cannot keep",
+    ],
   ])("is refused for %s, with the reason", (_name, change, reason) => {
     expect(readingProblem({ ...GOOD, ...change })).toBe(reason);
   });

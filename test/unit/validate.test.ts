@@ -105,6 +105,7 @@ describe("an invalid payload is refused with a precise reason", () => {
     ["ts boolean", '{"value":1,"ts":true}', /ts must be/],
     ["unit too long", `{"value":1,"unit":"${"u".repeat(33)}"}`, /unit must be/],
     ["unit a number", '{"value":1,"unit":5}', /unit must be/],
+    ["unit holding a NUL", '{"value":1,"unit":"C\\u0000"}', /^unit contains a NUL character/],
     ["seq negative", '{"value":1,"seq":-1}', /seq must be/],
     ["seq fractional", '{"value":1,"seq":1.5}', /seq must be/],
     ["seq a string", '{"value":1,"seq":"1"}', /seq must be/],
@@ -199,6 +200,11 @@ describe("quality and tags (schema version 2)", () => {
       "a tag value that is a number",
       '{"value":1,"tags":{"floor":3}}',
       `tag floor must be a string of at most ${MAX_TAG_VALUE_LENGTH} characters`,
+    ],
+    [
+      "a tag value holding a NUL",
+      '{"value":1,"tags":{"floor":"3\\u0000"}}',
+      "tag floor contains a NUL character (U+0000), which the stores cannot keep",
     ],
     [
       "a tag value that is null",
