@@ -91,8 +91,9 @@ export function readingProblem(r: Reading): string | undefined {
     const nul = nulProblem("unit", r.unit);
     if (nul) return nul;
   }
-  for (const [name, value] of Object.entries(r.tags ?? {})) {
-    const nul = nulProblem(`tag ${name}`, value);
+  // for...in allocates nothing for the usual empty tags: this runs for every reading the processor decodes.
+  for (const name in r.tags) {
+    const nul = nulProblem(`tag ${name}`, r.tags[name] as string);
     if (nul) return nul;
   }
   return undefined;
