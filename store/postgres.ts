@@ -11,6 +11,7 @@ import { redactUrl } from "../common/config.js";
 import type { Reading } from "../schemas/index.js";
 import { conflictOf, measurementOf, type StoredMeasurement, sameMeasurement } from "./measurement.js";
 import type { Conflict, ReadingStore, WriteResult } from "./store.js";
+import { tierMigrationSql } from "./tiers.js";
 
 /**
  * Numbered migrations, recorded in `schema_migrations` (one row per migration applied). Never edit a released one.
@@ -56,6 +57,12 @@ export const PG_MIGRATIONS: readonly { readonly version: number; readonly sql: s
         LANGUAGE sql IMMUTABLE AS $$ SELECT state[2] $$;
       CREATE AGGREGATE telemetry_interval(bigint) (
         SFUNC = telemetry_interval_step, STYPE = float8[], FINALFUNC = telemetry_interval_final)`,
+  },
+  {
+    // The rollup tiers rollup_1m, rollup_1h, rollup_1d and the retention horizons (store/tiers.ts), filled from
+    // the rows stored so far.
+    version: 4,
+    sql: tierMigrationSql("postgres"),
   },
 ];
 

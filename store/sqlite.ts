@@ -11,6 +11,7 @@ import {
   SERIES_PER_ROW,
 } from "./sqlite-rollup.js";
 import type { Conflict, WriteResult } from "./store.js";
+import { tierMigrationSql } from "./tiers.js";
 
 /** Version 3's rollup columns, in the order {@link seriesFromReadings} gives them. */
 const SERIES_COLUMNS =
@@ -191,6 +192,12 @@ export const MIGRATIONS: readonly {
         }),
       );
     },
+  },
+  {
+    // The rollup tiers rollup_1m, rollup_1h, rollup_1d and the retention horizons (store/tiers.ts), filled from
+    // the rows stored so far.
+    version: 7,
+    sql: tierMigrationSql("sqlite"),
   },
 ];
 
