@@ -325,7 +325,7 @@ export class SqliteStore {
         else conflicts.push(conflictOf(index, r, kept));
       });
       rollup?.commit();
-      return { inserted, duplicates, conflicts };
+      return { inserted, duplicates, conflicts, expired: 0 };
     });
 
     const rangeEnd = this.db
@@ -389,4 +389,4 @@ export class SqliteStore {
   }
 }
 
-const EMPTY_RESULT: WriteResult = Object.freeze({ inserted: 0, duplicates: 0, conflicts: [] });
+const EMPTY_RESULT: WriteResult = Object.freeze({ inserted: 0, duplicates: 0, conflicts: [], expired: 0 });

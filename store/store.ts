@@ -1,5 +1,6 @@
 import type { Running } from "../common/pipeline.js";
 import type { Reading } from "../schemas/index.js";
+import type { TierTable } from "./tiers.js";
 
 /** A reading whose key is already stored with another measurement: the stored row is kept, this one is not. */
 export interface Conflict {
@@ -17,6 +18,12 @@ export interface WriteResult {
   readonly inserted: number;
   readonly duplicates: number;
   readonly conflicts: readonly Conflict[];
+  /**
+   * Readings refused because their `ts` is below what retention has already deleted (the `readings` horizon,
+   * store/tiers.ts): their row may have been stored, counted in the tiers and deleted, so storing them again
+   * could count them twice. Nothing of them is stored.
+   */
+  readonly expired: number;
 }
 
 /**
@@ -34,4 +41,10 @@ export interface ReadingStore extends Running {
    * transaction is short and batch writes interleave with a long deletion.
    */
   deleteOlderThan(cutoff: number, limit: number): Promise<number>;
+  /**
+   * A tier's retention (`RETENTION_1M`, `RETENTION_1H`, `RETENTION_1D`): deletes at most `limit` rows of `table`
+   * whose `start` is before `cutoff` and raises the tier's horizon to `cutoff` in one transaction, so a late reading
+   * never re-creates part of a bucket already deleted. Resolves with how many rows it deleted once committed.
+   */
+  deleteTierOlderThan(table: TierTable, cutoff: number, limit: number): Promise<number>;
 }

@@ -16,6 +16,7 @@ class HungStore implements ReadingStore {
     return new Promise(() => undefined);
   }
   deleteOlderThan = async (): Promise<number> => 0;
+  deleteTierOlderThan = async (): Promise<number> => 0;
   async stop(): Promise<void> {}
   async [Symbol.asyncDispose](): Promise<void> {}
 }

@@ -119,6 +119,7 @@ describe("the PostgreSQL store", () => {
       inserted: 0,
       duplicates: 1,
       conflicts: [],
+      expired: 0,
     });
     expect(await db.query("SELECT quality, tags FROM readings")).toEqual([{ quality: "good", tags: "{}" }]);
   });

@@ -50,7 +50,7 @@ describe("the SQLite store", () => {
     stores.push(off);
     const batch = [reading(0), reading(1), reading(1), reading(2, { sensor: "humidity" })];
     for (const store of [on, off]) {
-      expect(store.writeBatch(batch)).toEqual({ inserted: 3, duplicates: 1, conflicts: [] });
+      expect(store.writeBatch(batch)).toEqual({ inserted: 3, duplicates: 1, conflicts: [], expired: 0 });
       expect(rows(store).map((r) => r.ts)).toEqual([TS0, TS0 + 1, TS0 + 2]);
     }
     const series = (store: SqliteStore) =>
@@ -126,7 +126,12 @@ describe("the SQLite store", () => {
     await store.writeBatch([first]);
     // A redelivery may come from another gateway at another time: only the measurement decides.
     const resent = { ...first, gateway_id: "gw-2", received_at: first.received_at + 60_000 };
-    expect(await store.writeBatch([resent])).toEqual({ inserted: 0, duplicates: 1, conflicts: [] });
+    expect(await store.writeBatch([resent])).toEqual({
+      inserted: 0,
+      duplicates: 1,
+      conflicts: [],
+      expired: 0,
+    });
 
     const other = { ...first, value: 99.9 };
     const result = await store.writeBatch([reading(2), other, { ...first, tags: { site: "south" } }]);

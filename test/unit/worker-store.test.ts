@@ -40,11 +40,12 @@ describe("the processor's SQLite store on a worker thread", () => {
     const store = await WorkerStore.open(path);
     stores.push(store);
     const batch = Array.from({ length: 50 }, (_, i) => reading(i));
-    expect(await store.writeBatch(batch)).toEqual({ inserted: 50, duplicates: 0, conflicts: [] });
+    expect(await store.writeBatch(batch)).toEqual({ inserted: 50, duplicates: 0, conflicts: [], expired: 0 });
     expect(await store.writeBatch([...batch.slice(40), reading(50)])).toEqual({
       inserted: 1,
       duplicates: 10,
       conflicts: [],
+      expired: 0,
     });
     const db = new Database(path, { readonly: true });
     expect(db.prepare("SELECT count(*) AS n FROM readings").get()).toEqual({ n: 51 });
@@ -60,7 +61,12 @@ describe("the processor's SQLite store on a worker thread", () => {
     await expect(store.writeBatch([reading(1)])).rejects.toThrow(/database is locked/);
     other.exec("ROLLBACK");
     other.close();
-    expect(await store.writeBatch([reading(1)])).toEqual({ inserted: 1, duplicates: 0, conflicts: [] });
+    expect(await store.writeBatch([reading(1)])).toEqual({
+      inserted: 1,
+      duplicates: 0,
+      conflicts: [],
+      expired: 0,
+    });
   });
 
   it("a database it cannot open fails at open with the path in the message", async () => {
