@@ -8,7 +8,7 @@ import type { StoreStatus } from "./status.js";
 
 /**
  * Rows stored and the newest times, in one statement (one pass over the table); `path` is the URL with its
- * password masked and `bytes` the table's size with its indexes. Throws with the reason when the database cannot
+ * password masked and `bytes` the size of the table's partitions with their indexes. Throws with the reason when the database cannot
  * be reached or holds no `readings` table.
  */
 export async function postgresStatus(url: string): Promise<StoreStatus> {
@@ -21,7 +21,8 @@ export async function postgresStatus(url: string): Promise<StoreStatus> {
       bytes: number;
     }>(
       `SELECT count(*) AS n, max(ts) AS ts, max(stored_at) AS stored_at,
-              pg_total_relation_size('readings') AS bytes FROM readings`,
+              (SELECT sum(pg_total_relation_size(relid))::bigint FROM pg_partition_tree('readings')) AS bytes
+         FROM readings`,
     );
     const r = rows[0];
     return {

@@ -1,8 +1,10 @@
 /**
- * The PostgreSQL store (`DATABASE_URL=postgres://...`): the same `readings` table and key as the SQLite store, so
- * processors on many machines can write one database. A batch is one transaction: a single
- * `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`, then one look-up of the keys it did not insert to tell
- * duplicates from conflicts, then COMMIT; the processor acks only after that. COPY into a temporary staging table
+ * The PostgreSQL store (`DATABASE_URL=postgres://...`): the same `readings` key as the SQLite store, so processors
+ * on many machines can write one database; the table is partitioned by day (store/postgres-partitions.ts). A batch
+ * is one transaction: a single `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING`, one upsert
+ * per rollup tier of the rows it returned (only rows this batch inserted, so processors racing on a key count it
+ * once), then one look-up of the keys it did not insert to tell duplicates from conflicts, then COMMIT; the
+ * processor acks only after that. COPY into a temporary staging table
  * and one `INSERT ... SELECT` from it (pg-copy-streams) measured no faster, end to end with the real processor nor
  * for `writeBatch` alone (within a few % either way, the same CPU on both sides), so it did not earn a dependency.
  */
@@ -10,68 +12,23 @@ import pg from "pg";
 import { redactUrl } from "../common/config.js";
 import type { Reading } from "../schemas/index.js";
 import { conflictOf, measurementOf, type StoredMeasurement, sameMeasurement } from "./measurement.js";
+import { migratePostgres } from "./postgres-migrations.js";
+import {
+  beginBatch,
+  DAY_MS,
+  dayOf,
+  dropOldPartitions,
+  ensurePartitions,
+  listPartitions,
+  raiseHorizon,
+} from "./postgres-partitions.js";
 import type { Conflict, ReadingStore, WriteResult } from "./store.js";
-import { type TierTable, tierMigrationSql } from "./tiers.js";
-
-/**
- * Numbered migrations, recorded in `schema_migrations` (one row per migration applied). Never edit a released one.
- * Ids compare as bytes (COLLATE "C"), as SQLite compares them, so both stores sort devices and sensors alike.
- */
-export const PG_MIGRATIONS: readonly { readonly version: number; readonly sql: string }[] = [
-  {
-    version: 1,
-    sql: `CREATE TABLE readings (
-      device_id   text COLLATE "C" NOT NULL,
-      sensor      text COLLATE "C" NOT NULL,
-      ts          bigint           NOT NULL, -- time of measurement, epoch ms UTC
-      value       double precision NOT NULL,
-      unit        text,
-      seq         bigint,                    -- the device's sequence number, when it sends one
-      gateway_id  text             NOT NULL,
-      received_at bigint           NOT NULL, -- gateway receive time, epoch ms UTC
-      stored_at   bigint           NOT NULL, -- commit time, epoch ms UTC
-      PRIMARY KEY (device_id, sensor, ts)
-    )`,
-  },
-  {
-    // Schema version 2; a constant default is a catalogue change only, rows stored before read the v2 defaults.
-    version: 2,
-    sql: `ALTER TABLE readings
-      ADD COLUMN quality text NOT NULL DEFAULT 'good', -- good, uncertain or bad
-      ADD COLUMN tags    text NOT NULL DEFAULT '{}'    -- JSON object of string values, as SQLite stores it`,
-  },
-  {
-    // A series' usual reporting interval for silent devices: the exponentially weighted mean of the gaps between
-    // its successive receive times, over rows ordered by received_at; the same steps in float8 as SQLite's rollup
-    // (nextInterval in store/sqlite-rollup.ts), so both stores answer the same. State: [last receive time, mean].
-    version: 3,
-    sql: `CREATE FUNCTION telemetry_interval_step(state float8[], at bigint) RETURNS float8[]
-      LANGUAGE sql IMMUTABLE AS $$
-        SELECT CASE
-          WHEN state IS NULL THEN ARRAY[at::float8, 0::float8]
-          WHEN at::float8 <= state[1] THEN state
-          WHEN state[2] = 0 THEN ARRAY[at::float8, at::float8 - state[1]]
-          ELSE ARRAY[at::float8, state[2] + ((at::float8 - state[1]) - state[2]) * 0.25::float8]
-        END $$;
-      CREATE FUNCTION telemetry_interval_final(state float8[]) RETURNS float8
-        LANGUAGE sql IMMUTABLE AS $$ SELECT state[2] $$;
-      CREATE AGGREGATE telemetry_interval(bigint) (
-        SFUNC = telemetry_interval_step, STYPE = float8[], FINALFUNC = telemetry_interval_final)`,
-  },
-  {
-    // The rollup tiers rollup_1m, rollup_1h, rollup_1d and the retention horizons (store/tiers.ts), filled from
-    // the rows stored so far.
-    version: 4,
-    sql: tierMigrationSql("postgres"),
-  },
-];
+import { TIERS, type TierInput, type TierTable, tierDeltas, tierParams, tierUpsertSql } from "./tiers.js";
 
 const INT8_OID = 20;
 /** Connections the processor's store keeps: one commits while the next batch may already start. */
 const WRITE_POOL_SIZE = 2;
 const CONNECT_TIMEOUT_MS = 10_000;
-/** Serialises migrations of processors starting at once (an advisory lock, held until the transaction ends). */
-const MIGRATION_LOCK = "telemetry.migrations";
 
 /**
  * A pool on `url` whose bigint columns (ts, seq, counts) read as numbers: epoch milliseconds and counts stay far
@@ -108,68 +65,36 @@ export function openError(url: string, err: unknown): Error {
   });
 }
 
-/**
- * Applies the migrations `schema_migrations` does not list yet, in one transaction under an advisory lock, so
- * processors starting together migrate once. Returns the latest version; throws when the database is newer.
- */
-export async function migratePostgres(client: pg.ClientBase): Promise<number> {
-  const latest = PG_MIGRATIONS.at(-1)?.version ?? 0;
-  await client.query("BEGIN");
-  try {
-    await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [MIGRATION_LOCK]);
-    await client.query(
-      "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-    );
-    const { rows } = await client.query<{ v: number | null }>(
-      "SELECT max(version) AS v FROM schema_migrations",
-    );
-    const current = rows[0]?.v ?? 0;
-    if (current > latest) {
-      throw new Error(
-        `database schema version ${current} is newer than this program knows (${latest}); upgrade it`,
-      );
-    }
-    for (const m of PG_MIGRATIONS) {
-      if (m.version <= current) continue;
-      await client.query(m.sql);
-      await client.query("INSERT INTO schema_migrations (version) VALUES ($1)", [m.version]);
-    }
-    await client.query("COMMIT");
-    return latest;
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => {});
-    throw err;
-  }
-}
-
 const INSERT = `INSERT INTO readings
     (device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at, quality, tags)
   SELECT d, s, t, v, u, q, g, r, $9, ql, tg
   FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::text[], $6::bigint[], $7::text[],
               $8::bigint[], $10::text[], $11::text[]) WITH ORDINALITY AS b(d, s, t, v, u, q, g, r, ql, tg, i)
+  WHERE t >= $12
   ORDER BY i
   ON CONFLICT DO NOTHING
-  RETURNING device_id, sensor, ts`;
+  RETURNING device_id, sensor, ts, value`;
 const KEPT = `SELECT device_id, sensor, ts, value, unit, seq, quality, tags FROM readings
   WHERE (device_id, sensor, ts) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]))`;
 
 /**
- * At most `$2` rows older than `$1`, found series by series: the series by skipping along the key (one index seek
- * each), then each series' old rows as the start of its key range. Nothing reads the newer rows, and no index on
- * `ts` alone is needed (it would slow every insert).
+ * A batch's deltas into one tier in one statement, in the order given (key order), with tierUpsertSql's merge of
+ * an existing bucket row.
  */
-const DELETE_OLD = `WITH RECURSIVE s(device_id, sensor) AS (
-    (SELECT device_id, sensor FROM readings ORDER BY device_id, sensor LIMIT 1)
-    UNION ALL
-    SELECT n.device_id, n.sensor FROM s CROSS JOIN LATERAL (
-      SELECT device_id, sensor FROM readings WHERE (device_id, sensor) > (s.device_id, s.sensor)
-      ORDER BY device_id, sensor LIMIT 1) AS n),
-  old AS (
-    SELECT o.ctid FROM s CROSS JOIN LATERAL (
-      SELECT ctid FROM readings WHERE device_id = s.device_id AND sensor = s.sensor AND ts < $1
-      ORDER BY ts LIMIT $2) AS o
-    LIMIT $2)
-  DELETE FROM readings WHERE ctid IN (SELECT ctid FROM old)`;
+function tierUpsertManySql(table: TierTable): string {
+  const one = tierUpsertSql(table, "postgres");
+  return `INSERT INTO ${table} (device_id, sensor, start, count, min, max, sum, first_ts, first_value, last_ts, last_value)
+    SELECT d, s, st, n, mn, mx, sm, ft, fv, lt, lv
+    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::float8[], $6::float8[], $7::float8[],
+                $8::bigint[], $9::float8[], $10::bigint[], $11::float8[])
+      WITH ORDINALITY AS b(d, s, st, n, mn, mx, sm, ft, fv, lt, lv, i)
+    ORDER BY i
+    ${one.slice(one.indexOf("ON CONFLICT"))}`;
+}
+const TIER_UPSERTS = TIERS.map((t) => ({ ...t, sql: tierUpsertManySql(t.table) }));
+
+/** The start of the first bucket of width `ms` wholly at or above `ts`: buckets before it may have been deleted. */
+const bucketCeil = (ts: number, ms: number) => Math.ceil(ts / ms) * ms;
 
 const keyOf = (device: string, sensor: string, ts: number) => `${ts}\u0000${device}\u0000${sensor}`;
 const byKey = (a: Reading, b: Reading) =>
@@ -187,10 +112,13 @@ const byKey = (a: Reading, b: Reading) =>
  * The PostgreSQL {@link ReadingStore}. `writeBatch` resolves once the batch's transaction has committed (with
  * PostgreSQL's default `synchronous_commit`, durably) and rejects with PostgreSQL's error, nothing stored, when it
  * did not. The first reading of a key wins, whichever processor writes it; a later one with the same measurement
- * is a duplicate, with another a conflict (the stored row is kept).
+ * is a duplicate, with another a conflict (the stored row is kept). The rows a batch inserts count in the rollup
+ * tiers in the same transaction; the locks involved are explained in store/postgres-partitions.ts.
  */
 export class PostgresStore implements ReadingStore {
   #stopped: Promise<void> | undefined;
+  /** Day partitions known to exist (or to lie below the readings horizon), so most batches create none. */
+  readonly #days = new Set<number>();
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -198,15 +126,19 @@ export class PostgresStore implements ReadingStore {
   ) {}
 
   /**
-   * Connects to `url` and applies the migrations; rejects with one line naming the database (password masked)
-   * and PostgreSQL's reason when it cannot.
+   * Connects to `url`, applies the migrations and creates the partitions of today and tomorrow; rejects with one
+   * line naming the database (password masked) and PostgreSQL's reason when it cannot.
    */
   static async open(url: string): Promise<PostgresStore> {
     const pool = openPool(url, { max: WRITE_POOL_SIZE, applicationName: "telemetry processor" });
+    let store: PostgresStore;
     try {
       const client = await pool.connect();
       try {
         await migratePostgres(client);
+        store = new PostgresStore(pool, url);
+        for (const p of await listPartitions(client)) store.#days.add(p.from);
+        await ensurePartitions(client, aheadDays(), store.#days);
       } finally {
         client.release();
       }
@@ -214,7 +146,7 @@ export class PostgresStore implements ReadingStore {
       await pool.end().catch(() => {});
       throw openError(url, err);
     }
-    return new PostgresStore(pool, url);
+    return store;
   }
 
   async writeBatch(readings: readonly Reading[]): Promise<WriteResult> {
@@ -227,8 +159,10 @@ export class PostgresStore implements ReadingStore {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {
-      await client.query("BEGIN");
-      const inserted = await client.query<{ device_id: string; sensor: string; ts: number }>(INSERT, [
+      await ensurePartitions(client, [...readings.map((r) => dayOf(r.ts)), ...aheadDays()], this.#days);
+      const horizons = await beginBatch(client);
+      const horizon = horizons.get("readings") ?? 0;
+      const inserted = await client.query<TierInput>(INSERT, [
         rows.map(({ r }) => r.device_id),
         rows.map(({ r }) => r.sensor),
         rows.map(({ r }) => r.ts),
@@ -240,10 +174,26 @@ export class PostgresStore implements ReadingStore {
         Date.now(),
         rows.map(({ m }) => m.quality),
         rows.map(({ m }) => m.tags),
+        horizon,
       ]);
+      for (const t of TIER_UPSERTS) {
+        const deltas = tierDeltas(inserted.rows, t.ms, bucketCeil(horizons.get(t.table) ?? 0, t.ms));
+        if (deltas.length === 0) continue;
+        const params = deltas.map(tierParams);
+        await client.query(
+          t.sql,
+          Array.from({ length: 11 }, (_, i) => params.map((p) => p[i])),
+        );
+      }
       const fresh = new Set(inserted.rows.map((k) => keyOf(k.device_id, k.sensor, k.ts)));
       const resent: { r: Reading; m: StoredMeasurement; index: number }[] = [];
+      let expired = 0;
       rows.forEach(({ r, m }, i) => {
+        // Below the horizon, the row may have been stored, counted and dropped: neither stored nor counted again.
+        if (r.ts < horizon) {
+          expired++;
+          return;
+        }
         const key = keyOf(r.device_id, r.sensor, r.ts);
         // The first of several readings with one key is the one inserted; the others are resends.
         if (fresh.delete(key)) return;
@@ -269,7 +219,7 @@ export class PostgresStore implements ReadingStore {
         conflicts.sort((a, b) => a.index - b.index);
       }
       await client.query("COMMIT");
-      return { inserted: inserted.rowCount ?? inserted.rows.length, duplicates, conflicts, expired: 0 };
+      return { inserted: inserted.rowCount ?? inserted.rows.length, duplicates, conflicts, expired };
     } catch (err) {
       broken = err instanceof Error ? err : new Error(String(err));
       await client.query("ROLLBACK").catch(() => {});
@@ -281,20 +231,50 @@ export class PostgresStore implements ReadingStore {
   }
 
   /**
-   * Retention: deletes at most `limit` readings with `ts` before `cutoff` in one statement (its own transaction)
-   * and resolves with how many once committed. This store keeps no rollup, so there is nothing else to correct.
-   * Processors running it at once delete disjoint rows: a row another one deleted first is skipped.
+   * Retention of raw readings by whole days: drops the day partitions that end at or before `cutoff`, oldest first,
+   * until the rows they held reach `limit` (store/postgres-partitions.ts, dropOldPartitions), and resolves with
+   * that count. Never deletes row by row: the rows of the day holding `cutoff` stay until the day is wholly past
+   * the cutoff. Fewer than `limit` means no such day is left. Tiers are left as they are.
    */
   async deleteOlderThan(cutoff: number, limit: number): Promise<number> {
     if (this.#stopped) throw new Error(`PostgreSQL store ${redactUrl(this.url)} is closed`);
     if (limit <= 0) return 0;
-    const r = await this.pool.query(DELETE_OLD, [cutoff, limit]);
-    return r.rowCount ?? 0;
+    return this.#withClient((client) => dropOldPartitions(client, cutoff, limit));
   }
 
-  /** {@link ReadingStore.deleteTierOlderThan}: not kept yet (the tiers' retention is being built). */
-  async deleteTierOlderThan(table: TierTable, _cutoff: number, _limit: number): Promise<number> {
-    throw new Error(`retention of ${table} is not built yet`);
+  /**
+   * {@link ReadingStore.deleteTierOlderThan}: raises the tier's horizon to `cutoff` first (batches then leave
+   * buckets before it alone), then deletes at most `limit` of its rows with `start` before `cutoff` in a statement
+   * of its own, which holds no batch back. A failure between the two leaves rows below the horizon, which the next
+   * call deletes.
+   */
+  async deleteTierOlderThan(table: TierTable, cutoff: number, limit: number): Promise<number> {
+    if (this.#stopped) throw new Error(`PostgreSQL store ${redactUrl(this.url)} is closed`);
+    if (limit <= 0) return 0;
+    const tier = TIERS.find((t) => t.table === table);
+    if (tier === undefined) throw new Error(`no rollup tier ${table}`);
+    return this.#withClient(async (client) => {
+      await raiseHorizon(client, tier.table, cutoff);
+      const r = await client.query(
+        `DELETE FROM ${tier.table} WHERE ctid = ANY(ARRAY(
+           SELECT ctid FROM ${tier.table} WHERE start < $1 LIMIT $2))`,
+        [cutoff, limit],
+      );
+      return r.rowCount ?? 0;
+    });
+  }
+
+  async #withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      return await fn(client);
+    } catch (err) {
+      broken = err instanceof Error ? err : new Error(String(err));
+      throw err;
+    } finally {
+      client.release(broken);
+    }
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -306,4 +286,10 @@ export class PostgresStore implements ReadingStore {
     this.#stopped ??= this.pool.end();
     return this.#stopped;
   }
+}
+
+/** Today and tomorrow (UTC): created ahead, so the first readings of a new day rarely wait for their partition. */
+function aheadDays(): number[] {
+  const today = dayOf(Date.now());
+  return [today, today + DAY_MS];
 }
