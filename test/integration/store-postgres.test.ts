@@ -10,6 +10,7 @@ import { createDatabase, type PgDatabase } from "../helpers/postgres.js";
 import { reading } from "../helpers/query-db.js";
 
 const T0 = Date.UTC(2026, 0, 31, 9);
+const DAY_MS = 86_400_000;
 const LATEST = PG_MIGRATIONS.at(-1)?.version ?? 0;
 
 describe("the PostgreSQL store", () => {
@@ -139,20 +140,35 @@ describe("the PostgreSQL store", () => {
     expect(await db.query("SELECT count(*)::int AS n FROM readings")).toEqual([{ n: batch.length }]);
   });
 
-  it("deletes at most the asked number of readings older than the cutoff, and none newer", async () => {
+  it("retention drops whole days before the cutoff, keeps the day holding it, and refuses readings below them", async () => {
     const db = await database("store_retention");
     const store = await open(db);
+    // 100 readings on each of three days, from 09:00.
+    const days = [0, 1, 2].map((d) => T0 + d * DAY_MS);
     await store.writeBatch(
-      Array.from({ length: 300 }, (_, i) => reading(`d${i % 5}`, `s${i % 2}`, T0 + i, i)),
+      days.flatMap((day) =>
+        Array.from({ length: 100 }, (_, i) => reading(`d${i % 5}`, `s${i % 2}`, day + i, i)),
+      ),
     );
-    const cutoff = T0 + 250;
-    expect(await store.deleteOlderThan(cutoff, 100)).toBe(100);
-    expect(await store.deleteOlderThan(cutoff, 1_000)).toBe(150);
+    const cutoff = days[1] as number; // 09:00 on the second day: only the first day is wholly before it
+    expect(await store.deleteOlderThan(cutoff, 1_000)).toBe(100);
     expect(await store.deleteOlderThan(cutoff, 1_000)).toBe(0);
     const left = await db.query<{ n: number; lo: string }>(
       "SELECT count(*)::int AS n, min(ts) AS lo FROM readings",
     );
-    expect(left).toEqual([{ n: 50, lo: String(cutoff) }]);
+    expect(left).toEqual([{ n: 200, lo: String(cutoff) }]);
+    const dropped = Date.UTC(2026, 1, 1);
+    expect(await db.query("SELECT ts FROM horizons WHERE name = 'readings'")).toEqual([
+      { ts: String(dropped) },
+    ]);
+    // A late reading of the dropped day is refused; one of the day holding the cutoff is stored.
+    expect(
+      await store.writeBatch([reading("d0", "s0", T0 + 500, 1), reading("d0", "s0", dropped + 1, 2)]),
+    ).toEqual({ inserted: 1, duplicates: 0, conflicts: [], expired: 1 });
+    // The tiers keep what was dropped from raw: the first day still counts its 100 readings.
+    expect(
+      await db.query("SELECT sum(count)::int AS n FROM rollup_1d WHERE start = $1", [T0 - (T0 % DAY_MS)]),
+    ).toEqual([{ n: 100 }]);
   });
 
   it("refuses in one line, password masked, a server it cannot reach", async () => {
