@@ -31,6 +31,8 @@ import type { HorizonName } from "./tiers.js";
 export const DAY_MS = 86_400_000;
 /** Key of the advisory lock guarding `horizons` (see above). */
 const HORIZONS_LOCK = "telemetry.horizons";
+/** Key of the advisory lock a processor holds while it counts and drops old partitions. */
+const DROP_LOCK = "telemetry.partition-drops";
 /** How long partition creation and drops wait for `readings` before giving up (tried again later). */
 export const LOCK_TIMEOUT_MS = 2_000;
 
@@ -129,6 +131,14 @@ export async function dropOldPartitions(
   if (bound !== undefined) await raiseHorizon(client, "readings", bound);
   await client.query(`BEGIN; SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
   try {
+    // One processor drops at a time, so no row is counted by two; another one dropping now leaves nothing to do.
+    const turn = await client.query<{ ok: boolean }>(
+      `SELECT pg_try_advisory_xact_lock(hashtext('${DROP_LOCK}')) AS ok`,
+    );
+    if (turn.rows[0]?.ok !== true) {
+      await client.query("COMMIT");
+      return 0;
+    }
     const { rows } = await client.query<{ ts: number }>("SELECT ts FROM horizons WHERE name = 'readings'");
     const horizon = rows[0]?.ts ?? 0;
     const drop: string[] = [];

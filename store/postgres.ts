@@ -159,7 +159,9 @@ export class PostgresStore implements ReadingStore {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {
-      await ensurePartitions(client, [...readings.map((r) => dayOf(r.ts)), ...aheadDays()], this.#days);
+      const days = aheadDays().filter((d) => !this.#days.has(d));
+      for (const r of readings) if (!this.#days.has(dayOf(r.ts))) days.push(dayOf(r.ts));
+      if (days.length > 0) await ensurePartitions(client, days, this.#days);
       const horizons = await beginBatch(client);
       const horizon = horizons.get("readings") ?? 0;
       const inserted = await client.query<TierInput>(INSERT, [

@@ -108,6 +108,17 @@ describe("PostgreSQL day partitions", () => {
     expect(stats).toEqual([{ n: 0 }]);
   });
 
+  it("two processors dropping at once count each dropped row once", async () => {
+    const db = await database("parts_drop_two");
+    const [a, b] = await Promise.all([open(db), open(db)]);
+    await a.writeBatch(daysOfReadings(4, 50));
+    const cutoff = D0 + 3 * DAY;
+    const counts = await Promise.all([a.deleteOlderThan(cutoff, 60), b.deleteOlderThan(cutoff, 60)]);
+    const rest = [await a.deleteOlderThan(cutoff, 1_000), await b.deleteOlderThan(cutoff, 1_000)];
+    expect([...counts, ...rest].reduce((n, c) => n + c, 0)).toBe(150);
+    expect(await db.query("SELECT count(*)::int AS n FROM readings")).toEqual([{ n: 50 }]);
+  });
+
   it("a drop gives up after the lock timeout while a query reads readings, and the next pass drops the day", async () => {
     const db = await database("parts_drop_wait");
     const store = await open(db);
