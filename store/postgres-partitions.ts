@@ -24,6 +24,7 @@
  *   and drops the days below it in another. Once the horizon is committed no batch writes into those days, so the
  *   count is exact and is taken without holding any writer back; only the DROP itself waits for `readings`. If the
  *   drop fails, the horizon stays raised and the next pass drops the days (rows below a horizon "may be gone").
+ *   Processors drop one at a time ({@link DROP_LOCK}, tried without waiting), so no dropped row is counted twice.
  */
 import type pg from "pg";
 import type { HorizonName } from "./tiers.js";
@@ -34,7 +35,7 @@ const HORIZONS_LOCK = "telemetry.horizons";
 /** Key of the advisory lock a processor holds while it counts and drops old partitions. */
 const DROP_LOCK = "telemetry.partition-drops";
 /** How long partition creation and drops wait for `readings` before giving up (tried again later). */
-export const LOCK_TIMEOUT_MS = 2_000;
+const LOCK_TIMEOUT_MS = 2_000;
 
 /** The UTC day holding `ts` (epoch ms), as its start. */
 export const dayOf = (ts: number): number => ts - (ts % DAY_MS);
