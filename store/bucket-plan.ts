@@ -35,6 +35,13 @@ export type Horizons = Readonly<Record<Source, number>>;
 /** Nothing deleted anywhere: raw rows answer whatever no tier does. */
 export const NO_HORIZONS: Horizons = { readings: 0, rollup_1m: 0, rollup_1h: 0, rollup_1d: 0 };
 
+/** Horizons from the `horizons` table's (name, ts) rows; a name missing is 0. */
+export function horizonsOf(rows: Iterable<readonly [string, number]>): Horizons {
+  const h: Record<Source, number> = { ...NO_HORIZONS };
+  for (const [name, ts] of rows) if (name in h) h[name as Source] = ts;
+  return h;
+}
+
 interface Tier {
   readonly table: TierTable;
   readonly ms: number;
