@@ -2,7 +2,14 @@
  * `stats` and `series` of one series as both stores answer them: the plan (store/bucket-plan.ts) says which source
  * answers which span of time, a store's {@link BucketReader} reads each span, and the parts are added up here.
  */
-import { type BucketPart, type Horizons, mergePartsAsync, planBuckets, type Source } from "./bucket-plan.js";
+import {
+  type BucketPart,
+  type Horizons,
+  mergePartsAsync,
+  narrowestTierAt,
+  planBuckets,
+  type Source,
+} from "./bucket-plan.js";
 import {
   type BucketPoint,
   chartBucketWidth,
@@ -15,7 +22,7 @@ import {
 const MIN_TIME = Number.MIN_SAFE_INTEGER;
 const MAX_TIME = Number.MAX_SAFE_INTEGER;
 const DAY_MS = 86_400_000;
-/** The narrowest tier's width: chart buckets at least this wide where raw rows are gone. */
+/** The narrowest tier's width. */
 const MINUTE_MS = 60_000;
 
 /** What a store reads for a bucketed question of one series. */
@@ -79,8 +86,8 @@ export async function* seriesBuckets(
 
 /**
  * `series` of {@link ReadingQueries}: the raw readings when no more than `points` are in range and raw rows are all
- * there, else buckets of the width {@link chartBucketWidth} picks for the data's span (at least a minute where raw
- * rows are gone, so that the tiers answer).
+ * there, else buckets of the width {@link chartBucketWidth} picks for the data's span (where raw rows are gone, at
+ * least the width of the tier holding the first reading, so that the tiers answer).
  */
 export async function seriesPoints(reader: BucketReader, q: SeriesQuery): Promise<SeriesPoint[]> {
   const horizons = await reader.horizons();
@@ -94,15 +101,27 @@ export async function seriesPoints(reader: BucketReader, q: SeriesQuery): Promis
     hi = span.hi;
   }
   if (lo === undefined || hi === undefined) return [];
-  const rawComplete = horizons.readings <= 0 || lo >= horizons.readings;
-  if (rawComplete) {
+  if (horizons.readings <= 0 || lo >= horizons.readings) {
     const raw = await reader.rawPoints(q.device, q.sensor, lo, hi + 1, q.points + 1);
     if (raw.length <= q.points) return raw;
+    return bucketPoints(reader, q, chartBucketWidth(hi + 1 - lo, q.points), lo, hi + 1);
   }
-  const fit = chartBucketWidth(hi + 1 - lo, q.points);
-  const width = rawComplete ? fit : Math.max(fit, MINUTE_MS);
+  // The first reading is beyond raw retention: the buckets start at the start of the narrowest tier row holding it
+  // (the plan keeps it whole) and are at least that tier's width (chart widths that wide are multiples of it).
+  const tierMs = narrowestTierAt(lo, horizons) ?? MINUTE_MS;
+  const width = Math.max(chartBucketWidth(hi + 1 - lo, q.points), tierMs);
+  return bucketPoints(reader, q, width, lo - (lo % tierMs), hi + 1);
+}
+
+async function bucketPoints(
+  reader: BucketReader,
+  q: SeriesQuery,
+  width: number,
+  from: number,
+  to: number,
+): Promise<BucketPoint[]> {
   const out: BucketPoint[] = [];
-  for await (const b of seriesBuckets(reader, q.device, q.sensor, width, lo, hi + 1)) {
+  for await (const b of seriesBuckets(reader, q.device, q.sensor, width, from, to)) {
     out.push({ ts: b.start, min: b.min, max: b.max, mean: b.sum / b.count, count: b.count });
   }
   return out;

@@ -42,10 +42,14 @@ export function horizonsOf(rows: Iterable<readonly [string, number]>): Horizons 
   return h;
 }
 
+/** The width of the narrowest tier still exact at `t` (holding the whole minute, hour or day of `t`), if any. */
+export function narrowestTierAt(t: number, horizons: Horizons): number | undefined {
+  return TIERS.find((tier) => floorTo(t, tier.ms) >= exactFrom(horizons[tier.table], tier.ms))?.ms;
+}
+
 interface Tier {
   readonly table: TierTable;
   readonly ms: number;
-  /** The first time from which the tier is exact: its first whole row at or above its horizon, never below 0. */
   readonly exactFrom: number;
 }
 
@@ -54,6 +58,8 @@ const ceilTo = (t: number, ms: number): number => {
   const down = floorTo(t, ms);
   return down === t ? t : down + ms;
 };
+/** The first time from which a tier is exact: its first whole row at or above its horizon, never below 0. */
+const exactFrom = (horizon: number, ms: number): number => Math.max(0, ceilTo(horizon, ms));
 
 /**
  * The segments answering buckets of `every` ms over [from, to) (either may be the safe-integer bounds standing for
@@ -62,7 +68,7 @@ const ceilTo = (t: number, ms: number): number => {
 export function planBuckets(from: number, to: number, every: number, horizons: Horizons): Segment[] {
   // Widest first. Tier buckets start at multiples of their width from the epoch: negative times stay raw.
   const tiers: Tier[] = TIERS.filter((t) => every % t.ms === 0)
-    .map((t) => ({ table: t.table, ms: t.ms, exactFrom: Math.max(0, ceilTo(horizons[t.table], t.ms)) }))
+    .map((t) => ({ table: t.table, ms: t.ms, exactFrom: exactFrom(horizons[t.table], t.ms) }))
     .reverse();
   /** `t` rounded up to the width of the finest tier exact at `t`; `t` itself where none is. */
   const roundUp = (t: number): number => {

@@ -18,6 +18,8 @@ const H = 60 * MIN;
 const D = 24 * H;
 const T0 = Date.UTC(2026, 2, 1);
 const SENSORS = ["rh", "t"];
+/** Plus "p", whose readings all fall in the first day: retention deletes all its raw rows. */
+const ALL_SENSORS = ["p", ...SENSORS];
 const EVERY = [MIN, 5 * MIN, 15 * MIN, H, D];
 
 /** Runs statements on the store's own database, as an analyst's SQL tool or retention would. */
@@ -121,7 +123,12 @@ describe.each(STORE_KINDS)("%s: stats and series from the tiers and raw rows", (
       }
       await store.write(batchRows);
     }
-    for (const sensor of SENSORS) {
+    const old = Array.from({ length: 300 }, () =>
+      reading("d", "p", T0 + Math.floor(rnd() * 20 * H), Math.round(rnd() * 1_000) / 10),
+    );
+    for (const r of old) if (!stored.has(`p|${r.ts}`)) stored.set(`p|${r.ts}`, r);
+    await store.write(old);
+    for (const sensor of ALL_SENSORS) {
       rows.set(
         sensor,
         [...stored.values()].filter((r) => r.sensor === sensor).sort((a, b) => a.ts - b.ts),
@@ -140,7 +147,7 @@ describe.each(STORE_KINDS)("%s: stats and series from the tiers and raw rows", (
   const stats = async (every: number, from?: number, to?: number, sensor?: string) =>
     rounded(await all(q.stats({ device: "d", sensor, every, from, to })));
   const expected = (every: number, from = Number.MIN_SAFE_INTEGER, to = Number.MAX_SAFE_INTEGER) =>
-    rounded(SENSORS.flatMap((s) => rawBuckets(rows.get(s) ?? [], every, from, to, s)));
+    rounded(ALL_SENSORS.flatMap((s) => rawBuckets(rows.get(s) ?? [], every, from, to, s)));
 
   it("stats over all time, and over random ranges cutting buckets, are what the raw rows give", async () => {
     for (const every of EVERY) expect(await stats(every)).toEqual(expected(every));
@@ -181,7 +188,7 @@ describe.each(STORE_KINDS)("%s: stats and series from the tiers and raw rows", (
   });
 
   it("hourly and daily stats over three days stay exact after raw rows older than a day are deleted", async () => {
-    const newest = Math.max(...SENSORS.map((s) => (rows.get(s)?.at(-1)?.ts ?? 0) + 1));
+    const newest = Math.max(...ALL_SENSORS.map((s) => (rows.get(s)?.at(-1)?.ts ?? 0) + 1));
     const from = newest - 3 * D;
     const before = await Promise.all([H, D].map((every) => stats(every, from, newest)));
     const days = await stats(D);
@@ -202,5 +209,19 @@ describe.each(STORE_KINDS)("%s: stats and series from the tiers and raw rows", (
     expect(await stats(H, from, newest)).toEqual(expected(H, roundedFrom, newest));
     expect(before[1]).toEqual(expected(D, from, newest));
     expect(await stats(D)).toEqual(days);
+    // A chart of "p", all of whose raw rows are gone: buckets of at least a minute from the minute tier.
+    const p = rows.get("p") ?? [];
+    const [first, last] = [p[0]?.ts ?? 0, p.at(-1)?.ts ?? 0];
+    const width = Math.max(chartBucketWidth(last + 1 - first, 1_000), MIN);
+    const chart = await q.series({ device: "d", sensor: "p", points: 1_000 });
+    expect(chart.map((x) => ("mean" in x ? { ...x, mean: Number(x.mean.toPrecision(9)) } : x))).toEqual(
+      rounded(rawBuckets(p, width, 0, newest, "p")).map((b) => ({
+        ts: b.start,
+        min: b.min,
+        max: b.max,
+        mean: b.mean,
+        count: b.count,
+      })),
+    );
   });
 });

@@ -5,6 +5,7 @@ import {
   type Horizons,
   mergeParts,
   NO_HORIZONS,
+  narrowestTierAt,
   planBuckets,
 } from "../../store/bucket-plan.js";
 import { TIERS } from "../../store/tiers.js";
@@ -97,6 +98,17 @@ describe("planBuckets: which source answers which part of a bucketed question", 
     expect(plan(T0, T0 + 10 * D, 30 * S, { readings: T0 + 8 * D })).toEqual([
       ["readings", T0 + 8 * D, T0 + 10 * D],
     ]);
+  });
+});
+
+describe("narrowestTierAt", () => {
+  it("names the narrowest tier still holding the whole minute, hour or day of a time", () => {
+    const t = T0 + 5 * D + 3 * H + 20 * MIN + 7 * S;
+    expect(narrowestTierAt(t, NO_HORIZONS)).toBe(MIN);
+    expect(narrowestTierAt(t, { ...NO_HORIZONS, rollup_1m: t })).toBe(H);
+    expect(narrowestTierAt(t, { ...NO_HORIZONS, rollup_1m: t - 7 * S })).toBe(MIN);
+    expect(narrowestTierAt(t, { ...NO_HORIZONS, rollup_1m: t, rollup_1h: t })).toBe(D);
+    expect(narrowestTierAt(t, { readings: 0, rollup_1m: t, rollup_1h: t, rollup_1d: t })).toBeUndefined();
   });
 });
 
