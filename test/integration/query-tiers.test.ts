@@ -2,6 +2,7 @@
  * `stats` and `series` answered from the rollup tiers and raw rows together (store/bucket-plan.ts), on a real
  * SQLite file and the real PostgreSQL, against a recomputation from every reading written.
  */
+import { spawnSync } from "node:child_process";
 import Database from "better-sqlite3";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,7 +19,7 @@ const H = 60 * MIN;
 const D = 24 * H;
 const T0 = Date.UTC(2026, 2, 1);
 const SENSORS = ["rh", "t"];
-/** Plus "p", whose readings all fall in the first day: retention deletes all its raw rows. */
+/** Plus "p", whose readings all fall in the first day (every third hour): retention deletes all its raw rows. */
 const ALL_SENSORS = ["p", ...SENSORS];
 const EVERY = [MIN, 5 * MIN, 15 * MIN, H, D];
 
@@ -124,7 +125,13 @@ describe.each(STORE_KINDS)("%s: stats and series from the tiers and raw rows", (
       await store.write(batchRows);
     }
     const old = Array.from({ length: 300 }, () =>
-      reading("d", "p", T0 + Math.floor(rnd() * 20 * H), Math.round(rnd() * 1_000) / 10),
+      // Every third hour of the first day: gaps for --fill.
+      reading(
+        "d",
+        "p",
+        T0 + 3 * H * Math.floor(rnd() * 7) + Math.floor(rnd() * H),
+        Math.round(rnd() * 1_000) / 10,
+      ),
     );
     for (const r of old) if (!stored.has(`p|${r.ts}`)) stored.set(`p|${r.ts}`, r);
     await store.write(old);
@@ -209,6 +216,33 @@ describe.each(STORE_KINDS)("%s: stats and series from the tiers and raw rows", (
     expect(await stats(H, from, newest)).toEqual(expected(H, roundedFrom, newest));
     expect(before[1]).toEqual(expected(D, from, newest));
     expect(await stats(D)).toEqual(days);
+    // `telemetry query stats --fill null` (the built CLI) over "p", all of whose raw rows are gone: every hour from
+    // its first bucket to its last, the empty ones filled.
+    const cli = spawnSync(
+      process.execPath,
+      ["dist/cli/telemetry.js", "query", "stats", ...store.cliArgs, "--device", "d", "--sensor", "p"].concat([
+        "--every",
+        "1h",
+        "--fill",
+        "null",
+        "--format",
+        "json",
+      ]),
+      { encoding: "utf8", env: { ...process.env, DB_PATH: "" } },
+    );
+    expect(cli.stderr).toBe("");
+    const filled = rounded(JSON.parse(cli.stdout) as Bucket[]);
+    const pHours = expected(H).filter((b) => b.sensor === "p");
+    expect(filled.filter((b) => b.count > 0)).toEqual(pHours);
+    expect(filled.map((b) => b.start)).toEqual(
+      Array.from(
+        { length: ((pHours.at(-1)?.start ?? 0) - (pHours[0]?.start ?? 0)) / H + 1 },
+        (_, i) => (pHours[0]?.start ?? 0) + i * H,
+      ),
+    );
+    const empty = filled.filter((b) => b.count === 0);
+    expect(empty.length).toBeGreaterThan(0);
+    expect(empty.every((b) => b.mean === null && b.min === null)).toBe(true);
     // A chart of "p", all of whose raw rows are gone: buckets of at least a minute from the minute tier.
     const p = rows.get("p") ?? [];
     const [first, last] = [p[0]?.ts ?? 0, p.at(-1)?.ts ?? 0];
