@@ -200,8 +200,12 @@ describe.each(STORE_KINDS)("%s: stats and series from the tiers and raw rows", (
     const before = await Promise.all([H, D].map((every) => stats(every, from, newest)));
     const days = await stats(D);
     expect(before[0]).toEqual(expected(H, from, newest));
-    // RETENTION=1d: rows older than a day go, the readings horizon is raised (mid-minute, as retention does).
-    const cutoff = newest - D;
+    // RETENTION=1d: rows older than a day go, the readings horizon is raised (mid-minute, as retention does): just
+    // after a reading, so that its minute holds readings on both sides of the horizon.
+    const seam = ALL_SENSORS.flatMap((s) => rows.get(s) ?? [])
+      .filter((r) => r.ts >= newest - D && r.ts % MIN < MIN - 1)
+      .sort((a, b) => a.ts - b.ts)[0];
+    const cutoff = (seam?.ts ?? newest - D) + 1;
     await sql.run(
       `DELETE FROM readings WHERE ts < ${cutoff}; UPDATE horizons SET ts = ${cutoff} WHERE name = 'readings'`,
     );
@@ -214,6 +218,11 @@ describe.each(STORE_KINDS)("%s: stats and series from the tiers and raw rows", (
       [H, D].map((every) => expected(every, roundedFrom, newest)),
     );
     expect(await stats(H, from, newest)).toEqual(expected(H, roundedFrom, newest));
+    // The hour of the horizon cut just after it: from the minute tier up to the end of the horizon's minute, which
+    // only the tier holds whole, so an edge inside it is rounded up too.
+    const seamEnd = cutoff + 1 + ((MIN - ((cutoff + 1) % MIN)) % MIN);
+    expect(await stats(H, roundedFrom, cutoff + 1)).toEqual(expected(H, roundedFrom, seamEnd));
+    expect(await stats(H, roundedFrom, seamEnd + 1)).toEqual(expected(H, roundedFrom, seamEnd + 1));
     expect(before[1]).toEqual(expected(D, from, newest));
     expect(await stats(D)).toEqual(days);
     // `telemetry query stats --fill null` (the built CLI) over "p", all of whose raw rows are gone: every hour from
