@@ -91,10 +91,17 @@ export async function* seriesBuckets(
  */
 export async function seriesPoints(reader: BucketReader, q: SeriesQuery): Promise<SeriesPoint[]> {
   const horizons = await reader.horizons();
-  // The data's bounds, from whichever source holds each span: a plan of day buckets reaches every source.
+  const from = q.from ?? MIN_TIME;
+  const to = q.to ?? MAX_TIME;
+  // The data's bounds: from raw rows when they are all there, else from whichever source holds each span (a plan of
+  // day buckets reaches every source).
   let lo: number | undefined;
   let hi: number | undefined;
-  for (const s of planBuckets(q.from ?? MIN_TIME, q.to ?? MAX_TIME, DAY_MS, horizons)) {
+  const spans =
+    horizons.readings <= 0 || from >= horizons.readings
+      ? [{ source: "readings" as const, from, to }]
+      : planBuckets(from, to, DAY_MS, horizons);
+  for (const s of spans) {
     const span = await reader.span(s.source, q.device, q.sensor, s.from, s.to);
     if (span === undefined) continue;
     lo ??= span.lo;
