@@ -212,6 +212,25 @@ describe("planBuckets on a model store against a recomputation from every readin
     }
   });
 
+  it("whatever the horizons, reads only rows that are there, each once, within the range rounded up", () => {
+    for (let i = 0; i < 2_000; i++) {
+      const [from, to] = [time(), time()].sort((a, b) => a - b) as [number, number];
+      const every = pick(EVERY);
+      const h: Horizons = { readings: time(), rollup_1m: time(), rollup_1h: time(), rollup_1d: time() };
+      let at = from;
+      for (const s of planBuckets(from, to, every, h)) {
+        const ms = TIERS.find((t) => t.table === s.source)?.ms ?? 1;
+        expect(s.from).toBeGreaterThanOrEqual(at);
+        expect(s.to).toBeGreaterThan(s.from);
+        expect(s.from).toBeGreaterThanOrEqual(h[s.source]);
+        expect([s.from % ms, s.to % ms]).toEqual([0, 0]);
+        if (s.source === "readings") expect(s.to).toBeLessThanOrEqual(to);
+        else expect(s.to).toBeLessThan(to + ms);
+        at = s.to;
+      }
+    }
+  });
+
   it("beyond raw retention gives every reading ever stored from the edges rounded up to a minute", () => {
     for (let i = 0; i < 400; i++) {
       const [from, to] = [time(), time()].sort((a, b) => a - b) as [number, number];
