@@ -27,7 +27,7 @@ export const SENSORS = [
   { sensor: "co2", unit: "ppm", base: 600, swing: 300 },
 ] as const;
 export const ROWS = 10_000_000;
-const PER_SERIES = ROWS / (DEVICES * SENSORS.length);
+export const PER_SERIES = ROWS / (DEVICES * SENSORS.length);
 export const DAY_MS = 86_400_000;
 export const SPAN_MS = 30 * DAY_MS;
 /** Rows per fill transaction: large, because the fill is set-up, not the product's write path. */
@@ -63,20 +63,26 @@ function readingAt(d: number, s: number, ts: number, seq: number): Reading {
 }
 
 /**
- * Writes the ten million readings (`PER_SERIES` a series of `devices` devices, spread over `spanMs`) in time order
+ * Writes the ten million readings (`perSeries` a series of `devices` devices, spread over `spanMs`) in time order
  * across all series, as a processor would store them, through SqliteStore.writeBatch; `synchronous = OFF` for the
  * fill only (a crash would just mean filling again).
  */
-export function fill(path: string, end: number, spanMs = SPAN_MS, devices = DEVICES): void {
+export function fill(
+  path: string,
+  end: number,
+  spanMs = SPAN_MS,
+  devices = DEVICES,
+  perSeries = PER_SERIES,
+): void {
   mkdirSync(dirname(path), { recursive: true });
   const store = new SqliteStore(path);
   store.db.pragma("synchronous = OFF");
   const start = end - spanMs;
-  const step = Math.floor(spanMs / PER_SERIES);
+  const step = Math.floor(spanMs / perSeries);
   const t0 = performance.now();
   let batch: Reading[] = [];
   let written = 0;
-  for (let i = 0; i < PER_SERIES; i++) {
+  for (let i = 0; i < perSeries; i++) {
     for (let d = 0; d < devices; d++) {
       // Each device keeps its own phase within the step, so series are not in lockstep.
       const ts = start + i * step + ((d * 7_919) % step);

@@ -183,8 +183,9 @@ Options:
   --against REF        the git commit to compare with (default ${AGAINST}); none: this build alone
   --fill-only          fill the database (if it does not exist) and stop
   --skip-export        leave out the csv export of every row (it takes about 20 s on ten million)
-  --year               instead: the ten million readings spread over a year (FILE-year.db) and a tenth of them
-                       (FILE-year-tenth.db), filled once; stats --every 1d over the year and a one-year chart,
+  --year               instead: the ten million readings spread over a year (FILE-year.db), a tenth of them
+                       (FILE-year-tenth.db, a tenth of the devices) and the ten million on a tenth of the devices
+                       (FILE-year-dense.db), filled once; stats --every 1d over the year and a one-year chart,
                        from the rollup tiers and from raw rows alone
   --help               this text
 `;
