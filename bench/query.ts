@@ -38,6 +38,7 @@ import {
   startHttpClient,
   untilIngesting,
 } from "./query-load.js";
+import { runYear } from "./query-year.js";
 
 interface Timing {
   readonly question: string;
@@ -182,6 +183,10 @@ Options:
   --against REF        the git commit to compare with (default ${AGAINST}); none: this build alone
   --fill-only          fill the database (if it does not exist) and stop
   --skip-export        leave out the csv export of every row (it takes about 20 s on ten million)
+  --year               instead: the ten million readings spread over a year (FILE-year.db), a tenth of them
+                       (FILE-year-tenth.db, a tenth of the devices) and the ten million on a tenth of the devices
+                       (FILE-year-dense.db), filled once; stats --every 1d over the year and a one-year chart,
+                       from the rollup tiers and from raw rows alone
   --help               this text
 `;
 
@@ -195,6 +200,7 @@ function parseOptions() {
         against: { type: "string", default: AGAINST },
         "fill-only": { type: "boolean", default: false },
         "skip-export": { type: "boolean", default: false },
+        year: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
         // The bench's own child processes, not for users.
         "ingest-child": { type: "boolean", default: false },
@@ -367,6 +373,10 @@ async function main(): Promise<void> {
   if (args["ingest-child"]) return ingestLoop(path, Number(args["ingest-rate"]));
   if (args["export-child"]) return exportAll(path);
   if (args["http-client-child"]) return httpClient();
+  if (args.year) {
+    process.stdout.write(`${await runYear(path, Number(args.runs))}\n`);
+    return;
+  }
   if (!existsSync(path)) fill(path, Date.now());
   else say(`${path} exists; using it as it is (delete it to fill again)`);
   if (args["fill-only"]) return;

@@ -7,19 +7,17 @@
 import type pg from "pg";
 import { running } from "../common/pipeline.js";
 import type { Quality } from "../schemas/index.js";
+import { seriesBuckets, seriesPoints } from "./bucket-answers.js";
 import { NO_TAGS } from "./measurement.js";
 import { openError, openPool } from "./postgres.js";
+import { postgresBucketReader, sensorsOf as tierSensorsOf } from "./postgres-buckets.js";
 import {
   type Bucket,
-  type BucketPoint,
-  chartBucketWidth,
   groupDevices,
   pageRange,
   pagesOfReadings,
-  type RawPoint,
   type ReadingQueries,
   type ReadingsQuery,
-  type SeriesPoint,
   type SeriesQuery,
   type StatsQuery,
   type StoredReading,
@@ -31,8 +29,6 @@ const MAX_TIME = Number.MAX_SAFE_INTEGER;
 /** Rows of a series read per statement while streaming: the first page is small so `--limit 10` reads little. */
 const FIRST_PAGE = 256;
 const MAX_PAGE = 8_192;
-/** Buckets of a series computed per statement while streaming `stats`. */
-const BUCKETS_PER_PAGE = 4_096;
 /** A server answers several requests at once; a CLI query uses one connection. */
 const POOL_SIZE = 4;
 /** A page's limit when it has none. */
@@ -142,30 +138,6 @@ const SUMMARIES = `WITH RECURSIVE d(device_id, k) AS (
         FROM readings WHERE device_id IN (SELECT device_id FROM d) GROUP BY device_id, sensor) AS g
   JOIN readings AS r ON r.device_id = g.device_id AND r.sensor = g.sensor AND r.ts = g.last_ts
   ORDER BY g.device_id, g.sensor`;
-const SPAN = `SELECT min(ts) AS lo, max(ts) AS hi FROM readings
-  WHERE device_id = $1 AND sensor = $2 AND ts >= $3 AND ts < $4`;
-/**
- * One pass over the series' key range, no join: `last` is the second element of the largest [ts, value] pair, and
- * ts is unique in a series, so the pair's order is ts order (float8 holds epoch ms exactly). Joining each bucket's
- * max(ts) back to the table by key was planned as a nested loop whose inner index scan matched only (device_id,
- * sensor) and filtered ts: every bucket re-read the whole range (4,096 one-minute buckets of a 9,000-row series:
- * 8.4 million rows filtered, 3.1 s against 8 ms for this statement).
- */
-const BUCKETS = `SELECT ts - ts % $5::bigint AS start, count(*) AS n, min(value) AS lo, max(value) AS hi,
-    avg(value) AS mean, (max(ARRAY[ts::float8, value]))[2] AS last
-  FROM readings WHERE device_id = $1 AND sensor = $2 AND ts >= $3 AND ts < $4
-  GROUP BY 1 ORDER BY 1`;
-const RAW_POINTS = `SELECT ts, value FROM readings WHERE device_id = $1 AND sensor = $2 AND ts >= $3 AND ts < $4
-  ORDER BY ts LIMIT $5`;
-
-interface BucketRow {
-  start: number;
-  n: number;
-  lo: number;
-  hi: number;
-  mean: number;
-  last: number;
-}
 
 /**
  * Opens the PostgreSQL database at `url` read-only for {@link ReadingQueries}; rejects with one line (password
@@ -186,20 +158,7 @@ export async function openPostgresQueries(url: string): Promise<ReadingQueries> 
 function postgresQueries(pool: pg.Pool): ReadingQueries {
   const sensorsOf = async (device: string) =>
     (await pool.query<{ sensor: string }>(SENSORS_OF, [device])).rows.map((r) => r.sensor);
-  const buckets = async (device: string, sensor: string, from: number, to: number, every: number) =>
-    (await pool.query<BucketRow>(BUCKETS, [device, sensor, from, to, every])).rows;
-  const boundsOf = async (device: string, sensor: string, from = MIN_TIME, to = MAX_TIME) => {
-    const { rows } = await pool.query<{ lo: number | null; hi: number | null }>(SPAN, [
-      device,
-      sensor,
-      from,
-      to,
-    ]);
-    const lo = rows[0]?.lo ?? null;
-    const hi = rows[0]?.hi ?? null;
-    return lo === null || hi === null ? undefined : { lo, hi: hi + 1 };
-  };
-
+  const reader = postgresBucketReader(pool);
   const queries: Omit<ReadingQueries, "stop" | typeof Symbol.asyncDispose> = {
     // The server's current snapshot (xmin:xmax:running xids): a transaction that commits in between either got its
     // xid after the first snapshot (xmax grows) or was running in it (it leaves the list), so two equal snapshots
@@ -293,42 +252,25 @@ function postgresQueries(pool: pg.Pool): ReadingQueries {
     },
 
     async *stats(q: StatsQuery) {
-      const sensors = q.sensor === undefined ? await sensorsOf(q.device) : [q.sensor];
+      const sensors = q.sensor === undefined ? await tierSensorsOf(pool, q.device) : [q.sensor];
       for (const sensor of sensors) {
-        const bounds = await boundsOf(q.device, sensor, q.from, q.to);
-        if (bounds === undefined) continue;
-        const pageMs = q.every * BUCKETS_PER_PAGE;
-        for (let at = bounds.lo - (bounds.lo % q.every); at < bounds.hi; at += pageMs) {
-          const from = Math.max(at, q.from ?? MIN_TIME);
-          const to = Math.min(at + pageMs, q.to ?? MAX_TIME);
-          for (const b of await buckets(q.device, sensor, from, to, q.every)) {
-            yield {
-              device_id: q.device,
-              sensor,
-              start: b.start,
-              count: b.n,
-              min: b.lo,
-              max: b.hi,
-              mean: b.mean,
-              last: b.last,
-            } satisfies Bucket;
-          }
+        for await (const b of seriesBuckets(reader, q.device, sensor, q.every, q.from, q.to)) {
+          const { start, count, min, max, sum, last } = b;
+          yield {
+            device_id: q.device,
+            sensor,
+            start,
+            count,
+            min,
+            max,
+            mean: sum / count,
+            last,
+          } satisfies Bucket;
         }
       }
     },
 
-    async series(q: SeriesQuery) {
-      const bounds = await boundsOf(q.device, q.sensor, q.from, q.to);
-      if (bounds === undefined) return [];
-      const raw = (
-        await pool.query<RawPoint>(RAW_POINTS, [q.device, q.sensor, bounds.lo, bounds.hi, q.points + 1])
-      ).rows;
-      if (raw.length <= q.points) return raw.map(({ ts, value }): RawPoint => ({ ts, value }));
-      const width = chartBucketWidth(bounds.hi - bounds.lo, q.points);
-      return (await buckets(q.device, q.sensor, bounds.lo, bounds.hi, width)).map(
-        (b): BucketPoint => ({ ts: b.start, min: b.lo, max: b.hi, mean: b.mean, count: b.n }),
-      ) satisfies SeriesPoint[];
-    },
+    series: (q: SeriesQuery) => seriesPoints(reader, q),
   };
   return running(queries, () => pool.end());
 }

@@ -71,7 +71,7 @@ export async function openSqliteQueries(
         readings: (q) => readingsOfPages(readingPages(q)),
         readingPages,
         stats: buckets.stats,
-        series: async (q) => buckets.series(q),
+        series: buckets.series,
       } satisfies Omit<ReadingQueries, "stop" | typeof Symbol.asyncDispose>,
       async () => {
         if (db.open) db.close();

@@ -1,19 +1,15 @@
 /**
- * `stats` and `series` on the SQLite file: buckets of one series. Sparse series (a few rows a bucket, as most
- * charts and hourly stats are) are aggregated here from their rows read in pages; once a series proves dense the
- * rest of the range is left to SQLite's GROUP BY.
+ * `stats` and `series` on the SQLite file: buckets of one series, planned by store/bucket-answers.ts over raw rows
+ * and the rollup tiers. Sparse raw rows (a few a bucket, as cut buckets and short charts are) are aggregated here
+ * from their rows read in pages; once a series proves dense the rest of the span is left to SQLite's GROUP BY.
+ * Tier rows are always added up by GROUP BY: a bucket holds at most a day's 1,440 minute rows.
  */
 import type Database from "better-sqlite3";
-import {
-  type Bucket,
-  type BucketPoint,
-  chartBucketWidth,
-  type RawPoint,
-  type SeriesPoint,
-  type SeriesQuery,
-  type StatsQuery,
-} from "../queries.js";
-import { MAX_TIME, MIN_TIME, sensorsOf } from "./keys.js";
+import { seriesBuckets, seriesPoints } from "../bucket-answers.js";
+import { type BucketPart, horizonsOf, type Source } from "../bucket-plan.js";
+import type { Bucket, RawPoint, SeriesPoint, SeriesQuery, StatsQuery } from "../queries.js";
+import { TIERS, type TierTable } from "../tiers.js";
+import { sensorsOf } from "./keys.js";
 
 /** Buckets of a series computed per statement by GROUP BY. */
 const BUCKETS_PER_PAGE = 4_096;
@@ -25,28 +21,70 @@ const POINTS_PAGE = 8_192;
  */
 const DENSE_ROWS_PER_BUCKET = 16;
 
-type BucketRow = [start: number, count: number, min: number, max: number, mean: number, last: number];
+type BucketRow = [start: number, count: number, min: number, max: number, sum: number, last: number];
+type Range = { device: string; sensor: string; from: number; to: number; every: number };
+type Span = { lo: number; hi: number } | undefined;
 
 export interface BucketQueries {
   stats(q: StatsQuery): AsyncGenerator<Bucket>;
-  series(q: SeriesQuery): SeriesPoint[];
+  series(q: SeriesQuery): Promise<SeriesPoint[]>;
+}
+
+const partOf = ([start, count, min, max, sum, last]: BucketRow): BucketPart => ({
+  start,
+  count,
+  min,
+  max,
+  sum,
+  last,
+});
+
+/** A tier's statements: its rows added up per bucket, and the first and last reading of a span of its rows. */
+function tierStatements(db: Database.Database, t: TierTable) {
+  const where = `device_id = @device AND sensor = @sensor AND start >= @from AND start < @to`;
+  return {
+    // `last` from the bucket's latest row (the one with the largest start, so the largest last_ts): a seek.
+    grouped: db
+      .prepare<Range, BucketRow>(
+        `SELECT g.b, g.n, g.lo, g.hi, g.total,
+                (SELECT last_value FROM ${t} WHERE device_id = @device AND sensor = @sensor AND start = g.last_start)
+         FROM (SELECT start - start % @every AS b, sum(count) AS n, min(min) AS lo, max(max) AS hi,
+                      sum(sum) AS total, max(start) AS last_start
+               FROM ${t} WHERE ${where} GROUP BY b) AS g
+         ORDER BY g.b`,
+      )
+      .raw(),
+    span: db
+      .prepare<Omit<Range, "every">, [number | null, number | null]>(
+        `SELECT (SELECT first_ts FROM ${t} WHERE ${where} ORDER BY start LIMIT 1),
+                (SELECT last_ts FROM ${t} WHERE ${where} ORDER BY start DESC LIMIT 1)`,
+      )
+      .raw(),
+  };
 }
 
 export function bucketQueries(db: Database.Database): BucketQueries {
-  const sensors = sensorsOf(db);
+  const sensorLists = [sensorsOf(db), ...TIERS.map((t) => sensorsOf(db, t.table))];
+  // A series whose raw rows retention deleted still has buckets in the tiers.
+  const sensors = (device: string) => [...new Set(sensorLists.flatMap((list) => list(device)))].sort();
+  const horizonRows = db.prepare<[], [string, number]>("SELECT name, ts FROM horizons").raw();
+  const tiers: Record<TierTable, ReturnType<typeof tierStatements>> = {
+    rollup_1m: tierStatements(db, "rollup_1m"),
+    rollup_1h: tierStatements(db, "rollup_1h"),
+    rollup_1d: tierStatements(db, "rollup_1d"),
+  };
   const span = db
-    .prepare<[string, string, number, number], [number | null, number | null]>(
-      "SELECT min(ts), max(ts) FROM readings WHERE device_id = ? AND sensor = ? AND ts >= ? AND ts < ?",
+    .prepare<Omit<Range, "every">, [number | null, number | null]>(
+      "SELECT min(ts), max(ts) FROM readings WHERE device_id = @device AND sensor = @sensor AND ts >= @from AND ts < @to",
     )
     .raw();
-  type Range = { device: string; sensor: string; from: number; to: number; every: number };
   // `last` by the bucket's newest ts: SQLite's bare-column rule is unreliable with several min()/max() at once.
   const grouped = db
     .prepare<Range, BucketRow>(
-      `SELECT g.start, g.n, g.lo, g.hi, g.mean,
+      `SELECT g.start, g.n, g.lo, g.hi, g.total,
               (SELECT value FROM readings WHERE device_id = @device AND sensor = @sensor AND ts = g.last_ts)
        FROM (SELECT ts - ts % @every AS start, count(*) AS n, min(value) AS lo, max(value) AS hi,
-                    avg(value) AS mean, max(ts) AS last_ts
+                    sum(value) AS total, max(ts) AS last_ts
              FROM readings WHERE device_id = @device AND sensor = @sensor AND ts >= @from AND ts < @to
              GROUP BY start) AS g
        ORDER BY g.start`,
@@ -63,37 +101,39 @@ export function bucketQueries(db: Database.Database): BucketQueries {
     const [ts, values] = points.get(device, sensor, from, to, limit) ?? ["[]", "[]"];
     return { ts: JSON.parse(ts) as number[], values: JSON.parse(values) as number[] };
   };
-  const boundsOf = (device: string, sensor: string, from = MIN_TIME, to = MAX_TIME) => {
-    const [lo, hi] = span.get(device, sensor, from, to) ?? [null, null];
-    return lo === null || hi === null ? undefined : { lo, hi: hi + 1 };
+  const spanOf = (source: Source, device: string, sensor: string, from: number, to: number): Span => {
+    const statement = source === "readings" ? span : tiers[source].span;
+    const [lo, hi] = statement.get({ device, sensor, from, to }) ?? [null, null];
+    return lo === null || hi === null ? undefined : { lo, hi };
   };
 
-  /** Buckets of `every` ms in [from, to) by SQLite's GROUP BY, a page of buckets per statement. */
-  function* groupedBuckets(device: string, sensor: string, from: number, to: number, every: number) {
-    const bounds = boundsOf(device, sensor, from, to);
+  /** Buckets of `every` ms in [from, to) by GROUP BY over raw rows or a tier's, a page of buckets per statement. */
+  function* groupedParts(
+    source: Source,
+    device: string,
+    sensor: string,
+    from: number,
+    to: number,
+    every: number,
+  ) {
+    const bounds = spanOf(source, device, sensor, from, to);
     if (bounds === undefined) return;
+    const statement = source === "readings" ? grouped : tiers[source].grouped;
     const pageMs = every * BUCKETS_PER_PAGE;
-    for (let at = bounds.lo - (bounds.lo % every); at < bounds.hi; at += pageMs) {
-      yield* grouped.all({ device, sensor, from: Math.max(at, from), to: Math.min(at + pageMs, to), every });
+    for (let at = bounds.lo - (bounds.lo % every); at <= bounds.hi; at += pageMs) {
+      const range = { device, sensor, from: Math.max(at, from), to: Math.min(at + pageMs, to), every };
+      for (const row of statement.all(range)) yield partOf(row);
     }
   }
 
-  /** Non-empty buckets of `every` ms in [from, to), in order. */
-  function* bucketRows(device: string, sensor: string, from: number, to: number, every: number) {
+  /** Non-empty buckets of `every` ms of raw rows in [from, to), in order. */
+  function* rawParts(device: string, sensor: string, from: number, to: number, every: number) {
     let at = from;
     let rows = 0;
     let done = 0;
     let cur:
       | { start: number; count: number; min: number; max: number; sum: number; last: number }
       | undefined;
-    const finished = (b: NonNullable<typeof cur>): BucketRow => [
-      b.start,
-      b.count,
-      b.min,
-      b.max,
-      b.sum / b.count,
-      b.last,
-    ];
     for (;;) {
       const { ts, values } = pointsOf(device, sensor, at, to, POINTS_PAGE);
       for (let i = 0; i < ts.length; i++) {
@@ -103,7 +143,7 @@ export function bucketQueries(db: Database.Database): BucketQueries {
         const start = t - (t % every);
         if (cur === undefined || cur.start !== start) {
           if (cur !== undefined) {
-            yield finished(cur);
+            yield cur;
             done++;
           }
           cur = { start, count: 0, min: v, max: v, sum: 0, last: v };
@@ -120,34 +160,35 @@ export function bucketQueries(db: Database.Database): BucketQueries {
       at = last + 1;
       if (rows > DENSE_ROWS_PER_BUCKET * (done + 1)) {
         // From the bucket in progress on, SQLite aggregates the rest.
-        yield* groupedBuckets(device, sensor, Math.max(cur.start, from), to, every);
+        yield* groupedParts("readings", device, sensor, Math.max(cur.start, from), to, every);
         return;
       }
     }
-    if (cur !== undefined) yield finished(cur);
+    if (cur !== undefined) yield cur;
   }
+
+  const reader = {
+    horizons: () => horizonsOf(horizonRows.all()),
+    parts: (source: Source, device: string, sensor: string, from: number, to: number, every: number) =>
+      source === "readings"
+        ? rawParts(device, sensor, from, to, every)
+        : groupedParts(source, device, sensor, from, to, every),
+    span: spanOf,
+    rawPoints: (device: string, sensor: string, from: number, to: number, limit: number) => {
+      const raw = pointsOf(device, sensor, from, to, limit);
+      return raw.ts.map((ts, i): RawPoint => ({ ts, value: raw.values[i] as number }));
+    },
+  };
 
   return {
     async *stats(q) {
       for (const sensor of q.sensor === undefined ? sensors(q.device) : [q.sensor]) {
-        const rows = bucketRows(q.device, sensor, q.from ?? MIN_TIME, q.to ?? MAX_TIME, q.every);
-        for (const [start, count, min, max, mean, last] of rows) {
-          yield { device_id: q.device, sensor, start, count, min, max, mean, last };
+        for await (const b of seriesBuckets(reader, q.device, sensor, q.every, q.from, q.to)) {
+          const { start, count, min, max, sum, last } = b;
+          yield { device_id: q.device, sensor, start, count, min, max, mean: sum / count, last };
         }
       }
     },
-
-    series(q) {
-      const bounds = boundsOf(q.device, q.sensor, q.from, q.to);
-      if (bounds === undefined) return [];
-      const raw = pointsOf(q.device, q.sensor, bounds.lo, bounds.hi, q.points + 1);
-      if (raw.ts.length <= q.points)
-        return raw.ts.map((ts, i): RawPoint => ({ ts, value: raw.values[i] as number }));
-      const width = chartBucketWidth(bounds.hi - bounds.lo, q.points);
-      return Array.from(
-        bucketRows(q.device, q.sensor, bounds.lo, bounds.hi, width),
-        ([ts, count, min, max, mean]): BucketPoint => ({ ts, min, max, mean, count }),
-      );
-    },
+    series: (q) => seriesPoints(reader, q),
   };
 }
