@@ -24,6 +24,8 @@ export interface WriteResult {
    * could count them twice. Nothing of them is stored.
    */
   readonly expired: number;
+  /** The `readings` horizon (epoch ms) the expired readings were below, for the operator's log; set when `expired > 0`. */
+  readonly horizon?: number;
 }
 
 /**
