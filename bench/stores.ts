@@ -1,7 +1,8 @@
 /**
  * The processor's store figures (issues 14 and 17), in one run: a durable queue is filled with batch messages as
  * the gateway writes them, then the real processor process(es) drain it and the drain is timed until every reading
- * is committed. Phases: (a) SQLite, the product; (b) SQLite without the `series` rollup (bench/processor-child.ts);
+ * is committed. Phases: (a) SQLite, the product; (b) SQLite without the `series` rollup and the rollup tiers
+ * (bench/processor-child.ts);
  * (c) PostgreSQL, one processor; (d) PostgreSQL, two processors on one queue. Each phase must store exactly the
  * readings queued.
  */
@@ -15,6 +16,7 @@ import { splitUrlList } from "../common/config.js";
 import { type Reading, SchemaRegistry } from "../schemas/index.js";
 import { type Service, startService } from "../scripts/spawn.js";
 import { readRollup } from "../store/sqlite-rollup.js";
+import { TIERS } from "../store/tiers.js";
 import { metric } from "./metrics.js";
 import { readProc } from "./proc.js";
 import { deviceName, readingValue, sensorName } from "./publisher.js";
@@ -146,7 +148,10 @@ async function drainOnce(
   }
 }
 
-/** A SQLite phase: the product's processor, or (`rollups: false`) the bench child without the `series` rollup. */
+/**
+ * A SQLite phase: the product's processor, or (`rollups: false`) the bench child without the `series` rollup and
+ * the tiers.
+ */
 function sqliteTarget(amqpUrl: string, dbPath: string, rollups: boolean): DrainTarget {
   return {
     async start(queue) {
@@ -167,11 +172,14 @@ function sqliteTarget(amqpUrl: string, dbPath: string, rollups: boolean): DrainT
       try {
         const rows = (db.prepare("SELECT count(*) AS n FROM readings").get() as { n: number }).n;
         const rolled = readRollup(db).reduce((n, s) => n + s.count, 0);
-        // The rollup must be whole when on, and empty when off (else phase (b) measured the product).
-        if (rolled !== (rollups ? rows : 0))
-          throw new Error(
-            `${dbPath}: series counts ${rolled} readings for ${rows} rows (rollups ${rollups})`,
-          );
+        // The rollup and each tier must be whole when on, and empty when off (else phase (b) measured the product).
+        const counted = TIERS.map((t) => [
+          t.table,
+          db.prepare(`SELECT total(count) FROM ${t.table}`).pluck().get(),
+        ]);
+        for (const [what, n] of [["series", rolled], ...counted])
+          if (n !== (rollups ? rows : 0))
+            throw new Error(`${dbPath}: ${what} counts ${n} readings for ${rows} rows (rollups ${rollups})`);
         return rows;
       } finally {
         db.close();
@@ -216,8 +224,8 @@ function postgresTarget(
 }
 
 const PHASES = [
-  { id: "a", label: "SQLite, the product (series rollup on)", store: "SQLite", processors: 1 },
-  { id: "b", label: "SQLite, series rollup off", store: "SQLite", processors: 1 },
+  { id: "a", label: "SQLite, the product (series rollup and tiers on)", store: "SQLite", processors: 1 },
+  { id: "b", label: "SQLite, series rollup and tiers off", store: "SQLite", processors: 1 },
   { id: "c", label: "PostgreSQL, one processor", store: "PostgreSQL", processors: 1 },
   { id: "d", label: "PostgreSQL, two processors on one queue", store: "PostgreSQL", processors: 2 },
 ] as const;
@@ -331,7 +339,7 @@ export function storesReport(r: StoresBenchResult): string {
       ]),
     ),
     "",
-    `Rollup cost (issue 14: at most 15%), median of the rounds' pairs: (a) is ${Math.abs(pct)}% ` +
+    `Rollup cost, series rollup and tiers together (issues 14 and 27: at most 15%), median of the rounds' pairs: (a) is ${Math.abs(pct)}% ` +
       `${pct >= 0 ? "below" : "above"} (b) in readings/s, and its processor spends ${round(r.rollupCpuCost * 100, 1)}% more CPU per reading.` +
       ` Load average ${r.loadAverage.start.join(" ")} at the start, ${r.loadAverage.end.join(" ")} at the end.`,
   ].join("\n");
