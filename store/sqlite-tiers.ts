@@ -6,14 +6,25 @@
  */
 import type Database from "better-sqlite3";
 import {
+  bucketStart,
   type HorizonName,
   TIERS,
   type TierInput,
   type TierTable,
-  tierDeltas,
-  tierParams,
   tierUpsertSql,
 } from "./tiers.js";
+
+/** Key order of readings: device_id, sensor (by code unit, as SQLite compares), ts. */
+const byReadingKey = (a: TierInput, b: TierInput): number =>
+  a.device_id !== b.device_id
+    ? a.device_id < b.device_id
+      ? -1
+      : 1
+    : a.sensor !== b.sensor
+      ? a.sensor < b.sensor
+        ? -1
+        : 1
+      : a.ts - b.ts;
 
 /** Where a tier's retention walk stands: series up to `after` hold nothing older than `cutoff`. */
 interface Walk {
@@ -95,11 +106,47 @@ export class TierWriter {
     return this.#horizons.get(name) ?? 0;
   }
 
-  /** Adds a batch's inserted readings to every tier, leaving out those below a tier's horizon. */
+  /**
+   * Adds a batch's inserted readings to every tier, leaving out those below a tier's horizon: one upsert per
+   * (series, bucket), in key order: the rows `tierDeltas` (store/tiers.ts) gives, computed here from the readings
+   * sorted once by key rather than by tierDeltas, which builds a key and two objects per reading and tier: on a fleet's batch
+   * (a reading per series) that churn was a tenth of what the tiers cost the writer.
+   */
   add(readings: readonly TierInput[]): void {
     if (readings.length === 0) return;
-    for (const [table, t] of this.#tiers)
-      for (const row of tierDeltas(readings, t.ms, this.horizon(table))) t.upsert.run(tierParams(row));
+    const sorted = [...readings].sort(byReadingKey);
+    for (const [table, t] of this.#tiers) {
+      const horizon = this.horizon(table);
+      let i = 0;
+      while (i < sorted.length) {
+        const first = sorted[i++] as TierInput;
+        if (first.ts < horizon) continue;
+        const start = bucketStart(first.ts, t.ms);
+        let [count, min, max, sum, last] = [1, first.value, first.value, first.value, first];
+        // The rest of this series' bucket follows, later readings after (sorted by ts, so none below the horizon).
+        for (let n = sorted[i]; n !== undefined; n = sorted[++i]) {
+          if (n.device_id !== first.device_id || n.sensor !== first.sensor || n.ts >= start + t.ms) break;
+          count++;
+          if (n.value < min) min = n.value;
+          if (n.value > max) max = n.value;
+          sum += n.value;
+          last = n;
+        }
+        t.upsert.run(
+          first.device_id,
+          first.sensor,
+          start,
+          count,
+          min,
+          max,
+          sum,
+          first.ts,
+          first.value,
+          last.ts,
+          last.value,
+        );
+      }
+    }
   }
 
   /** Raises the horizon of `name` to `ts` (never lowers it), in the table and in memory. */

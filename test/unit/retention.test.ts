@@ -259,7 +259,9 @@ describe("a tier's retention pass that fails", () => {
       { checkMs: 20, now: () => now },
     );
     try {
-      await vi.waitFor(() => expect(calls.filter((c) => c.startsWith("rollup_1h"))).toHaveLength(2));
+      await vi.waitFor(() =>
+        expect(calls.filter((c) => c.startsWith("rollup_1h")).length).toBeGreaterThanOrEqual(2),
+      );
     } finally {
       await retention.stop();
     }
