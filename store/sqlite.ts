@@ -263,6 +263,8 @@ export interface SqliteStoreOptions {
    * benchmark's measure of what they cost (bench/processor-child.ts): readers of a file written so see them stale.
    */
   readonly rollups?: boolean;
+  /** Keep the tiers (default true; with `rollups` false, never). False only for the benchmark, as `rollups`. */
+  readonly tiers?: boolean;
 }
 
 /**
@@ -294,6 +296,7 @@ export class SqliteStore {
     this.#rollup = rollup;
     const tiers = new TierWriter(this.db);
     this.#tiers = tiers;
+    const keepTiers = rollups && (opts.tiers ?? true);
     this.#write = this.db.transaction((readings: readonly Reading[], storedAt: number) => {
       let inserted = 0;
       let duplicates = 0;
@@ -341,7 +344,7 @@ export class SqliteStore {
         else conflicts.push(conflictOf(index, r, kept));
       });
       rollup?.commit();
-      if (rollup !== undefined) tiers.add(added);
+      if (keepTiers) tiers.add(added);
       return expired > 0
         ? { inserted, duplicates, conflicts, expired, horizon }
         : { inserted, duplicates, conflicts, expired };
