@@ -2,8 +2,8 @@
  * The real processor with a store option the product does not offer: `processor-child.js <options as JSON> <node>
  * <cli> processor [flags]`, the form `startService("processor", env, flags, [node, child, options])` gives
  * (scripts/spawn.ts). Everything after `processor` is parsed as `telemetry processor` parses it; the store is opened
- * with `options` instead of by `openStore`. Only bench/stores.ts runs it, to measure what the `series` rollup costs
- * (`{"rollups": false}`); no user-facing setting turns the rollup off.
+ * with `options` instead of by `openStore`. Only bench/stores.ts runs it, to measure what the `series` rollup and the
+ * rollup tiers cost (`{"rollups": false}`); no user-facing setting turns them off.
  */
 import { parseConfig } from "../common/config.js";
 import { createLogger } from "../common/log.js";

@@ -1,9 +1,9 @@
 /**
  * The processor's store figures (issues 14 and 17), in one run: a durable queue is filled with batch messages as
  * the gateway writes them, then the real processor process(es) drain it and the drain is timed until every reading
- * is committed. Phases: (a) SQLite, the product; (b) SQLite without the `series` rollup (bench/processor-child.ts);
- * (c) PostgreSQL, one processor; (d) PostgreSQL, two processors on one queue. Each phase must store exactly the
- * readings queued.
+ * is committed. Phases: (a) SQLite, the product; (b) SQLite without the `series` rollup and the rollup tiers
+ * (bench/processor-child.ts); (t) SQLite with the `series` rollup, without the tiers; (c) PostgreSQL, one
+ * processor; (d) PostgreSQL, two processors on one queue. Each phase must store exactly the readings queued.
  */
 import { rmSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -14,7 +14,9 @@ import pg from "pg";
 import { splitUrlList } from "../common/config.js";
 import { type Reading, SchemaRegistry } from "../schemas/index.js";
 import { type Service, startService } from "../scripts/spawn.js";
+import type { SqliteStoreOptions } from "../store/sqlite.js";
 import { readRollup } from "../store/sqlite-rollup.js";
+import { TIERS } from "../store/tiers.js";
 import { metric } from "./metrics.js";
 import { readProc } from "./proc.js";
 import { deviceName, readingValue, sensorName } from "./publisher.js";
@@ -146,8 +148,13 @@ async function drainOnce(
   }
 }
 
-/** A SQLite phase: the product's processor, or (`rollups: false`) the bench child without the `series` rollup. */
-function sqliteTarget(amqpUrl: string, dbPath: string, rollups: boolean): DrainTarget {
+/**
+ * A SQLite phase: the product's processor, or (`rollups: false`) the bench child without the `series` rollup and
+ * the tiers.
+ */
+function sqliteTarget(amqpUrl: string, dbPath: string, options: SqliteStoreOptions): DrainTarget {
+  const rollups = options.rollups ?? true;
+  const tiers = rollups && (options.tiers ?? true);
   return {
     async start(queue) {
       for (const suffix of ["", "-wal", "-shm"]) rmSync(`${dbPath}${suffix}`, { force: true });
@@ -159,7 +166,7 @@ function sqliteTarget(amqpUrl: string, dbPath: string, rollups: boolean): DrainT
         DB_PATH: dbPath,
         DATABASE_URL: "",
       };
-      const prefix = rollups ? [] : [process.execPath, CHILD, JSON.stringify({ rollups: false })];
+      const prefix = rollups && tiers ? [] : [process.execPath, CHILD, JSON.stringify(options)];
       return [await startService("processor", env, [], prefix)];
     },
     async rows() {
@@ -167,11 +174,16 @@ function sqliteTarget(amqpUrl: string, dbPath: string, rollups: boolean): DrainT
       try {
         const rows = (db.prepare("SELECT count(*) AS n FROM readings").get() as { n: number }).n;
         const rolled = readRollup(db).reduce((n, s) => n + s.count, 0);
-        // The rollup must be whole when on, and empty when off (else phase (b) measured the product).
-        if (rolled !== (rollups ? rows : 0))
-          throw new Error(
-            `${dbPath}: series counts ${rolled} readings for ${rows} rows (rollups ${rollups})`,
-          );
+        // The rollup and each tier must be whole when on, and empty when off (else phase (b) measured the product).
+        const counted = TIERS.map((t) => [
+          t.table,
+          db.prepare(`SELECT total(count) FROM ${t.table}`).pluck().get(),
+        ]);
+        for (const [what, n] of [["series", rolled], ...counted])
+          if (n !== ((what === "series" ? rollups : tiers) ? rows : 0))
+            throw new Error(
+              `${dbPath}: ${what} counts ${n} readings for ${rows} rows (${JSON.stringify(options)})`,
+            );
         return rows;
       } finally {
         db.close();
@@ -216,14 +228,15 @@ function postgresTarget(
 }
 
 const PHASES = [
-  { id: "a", label: "SQLite, the product (series rollup on)", store: "SQLite", processors: 1 },
-  { id: "b", label: "SQLite, series rollup off", store: "SQLite", processors: 1 },
+  { id: "a", label: "SQLite, the product (series rollup and tiers on)", store: "SQLite", processors: 1 },
+  { id: "b", label: "SQLite, series rollup and tiers off", store: "SQLite", processors: 1 },
+  { id: "t", label: "SQLite, series rollup on, tiers off", store: "SQLite", processors: 1 },
   { id: "c", label: "PostgreSQL, one processor", store: "PostgreSQL", processors: 1 },
   { id: "d", label: "PostgreSQL, two processors on one queue", store: "PostgreSQL", processors: 2 },
 ] as const;
 
 /**
- * Runs the four phases, round after round (phases interleaved, so a burst of load elsewhere on the machine falls
+ * Runs the five phases, round after round (phases interleaved, so a burst of load elsewhere on the machine falls
  * on every phase alike), and gives each phase's medians. Short: 40,000 readings, one round; full: 160,000, five.
  */
 export async function runStoresBench(opts: StoresBenchOptions) {
@@ -238,13 +251,14 @@ export async function runStoresBench(opts: StoresBenchOptions) {
   const dbPath = join(opts.workDir, `stores-${opts.runId}.db`);
   const amqpUrl = splitUrlList(opts.amqpUrl)[0] ?? opts.amqpUrl;
   const targets = {
-    a: sqliteTarget(amqpUrl, dbPath, true),
-    b: sqliteTarget(amqpUrl, dbPath, false),
+    a: sqliteTarget(amqpUrl, dbPath, {}),
+    b: sqliteTarget(amqpUrl, dbPath, { rollups: false }),
+    t: sqliteTarget(amqpUrl, dbPath, { tiers: false }),
     c: postgresTarget(amqpUrl, opts.databaseUrl, admin, database, 1),
     d: postgresTarget(amqpUrl, opts.databaseUrl, admin, database, 2),
   };
   type Drain = Awaited<ReturnType<typeof drainOnce>>;
-  const drains: Record<string, Drain[]> = { a: [], b: [], c: [], d: [] };
+  const drains: Record<string, Drain[]> = { a: [], b: [], t: [], c: [], d: [] };
   try {
     for (let r = 0; r < rounds; r++) {
       for (const p of PHASES) {
@@ -279,8 +293,8 @@ export async function runStoresBench(opts: StoresBenchOptions) {
       postgresCpuUs: pgCpu.length > 0 ? round(median(pgCpu), 1) : undefined,
     };
   });
-  const paired = (f: (a: Drain, b: Drain) => number) =>
-    round(median((drains.a ?? []).map((a, i) => f(a, drains.b?.[i] ?? a))), 3);
+  const paired = (f: (a: Drain, b: Drain) => number, base = "b") =>
+    round(median((drains.a ?? []).map((a, i) => f(a, drains[base]?.[i] ?? a))), 3);
   return {
     readings,
     devices: DEVICES,
@@ -292,6 +306,9 @@ export async function runStoresBench(opts: StoresBenchOptions) {
     rollupThroughputCost: paired((a, b) => 1 - a.perSecond / b.perSecond),
     /** (a)/(b) - 1 of the processor's CPU µs per reading, median over rounds: what the rollup adds to each reading. */
     rollupCpuCost: paired((a, b) => a.processorCpuUs / b.processorCpuUs - 1),
+    /** The same two against (t): what the tiers alone cost. */
+    tiersThroughputCost: paired((a, t) => 1 - a.perSecond / t.perSecond, "t"),
+    tiersCpuCost: paired((a, t) => a.processorCpuUs / t.processorCpuUs - 1, "t"),
     loadAverage: { start: start.map((x) => round(x, 2)), end: loadavg().map((x) => round(x, 2)) },
   };
 }
@@ -331,8 +348,10 @@ export function storesReport(r: StoresBenchResult): string {
       ]),
     ),
     "",
-    `Rollup cost (issue 14: at most 15%), median of the rounds' pairs: (a) is ${Math.abs(pct)}% ` +
+    `Rollup cost, series rollup and tiers together (issues 14 and 27: at most 15%), median of the rounds' pairs: (a) is ${Math.abs(pct)}% ` +
       `${pct >= 0 ? "below" : "above"} (b) in readings/s, and its processor spends ${round(r.rollupCpuCost * 100, 1)}% more CPU per reading.` +
+      ` The tiers alone: (a) is ${round(r.tiersThroughputCost * 100, 1)}% below (t) in readings/s, ` +
+      `${round(r.tiersCpuCost * 100, 1)}% more CPU per reading.` +
       ` Load average ${r.loadAverage.start.join(" ")} at the start, ${r.loadAverage.end.join(" ")} at the end.`,
   ].join("\n");
 }

@@ -17,7 +17,7 @@ import { startProcessor } from "./processor.js";
 
 /** Default port of the processor's /healthz, /readyz and /metrics. */
 export const PROCESSOR_HTTP_PORT = 9_465;
-/** RETENTION bounds: an hour at least (shorter is more likely a missing `d` than a wish), a century at most. */
+/** RETENTION and RETENTION_1M/1H/1D bounds: an hour at least (shorter is more likely a missing `d` than a wish), a century at most. */
 const MIN_RETENTION_MS = 3_600_000;
 const MAX_RETENTION_MS = 36_500 * 86_400_000;
 
@@ -73,6 +73,33 @@ export const processorCommand = defineCommand({
       defaultLabel: "unset: keep everything",
       description:
         "Delete readings whose ts is older than this (e.g. 90d), in small batches beside ingestion, checked every minute.",
+      parse: parsers.duration(MIN_RETENTION_MS, MAX_RETENTION_MS),
+    }),
+    retention1mMs: setting({
+      flag: "retention-1m",
+      env: "RETENTION_1M",
+      default: undefined as number | undefined,
+      defaultLabel: "unset: keep every row",
+      description:
+        "Delete rows of the rollup tier rollup_1m (per minute) whose bucket starts before this long ago (e.g. 30d), in small batches, checked every minute.",
+      parse: parsers.duration(MIN_RETENTION_MS, MAX_RETENTION_MS),
+    }),
+    retention1hMs: setting({
+      flag: "retention-1h",
+      env: "RETENTION_1H",
+      default: undefined as number | undefined,
+      defaultLabel: "unset: keep every row",
+      description:
+        "Delete rows of the rollup tier rollup_1h (per hour) whose bucket starts before this long ago (e.g. 730d), in small batches, checked every minute.",
+      parse: parsers.duration(MIN_RETENTION_MS, MAX_RETENTION_MS),
+    }),
+    retention1dMs: setting({
+      flag: "retention-1d",
+      env: "RETENTION_1D",
+      default: undefined as number | undefined,
+      defaultLabel: "unset: keep every row",
+      description:
+        "Delete rows of the rollup tier rollup_1d (per day) whose bucket starts before this long ago (e.g. 3650d), in small batches, checked every minute.",
       parse: parsers.duration(MIN_RETENTION_MS, MAX_RETENTION_MS),
     }),
     schemasDir: setting({

@@ -29,6 +29,11 @@ export function processorMetrics(registry: Registry) {
       help: "Readings whose key is stored with another measurement: the stored one is kept, this one goes to <QUEUE>.dead",
       ...opts,
     }),
+    expired: new Counter({
+      name: "telemetry_processor_expired_total",
+      help: "Readings older than what retention already deleted (below the readings horizon): not stored, acked",
+      ...opts,
+    }),
     dead: new Counter({
       name: "telemetry_processor_dead_lettered_total",
       help: "Messages sent to <QUEUE>.dead, by failure kind",

@@ -40,7 +40,8 @@ type Item = FailableDelivery<Reading>;
  * The processor's sink: batches readings (`batchSize` or `batchDelayMs`, whichever comes first), writes each batch
  * in one transaction and, once it has committed, acks every delivery in it. A reading whose key is stored with
  * another measurement is a conflict: the stored row is kept and the delivery fails (kind `conflict`, both
- * measurements in the reason) so an operator finds it on `<QUEUE>.dead`. A batch that cannot commit is retried with
+ * measurements in the reason) so an operator finds it on `<QUEUE>.dead`. A reading older than what retention
+ * already deleted is expired: not stored, counted, logged once per batch and acked. A batch that cannot commit is retried with
  * backoff (0.1 s to 5 s) and nothing of it is acked meanwhile; `health()` says why and `onStoreFailing` is told.
  */
 export class StoreSink implements Sink<Reading, Item> {
@@ -132,6 +133,17 @@ export class StoreSink implements Sink<Reading, Item> {
     }
     m.stored.inc(result.inserted);
     m.duplicates.inc(result.duplicates);
+    if (result.expired > 0) {
+      // Acked with the rest: the operator's retention says they are not to be kept, and a retry would not change that.
+      m.expired.inc(result.expired);
+      log.warn(
+        {
+          expired: result.expired,
+          horizon: result.horizon === undefined ? undefined : new Date(result.horizon).toISOString(),
+        },
+        "readings older than what retention already deleted were not stored",
+      );
+    }
     m.batchSize.observe(batch.length);
     const failed = new Set<number>();
     for (const c of result.conflicts) {

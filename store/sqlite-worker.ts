@@ -1,6 +1,6 @@
 /**
  * The thread that owns the processor's SQLite connection (see worker-store.ts). It opens the database, then
- * answers each request (a batch to write, old readings to delete) with what the committed transaction did, or with
+ * answers each request (a batch to write, old readings or tier rows to delete) with what the committed transaction did, or with
  * the error that kept it from committing.
  */
 import { parentPort, workerData } from "node:worker_threads";
@@ -29,8 +29,11 @@ port.on("message", (req: WorkerRequest) => {
   }
   if (!store) return;
   try {
-    if (req.kind === "delete") {
-      const deleted = store.deleteOlderThan(req.cutoff, req.limit);
+    if (req.kind === "delete" || req.kind === "deleteTier") {
+      const deleted =
+        req.kind === "delete"
+          ? store.deleteOlderThan(req.cutoff, req.limit)
+          : store.deleteTierOlderThan(req.table, req.cutoff, req.limit);
       port.postMessage({ kind: "deleted", id: req.id, deleted } satisfies WorkerReply);
       return;
     }

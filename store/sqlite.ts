@@ -3,6 +3,7 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import type { Reading } from "../schemas/index.js";
 import { conflictOf, measurementOf, type StoredMeasurement, sameMeasurement } from "./measurement.js";
+import { readingsDelete } from "./sqlite-retention.js";
 import {
   fillNumberRows,
   nextInterval,
@@ -10,8 +11,9 @@ import {
   readNumberRows,
   SERIES_PER_ROW,
 } from "./sqlite-rollup.js";
+import { TierWriter } from "./sqlite-tiers.js";
 import type { Conflict, WriteResult } from "./store.js";
-import { tierMigrationSql } from "./tiers.js";
+import { type TierTable, tierMigrationSql } from "./tiers.js";
 
 /** Version 3's rollup columns, in the order {@link seriesFromReadings} gives them. */
 const SERIES_COLUMNS =
@@ -257,24 +259,28 @@ const MEASUREMENT = "value, unit, seq, quality, tags";
 /** Options of {@link SqliteStore}; the product uses the defaults. */
 export interface SqliteStoreOptions {
   /**
-   * Keep the `series` rollup in each write transaction (default true). False only for the benchmark's measure of
-   * what the rollup costs (bench/processor-child.ts): readers of a file written so see a stale `series`.
+   * Keep the `series` rollup and the tiers in each write transaction (default true). False only for the
+   * benchmark's measure of what they cost (bench/processor-child.ts): readers of a file written so see them stale.
    */
   readonly rollups?: boolean;
+  /** Keep the tiers (default true; with `rollups` false, never). False only for the benchmark, as `rollups`. */
+  readonly tiers?: boolean;
 }
 
 /**
  * The SQLite store, synchronous inside: the processor runs it on a worker thread (worker-store.ts) so that a commit
  * waiting for fsync never stalls deliveries and acks. A reading whose key is already stored is a duplicate when its
  * measurement (value, unit, seq, quality, tags) is the same, and a conflict when it differs; neither changes the row.
- * The `series` rollup (migration 3) changes in the same transaction as the rows it sums, so readers never see one
- * without the other.
+ * The `series` rollup (migration 3) and the tiers (migration 7) change in the same transaction as the rows they
+ * sum, so readers never see one without the other. A reading below the `readings` horizon is refused as expired.
  */
 export class SqliteStore {
   readonly db: Database.Database;
   readonly #write: Database.Transaction<(readings: readonly Reading[], storedAt: number) => WriteResult>;
   readonly #delete: Database.Transaction<(cutoff: number, limit: number) => number>;
+  readonly #deleteTier: Database.Transaction<(table: TierTable, cutoff: number, limit: number) => number>;
   readonly #rollup: RollupWriter | undefined;
+  readonly #tiers: TierWriter;
 
   constructor(path: string, opts: SqliteStoreOptions = {}) {
     this.db = openDatabase(path);
@@ -288,12 +294,24 @@ export class SqliteStore {
     );
     const rollup = rollups ? new RollupWriter(this.db) : undefined;
     this.#rollup = rollup;
+    const tiers = new TierWriter(this.db);
+    this.#tiers = tiers;
+    const keepTiers = rollups && (opts.tiers ?? true);
     this.#write = this.db.transaction((readings: readonly Reading[], storedAt: number) => {
       let inserted = 0;
       let duplicates = 0;
+      let expired = 0;
       const conflicts: Conflict[] = [];
+      /** The readings this batch inserted: what the tiers count (a Reading has the value as stored). */
+      const added: Reading[] = [];
+      const horizon = tiers.begin();
       rollup?.begin();
       readings.forEach((r, index) => {
+        // Its row may have been stored, counted and deleted by retention: storing it again could count it twice.
+        if (r.ts < horizon) {
+          expired++;
+          return;
+        }
         const m = measurementOf(r);
         const changes = insert.run(
           r.device_id,
@@ -310,6 +328,7 @@ export class SqliteStore {
         ).changes;
         if (changes > 0) {
           inserted++;
+          added.push(r);
           rollup?.add({
             device_id: r.device_id,
             sensor: r.sensor,
@@ -325,37 +344,15 @@ export class SqliteStore {
         else conflicts.push(conflictOf(index, r, kept));
       });
       rollup?.commit();
-      return { inserted, duplicates, conflicts, expired: 0 };
+      if (keepTiers) tiers.add(added);
+      return expired > 0
+        ? { inserted, duplicates, conflicts, expired, horizon }
+        : { inserted, duplicates, conflicts, expired };
     });
-
-    const rangeEnd = this.db
-      .prepare<[string, string, number, number], number>(
-        "SELECT ts FROM readings WHERE device_id = ? AND sensor = ? AND ts < ? ORDER BY ts LIMIT 1 OFFSET ?",
-      )
-      .pluck();
-    const deleteRange = this.db.prepare<[string, string, number]>(
-      "DELETE FROM readings WHERE device_id = ? AND sensor = ? AND ts < ?",
-    );
-    const firstTs = this.db
-      .prepare<[string, string], number>(
-        "SELECT ts FROM readings WHERE device_id = ? AND sensor = ? ORDER BY ts LIMIT 1",
-      )
-      .pluck();
-    this.#delete = this.db.transaction((cutoff: number, limit: number) => {
-      if (rollup === undefined) throw new Error("deleting readings needs the rollup kept (rollups: true)");
-      rollup.begin();
-      let deleted = 0;
-      // Every series holding an old row has first_ts < cutoff, and each gives at least one row: `limit` suffice.
-      for (const [id, device, sensor] of rollup.olderThan(cutoff, limit)) {
-        const left = limit - deleted;
-        if (left <= 0) break;
-        const end = Math.min(cutoff, rangeEnd.get(device, sensor, cutoff, left) ?? cutoff);
-        const n = deleteRange.run(device, sensor, end).changes;
-        deleted += n;
-        rollup.shrink(id, n, firstTs.get(device, sensor));
-      }
-      rollup.commit();
-      return deleted;
+    this.#delete = this.db.transaction(readingsDelete(this.db, rollup, tiers));
+    this.#deleteTier = this.db.transaction((table: TierTable, cutoff: number, limit: number) => {
+      tiers.begin();
+      return tiers.deleteOlderThan(table, cutoff, limit);
     });
   }
 
@@ -367,19 +364,26 @@ export class SqliteStore {
 
   /**
    * Deletes at most `limit` readings whose `ts` is before `cutoff` (epoch ms) in one IMMEDIATE transaction, each
-   * series' old rows as one key range, and corrects the rollup (first_ts, count; a series left empty is removed).
-   * Returns how many were deleted; fewer than `limit` means none older than `cutoff` is left.
+   * series' old rows as one key range, corrects the rollup (first_ts, count; a series left empty is removed) and
+   * raises the `readings` horizon to `cutoff`. Returns how many were deleted; fewer than `limit` means none older
+   * than `cutoff` is left.
    */
   deleteOlderThan(cutoff: number, limit: number): number {
     return this.#forgetOnError(() => this.#delete.immediate(cutoff, limit));
   }
 
-  /** A transaction that failed was rolled back: the rollup's copy in memory, changed for it, is forgotten. */
+  /** {@link ReadingStore.deleteTierOlderThan} in one IMMEDIATE transaction (TierWriter.deleteOlderThan). */
+  deleteTierOlderThan(table: TierTable, cutoff: number, limit: number): number {
+    return this.#forgetOnError(() => this.#deleteTier.immediate(table, cutoff, limit));
+  }
+
+  /** A transaction that failed was rolled back: the copies in memory, changed for it, are forgotten. */
   #forgetOnError<T>(transaction: () => T): T {
     try {
       return transaction();
     } catch (err) {
       this.#rollup?.forget();
+      this.#tiers.forget();
       throw err;
     }
   }

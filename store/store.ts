@@ -24,6 +24,8 @@ export interface WriteResult {
    * could count them twice. Nothing of them is stored.
    */
   readonly expired: number;
+  /** The `readings` horizon (epoch ms) the expired readings were below, for the operator's log; set when `expired > 0`. */
+  readonly horizon?: number;
 }
 
 /**
@@ -44,7 +46,9 @@ export interface ReadingStore extends Running {
   /**
    * A tier's retention (`RETENTION_1M`, `RETENTION_1H`, `RETENTION_1D`): deletes at most `limit` rows of `table`
    * whose `start` is before `cutoff` and raises the tier's horizon to `cutoff` in one transaction, so a late reading
-   * never re-creates part of a bucket already deleted. Resolves with how many rows it deleted once committed.
+   * never re-creates part of a bucket already deleted. Resolves with how many rows it deleted once committed;
+   * fewer than `limit` means none is left. The retention loop passes a bucket boundary; SQLite raises the horizon to
+   * `cutoff` rounded up to one, the end of the last bucket it may delete, whatever it is given.
    */
   deleteTierOlderThan(table: TierTable, cutoff: number, limit: number): Promise<number>;
 }

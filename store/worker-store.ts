@@ -7,6 +7,13 @@ import type { TierTable } from "./tiers.js";
 export type WorkerRequest =
   | { readonly kind: "write"; readonly id: number; readonly readings: readonly Reading[] }
   | { readonly kind: "delete"; readonly id: number; readonly cutoff: number; readonly limit: number }
+  | {
+      readonly kind: "deleteTier";
+      readonly id: number;
+      readonly table: TierTable;
+      readonly cutoff: number;
+      readonly limit: number;
+    }
   | { readonly kind: "close" };
 export type WorkerReply =
   | { readonly kind: "open" }
@@ -105,7 +112,10 @@ export class WorkerStore implements ReadingStore {
     if (readings.length === 0) return { inserted: 0, duplicates: 0, conflicts: [], expired: 0 };
     const r = await this.#request((id) => ({ kind: "write", id, readings }));
     if (r.kind !== "written") throw new Error(`SQLite worker answered a write with ${r.kind}`);
-    return { inserted: r.inserted, duplicates: r.duplicates, conflicts: r.conflicts, expired: r.expired };
+    const { inserted, duplicates, conflicts, expired, horizon } = r;
+    return horizon === undefined
+      ? { inserted, duplicates, conflicts, expired }
+      : { inserted, duplicates, conflicts, expired, horizon };
   }
 
   /** {@link ReadingStore.deleteOlderThan}: one transaction on the worker, after the requests made before it. */
@@ -115,9 +125,11 @@ export class WorkerStore implements ReadingStore {
     return r.deleted;
   }
 
-  /** {@link ReadingStore.deleteTierOlderThan}: not kept yet (the tiers' retention is being built). */
-  async deleteTierOlderThan(table: TierTable, _cutoff: number, _limit: number): Promise<number> {
-    throw new Error(`retention of ${table} is not built yet`);
+  /** {@link ReadingStore.deleteTierOlderThan}: one transaction on the worker, after the requests made before it. */
+  async deleteTierOlderThan(table: TierTable, cutoff: number, limit: number): Promise<number> {
+    const r = await this.#request((id) => ({ kind: "deleteTier", id, table, cutoff, limit }));
+    if (r.kind !== "deleted") throw new Error(`SQLite worker answered a delete with ${r.kind}`);
+    return r.deleted;
   }
 
   async #request(make: (id: number) => WorkerRequest): Promise<Done> {

@@ -69,6 +69,27 @@ describe("the processor's SQLite store on a worker thread", () => {
     });
   });
 
+  it("carries expired readings with the horizon, and a tier's retention, to and from the worker", async () => {
+    const path = join(dir(), "t.db");
+    const store = await WorkerStore.open(path);
+    stores.push(store);
+    await store.writeBatch([reading(0), reading(120_000)]);
+    expect(await store.deleteOlderThan(Date.UTC(2026, 0, 1) + 60_000, 100)).toBe(1);
+    expect(await store.writeBatch([reading(1), reading(180_000)])).toEqual({
+      inserted: 1,
+      duplicates: 0,
+      conflicts: [],
+      expired: 1,
+      horizon: Date.UTC(2026, 0, 1) + 60_000,
+    });
+    expect(await store.deleteTierOlderThan("rollup_1m", Date.UTC(2026, 0, 1) + 150_000, 100)).toBe(2);
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare("SELECT start - ? AS start, count FROM rollup_1m").all(Date.UTC(2026, 0, 1))).toEqual([
+      { start: 180_000, count: 1 },
+    ]);
+    db.close();
+  });
+
   it("a database it cannot open fails at open with the path in the message", async () => {
     const file = join(dir(), "not-a-dir");
     writeFileSync(file, "");
