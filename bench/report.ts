@@ -351,6 +351,8 @@ export function formatReport(r: Results, judged: ReturnType<typeof targets>): st
         "",
         `CPU profile: ${service} (${n(s.totalMs)} ms sampled, ${n(s.idleMs)} ms idle) ${s.file}`,
         table(s.modules.map(share), ["r", "l"]),
+        "  by what it is for (issue 28's groups; the SQLite worker thread is not in this profile):",
+        table(s.groups.map(share), ["r", "l"]),
         "  top functions by self time:",
         table(s.functions.map(share), ["r", "l"]),
       );
