@@ -5,6 +5,7 @@ import type { OutgoingBatch, OutgoingMessage } from "../common/outgoing.js";
 import { type Delivery, HEALTHY, type Health, type Sink } from "../common/pipeline.js";
 import { ProgressWatch } from "../common/progress-watch.js";
 import type { TlsMaterial } from "../common/tls.js";
+import { type BatchPolicy, publishNow } from "./batching.js";
 import { AmqpSession } from "./session.js";
 import { declareTopologyOn, type QueueType, queueNames, warnLegacyQueues } from "./topology.js";
 
@@ -14,16 +15,6 @@ export interface ReadingFraming {
   single(datum: Buffer): Buffer;
   /** A batch message body holding `datums` in order (`bytes`: the sum of their lengths). */
   batch(datums: readonly Buffer[], bytes: number): Buffer;
-}
-
-/** Natural batching: readings that arrive while `window` messages await their confirm go out together next. */
-export interface BatchPolicy {
-  /** Readings per message at most; 1 publishes single-reading messages (the format older processors read). */
-  readonly maxReadings: number;
-  /** Bytes of reading datums per message at most (a single reading larger than this still goes, alone). */
-  readonly maxBytes: number;
-  /** AMQP messages awaiting their confirm at once (with `maxReadings` 1: no bound but upstream's). */
-  readonly window: number;
 }
 
 export interface AmqpSinkOptions {
@@ -98,6 +89,8 @@ export class AmqpSink implements Sink<OutgoingBatch> {
   #channel: Channel | undefined;
   #pending: Outgoing[] = [];
   #pendingHead = 0;
+  /** Bytes of the reading datums in `#pending` from `#pendingHead` on. */
+  #pendingBytes = 0;
   #waitingForDrain = false;
   #inFlight = 0;
   #retryTimer: NodeJS.Timeout | undefined;
@@ -221,8 +214,13 @@ export class AmqpSink implements Sink<OutgoingBatch> {
   }
 
   #enqueue(out: Outgoing): void {
+    this.#push(out);
+    this.#flush();
+  }
+
+  #push(out: Outgoing): void {
     this.#pending.push(out);
-    if (this.#unconfirmed < this.#window) this.#flush();
+    if (out.msg.route === "readings") this.#pendingBytes += out.msg.datum.length;
   }
 
   /** The next message from the head of the pending queue: a refused payload alone, or up to a batch of readings. */
@@ -239,6 +237,7 @@ export class AmqpSink implements Sink<OutgoingBatch> {
       taken.push(next);
       this.#pendingHead++;
     }
+    this.#pendingBytes -= bytes;
     return taken;
   }
 
@@ -290,7 +289,7 @@ export class AmqpSink implements Sink<OutgoingBatch> {
         this.opts.onRefused?.("nacked");
         this.#refused("rabbitmq refused publishes (nack: queue full or broker refusing)");
       }
-      for (const e of entries) this.#pending.push(e);
+      for (const e of entries) this.#push(e);
       this.#scheduleRetry();
     });
     if (!writable) this.#waitingForDrain = true;
@@ -366,8 +365,7 @@ export class AmqpSink implements Sink<OutgoingBatch> {
       channel &&
       this.#channel === channel &&
       !this.#waitingForDrain &&
-      this.#unconfirmed < this.#window &&
-      this.#pendingHead < this.#pending.length
+      publishNow(this.#waiting(), this.opts.batching, this.#window)
     ) {
       this.#publish(channel, this.#take());
     }
@@ -378,6 +376,12 @@ export class AmqpSink implements Sink<OutgoingBatch> {
       this.#pending = this.#pending.slice(this.#pendingHead);
       this.#pendingHead = 0;
     }
+  }
+
+  #waiting() {
+    const pending = this.#pending.length - this.#pendingHead;
+    const headAlone = pending > 0 && this.#pending[this.#pendingHead]!.msg.route !== "readings";
+    return { unconfirmed: this.#unconfirmed, pending, pendingBytes: this.#pendingBytes, headAlone };
   }
 
   /** Closes the connection; deliveries not yet confirmed are never acknowledged (upstream delivers them again). */

@@ -119,11 +119,16 @@ function hostPort(mqttUrl: string): string[] {
   return ["-h", u.hostname, "-p", u.port || "1883"];
 }
 
+/**
+ * One `mosquitto_pub -q 1 -l -M <inflight>` per input. `inflight` is the QoS 1 window of each publisher
+ * (libmosquitto's default is 20, which makes the publishers, not the broker, set the pace).
+ */
 function publishers(
   mqttUrl: string,
   topicPrefix: string,
   clientIdPrefix: string,
   inputs: readonly CPublisherInput[],
+  inflight: number,
 ) {
   return startGroup(
     inputs.map((input, k) => ({
@@ -132,6 +137,8 @@ function publishers(
         ...hostPort(mqttUrl),
         "-q",
         "1",
+        "-M",
+        String(inflight),
         "-i",
         `${clientIdPrefix}-${k}`,
         "-t",
@@ -154,8 +161,9 @@ export function cPublisherLoad(o: {
   clientIdPrefix: string;
   inputs: CPublisherInput[];
   total: number;
+  inflight: number;
 }): Load {
-  const group = publishers(o.mqttUrl, o.topicPrefix, o.clientIdPrefix, o.inputs);
+  const group = publishers(o.mqttUrl, o.topicPrefix, o.clientIdPrefix, o.inputs, o.inflight);
   let firstPublishAt = 0;
   const done = group.done.then((failed) => {
     const now = Date.now();
@@ -189,6 +197,8 @@ export function cPublisherLoad(o: {
 /** The broker alone: how fast the C subscriber receives what the C publishers send. */
 export interface BrokerBaseline {
   readonly label: string;
+  /** Each publisher's QoS 1 window (`mosquitto_pub -M`). */
+  readonly inflight: number;
   readonly received: number;
   /** First to last message received by mosquitto_sub (its own clock, `-F %U`). */
   readonly seconds: number;
@@ -209,6 +219,7 @@ export async function brokerBaseline(o: {
   runId: string;
   inputs: CPublisherInput[];
   total: number;
+  inflight: number;
   workDir: string;
   cpus: number;
 }): Promise<BrokerBaseline> {
@@ -223,9 +234,9 @@ export async function brokerBaseline(o: {
     `${o.topicPrefix}/+/+`,
   ];
   await execFileAsync(SUB, [...session, "-E"], { timeout: SUBSCRIBE_TIMEOUT_MS });
-  const outFile = join(o.workDir, "c-subscriber.out");
+  const outFile = join(o.workDir, `c-subscriber-${o.inflight}.out`);
   const sub = startGroup([{ argv: [SUB, ...session, "-C", String(o.total), "-F", "%U"], stdout: outFile }]);
-  const pubs = publishers(o.mqttUrl, o.topicPrefix, `bench-c-pub-${o.runId}`, o.inputs);
+  const pubs = publishers(o.mqttUrl, o.topicPrefix, `bench-c-pub-${o.runId}`, o.inputs, o.inflight);
   const sampler = new UsageSampler({
     publisher: { group: pubs.pid },
     subscriber: { group: sub.pid },
@@ -256,6 +267,7 @@ export async function brokerBaseline(o: {
   const perSecond = Math.round(stamps.length / seconds);
   return {
     label: "broker only",
+    inflight: o.inflight,
     received: stamps.length,
     seconds: round(seconds, 3),
     perSecond,

@@ -19,11 +19,14 @@ ceilings of each stage and a straightforward reference implementation measured i
   --raw-count N        messages/rows per raw ceiling (default 100000; --short: 10000)
   --naive-count N      readings offered to the straightforward reference (default 30000; --short: 2000)
   --naive-seconds S    longest the reference is measured (default 15; --short: 3)
-  --latency-rate R     offered readings/s of the latency run (default: half the sustained throughput of the
-                       pipeline driven by the C publishers, or of the MQTT.js-driven one without them)
-  --latency-seconds S  length of the latency run (default 20; --short: 3)
+  --latency-sustained R  the sustained readings/s the two latency runs offer 10% and 50% of (default: the
+                       steady rate of the pipeline driven by the C publishers, or of the MQTT.js-driven one without
+                       them, measured in the same run)
+  --latency-seconds S  length of each latency run (default 20; --short: 3)
   --c-readings N       readings of each C-client phase: broker alone, pipeline, pipeline with PUBLISH_BATCH=1
-                       (default 200000; --short: 10000)
+                       (default 400000, at least 10 s of the broker alone here; --short: 10000)
+  --c-inflight N       QoS 1 messages in flight per mosquitto_pub (-M) in the C-client phases (default 1000);
+                       the broker alone also runs with libmosquitto's default of 20, and the faster is the baseline
   --c-devices N        devices of the C-client phases (default 20), one mosquitto_pub per device and sensor
   --c-sensors N        sensors per device of the C-client phases (default 2)
   --skip-c-clients     skip the C-client phases (mosquitto_pub and mosquitto_sub, from mosquitto-clients)
@@ -55,9 +58,10 @@ const INTS = {
   "raw-count": [100_000, 10_000, 1_000, 10_000_000],
   "naive-count": [30_000, 2_000, 100, 10_000_000],
   "naive-seconds": [15, 3, 1, 600],
-  "latency-rate": [0, 0, 1, 10_000_000],
+  "latency-sustained": [0, 0, 1, 10_000_000],
   "latency-seconds": [20, 3, 1, 600],
-  "c-readings": [200_000, 10_000, 1_000, 100_000_000],
+  "c-readings": [400_000, 10_000, 1_000, 100_000_000],
+  "c-inflight": [1_000, 1_000, 1, 65_535],
   "c-devices": [20, 20, 1, 500],
   "c-sensors": [2, 2, 1, 16],
 } as const;
@@ -135,9 +139,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv) {
     rawCount: int("raw-count"),
     naiveCount: int("naive-count"),
     naiveSeconds: int("naive-seconds"),
-    latencyRate: text("latency-rate") === undefined ? undefined : int("latency-rate"),
+    latencySustained: text("latency-sustained") === undefined ? undefined : int("latency-sustained"),
     latencySeconds: int("latency-seconds"),
     cReadings: int("c-readings"),
+    cInflight: int("c-inflight"),
     cDevices,
     cSensors,
     skipCClients: skip("c-clients"),

@@ -5,6 +5,7 @@ import { join } from "node:path";
 interface CpuProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
 }
 
 interface CpuProfile {
@@ -30,7 +31,27 @@ export interface ProfileSummary {
   readonly functions: SelfTime[];
   /** Self time by module: an npm package, a node: built-in, one of our folders, GC, program. */
   readonly modules: SelfTime[];
+  /** Busy time by what the work is for (GROUPS), whole stacks considered. */
+  readonly groups: SelfTime[];
 }
+
+/**
+ * What the gateway's and processor's CPU goes to, as issue 28 asks for it. A sample counts for the first group,
+ * in this order, that any frame of its stack belongs to: a PUBACK written from an AMQP confirm counts as a PUBACK
+ * write, not as AMQP; the structured clone behind `postMessage` as the hop to the SQLite worker. Patterns match
+ * `<function> <file>` of a frame.
+ */
+const GROUPS: readonly (readonly [string, RegExp])[] = [
+  ["allocation and GC", /^\(garbage collector\) $/],
+  ["metrics (prom-client)", /prom-client\//],
+  ["hop to the SQLite worker (postMessage, structured clone)", /store\/worker-store|^postMessage /],
+  ["PUBACK writes", /^(puback|write) mqtt\/connection|mqtt\/ack-sequencer|^uncork /],
+  ["JSON and validation", /gateway\/(validate|formats|senml|sparkplug)|schemas\/rules|^parse .*JSON|^JSON/],
+  ["Avro (encode, decode, framing)", /avsc\/|schemas\/|gateway\/encode|processor\/decode/],
+  ["AMQP framing, confirms, acks", /amqplib\/|amqp\//],
+  ["socket and MQTT framing", /mqtt-packet\/|bl\/|mqtt\/|^onStreamRead |node:net/],
+  ["batching and commit bookkeeping", /processor\/|common\//],
+];
 
 function where(url: string): { module: string; file: string } {
   const path = url.replace(/^file:\/\//, "");
@@ -81,6 +102,7 @@ export function summarizeProfile(file: string, top = 15): ProfileSummary {
     mod.set(module, (mod.get(module) ?? 0) + us);
   }
   const busyUs = Math.max(1, totalUs - idleUs);
+  const groups = groupTimes(p, selfUs);
   const ranked = (m: Map<string, number>, n: number): SelfTime[] =>
     [...m]
       .sort((a, b) => b[1] - a[1])
@@ -96,7 +118,29 @@ export function summarizeProfile(file: string, top = 15): ProfileSummary {
     idleMs: Math.round(idleUs / 1_000),
     functions: ranked(fn, top),
     modules: ranked(mod, 12),
+    groups: ranked(groups, GROUPS.length + 1),
   };
+}
+
+/** Busy time per GROUPS entry (and "other"), each node's self time given to the first group its stack matches. */
+function groupTimes(p: CpuProfile, selfUs: ReadonlyMap<number, number>): Map<string, number> {
+  const parent = new Map<number, CpuProfileNode>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n);
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const out = new Map<string, number>();
+  for (const [id, us] of selfUs) {
+    const leaf = byId.get(id);
+    if (!leaf || leaf.callFrame.functionName === "(idle)") continue;
+    const frames: string[] = [];
+    for (let n: CpuProfileNode | undefined = leaf; n; n = parent.get(n.id)) {
+      frames.push(`${n.callFrame.functionName} ${where(n.callFrame.url).file}`);
+    }
+    const group =
+      GROUPS.find(([, re]) => frames.some((f) => re.test(f)))?.[0] ??
+      "other (node internals, timers, program)";
+    out.set(group, (out.get(group) ?? 0) + us);
+  }
+  return out;
 }
 
 /** Summaries of every .cpuprofile under `dir` (one per process that ran with --cpu-prof there). */

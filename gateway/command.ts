@@ -151,7 +151,7 @@ export const gatewayCommand = defineCommand({
       env: "PUBLISH_WINDOW",
       default: 8,
       description:
-        "RabbitMQ messages awaiting their confirm at once when batching: smaller packs more readings per message, larger publishes sooner.",
+        "RabbitMQ messages awaiting their confirm at once when batching. With nothing in flight what waits goes at once; while messages await their confirm only full ones follow (PUBLISH_BATCH readings or PUBLISH_BATCH_BYTES), up to this many: it bounds throughput under load, not the wait of a lone reading.",
       parse: parsers.int(1, 1_000),
     }),
     ...spoolSettings,

@@ -3,7 +3,13 @@ import { connect as tlsConnect } from "node:tls";
 import { generate, type IPublishPacket, type Packet, parser } from "mqtt-packet";
 import type { Logger } from "../common/log.js";
 import { Keepalive } from "./keepalive.js";
-import { connectPacket, disconnectError, publishViolation, subackFailure } from "./protocol.js";
+import {
+  connectPacket,
+  disconnectError,
+  pubackPackets,
+  publishViolation,
+  subackFailure,
+} from "./protocol.js";
 import {
   describeReason,
   describeSocketError,
@@ -73,6 +79,8 @@ export class Connection {
   private sessionPresent = false;
   private subscribed = false;
   private corked = false;
+  /** PUBACKs released in this turn of the event loop, written together at its end (`flushPubacks`). */
+  private pubacks: number[] = [];
   private keepalive: Keepalive | undefined;
   private readonly connectTimer: NodeJS.Timeout;
   /** Why the connection ended, when we know better than a bare socket close. */
@@ -95,7 +103,7 @@ export class Connection {
       settings.receiveMaximum,
       {
         deliver: hooks.deliver,
-        puback: (messageId) => this.write({ cmd: "puback", messageId, reasonCode: RC_SUCCESS }),
+        puback: (messageId) => this.queuePuback(messageId),
         pause: () => {
           this.keepalive?.setPaused(true);
           socket.pause();
@@ -179,7 +187,7 @@ export class Connection {
       return this.closedPromise;
     }
     this.phase = "draining";
-    // PUBACKs released so far sit in the corked socket until the next tick; let them out before DISCONNECT.
+    // PUBACKs released so far wait for the end of the tick (collected, or in the corked socket); let them out first.
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (this.phase === "draining") {
       this.log.info({ unacked: this.window.unacked }, "MQTT input stopping: DISCONNECT sent, session kept");
@@ -304,7 +312,25 @@ export class Connection {
     );
   }
 
-  /** Writes are corked for the rest of the tick, so PUBACKs released together leave in one segment. */
+  /**
+   * A confirm releases PUBACKs by the hundred at once (a whole AMQP batch): they are collected and written as one
+   * buffer at the end of the tick, one socket write instead of one per PUBACK.
+   */
+  private queuePuback(messageId: number): void {
+    if (this.phase === "closing" || this.phase === "closed") return;
+    if (this.pubacks.length === 0) process.nextTick(() => this.flushPubacks());
+    this.pubacks.push(messageId);
+  }
+
+  private flushPubacks(): void {
+    const ids = this.pubacks;
+    if (ids.length === 0) return;
+    this.pubacks = [];
+    if (this.phase === "closing" || this.phase === "closed") return;
+    this.socket.write(pubackPackets(ids));
+  }
+
+  /** Writes are corked for the rest of the tick, so packets written together leave in one segment. */
   private write(packet: Packet): void {
     if (this.phase === "closing" || this.phase === "closed") return;
     if (!this.corked) {
@@ -329,6 +355,8 @@ export class Connection {
   /** Sends DISCONNECT with the reason code, then closes our side; the broker closes its side in turn. */
   private closeWith(reasonCode: number): void {
     if (this.phase === "closing" || this.phase === "closed") return;
+    // PUBACKs released before the DISCONNECT go out before it, as they would have without the collecting.
+    this.flushPubacks();
     this.write({ cmd: "disconnect", reasonCode });
     this.phase = "closing";
     this.socket.end();

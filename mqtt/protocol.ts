@@ -89,3 +89,21 @@ export function disconnectError(
   const detail = reasonString ? `: ${reasonString}` : "";
   return new Error(`broker sent DISCONNECT${when}: reason ${describeReason(reasonCode ?? 0)}${detail}`);
 }
+
+/** PUBACK with Reason Code 0 and no properties: MQTT 5 section 3.4.2.1 lets both be left out (Remaining Length 2). */
+const PUBACK_BYTES = 4;
+
+/**
+ * The PUBACKs for `messageIds`, in that order, as one buffer: what one socket write sends for every PUBACK released
+ * in a turn of the event loop, instead of a packet object, a generated buffer and a write each.
+ */
+export function pubackPackets(messageIds: readonly number[]): Buffer {
+  const out = Buffer.allocUnsafe(messageIds.length * PUBACK_BYTES);
+  messageIds.forEach((id, i) => {
+    const at = i * PUBACK_BYTES;
+    out[at] = 0x40;
+    out[at + 1] = 2;
+    out.writeUInt16BE(id, at + 2);
+  });
+  return out;
+}

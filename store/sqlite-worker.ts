@@ -4,8 +4,8 @@
  * the error that kept it from committing.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import type { Reading } from "../schemas/index.js";
 import { SqliteStore } from "./sqlite.js";
+import { unpackReadings } from "./worker-batch.js";
 import type { WorkerData, WorkerReply, WorkerRequest } from "./worker-store.js";
 
 const port = parentPort;
@@ -37,7 +37,7 @@ port.on("message", (req: WorkerRequest) => {
       port.postMessage({ kind: "deleted", id: req.id, deleted } satisfies WorkerReply);
       return;
     }
-    const r = store.writeBatch(req.readings as Reading[]);
+    const r = store.writeBatch(unpackReadings(req.readings));
     port.postMessage({ kind: "written", id: req.id, ...r } satisfies WorkerReply);
   } catch (err) {
     port.postMessage({

@@ -3,9 +3,10 @@ import type { Reading } from "../schemas/index.js";
 import type { SqliteStoreOptions } from "./sqlite.js";
 import type { ReadingStore, WriteResult } from "./store.js";
 import type { TierTable } from "./tiers.js";
+import { type PackedReadings, packReadings } from "./worker-batch.js";
 
 export type WorkerRequest =
-  | { readonly kind: "write"; readonly id: number; readonly readings: readonly Reading[] }
+  | { readonly kind: "write"; readonly id: number; readonly readings: PackedReadings }
   | { readonly kind: "delete"; readonly id: number; readonly cutoff: number; readonly limit: number }
   | {
       readonly kind: "deleteTier";
@@ -110,7 +111,8 @@ export class WorkerStore implements ReadingStore {
 
   async writeBatch(readings: readonly Reading[]): Promise<WriteResult> {
     if (readings.length === 0) return { inserted: 0, duplicates: 0, conflicts: [], expired: 0 };
-    const r = await this.#request((id) => ({ kind: "write", id, readings }));
+    const { packed, transfer } = packReadings(readings);
+    const r = await this.#request((id) => ({ kind: "write", id, readings: packed }), transfer);
     if (r.kind !== "written") throw new Error(`SQLite worker answered a write with ${r.kind}`);
     const { inserted, duplicates, conflicts, expired, horizon } = r;
     return horizon === undefined
@@ -132,12 +134,12 @@ export class WorkerStore implements ReadingStore {
     return r.deleted;
   }
 
-  async #request(make: (id: number) => WorkerRequest): Promise<Done> {
+  async #request(make: (id: number) => WorkerRequest, transfer: ArrayBuffer[] = []): Promise<Done> {
     const worker = this.#worker ?? (await this.#start());
     const id = this.#nextId++;
     return new Promise<Done>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      worker.postMessage(make(id));
+      worker.postMessage(make(id), transfer);
     });
   }
 
