@@ -14,7 +14,6 @@ import { render, writeTo } from "../query/format.js";
 import type { Reading } from "../schemas/index.js";
 import { SqliteStore } from "../store/sqlite.js";
 import { openSqliteQueries } from "../store/sqlite-queries.js";
-import { TIERS, tierFromReadingsSql } from "../store/tiers.js";
 
 /** The bench's script, which runs its helper processes by flag. */
 const BENCH = fileURLToPath(new URL("./query.js", import.meta.url));
@@ -98,13 +97,6 @@ export function fill(
     }
   }
   if (batch.length > 0) store.writeBatch(batch);
-  // The writers do not keep the rollup tiers yet (issue 27): until they do, the tiers are recomputed from the rows
-  // here, as the writers will keep them.
-  for (const t of TIERS) {
-    store.db.exec(
-      `DELETE FROM ${t.table}; INSERT INTO ${t.table} (device_id, sensor, start, count, min, max, sum, first_ts, first_value, last_ts, last_value) ${tierFromReadingsSql(t.ms)}`,
-    );
-  }
   store.db.pragma("synchronous = FULL");
   store.close();
   say(`filled ${fmt(written + batch.length)} rows in ${((performance.now() - t0) / 1_000).toFixed(1)} s`);

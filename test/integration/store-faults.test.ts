@@ -60,8 +60,9 @@ describe("the processor does not ack what it could not store", () => {
     names = testNames("diskfull");
     const mount = join(names.dir, "small-disk");
     mkdirSync(mount);
-    // A tmpfs just big enough for the empty database: it fills after a few hundred rows.
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=96k", "tmpfs", mount]);
+    // A tmpfs just big enough for the empty database (its tables, the rollup tiers among them, and the WAL): it
+    // fills after a few hundred rows.
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=160k", "tmpfs", mount]);
     try {
       const dbPath = join(mount, "telemetry.db");
       const env = {
