@@ -108,6 +108,15 @@ const byKey = (a: Reading, b: Reading) =>
           ? 1
           : a.ts - b.ts;
 
+/** Options of {@link PostgresStore}; the product uses the defaults. */
+export interface PostgresStoreOptions {
+  /**
+   * Keep the rollup tiers in each write transaction (default true). False only for the benchmark's measure of what
+   * the tiers cost (bench/pg-tiers.ts): readers of a database written so see tiers missing readings.
+   */
+  readonly rollups?: boolean;
+}
+
 /**
  * The PostgreSQL {@link ReadingStore}. `writeBatch` resolves once the batch's transaction has committed (with
  * PostgreSQL's default `synchronous_commit`, durably) and rejects with PostgreSQL's error, nothing stored, when it
@@ -123,20 +132,21 @@ export class PostgresStore implements ReadingStore {
   private constructor(
     private readonly pool: pg.Pool,
     private readonly url: string,
+    private readonly rollups: boolean,
   ) {}
 
   /**
    * Connects to `url`, applies the migrations and creates the partitions of today and tomorrow; rejects with one
    * line naming the database (password masked) and PostgreSQL's reason when it cannot.
    */
-  static async open(url: string): Promise<PostgresStore> {
+  static async open(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {
     const pool = openPool(url, { max: WRITE_POOL_SIZE, applicationName: "telemetry processor" });
     let store: PostgresStore;
     try {
       const client = await pool.connect();
       try {
         await migratePostgres(client);
-        store = new PostgresStore(pool, url);
+        store = new PostgresStore(pool, url, opts.rollups ?? true);
         for (const p of await listPartitions(client)) store.#days.add(p.from);
         await ensurePartitions(client, aheadDays(), store.#days);
       } finally {
@@ -178,7 +188,7 @@ export class PostgresStore implements ReadingStore {
         rows.map(({ m }) => m.tags),
         horizon,
       ]);
-      for (const t of TIER_UPSERTS) {
+      for (const t of this.rollups ? TIER_UPSERTS : []) {
         const deltas = tierDeltas(inserted.rows, t.ms, bucketCeil(horizons.get(t.table) ?? 0, t.ms));
         if (deltas.length === 0) continue;
         const params = deltas.map(tierParams);
