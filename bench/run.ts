@@ -240,7 +240,9 @@ async function runPhases(o: BenchOptions, r: Results, runId: string, workDir: st
     r.spool = await runSpoolBench({ amqpUrl: o.amqpUrl, workDir, runId, short: o.short, say });
   }
   if (!o.skipStores) {
-    say("stores: the processor draining one queue into SQLite (rollups on, off) and PostgreSQL (x1, x2)");
+    say(
+      "stores: the processor draining one queue into SQLite (rollups on, off) and PostgreSQL (x1, x2, tiers off)",
+    );
     r.stores = await runStoresBench({ ...o, workDir, runId, say });
   }
   if (!o.skipPayloadRss) {
