@@ -78,19 +78,37 @@ const KEPT = `SELECT device_id, sensor, ts, value, unit, seq, quality, tags FROM
   WHERE (device_id, sensor, ts) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]))`;
 
 /**
- * The rows the batch inserted (the CTE `inserted`) summed into one tier, one delta per (series, bucket) merged into
- * the stored bucket row by tierUpsertSql's `ON CONFLICT`; in key order, so racing writers lock rows in one order.
- * Readings below `horizon` (a parameter) are left out. First and last values are those of the least and greatest
- * `ts`: a batch inserts one row per key, so each is a single reading.
+ * The batch's deltas into each tier, as CTEs: `rollup_1m_d` sums the rows the batch inserted (the CTE `inserted`)
+ * per (series, minute), and each wider tier sums the deltas of the one before it, so a batch of many readings per
+ * series aggregates its rows once. The first value is the second element of the least `[ts, value]` array, the
+ * last of the greatest: no two have the same `ts` (a batch inserts one row per key, and buckets do not overlap), and
+ * epoch milliseconds are exact as float8. This needs no sort per bucket, as `array_agg(value ORDER BY ts)` would.
  */
-function tierCte(table: TierTable, ms: number, horizon: string): string {
+function tierDeltaCtes(): string {
+  return TIERS.map((t, i) => {
+    const from = i === 0 ? undefined : TIERS[i - 1]?.table;
+    const select =
+      from === undefined
+        ? `SELECT device_id, sensor, ts - ts % ${t.ms}, count(*), min(value), max(value), sum(value), min(ts),
+                  max(ts), (min(ARRAY[ts::float8, value]))[2], (max(ARRAY[ts::float8, value]))[2]
+           FROM inserted GROUP BY 1, 2, 3`
+        : `SELECT d, s, st - st % ${t.ms}, sum(n)::bigint, min(mn), max(mx), sum(sm), min(ft), max(lt),
+                  (min(ARRAY[ft::float8, fv]))[2], (max(ARRAY[lt::float8, lv]))[2]
+           FROM ${from}_d GROUP BY 1, 2, 3`;
+    return `${t.table}_d (d, s, st, n, mn, mx, sm, ft, lt, fv, lv) AS (${select})`;
+  }).join(",\n  ");
+}
+
+/**
+ * One tier's deltas, those of buckets at or above `horizon` (a parameter, a multiple of the tier's width), merged
+ * into the stored bucket rows by tierUpsertSql's `ON CONFLICT`; in key order, so racing writers lock rows in one
+ * order.
+ */
+function tierUpsertCte(table: TierTable, horizon: string): string {
   const one = tierUpsertSql(table, "postgres");
-  return `${table}_delta AS (
+  return `${table}_up AS (
     INSERT INTO ${table} (device_id, sensor, start, count, min, max, sum, first_ts, first_value, last_ts, last_value)
-    SELECT d, s, st, n, mn, mx, sm, ft, a[1], lt, a[cardinality(a)]
-    FROM (SELECT device_id, sensor, ts - ts % ${ms}, count(*), min(value), max(value), sum(value), min(ts), max(ts),
-                 array_agg(value ORDER BY ts)
-          FROM inserted WHERE ts >= ${horizon} GROUP BY 1, 2, 3) AS g(d, s, st, n, mn, mx, sm, ft, lt, a)
+    SELECT d, s, st, n, mn, mx, sm, ft, fv, lt, lv FROM ${table}_d WHERE st >= ${horizon}
     ORDER BY d, s, st
     ${one.slice(one.indexOf("ON CONFLICT"))})`;
 }
@@ -100,7 +118,7 @@ function tierCte(table: TierTable, ms: number, horizon: string): string {
  * only their keys come back. Without tiers (the bench's `rollups: false`), the same insert alone.
  */
 const WRITE = (rollups: boolean) => `WITH inserted AS (${INSERT} RETURNING device_id, sensor, ts, value)
-  ${rollups ? TIERS.map((t, i) => `, ${tierCte(t.table, t.ms, `$${13 + i}`)}`).join("\n  ") : ""}
+  ${rollups ? `, ${tierDeltaCtes()}, ${TIERS.map((t, i) => tierUpsertCte(t.table, `$${13 + i}`)).join(",\n  ")}` : ""}
   SELECT device_id, sensor, ts FROM inserted`;
 /** Named, so each connection plans the statement once: planning it took about as long as a tier's upserts. */
 const WRITE_WITH_TIERS = { name: "telemetry_write", text: WRITE(true) };
