@@ -34,7 +34,7 @@ ceilings of each stage and a straightforward reference implementation measured i
   --skip-naive         skip the straightforward reference
   --skip-latency       skip the fixed-load latency run
   --skip-spool         skip the spool figures (into the spool with the uplink down, drain, live delay, open)
-  --skip-stores        skip the processor's store figures (SQLite: rollups and tiers on, off, tiers off; PostgreSQL x1, x2)
+  --skip-stores        skip the processor's store figures (SQLite: rollups and tiers on, off, tiers off; PostgreSQL x1, x2, x1 without tiers)
   --skip-fleet         skip the processor's RSS and start time at 1,000, 10,000 and 300,000 series
                        (--short: 1,000 and 10,000)
   --skip-payload-rss   skip the gateway's peak RSS against payload size while a private RabbitMQ node blocks

@@ -2,26 +2,31 @@
  * The real processor with a store option the product does not offer: `processor-child.js <options as JSON> <node>
  * <cli> processor [flags]`, the form `startService("processor", env, flags, [node, child, options])` gives
  * (scripts/spawn.ts). Everything after `processor` is parsed as `telemetry processor` parses it; the store is opened
- * with `options` instead of by `openStore`. Only bench/stores.ts runs it, to measure what the `series` rollup and the
- * rollup tiers cost (`{"rollups": false}`); no user-facing setting turns them off.
+ * with `options` instead of by `openStore`. Only bench/stores.ts runs it, to measure what the rollups cost
+ * (`{"rollups": false}`, or `{"tiers": false}` on SQLite): SQLite's `series` rollup and tiers, or with `DATABASE_URL`
+ * set PostgreSQL's tiers; no user-facing setting turns them off.
  */
 import { parseConfig } from "../common/config.js";
 import { createLogger } from "../common/log.js";
 import { runUntilSignal } from "../common/service.js";
 import { processorCommand, start } from "../processor/index.js";
+import { PostgresStore, type PostgresStoreOptions } from "../store/postgres.js";
 import type { SqliteStoreOptions } from "../store/sqlite.js";
+import type { ReadingStore } from "../store/store.js";
 import { WorkerStore } from "../store/worker-store.js";
 
 const [json = "{}", ...rest] = process.argv.slice(2);
-const options = JSON.parse(json) as SqliteStoreOptions;
+const options = JSON.parse(json) as SqliteStoreOptions & PostgresStoreOptions;
 const flags = rest.slice(rest.indexOf("processor") + 1);
 
 async function main(): Promise<number> {
   const config = parseConfig(processorCommand.spec, flags, process.env);
-  if (config.databaseUrl) throw new Error("processor-child runs the SQLite store only; unset DATABASE_URL");
   const log = createLogger("processor", config.logLevel);
-  log.info({ storeOptions: options }, "bench processor child: SQLite store with options");
-  const store = await WorkerStore.open(config.dbPath, options);
+  const kind = config.databaseUrl ? "PostgreSQL" : "SQLite";
+  log.info({ storeOptions: options }, `bench processor child: ${kind} store with options`);
+  const store: ReadingStore = config.databaseUrl
+    ? await PostgresStore.open(config.databaseUrl, options)
+    : await WorkerStore.open(config.dbPath, options);
   try {
     return await runUntilSignal(log, (signal) => start(config, store, log, signal));
   } finally {

@@ -263,7 +263,7 @@ async function runPhases(o: BenchOptions, r: Results, runId: string, workDir: st
   }
   if (!o.skipStores) {
     say(
-      "stores: the processor draining one queue into SQLite (rollups and tiers on, off, tiers off) and PostgreSQL (x1, x2)",
+      "stores: the processor draining one queue into SQLite (rollups and tiers on, off, tiers off) and PostgreSQL (x1, x2, tiers off)",
     );
     r.stores = await runStoresBench({ ...o, workDir, runId, say });
   }

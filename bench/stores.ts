@@ -3,7 +3,8 @@
  * the gateway writes them, then the real processor process(es) drain it and the drain is timed until every reading
  * is committed. Phases: (a) SQLite, the product; (b) SQLite without the `series` rollup and the rollup tiers
  * (bench/processor-child.ts); (t) SQLite with the `series` rollup, without the tiers; (c) PostgreSQL, one
- * processor; (d) PostgreSQL, two processors on one queue. Each phase must store exactly the readings queued.
+ * processor; (d) PostgreSQL, two processors on one queue; (e) PostgreSQL, one processor without the rollup tiers
+ * (bench/processor-child.ts). Each phase must store exactly the readings queued.
  */
 import { rmSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -192,13 +193,17 @@ function sqliteTarget(amqpUrl: string, dbPath: string, options: SqliteStoreOptio
   };
 }
 
-/** A PostgreSQL phase: `processors` product processors on one queue, a fresh database each drain. */
+/**
+ * A PostgreSQL phase: `processors` product processors on one queue, a fresh database each drain; or (`tiers:
+ * false`) the bench child without the rollup tiers.
+ */
 function postgresTarget(
   amqpUrl: string,
   server: string,
   admin: pg.Client,
   database: string,
   processors: number,
+  tiers = true,
 ) {
   const u = new URL(server);
   u.pathname = `/${database}`;
@@ -208,14 +213,24 @@ function postgresTarget(
       await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
       await admin.query(`CREATE DATABASE "${database}"`);
       const env = { AMQP_URL: amqpUrl, QUEUE: queue, HTTP_PORT: "0", LOG_LEVEL: "info", DATABASE_URL: url };
-      return Promise.all(Array.from({ length: processors }, () => startService("processor", env)));
+      const prefix = tiers ? [] : [process.execPath, CHILD, JSON.stringify({ rollups: false })];
+      return Promise.all(
+        Array.from({ length: processors }, () => startService("processor", env, [], prefix)),
+      );
     },
     async rows() {
       const client = new pg.Client({ connectionString: url });
       await client.connect();
       try {
-        const { rows } = await client.query<{ n: string }>("SELECT count(*) AS n FROM readings");
-        return Number(rows[0]?.n ?? 0);
+        const { rows } = await client.query<{ n: string; tiered: string | null }>(
+          "SELECT (SELECT count(*) FROM readings) AS n, (SELECT sum(count) FROM rollup_1m) AS tiered",
+        );
+        const n = Number(rows[0]?.n ?? 0);
+        // The tiers must count every row when on, and none when off (else phase (e) measured the product).
+        const tiered = Number(rows[0]?.tiered ?? 0);
+        if (tiered !== (tiers ? n : 0))
+          throw new Error(`${database}: rollup_1m counts ${tiered} readings for ${n} rows (tiers ${tiers})`);
+        return n;
       } finally {
         await client.end();
       }
@@ -232,11 +247,12 @@ const PHASES = [
   { id: "b", label: "SQLite, series rollup and tiers off", store: "SQLite", processors: 1 },
   { id: "t", label: "SQLite, series rollup on, tiers off", store: "SQLite", processors: 1 },
   { id: "c", label: "PostgreSQL, one processor", store: "PostgreSQL", processors: 1 },
+  { id: "e", label: "PostgreSQL, rollup tiers off", store: "PostgreSQL", processors: 1 },
   { id: "d", label: "PostgreSQL, two processors on one queue", store: "PostgreSQL", processors: 2 },
 ] as const;
 
 /**
- * Runs the five phases, round after round (phases interleaved, so a burst of load elsewhere on the machine falls
+ * Runs the six phases, round after round (phases interleaved, so a burst of load elsewhere on the machine falls
  * on every phase alike), and gives each phase's medians. Short: 40,000 readings, one round; full: 160,000, five.
  */
 export async function runStoresBench(opts: StoresBenchOptions) {
@@ -256,9 +272,10 @@ export async function runStoresBench(opts: StoresBenchOptions) {
     t: sqliteTarget(amqpUrl, dbPath, { tiers: false }),
     c: postgresTarget(amqpUrl, opts.databaseUrl, admin, database, 1),
     d: postgresTarget(amqpUrl, opts.databaseUrl, admin, database, 2),
+    e: postgresTarget(amqpUrl, opts.databaseUrl, admin, database, 1, false),
   };
   type Drain = Awaited<ReturnType<typeof drainOnce>>;
-  const drains: Record<string, Drain[]> = { a: [], b: [], t: [], c: [], d: [] };
+  const drains: Record<string, Drain[]> = { a: [], b: [], t: [], c: [], d: [], e: [] };
   try {
     for (let r = 0; r < rounds; r++) {
       for (const p of PHASES) {
@@ -293,8 +310,8 @@ export async function runStoresBench(opts: StoresBenchOptions) {
       postgresCpuUs: pgCpu.length > 0 ? round(median(pgCpu), 1) : undefined,
     };
   });
-  const paired = (f: (a: Drain, b: Drain) => number, base = "b") =>
-    round(median((drains.a ?? []).map((a, i) => f(a, drains[base]?.[i] ?? a))), 3);
+  const paired = (on: string, off: string, f: (a: Drain, b: Drain) => number) =>
+    round(median((drains[on] ?? []).map((a, i) => f(a, drains[off]?.[i] ?? a))), 3);
   return {
     readings,
     devices: DEVICES,
@@ -303,12 +320,14 @@ export async function runStoresBench(opts: StoresBenchOptions) {
     rounds,
     phases,
     /** 1 - (a)/(b), median over rounds of each round's pair: the throughput the rollup costs (issue 14: <= 0.15). */
-    rollupThroughputCost: paired((a, b) => 1 - a.perSecond / b.perSecond),
+    rollupThroughputCost: paired("a", "b", (a, b) => 1 - a.perSecond / b.perSecond),
     /** (a)/(b) - 1 of the processor's CPU µs per reading, median over rounds: what the rollup adds to each reading. */
-    rollupCpuCost: paired((a, b) => a.processorCpuUs / b.processorCpuUs - 1),
-    /** The same two against (t): what the tiers alone cost. */
-    tiersThroughputCost: paired((a, t) => 1 - a.perSecond / t.perSecond, "t"),
-    tiersCpuCost: paired((a, t) => a.processorCpuUs / t.processorCpuUs - 1, "t"),
+    rollupCpuCost: paired("a", "b", (a, b) => a.processorCpuUs / b.processorCpuUs - 1),
+    /** The same two, (a) against (t): what SQLite's tiers alone cost. */
+    tiersThroughputCost: paired("a", "t", (a, t) => 1 - a.perSecond / t.perSecond),
+    tiersCpuCost: paired("a", "t", (a, t) => a.processorCpuUs / t.processorCpuUs - 1),
+    /** 1 - (c)/(e), median over rounds of each round's pair: the throughput PostgreSQL's tiers cost (issue 27). */
+    tierThroughputCost: paired("c", "e", (c, e) => 1 - c.perSecond / e.perSecond),
     loadAverage: { start: start.map((x) => round(x, 2)), end: loadavg().map((x) => round(x, 2)) },
   };
 }
@@ -319,6 +338,7 @@ export type StoresBenchResult = Awaited<ReturnType<typeof runStoresBench>>;
 export function storesReport(r: StoresBenchResult): string {
   const product = r.phases.find((p) => p.id === "a");
   const pct = round(r.rollupThroughputCost * 100, 1);
+  const tierPct = round(r.tierThroughputCost * 100, 1);
   const head = [
     "phase",
     ">readings/s",
@@ -350,8 +370,9 @@ export function storesReport(r: StoresBenchResult): string {
     "",
     `Rollup cost, series rollup and tiers together (issues 14 and 27: at most 15%), median of the rounds' pairs: (a) is ${Math.abs(pct)}% ` +
       `${pct >= 0 ? "below" : "above"} (b) in readings/s, and its processor spends ${round(r.rollupCpuCost * 100, 1)}% more CPU per reading.` +
-      ` The tiers alone: (a) is ${round(r.tiersThroughputCost * 100, 1)}% below (t) in readings/s, ` +
+      ` SQLite's tiers alone: (a) is ${round(r.tiersThroughputCost * 100, 1)}% below (t) in readings/s, ` +
       `${round(r.tiersCpuCost * 100, 1)}% more CPU per reading.` +
+      ` PostgreSQL's rollup tiers (issue 27: at most 15%): (c) is ${Math.abs(tierPct)}% ${tierPct >= 0 ? "below" : "above"} (e).` +
       ` Load average ${r.loadAverage.start.join(" ")} at the start, ${r.loadAverage.end.join(" ")} at the end.`,
   ].join("\n");
 }

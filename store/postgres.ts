@@ -1,9 +1,9 @@
 /**
  * The PostgreSQL store (`DATABASE_URL=postgres://...`): the same `readings` key as the SQLite store, so processors
  * on many machines can write one database; the table is partitioned by day (store/postgres-partitions.ts). A batch
- * is one transaction: a single `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING`, one upsert
- * per rollup tier of the rows it returned (only rows this batch inserted, so processors racing on a key count it
- * once), then one look-up of the keys it did not insert to tell duplicates from conflicts, then COMMIT; the
+ * is one transaction: a single statement that inserts the rows (`INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
+ * NOTHING RETURNING`) and upserts each rollup tier from the rows it returned (only rows this batch inserted, so
+ * processors racing on a key count it once), then one look-up of the keys it did not insert to tell duplicates from conflicts, then COMMIT; the
  * processor acks only after that. COPY into a temporary staging table
  * and one `INSERT ... SELECT` from it (pg-copy-streams) measured no faster, end to end with the real processor nor
  * for `writeBatch` alone (within a few % either way, the same CPU on both sides), so it did not earn a dependency.
@@ -23,7 +23,7 @@ import {
   raiseHorizon,
 } from "./postgres-partitions.js";
 import type { Conflict, ReadingStore, WriteResult } from "./store.js";
-import { TIERS, type TierInput, type TierTable, tierDeltas, tierParams, tierUpsertSql } from "./tiers.js";
+import { TIERS, type TierTable, tierUpsertSql } from "./tiers.js";
 
 const INT8_OID = 20;
 /** Connections the processor's store keeps: one commits while the next batch may already start. */
@@ -65,6 +65,7 @@ export function openError(url: string, err: unknown): Error {
   });
 }
 
+/** The batch's rows, those above the readings horizon ($12), in key order; $13..$15 are the tiers' horizons. */
 const INSERT = `INSERT INTO readings
     (device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at, quality, tags)
   SELECT d, s, t, v, u, q, g, r, $9, ql, tg
@@ -72,26 +73,56 @@ const INSERT = `INSERT INTO readings
               $8::bigint[], $10::text[], $11::text[]) WITH ORDINALITY AS b(d, s, t, v, u, q, g, r, ql, tg, i)
   WHERE t >= $12
   ORDER BY i
-  ON CONFLICT DO NOTHING
-  RETURNING device_id, sensor, ts, value`;
+  ON CONFLICT DO NOTHING`;
 const KEPT = `SELECT device_id, sensor, ts, value, unit, seq, quality, tags FROM readings
   WHERE (device_id, sensor, ts) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]))`;
 
 /**
- * A batch's deltas into one tier in one statement, in the order given (key order), with tierUpsertSql's merge of
- * an existing bucket row.
+ * The batch's deltas into each tier, as CTEs: `rollup_1m_d` sums the rows the batch inserted (the CTE `inserted`)
+ * per (series, minute), and each wider tier sums the deltas of the one before it, so a batch of many readings per
+ * series aggregates its rows once. The first value is the second element of the least `[ts, value]` array, the
+ * last of the greatest: no two have the same `ts` (a batch inserts one row per key, and buckets do not overlap), and
+ * epoch milliseconds are exact as float8. This needs no sort per bucket, as `array_agg(value ORDER BY ts)` would.
  */
-function tierUpsertManySql(table: TierTable): string {
-  const one = tierUpsertSql(table, "postgres");
-  return `INSERT INTO ${table} (device_id, sensor, start, count, min, max, sum, first_ts, first_value, last_ts, last_value)
-    SELECT d, s, st, n, mn, mx, sm, ft, fv, lt, lv
-    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::float8[], $6::float8[], $7::float8[],
-                $8::bigint[], $9::float8[], $10::bigint[], $11::float8[])
-      WITH ORDINALITY AS b(d, s, st, n, mn, mx, sm, ft, fv, lt, lv, i)
-    ORDER BY i
-    ${one.slice(one.indexOf("ON CONFLICT"))}`;
+function tierDeltaCtes(): string {
+  return TIERS.map((t, i) => {
+    const from = i === 0 ? undefined : TIERS[i - 1]?.table;
+    const select =
+      from === undefined
+        ? `SELECT device_id, sensor, ts - ts % ${t.ms}, count(*), min(value), max(value), sum(value), min(ts),
+                  max(ts), (min(ARRAY[ts::float8, value]))[2], (max(ARRAY[ts::float8, value]))[2]
+           FROM inserted GROUP BY 1, 2, 3`
+        : `SELECT d, s, st - st % ${t.ms}, sum(n)::bigint, min(mn), max(mx), sum(sm), min(ft), max(lt),
+                  (min(ARRAY[ft::float8, fv]))[2], (max(ARRAY[lt::float8, lv]))[2]
+           FROM ${from}_d GROUP BY 1, 2, 3`;
+    return `${t.table}_d (d, s, st, n, mn, mx, sm, ft, lt, fv, lv) AS (${select})`;
+  }).join(",\n  ");
 }
-const TIER_UPSERTS = TIERS.map((t) => ({ ...t, sql: tierUpsertManySql(t.table) }));
+
+/**
+ * One tier's deltas, those of buckets at or above `horizon` (a parameter, a multiple of the tier's width), merged
+ * into the stored bucket rows by tierUpsertSql's `ON CONFLICT`; in key order, so racing writers lock rows in one
+ * order.
+ */
+function tierUpsertCte(table: TierTable, horizon: string): string {
+  const one = tierUpsertSql(table, "postgres");
+  return `${table}_up AS (
+    INSERT INTO ${table} (device_id, sensor, start, count, min, max, sum, first_ts, first_value, last_ts, last_value)
+    SELECT d, s, st, n, mn, mx, sm, ft, fv, lt, lv FROM ${table}_d WHERE st >= ${horizon}
+    ORDER BY d, s, st
+    ${one.slice(one.indexOf("ON CONFLICT"))})`;
+}
+
+/**
+ * The batch and its tiers in one statement, one round trip: the rows inserted feed the tiers inside PostgreSQL, and
+ * only their keys come back. Without tiers (the bench's `rollups: false`), the same insert alone.
+ */
+const WRITE = (rollups: boolean) => `WITH inserted AS (${INSERT} RETURNING device_id, sensor, ts, value)
+  ${rollups ? `, ${tierDeltaCtes()}, ${TIERS.map((t, i) => tierUpsertCte(t.table, `$${13 + i}`)).join(",\n  ")}` : ""}
+  SELECT device_id, sensor, ts FROM inserted`;
+/** Named, so each connection plans the statement once: planning it took about as long as a tier's upserts. */
+const WRITE_WITH_TIERS = { name: "telemetry_write", text: WRITE(true) };
+const WRITE_WITHOUT_TIERS = { name: "telemetry_write_without_tiers", text: WRITE(false) };
 
 /** The start of the first bucket of width `ms` wholly at or above `ts`: buckets before it may have been deleted. */
 const bucketCeil = (ts: number, ms: number) => Math.ceil(ts / ms) * ms;
@@ -108,6 +139,15 @@ const byKey = (a: Reading, b: Reading) =>
           ? 1
           : a.ts - b.ts;
 
+/** Options of {@link PostgresStore}; the product uses the defaults. */
+export interface PostgresStoreOptions {
+  /**
+   * Keep the rollup tiers in each write transaction (default true). False only for the benchmark's measure of what
+   * the tiers cost (bench/pg-tiers.ts): readers of a database written so see tiers missing readings.
+   */
+  readonly rollups?: boolean;
+}
+
 /**
  * The PostgreSQL {@link ReadingStore}. `writeBatch` resolves once the batch's transaction has committed (with
  * PostgreSQL's default `synchronous_commit`, durably) and rejects with PostgreSQL's error, nothing stored, when it
@@ -123,20 +163,21 @@ export class PostgresStore implements ReadingStore {
   private constructor(
     private readonly pool: pg.Pool,
     private readonly url: string,
+    private readonly rollups: boolean,
   ) {}
 
   /**
    * Connects to `url`, applies the migrations and creates the partitions of today and tomorrow; rejects with one
    * line naming the database (password masked) and PostgreSQL's reason when it cannot.
    */
-  static async open(url: string): Promise<PostgresStore> {
+  static async open(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {
     const pool = openPool(url, { max: WRITE_POOL_SIZE, applicationName: "telemetry processor" });
     let store: PostgresStore;
     try {
       const client = await pool.connect();
       try {
         await migratePostgres(client);
-        store = new PostgresStore(pool, url);
+        store = new PostgresStore(pool, url, opts.rollups ?? true);
         for (const p of await listPartitions(client)) store.#days.add(p.from);
         await ensurePartitions(client, aheadDays(), store.#days);
       } finally {
@@ -164,29 +205,25 @@ export class PostgresStore implements ReadingStore {
       if (days.length > 0) await ensurePartitions(client, days, this.#days);
       const horizons = await beginBatch(client);
       const horizon = horizons.get("readings") ?? 0;
-      const inserted = await client.query<TierInput>(INSERT, [
-        rows.map(({ r }) => r.device_id),
-        rows.map(({ r }) => r.sensor),
-        rows.map(({ r }) => r.ts),
-        rows.map(({ m }) => m.value),
-        rows.map(({ m }) => m.unit),
-        rows.map(({ m }) => m.seq),
-        rows.map(({ r }) => r.gateway_id),
-        rows.map(({ r }) => r.received_at),
-        Date.now(),
-        rows.map(({ m }) => m.quality),
-        rows.map(({ m }) => m.tags),
-        horizon,
-      ]);
-      for (const t of TIER_UPSERTS) {
-        const deltas = tierDeltas(inserted.rows, t.ms, bucketCeil(horizons.get(t.table) ?? 0, t.ms));
-        if (deltas.length === 0) continue;
-        const params = deltas.map(tierParams);
-        await client.query(
-          t.sql,
-          Array.from({ length: 11 }, (_, i) => params.map((p) => p[i])),
-        );
-      }
+      const tierHorizons = TIERS.map((t) => bucketCeil(horizons.get(t.table) ?? 0, t.ms));
+      const inserted = await client.query<{ device_id: string; sensor: string; ts: number }>({
+        ...(this.rollups ? WRITE_WITH_TIERS : WRITE_WITHOUT_TIERS),
+        values: [
+          rows.map(({ r }) => r.device_id),
+          rows.map(({ r }) => r.sensor),
+          rows.map(({ r }) => r.ts),
+          rows.map(({ m }) => m.value),
+          rows.map(({ m }) => m.unit),
+          rows.map(({ m }) => m.seq),
+          rows.map(({ r }) => r.gateway_id),
+          rows.map(({ r }) => r.received_at),
+          Date.now(),
+          rows.map(({ m }) => m.quality),
+          rows.map(({ m }) => m.tags),
+          horizon,
+          ...(this.rollups ? tierHorizons : []),
+        ],
+      });
       const fresh = new Set(inserted.rows.map((k) => keyOf(k.device_id, k.sensor, k.ts)));
       const resent: { r: Reading; m: StoredMeasurement; index: number }[] = [];
       let expired = 0;
