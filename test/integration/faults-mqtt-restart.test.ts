@@ -104,8 +104,9 @@ describe("fault: the MQTT broker restarts mid-stream", () => {
     const gw = await run.gateway();
     await untilReady(gw);
     const subscribed = () => gw.logs.filter((l) => l.msg === "MQTT connected and subscribed");
+    // Log lines come through the child's stdout, which the test may read after /readyz answered.
+    await until("the subscription is logged", 5_000, async () => subscribed().length >= 1);
     expect(subscribed()[0]?.sessionPresent, "a new GATEWAY_ID has no session yet").toBe(false);
-    // Logged on the connection's event, which the test may read after /readyz answered.
     await until("the new session is logged", 5_000, async () =>
       gw.logs.some((l) => /^new MQTT session/.test(String(l.msg))),
     );
