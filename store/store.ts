@@ -40,13 +40,16 @@ export interface ReadingStore extends Running {
    * transaction that also corrects the store's rollups (a series' first_ts and count; a series left without rows
    * disappears), and resolves with how many it deleted once that has committed. Fewer than `limit` means none older
    * than `cutoff` is left. A rejection means nothing was deleted. The caller keeps `limit` small (thousands) so each
-   * transaction is short and batch writes interleave with a long deletion.
+   * transaction is short and batch writes interleave with a long deletion. It raises the `readings` horizon to
+   * `cutoff`. PostgreSQL drops whole day partitions instead (those ending at or before `cutoff`, which may hold
+   * more than `limit` rows), after raising the horizon in a short transaction of its own, so that no writer waits
+   * while the rows of the days are counted.
    */
   deleteOlderThan(cutoff: number, limit: number): Promise<number>;
   /**
    * A tier's retention (`RETENTION_1M`, `RETENTION_1H`, `RETENTION_1D`): deletes at most `limit` rows of `table`
-   * whose `start` is before `cutoff` and raises the tier's horizon to `cutoff` in one transaction, so a late reading
-   * never re-creates part of a bucket already deleted. Resolves with how many rows it deleted once committed;
+   * whose `start` is before `cutoff` and raises the tier's horizon to `cutoff` (SQLite in the same transaction,
+   * PostgreSQL in one of its own just before), so a late reading never re-creates part of a bucket already deleted. Resolves with how many rows it deleted once committed;
    * fewer than `limit` means none is left. The retention loop passes a bucket boundary; SQLite raises the horizon to
    * `cutoff` rounded up to one, the end of the last bucket it may delete, whatever it is given.
    */
