@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { inject } from "vitest";
+import { afterEach, inject } from "vitest";
+import { PostgresStore } from "../../store/postgres.js";
 
 /** A PostgreSQL database of a test's own, created on the server of `DATABASE_URL` (or the local one). */
 export interface PgDatabase {
@@ -60,4 +61,34 @@ export async function createDatabase(prefix: string): Promise<PgDatabase> {
 /** A URL of a database that does not exist on the test server (for "cannot open" checks). */
 export function missingDatabaseUrl(): string {
   return urlOf(`no_such_db_${randomBytes(4).toString("hex")}.missing`);
+}
+
+/**
+ * Per test file: `database(name)` creates a database and `open(db)` a PostgresStore on it, both disposed after each
+ * test in the reverse order (stores first), with whatever else a test hands to `cleanup`.
+ */
+export function postgresStores(): {
+  database(name: string): Promise<PgDatabase>;
+  open(db: PgDatabase): Promise<PostgresStore>;
+  cleanup(dispose: () => Promise<void>): void;
+} {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  return {
+    async database(name) {
+      const db = await createDatabase(name);
+      cleanups.push(() => db.dispose());
+      return db;
+    },
+    async open(db) {
+      const store = await PostgresStore.open(db.url);
+      cleanups.push(() => store.stop());
+      return store;
+    },
+    cleanup(dispose) {
+      cleanups.push(dispose);
+    },
+  };
 }

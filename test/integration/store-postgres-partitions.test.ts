@@ -4,12 +4,11 @@
  * holding writers back, the tiers' retention, and the migration of an unpartitioned database.
  */
 import pg from "pg";
-import { afterEach, describe, expect, it } from "vitest";
-import { PostgresStore } from "../../store/postgres.js";
+import { describe, expect, it } from "vitest";
 import { PG_MIGRATIONS } from "../../store/postgres-migrations.js";
 import { postgresStatus } from "../../store/postgres-status.js";
 import { TIERS, tierFromReadingsSql } from "../../store/tiers.js";
-import { createDatabase, type PgDatabase } from "../helpers/postgres.js";
+import { type PgDatabase, postgresStores } from "../helpers/postgres.js";
 import { reading } from "../helpers/query-db.js";
 
 const DAY = 86_400_000;
@@ -27,20 +26,7 @@ const daysOfReadings = (days: number, n: number) =>
   ).flat();
 
 describe("PostgreSQL day partitions", () => {
-  const cleanups: (() => Promise<void>)[] = [];
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c();
-  });
-  const database = async (name: string): Promise<PgDatabase> => {
-    const db = await createDatabase(name);
-    cleanups.push(() => db.dispose());
-    return db;
-  };
-  const open = async (db: PgDatabase): Promise<PostgresStore> => {
-    const store = await PostgresStore.open(db.url);
-    cleanups.push(() => store.stop());
-    return store;
-  };
+  const { database, open } = postgresStores();
   /** A session of an analyst's: a transaction that has read `readings` and stays open until `end()`. */
   const longQuery = async (db: PgDatabase) => {
     const client = new pg.Client({ connectionString: db.url });

@@ -3,12 +3,12 @@
  * mix of batches, duplicates, conflicts, late and out-of-order readings, replays, day partitions dropped and tier
  * rows deleted, every tier equals a recomputation from a record of every reading ever stored.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Reading } from "../../schemas/index.js";
 import { mulberry32 as prng } from "../../simulators/model.js";
-import { PostgresStore } from "../../store/postgres.js";
+import type { PostgresStore } from "../../store/postgres.js";
 import { TIERS, type TierTable } from "../../store/tiers.js";
-import { createDatabase, type PgDatabase } from "../helpers/postgres.js";
+import { type PgDatabase, postgresStores } from "../helpers/postgres.js";
 import { reading } from "../helpers/query-db.js";
 
 const DAY = 86_400_000;
@@ -99,20 +99,7 @@ function expectSameTier(got: Bucket[], want: Bucket[], what: string): void {
 }
 
 describe("the PostgreSQL store's rollup tiers", () => {
-  const cleanups: (() => Promise<void>)[] = [];
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c();
-  });
-  const database = async (name: string): Promise<PgDatabase> => {
-    const db = await createDatabase(name);
-    cleanups.push(() => db.dispose());
-    return db;
-  };
-  const open = async (db: PgDatabase): Promise<PostgresStore> => {
-    const store = await PostgresStore.open(db.url);
-    cleanups.push(() => store.stop());
-    return store;
-  };
+  const { database, open } = postgresStores();
 
   /** A reading at a random second of the first hours of one of four days: many share a minute, some a key. */
   const randomReading = (random: () => number): Reading =>

@@ -1,12 +1,12 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Reading } from "../../schemas/index.js";
 import { PostgresStore } from "../../store/postgres.js";
 import { PG_MIGRATIONS } from "../../store/postgres-migrations.js";
 import { SqliteStore } from "../../store/sqlite.js";
-import { createDatabase, type PgDatabase } from "../helpers/postgres.js";
+import { postgresStores } from "../helpers/postgres.js";
 import { reading } from "../helpers/query-db.js";
 
 const T0 = Date.UTC(2026, 0, 31, 9);
@@ -14,27 +14,14 @@ const DAY_MS = 86_400_000;
 const LATEST = PG_MIGRATIONS.at(-1)?.version ?? 0;
 
 describe("the PostgreSQL store", () => {
-  const cleanups: (() => Promise<void>)[] = [];
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c();
-  });
-  const database = async (name: string): Promise<PgDatabase> => {
-    const db = await createDatabase(name);
-    cleanups.push(() => db.dispose());
-    return db;
-  };
-  const open = async (db: PgDatabase): Promise<PostgresStore> => {
-    const store = await PostgresStore.open(db.url);
-    cleanups.push(() => store.stop());
-    return store;
-  };
+  const { database, open, cleanup } = postgresStores();
 
   it("stores a reading once and tells resends of the same measurement from conflicting ones, as SQLite does", async () => {
     const db = await database("store_dupes");
     const pgStore = await open(db);
     const dir = mkdtempSync(join(tmpdir(), "store-pg-"));
     const sqlite = new SqliteStore(join(dir, "t.db"));
-    cleanups.push(async () => {
+    cleanup(async () => {
       sqlite.close();
       rmSync(dir, { recursive: true, force: true });
     });
