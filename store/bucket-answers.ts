@@ -13,14 +13,13 @@ import {
 import {
   type BucketPoint,
   chartBucketWidth,
+  MAX_TIME,
+  MIN_TIME,
   type RawPoint,
   type SeriesPoint,
   type SeriesQuery,
 } from "./queries.js";
 
-/** Bounds standing for "all time". */
-const MIN_TIME = Number.MIN_SAFE_INTEGER;
-const MAX_TIME = Number.MAX_SAFE_INTEGER;
 const DAY_MS = 86_400_000;
 /** The narrowest tier's width. */
 const MINUTE_MS = 60_000;

@@ -14,6 +14,8 @@ import { postgresBucketReader, sensorsOf as tierSensorsOf } from "./postgres-buc
 import {
   type Bucket,
   groupDevices,
+  MAX_TIME,
+  MIN_TIME,
   pageRange,
   pagesOfReadings,
   type ReadingQueries,
@@ -23,9 +25,6 @@ import {
   type StoredReading,
 } from "./queries.js";
 
-/** Bounds standing for "all time" in statements that always take a range. */
-const MIN_TIME = Number.MIN_SAFE_INTEGER;
-const MAX_TIME = Number.MAX_SAFE_INTEGER;
 /** Rows of a series read per statement while streaming: the first page is small so `--limit 10` reads little. */
 const FIRST_PAGE = 256;
 const MAX_PAGE = 8_192;

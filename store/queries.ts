@@ -371,6 +371,10 @@ export interface ReadingQueries extends Running {
   series(q: SeriesQuery): Promise<SeriesPoint[]>;
 }
 
+/** Bounds standing for "all time" in statements that always take a range. */
+export const MIN_TIME = Number.MIN_SAFE_INTEGER;
+export const MAX_TIME = Number.MAX_SAFE_INTEGER;
+
 /** Bucket widths a chart uses, so bucket starts fall on round times. */
 const CHART_WIDTHS_MS = [
   1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000,

@@ -1,9 +1,5 @@
-/** What the SQLite questions share: the bounds standing for all time, and the sensors of a device. */
+/** What the SQLite questions share: the sensors of a device. */
 import type Database from "better-sqlite3";
-
-/** Bounds standing for "all time" in statements that always take a range. */
-export const MIN_TIME = Number.MIN_SAFE_INTEGER;
-export const MAX_TIME = Number.MAX_SAFE_INTEGER;
 
 /**
  * The sensors of a device in name order among the rows of `table` (`readings`, or a rollup tier whose rows outlive

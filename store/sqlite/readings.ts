@@ -6,13 +6,15 @@
 import type Database from "better-sqlite3";
 import type { Quality } from "../../schemas/index.js";
 import {
+  MAX_TIME,
+  MIN_TIME,
   pageOfRows,
   type ReadingKind,
   type ReadingPage,
   type ReadingRow,
   type ReadingsQuery,
 } from "../queries.js";
-import { MAX_TIME, MIN_TIME, sensorsOf } from "./keys.js";
+import { sensorsOf } from "./keys.js";
 
 /** Rows of a series read per statement while streaming: the first page is small so `--limit 10` reads little. */
 const FIRST_PAGE = 256;
