@@ -1,5 +1,5 @@
 /**
- * `node dist/bench/pg-tiers.js [--rounds N] [--batches N]`: what the rollup tiers cost PostgreSQL's `writeBatch`
+ * `npm run bench:pg-tiers -- [--rounds N] [--batches N]`: what the rollup tiers cost PostgreSQL's `writeBatch`
  * (issue 27: at most 15% of the processor's throughput). Two stores, each on a database of its own, one keeping the
  * tiers and one not (the bench-only `rollups: false`), write the same batches of 500 readings one after the other;
  * rounds alternate which store goes first, so load on the shared machine falls on both alike. Two loads: a fleet

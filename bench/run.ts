@@ -8,6 +8,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { GATEWAY_INFLIGHT_DEFAULT } from "../gateway/command.js";
 import { startPrivateMosquitto } from "../scripts/private-brokers.js";
 import {
   type BrokerBaseline,
@@ -31,8 +32,6 @@ import { runSpoolBench } from "./spool.js";
 import { runStoresBench } from "./stores.js";
 import { fmt, say } from "./util.js";
 
-/** The gateway's default MQTT window (GATEWAY_INFLIGHT), given to the raw subscriber too. */
-const GATEWAY_INFLIGHT = 1_000;
 const MIN_STEADY_SECONDS = 20;
 /**
  * Default size of the throughput run: this long at this share of the slowest raw ceiling, within these bounds; at
@@ -127,7 +126,14 @@ async function runPhases(o: BenchOptions, r: Results, runId: string, workDir: st
       `raw ceilings: ${fmt(o.rawCount)} MQTT QoS 1 messages (window ${o.window}), AMQP messages, SQLite rows`,
     );
     const mqtt = await withBroker((mqttUrl, brokerPid) =>
-      mqttCeiling({ ...o, mqttUrl, count: o.rawCount, receiveMaximum: GATEWAY_INFLIGHT, runId, brokerPid }),
+      mqttCeiling({
+        ...o,
+        mqttUrl,
+        count: o.rawCount,
+        receiveMaximum: GATEWAY_INFLIGHT_DEFAULT,
+        runId,
+        brokerPid,
+      }),
     );
     const amqp = await amqpCeilings({
       url: o.amqpUrl,

@@ -40,6 +40,8 @@ const HEAP_GROWING_PERCENT = 50;
 
 /** Default port of the gateway's /healthz, /readyz and /metrics. */
 export const GATEWAY_HTTP_PORT = 9_464;
+/** MQTT messages in flight by default (GATEWAY_INFLIGHT): the Receive Maximum the gateway asks for. */
+export const GATEWAY_INFLIGHT_DEFAULT = 4_000;
 
 export const gatewayCommand = defineCommand({
   name: "gateway",
@@ -95,7 +97,7 @@ export const gatewayCommand = defineCommand({
     inflight: setting({
       flag: "inflight",
       env: "GATEWAY_INFLIGHT",
-      default: 4_000,
+      default: GATEWAY_INFLIGHT_DEFAULT,
       description:
         "MQTT messages in flight at once: the MQTT 5 Receive Maximum asked of the broker. With batching the gateway carries at most about this many readings per confirm round trip, so it bounds throughput too. GATEWAY_INFLIGHT_BYTES bounds the memory they take.",
       parse: parsers.int(1, 65_535),
