@@ -31,16 +31,38 @@ const BATCH = 500;
 const INTERVAL_MS = 10_000;
 const T0 = Date.UTC(2026, 0, 1);
 
+const USAGE = `Usage: npm run bench:tier-write -- [options]   (or: node dist/bench/tier-write.js [options])
+
+SQLite writes of a fleet's batches (1,000 devices x 4 sensors, batches of 500) with no rollup tiers, with the
+tiers per write (the product) and with a fold every N readings (a design not in the product); CPU per reading.
+
+  --rounds N       rounds, the three ways alternating within each (default 5)
+  --per-series N   readings of each series, 10 s apart (default 40: 160,000 readings)
+  --fold N         readings between folds (default 60000)
+  --help           this text`;
+
 const { values } = parseArgs({
   options: {
     rounds: { type: "string", default: "5" },
     "per-series": { type: "string", default: "40" },
     fold: { type: "string", default: "60000" },
+    help: { type: "boolean", default: false },
   },
 });
-const rounds = Number(values.rounds);
-const perSeries = Number(values["per-series"]);
-const foldEvery = Number(values.fold);
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+/** A whole number of at least 1, or the usage and exit 2. */
+function count(name: string, text: string): number {
+  const n = Number(text);
+  if (Number.isInteger(n) && n >= 1) return n;
+  console.error(`--${name} must be a whole number of at least 1, not ${JSON.stringify(text)}\n\n${USAGE}`);
+  process.exit(2);
+}
+const rounds = count("rounds", values.rounds);
+const perSeries = count("per-series", values["per-series"]);
+const foldEvery = count("fold", values.fold);
 
 const COLUMNS = "device_id, sensor, ts, value, unit, seq, gateway_id, received_at, stored_at, quality, tags";
 
@@ -131,7 +153,7 @@ function main(): void {
   const variants: Variant[] = ["none", "per write", "fold"];
   const us = new Map<Variant, number[]>(variants.map((v) => [v, []]));
   say(
-    `tier-write: ${fmt(all.length)} readings of ${fmt(DEVICES * SENSORS)} series, batches of ${BATCH}, fold every ${fmt(foldEvery)}, ${rounds} rounds`,
+    `tier-write: ${fmt(all.length)} readings of ${fmt(DEVICES * SENSORS)} series, batches of ${BATCH}, fold every ${fmt(foldEvery)}, ${rounds} round${rounds === 1 ? "" : "s"}`,
   );
   try {
     for (let r = 0; r < rounds; r++) {
