@@ -339,38 +339,28 @@ describe("the rollup tiers on SQLite", () => {
   });
 
   it("with rollups off (the benchmark's baseline) the tiers are left alone", () => {
+    const batch = [
+      {
+        device_id: "d",
+        sensor: "s",
+        ts: TS0,
+        value: 1,
+        unit: null,
+        seq: null,
+        gateway_id: "gw",
+        received_at: TS0,
+      },
+    ];
     const dir = mkdtempSync(join(tmpdir(), "tiers-test-"));
     dirs.push(dir);
     const store = new SqliteStore(join(dir, "t.db"), { rollups: false });
     closers.push(() => store.close());
-    store.writeBatch([
-      {
-        device_id: "d",
-        sensor: "s",
-        ts: TS0,
-        value: 1,
-        unit: null,
-        seq: null,
-        gateway_id: "gw",
-        received_at: TS0,
-      },
-    ]);
+    store.writeBatch(batch);
     for (const t of TIERS) expect(tierRows(store.db, t.table), t.table).toEqual([]);
     // Tiers off alone (the benchmark's measure of the tiers): the series rollup is kept, the tiers are not.
     const seriesOnly = new SqliteStore(join(dir, "s.db"), { tiers: false });
     closers.push(() => seriesOnly.close());
-    seriesOnly.writeBatch([
-      {
-        device_id: "d",
-        sensor: "s",
-        ts: TS0,
-        value: 1,
-        unit: null,
-        seq: null,
-        gateway_id: "gw",
-        received_at: TS0,
-      },
-    ]);
+    seriesOnly.writeBatch(batch);
     expect(seriesOnly.db.prepare("SELECT count(*) FROM series").pluck().get()).toBe(1);
     for (const t of TIERS) expect(tierRows(seriesOnly.db, t.table), t.table).toEqual([]);
   });
